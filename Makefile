@@ -1,0 +1,57 @@
+# Quiver: the two commands are `make serve` and `make test`; both set everything up first.
+# Builds use ninja (and ccache when present) in build/ (RelWithDebInfo), build-asan/, build-tsan/.
+
+BUILD      ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all setup configure build test test-cpp test-asan test-tsan serve bench format tidy clean
+
+all: build
+
+setup:
+	@./scripts/setup.sh
+
+configure: setup
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS) > /dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Every test: the C++ unit tests, then the engine tests under ASan+UBSan and under TSan.
+test: test-cpp test-asan test-tsan
+
+test-cpp: build
+	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+test-asan: setup
+	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
+	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
+	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test
+	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
+	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+
+test-tsan: setup
+	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIVER_SANITIZE=thread \
+	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
+	@cmake --build build-tsan -j $(JOBS) --target engine_concurrency_test
+	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ARROW_DEFAULT_MEMORY_POOL=system \
+	  ctest --test-dir build-tsan --output-on-failure -R Concurrency
+
+# Until the server lands, the most useful program: the engine demo (docs/engine.md).
+serve: build
+	@./$(BUILD)/apps/quiver-demo --data-dir ./quiver-data
+
+# Engine benchmarks (docs/benchmarks.md). BENCH_ROWS=10000000 for the full size.
+bench: build
+	@./$(BUILD)/bench/engine_benchmark --benchmark_counters_tabular=true
+
+format:
+	@find src apps bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
+
+tidy: build
+	@find src apps -name '*.cc' ! -name '*_test.cc' | xargs clang-tidy -p $(BUILD) --quiet
+
+clean:
+	@rm -rf build build-asan build-tsan

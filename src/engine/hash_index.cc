@@ -1,0 +1,95 @@
+#include "engine/hash_index.h"
+
+#include <bit>
+#include <cstring>
+#include <string>
+
+namespace quiver {
+
+Result<std::unique_ptr<HashIndex>> HashIndex::Create(RegionBacking backing) {
+  std::unique_ptr<HashIndex> index(new HashIndex(backing));
+  QUIVER_ASSIGN_OR_RETURN(index->owned_, MakeArray(kMinCapacity, backing));
+  index->current_.store(index->owned_.get(), std::memory_order_release);
+  return index;
+}
+
+Result<std::unique_ptr<HashIndex::Array>> HashIndex::MakeArray(size_t capacity,
+                                                               RegionBacking backing) {
+  auto array = std::make_unique<Array>();
+  QUIVER_ASSIGN_OR_RETURN(array->region, Region::Create(capacity * sizeof(uint64_t), backing));
+  std::memset(array->region->data(), 0xFF, capacity * sizeof(uint64_t));  // all kEmpty
+  array->slots = reinterpret_cast<std::atomic<uint64_t>*>(array->region->data());
+  array->mask = capacity - 1;
+  array->shift = 32 - std::countr_zero(capacity);
+  return array;
+}
+
+void HashIndex::Place(Array& array, uint64_t slot_value) {
+  for (size_t i = Home(array, slot_value); ; i = (i + 1) & array.mask) {
+    uint64_t slot = array.slots[i].load(std::memory_order_relaxed);
+    if (slot == kEmpty || slot == kTombstone) {
+      array.slots[i].store(slot_value, std::memory_order_release);
+      return;
+    }
+  }
+}
+
+Status HashIndex::Reserve(size_t additional) {
+  size_t capacity = this->capacity();
+  if (!OverLoad(used_ + additional, capacity)) return Status::OK();
+  if (live_ + additional > kMaxRows) {
+    return Status::LimitExceeded("a table holds at most " + std::to_string(kMaxRows) + " rows");
+  }
+  size_t wanted = kMinCapacity;
+  while (OverLoad(live_ + additional, wanted)) wanted *= 2;
+  // Rebuilding at the same size only drops tombstones; if they are few, grow instead so that
+  // rebuilds stay amortized.
+  if (wanted == capacity && (live_ + additional) * 8 > capacity * 3) wanted *= 2;
+  if (wanted > (size_t{1} << 32)) {
+    return Status::LimitExceeded("the index of a table holds at most 2^32 slots");
+  }
+  QUIVER_ASSIGN_OR_RETURN(std::unique_ptr<Array> larger, MakeArray(wanted, backing_));
+  const Array& old = *owned_;
+  for (size_t i = 0; i <= old.mask; ++i) {
+    uint64_t slot = old.slots[i].load(std::memory_order_relaxed);
+    if (slot != kEmpty && slot != kTombstone) {
+      // Home() reads the tag from the upper 32 bits of its argument, which a slot also holds.
+      Place(*larger, slot);
+    }
+  }
+  current_.store(larger.get(), std::memory_order_release);
+  retired_.push_back(std::move(owned_));
+  owned_ = std::move(larger);
+  used_ = live_;
+  return Status::OK();
+}
+
+void HashIndex::Insert(uint64_t hash, uint32_t row) {
+  uint64_t value = (hash & 0xFFFFFFFF00000000ULL) | row;
+  Array& array = *owned_;
+  for (size_t i = Home(array, hash);; i = (i + 1) & array.mask) {
+    uint64_t slot = array.slots[i].load(std::memory_order_relaxed);
+    if (slot == kEmpty || slot == kTombstone) {
+      if (slot == kEmpty) ++used_;
+      array.slots[i].store(value, std::memory_order_release);
+      ++live_;
+      return;
+    }
+  }
+}
+
+bool HashIndex::Erase(uint64_t hash, uint32_t row) {
+  uint64_t value = (hash & 0xFFFFFFFF00000000ULL) | row;
+  Array& array = *owned_;
+  for (size_t i = Home(array, hash);; i = (i + 1) & array.mask) {
+    uint64_t slot = array.slots[i].load(std::memory_order_relaxed);
+    if (slot == kEmpty) return false;
+    if (slot == value) {
+      array.slots[i].store(kTombstone, std::memory_order_release);
+      --live_;
+      return true;
+    }
+  }
+}
+
+}  // namespace quiver

@@ -1,0 +1,105 @@
+// HashIndex: open addressing with linear probing, from a key's 64-bit hash to a row id.
+//
+//   slot (64 bits) = tag << 32 | row id        tag = upper 32 bits of the key's XXH3 hash
+//   home slot      = top log2(capacity) bits of the tag
+//   kEmpty = ~0, kTombstone = ~0 - 1           (so row ids are < 0xFFFFFFFE)
+//
+// The index stores no keys: a probe yields candidate rows whose tag matches, and the caller
+// confirms the key in the row. Tags make a mismatching candidate rare (most probes touch one cache
+// line of slots and one row). Because the home slot is derived from the tag, the index is rebuilt
+// larger from its slots alone, without reading a single key.
+//
+// Growth keeps readers running: the writer builds a larger array, publishes it with one atomic
+// store, and retires the old one; the owner frees it (FreeRetired) after ReaderGate::Synchronize.
+// Deletion leaves a tombstone (moving entries would make a concurrent reader miss them);
+// tombstones count towards the load factor and disappear at the next rebuild.
+//
+// Thread safety: current() and the static probe functions from any thread inside the owner's
+// ReaderGate section; everything else from the owner's single writer.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/region.h"
+
+namespace quiver {
+
+class HashIndex {
+ public:
+  static constexpr uint32_t kNoRow = 0xFFFFFFFF;
+  static constexpr uint32_t kMaxRows = 0xFFFFFFFE;
+
+  struct Array {
+    std::unique_ptr<Region> region;
+    std::atomic<uint64_t>* slots;
+    uint64_t mask;  // capacity - 1
+    int shift;      // 32 - log2(capacity)
+  };
+
+  static Result<std::unique_ptr<HashIndex>> Create(RegionBacking backing = RegionBacking::kAnonymous);
+
+  const Array* current() const { return current_.load(std::memory_order_acquire); }
+
+  static uint32_t Tag(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
+  static size_t Home(const Array& array, uint64_t hash) {
+    return array.shift >= 32 ? 0 : static_cast<size_t>(Tag(hash) >> array.shift);
+  }
+  static void Prefetch(const Array& array, uint64_t hash) {
+    __builtin_prefetch(&array.slots[Home(array, hash)]);
+  }
+  // Candidate rows for `hash`, in probe order: start with *pos = Home(array, hash); each call
+  // returns the next row whose tag matches and advances *pos past it, or kNoRow at the end.
+  static uint32_t NextCandidate(const Array& array, uint64_t hash, size_t* pos) {
+    const uint64_t tag = Tag(hash);
+    for (size_t i = *pos;; i = (i + 1) & array.mask) {
+      uint64_t slot = array.slots[i].load(std::memory_order_acquire);
+      if (slot == kEmpty) {
+        *pos = i;
+        return kNoRow;
+      }
+      if (slot != kTombstone && (slot >> 32) == tag) {
+        *pos = (i + 1) & array.mask;
+        return static_cast<uint32_t>(slot);
+      }
+    }
+  }
+
+  // Writer: makes room for `additional` more entries without exceeding the load limit, rebuilding
+  // (larger, or the same size to drop tombstones) when needed.
+  Status Reserve(size_t additional);
+  // Writer: adds an entry. Preconditions: the key is absent; Reserve covered it.
+  void Insert(uint64_t hash, uint32_t row);
+  // Writer: removes the entry (hash, row); false when there is none.
+  bool Erase(uint64_t hash, uint32_t row);
+
+  size_t size() const { return live_; }
+  size_t capacity() const { return owned_->mask + 1; }
+  uint64_t bytes() const { return owned_->region->size(); }
+  bool has_retired() const { return !retired_.empty(); }
+  void FreeRetired() { retired_.clear(); }
+
+ private:
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  static constexpr uint64_t kTombstone = ~uint64_t{0} - 1;
+  static constexpr size_t kMinCapacity = 512;  // one page of slots
+  // Load limit (entries + tombstones) / capacity = 3/4: short probe runs under linear probing.
+  static bool OverLoad(size_t used, size_t capacity) { return used * 4 > capacity * 3; }
+
+  explicit HashIndex(RegionBacking backing) : backing_(backing) {}
+  static Result<std::unique_ptr<Array>> MakeArray(size_t capacity, RegionBacking backing);
+  static void Place(Array& array, uint64_t slot_value);
+
+  RegionBacking backing_;
+  std::unique_ptr<Array> owned_;
+  std::atomic<const Array*> current_{nullptr};
+  std::vector<std::unique_ptr<Array>> retired_;
+  size_t live_ = 0;
+  size_t used_ = 0;  // live entries + tombstones
+};
+
+}  // namespace quiver

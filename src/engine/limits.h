@@ -1,0 +1,18 @@
+// Size limits the engine enforces on every write. Values over a limit are rejected with
+// kLimitExceeded naming the table, column and row; nothing is stored.
+// Thread safety: a plain value.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace quiver {
+
+struct EngineLimits {
+  size_t max_key_bytes = 64 << 10;        // one utf8 key
+  size_t max_value_bytes = 16 << 20;      // one utf8 / binary / list value
+  int max_columns = 4096;                 // key and value columns together
+  int max_embedding_elements = 8192;      // fixed_size_list length
+};
+
+}  // namespace quiver

@@ -1,0 +1,55 @@
+// Region: one contiguous block of memory that table data lives in. Everything stored in a region
+// is addressed by offsets from its base, never by pointers, so the same bytes can later be mapped
+// read-only into other processes or written to disk unchanged.
+//
+// Backings:
+//   kAnonymous     private anonymous memory (mmap), zero-filled;
+//   kSharedMemory  a memfd object (zero-filled), whose fd other processes can map.
+//
+// Every byte of every live region is counted in a process-wide total (TotalRegionBytes), which is
+// the base of Quiver's exact memory accounting.
+//
+// Thread safety: a Region is immutable after Create except for the bytes it holds, whose
+// synchronization is the owner's business. Destruction unmaps: the owner must ensure no reader
+// still uses it (see ReaderGate).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "common/result.h"
+
+namespace quiver {
+
+enum class RegionBacking : uint8_t { kAnonymous, kSharedMemory };
+
+class Region {
+ public:
+  // `bytes` is rounded up to a whole number of pages; size() tells the result.
+  static Result<std::unique_ptr<Region>> Create(size_t bytes,
+                                                RegionBacking backing = RegionBacking::kAnonymous);
+  ~Region();
+  Region(const Region&) = delete;
+  Region& operator=(const Region&) = delete;
+
+  std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  RegionBacking backing() const { return backing_; }
+  // The memfd of a kSharedMemory region; -1 otherwise. Owned by the region.
+  int fd() const { return fd_; }
+
+ private:
+  Region(std::byte* data, size_t size, RegionBacking backing, int fd)
+      : data_(data), size_(size), backing_(backing), fd_(fd) {}
+
+  std::byte* data_;
+  size_t size_;
+  RegionBacking backing_;
+  int fd_;
+};
+
+// Bytes held by all live regions of this process.
+uint64_t TotalRegionBytes();
+
+}  // namespace quiver

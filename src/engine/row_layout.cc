@@ -1,0 +1,60 @@
+#include "engine/row_layout.h"
+
+#include <arrow/type.h>
+
+namespace quiver {
+
+RowLayout::RowLayout(const TableSchema& schema) {
+  columns_.resize(schema.num_columns());
+  int nullable_columns = 0;
+  for (const ColumnSpec& column : schema.columns()) nullable_columns += column.nullable ? 1 : 0;
+  uint32_t offset = kRowHeaderBytes + static_cast<uint32_t>((nullable_columns + 7) / 8);
+
+  // The key first: it is compared on every lookup, so it shares the first cache line with the
+  // header.
+  auto place = [&](int index) {
+    const ColumnSpec& spec = schema.columns()[index];
+    ColumnLayout& layout = columns_[index];
+    const arrow::DataType& type = *spec.type;
+    switch (type.id()) {
+      case arrow::Type::BOOL:
+        layout.physical = Physical::kBool;
+        layout.width = 1;
+        break;
+      case arrow::Type::STRING:
+      case arrow::Type::BINARY:
+        layout.physical = Physical::kBytes;
+        layout.width = kVarRefBytes;
+        break;
+      case arrow::Type::LIST:
+        layout.physical = Physical::kList;
+        layout.width = kVarRefBytes;
+        layout.element_width = static_cast<uint32_t>(
+            static_cast<const arrow::ListType&>(type).value_type()->byte_width());
+        break;
+      case arrow::Type::FIXED_SIZE_LIST: {
+        const auto& fsl = static_cast<const arrow::FixedSizeListType&>(type);
+        layout.physical = Physical::kFixed;
+        layout.element_width = static_cast<uint32_t>(fsl.value_type()->byte_width());
+        layout.width = layout.element_width * static_cast<uint32_t>(fsl.list_size());
+        break;
+      }
+      default:  // fixed-width numbers, date32, timestamp
+        layout.physical = Physical::kFixed;
+        layout.width = static_cast<uint32_t>(type.byte_width());
+        break;
+    }
+    layout.offset = offset;
+    offset += layout.width;
+  };
+  place(schema.key_index());
+  int bit = 0;
+  for (int i = 0; i < schema.num_columns(); ++i) {
+    if (i == schema.key_index()) continue;
+    if (schema.columns()[i].nullable) columns_[i].valid_bit = bit++;
+    place(i);
+  }
+  row_width_ = (offset + 7) / 8 * 8;
+}
+
+}  // namespace quiver

@@ -1,0 +1,415 @@
+#include "engine/schema.h"
+
+#include <arrow/type.h>
+#include <arrow/util/key_value_metadata.h>
+
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+namespace quiver {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+struct NamedType {
+  std::string_view name;
+  const std::shared_ptr<arrow::DataType>& (*make)();
+};
+
+// The numeric types usable as columns and as list / embedding elements.
+const NamedType kNumericTypes[] = {
+    {"int8", arrow::int8},       {"int16", arrow::int16},     {"int32", arrow::int32},
+    {"int64", arrow::int64},     {"uint8", arrow::uint8},     {"uint16", arrow::uint16},
+    {"uint32", arrow::uint32},   {"uint64", arrow::uint64},   {"float32", arrow::float32},
+    {"float64", arrow::float64},
+};
+
+constexpr std::string_view kAcceptedDtypes =
+    "bool, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float32, float64, utf8, "
+    "binary, date32, timestamp[s|ms|us|ns] (optionally timestamp[ms, tz=UTC]), list[<numeric>], "
+    "fixed_size_list[<numeric>, <n>]";
+
+bool IsNumeric(const arrow::DataType& type) {
+  for (const NamedType& named : kNumericTypes) {
+    if (named.make()->id() == type.id()) return true;
+  }
+  return false;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
+// "name[args]" -> args, or nullopt when `spelling` is not of that form.
+std::optional<std::string_view> Bracketed(std::string_view spelling, std::string_view name) {
+  if (spelling.size() < name.size() + 2 || spelling.substr(0, name.size()) != name ||
+      spelling[name.size()] != '[' || spelling.back() != ']') {
+    return std::nullopt;
+  }
+  return spelling.substr(name.size() + 1, spelling.size() - name.size() - 2);
+}
+
+Result<std::shared_ptr<arrow::DataType>> ParseNumeric(std::string_view name) {
+  for (const NamedType& named : kNumericTypes) {
+    if (named.name == name) return named.make();
+  }
+  return Status::InvalidArgument("'" + std::string(name) +
+                                 "' is not a numeric dtype (int8 ... uint64, float32, float64)");
+}
+
+Status CheckColumnName(std::string_view name) {
+  if (name.empty()) return Status::InvalidArgument("a column name is empty");
+  if (name.size() > 255) {
+    return Status::InvalidArgument("column name '" + std::string(name.substr(0, 32)) +
+                                   "...' is longer than 255 bytes");
+  }
+  for (char c : name) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      return Status::InvalidArgument("column name '" + std::string(name) +
+                                     "' contains a control character");
+    }
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+std::string DtypeName(const arrow::DataType& type) {
+  for (const NamedType& named : kNumericTypes) {
+    if (named.make()->id() == type.id()) return std::string(named.name);
+  }
+  switch (type.id()) {
+    case arrow::Type::BOOL: return "bool";
+    case arrow::Type::STRING: return "utf8";
+    case arrow::Type::BINARY: return "binary";
+    case arrow::Type::DATE32: return "date32";
+    case arrow::Type::TIMESTAMP: {
+      const auto& ts = static_cast<const arrow::TimestampType&>(type);
+      static const char* kUnits[] = {"s", "ms", "us", "ns"};
+      std::string out = "timestamp[";
+      out += kUnits[static_cast<int>(ts.unit())];
+      if (!ts.timezone().empty()) out += ", tz=" + ts.timezone();
+      return out + "]";
+    }
+    case arrow::Type::LIST:
+      return "list[" + DtypeName(*static_cast<const arrow::ListType&>(type).value_type()) + "]";
+    case arrow::Type::FIXED_SIZE_LIST: {
+      const auto& fsl = static_cast<const arrow::FixedSizeListType&>(type);
+      return "fixed_size_list[" + DtypeName(*fsl.value_type()) + ", " +
+             std::to_string(fsl.list_size()) + "]";
+    }
+    default:
+      return type.ToString();
+  }
+}
+
+Result<std::shared_ptr<arrow::DataType>> ParseDtype(std::string_view spelling) {
+  spelling = Trim(spelling);
+  if (spelling == "bool") return arrow::boolean();
+  if (spelling == "utf8") return arrow::utf8();
+  if (spelling == "binary") return arrow::binary();
+  if (spelling == "date32") return arrow::date32();
+  for (const NamedType& named : kNumericTypes) {
+    if (named.name == spelling) return named.make();
+  }
+  if (auto args = Bracketed(spelling, "timestamp")) {
+    std::string_view unit = *args, tz;
+    if (size_t comma = args->find(','); comma != std::string_view::npos) {
+      unit = Trim(args->substr(0, comma));
+      tz = Trim(args->substr(comma + 1));
+      if (tz.substr(0, 3) != "tz=" || tz.size() == 3) {
+        return Status::InvalidArgument("dtype '" + std::string(spelling) +
+                                       "': expected timestamp[<unit>, tz=<zone>]");
+      }
+      tz.remove_prefix(3);
+    }
+    arrow::TimeUnit::type time_unit;
+    if (unit == "s") time_unit = arrow::TimeUnit::SECOND;
+    else if (unit == "ms") time_unit = arrow::TimeUnit::MILLI;
+    else if (unit == "us") time_unit = arrow::TimeUnit::MICRO;
+    else if (unit == "ns") time_unit = arrow::TimeUnit::NANO;
+    else {
+      return Status::InvalidArgument("dtype '" + std::string(spelling) +
+                                     "': the timestamp unit must be s, ms, us or ns");
+    }
+    return arrow::timestamp(time_unit, std::string(tz));
+  }
+  if (auto args = Bracketed(spelling, "list")) {
+    auto element = ParseNumeric(Trim(*args));
+    if (!element.ok()) return element.status().WithContext("dtype '" + std::string(spelling) + "'");
+    return arrow::list(*element);
+  }
+  if (auto args = Bracketed(spelling, "fixed_size_list")) {
+    size_t comma = args->find(',');
+    if (comma == std::string_view::npos) {
+      return Status::InvalidArgument("dtype '" + std::string(spelling) +
+                                     "': expected fixed_size_list[<numeric>, <length>]");
+    }
+    auto element = ParseNumeric(Trim(args->substr(0, comma)));
+    if (!element.ok()) return element.status().WithContext("dtype '" + std::string(spelling) + "'");
+    std::string_view length_text = Trim(args->substr(comma + 1));
+    int32_t length = 0;
+    auto [end, ec] = std::from_chars(length_text.data(), length_text.data() + length_text.size(),
+                                     length);
+    if (ec != std::errc() || end != length_text.data() + length_text.size() || length <= 0) {
+      return Status::InvalidArgument("dtype '" + std::string(spelling) +
+                                     "': the length must be a positive integer");
+    }
+    return arrow::fixed_size_list(*element, length);
+  }
+  return Status::InvalidArgument("unknown dtype '" + std::string(spelling) +
+                                 "'; accepted: " + std::string(kAcceptedDtypes));
+}
+
+Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits) {
+  if (IsNumeric(type)) return Status::OK();
+  switch (type.id()) {
+    case arrow::Type::BOOL:
+    case arrow::Type::STRING:
+    case arrow::Type::BINARY:
+    case arrow::Type::DATE32:
+    case arrow::Type::TIMESTAMP:
+      return Status::OK();
+    case arrow::Type::LIST: {
+      const auto& list = static_cast<const arrow::ListType&>(type);
+      if (!IsNumeric(*list.value_type())) {
+        return Status::InvalidArgument("list elements must be numeric, not " +
+                                       list.value_type()->ToString());
+      }
+      return Status::OK();
+    }
+    case arrow::Type::FIXED_SIZE_LIST: {
+      const auto& fsl = static_cast<const arrow::FixedSizeListType&>(type);
+      if (!IsNumeric(*fsl.value_type())) {
+        return Status::InvalidArgument("fixed_size_list elements must be numeric, not " +
+                                       fsl.value_type()->ToString());
+      }
+      if (fsl.list_size() <= 0 || fsl.list_size() > limits.max_embedding_elements) {
+        return Status::InvalidArgument("fixed_size_list length " +
+                                       std::to_string(fsl.list_size()) + " is outside 1.." +
+                                       std::to_string(limits.max_embedding_elements));
+      }
+      return Status::OK();
+    }
+    default:
+      return Status::InvalidArgument("type " + type.ToString() + " is not supported; accepted: " +
+                                     std::string(kAcceptedDtypes));
+  }
+}
+
+Status CheckTableName(std::string_view name) {
+  if (name.empty() || name.size() > 128) {
+    return Status::InvalidArgument("table name must be 1 to 128 characters long");
+  }
+  if (name[0] == '.' || name[0] == '-') {
+    return Status::InvalidArgument("table name '" + std::string(name) +
+                                   "' must not start with '.' or '-'");
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-';
+    if (!ok) {
+      return Status::InvalidArgument("table name '" + std::string(name) +
+                                     "' may only contain letters, digits, '_', '.' and '-'");
+    }
+  }
+  return Status::OK();
+}
+
+Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns, std::string_view key,
+                                      std::string_view event_time, const EngineLimits& limits) {
+  if (columns.empty()) return Status::InvalidArgument("a schema needs at least its key column");
+  if (static_cast<int>(columns.size()) > limits.max_columns) {
+    return Status::LimitExceeded("a table has at most " + std::to_string(limits.max_columns) +
+                                 " columns, the schema has " + std::to_string(columns.size()));
+  }
+  TableSchema schema;
+  std::set<std::string_view> names;
+  for (size_t i = 0; i < columns.size(); ++i) {
+    const ColumnSpec& column = columns[i];
+    QUIVER_RETURN_NOT_OK(CheckColumnName(column.name));
+    if (!names.insert(column.name).second) {
+      return Status::InvalidArgument("column '" + column.name + "' appears twice");
+    }
+    if (!column.type) return Status::InvalidArgument("column '" + column.name + "' has no type");
+    if (column.name == key) {
+      schema.key_index_ = static_cast<int>(i);
+      auto id = column.type->id();
+      if (id != arrow::Type::STRING && id != arrow::Type::INT64) {
+        return Status::InvalidArgument("key column '" + column.name + "' must be utf8 or int64, not " +
+                                       DtypeName(*column.type));
+      }
+      if (column.nullable) {
+        return Status::InvalidArgument("key column '" + column.name + "' cannot be nullable");
+      }
+    } else {
+      Status type_ok = CheckValueType(*column.type, limits);
+      if (!type_ok.ok()) return type_ok.WithContext("column '" + column.name + "'");
+    }
+    if (!event_time.empty() && column.name == event_time) {
+      schema.event_time_index_ = static_cast<int>(i);
+      if (column.type->id() != arrow::Type::TIMESTAMP) {
+        return Status::InvalidArgument("event-time column '" + column.name +
+                                       "' must be a timestamp, not " + DtypeName(*column.type));
+      }
+      if (column.nullable) {
+        return Status::InvalidArgument("event-time column '" + column.name +
+                                       "' must not be nullable");
+      }
+    }
+  }
+  if (key.empty()) return Status::InvalidArgument("the schema names no key column");
+  if (schema.key_index_ < 0) {
+    return Status::InvalidArgument("key column '" + std::string(key) + "' is not among the columns");
+  }
+  if (!event_time.empty() && schema.event_time_index_ < 0) {
+    return Status::InvalidArgument("event-time column '" + std::string(event_time) +
+                                   "' is not among the columns");
+  }
+  if (schema.event_time_index_ == schema.key_index_) {
+    return Status::InvalidArgument("the key column cannot be the event-time column");
+  }
+  schema.columns_ = std::move(columns);
+  return schema;
+}
+
+Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLimits& limits) {
+  Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return Status::InvalidArgument("table schema is not valid JSON");
+  if (!json.is_object()) return Status::InvalidArgument("table schema must be a JSON object");
+  for (const auto& [field, value] : json.items()) {
+    if (field != "key" && field != "columns" && field != "event_time") {
+      return Status::InvalidArgument("table schema has unknown field '" + field +
+                                     "' (expected key, columns, event_time)");
+    }
+  }
+  auto key_it = json.find("key");
+  if (key_it == json.end() || !key_it->is_string()) {
+    return Status::InvalidArgument("table schema needs \"key\": the name of the key column");
+  }
+  auto columns_it = json.find("columns");
+  if (columns_it == json.end() || !columns_it->is_object()) {
+    return Status::InvalidArgument(
+        "table schema needs \"columns\": an object of column name -> {\"dtype\": ...}");
+  }
+  std::string event_time;
+  if (auto it = json.find("event_time"); it != json.end() && !it->is_null()) {
+    if (!it->is_string()) return Status::InvalidArgument("\"event_time\" must be a column name");
+    event_time = it->get<std::string>();
+  }
+  const std::string key = key_it->get<std::string>();
+  std::vector<ColumnSpec> columns;
+  for (const auto& [name, spec] : columns_it->items()) {
+    if (!spec.is_object()) {
+      return Status::InvalidArgument("column '" + name + "': expected {\"dtype\": ...}");
+    }
+    for (const auto& [field, value] : spec.items()) {
+      if (field != "dtype" && field != "nullable") {
+        return Status::InvalidArgument("column '" + name + "': unknown field '" + field +
+                                       "' (expected dtype, nullable)");
+      }
+    }
+    auto dtype_it = spec.find("dtype");
+    if (dtype_it == spec.end() || !dtype_it->is_string()) {
+      return Status::InvalidArgument("column '" + name + "': \"dtype\" must be a string");
+    }
+    auto type = ParseDtype(dtype_it->get<std::string>());
+    if (!type.ok()) return type.status().WithContext("column '" + name + "'");
+    bool nullable = name != key;
+    if (auto it = spec.find("nullable"); it != spec.end()) {
+      if (!it->is_boolean()) {
+        return Status::InvalidArgument("column '" + name + "': \"nullable\" must be true or false");
+      }
+      nullable = it->get<bool>();
+    }
+    columns.push_back(ColumnSpec{name, std::move(type).value(), nullable});
+  }
+  return Make(std::move(columns), key, event_time, limits);
+}
+
+Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::string_view key,
+                                           const EngineLimits& limits) {
+  std::vector<ColumnSpec> columns;
+  std::string key_name(key), event_time;
+  for (const auto& field : schema.fields()) {
+    const auto& metadata = field->metadata();
+    auto flag = [&](std::string_view name) {
+      if (!metadata) return false;
+      auto value = metadata->Get(std::string(name));
+      return value.ok() && *value == "true";
+    };
+    if (key.empty() && flag(kKeyMetadata)) {
+      if (!key_name.empty()) {
+        return Status::InvalidArgument("fields '" + key_name + "' and '" + field->name() +
+                                       "' are both marked as the key");
+      }
+      key_name = field->name();
+    }
+    if (flag(kEventTimeMetadata)) event_time = field->name();
+    columns.push_back(ColumnSpec{field->name(), field->type(), field->nullable()});
+  }
+  if (key_name.empty()) {
+    return Status::InvalidArgument("no key column: mark one field with metadata {\"" +
+                                   std::string(kKeyMetadata) + "\": \"true\"} or name the key");
+  }
+  // A key taken from a pyarrow schema is often declared nullable by default; it never holds nulls.
+  for (ColumnSpec& column : columns) {
+    if (column.name == key_name) column.nullable = false;
+  }
+  return Make(std::move(columns), key_name, event_time, limits);
+}
+
+std::string TableSchema::ToJson() const {
+  Json json;
+  json["key"] = key().name;
+  Json columns = Json::object();
+  for (const ColumnSpec& column : columns_) {
+    columns[column.name] = Json{{"dtype", DtypeName(*column.type)}, {"nullable", column.nullable}};
+  }
+  json["columns"] = std::move(columns);
+  if (event_time_index_ >= 0) json["event_time"] = columns_[event_time_index_].name;
+  return json.dump();
+}
+
+std::shared_ptr<arrow::Schema> TableSchema::ToArrow() const {
+  arrow::FieldVector fields;
+  for (int i = 0; i < num_columns(); ++i) {
+    const ColumnSpec& column = columns_[i];
+    std::shared_ptr<arrow::KeyValueMetadata> metadata;
+    if (i == key_index_) {
+      metadata = arrow::key_value_metadata({std::string(kKeyMetadata)}, {"true"});
+    } else if (i == event_time_index_) {
+      metadata = arrow::key_value_metadata({std::string(kEventTimeMetadata)}, {"true"});
+    }
+    fields.push_back(arrow::field(column.name, column.type, column.nullable, metadata));
+  }
+  return arrow::schema(std::move(fields));
+}
+
+int TableSchema::FindColumn(std::string_view name) const {
+  for (int i = 0; i < num_columns(); ++i) {
+    if (columns_[i].name == name) return i;
+  }
+  return -1;
+}
+
+bool TableSchema::Equals(const TableSchema& other) const {
+  if (key_index_ != other.key_index_ || event_time_index_ != other.event_time_index_ ||
+      columns_.size() != other.columns_.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < columns_.size(); ++i) {
+    if (columns_[i].name != other.columns_[i].name ||
+        columns_[i].nullable != other.columns_[i].nullable ||
+        !columns_[i].type->Equals(*other.columns_[i].type)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace quiver

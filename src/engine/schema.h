@@ -1,0 +1,83 @@
+// TableSchema: the columns of a feature table (one key column, typed value columns), with its
+// conversions to and from arrow::Schema and murr's JSON shape:
+//
+//   {"key": "doc_id",
+//    "columns": {"doc_id": {"dtype": "utf8", "nullable": false},
+//                "score":  {"dtype": "float32"}},
+//    "event_time": "updated_at"}                        <- optional (Quiver extension)
+//
+// dtype spellings (docs/schema.md): bool int8 int16 int32 int64 uint8 uint16 uint32 uint64
+// float32 float64 utf8 binary date32 timestamp[s|ms|us|ns] timestamp[ms, tz=Europe/Paris]
+// list[float32] fixed_size_list[float32, 128]. "nullable" defaults to true for value columns and
+// to false for the key, which may not be nullable.
+//
+// In an arrow::Schema the key field carries metadata {"quiver.key": "true"} and the event-time
+// field {"quiver.event_time": "true"}.
+//
+// Thread safety: immutable after construction.
+#pragma once
+
+#include <arrow/type_fwd.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/limits.h"
+
+namespace quiver {
+
+inline constexpr std::string_view kKeyMetadata = "quiver.key";
+inline constexpr std::string_view kEventTimeMetadata = "quiver.event_time";
+
+struct ColumnSpec {
+  std::string name;
+  std::shared_ptr<arrow::DataType> type;
+  bool nullable = true;
+};
+
+class TableSchema {
+ public:
+  // Validates: unique non-empty names, a utf8 or int64 non-nullable key, supported value types,
+  // an event-time column (if named) that is a non-nullable timestamp. Errors name the column.
+  static Result<TableSchema> Make(std::vector<ColumnSpec> columns, std::string_view key,
+                                  std::string_view event_time = {},
+                                  const EngineLimits& limits = {});
+  static Result<TableSchema> FromJson(std::string_view json, const EngineLimits& limits = {});
+  // The key is the field marked with quiver.key metadata, or `key` when given.
+  static Result<TableSchema> FromArrow(const arrow::Schema& schema, std::string_view key = {},
+                                       const EngineLimits& limits = {});
+
+  std::string ToJson() const;
+  std::shared_ptr<arrow::Schema> ToArrow() const;
+
+  const std::vector<ColumnSpec>& columns() const { return columns_; }
+  int num_columns() const { return static_cast<int>(columns_.size()); }
+  int key_index() const { return key_index_; }
+  const ColumnSpec& key() const { return columns_[key_index_]; }
+  // -1 when the table has no event-time guard.
+  int event_time_index() const { return event_time_index_; }
+  // -1 when absent.
+  int FindColumn(std::string_view name) const;
+
+  bool Equals(const TableSchema& other) const;
+
+ private:
+  TableSchema() = default;
+  std::vector<ColumnSpec> columns_;
+  int key_index_ = -1;
+  int event_time_index_ = -1;
+};
+
+// The canonical dtype spelling of a supported type ("float32", "timestamp[ms, tz=UTC]", ...).
+std::string DtypeName(const arrow::DataType& type);
+// Parses a dtype spelling; the error lists the accepted spellings.
+Result<std::shared_ptr<arrow::DataType>> ParseDtype(std::string_view name);
+// OK when `type` may be a value column; otherwise says why.
+Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits = {});
+// A table name: 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'.
+Status CheckTableName(std::string_view name);
+
+}  // namespace quiver

@@ -1,0 +1,994 @@
+#include "engine/table.h"
+
+#include <arrow/api.h>
+#include <arrow/compute/cast.h>
+#include <arrow/compute/initialize.h>
+#include <arrow/util/bit_util.h>
+#include <arrow/util/bitmap_ops.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "common/arrow_status.h"
+#include "common/hash.h"
+#include "engine/row_copy.h"
+
+namespace quiver {
+namespace {
+
+Status InitializeCompute() {
+  static const arrow::Status status = arrow::compute::Initialize();
+  return FromArrow(status);
+}
+
+// Fixed-width copies with the common widths spelled out, so the compiler emits one move instead
+// of a call to memcpy (the read path copies ~10 values per key).
+inline void CopyFixedFromRow(uint8_t* dst, const std::byte* src, uint32_t width) {
+#if defined(QUIVER_TSAN)
+  CopyFromRow(dst, src, width);
+#else
+  switch (width) {
+    case 1: std::memcpy(dst, src, 1); return;
+    case 2: std::memcpy(dst, src, 2); return;
+    case 4: std::memcpy(dst, src, 4); return;
+    case 8: std::memcpy(dst, src, 8); return;
+    default: std::memcpy(dst, src, width); return;
+  }
+#endif
+}
+
+// The bytes of key i of a normalized key array (utf8 or int64), for hashing and comparing.
+class KeyColumn {
+ public:
+  explicit KeyColumn(const arrow::Array& keys) {
+    const arrow::ArrayData& data = *keys.data();
+    if (keys.type_id() == arrow::Type::STRING) {
+      offsets_ = data.GetValues<int32_t>(1);
+      bytes_ = data.buffers[2] ? data.buffers[2]->data() : nullptr;
+    } else {
+      ints_ = data.GetValues<int64_t>(1);
+    }
+  }
+  std::string_view Bytes(int64_t i) const {
+    if (ints_ != nullptr) return {reinterpret_cast<const char*>(ints_ + i), sizeof(int64_t)};
+    return {reinterpret_cast<const char*>(bytes_) + offsets_[i],
+            static_cast<size_t>(offsets_[i + 1] - offsets_[i])};
+  }
+
+ private:
+  const int32_t* offsets_ = nullptr;
+  const uint8_t* bytes_ = nullptr;
+  const int64_t* ints_ = nullptr;
+};
+
+std::string KeyForMessage(std::string_view bytes, bool is_string) {
+  if (!is_string) {
+    int64_t value;
+    std::memcpy(&value, bytes.data(), sizeof(value));
+    return std::to_string(value);
+  }
+  std::string out = "'";
+  out += bytes.size() > 64 ? std::string(bytes.substr(0, 64)) + "..." : std::string(bytes);
+  return out + "'";
+}
+
+int64_t FirstNull(const arrow::Array& array) {
+  for (int64_t i = 0; i < array.length(); ++i) {
+    if (array.IsNull(i)) return i;
+  }
+  return -1;
+}
+
+bool IsStringLike(arrow::Type::type id) {
+  return id == arrow::Type::STRING || id == arrow::Type::LARGE_STRING ||
+         id == arrow::Type::STRING_VIEW;
+}
+bool IsBinaryLike(arrow::Type::type id) {
+  return IsStringLike(id) || id == arrow::Type::BINARY || id == arrow::Type::LARGE_BINARY ||
+         id == arrow::Type::BINARY_VIEW || id == arrow::Type::FIXED_SIZE_BINARY;
+}
+bool IsListLike(arrow::Type::type id) {
+  return id == arrow::Type::LIST || id == arrow::Type::LARGE_LIST ||
+         id == arrow::Type::FIXED_SIZE_LIST || id == arrow::Type::LIST_VIEW;
+}
+
+// Implicit conversions stay inside a family (numbers, strings, times, lists of numbers); the
+// cast itself is "safe": it fails on overflow, truncation and lost precision.
+bool ConversionAllowed(const arrow::DataType& from, const arrow::DataType& to) {
+  const arrow::Type::type source = from.id();
+  switch (to.id()) {
+    case arrow::Type::STRING:
+      return IsStringLike(source);
+    case arrow::Type::BINARY:
+      return IsBinaryLike(source);
+    case arrow::Type::BOOL:
+      return source == arrow::Type::BOOL;
+    case arrow::Type::TIMESTAMP:
+      return source == arrow::Type::TIMESTAMP;
+    case arrow::Type::DATE32:
+      return source == arrow::Type::DATE32 || source == arrow::Type::DATE64;
+    case arrow::Type::LIST:
+    case arrow::Type::FIXED_SIZE_LIST:
+      return IsListLike(source) &&
+             arrow::is_numeric(from.field(0)->type()->id());
+    default:
+      return arrow::is_numeric(to.id()) && arrow::is_numeric(source);
+  }
+}
+
+struct VarRefCopy {
+  uint32_t length;
+  uint8_t payload[kVarInlineBytes];
+};
+static_assert(sizeof(VarRefCopy) == kVarRefBytes);
+
+// Whether `row` holds `key`. For readers, meaningful only once their seqlock check passed; the
+// writer calls it on rows only it changes.
+bool KeyMatches(const std::byte* row, const ColumnLayout& layout, std::string_view key,
+                const Heap& heap) {
+  if (layout.physical == Physical::kFixed) {
+    uint8_t stored[8];
+    CopyFromRow(stored, row + layout.offset, sizeof(stored));
+    return std::memcmp(stored, key.data(), sizeof(stored)) == 0;
+  }
+  VarRefCopy ref;
+  CopyFromRow(&ref, row + layout.offset, kVarRefBytes);
+  if (ref.length != key.size()) return false;
+  if (ref.length <= kVarInlineBytes) return std::memcmp(ref.payload, key.data(), ref.length) == 0;
+  HeapRef heap_ref;
+  std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
+  // A torn reference may point anywhere: View() checks bounds, and heap bytes are immutable.
+  const std::byte* stored = heap.View(heap_ref, ref.length);
+  return stored != nullptr && std::memcmp(stored, key.data(), ref.length) == 0;
+}
+
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Gather: builds output columns (Arrow buffers allocated once) from rows copied under their
+// seqlocks. Fixed-width values go straight to their final place; variable-length values are
+// first collected as VarRefs and copied by Finish, once every row was validated.
+
+class Table::Gather {
+ public:
+  Gather(const Table& table, const std::vector<int>& columns, int64_t capacity)
+      : table_(table), capacity_(capacity) {
+    int var_slots = 0;
+    for (int index : columns) {
+      Output out;
+      out.schema_index = index;
+      out.layout = &table.layout_.column(index);
+      out.type = table.schema_.columns()[index].type;
+      if (out.layout->physical == Physical::kBytes || out.layout->physical == Physical::kList) {
+        out.var_slot = var_slots++;
+      }
+      outputs_.push_back(std::move(out));
+    }
+    var_slots_ = var_slots;
+  }
+
+  Status Init() {
+    const int64_t bitmap_bytes = arrow::bit_util::BytesForBits(capacity_);
+    for (Output& out : outputs_) {
+      QUIVER_ASSIGN_OR_RETURN_ARROW(out.validity, arrow::AllocateBuffer(bitmap_bytes));
+      std::memset(out.validity->mutable_data(), 0, bitmap_bytes);
+      if (out.layout->physical == Physical::kFixed) {
+        const int64_t bytes = capacity_ * out.layout->width;
+        QUIVER_ASSIGN_OR_RETURN_ARROW(out.values, arrow::AllocateBuffer(bytes));
+        std::memset(out.values->mutable_data(), 0, bytes);
+      } else if (out.layout->physical == Physical::kBool) {
+        QUIVER_ASSIGN_OR_RETURN_ARROW(out.values, arrow::AllocateBuffer(bitmap_bytes));
+        std::memset(out.values->mutable_data(), 0, bitmap_bytes);
+      }
+      out.validity_data = out.validity->mutable_data();
+      out.values_data = out.values ? out.values->mutable_data() : nullptr;
+    }
+    refs_.assign(static_cast<size_t>(capacity_) * var_slots_, VarRefCopy{0, {}});
+    return Status::OK();
+  }
+
+  // Inside a seqlock read of `row`: copies the row's values to position i.
+  void Copy(const std::byte* row, int64_t i) {
+    const std::byte* bitmap = row + kRowHeaderBytes;
+    for (Output& out : outputs_) {
+      const ColumnLayout& layout = *out.layout;
+      bool valid = true;
+      if (layout.valid_bit >= 0) {
+        uint8_t byte = LoadFromRow<uint8_t>(bitmap + layout.valid_bit / 8);
+        valid = (byte >> (layout.valid_bit % 8)) & 1;
+      }
+      arrow::bit_util::SetBitTo(out.validity_data, i, valid);
+      switch (layout.physical) {
+        case Physical::kFixed:
+          CopyFixedFromRow(out.values_data + i * layout.width, row + layout.offset, layout.width);
+          break;
+        case Physical::kBool:
+          arrow::bit_util::SetBitTo(out.values_data, i,
+                                    LoadFromRow<uint8_t>(row + layout.offset) != 0);
+          break;
+        case Physical::kBytes:
+        case Physical::kList: {
+          VarRefCopy& ref = refs_[static_cast<size_t>(i) * var_slots_ + out.var_slot];
+          CopyFromRow(&ref, row + layout.offset, kVarRefBytes);
+          if (!valid) ref.length = 0;
+          break;
+        }
+      }
+    }
+  }
+
+  void SetMissing(int64_t i) {
+    for (Output& out : outputs_) {
+      arrow::bit_util::ClearBit(out.validity_data, i);
+      if (out.layout->physical == Physical::kFixed) {
+        std::memset(out.values_data + i * out.layout->width, 0, out.layout->width);
+      } else if (out.layout->physical == Physical::kBool) {
+        arrow::bit_util::ClearBit(out.values_data, i);
+      } else {
+        refs_[static_cast<size_t>(i) * var_slots_ + out.var_slot].length = 0;
+      }
+    }
+  }
+
+  // Variable-length bytes referenced by position i (after it was validated).
+  uint64_t VarBytes(int64_t i) const {
+    uint64_t total = 0;
+    for (int slot = 0; slot < var_slots_; ++slot) {
+      total += refs_[static_cast<size_t>(i) * var_slots_ + slot].length;
+    }
+    return total;
+  }
+
+  // Builds the arrays for positions [0, length). Call inside the ReaderGate section.
+  Result<arrow::ArrayVector> Finish(int64_t length) {
+    arrow::ArrayVector arrays;
+    for (Output& out : outputs_) {
+      const int64_t valid_count = arrow::internal::CountSetBits(out.validity_data, 0, length);
+      const int64_t null_count = length - valid_count;
+      std::shared_ptr<arrow::Buffer> validity = null_count > 0 ? out.validity : nullptr;
+      std::shared_ptr<arrow::ArrayData> data;
+      const auto& type = out.type;
+      switch (out.layout->physical) {
+        case Physical::kFixed:
+          if (type->id() == arrow::Type::FIXED_SIZE_LIST) {
+            const auto& fsl = static_cast<const arrow::FixedSizeListType&>(*type);
+            auto child = arrow::ArrayData::Make(fsl.value_type(), length * fsl.list_size(),
+                                                {nullptr, out.values}, 0);
+            data = arrow::ArrayData::Make(type, length, {validity}, {child}, null_count);
+          } else {
+            data = arrow::ArrayData::Make(type, length, {validity, out.values}, null_count);
+          }
+          break;
+        case Physical::kBool:
+          data = arrow::ArrayData::Make(type, length, {validity, out.values}, null_count);
+          break;
+        case Physical::kBytes:
+        case Physical::kList: {
+          QUIVER_ASSIGN_OR_RETURN(data, FinishVar(out, length, validity, null_count));
+          break;
+        }
+      }
+      arrays.push_back(arrow::MakeArray(std::move(data)));
+    }
+    return arrays;
+  }
+
+ private:
+  struct Output {
+    int schema_index = 0;
+    const ColumnLayout* layout = nullptr;
+    std::shared_ptr<arrow::DataType> type;
+    std::shared_ptr<arrow::Buffer> validity, values;
+    uint8_t* validity_data = nullptr;
+    uint8_t* values_data = nullptr;
+    int var_slot = -1;
+  };
+
+  Result<std::shared_ptr<arrow::ArrayData>> FinishVar(const Output& out, int64_t length,
+                                                      std::shared_ptr<arrow::Buffer> validity,
+                                                      int64_t null_count) {
+    const bool is_list = out.layout->physical == Physical::kList;
+    const uint32_t element_width = is_list ? out.layout->element_width : 1;
+    uint64_t total = 0;
+    for (int64_t i = 0; i < length; ++i) {
+      total += refs_[static_cast<size_t>(i) * var_slots_ + out.var_slot].length;
+    }
+    if (total / element_width > static_cast<uint64_t>(std::numeric_limits<int32_t>::max())) {
+      return Status::LimitExceeded("table '" + table_.name_ + "' column '" +
+                                   table_.schema_.columns()[out.schema_index].name +
+                                   "': the result holds more than 2 GiB; read fewer keys");
+    }
+    QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> offsets,
+                                  arrow::AllocateBuffer((length + 1) * sizeof(int32_t)));
+    QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> bytes,
+                                  arrow::AllocateBuffer(static_cast<int64_t>(total)));
+    auto* offset_data = reinterpret_cast<int32_t*>(offsets->mutable_data());
+    uint8_t* out_bytes = bytes->mutable_data();
+    uint64_t position = 0;
+    for (int64_t i = 0; i < length; ++i) {
+      offset_data[i] = static_cast<int32_t>(position / element_width);
+      const VarRefCopy& ref = refs_[static_cast<size_t>(i) * var_slots_ + out.var_slot];
+      if (ref.length == 0) continue;
+      if (ref.length <= kVarInlineBytes) {
+        std::memcpy(out_bytes + position, ref.payload, ref.length);
+      } else {
+        HeapRef heap_ref;
+        std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
+        const std::byte* source = table_.heap_.View(heap_ref, ref.length);
+        if (source == nullptr) {
+          return Status::Internal("table '" + table_.name_ + "': a validated value reference "
+                                  "points outside the heap");
+        }
+        std::memcpy(out_bytes + position, source, ref.length);
+      }
+      position += ref.length;
+    }
+    offset_data[length] = static_cast<int32_t>(position / element_width);
+    if (!is_list) {
+      return arrow::ArrayData::Make(out.type, length, {validity, offsets, bytes}, null_count);
+    }
+    const auto& list_type = static_cast<const arrow::ListType&>(*out.type);
+    auto child = arrow::ArrayData::Make(list_type.value_type(),
+                                        static_cast<int64_t>(position / element_width),
+                                        {nullptr, bytes}, 0);
+    return arrow::ArrayData::Make(out.type, length, {validity, offsets}, {child}, null_count);
+  }
+
+  const Table& table_;
+  const int64_t capacity_;
+  std::vector<Output> outputs_;
+  int var_slots_ = 0;
+  std::vector<VarRefCopy> refs_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Upsert input: each batch column validated, cast to the stored type and reduced to raw pointers.
+
+struct Table::PreparedBatch {
+  struct Input {
+    int schema_index = 0;
+    const ColumnLayout* layout = nullptr;
+    std::shared_ptr<arrow::Array> array;  // keeps the buffers below alive
+    const uint8_t* validity = nullptr;    // nullptr: all valid
+    int64_t offset = 0;                   // array offset, for bitmaps
+    const uint8_t* fixed = nullptr;       // kFixed: value i at fixed + i * width; kBool: bitmap
+    const int32_t* offsets = nullptr;     // kBytes / kList: offsets[i]..offsets[i+1]
+    const uint8_t* var = nullptr;         // kBytes: bytes; kList: child elements
+
+    bool IsValid(int64_t i) const {
+      return validity == nullptr || arrow::bit_util::GetBit(validity, offset + i);
+    }
+  };
+  int64_t length = 0;
+  std::shared_ptr<arrow::Array> keys;
+  std::vector<Input> inputs;
+  int event_time_input = -1;        // index into inputs
+  std::string missing_required;     // a non-nullable value column the batch lacks
+  size_t heap_bytes = 0;            // upper bound of heap appends
+};
+
+Table::Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing)
+    : name_(std::move(name)),
+      schema_(std::move(schema)),
+      limits_(limits),
+      layout_(schema_),
+      rows_(layout_.row_width(), backing),
+      heap_(backing) {}
+
+Table::~Table() = default;
+
+Result<std::shared_ptr<Table>> Table::Make(std::string name, TableSchema schema,
+                                           EngineLimits limits, RegionBacking backing) {
+  QUIVER_RETURN_NOT_OK(CheckTableName(name));
+  QUIVER_RETURN_NOT_OK(InitializeCompute());
+  std::shared_ptr<Table> table(new Table(std::move(name), std::move(schema), limits, backing));
+  QUIVER_ASSIGN_OR_RETURN(table->index_, HashIndex::Create(backing));
+  table->FinishWrite();
+  return table;
+}
+
+Result<std::vector<int>> Table::ResolveColumns(const std::vector<std::string>& columns) const {
+  std::vector<int> indices;
+  if (columns.empty()) {
+    for (int i = 0; i < schema_.num_columns(); ++i) {
+      if (i != schema_.key_index()) indices.push_back(i);
+    }
+    return indices;
+  }
+  for (const std::string& name : columns) {
+    int index = schema_.FindColumn(name);
+    if (index < 0) {
+      return Status::NotFound("table '" + name_ + "' has no column '" + name + "'");
+    }
+    indices.push_back(index);
+  }
+  return indices;
+}
+
+Result<std::shared_ptr<arrow::Schema>> Table::ReadSchema(
+    const std::vector<std::string>& columns) const {
+  QUIVER_ASSIGN_OR_RETURN(std::vector<int> indices, ResolveColumns(columns));
+  arrow::FieldVector fields;
+  for (int index : indices) {
+    const ColumnSpec& spec = schema_.columns()[index];
+    fields.push_back(arrow::field(spec.name, spec.type, /*nullable=*/true));
+  }
+  return arrow::schema(std::move(fields));
+}
+
+Result<std::shared_ptr<arrow::Array>> Table::NormalizeKeys(const arrow::Array& keys,
+                                                           std::string_view what) const {
+  const auto& key_type = schema_.key().type;
+  std::shared_ptr<arrow::Array> normalized = arrow::MakeArray(keys.data());
+  if (!keys.type()->Equals(*key_type)) {
+    const bool integer_keys = arrow::is_integer(keys.type_id()) &&
+                              key_type->id() == arrow::Type::INT64;
+    const bool string_keys = IsStringLike(keys.type_id()) && key_type->id() == arrow::Type::STRING;
+    arrow::Result<std::shared_ptr<arrow::Array>> cast =
+        arrow::Status::TypeError("keys of another family");
+    if (integer_keys || string_keys) {
+      cast = arrow::compute::Cast(keys, key_type, arrow::compute::CastOptions::Safe());
+    }
+    if (!cast.ok()) {
+      return Status::InvalidArgument("table '" + name_ + "': " + std::string(what) +
+                                     " keys must be " + DtypeName(*key_type) + ", not " +
+                                     keys.type()->ToString());
+    }
+    normalized = *cast;
+  }
+  if (normalized->null_count() > 0) {
+    return Status::InvalidArgument("table '" + name_ + "': " + std::string(what) +
+                                   " key at position " + std::to_string(FirstNull(*normalized)) +
+                                   " is null");
+  }
+  return normalized;
+}
+
+Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) const {
+  prepared->length = batch.num_rows();
+  const auto& batch_schema = *batch.schema();
+  std::vector<bool> seen(schema_.num_columns(), false);
+  int key_column = -1;
+  for (int c = 0; c < batch.num_columns(); ++c) {
+    const std::string& column_name = batch_schema.field(c)->name();
+    int index = schema_.FindColumn(column_name);
+    if (index < 0) {
+      return Status::NotFound("table '" + name_ + "' has no column '" + column_name + "'");
+    }
+    if (seen[index]) {
+      return Status::InvalidArgument("table '" + name_ + "': column '" + column_name +
+                                     "' appears twice in the batch");
+    }
+    seen[index] = true;
+    if (index == schema_.key_index()) key_column = c;
+  }
+  if (key_column < 0) {
+    return Status::InvalidArgument("table '" + name_ + "': the batch has no key column '" +
+                                   schema_.key().name + "'");
+  }
+  for (int i = 0; i < schema_.num_columns(); ++i) {
+    if (!seen[i] && !schema_.columns()[i].nullable && prepared->missing_required.empty()) {
+      prepared->missing_required = schema_.columns()[i].name;
+    }
+  }
+
+  // Keys: type, nulls, size.
+  {
+    auto keys = NormalizeKeys(*batch.column(key_column), "batch");
+    if (!keys.ok()) return keys.status();
+    prepared->keys = *keys;
+    if (prepared->keys->type_id() == arrow::Type::STRING) {
+      const auto& strings = static_cast<const arrow::StringArray&>(*prepared->keys);
+      for (int64_t i = 0; i < strings.length(); ++i) {
+        const int64_t size = strings.value_length(i);
+        if (static_cast<size_t>(size) > limits_.max_key_bytes) {
+          return Status::LimitExceeded("table '" + name_ + "' row " + std::to_string(i) +
+                                       ": key of " + std::to_string(size) +
+                                       " bytes is over the limit of " +
+                                       std::to_string(limits_.max_key_bytes));
+        }
+        if (size > kVarInlineBytes) prepared->heap_bytes += size;
+      }
+    }
+  }
+
+  for (int c = 0; c < batch.num_columns(); ++c) {
+    if (c == key_column) continue;
+    const int index = schema_.FindColumn(batch_schema.field(c)->name());
+    const ColumnSpec& spec = schema_.columns()[index];
+    const std::string where = "table '" + name_ + "' column '" + spec.name + "'";
+    std::shared_ptr<arrow::Array> array = batch.column(c);
+
+    // A list of the wrong length would fail the cast below without naming the row.
+    if (spec.type->id() == arrow::Type::FIXED_SIZE_LIST &&
+        array->type_id() == arrow::Type::LIST) {
+      const int32_t want = static_cast<const arrow::FixedSizeListType&>(*spec.type).list_size();
+      const auto& list = static_cast<const arrow::ListArray&>(*array);
+      for (int64_t i = 0; i < list.length(); ++i) {
+        if (list.IsValid(i) && list.value_length(i) != want) {
+          return Status::InvalidArgument(where + " row " + std::to_string(i) + ": embedding has " +
+                                         std::to_string(list.value_length(i)) +
+                                         " elements, expected " + std::to_string(want));
+        }
+      }
+    }
+    if (!array->type()->Equals(*spec.type, /*check_metadata=*/false)) {
+      if (!ConversionAllowed(*array->type(), *spec.type)) {
+        return Status::InvalidArgument(where + ": cannot store " + array->type()->ToString() +
+                                       " as " + DtypeName(*spec.type));
+      }
+      auto cast = arrow::compute::Cast(*array, spec.type, arrow::compute::CastOptions::Safe());
+      if (!cast.ok()) {
+        return Status::InvalidArgument(where + ": cannot store " + array->type()->ToString() +
+                                       " as " + DtypeName(*spec.type) + " (" +
+                                       cast.status().message() + ")");
+      }
+      array = *cast;
+    }
+    if (!spec.nullable && array->null_count() > 0) {
+      return Status::InvalidArgument(where + " row " + std::to_string(FirstNull(*array)) +
+                                     ": null in a non-nullable column");
+    }
+
+    PreparedBatch::Input input;
+    input.schema_index = index;
+    input.layout = &layout_.column(index);
+    input.array = array;
+    const arrow::ArrayData& data = *array->data();
+    input.offset = data.offset;
+    input.validity = data.null_count != 0 && data.buffers[0] ? data.buffers[0]->data() : nullptr;
+    switch (input.layout->physical) {
+      case Physical::kFixed:
+        if (spec.type->id() == arrow::Type::FIXED_SIZE_LIST) {
+          const auto& child = *data.child_data[0];
+          const uint32_t element_width = input.layout->element_width;
+          const int32_t list_size = static_cast<const arrow::FixedSizeListType&>(*spec.type).list_size();
+          if (child.GetNullCount() > 0) {
+            for (int64_t i = 0; i < data.length; ++i) {
+              if (!input.IsValid(i)) continue;
+              int64_t first = child.offset + (data.offset + i) * list_size;
+              if (arrow::internal::CountSetBits(child.buffers[0]->data(), first, list_size) !=
+                  list_size) {
+                return Status::InvalidArgument(where + " row " + std::to_string(i) +
+                                               ": embedding elements must not be null");
+              }
+            }
+          }
+          input.fixed = child.buffers[1]->data() +
+                        (child.offset + data.offset * list_size) * element_width;
+        } else {
+          input.fixed = data.buffers[1]->data() + data.offset * input.layout->width;
+        }
+        break;
+      case Physical::kBool:
+        input.fixed = data.buffers[1]->data();
+        break;
+      case Physical::kBytes: {
+        input.offsets = data.GetValues<int32_t>(1);
+        input.var = data.buffers[2] ? data.buffers[2]->data() : nullptr;
+        for (int64_t i = 0; i < data.length; ++i) {
+          if (!input.IsValid(i)) continue;
+          const size_t size = static_cast<size_t>(input.offsets[i + 1] - input.offsets[i]);
+          if (size > limits_.max_value_bytes) {
+            return Status::LimitExceeded(where + " row " + std::to_string(i) + ": value of " +
+                                         std::to_string(size) + " bytes is over the limit of " +
+                                         std::to_string(limits_.max_value_bytes));
+          }
+          if (size > kVarInlineBytes) prepared->heap_bytes += size;
+        }
+        break;
+      }
+      case Physical::kList: {
+        const auto& child = *data.child_data[0];
+        const uint32_t element_width = input.layout->element_width;
+        input.offsets = data.GetValues<int32_t>(1);
+        input.var = child.buffers[1] ? child.buffers[1]->data() + child.offset * element_width
+                                     : nullptr;
+        const bool child_nulls = child.GetNullCount() > 0;
+        for (int64_t i = 0; i < data.length; ++i) {
+          if (!input.IsValid(i)) continue;
+          const int64_t elements = input.offsets[i + 1] - input.offsets[i];
+          const size_t size = static_cast<size_t>(elements) * element_width;
+          if (size > limits_.max_value_bytes) {
+            return Status::LimitExceeded(where + " row " + std::to_string(i) + ": list of " +
+                                         std::to_string(size) + " bytes is over the limit of " +
+                                         std::to_string(limits_.max_value_bytes));
+          }
+          if (child_nulls && elements > 0 &&
+              arrow::internal::CountSetBits(child.buffers[0]->data(),
+                                            child.offset + input.offsets[i], elements) != elements) {
+            return Status::InvalidArgument(where + " row " + std::to_string(i) +
+                                           ": list elements must not be null");
+          }
+          if (size > kVarInlineBytes) prepared->heap_bytes += size;
+        }
+        break;
+      }
+    }
+    if (index == schema_.event_time_index()) {
+      prepared->event_time_input = static_cast<int>(prepared->inputs.size());
+    }
+    prepared->inputs.push_back(std::move(input));
+  }
+  return Status::OK();
+}
+
+uint32_t Table::FindRowForWriter(uint64_t hash, std::string_view key) const {
+  const HashIndex::Array& index = *index_->current();
+  const ColumnLayout& key_layout = layout_.column(schema_.key_index());
+  size_t position = HashIndex::Home(index, hash);
+  for (uint32_t row = HashIndex::NextCandidate(index, hash, &position); row != HashIndex::kNoRow;
+       row = HashIndex::NextCandidate(index, hash, &position)) {
+    if (KeyMatches(rows_.Row(row), key_layout, key, heap_)) return row;
+  }
+  return HashIndex::kNoRow;
+}
+
+namespace {
+
+// Writes a VarRef (and, for values over 8 bytes, appends them to the heap).
+void WriteVarRef(std::byte* destination, const void* bytes, size_t size, Heap& heap) {
+  VarRefCopy ref{static_cast<uint32_t>(size), {}};
+  if (size <= kVarInlineBytes) {
+    if (size > 0) std::memcpy(ref.payload, bytes, size);
+  } else {
+    HeapRef heap_ref = heap.Append(bytes, size);
+    std::memcpy(ref.payload, &heap_ref, sizeof(heap_ref));
+  }
+  CopyToRow(destination, &ref, kVarRefBytes);
+}
+
+void ReleaseVarRef(const std::byte* source, Heap& heap) {
+  uint32_t length;
+  std::memcpy(&length, source, sizeof(length));
+  if (length > kVarInlineBytes) heap.Release(length);
+}
+
+}  // namespace
+
+void Table::ReleaseVarValues(const std::byte* row) {
+  for (int i = 0; i < schema_.num_columns(); ++i) {
+    const ColumnLayout& layout = layout_.column(i);
+    if (layout.physical == Physical::kBytes || layout.physical == Physical::kList) {
+      ReleaseVarRef(row + layout.offset, heap_);
+    }
+  }
+}
+
+void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i) {
+  std::byte* row = rows_.Row(row_id);
+  const uint32_t sequence = SeqlockWriteBegin(row);
+  if (is_new) {
+    ZeroRow(row + kRowExpiryOffset, layout_.row_width() - kRowExpiryOffset);
+    const ColumnLayout& key_layout = layout_.column(schema_.key_index());
+    const std::string_view key = KeyColumn(*batch.keys).Bytes(i);
+    if (key_layout.physical == Physical::kFixed) {
+      CopyToRow(row + key_layout.offset, key.data(), sizeof(int64_t));
+    } else {
+      WriteVarRef(row + key_layout.offset, key.data(), key.size(), heap_);
+    }
+    RowState(row).store(kRowLive, std::memory_order_relaxed);
+  }
+
+  std::byte* bitmap = row + kRowHeaderBytes;
+  for (const PreparedBatch::Input& input : batch.inputs) {
+    const ColumnLayout& layout = *input.layout;
+    const bool valid = input.IsValid(i);
+    if (layout.valid_bit >= 0) {
+      std::byte* byte = bitmap + layout.valid_bit / 8;
+      uint8_t bits = LoadFromRow<uint8_t>(byte);
+      const uint8_t mask = static_cast<uint8_t>(1u << (layout.valid_bit % 8));
+      StoreToRow<uint8_t>(byte, valid ? (bits | mask) : (bits & ~mask));
+    }
+    std::byte* destination = row + layout.offset;
+    switch (layout.physical) {
+      case Physical::kFixed:
+        if (valid) CopyToRow(destination, input.fixed + i * layout.width, layout.width);
+        break;
+      case Physical::kBool:
+        StoreToRow<uint8_t>(destination,
+                            valid && arrow::bit_util::GetBit(input.fixed, input.offset + i));
+        break;
+      case Physical::kBytes:
+      case Physical::kList: {
+        if (!is_new) ReleaseVarRef(destination, heap_);
+        if (!valid) {
+          WriteVarRef(destination, nullptr, 0, heap_);
+          break;
+        }
+        const int64_t begin = input.offsets[i];
+        const int64_t count = input.offsets[i + 1] - begin;
+        const uint32_t element_width = layout.physical == Physical::kList ? layout.element_width : 1;
+        WriteVarRef(destination, input.var + begin * element_width,
+                    static_cast<size_t>(count) * element_width, heap_);
+        break;
+      }
+    }
+  }
+  SeqlockWriteEnd(row, sequence);
+}
+
+Result<UpsertResult> Table::Upsert(const arrow::Table& table) {
+  QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::RecordBatch> batch,
+                                table.CombineChunksToBatch());
+  return Upsert(*batch);
+}
+
+Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  PreparedBatch prepared;
+  QUIVER_RETURN_NOT_OK(Prepare(batch, &prepared));
+  const int64_t n = prepared.length;
+  KeyColumn key_column(*prepared.keys);
+  const bool string_keys = prepared.keys->type_id() == arrow::Type::STRING;
+
+  // Pass 1 (changes nothing): which keys exist, so that every check and allocation happens
+  // before the first row changes.
+  constexpr int64_t kAhead = 16;
+  std::vector<uint64_t> hashes(n);
+  std::vector<uint32_t> existing(n);
+  for (int64_t i = 0; i < n; ++i) hashes[i] = HashBytes(key_column.Bytes(i));
+  size_t new_keys = 0;
+  {
+    const HashIndex::Array& index = *index_->current();
+    for (int64_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) HashIndex::Prefetch(index, hashes[i + kAhead]);
+      existing[i] = FindRowForWriter(hashes[i], key_column.Bytes(i));
+      if (existing[i] == HashIndex::kNoRow) {
+        if (!prepared.missing_required.empty()) {
+          return Status::InvalidArgument(
+              "table '" + name_ + "' row " + std::to_string(i) + ": new key " +
+              KeyForMessage(key_column.Bytes(i), string_keys) +
+              " has no value for non-nullable column '" + prepared.missing_required + "'");
+        }
+        ++new_keys;
+      }
+    }
+  }
+  const size_t reused = std::min(free_rows_.size(), new_keys);
+  QUIVER_RETURN_NOT_OK(rows_.Reserve(size_t{next_row_} + (new_keys - reused)));
+  QUIVER_RETURN_NOT_OK(index_->Reserve(new_keys));
+  QUIVER_RETURN_NOT_OK(heap_.Reserve(prepared.heap_bytes));
+
+  // Pass 2: apply, row after row. Nothing below can fail.
+  UpsertResult result;
+  const PreparedBatch::Input* event_time =
+      prepared.event_time_input >= 0 ? &prepared.inputs[prepared.event_time_input] : nullptr;
+  const HashIndex::Array& index = *index_->current();
+  for (int64_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) {
+      if (existing[i + kAhead] != HashIndex::kNoRow) {
+        __builtin_prefetch(rows_.Row(existing[i + kAhead]), 1);
+      } else {
+        HashIndex::Prefetch(index, hashes[i + kAhead]);
+      }
+    }
+    uint32_t row_id = existing[i];
+    // An earlier row of this batch may have inserted the key.
+    if (row_id == HashIndex::kNoRow) row_id = FindRowForWriter(hashes[i], key_column.Bytes(i));
+    if (row_id != HashIndex::kNoRow) {
+      if (event_time != nullptr) {
+        const std::byte* row = rows_.Row(row_id);
+        int64_t stored, incoming;
+        std::memcpy(&stored, row + event_time->layout->offset, sizeof(stored));
+        std::memcpy(&incoming, event_time->fixed + i * sizeof(int64_t), sizeof(incoming));
+        if (incoming < stored) {
+          ++result.rows_skipped;
+          continue;
+        }
+      }
+      WriteRow(row_id, /*is_new=*/false, prepared, i);
+    } else {
+      if (!free_rows_.empty()) {
+        row_id = free_rows_.back();
+        free_rows_.pop_back();
+      } else {
+        row_id = next_row_++;
+      }
+      WriteRow(row_id, /*is_new=*/true, prepared, i);
+      index_->Insert(hashes[i], row_id);
+      row_count_.fetch_add(1, std::memory_order_relaxed);
+    }
+    ++result.rows_written;
+  }
+  FinishWrite();
+  return result;
+}
+
+Result<int64_t> Table::Delete(const arrow::Array& keys_in) {
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> keys, NormalizeKeys(keys_in, "delete"));
+  KeyColumn key_column(*keys);
+  int64_t deleted = 0;
+  for (int64_t i = 0; i < keys->length(); ++i) {
+    const uint64_t hash = HashBytes(key_column.Bytes(i));
+    const uint32_t row_id = FindRowForWriter(hash, key_column.Bytes(i));
+    if (row_id == HashIndex::kNoRow) continue;
+    std::byte* row = rows_.Row(row_id);
+    const uint32_t sequence = SeqlockWriteBegin(row);
+    ReleaseVarValues(row);
+    RowState(row).store(0, std::memory_order_relaxed);
+    SeqlockWriteEnd(row, sequence);
+    index_->Erase(hash, row_id);
+    free_rows_.push_back(row_id);
+    row_count_.fetch_sub(1, std::memory_order_relaxed);
+    ++deleted;
+  }
+  FinishWrite();
+  return deleted;
+}
+
+void Table::FinishWrite() {
+  if (index_->has_retired() || rows_.regions().has_retired() || heap_.regions().has_retired()) {
+    gate_.Synchronize();
+    index_->FreeRetired();
+    rows_.regions().FreeRetired();
+    heap_.regions().FreeRetired();
+  }
+  scan_limit_.store(next_row_, std::memory_order_release);
+  stat_row_bytes_.store(rows_.bytes(), std::memory_order_relaxed);
+  stat_index_bytes_.store(index_->bytes(), std::memory_order_relaxed);
+  stat_heap_bytes_.store(heap_.bytes(), std::memory_order_relaxed);
+  stat_heap_garbage_.store(heap_.garbage_bytes(), std::memory_order_relaxed);
+  stat_row_capacity_.store(rows_.capacity(), std::memory_order_relaxed);
+}
+
+TableStats Table::Stats() const {
+  TableStats stats;
+  stats.rows = row_count_.load(std::memory_order_relaxed);
+  stats.row_bytes = stat_row_bytes_.load(std::memory_order_relaxed);
+  stats.index_bytes = stat_index_bytes_.load(std::memory_order_relaxed);
+  stats.heap_bytes = stat_heap_bytes_.load(std::memory_order_relaxed);
+  stats.heap_garbage_bytes = stat_heap_garbage_.load(std::memory_order_relaxed);
+  stats.row_capacity = stat_row_capacity_.load(std::memory_order_relaxed);
+  stats.bytes = stats.row_bytes + stats.index_bytes + stats.heap_bytes;
+  stats.row_width = layout_.row_width();
+  return stats;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads.
+
+
+Result<ReadResult> Table::Read(const arrow::Array& keys_in,
+                               const std::vector<std::string>& columns) const {
+  QUIVER_ASSIGN_OR_RETURN(std::vector<int> indices, ResolveColumns(columns));
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> keys, NormalizeKeys(keys_in, "read"));
+  const int64_t n = keys->length();
+  KeyColumn key_column(*keys);
+  Gather gather(*this, indices, n);
+  QUIVER_RETURN_NOT_OK(gather.Init());
+  QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> found_bits,
+                                arrow::AllocateBuffer(arrow::bit_util::BytesForBits(n)));
+  uint8_t* found = found_bits->mutable_data();
+  std::memset(found, 0, found_bits->size());
+  const ColumnLayout& key_layout = layout_.column(schema_.key_index());
+  const uint32_t row_width = layout_.row_width();
+
+  std::vector<uint64_t> hashes(n);
+  int64_t found_count = 0;
+  arrow::ArrayVector arrays;
+  {
+    ReaderGate::Section section = gate_.Enter();
+    const HashIndex::Array& index = *index_->current();
+    // Blocks keep what was prefetched in cache until it is used: hash + prefetch index slots,
+    // then prefetch candidate rows, then copy.
+    constexpr int64_t kBlock = 128;
+    for (int64_t start = 0; start < n; start += kBlock) {
+      const int64_t end = std::min(n, start + kBlock);
+      for (int64_t i = start; i < end; ++i) {
+        hashes[i] = HashBytes(key_column.Bytes(i));
+        HashIndex::Prefetch(index, hashes[i]);
+      }
+      for (int64_t i = start; i < end; ++i) {
+        size_t position = HashIndex::Home(index, hashes[i]);
+        uint32_t candidate = HashIndex::NextCandidate(index, hashes[i], &position);
+        if (candidate != HashIndex::kNoRow) {
+          const std::byte* row = rows_.Row(candidate);
+          __builtin_prefetch(row);
+          __builtin_prefetch(row + row_width - 1);
+        }
+      }
+      for (int64_t i = start; i < end; ++i) {
+        const std::string_view key = key_column.Bytes(i);
+        size_t position = HashIndex::Home(index, hashes[i]);
+        bool matched = false;
+        for (uint32_t candidate = HashIndex::NextCandidate(index, hashes[i], &position);
+             candidate != HashIndex::kNoRow && !matched;
+             candidate = HashIndex::NextCandidate(index, hashes[i], &position)) {
+          std::byte* row = rows_.Row(candidate);
+          uint32_t sequence;
+          do {
+            sequence = SeqlockReadBegin(row);
+            const bool live = RowState(row).load(std::memory_order_relaxed) & kRowLive;
+            matched = live && KeyMatches(row, key_layout, key, heap_);
+            if (matched) gather.Copy(row, i);
+          } while (!SeqlockReadValidate(row, sequence));
+        }
+        if (matched) {
+          arrow::bit_util::SetBit(found, i);
+          ++found_count;
+        } else {
+          gather.SetMissing(i);
+        }
+      }
+    }
+    QUIVER_ASSIGN_OR_RETURN(arrays, gather.Finish(n));
+  }
+  ReadResult result;
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Schema> schema, ReadSchema(columns));
+  result.batch = arrow::RecordBatch::Make(std::move(schema), n, std::move(arrays));
+  result.found = std::make_shared<arrow::BooleanArray>(n, found_bits);
+  result.found_count = found_count;
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scan.
+
+class Table::Scanner : public arrow::RecordBatchReader {
+ public:
+  Scanner(std::shared_ptr<const Table> table, int64_t max_batch_rows)
+      : table_(std::move(table)),
+        schema_(table_->schema_.ToArrow()),
+        max_batch_rows_(max_batch_rows) {
+    for (int i = 0; i < table_->schema_.num_columns(); ++i) columns_.push_back(i);
+  }
+
+  std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
+
+  arrow::Status ReadNext(std::shared_ptr<arrow::RecordBatch>* batch) override {
+    *batch = nullptr;
+    const uint32_t limit = table_->scan_limit_.load(std::memory_order_acquire);
+    if (cursor_ >= limit) return arrow::Status::OK();
+    // Batches end at max_batch_rows rows or about 64 MiB of variable-length bytes.
+    constexpr uint64_t kMaxBatchVarBytes = 64 << 20;
+    Gather gather(*table_, columns_, max_batch_rows_);
+    Status init = gather.Init();
+    if (!init.ok()) return arrow::Status::OutOfMemory(init.message());
+    int64_t produced = 0;
+    uint64_t var_bytes = 0;
+    arrow::ArrayVector arrays;
+    {
+      ReaderGate::Section section = table_->gate_.Enter();
+      // Stretches of deleted rows produce nothing: go on until a row is live or the end.
+      while (cursor_ < limit && produced < max_batch_rows_ && var_bytes < kMaxBatchVarBytes) {
+        std::byte* row = table_->rows_.Row(cursor_++);
+        bool live;
+        uint32_t sequence;
+        do {
+          sequence = SeqlockReadBegin(row);
+          live = RowState(row).load(std::memory_order_relaxed) & kRowLive;
+          if (live) gather.Copy(row, produced);
+        } while (!SeqlockReadValidate(row, sequence));
+        if (live) var_bytes += gather.VarBytes(produced++);
+      }
+      if (produced == 0) return arrow::Status::OK();  // the end
+      auto finished = gather.Finish(produced);
+      if (!finished.ok()) return arrow::Status::Invalid(finished.status().message());
+      arrays = std::move(finished).value();
+    }
+    *batch = arrow::RecordBatch::Make(schema_, produced, std::move(arrays));
+    return arrow::Status::OK();
+  }
+
+ private:
+  std::shared_ptr<const Table> table_;
+  std::shared_ptr<arrow::Schema> schema_;
+  std::vector<int> columns_;
+  int64_t max_batch_rows_;
+  uint32_t cursor_ = 0;
+};
+
+Result<std::shared_ptr<arrow::RecordBatchReader>> Table::Scan(int64_t max_batch_rows) const {
+  if (max_batch_rows <= 0) {
+    return Status::InvalidArgument("scan batch size must be positive");
+  }
+  return std::shared_ptr<arrow::RecordBatchReader>(
+      std::make_shared<Scanner>(shared_from_this(), max_batch_rows));
+}
+
+}  // namespace quiver

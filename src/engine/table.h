@@ -1,0 +1,133 @@
+// Table: one feature table held in memory: rows in a RowStore, variable-length values in a Heap,
+// a HashIndex from key to row. Batch-first: every operation takes or returns Arrow data.
+//
+// Semantics
+//   Upsert   key column + any subset of value columns. A column left out keeps its stored value
+//            for existing keys and is null for new keys. A batch behaves as if its rows were
+//            applied one after another (so the last occurrence of a repeated key wins), and it is
+//            applied whole or not at all: every check runs and every allocation is made before
+//            the first row changes. With an event-time column, a row whose event time is older
+//            than the stored row's is skipped and counted (a batch without that column is not
+//            checked).
+//   Read     one output row per requested key, in request order (duplicates allowed); a missing
+//            key gives a row of nulls and found[i] = false. Output fields are all nullable.
+//   Delete   removes keys; returns how many were present.
+//   Scan     every live row (key first, then the value columns, schema order), in batches.
+//
+// Concurrency: any number of threads may Read / Scan / Stats while one thread at a time writes
+// (Upsert / Delete take the table's write mutex). Readers never block: each row is read under its
+// seqlock (row_layout.h) and retried if the writer changed it meanwhile, so no reader sees half an
+// updated row; structures that grow (index, region directories) are replaced and the old ones
+// freed only after a ReaderGate grace period. Readers may see some rows of a batch in flight
+// already applied and others not yet.
+//
+// Errors name the table, the column and, where it applies, the row. No exception escapes.
+#pragma once
+
+#include <arrow/type_fwd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/hash_index.h"
+#include "engine/heap.h"
+#include "engine/limits.h"
+#include "engine/reader_gate.h"
+#include "engine/row_layout.h"
+#include "engine/row_store.h"
+#include "engine/schema.h"
+
+namespace quiver {
+
+struct UpsertResult {
+  int64_t rows_written = 0;  // inserted or updated
+  int64_t rows_skipped = 0;  // older than the stored event time
+};
+
+struct ReadResult {
+  // One row per requested key, request order; the requested columns (all value columns when
+  // none were named), every field nullable.
+  std::shared_ptr<arrow::RecordBatch> batch;
+  // found->Value(i): whether key i was present. Never null, no nulls.
+  std::shared_ptr<arrow::BooleanArray> found;
+  int64_t found_count = 0;
+};
+
+struct TableStats {
+  int64_t rows = 0;
+  uint64_t bytes = 0;        // everything the table holds: rows + index + heap
+  uint64_t row_bytes = 0;    // row chunks (including free capacity)
+  uint64_t index_bytes = 0;
+  uint64_t heap_bytes = 0;   // heap chunks
+  uint64_t heap_garbage_bytes = 0;  // heap bytes no longer referenced
+  uint64_t row_capacity = 0;
+  uint32_t row_width = 0;
+};
+
+class Table : public std::enable_shared_from_this<Table> {
+ public:
+  static Result<std::shared_ptr<Table>> Make(std::string name, TableSchema schema,
+                                             EngineLimits limits = {},
+                                             RegionBacking backing = RegionBacking::kAnonymous);
+  ~Table();
+
+  const std::string& name() const { return name_; }
+  const TableSchema& schema() const { return schema_; }
+  const RowLayout& layout() const { return layout_; }
+
+  Result<UpsertResult> Upsert(const arrow::RecordBatch& batch);
+  Result<UpsertResult> Upsert(const arrow::Table& table);
+  // `keys`: an array of the key type (or one castable to it), no nulls.
+  Result<int64_t> Delete(const arrow::Array& keys);
+  Result<ReadResult> Read(const arrow::Array& keys,
+                          const std::vector<std::string>& columns = {}) const;
+  // A reader over every live row. Each batch reflects the table at the time it is produced.
+  Result<std::shared_ptr<arrow::RecordBatchReader>> Scan(int64_t max_batch_rows = 65536) const;
+  TableStats Stats() const;
+
+  // The Arrow schema of Read results for `columns` (all value columns when empty).
+  Result<std::shared_ptr<arrow::Schema>> ReadSchema(const std::vector<std::string>& columns) const;
+
+ private:
+  class Gather;
+  class Scanner;
+  struct PreparedBatch;
+
+  Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing);
+
+  Status Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) const;
+  Result<std::shared_ptr<arrow::Array>> NormalizeKeys(const arrow::Array& keys,
+                                                      std::string_view what) const;
+  Result<std::vector<int>> ResolveColumns(const std::vector<std::string>& columns) const;
+  // Writer-side lookup (no seqlock needed: only the writer changes rows).
+  uint32_t FindRowForWriter(uint64_t hash, std::string_view key) const;
+  void WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i);
+  void ReleaseVarValues(const std::byte* row);
+  void FinishWrite();
+
+  const std::string name_;
+  const TableSchema schema_;
+  const EngineLimits limits_;
+  const RowLayout layout_;
+
+  mutable ReaderGate gate_;
+  RowStore rows_;
+  Heap heap_;
+  std::unique_ptr<HashIndex> index_;
+
+  std::mutex write_mutex_;
+  std::vector<uint32_t> free_rows_;  // writer only
+  uint32_t next_row_ = 0;            // writer only: rows [0, next_row_) have been used
+  std::atomic<uint32_t> scan_limit_{0};  // published next_row_, for scans
+  std::atomic<int64_t> row_count_{0};
+  // Published by the writer after each operation, for Stats() from any thread.
+  std::atomic<uint64_t> stat_row_bytes_{0}, stat_index_bytes_{0}, stat_heap_bytes_{0},
+      stat_heap_garbage_{0}, stat_row_capacity_{0};
+};
+
+}  // namespace quiver
