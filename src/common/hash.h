@@ -12,7 +12,10 @@
 
 namespace quiver {
 
-inline uint64_t HashBytes(const void* data, size_t size) { return XXH3_64bits(data, size); }
+// Flattened so that XXH3's short-input path is inlined into hot loops.
+[[gnu::flatten]] inline uint64_t HashBytes(const void* data, size_t size) {
+  return XXH3_64bits(data, size);
+}
 inline uint64_t HashBytes(std::string_view bytes) { return HashBytes(bytes.data(), bytes.size()); }
 inline uint64_t HashInt64(int64_t value) { return HashBytes(&value, sizeof(value)); }
 

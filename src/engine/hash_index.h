@@ -54,7 +54,8 @@ class HashIndex {
   }
   // Candidate rows for `hash`, in probe order: start with *pos = Home(array, hash); each call
   // returns the next row whose tag matches and advances *pos past it, or kNoRow at the end.
-  static uint32_t NextCandidate(const Array& array, uint64_t hash, size_t* pos) {
+  [[gnu::always_inline]] static uint32_t NextCandidate(const Array& array, uint64_t hash,
+                                                       size_t* pos) {
     const uint64_t tag = Tag(hash);
     for (size_t i = *pos;; i = (i + 1) & array.mask) {
       uint64_t slot = array.slots[i].load(std::memory_order_acquire);

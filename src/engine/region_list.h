@@ -31,7 +31,7 @@ class RegionList {
 
   // Base address of region `index`, or nullptr when no such region is published (a torn
   // reference read by an optimistic reader must not fault).
-  std::byte* Base(size_t index) const {
+  [[gnu::always_inline]] std::byte* Base(size_t index) const {
     if (index >= count_.load(std::memory_order_acquire)) return nullptr;
     const Directory* directory = directory_.load(std::memory_order_acquire);
     return directory->bases[index].load(std::memory_order_acquire);

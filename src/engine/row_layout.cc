@@ -8,7 +8,8 @@ RowLayout::RowLayout(const TableSchema& schema) {
   columns_.resize(schema.num_columns());
   int nullable_columns = 0;
   for (const ColumnSpec& column : schema.columns()) nullable_columns += column.nullable ? 1 : 0;
-  uint32_t offset = kRowHeaderBytes + static_cast<uint32_t>((nullable_columns + 7) / 8);
+  bitmap_bytes_ = static_cast<uint32_t>((nullable_columns + 7) / 8);
+  uint32_t offset = kRowHeaderBytes + bitmap_bytes_;
 
   // The key first: it is compared on every lookup, so it shares the first cache line with the
   // header.
@@ -24,7 +25,7 @@ RowLayout::RowLayout(const TableSchema& schema) {
       case arrow::Type::STRING:
       case arrow::Type::BINARY:
         layout.physical = Physical::kBytes;
-        layout.width = kVarRefBytes;
+        layout.width = index == schema.key_index() ? kKeyRefBytes : kVarRefBytes;
         break;
       case arrow::Type::LIST:
         layout.physical = Physical::kList;

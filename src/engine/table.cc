@@ -23,22 +23,6 @@ Status InitializeCompute() {
   return FromArrow(status);
 }
 
-// Fixed-width copies with the common widths spelled out, so the compiler emits one move instead
-// of a call to memcpy (the read path copies ~10 values per key).
-inline void CopyFixedFromRow(uint8_t* dst, const std::byte* src, uint32_t width) {
-#if defined(QUIVER_TSAN)
-  CopyFromRow(dst, src, width);
-#else
-  switch (width) {
-    case 1: std::memcpy(dst, src, 1); return;
-    case 2: std::memcpy(dst, src, 2); return;
-    case 4: std::memcpy(dst, src, 4); return;
-    case 8: std::memcpy(dst, src, 8); return;
-    default: std::memcpy(dst, src, width); return;
-  }
-#endif
-}
-
 // The bytes of key i of a normalized key array (utf8 or int64), for hashing and comparing.
 class KeyColumn {
  public:
@@ -51,7 +35,7 @@ class KeyColumn {
       ints_ = data.GetValues<int64_t>(1);
     }
   }
-  std::string_view Bytes(int64_t i) const {
+  [[gnu::always_inline]] std::string_view Bytes(int64_t i) const {
     if (ints_ != nullptr) return {reinterpret_cast<const char*>(ints_ + i), sizeof(int64_t)};
     return {reinterpret_cast<const char*>(bytes_) + offsets_[i],
             static_cast<size_t>(offsets_[i + 1] - offsets_[i])};
@@ -118,11 +102,22 @@ bool ConversionAllowed(const arrow::DataType& from, const arrow::DataType& to) {
   }
 }
 
-struct VarRefCopy {
-  uint32_t length;
-  uint8_t payload[kVarInlineBytes];
-};
-static_assert(sizeof(VarRefCopy) == kVarRefBytes);
+
+// Equality of two byte strings of `size` <= 8 bytes, without a call to memcmp.
+inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
+  const auto* x = static_cast<const uint8_t*>(a);
+  const auto* y = static_cast<const uint8_t*>(b);
+  if (size >= 4) {  // the first and the last 4 bytes (they overlap when size < 8)
+    uint32_t x_head, y_head, x_tail, y_tail;
+    std::memcpy(&x_head, x, 4), std::memcpy(&y_head, y, 4);
+    std::memcpy(&x_tail, x + size - 4, 4), std::memcpy(&y_tail, y + size - 4, 4);
+    return x_head == y_head && x_tail == y_tail;
+  }
+  for (size_t i = 0; i < size; ++i) {
+    if (x[i] != y[i]) return false;
+  }
+  return true;
+}
 
 // Whether `row` holds `key`. For readers, meaningful only once their seqlock check passed; the
 // writer calls it on rows only it changes.
@@ -133,10 +128,9 @@ bool KeyMatches(const std::byte* row, const ColumnLayout& layout, std::string_vi
     CopyFromRow(stored, row + layout.offset, sizeof(stored));
     return std::memcmp(stored, key.data(), sizeof(stored)) == 0;
   }
-  VarRefCopy ref;
-  CopyFromRow(&ref, row + layout.offset, kVarRefBytes);
+  const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
   if (ref.length != key.size()) return false;
-  if (ref.length <= kVarInlineBytes) return std::memcmp(ref.payload, key.data(), ref.length) == 0;
+  if (ref.length <= kVarInlineBytes) return ShortBytesEqual(ref.payload, key.data(), ref.length);
   HeapRef heap_ref;
   std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
   // A torn reference may point anywhere: View() checks bounds, and heap bytes are immutable.
@@ -155,7 +149,10 @@ bool KeyMatches(const std::byte* row, const ColumnLayout& layout, std::string_vi
 class Table::Gather {
  public:
   Gather(const Table& table, const std::vector<int>& columns, int64_t capacity)
-      : table_(table), capacity_(capacity) {
+      : table_(table),
+        capacity_(capacity),
+        bitmap_bytes_(table.layout_.bitmap_bytes()),
+        bitmap_stride_((bitmap_bytes_ + 7) / 8 * 8) {
     int var_slots = 0;
     for (int index : columns) {
       Output out;
@@ -173,63 +170,69 @@ class Table::Gather {
   Status Init() {
     const int64_t bitmap_bytes = arrow::bit_util::BytesForBits(capacity_);
     for (Output& out : outputs_) {
-      QUIVER_ASSIGN_OR_RETURN_ARROW(out.validity, arrow::AllocateBuffer(bitmap_bytes));
-      std::memset(out.validity->mutable_data(), 0, bitmap_bytes);
-      if (out.layout->physical == Physical::kFixed) {
-        const int64_t bytes = capacity_ * out.layout->width;
-        QUIVER_ASSIGN_OR_RETURN_ARROW(out.values, arrow::AllocateBuffer(bytes));
-        std::memset(out.values->mutable_data(), 0, bytes);
-      } else if (out.layout->physical == Physical::kBool) {
+      const ColumnLayout& layout = *out.layout;
+      if (layout.physical == Physical::kFixed) {
+        QUIVER_ASSIGN_OR_RETURN_ARROW(out.values, arrow::AllocateBuffer(capacity_ * layout.width));
+      } else if (layout.physical == Physical::kBool) {
         QUIVER_ASSIGN_OR_RETURN_ARROW(out.values, arrow::AllocateBuffer(bitmap_bytes));
         std::memset(out.values->mutable_data(), 0, bitmap_bytes);
       }
-      out.validity_data = out.validity->mutable_data();
-      out.values_data = out.values ? out.values->mutable_data() : nullptr;
+      uint8_t* values = out.values ? out.values->mutable_data() : nullptr;
+      // Plans by kind, so the per-row loop is a few moves per column and no branches on types.
+      switch (layout.physical) {
+        case Physical::kFixed:
+          (layout.width == 4 ? fixed4_ : layout.width == 8 ? fixed8_ : fixed_other_)
+              .push_back(FixedCopy{layout.offset, layout.width, values});
+          break;
+        case Physical::kBool:
+          bools_.push_back(FixedCopy{layout.offset, 1, values});
+          break;
+        case Physical::kBytes:
+        case Physical::kList:
+          vars_.push_back(FixedCopy{layout.offset, layout.width, nullptr});
+          break;
+      }
     }
-    refs_.assign(static_cast<size_t>(capacity_) * var_slots_, VarRefCopy{0, {}});
+    refs_.resize(static_cast<size_t>(capacity_) * var_slots_);
+    row_bitmaps_.resize(static_cast<size_t>(capacity_) * bitmap_stride_);
     return Status::OK();
   }
 
-  // Inside a seqlock read of `row`: copies the row's values to position i.
+  // Inside a seqlock read of `row`: copies the row's values to position i. Validity is derived
+  // from the copied row bitmaps in Finish.
   void Copy(const std::byte* row, int64_t i) {
-    const std::byte* bitmap = row + kRowHeaderBytes;
-    for (Output& out : outputs_) {
-      const ColumnLayout& layout = *out.layout;
-      bool valid = true;
-      if (layout.valid_bit >= 0) {
-        uint8_t byte = LoadFromRow<uint8_t>(bitmap + layout.valid_bit / 8);
-        valid = (byte >> (layout.valid_bit % 8)) & 1;
-      }
-      arrow::bit_util::SetBitTo(out.validity_data, i, valid);
-      switch (layout.physical) {
-        case Physical::kFixed:
-          CopyFixedFromRow(out.values_data + i * layout.width, row + layout.offset, layout.width);
-          break;
-        case Physical::kBool:
-          arrow::bit_util::SetBitTo(out.values_data, i,
-                                    LoadFromRow<uint8_t>(row + layout.offset) != 0);
-          break;
-        case Physical::kBytes:
-        case Physical::kList: {
-          VarRefCopy& ref = refs_[static_cast<size_t>(i) * var_slots_ + out.var_slot];
-          CopyFromRow(&ref, row + layout.offset, kVarRefBytes);
-          if (!valid) ref.length = 0;
-          break;
-        }
-      }
+    // Whole 8-byte words: constant-size copies, no memcpy call. Reading past the bitmap stays in
+    // the row (a key of at least 8 bytes follows it).
+    uint8_t* bitmap = &row_bitmaps_[static_cast<size_t>(i) * bitmap_stride_];
+    for (uint32_t word = 0; word < bitmap_stride_; word += 8) {
+      CopyFromRow(bitmap + word, row + kRowHeaderBytes + word, 8);
+    }
+    for (const FixedCopy& copy : fixed4_) {
+      CopyFromRow(copy.destination + i * 4, row + copy.row_offset, 4);
+    }
+    for (const FixedCopy& copy : fixed8_) {
+      CopyFromRow(copy.destination + i * 8, row + copy.row_offset, 8);
+    }
+    for (const FixedCopy& copy : fixed_other_) {
+      CopyFromRow(copy.destination + i * copy.width, row + copy.row_offset, copy.width);
+    }
+    for (const FixedCopy& copy : bools_) {
+      arrow::bit_util::SetBitTo(copy.destination, i, LoadFromRow<uint8_t>(row + copy.row_offset) != 0);
+    }
+    VarRef* refs = &refs_[static_cast<size_t>(i) * var_slots_];
+    for (size_t slot = 0; slot < vars_.size(); ++slot) {
+      refs[slot] = LoadVarRef(row + vars_[slot].row_offset, vars_[slot].width);
     }
   }
 
   void SetMissing(int64_t i) {
-    for (Output& out : outputs_) {
-      arrow::bit_util::ClearBit(out.validity_data, i);
-      if (out.layout->physical == Physical::kFixed) {
-        std::memset(out.values_data + i * out.layout->width, 0, out.layout->width);
-      } else if (out.layout->physical == Physical::kBool) {
-        arrow::bit_util::ClearBit(out.values_data, i);
-      } else {
-        refs_[static_cast<size_t>(i) * var_slots_ + out.var_slot].length = 0;
-      }
+    std::memset(&row_bitmaps_[static_cast<size_t>(i) * bitmap_stride_], 0, bitmap_stride_);
+    for (const auto* plan : {&fixed4_, &fixed8_, &fixed_other_}) {
+      for (const FixedCopy& copy : *plan) std::memset(copy.destination + i * copy.width, 0, copy.width);
+    }
+    for (const FixedCopy& copy : bools_) arrow::bit_util::ClearBit(copy.destination, i);
+    for (int slot = 0; slot < var_slots_; ++slot) {
+      refs_[static_cast<size_t>(i) * var_slots_ + slot] = VarRef{0, {}};
     }
   }
 
@@ -242,13 +245,24 @@ class Table::Gather {
     return total;
   }
 
-  // Builds the arrays for positions [0, length). Call inside the ReaderGate section.
-  Result<arrow::ArrayVector> Finish(int64_t length) {
+  // Builds the arrays for positions [0, length); `present` (nullptr: all) tells which positions
+  // hold a row. Call inside the ReaderGate section.
+  Result<arrow::ArrayVector> Finish(int64_t length, const uint8_t* present) {
+    // Bits set in every present row's bitmap: those columns hold no null, and their validity is
+    // just `present`.
+    all_valid_.assign(bitmap_bytes_, 0xFF);
+    for (int64_t i = 0; i < length; ++i) {
+      if (present != nullptr && !arrow::bit_util::GetBit(present, i)) continue;
+      const uint8_t* bitmap = &row_bitmaps_[static_cast<size_t>(i) * bitmap_stride_];
+      for (uint32_t b = 0; b < bitmap_bytes_; ++b) all_valid_[b] &= bitmap[b];
+    }
     arrow::ArrayVector arrays;
     for (Output& out : outputs_) {
-      const int64_t valid_count = arrow::internal::CountSetBits(out.validity_data, 0, length);
-      const int64_t null_count = length - valid_count;
-      std::shared_ptr<arrow::Buffer> validity = null_count > 0 ? out.validity : nullptr;
+      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Buffer> validity,
+                              Validity(*out.layout, length, present));
+      const int64_t null_count =
+          validity ? length - arrow::internal::CountSetBits(validity->data(), 0, length) : 0;
+      if (null_count == 0) validity = nullptr;
       std::shared_ptr<arrow::ArrayData> data;
       const auto& type = out.type;
       switch (out.layout->physical) {
@@ -281,21 +295,53 @@ class Table::Gather {
     int schema_index = 0;
     const ColumnLayout* layout = nullptr;
     std::shared_ptr<arrow::DataType> type;
-    std::shared_ptr<arrow::Buffer> validity, values;
-    uint8_t* validity_data = nullptr;
-    uint8_t* values_data = nullptr;
+    std::shared_ptr<arrow::Buffer> values;
     int var_slot = -1;
   };
+  struct FixedCopy {
+    uint32_t row_offset;
+    uint32_t width;
+    uint8_t* destination;
+  };
+
+  // The validity bitmap of one output column, or nullptr when every position is valid.
+  Result<std::shared_ptr<arrow::Buffer>> Validity(const ColumnLayout& layout, int64_t length,
+                                                  const uint8_t* present) {
+    const bool no_nulls_stored =
+        layout.valid_bit < 0 || (all_valid_[layout.valid_bit / 8] >> (layout.valid_bit % 8)) & 1;
+    if (no_nulls_stored && present == nullptr) return std::shared_ptr<arrow::Buffer>();
+    const int64_t bytes = arrow::bit_util::BytesForBits(length);
+    QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> validity,
+                                  arrow::AllocateBuffer(bytes));
+    uint8_t* bits = validity->mutable_data();
+    if (no_nulls_stored) {
+      std::memcpy(bits, present, bytes);
+      return validity;
+    }
+    std::memset(bits, 0, bytes);
+    const uint8_t* source = &row_bitmaps_[layout.valid_bit / 8];
+    const int shift = layout.valid_bit % 8;
+    // A missing row's bitmap copy is zero, so `present` needs no second look here.
+    for (int64_t i = 0; i < length; ++i) {
+      bits[i / 8] |= static_cast<uint8_t>(((source[i * bitmap_stride_] >> shift) & 1) << (i % 8));
+    }
+    return validity;
+  }
 
   Result<std::shared_ptr<arrow::ArrayData>> FinishVar(const Output& out, int64_t length,
                                                       std::shared_ptr<arrow::Buffer> validity,
                                                       int64_t null_count) {
     const bool is_list = out.layout->physical == Physical::kList;
     const uint32_t element_width = is_list ? out.layout->element_width : 1;
+    const uint8_t* valid = validity ? validity->data() : nullptr;
+    auto ref_at = [&](int64_t i) -> const VarRef& {
+      return refs_[static_cast<size_t>(i) * var_slots_ + out.var_slot];
+    };
+    auto length_at = [&](int64_t i) -> uint32_t {
+      return valid && !arrow::bit_util::GetBit(valid, i) ? 0 : ref_at(i).length;
+    };
     uint64_t total = 0;
-    for (int64_t i = 0; i < length; ++i) {
-      total += refs_[static_cast<size_t>(i) * var_slots_ + out.var_slot].length;
-    }
+    for (int64_t i = 0; i < length; ++i) total += length_at(i);
     if (total / element_width > static_cast<uint64_t>(std::numeric_limits<int32_t>::max())) {
       return Status::LimitExceeded("table '" + table_.name_ + "' column '" +
                                    table_.schema_.columns()[out.schema_index].name +
@@ -310,21 +356,22 @@ class Table::Gather {
     uint64_t position = 0;
     for (int64_t i = 0; i < length; ++i) {
       offset_data[i] = static_cast<int32_t>(position / element_width);
-      const VarRefCopy& ref = refs_[static_cast<size_t>(i) * var_slots_ + out.var_slot];
-      if (ref.length == 0) continue;
-      if (ref.length <= kVarInlineBytes) {
-        std::memcpy(out_bytes + position, ref.payload, ref.length);
+      const uint32_t size = length_at(i);
+      if (size == 0) continue;
+      const VarRef& ref = ref_at(i);
+      if (size <= kVarInlineBytes) {
+        std::memcpy(out_bytes + position, ref.payload, size);
       } else {
         HeapRef heap_ref;
         std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
-        const std::byte* source = table_.heap_.View(heap_ref, ref.length);
+        const std::byte* source = table_.heap_.View(heap_ref, size);
         if (source == nullptr) {
           return Status::Internal("table '" + table_.name_ + "': a validated value reference "
                                   "points outside the heap");
         }
-        std::memcpy(out_bytes + position, source, ref.length);
+        std::memcpy(out_bytes + position, source, size);
       }
-      position += ref.length;
+      position += size;
     }
     offset_data[length] = static_cast<int32_t>(position / element_width);
     if (!is_list) {
@@ -339,9 +386,14 @@ class Table::Gather {
 
   const Table& table_;
   const int64_t capacity_;
+  const uint32_t bitmap_bytes_;
+  const uint32_t bitmap_stride_;  // bytes per position in row_bitmaps_: a multiple of 8
   std::vector<Output> outputs_;
+  std::vector<FixedCopy> fixed4_, fixed8_, fixed_other_, bools_, vars_;
   int var_slots_ = 0;
-  std::vector<VarRefCopy> refs_;
+  std::vector<VarRef> refs_;
+  std::vector<uint8_t> row_bitmaps_;
+  std::vector<uint8_t> all_valid_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -384,6 +436,7 @@ Result<std::shared_ptr<Table>> Table::Make(std::string name, TableSchema schema,
                                            EngineLimits limits, RegionBacking backing) {
   QUIVER_RETURN_NOT_OK(CheckTableName(name));
   QUIVER_RETURN_NOT_OK(InitializeCompute());
+  limits.max_key_bytes = std::min(limits.max_key_bytes, kMaxKeyBytes);  // KeyRef length is 16-bit
   std::shared_ptr<Table> table(new Table(std::move(name), std::move(schema), limits, backing));
   QUIVER_ASSIGN_OR_RETURN(table->index_, HashIndex::Create(backing));
   table->FinishWrite();
@@ -629,22 +682,23 @@ uint32_t Table::FindRowForWriter(uint64_t hash, std::string_view key) const {
 
 namespace {
 
-// Writes a VarRef (and, for values over 8 bytes, appends them to the heap).
-void WriteVarRef(std::byte* destination, const void* bytes, size_t size, Heap& heap) {
-  VarRefCopy ref{static_cast<uint32_t>(size), {}};
+// Writes a VarRef / KeyRef of `width` bytes (and, for values over 8 bytes, appends them to the
+// heap).
+void WriteVarRef(std::byte* destination, uint32_t width, const void* bytes, size_t size,
+                 Heap& heap) {
+  VarRef ref{static_cast<uint32_t>(size), {}};
   if (size <= kVarInlineBytes) {
     if (size > 0) std::memcpy(ref.payload, bytes, size);
   } else {
     HeapRef heap_ref = heap.Append(bytes, size);
     std::memcpy(ref.payload, &heap_ref, sizeof(heap_ref));
   }
-  CopyToRow(destination, &ref, kVarRefBytes);
+  StoreVarRef(destination, width, ref);
 }
 
-void ReleaseVarRef(const std::byte* source, Heap& heap) {
-  uint32_t length;
-  std::memcpy(&length, source, sizeof(length));
-  if (length > kVarInlineBytes) heap.Release(length);
+void ReleaseVarRef(const std::byte* source, uint32_t width, Heap& heap) {
+  const VarRef ref = LoadVarRef(source, width);
+  if (ref.length > kVarInlineBytes) heap.Release(ref.length);
 }
 
 }  // namespace
@@ -653,7 +707,7 @@ void Table::ReleaseVarValues(const std::byte* row) {
   for (int i = 0; i < schema_.num_columns(); ++i) {
     const ColumnLayout& layout = layout_.column(i);
     if (layout.physical == Physical::kBytes || layout.physical == Physical::kList) {
-      ReleaseVarRef(row + layout.offset, heap_);
+      ReleaseVarRef(row + layout.offset, layout.width, heap_);
     }
   }
 }
@@ -662,15 +716,15 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
   std::byte* row = rows_.Row(row_id);
   const uint32_t sequence = SeqlockWriteBegin(row);
   if (is_new) {
-    ZeroRow(row + kRowExpiryOffset, layout_.row_width() - kRowExpiryOffset);
+    ZeroRow(row + kRowMetaOffset, sizeof(uint64_t));
+    ZeroRow(row + kRowHeaderBytes, layout_.row_width() - kRowHeaderBytes);
     const ColumnLayout& key_layout = layout_.column(schema_.key_index());
     const std::string_view key = KeyColumn(*batch.keys).Bytes(i);
     if (key_layout.physical == Physical::kFixed) {
       CopyToRow(row + key_layout.offset, key.data(), sizeof(int64_t));
     } else {
-      WriteVarRef(row + key_layout.offset, key.data(), key.size(), heap_);
+      WriteVarRef(row + key_layout.offset, key_layout.width, key.data(), key.size(), heap_);
     }
-    RowState(row).store(kRowLive, std::memory_order_relaxed);
   }
 
   std::byte* bitmap = row + kRowHeaderBytes;
@@ -694,21 +748,21 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
         break;
       case Physical::kBytes:
       case Physical::kList: {
-        if (!is_new) ReleaseVarRef(destination, heap_);
+        if (!is_new) ReleaseVarRef(destination, layout.width, heap_);
         if (!valid) {
-          WriteVarRef(destination, nullptr, 0, heap_);
+          WriteVarRef(destination, layout.width, nullptr, 0, heap_);
           break;
         }
         const int64_t begin = input.offsets[i];
         const int64_t count = input.offsets[i + 1] - begin;
         const uint32_t element_width = layout.physical == Physical::kList ? layout.element_width : 1;
-        WriteVarRef(destination, input.var + begin * element_width,
+        WriteVarRef(destination, layout.width, input.var + begin * element_width,
                     static_cast<size_t>(count) * element_width, heap_);
         break;
       }
     }
   }
-  SeqlockWriteEnd(row, sequence);
+  SeqlockWriteEnd(row, sequence, /*live=*/true);
 }
 
 Result<UpsertResult> Table::Upsert(const arrow::Table& table) {
@@ -810,8 +864,7 @@ Result<int64_t> Table::Delete(const arrow::Array& keys_in) {
     std::byte* row = rows_.Row(row_id);
     const uint32_t sequence = SeqlockWriteBegin(row);
     ReleaseVarValues(row);
-    RowState(row).store(0, std::memory_order_relaxed);
-    SeqlockWriteEnd(row, sequence);
+    SeqlockWriteEnd(row, sequence, /*live=*/false);
     index_->Erase(hash, row_id);
     free_rows_.push_back(row_id);
     row_count_.fetch_sub(1, std::memory_order_relaxed);
@@ -874,49 +927,54 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
   {
     ReaderGate::Section section = gate_.Enter();
     const HashIndex::Array& index = *index_->current();
-    // Blocks keep what was prefetched in cache until it is used: hash + prefetch index slots,
-    // then prefetch candidate rows, then copy.
-    constexpr int64_t kBlock = 128;
-    for (int64_t start = 0; start < n; start += kBlock) {
-      const int64_t end = std::min(n, start + kBlock);
-      for (int64_t i = start; i < end; ++i) {
-        hashes[i] = HashBytes(key_column.Bytes(i));
-        HashIndex::Prefetch(index, hashes[i]);
+    // A software pipeline keeps a steady number of cache misses in flight: key i is hashed and
+    // its index slot prefetched, key i - kDistance has its slot read and its row prefetched, and
+    // key i - 2 * kDistance is copied.
+    constexpr int64_t kDistance = 12;
+    std::vector<uint32_t> first_candidate(n);
+    std::vector<size_t> next_position(n);  // probe position after the first candidate
+    for (int64_t step = 0; step < n + 2 * kDistance; ++step) {
+      if (step < n) {
+        hashes[step] = HashBytes(key_column.Bytes(step));
+        HashIndex::Prefetch(index, hashes[step]);
       }
-      for (int64_t i = start; i < end; ++i) {
+      if (const int64_t i = step - kDistance; i >= 0 && i < n) {
         size_t position = HashIndex::Home(index, hashes[i]);
-        uint32_t candidate = HashIndex::NextCandidate(index, hashes[i], &position);
+        const uint32_t candidate = HashIndex::NextCandidate(index, hashes[i], &position);
+        first_candidate[i] = candidate;
+        next_position[i] = position;
         if (candidate != HashIndex::kNoRow) {
           const std::byte* row = rows_.Row(candidate);
           __builtin_prefetch(row);
           __builtin_prefetch(row + row_width - 1);
         }
       }
-      for (int64_t i = start; i < end; ++i) {
-        const std::string_view key = key_column.Bytes(i);
-        size_t position = HashIndex::Home(index, hashes[i]);
-        bool matched = false;
-        for (uint32_t candidate = HashIndex::NextCandidate(index, hashes[i], &position);
-             candidate != HashIndex::kNoRow && !matched;
-             candidate = HashIndex::NextCandidate(index, hashes[i], &position)) {
-          std::byte* row = rows_.Row(candidate);
-          uint32_t sequence;
-          do {
-            sequence = SeqlockReadBegin(row);
-            const bool live = RowState(row).load(std::memory_order_relaxed) & kRowLive;
-            matched = live && KeyMatches(row, key_layout, key, heap_);
-            if (matched) gather.Copy(row, i);
-          } while (!SeqlockReadValidate(row, sequence));
-        }
-        if (matched) {
-          arrow::bit_util::SetBit(found, i);
-          ++found_count;
-        } else {
-          gather.SetMissing(i);
-        }
+      const int64_t i = step - 2 * kDistance;
+      if (i < 0) continue;
+      // Copy key i from the first row that holds it, while that row is in L1.
+      const std::string_view key = key_column.Bytes(i);
+      size_t position = next_position[i];
+      bool matched = false;
+      // Stop at the first row holding the key: probing on would touch more index lines.
+      for (uint32_t candidate = first_candidate[i]; candidate != HashIndex::kNoRow;
+           candidate = HashIndex::NextCandidate(index, hashes[i], &position)) {
+        std::byte* row = rows_.Row(candidate);
+        uint32_t sequence;
+        do {
+          sequence = SeqlockReadBegin(row);
+          matched = (sequence & kSeqLive) && KeyMatches(row, key_layout, key, heap_);
+          if (matched) gather.Copy(row, i);
+        } while (!SeqlockReadValidate(row, sequence));
+        if (matched) break;
+      }
+      if (matched) {
+        arrow::bit_util::SetBit(found, i);
+        ++found_count;
+      } else {
+        gather.SetMissing(i);
       }
     }
-    QUIVER_ASSIGN_OR_RETURN(arrays, gather.Finish(n));
+    QUIVER_ASSIGN_OR_RETURN(arrays, gather.Finish(n, found));
   }
   ReadResult result;
   QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Schema> schema, ReadSchema(columns));
@@ -961,13 +1019,13 @@ class Table::Scanner : public arrow::RecordBatchReader {
         uint32_t sequence;
         do {
           sequence = SeqlockReadBegin(row);
-          live = RowState(row).load(std::memory_order_relaxed) & kRowLive;
+          live = sequence & kSeqLive;
           if (live) gather.Copy(row, produced);
         } while (!SeqlockReadValidate(row, sequence));
         if (live) var_bytes += gather.VarBytes(produced++);
       }
       if (produced == 0) return arrow::Status::OK();  // the end
-      auto finished = gather.Finish(produced);
+      auto finished = gather.Finish(produced, nullptr);
       if (!finished.ok()) return arrow::Status::Invalid(finished.status().message());
       arrays = std::move(finished).value();
     }

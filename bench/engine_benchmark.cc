@@ -1,0 +1,191 @@
+// Engine benchmarks (docs/benchmarks.md):
+//   BM_ReadFloat32x10     1000 (and 1) random keys x 10 float32 columns, 8-character string keys
+//   BM_ReadEmbedding128   1000 random keys x one fixed_size_list<float32, 128>
+//   BM_Upsert10Float32    bulk upsert of N rows x 10 float32 from Arrow record batches
+// Table size: BENCH_ROWS (default 10,000,000) rows. Read latencies are measured per call; the
+// p50 / p99 / p999 counters are in microseconds. bytes_per_row = TableStats::bytes / rows.
+#include <arrow/api.h>
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+
+#include "engine/table.h"
+
+namespace quiver {
+namespace {
+
+int64_t BenchRows() {
+  const char* text = std::getenv("BENCH_ROWS");
+  return text ? std::max<int64_t>(1000, std::atoll(text)) : 10'000'000;
+}
+
+constexpr int64_t kBatchRows = 1 << 20;
+constexpr int kKeySets = 256;
+
+// Keys "00000000", "00000001", ...: 8 characters each.
+std::shared_ptr<arrow::Array> MakeKeys(int64_t first, int64_t count) {
+  auto offsets = arrow::AllocateBuffer((count + 1) * sizeof(int32_t)).ValueOrDie();
+  auto data = arrow::AllocateBuffer(count * 8).ValueOrDie();
+  auto* offset = reinterpret_cast<int32_t*>(offsets->mutable_data());
+  char* out = reinterpret_cast<char*>(data->mutable_data());
+  char buffer[24];
+  for (int64_t i = 0; i < count; ++i) {
+    offset[i] = static_cast<int32_t>(i * 8);
+    std::snprintf(buffer, sizeof(buffer), "%08lld", static_cast<long long>(first + i));
+    std::memcpy(out + i * 8, buffer, 8);
+  }
+  offset[count] = static_cast<int32_t>(count * 8);
+  return std::make_shared<arrow::StringArray>(count, std::move(offsets), std::move(data));
+}
+
+std::shared_ptr<arrow::Buffer> RandomFloats(int64_t count, uint64_t seed) {
+  auto buffer = arrow::AllocateBuffer(count * sizeof(float)).ValueOrDie();
+  auto* values = reinterpret_cast<float*>(buffer->mutable_data());
+  uint64_t state = seed * 0x9E3779B97F4A7C15ULL + 1;
+  for (int64_t i = 0; i < count; ++i) {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    values[i] = static_cast<float>(state >> 40) * (1.0f / (1 << 24));
+  }
+  return buffer;
+}
+
+enum class Shape { kFloat32x10, kEmbedding128 };
+
+std::string SchemaJson(Shape shape) {
+  std::string json = R"({"key": "key", "columns": {"key": {"dtype": "utf8"})";
+  if (shape == Shape::kFloat32x10) {
+    for (int c = 0; c < 10; ++c) json += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32"})";
+  } else {
+    json += R"(, "embedding": {"dtype": "fixed_size_list[float32, 128]"})";
+  }
+  return json + "}}";
+}
+
+std::shared_ptr<arrow::RecordBatch> MakeBatch(Shape shape, int64_t first, int64_t count) {
+  arrow::FieldVector fields = {arrow::field("key", arrow::utf8())};
+  arrow::ArrayVector arrays = {MakeKeys(first, count)};
+  if (shape == Shape::kFloat32x10) {
+    for (int c = 0; c < 10; ++c) {
+      fields.push_back(arrow::field("f" + std::to_string(c), arrow::float32()));
+      arrays.push_back(std::make_shared<arrow::FloatArray>(count, RandomFloats(count, first * 16 + c)));
+    }
+  } else {
+    auto type = arrow::fixed_size_list(arrow::float32(), 128);
+    fields.push_back(arrow::field("embedding", type));
+    auto values = std::make_shared<arrow::FloatArray>(count * 128, RandomFloats(count * 128, first));
+    arrays.push_back(std::make_shared<arrow::FixedSizeListArray>(type, count, values));
+  }
+  return arrow::RecordBatch::Make(arrow::schema(fields), count, arrays);
+}
+
+std::shared_ptr<Table> LoadTable(Shape shape, int64_t rows) {
+  auto table = Table::Make("bench", TableSchema::FromJson(SchemaJson(shape)).value()).value();
+  for (int64_t first = 0; first < rows; first += kBatchRows) {
+    auto result = table->Upsert(*MakeBatch(shape, first, std::min(kBatchRows, rows - first)));
+    if (!result.ok()) {
+      std::fprintf(stderr, "load failed: %s\n", result.status().ToString().c_str());
+      std::abort();
+    }
+  }
+  return table;
+}
+
+// Tables are built once per process and shape.
+std::shared_ptr<Table> SharedTable(Shape shape) {
+  static std::map<Shape, std::shared_ptr<Table>> tables;
+  auto& table = tables[shape];
+  if (!table) table = LoadTable(shape, BenchRows());
+  return table;
+}
+
+void SetPercentiles(benchmark::State& state, std::vector<double>& micros) {
+  if (micros.empty()) return;
+  std::sort(micros.begin(), micros.end());
+  auto at = [&](double q) { return micros[static_cast<size_t>(q * (micros.size() - 1))]; };
+  state.counters["p50_us"] = at(0.50);
+  state.counters["p99_us"] = at(0.99);
+  state.counters["p999_us"] = at(0.999);
+}
+
+void RunReads(benchmark::State& state, Shape shape) {
+  const int keys_per_read = static_cast<int>(state.range(0));
+  auto table = SharedTable(shape);
+  const int64_t rows = BenchRows();
+  std::mt19937_64 rng(7);
+  std::vector<std::shared_ptr<arrow::Array>> key_sets;
+  for (int s = 0; s < kKeySets; ++s) {
+    arrow::StringBuilder builder;
+    char buffer[24];
+    for (int k = 0; k < keys_per_read; ++k) {
+      std::snprintf(buffer, sizeof(buffer), "%08lld", static_cast<long long>(rng() % rows));
+      (void)builder.Append(buffer, 8);
+    }
+    key_sets.push_back(builder.Finish().ValueOrDie());
+  }
+  std::vector<double> micros;
+  micros.reserve(1 << 20);
+  size_t next = 0;
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    auto result = table->Read(*key_sets[next++ % kKeySets]);
+    const auto end = std::chrono::steady_clock::now();
+    if (!result.ok() || result->found_count != keys_per_read) {
+      state.SkipWithError("read failed or keys missing");
+      break;
+    }
+    benchmark::DoNotOptimize(result->batch);
+    const double seconds = std::chrono::duration<double>(end - start).count();
+    state.SetIterationTime(seconds);
+    micros.push_back(seconds * 1e6);
+  }
+  state.SetItemsProcessed(state.iterations() * keys_per_read);
+  SetPercentiles(state, micros);
+  const TableStats stats = table->Stats();
+  state.counters["rows"] = static_cast<double>(stats.rows);
+  state.counters["bytes_per_row"] = static_cast<double>(stats.bytes) / stats.rows;
+}
+
+void BM_ReadFloat32x10(benchmark::State& state) { RunReads(state, Shape::kFloat32x10); }
+void BM_ReadEmbedding128(benchmark::State& state) { RunReads(state, Shape::kEmbedding128); }
+
+void BM_Upsert10Float32(benchmark::State& state) {
+  const int64_t rows = BenchRows();
+  std::vector<std::shared_ptr<arrow::RecordBatch>> batches;
+  for (int64_t first = 0; first < rows; first += kBatchRows) {
+    batches.push_back(MakeBatch(Shape::kFloat32x10, first, std::min(kBatchRows, rows - first)));
+  }
+  double bytes_per_row = 0;
+  for (auto _ : state) {
+    auto table = Table::Make("bench", TableSchema::FromJson(SchemaJson(Shape::kFloat32x10)).value()).value();
+    const auto start = std::chrono::steady_clock::now();
+    for (const auto& batch : batches) {
+      auto result = table->Upsert(*batch);
+      if (!result.ok()) state.SkipWithError(result.status().ToString().c_str());
+    }
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    const TableStats stats = table->Stats();
+    bytes_per_row = static_cast<double>(stats.bytes) / stats.rows;
+    state.PauseTiming();
+    table.reset();  // unmapping is not part of the upsert
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+  state.counters["bytes_per_row"] = bytes_per_row;
+}
+
+// Argument: keys per read.
+BENCHMARK(BM_ReadFloat32x10)->Arg(1000)->Arg(1)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(3.0);
+BENCHMARK(BM_ReadEmbedding128)->Arg(1000)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(3.0);
+BENCHMARK(BM_Upsert10Float32)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3);
+
+}  // namespace
+}  // namespace quiver
+
+BENCHMARK_MAIN();
