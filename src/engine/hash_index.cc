@@ -50,12 +50,22 @@ Status HashIndex::Reserve(size_t additional) {
   }
   QUIVER_ASSIGN_OR_RETURN(std::unique_ptr<Array> larger, MakeArray(wanted, backing_));
   const Array& old = *owned_;
+  // Home() reads the tag from the upper 32 bits of its argument, which a slot also holds. The
+  // destination slots are random: prefetch them a few entries ahead.
+  constexpr size_t kAhead = 16;
+  size_t pending[kAhead];
+  size_t count = 0;
   for (size_t i = 0; i <= old.mask; ++i) {
-    uint64_t slot = old.slots[i].load(std::memory_order_relaxed);
-    if (slot != kEmpty && slot != kTombstone) {
-      // Home() reads the tag from the upper 32 bits of its argument, which a slot also holds.
-      Place(*larger, slot);
+    const uint64_t slot = old.slots[i].load(std::memory_order_relaxed);
+    if (slot == kEmpty || slot == kTombstone) continue;
+    Prefetch(*larger, slot);
+    if (count >= kAhead) {
+      Place(*larger, old.slots[pending[count % kAhead]].load(std::memory_order_relaxed));
     }
+    pending[count++ % kAhead] = i;
+  }
+  for (size_t j = count > kAhead ? count - kAhead : 0; j < count; ++j) {
+    Place(*larger, old.slots[pending[j % kAhead]].load(std::memory_order_relaxed));
   }
   current_.store(larger.get(), std::memory_order_release);
   retired_.push_back(std::move(owned_));
@@ -76,6 +86,13 @@ void HashIndex::Insert(uint64_t hash, uint32_t row) {
       return;
     }
   }
+}
+
+void HashIndex::InsertAt(size_t position, uint64_t hash, uint32_t row) {
+  std::atomic<uint64_t>& slot = owned_->slots[position];
+  if (slot.load(std::memory_order_relaxed) == kEmpty) ++used_;
+  slot.store((hash & 0xFFFFFFFF00000000ULL) | row, std::memory_order_release);
+  ++live_;
 }
 
 bool HashIndex::Erase(uint64_t hash, uint32_t row) {

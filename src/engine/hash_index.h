@@ -75,6 +75,30 @@ class HashIndex {
   Status Reserve(size_t additional);
   // Writer: adds an entry. Preconditions: the key is absent; Reserve covered it.
   void Insert(uint64_t hash, uint32_t row);
+  // Writer: one walk of the probe run of `hash`. Returns the first candidate row for which
+  // `matches(row)` holds, or kNoRow; then *insert_at is where InsertAt may place the key (the
+  // first tombstone or the empty slot ending the run), valid until the index changes.
+  template <typename Matches>
+  uint32_t FindForInsert(uint64_t hash, Matches&& matches, size_t* insert_at) const {
+    const Array& array = *owned_;
+    const uint64_t tag = Tag(hash);
+    size_t tombstone = SIZE_MAX;
+    for (size_t i = Home(array, hash);; i = (i + 1) & array.mask) {
+      const uint64_t slot = array.slots[i].load(std::memory_order_relaxed);
+      if (slot == kEmpty) {
+        *insert_at = tombstone != SIZE_MAX ? tombstone : i;
+        return kNoRow;
+      }
+      if (slot == kTombstone) {
+        if (tombstone == SIZE_MAX) tombstone = i;
+      } else if ((slot >> 32) == tag && matches(static_cast<uint32_t>(slot))) {
+        return static_cast<uint32_t>(slot);
+      }
+    }
+  }
+  // Writer: adds (hash, row) at a position FindForInsert returned. Precondition: Reserve
+  // covered it.
+  void InsertAt(size_t position, uint64_t hash, uint32_t row);
   // Writer: removes the entry (hash, row); false when there is none.
   bool Erase(uint64_t hash, uint32_t row);
 

@@ -712,14 +712,14 @@ void Table::ReleaseVarValues(const std::byte* row) {
   }
 }
 
-void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i) {
+void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i,
+                     std::string_view key) {
   std::byte* row = rows_.Row(row_id);
   const uint32_t sequence = SeqlockWriteBegin(row);
   if (is_new) {
     ZeroRow(row + kRowMetaOffset, sizeof(uint64_t));
     ZeroRow(row + kRowHeaderBytes, layout_.row_width() - kRowHeaderBytes);
     const ColumnLayout& key_layout = layout_.column(schema_.key_index());
-    const std::string_view key = KeyColumn(*batch.keys).Bytes(i);
     if (key_layout.physical == Physical::kFixed) {
       CopyToRow(row + key_layout.offset, key.data(), sizeof(int64_t));
     } else {
@@ -812,6 +812,7 @@ Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
   const PreparedBatch::Input* event_time =
       prepared.event_time_input >= 0 ? &prepared.inputs[prepared.event_time_input] : nullptr;
   const HashIndex::Array& index = *index_->current();
+  const ColumnLayout& key_layout = layout_.column(schema_.key_index());
   for (int64_t i = 0; i < n; ++i) {
     if (i + kAhead < n) {
       if (existing[i + kAhead] != HashIndex::kNoRow) {
@@ -821,8 +822,18 @@ Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
       }
     }
     uint32_t row_id = existing[i];
-    // An earlier row of this batch may have inserted the key.
-    if (row_id == HashIndex::kNoRow) row_id = FindRowForWriter(hashes[i], key_column.Bytes(i));
+    size_t insert_at = 0;
+    if (row_id == HashIndex::kNoRow) {
+      // Absent before the batch, but an earlier row of this batch may have inserted it; the same
+      // walk finds where to insert it otherwise.
+      const std::string_view key = key_column.Bytes(i);
+      row_id = index_->FindForInsert(
+          hashes[i],
+          [&](uint32_t candidate) {
+            return KeyMatches(rows_.Row(candidate), key_layout, key, heap_);
+          },
+          &insert_at);
+    }
     if (row_id != HashIndex::kNoRow) {
       if (event_time != nullptr) {
         const std::byte* row = rows_.Row(row_id);
@@ -834,7 +845,7 @@ Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
           continue;
         }
       }
-      WriteRow(row_id, /*is_new=*/false, prepared, i);
+      WriteRow(row_id, /*is_new=*/false, prepared, i, key_column.Bytes(i));
     } else {
       if (!free_rows_.empty()) {
         row_id = free_rows_.back();
@@ -842,8 +853,8 @@ Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
       } else {
         row_id = next_row_++;
       }
-      WriteRow(row_id, /*is_new=*/true, prepared, i);
-      index_->Insert(hashes[i], row_id);
+      WriteRow(row_id, /*is_new=*/true, prepared, i, key_column.Bytes(i));
+      index_->InsertAt(insert_at, hashes[i], row_id);
       row_count_.fetch_add(1, std::memory_order_relaxed);
     }
     ++result.rows_written;

@@ -106,7 +106,8 @@ class Table : public std::enable_shared_from_this<Table> {
   Result<std::vector<int>> ResolveColumns(const std::vector<std::string>& columns) const;
   // Writer-side lookup (no seqlock needed: only the writer changes rows).
   uint32_t FindRowForWriter(uint64_t hash, std::string_view key) const;
-  void WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i);
+  void WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i,
+                std::string_view key);
   void ReleaseVarValues(const std::byte* row);
   void FinishWrite();
 
