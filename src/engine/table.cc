@@ -203,7 +203,7 @@ class Table::Gather {
   void Copy(const std::byte* row, int64_t i) {
     // Whole 8-byte words: constant-size copies, no memcpy call. Reading past the bitmap stays in
     // the row (a key of at least 8 bytes follows it).
-    uint8_t* bitmap = &row_bitmaps_[static_cast<size_t>(i) * bitmap_stride_];
+    uint8_t* bitmap = row_bitmaps_.data() + static_cast<size_t>(i) * bitmap_stride_;
     for (uint32_t word = 0; word < bitmap_stride_; word += 8) {
       CopyFromRow(bitmap + word, row + kRowHeaderBytes + word, 8);
     }
@@ -219,14 +219,14 @@ class Table::Gather {
     for (const FixedCopy& copy : bools_) {
       arrow::bit_util::SetBitTo(copy.destination, i, LoadFromRow<uint8_t>(row + copy.row_offset) != 0);
     }
-    VarRef* refs = &refs_[static_cast<size_t>(i) * var_slots_];
+    VarRef* refs = refs_.data() + static_cast<size_t>(i) * var_slots_;
     for (size_t slot = 0; slot < vars_.size(); ++slot) {
       refs[slot] = LoadVarRef(row + vars_[slot].row_offset, vars_[slot].width);
     }
   }
 
   void SetMissing(int64_t i) {
-    std::memset(&row_bitmaps_[static_cast<size_t>(i) * bitmap_stride_], 0, bitmap_stride_);
+    std::memset(row_bitmaps_.data() + static_cast<size_t>(i) * bitmap_stride_, 0, bitmap_stride_);
     for (const auto* plan : {&fixed4_, &fixed8_, &fixed_other_}) {
       for (const FixedCopy& copy : *plan) std::memset(copy.destination + i * copy.width, 0, copy.width);
     }
@@ -253,7 +253,7 @@ class Table::Gather {
     all_valid_.assign(bitmap_bytes_, 0xFF);
     for (int64_t i = 0; i < length; ++i) {
       if (present != nullptr && !arrow::bit_util::GetBit(present, i)) continue;
-      const uint8_t* bitmap = &row_bitmaps_[static_cast<size_t>(i) * bitmap_stride_];
+      const uint8_t* bitmap = row_bitmaps_.data() + static_cast<size_t>(i) * bitmap_stride_;
       for (uint32_t b = 0; b < bitmap_bytes_; ++b) all_valid_[b] &= bitmap[b];
     }
     arrow::ArrayVector arrays;
@@ -319,7 +319,7 @@ class Table::Gather {
       return validity;
     }
     std::memset(bits, 0, bytes);
-    const uint8_t* source = &row_bitmaps_[layout.valid_bit / 8];
+    const uint8_t* source = row_bitmaps_.data() + layout.valid_bit / 8;
     const int shift = layout.valid_bit % 8;
     // A missing row's bitmap copy is zero, so `present` needs no second look here.
     for (int64_t i = 0; i < length; ++i) {
