@@ -6,7 +6,7 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all setup configure build test test-cpp test-asan test-tsan serve bench format tidy clean
+.PHONY: all setup configure build test test-cpp test-asan test-tsan serve bench fuzz format tidy clean
 
 all: build
 
@@ -28,7 +28,7 @@ test-cpp: build
 test-asan: setup
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
-	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test
+	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 
@@ -47,6 +47,15 @@ serve: build
 bench: build
 	@./$(BUILD)/bench/engine_benchmark --benchmark_counters_tabular=true
 
+# Coverage-guided fuzzing with libFuzzer (needs clang: apt-get install clang). FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	@cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DQUIVER_FUZZ=ON \
+	  -DQUIVER_SANITIZE="address;undefined" -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
+	@cmake --build build-fuzz --target schema_fuzz
+	@mkdir -p build-fuzz/corpus/schema && cp src/engine/fuzz_corpus/schema/* build-fuzz/corpus/schema/
+	@./build-fuzz/src/schema_fuzz -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/schema
+
 format:
 	@find src apps bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
 
@@ -54,4 +63,4 @@ tidy: build
 	@find src apps -name '*.cc' ! -name '*_test.cc' | xargs clang-tidy -p $(BUILD) --quiet
 
 clean:
-	@rm -rf build build-asan build-tsan
+	@rm -rf build build-asan build-tsan build-fuzz
