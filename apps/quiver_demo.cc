@@ -86,7 +86,7 @@ std::shared_ptr<arrow::Array> GeneratedKeys(int64_t first, int64_t count) {
   arrow::StringBuilder builder;
   char buffer[24];
   for (int64_t i = 0; i < count; ++i) {
-    std::snprintf(buffer, sizeof(buffer), "%08lld", static_cast<long long>(first + i));
+    std::snprintf(buffer, sizeof(buffer), "%08lld", static_cast<long long>(first) + i);
     (void)builder.Append(buffer, 8);
   }
   return builder.Finish().ValueOrDie();
@@ -131,7 +131,8 @@ Result<std::shared_ptr<Table>> LoadParquet(Catalog& catalog, const Options& opti
   QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table, catalog.CreateTable(name, schema));
   const auto start = std::chrono::steady_clock::now();
   QUIVER_ASSIGN_OR_RETURN(UpsertResult written, table->Upsert(*data));
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("loaded %lld rows of %s in %.2f s\n", static_cast<long long>(written.rows_written),
               options.parquet.c_str(), seconds);
   return table;
@@ -174,7 +175,8 @@ Status Run(const Options& options) {
     const auto start = std::chrono::steady_clock::now();
     QUIVER_ASSIGN_OR_RETURN(ReadResult result, table->Read(*chosen.make_array()));
     micros.push_back(
-        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
+            .count());
     if (result.found_count != options.keys) return Status::Internal("a stored key was not found");
     if (round == 0) {
       auto with_keys = result.batch->AddColumn(0, "key", chosen.make_array());

@@ -61,7 +61,8 @@ enum class Shape { kFloat32x10, kEmbedding128 };
 std::string SchemaJson(Shape shape) {
   std::string json = R"({"key": "key", "columns": {"key": {"dtype": "utf8"})";
   if (shape == Shape::kFloat32x10) {
-    for (int c = 0; c < 10; ++c) json += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32"})";
+    for (int c = 0; c < 10; ++c)
+      json += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32"})";
   } else {
     json += R"(, "embedding": {"dtype": "fixed_size_list[float32, 128]"})";
   }
@@ -74,12 +75,14 @@ std::shared_ptr<arrow::RecordBatch> MakeBatch(Shape shape, int64_t first, int64_
   if (shape == Shape::kFloat32x10) {
     for (int c = 0; c < 10; ++c) {
       fields.push_back(arrow::field("f" + std::to_string(c), arrow::float32()));
-      arrays.push_back(std::make_shared<arrow::FloatArray>(count, RandomFloats(count, first * 16 + c)));
+      arrays.push_back(
+          std::make_shared<arrow::FloatArray>(count, RandomFloats(count, first * 16 + c)));
     }
   } else {
     auto type = arrow::fixed_size_list(arrow::float32(), 128);
     fields.push_back(arrow::field("embedding", type));
-    auto values = std::make_shared<arrow::FloatArray>(count * 128, RandomFloats(count * 128, first));
+    auto values =
+        std::make_shared<arrow::FloatArray>(count * 128, RandomFloats(count * 128, first));
     arrays.push_back(std::make_shared<arrow::FixedSizeListArray>(type, count, values));
   }
   return arrow::RecordBatch::Make(arrow::schema(fields), count, arrays);
@@ -163,13 +166,15 @@ void BM_Upsert10Float32(benchmark::State& state) {
   }
   double bytes_per_row = 0;
   for (auto _ : state) {
-    auto table = Table::Make("bench", TableSchema::FromJson(SchemaJson(Shape::kFloat32x10)).value()).value();
+    auto table =
+        Table::Make("bench", TableSchema::FromJson(SchemaJson(Shape::kFloat32x10)).value()).value();
     const auto start = std::chrono::steady_clock::now();
     for (const auto& batch : batches) {
       auto result = table->Upsert(*batch);
       if (!result.ok()) state.SkipWithError(result.status().ToString().c_str());
     }
-    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     const TableStats stats = table->Stats();
     bytes_per_row = static_cast<double>(stats.bytes) / stats.rows;
     state.PauseTiming();
@@ -182,10 +187,23 @@ void BM_Upsert10Float32(benchmark::State& state) {
 
 // The bulk load runs first, in a fresh process: after the big read tables were built and freed,
 // huge-page faults pay for memory compaction (see docs/benchmarks.md).
-BENCHMARK(BM_Upsert10Float32)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1)->Repetitions(3);
+BENCHMARK(BM_Upsert10Float32)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1)
+    ->Repetitions(3);
 // Argument: keys per read.
-BENCHMARK(BM_ReadFloat32x10)->Arg(1000)->Arg(1)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(3.0);
-BENCHMARK(BM_ReadEmbedding128)->Arg(1000)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(3.0);
+BENCHMARK(BM_ReadFloat32x10)
+    ->Arg(1000)
+    ->Arg(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(3.0);
+BENCHMARK(BM_ReadEmbedding128)
+    ->Arg(1000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(3.0);
 
 }  // namespace
 }  // namespace quiver

@@ -15,7 +15,7 @@ namespace quiver {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : storage_(std::in_place_index<1>, std::move(value)) {}  // NOLINT: implicit
+  Result(T value) : storage_(std::in_place_index<1>, std::move(value)) {}        // NOLINT: implicit
   Result(Status status) : storage_(std::in_place_index<0>, std::move(status)) {  // NOLINT
     assert(!std::get<0>(storage_).ok() && "Result built from an OK Status");
   }

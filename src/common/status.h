@@ -18,15 +18,15 @@ namespace quiver {
 
 enum class StatusCode : uint8_t {
   kOk = 0,
-  kInvalidArgument,    // malformed request, type mismatch, null in a non-nullable column, ...
-  kNotFound,           // unknown table or column
-  kAlreadyExists,      // table exists
-  kLimitExceeded,      // a value or request over a configured size limit
-  kOutOfMemory,        // memory could not be allocated, or a memory limit was reached
-  kIOError,            // the operating system reported an error
-  kCorruption,         // stored bytes failed a check
+  kInvalidArgument,  // malformed request, type mismatch, null in a non-nullable column, ...
+  kNotFound,         // unknown table or column
+  kAlreadyExists,    // table exists
+  kLimitExceeded,    // a value or request over a configured size limit
+  kOutOfMemory,      // memory could not be allocated, or a memory limit was reached
+  kIOError,          // the operating system reported an error
+  kCorruption,       // stored bytes failed a check
   kNotImplemented,
-  kInternal,           // a bug: an invariant did not hold
+  kInternal,  // a bug: an invariant did not hold
 };
 
 // The stable spelling of a code, used in logs and as the machine code of API errors
@@ -92,8 +92,8 @@ class [[nodiscard]] Status {
 #define QUIVER_CONCAT(a, b) QUIVER_CONCAT_IMPL(a, b)
 
 // Returns the Status of `expr` from the enclosing function when it is not OK.
-#define QUIVER_RETURN_NOT_OK(expr)                      \
-  do {                                                  \
-    ::quiver::Status _quiver_status = (expr);           \
-    if (!_quiver_status.ok()) return _quiver_status;    \
+#define QUIVER_RETURN_NOT_OK(expr)                   \
+  do {                                               \
+    ::quiver::Status _quiver_status = (expr);        \
+    if (!_quiver_status.ok()) return _quiver_status; \
   } while (false)

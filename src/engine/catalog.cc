@@ -13,9 +13,9 @@ Result<std::shared_ptr<Table>> Catalog::CreateTable(std::string_view name, Table
     }
   }
   // Built outside the lock: creating regions may take a moment.
-  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table,
-                          Table::Make(std::string(name), std::move(schema), options_.limits,
-                                      options_.backing));
+  QUIVER_ASSIGN_OR_RETURN(
+      std::shared_ptr<Table> table,
+      Table::Make(std::string(name), std::move(schema), options_.limits, options_.backing));
   std::unique_lock lock(mutex_);
   auto [it, inserted] = tables_.emplace(std::string(name), table);
   if (!inserted) return Status::AlreadyExists("table '" + std::string(name) + "' already exists");
@@ -26,7 +26,8 @@ Status Catalog::DropTable(std::string_view name) {
   std::shared_ptr<Table> dropped;  // destroyed after the lock is released
   std::unique_lock lock(mutex_);
   auto it = tables_.find(name);
-  if (it == tables_.end()) return Status::NotFound("table '" + std::string(name) + "' does not exist");
+  if (it == tables_.end())
+    return Status::NotFound("table '" + std::string(name) + "' does not exist");
   dropped = std::move(it->second);
   tables_.erase(it);
   lock.unlock();
@@ -36,7 +37,8 @@ Status Catalog::DropTable(std::string_view name) {
 Result<std::shared_ptr<Table>> Catalog::GetTable(std::string_view name) const {
   std::shared_lock lock(mutex_);
   auto it = tables_.find(name);
-  if (it == tables_.end()) return Status::NotFound("table '" + std::string(name) + "' does not exist");
+  if (it == tables_.end())
+    return Status::NotFound("table '" + std::string(name) + "' does not exist");
   return it->second;
 }
 

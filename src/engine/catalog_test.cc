@@ -24,8 +24,8 @@ TEST(CatalogTest, CreateListGetDrop) {
   QUIVER_EXPECT_ERROR(catalog.GetTable("b"), StatusCode::kNotFound, "table 'b' does not exist");
   QUIVER_EXPECT_ERROR(catalog.DropTable("b"), StatusCode::kNotFound, "does not exist");
   // A dropped table stays usable by whoever still holds it.
-  auto batch = testing::BatchFromJson({{"id", arrow::utf8(), R"(["k"])"},
-                                       {"x", arrow::float32(), "[1.5]"}});
+  auto batch =
+      testing::BatchFromJson({{"id", arrow::utf8(), R"(["k"])"}, {"x", arrow::float32(), "[1.5]"}});
   EXPECT_EQ(testing::ValueOrFail(table->Upsert(*batch)).rows_written, 1);
   EXPECT_EQ(catalog.ListTables(), (std::vector<std::string>{"a"}));
 }

@@ -25,7 +25,7 @@ Result<std::unique_ptr<HashIndex::Array>> HashIndex::MakeArray(size_t capacity,
 }
 
 void HashIndex::Place(Array& array, uint64_t slot_value) {
-  for (size_t i = Home(array, slot_value); ; i = (i + 1) & array.mask) {
+  for (size_t i = Home(array, slot_value);; i = (i + 1) & array.mask) {
     uint64_t slot = array.slots[i].load(std::memory_order_relaxed);
     if (slot == kEmpty || slot == kTombstone) {
       array.slots[i].store(slot_value, std::memory_order_release);

@@ -41,7 +41,8 @@ class HashIndex {
     int shift;      // 32 - log2(capacity)
   };
 
-  static Result<std::unique_ptr<HashIndex>> Create(RegionBacking backing = RegionBacking::kAnonymous);
+  static Result<std::unique_ptr<HashIndex>> Create(
+      RegionBacking backing = RegionBacking::kAnonymous);
 
   const Array* current() const { return current_.load(std::memory_order_acquire); }
 

@@ -9,10 +9,10 @@
 namespace quiver {
 
 struct EngineLimits {
-  size_t max_key_bytes = 65535;           // one utf8 key (at most 65535)
-  size_t max_value_bytes = 16 << 20;      // one utf8 / binary / list value
-  int max_columns = 4096;                 // key and value columns together
-  int max_embedding_elements = 8192;      // fixed_size_list length
+  size_t max_key_bytes = 65535;       // one utf8 key (at most 65535)
+  size_t max_value_bytes = 16 << 20;  // one utf8 / binary / list value
+  int max_columns = 4096;             // key and value columns together
+  int max_embedding_elements = 8192;  // fixed_size_list length
 };
 
 }  // namespace quiver

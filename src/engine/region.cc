@@ -1,8 +1,11 @@
 #include "engine/region.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -28,13 +31,14 @@ void* MapAnonymousHuge(size_t size) {
   void* raw = mmap(nullptr, padded, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) return MAP_FAILED;
-  const auto start = reinterpret_cast<uintptr_t>(raw);
-  const uintptr_t aligned = (start + kHugePage - 1) & ~(kHugePage - 1);
-  if (aligned > start) munmap(raw, aligned - start);
-  const uintptr_t end = aligned + size;
-  if (start + padded > end) munmap(reinterpret_cast<void*>(end), start + padded - end);
-  madvise(reinterpret_cast<void*>(aligned), size, MADV_HUGEPAGE);  // advice only: may be off
-  return reinterpret_cast<void*>(aligned);
+  auto* start = static_cast<std::byte*>(raw);
+  const size_t misalignment = reinterpret_cast<uintptr_t>(start) % kHugePage;
+  std::byte* aligned = misalignment == 0 ? start : start + (kHugePage - misalignment);
+  if (aligned > start) munmap(start, static_cast<size_t>(aligned - start));
+  std::byte* end = aligned + size;
+  if (start + padded > end) munmap(end, static_cast<size_t>(start + padded - end));
+  madvise(aligned, size, MADV_HUGEPAGE);  // advice only: may be off
+  return aligned;
 }
 
 }  // namespace
@@ -44,6 +48,9 @@ Result<std::unique_ptr<Region>> Region::Create(size_t bytes, RegionBacking backi
   size_t size = bytes == 0 ? page : (bytes + page - 1) / page * page;
   int fd = -1;
   void* base = MAP_FAILED;
+  if (backing == RegionBacking::kFile) {
+    return Status::InvalidArgument("a file-backed region needs a path: use Region::MapFile");
+  }
   if (backing == RegionBacking::kAnonymous && size >= kHugePage) {
     base = MapAnonymousHuge(size);
   } else if (backing == RegionBacking::kAnonymous) {
@@ -70,6 +77,35 @@ Result<std::unique_ptr<Region>> Region::Create(size_t bytes, RegionBacking backi
   }
   g_region_bytes.fetch_add(size, std::memory_order_relaxed);
   return std::unique_ptr<Region>(new Region(static_cast<std::byte*>(base), size, backing, fd));
+}
+
+Result<std::unique_ptr<Region>> Region::MapFile(const std::string& path, size_t bytes) {
+  const size_t page = PageSize();
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::IOError("open " + path + ": " + std::strerror(errno));
+  struct stat info;
+  if (fstat(fd, &info) != 0) {
+    const int err = errno;
+    close(fd);
+    return Status::IOError("stat " + path + ": " + std::strerror(err));
+  }
+  size_t size = std::max(bytes, static_cast<size_t>(info.st_size));
+  size = size == 0 ? page : (size + page - 1) / page * page;
+  if (static_cast<size_t>(info.st_size) < size && ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    const int err = errno;
+    close(fd);
+    return Status::IOError("extend " + path + " to " + std::to_string(size) +
+                           " bytes: " + std::strerror(err));
+  }
+  void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED) {
+    const int err = errno;
+    close(fd);
+    return Status::IOError("map " + path + ": " + std::strerror(err));
+  }
+  g_region_bytes.fetch_add(size, std::memory_order_relaxed);
+  return std::unique_ptr<Region>(
+      new Region(static_cast<std::byte*>(base), size, RegionBacking::kFile, fd));
 }
 
 Region::~Region() {

@@ -4,7 +4,8 @@
 //
 // Backings:
 //   kAnonymous     private anonymous memory (mmap), zero-filled;
-//   kSharedMemory  a memfd object (zero-filled), whose fd other processes can map.
+//   kSharedMemory  a memfd object (zero-filled), whose fd other processes can map;
+//   kFile          a file mapped shared (MapFile): the bytes are the file's.
 //
 // Every byte of every live region is counted in a process-wide total (TotalRegionBytes), which is
 // the base of Quiver's exact memory accounting.
@@ -17,18 +18,23 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "common/result.h"
 
 namespace quiver {
 
-enum class RegionBacking : uint8_t { kAnonymous, kSharedMemory };
+enum class RegionBacking : uint8_t { kAnonymous, kSharedMemory, kFile };
 
 class Region {
  public:
   // `bytes` is rounded up to a whole number of pages; size() tells the result.
+  // kAnonymous or kSharedMemory.
   static Result<std::unique_ptr<Region>> Create(size_t bytes,
                                                 RegionBacking backing = RegionBacking::kAnonymous);
+  // The file at `path` mapped read-write and shared, created or extended (with zeros) to at least
+  // `bytes`; existing contents are kept. Writes reach the file through the page cache (no sync).
+  static Result<std::unique_ptr<Region>> MapFile(const std::string& path, size_t bytes);
   ~Region();
   Region(const Region&) = delete;
   Region& operator=(const Region&) = delete;
@@ -36,7 +42,8 @@ class Region {
   std::byte* data() const { return data_; }
   size_t size() const { return size_; }
   RegionBacking backing() const { return backing_; }
-  // The memfd of a kSharedMemory region; -1 otherwise. Owned by the region.
+  // The memfd of a kSharedMemory region or the file of a kFile one; -1 otherwise. Owned by the
+  // region.
   int fd() const { return fd_; }
 
  private:

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "engine/region_list.h"
@@ -32,6 +33,28 @@ TEST(RegionTest, SharedMemoryCanBeMappedAgainThroughItsFd) {
   ASSERT_NE(view, MAP_FAILED);
   EXPECT_EQ(std::memcmp(view, "quiver", 6), 0);
   munmap(view, 4096);
+}
+
+TEST(RegionTest, FileMappingKeepsItsBytes) {
+  const std::string path = ::testing::TempDir() + "/quiver_region_test.bin";
+  std::remove(path.c_str());
+  {
+    auto region = testing::ValueOrFail(Region::MapFile(path, 5000));
+    EXPECT_EQ(region->size(), 8192u);
+    EXPECT_EQ(region->backing(), RegionBacking::kFile);
+    std::memcpy(region->data() + 4096, "on disk", 7);
+  }
+  {
+    // Mapped again, smaller request: the file keeps its size and contents.
+    auto region = testing::ValueOrFail(Region::MapFile(path, 10));
+    EXPECT_EQ(region->size(), 8192u);
+    EXPECT_EQ(std::memcmp(region->data() + 4096, "on disk", 7), 0);
+  }
+  QUIVER_EXPECT_ERROR(Region::MapFile("/nonexistent-dir/x.bin", 10), StatusCode::kIOError,
+                      "open /nonexistent-dir/x.bin");
+  QUIVER_EXPECT_ERROR(Region::Create(10, RegionBacking::kFile), StatusCode::kInvalidArgument,
+                      "MapFile");
+  std::remove(path.c_str());
 }
 
 TEST(RegionTest, ImpossibleSizeFailsCleanly) {

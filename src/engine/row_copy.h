@@ -31,8 +31,8 @@ inline void CopyToRow(std::byte* dst, const void* src, size_t size) {
 #if defined(QUIVER_TSAN)
   auto* in = static_cast<const uint8_t*>(src);
   for (size_t i = 0; i < size; ++i) {
-    std::atomic_ref<uint8_t>(*reinterpret_cast<uint8_t*>(dst + i)).store(in[i],
-                                                                        std::memory_order_relaxed);
+    std::atomic_ref<uint8_t>(*reinterpret_cast<uint8_t*>(dst + i))
+        .store(in[i], std::memory_order_relaxed);
   }
 #else
   std::memcpy(dst, src, size);
@@ -42,8 +42,8 @@ inline void CopyToRow(std::byte* dst, const void* src, size_t size) {
 inline void ZeroRow(std::byte* dst, size_t size) {
 #if defined(QUIVER_TSAN)
   for (size_t i = 0; i < size; ++i) {
-    std::atomic_ref<uint8_t>(*reinterpret_cast<uint8_t*>(dst + i)).store(0,
-                                                                        std::memory_order_relaxed);
+    std::atomic_ref<uint8_t>(*reinterpret_cast<uint8_t*>(dst + i))
+        .store(0, std::memory_order_relaxed);
   }
 #else
   std::memset(dst, 0, size);

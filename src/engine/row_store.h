@@ -36,7 +36,7 @@ class RowStore {
       offset = id;
     } else {
       const int bit = 31 - __builtin_clz(id);
-      chunk = static_cast<size_t>(bit - first_shift_ + 1);
+      chunk = static_cast<size_t>(bit) - static_cast<size_t>(first_shift_) + 1;
       offset = id - (1u << bit);
     }
     return regions_.Base(chunk) + offset * row_width_;
@@ -55,11 +55,11 @@ class RowStore {
   size_t ChunkRows(size_t chunk) const;
 
   uint32_t row_width_;
-  int first_shift_;        // log2(F)
-  uint32_t first_rows_;    // F
-  int large_shift_;        // log2(L)
-  uint32_t large_rows_;    // L
-  size_t doubling_chunks_; // D = log2(L / F) + 1
+  int first_shift_;         // log2(F)
+  uint32_t first_rows_;     // F
+  int large_shift_;         // log2(L)
+  uint32_t large_rows_;     // L
+  size_t doubling_chunks_;  // D = log2(L / F) + 1
   RegionList regions_;
 };
 

@@ -20,9 +20,9 @@ struct NamedType {
 
 // The numeric types usable as columns and as list / embedding elements.
 const NamedType kNumericTypes[] = {
-    {"int8", arrow::int8},       {"int16", arrow::int16},     {"int32", arrow::int32},
-    {"int64", arrow::int64},     {"uint8", arrow::uint8},     {"uint16", arrow::uint16},
-    {"uint32", arrow::uint32},   {"uint64", arrow::uint64},   {"float32", arrow::float32},
+    {"int8", arrow::int8},       {"int16", arrow::int16},   {"int32", arrow::int32},
+    {"int64", arrow::int64},     {"uint8", arrow::uint8},   {"uint16", arrow::uint16},
+    {"uint32", arrow::uint32},   {"uint64", arrow::uint64}, {"float32", arrow::float32},
     {"float64", arrow::float64},
 };
 
@@ -83,10 +83,14 @@ std::string DtypeName(const arrow::DataType& type) {
     if (named.make()->id() == type.id()) return std::string(named.name);
   }
   switch (type.id()) {
-    case arrow::Type::BOOL: return "bool";
-    case arrow::Type::STRING: return "utf8";
-    case arrow::Type::BINARY: return "binary";
-    case arrow::Type::DATE32: return "date32";
+    case arrow::Type::BOOL:
+      return "bool";
+    case arrow::Type::STRING:
+      return "utf8";
+    case arrow::Type::BINARY:
+      return "binary";
+    case arrow::Type::DATE32:
+      return "date32";
     case arrow::Type::TIMESTAMP: {
       const auto& ts = static_cast<const arrow::TimestampType&>(type);
       static const char* kUnits[] = {"s", "ms", "us", "ns"};
@@ -128,10 +132,14 @@ Result<std::shared_ptr<arrow::DataType>> ParseDtype(std::string_view spelling) {
       tz.remove_prefix(3);
     }
     arrow::TimeUnit::type time_unit;
-    if (unit == "s") time_unit = arrow::TimeUnit::SECOND;
-    else if (unit == "ms") time_unit = arrow::TimeUnit::MILLI;
-    else if (unit == "us") time_unit = arrow::TimeUnit::MICRO;
-    else if (unit == "ns") time_unit = arrow::TimeUnit::NANO;
+    if (unit == "s")
+      time_unit = arrow::TimeUnit::SECOND;
+    else if (unit == "ms")
+      time_unit = arrow::TimeUnit::MILLI;
+    else if (unit == "us")
+      time_unit = arrow::TimeUnit::MICRO;
+    else if (unit == "ns")
+      time_unit = arrow::TimeUnit::NANO;
     else {
       return Status::InvalidArgument("dtype '" + std::string(spelling) +
                                      "': the timestamp unit must be s, ms, us or ns");
@@ -153,8 +161,8 @@ Result<std::shared_ptr<arrow::DataType>> ParseDtype(std::string_view spelling) {
     if (!element.ok()) return element.status().WithContext("dtype '" + std::string(spelling) + "'");
     std::string_view length_text = Trim(args->substr(comma + 1));
     int32_t length = 0;
-    auto [end, ec] = std::from_chars(length_text.data(), length_text.data() + length_text.size(),
-                                     length);
+    auto [end, ec] =
+        std::from_chars(length_text.data(), length_text.data() + length_text.size(), length);
     if (ec != std::errc() || end != length_text.data() + length_text.size() || length <= 0) {
       return Status::InvalidArgument("dtype '" + std::string(spelling) +
                                      "': the length must be a positive integer");
@@ -189,8 +197,8 @@ Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits) {
                                        fsl.value_type()->ToString());
       }
       if (fsl.list_size() <= 0 || fsl.list_size() > limits.max_embedding_elements) {
-        return Status::InvalidArgument("fixed_size_list length " +
-                                       std::to_string(fsl.list_size()) + " is outside 1.." +
+        return Status::InvalidArgument("fixed_size_list length " + std::to_string(fsl.list_size()) +
+                                       " is outside 1.." +
                                        std::to_string(limits.max_embedding_elements));
       }
       return Status::OK();
@@ -240,8 +248,8 @@ Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns, std::stri
       schema.key_index_ = static_cast<int>(i);
       auto id = column.type->id();
       if (id != arrow::Type::STRING && id != arrow::Type::INT64) {
-        return Status::InvalidArgument("key column '" + column.name + "' must be utf8 or int64, not " +
-                                       DtypeName(*column.type));
+        return Status::InvalidArgument("key column '" + column.name +
+                                       "' must be utf8 or int64, not " + DtypeName(*column.type));
       }
       if (column.nullable) {
         return Status::InvalidArgument("key column '" + column.name + "' cannot be nullable");
@@ -264,7 +272,8 @@ Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns, std::stri
   }
   if (key.empty()) return Status::InvalidArgument("the schema names no key column");
   if (schema.key_index_ < 0) {
-    return Status::InvalidArgument("key column '" + std::string(key) + "' is not among the columns");
+    return Status::InvalidArgument("key column '" + std::string(key) +
+                                   "' is not among the columns");
   }
   if (!event_time.empty() && schema.event_time_index_ < 0) {
     return Status::InvalidArgument("event-time column '" + std::string(event_time) +

@@ -26,8 +26,8 @@ TEST(SchemaTest, ParsesMurrShape) {
 }
 
 TEST(SchemaTest, KeyDefaultsToNotNullable) {
-  TableSchema schema =
-      SchemaFromJson(R"({"key": "id", "columns": {"id": {"dtype": "int64"}, "x": {"dtype": "bool"}}})");
+  TableSchema schema = SchemaFromJson(
+      R"({"key": "id", "columns": {"id": {"dtype": "int64"}, "x": {"dtype": "bool"}}})");
   EXPECT_FALSE(schema.key().nullable);
   EXPECT_EQ(schema.key_index(), 0);
 }
@@ -44,26 +44,48 @@ TEST(SchemaTest, JsonRoundTripKeepsOrderAndEventTime) {
 }
 
 TEST(SchemaTest, EveryDtypeSpellingRoundTrips) {
-  for (const char* spelling :
-       {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32",
-        "float64", "utf8", "binary", "date32", "timestamp[s]", "timestamp[ms]", "timestamp[us]",
-        "timestamp[ns]", "timestamp[us, tz=Europe/Paris]", "list[float64]", "list[uint8]",
-        "fixed_size_list[float32, 8192]", "fixed_size_list[int8, 1]"}) {
+  for (const char* spelling : {"bool",
+                               "int8",
+                               "int16",
+                               "int32",
+                               "int64",
+                               "uint8",
+                               "uint16",
+                               "uint32",
+                               "uint64",
+                               "float32",
+                               "float64",
+                               "utf8",
+                               "binary",
+                               "date32",
+                               "timestamp[s]",
+                               "timestamp[ms]",
+                               "timestamp[us]",
+                               "timestamp[ns]",
+                               "timestamp[us, tz=Europe/Paris]",
+                               "list[float64]",
+                               "list[uint8]",
+                               "fixed_size_list[float32, 8192]",
+                               "fixed_size_list[int8, 1]"}) {
     auto type = ParseDtype(spelling);
     ASSERT_TRUE(type.ok()) << spelling << ": " << type.status().ToString();
     EXPECT_EQ(DtypeName(**type), spelling);
     QUIVER_ASSERT_OK(CheckValueType(**type));
   }
-  EXPECT_TRUE(ParseDtype("timestamp[ms, tz=UTC]").value()->Equals(
-      arrow::timestamp(arrow::TimeUnit::MILLI, "UTC")));
-  EXPECT_TRUE(ParseDtype("fixed_size_list[float32, 128]").value()->Equals(
-      arrow::fixed_size_list(arrow::float32(), 128)));
+  EXPECT_TRUE(ParseDtype("timestamp[ms, tz=UTC]")
+                  .value()
+                  ->Equals(arrow::timestamp(arrow::TimeUnit::MILLI, "UTC")));
+  EXPECT_TRUE(ParseDtype("fixed_size_list[float32, 128]")
+                  .value()
+                  ->Equals(arrow::fixed_size_list(arrow::float32(), 128)));
 }
 
 TEST(SchemaTest, RejectsBadDtypes) {
-  QUIVER_EXPECT_ERROR(ParseDtype("float16"), StatusCode::kInvalidArgument, "unknown dtype 'float16'");
+  QUIVER_EXPECT_ERROR(ParseDtype("float16"), StatusCode::kInvalidArgument,
+                      "unknown dtype 'float16'");
   QUIVER_EXPECT_ERROR(ParseDtype("timestamp[m]"), StatusCode::kInvalidArgument, "unit");
-  QUIVER_EXPECT_ERROR(ParseDtype("list[utf8]"), StatusCode::kInvalidArgument, "not a numeric dtype");
+  QUIVER_EXPECT_ERROR(ParseDtype("list[utf8]"), StatusCode::kInvalidArgument,
+                      "not a numeric dtype");
   QUIVER_EXPECT_ERROR(ParseDtype("fixed_size_list[float32, 0]"), StatusCode::kInvalidArgument,
                       "positive integer");
   QUIVER_EXPECT_ERROR(ParseDtype("fixed_size_list[float32]"), StatusCode::kInvalidArgument,
@@ -74,16 +96,17 @@ TEST(SchemaTest, InvalidSchemasNameTheColumn) {
   auto expect = [](const std::string& json, StatusCode code, const std::string& text) {
     QUIVER_EXPECT_ERROR(TableSchema::FromJson(json), code, text);
   };
-  expect(R"({"key": "id", "columns": {"id": {"dtype": "float32"}}})",
-         StatusCode::kInvalidArgument, "key column 'id' must be utf8 or int64");
+  expect(R"({"key": "id", "columns": {"id": {"dtype": "float32"}}})", StatusCode::kInvalidArgument,
+         "key column 'id' must be utf8 or int64");
   expect(R"({"key": "id", "columns": {"id": {"dtype": "utf8", "nullable": true}}})",
          StatusCode::kInvalidArgument, "key column 'id' cannot be nullable");
   expect(R"({"key": "id", "columns": {"x": {"dtype": "utf8"}}})", StatusCode::kInvalidArgument,
          "key column 'id' is not among the columns");
   expect(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "decimal"}}})",
          StatusCode::kInvalidArgument, "column 'v'");
-  expect(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "utf8", "size": 3}}})",
-         StatusCode::kInvalidArgument, "column 'v': unknown field 'size'");
+  expect(
+      R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "utf8", "size": 3}}})",
+      StatusCode::kInvalidArgument, "column 'v': unknown field 'size'");
   expect(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"nullable": true}}})",
          StatusCode::kInvalidArgument, "column 'v': \"dtype\" must be a string");
   expect(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "int8"}},
@@ -119,14 +142,16 @@ TEST(SchemaTest, ArrowRoundTripMarksKeyAndEventTime) {
 
 TEST(SchemaTest, FromArrowNeedsAKey) {
   auto plain = arrow::schema({arrow::field("a", arrow::utf8()), arrow::field("b", arrow::int8())});
-  QUIVER_EXPECT_ERROR(TableSchema::FromArrow(*plain), StatusCode::kInvalidArgument, "no key column");
+  QUIVER_EXPECT_ERROR(TableSchema::FromArrow(*plain), StatusCode::kInvalidArgument,
+                      "no key column");
   TableSchema named = testing::ValueOrFail(TableSchema::FromArrow(*plain, "a"));
   EXPECT_EQ(named.key().name, "a");
   EXPECT_FALSE(named.key().nullable);  // pyarrow fields are nullable by default
   QUIVER_EXPECT_ERROR(TableSchema::FromArrow(*plain, "b"), StatusCode::kInvalidArgument,
                       "key column 'b' must be utf8 or int64");
-  auto dictionary = arrow::schema({arrow::field("a", arrow::utf8(), false),
-                                   arrow::field("d", arrow::dictionary(arrow::int8(), arrow::utf8()))});
+  auto dictionary =
+      arrow::schema({arrow::field("a", arrow::utf8(), false),
+                     arrow::field("d", arrow::dictionary(arrow::int8(), arrow::utf8()))});
   QUIVER_EXPECT_ERROR(TableSchema::FromArrow(*dictionary, "a"), StatusCode::kInvalidArgument,
                       "column 'd'");
 }
@@ -137,7 +162,8 @@ TEST(SchemaTest, TableNames) {
   QUIVER_EXPECT_ERROR(CheckTableName("a/b"), StatusCode::kInvalidArgument, "may only contain");
   QUIVER_EXPECT_ERROR(CheckTableName("a:b"), StatusCode::kInvalidArgument, "may only contain");
   QUIVER_EXPECT_ERROR(CheckTableName(".hidden"), StatusCode::kInvalidArgument, "must not start");
-  QUIVER_EXPECT_ERROR(CheckTableName(std::string(129, 'a')), StatusCode::kInvalidArgument, "1 to 128");
+  QUIVER_EXPECT_ERROR(CheckTableName(std::string(129, 'a')), StatusCode::kInvalidArgument,
+                      "1 to 128");
 }
 
 }  // namespace

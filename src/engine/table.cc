@@ -95,13 +95,11 @@ bool ConversionAllowed(const arrow::DataType& from, const arrow::DataType& to) {
       return source == arrow::Type::DATE32 || source == arrow::Type::DATE64;
     case arrow::Type::LIST:
     case arrow::Type::FIXED_SIZE_LIST:
-      return IsListLike(source) &&
-             arrow::is_numeric(from.field(0)->type()->id());
+      return IsListLike(source) && arrow::is_numeric(from.field(0)->type()->id());
     default:
       return arrow::is_numeric(to.id()) && arrow::is_numeric(source);
   }
 }
-
 
 // Equality of two byte strings of `size` <= 8 bytes, without a call to memcmp.
 inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
@@ -137,7 +135,6 @@ bool KeyMatches(const std::byte* row, const ColumnLayout& layout, std::string_vi
   const std::byte* stored = heap.View(heap_ref, ref.length);
   return stored != nullptr && std::memcmp(stored, key.data(), ref.length) == 0;
 }
-
 
 }  // namespace
 
@@ -181,7 +178,9 @@ class Table::Gather {
       // Plans by kind, so the per-row loop is a few moves per column and no branches on types.
       switch (layout.physical) {
         case Physical::kFixed:
-          (layout.width == 4 ? fixed4_ : layout.width == 8 ? fixed8_ : fixed_other_)
+          (layout.width == 4   ? fixed4_
+           : layout.width == 8 ? fixed8_
+                               : fixed_other_)
               .push_back(FixedCopy{layout.offset, layout.width, values});
           break;
         case Physical::kBool:
@@ -217,7 +216,8 @@ class Table::Gather {
       CopyFromRow(copy.destination + i * copy.width, row + copy.row_offset, copy.width);
     }
     for (const FixedCopy& copy : bools_) {
-      arrow::bit_util::SetBitTo(copy.destination, i, LoadFromRow<uint8_t>(row + copy.row_offset) != 0);
+      arrow::bit_util::SetBitTo(copy.destination, i,
+                                LoadFromRow<uint8_t>(row + copy.row_offset) != 0);
     }
     VarRef* refs = refs_.data() + static_cast<size_t>(i) * var_slots_;
     for (size_t slot = 0; slot < vars_.size(); ++slot) {
@@ -228,7 +228,8 @@ class Table::Gather {
   void SetMissing(int64_t i) {
     std::memset(row_bitmaps_.data() + static_cast<size_t>(i) * bitmap_stride_, 0, bitmap_stride_);
     for (const auto* plan : {&fixed4_, &fixed8_, &fixed_other_}) {
-      for (const FixedCopy& copy : *plan) std::memset(copy.destination + i * copy.width, 0, copy.width);
+      for (const FixedCopy& copy : *plan)
+        std::memset(copy.destination + i * copy.width, 0, copy.width);
     }
     for (const FixedCopy& copy : bools_) arrow::bit_util::ClearBit(copy.destination, i);
     for (int slot = 0; slot < var_slots_; ++slot) {
@@ -285,7 +286,7 @@ class Table::Gather {
           break;
         }
       }
-      arrays.push_back(arrow::MakeArray(std::move(data)));
+      arrays.push_back(arrow::MakeArray(data));
     }
     return arrays;
   }
@@ -328,9 +329,9 @@ class Table::Gather {
     return validity;
   }
 
-  Result<std::shared_ptr<arrow::ArrayData>> FinishVar(const Output& out, int64_t length,
-                                                      std::shared_ptr<arrow::Buffer> validity,
-                                                      int64_t null_count) {
+  Result<std::shared_ptr<arrow::ArrayData>> FinishVar(
+      const Output& out, int64_t length, const std::shared_ptr<arrow::Buffer>& validity,
+      int64_t null_count) {
     const bool is_list = out.layout->physical == Physical::kList;
     const uint32_t element_width = is_list ? out.layout->element_width : 1;
     const uint8_t* valid = validity ? validity->data() : nullptr;
@@ -366,7 +367,8 @@ class Table::Gather {
         std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
         const std::byte* source = table_.heap_.View(heap_ref, size);
         if (source == nullptr) {
-          return Status::Internal("table '" + table_.name_ + "': a validated value reference "
+          return Status::Internal("table '" + table_.name_ +
+                                  "': a validated value reference "
                                   "points outside the heap");
         }
         std::memcpy(out_bytes + position, source, size);
@@ -378,9 +380,9 @@ class Table::Gather {
       return arrow::ArrayData::Make(out.type, length, {validity, offsets, bytes}, null_count);
     }
     const auto& list_type = static_cast<const arrow::ListType&>(*out.type);
-    auto child = arrow::ArrayData::Make(list_type.value_type(),
-                                        static_cast<int64_t>(position / element_width),
-                                        {nullptr, bytes}, 0);
+    auto child =
+        arrow::ArrayData::Make(list_type.value_type(),
+                               static_cast<int64_t>(position / element_width), {nullptr, bytes}, 0);
     return arrow::ArrayData::Make(out.type, length, {validity, offsets}, {child}, null_count);
   }
 
@@ -417,9 +419,9 @@ struct Table::PreparedBatch {
   int64_t length = 0;
   std::shared_ptr<arrow::Array> keys;
   std::vector<Input> inputs;
-  int event_time_input = -1;        // index into inputs
-  std::string missing_required;     // a non-nullable value column the batch lacks
-  size_t heap_bytes = 0;            // upper bound of heap appends
+  int event_time_input = -1;     // index into inputs
+  std::string missing_required;  // a non-nullable value column the batch lacks
+  size_t heap_bytes = 0;         // upper bound of heap appends
 };
 
 Table::Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing)
@@ -477,8 +479,8 @@ Result<std::shared_ptr<arrow::Array>> Table::NormalizeKeys(const arrow::Array& k
   const auto& key_type = schema_.key().type;
   std::shared_ptr<arrow::Array> normalized = arrow::MakeArray(keys.data());
   if (!keys.type()->Equals(*key_type)) {
-    const bool integer_keys = arrow::is_integer(keys.type_id()) &&
-                              key_type->id() == arrow::Type::INT64;
+    const bool integer_keys =
+        arrow::is_integer(keys.type_id()) && key_type->id() == arrow::Type::INT64;
     const bool string_keys = IsStringLike(keys.type_id()) && key_type->id() == arrow::Type::STRING;
     arrow::Result<std::shared_ptr<arrow::Array>> cast =
         arrow::Status::TypeError("keys of another family");
@@ -556,8 +558,7 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
     std::shared_ptr<arrow::Array> array = batch.column(c);
 
     // A list of the wrong length would fail the cast below without naming the row.
-    if (spec.type->id() == arrow::Type::FIXED_SIZE_LIST &&
-        array->type_id() == arrow::Type::LIST) {
+    if (spec.type->id() == arrow::Type::FIXED_SIZE_LIST && array->type_id() == arrow::Type::LIST) {
       const int32_t want = static_cast<const arrow::FixedSizeListType&>(*spec.type).list_size();
       const auto& list = static_cast<const arrow::ListArray&>(*array);
       for (int64_t i = 0; i < list.length(); ++i) {
@@ -598,7 +599,8 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
         if (spec.type->id() == arrow::Type::FIXED_SIZE_LIST) {
           const auto& child = *data.child_data[0];
           const uint32_t element_width = input.layout->element_width;
-          const int32_t list_size = static_cast<const arrow::FixedSizeListType&>(*spec.type).list_size();
+          const int32_t list_size =
+              static_cast<const arrow::FixedSizeListType&>(*spec.type).list_size();
           if (child.GetNullCount() > 0) {
             for (int64_t i = 0; i < data.length; ++i) {
               if (!input.IsValid(i)) continue;
@@ -610,8 +612,8 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
               }
             }
           }
-          input.fixed = child.buffers[1]->data() +
-                        (child.offset + data.offset * list_size) * element_width;
+          input.fixed =
+              child.buffers[1]->data() + (child.offset + data.offset * list_size) * element_width;
         } else {
           input.fixed = data.buffers[1]->data() + data.offset * input.layout->width;
         }
@@ -638,8 +640,8 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
         const auto& child = *data.child_data[0];
         const uint32_t element_width = input.layout->element_width;
         input.offsets = data.GetValues<int32_t>(1);
-        input.var = child.buffers[1] ? child.buffers[1]->data() + child.offset * element_width
-                                     : nullptr;
+        input.var =
+            child.buffers[1] ? child.buffers[1]->data() + child.offset * element_width : nullptr;
         const bool child_nulls = child.GetNullCount() > 0;
         for (int64_t i = 0; i < data.length; ++i) {
           if (!input.IsValid(i)) continue;
@@ -652,7 +654,8 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
           }
           if (child_nulls && elements > 0 &&
               arrow::internal::CountSetBits(child.buffers[0]->data(),
-                                            child.offset + input.offsets[i], elements) != elements) {
+                                            child.offset + input.offsets[i],
+                                            elements) != elements) {
             return Status::InvalidArgument(where + " row " + std::to_string(i) +
                                            ": list elements must not be null");
           }
@@ -755,7 +758,8 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
         }
         const int64_t begin = input.offsets[i];
         const int64_t count = input.offsets[i + 1] - begin;
-        const uint32_t element_width = layout.physical == Physical::kList ? layout.element_width : 1;
+        const uint32_t element_width =
+            layout.physical == Physical::kList ? layout.element_width : 1;
         WriteVarRef(destination, layout.width, input.var + begin * element_width,
                     static_cast<size_t>(count) * element_width, heap_);
         break;
@@ -915,7 +919,6 @@ TableStats Table::Stats() const {
 
 // ---------------------------------------------------------------------------------------------
 // Reads.
-
 
 Result<ReadResult> Table::Read(const arrow::Array& keys_in,
                                const std::vector<std::string>& columns) const {

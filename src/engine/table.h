@@ -60,10 +60,10 @@ struct ReadResult {
 
 struct TableStats {
   int64_t rows = 0;
-  uint64_t bytes = 0;        // everything the table holds: rows + index + heap
-  uint64_t row_bytes = 0;    // row chunks (including free capacity)
+  uint64_t bytes = 0;      // everything the table holds: rows + index + heap
+  uint64_t row_bytes = 0;  // row chunks (including free capacity)
   uint64_t index_bytes = 0;
-  uint64_t heap_bytes = 0;   // heap chunks
+  uint64_t heap_bytes = 0;          // heap chunks
   uint64_t heap_garbage_bytes = 0;  // heap bytes no longer referenced
   uint64_t row_capacity = 0;
   uint32_t row_width = 0;
@@ -122,8 +122,8 @@ class Table : public std::enable_shared_from_this<Table> {
   std::unique_ptr<HashIndex> index_;
 
   std::mutex write_mutex_;
-  std::vector<uint32_t> free_rows_;  // writer only
-  uint32_t next_row_ = 0;            // writer only: rows [0, next_row_) have been used
+  std::vector<uint32_t> free_rows_;      // writer only
+  uint32_t next_row_ = 0;                // writer only: rows [0, next_row_) have been used
   std::atomic<uint32_t> scan_limit_{0};  // published next_row_, for scans
   std::atomic<int64_t> row_count_{0};
   // Published by the writer after each operation, for Stats() from any thread.

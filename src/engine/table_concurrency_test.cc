@@ -42,13 +42,15 @@ std::shared_ptr<arrow::RecordBatch> MakeBatch(const std::vector<int64_t>& keys,
       EXPECT_TRUE(e_values->Append(static_cast<int32_t>(a + j)).ok());
     }
   }
-  auto schema = arrow::schema({arrow::field("id", arrow::int64()), arrow::field("a", arrow::int64()),
-                               arrow::field("b", arrow::int64()), arrow::field("s", arrow::utf8()),
-                               arrow::field("e", arrow::fixed_size_list(arrow::int32(), kEmbedding))});
-  return arrow::RecordBatch::Make(schema, keys.size(),
-                                  {key_builder.Finish().ValueOrDie(), a_builder.Finish().ValueOrDie(),
-                                   b_builder.Finish().ValueOrDie(), s_builder.Finish().ValueOrDie(),
-                                   e_builder.Finish().ValueOrDie()});
+  auto schema =
+      arrow::schema({arrow::field("id", arrow::int64()), arrow::field("a", arrow::int64()),
+                     arrow::field("b", arrow::int64()), arrow::field("s", arrow::utf8()),
+                     arrow::field("e", arrow::fixed_size_list(arrow::int32(), kEmbedding))});
+  return arrow::RecordBatch::Make(
+      schema, keys.size(),
+      {key_builder.Finish().ValueOrDie(), a_builder.Finish().ValueOrDie(),
+       b_builder.Finish().ValueOrDie(), s_builder.Finish().ValueOrDie(),
+       e_builder.Finish().ValueOrDie()});
 }
 
 // Checks rows [0, batch.num_rows()) of a batch with columns a, b, s, e; returns the number of
@@ -75,8 +77,8 @@ int64_t CheckRows(const arrow::RecordBatch& batch, const arrow::BooleanArray* fo
       ok = e_values.Value(i * kEmbedding + j) == value + j;
     }
     if (!ok) {
-      ADD_FAILURE() << "torn row " << i << ": a=" << value << " b=" << b.Value(i) << " s="
-                    << s.GetView(i);
+      ADD_FAILURE() << "torn row " << i << ": a=" << value << " b=" << b.Value(i)
+                    << " s=" << s.GetView(i);
       return -1;
     }
     ++valid;

@@ -48,19 +48,23 @@ class ModelTest : public ::testing::TestWithParam<uint32_t> {
     std::string bytes(Uniform(0, 20), 'x');
     for (char& c : bytes) c = static_cast<char>('a' + Uniform(0, 25));
     switch (type->id()) {
-      case arrow::Type::BOOL: return std::make_shared<arrow::BooleanScalar>(Chance(0.5));
-      case arrow::Type::STRING: return std::make_shared<arrow::StringScalar>(bytes);
-      case arrow::Type::BINARY: return std::make_shared<arrow::BinaryScalar>(bytes);
+      case arrow::Type::BOOL:
+        return std::make_shared<arrow::BooleanScalar>(Chance(0.5));
+      case arrow::Type::STRING:
+        return std::make_shared<arrow::StringScalar>(bytes);
+      case arrow::Type::BINARY:
+        return std::make_shared<arrow::BinaryScalar>(bytes);
       case arrow::Type::TIMESTAMP:
-        return std::make_shared<arrow::TimestampScalar>(int64_t{Uniform(-1000000, 1000000)} * 1000003, type);
-      case arrow::Type::DATE32: return std::make_shared<arrow::Date32Scalar>(Uniform(-5000, 50000));
+        return std::make_shared<arrow::TimestampScalar>(
+            int64_t{Uniform(-1000000, 1000000)} * 1000003, type);
+      case arrow::Type::DATE32:
+        return std::make_shared<arrow::Date32Scalar>(Uniform(-5000, 50000));
       case arrow::Type::FIXED_SIZE_LIST:
       case arrow::Type::LIST: {
         const bool fixed = type->id() == arrow::Type::FIXED_SIZE_LIST;
         const int length = fixed ? 4 : Uniform(0, 9);
         auto value_type = type->field(0)->type();
-        std::unique_ptr<arrow::ArrayBuilder> builder =
-            arrow::MakeBuilder(value_type).ValueOrDie();
+        std::unique_ptr<arrow::ArrayBuilder> builder = arrow::MakeBuilder(value_type).ValueOrDie();
         for (int i = 0; i < length; ++i) {
           auto element = arrow::MakeScalar(value_type, Uniform(-100, 100)).ValueOrDie();
           EXPECT_TRUE(builder->AppendScalar(*element).ok());
@@ -81,8 +85,7 @@ class ModelTest : public ::testing::TestWithParam<uint32_t> {
     for (int c = 0; c < schema.num_columns(); ++c) {
       if (c != schema.key_index() && (Chance(0.6) || c == required_)) columns.push_back(c);
     }
-    const bool has_required =
-        std::find(columns.begin(), columns.end(), required_) != columns.end();
+    const bool has_required = std::find(columns.begin(), columns.end(), required_) != columns.end();
     const int rows = Uniform(0, 40);
     std::vector<std::string> keys;
     for (int r = 0; r < rows; ++r) {
@@ -151,7 +154,8 @@ class ModelTest : public ::testing::TestWithParam<uint32_t> {
     std::vector<std::string> keys;
     arrow::StringBuilder builder;
     for (int i = Uniform(0, 50); i > 0; --i) {
-      keys.push_back(Chance(0.1) ? "never-written" : key_pool_[Uniform(0, static_cast<int>(key_pool_.size()) - 1)]);
+      keys.push_back(Chance(0.1) ? "never-written"
+                                 : key_pool_[Uniform(0, static_cast<int>(key_pool_.size()) - 1)]);
       ASSERT_TRUE(builder.Append(keys.back()).ok());
     }
     ReadResult result = ValueOrFail(table_->Read(*builder.Finish().ValueOrDie(), names));
@@ -167,9 +171,9 @@ class ModelTest : public ::testing::TestWithParam<uint32_t> {
           continue;
         }
         const auto& want = it->second[columns[j]];
-        ASSERT_TRUE(got->Equals(*want)) << "key " << keys[r] << " column "
-                                        << schema.columns()[columns[j]].name << ": got "
-                                        << got->ToString() << ", want " << want->ToString();
+        ASSERT_TRUE(got->Equals(*want))
+            << "key " << keys[r] << " column " << schema.columns()[columns[j]].name << ": got "
+            << got->ToString() << ", want " << want->ToString();
       }
     }
   }

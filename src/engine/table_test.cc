@@ -34,8 +34,8 @@ void ExpectColumn(const ReadResult& result, const std::string& name,
   auto column = result.batch->GetColumnByName(name);
   ASSERT_NE(column, nullptr) << name;
   auto expected = ArrayFromJson(type, json);
-  EXPECT_TRUE(column->Equals(*expected)) << name << ":\n got " << column->ToString()
-                                         << "\n want " << expected->ToString();
+  EXPECT_TRUE(column->Equals(*expected))
+      << name << ":\n got " << column->ToString() << "\n want " << expected->ToString();
 }
 
 void ExpectFound(const ReadResult& result, const std::string& json) {
@@ -87,7 +87,8 @@ TEST(TableTest, EveryTypeRoundTripsWithNulls) {
   EXPECT_EQ(written.rows_skipped, 0);
 
   // Read in another order, with a missing key and a duplicate.
-  ReadResult result = ValueOrFail(table->Read(*Keys(R"(["c", "missing", "a", "", "long key over eight bytes", "c"])")));
+  ReadResult result = ValueOrFail(
+      table->Read(*Keys(R"(["c", "missing", "a", "", "long key over eight bytes", "c"])")));
   ASSERT_EQ(result.batch->num_rows(), 6);
   EXPECT_EQ(result.found_count, 5);
   ExpectFound(result, "[true, false, true, true, true, true]");
@@ -103,8 +104,8 @@ TEST(TableTest, EveryTypeRoundTripsWithNulls) {
     }
     auto expected = arrow::Concatenate(pieces).ValueOrDie();
     auto got = result.batch->GetColumnByName(field->name());
-    EXPECT_TRUE(got->Equals(*expected)) << field->name() << ":\n got " << got->ToString()
-                                        << "\n want " << expected->ToString();
+    EXPECT_TRUE(got->Equals(*expected))
+        << field->name() << ":\n got " << got->ToString() << "\n want " << expected->ToString();
     EXPECT_TRUE(result.batch->schema()->GetFieldByName(field->name())->nullable());
   }
 
@@ -118,13 +119,13 @@ TEST(TableTest, PartialWritesKeepOtherColumns) {
   auto table = MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "utf8"},
       "x": {"dtype": "int32"}, "y": {"dtype": "utf8"}}})");
   ValueOrFail(table->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "b"])"},
-                                             {"x", arrow::int32(), "[1, 2]"},
-                                             {"y", arrow::utf8(), R"(["first value a", "b"])"}})));
+                                            {"x", arrow::int32(), "[1, 2]"},
+                                            {"y", arrow::utf8(), R"(["first value a", "b"])"}})));
   // Only y for a (existing) and c (new); then only x for b.
   ValueOrFail(table->Upsert(*BatchFromJson({{"y", arrow::utf8(), R"(["second value a", "c"])"},
-                                             {"id", arrow::utf8(), R"(["a", "c"])"}})));
-  ValueOrFail(table->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["b"])"},
-                                             {"x", arrow::int32(), "[20]"}})));
+                                            {"id", arrow::utf8(), R"(["a", "c"])"}})));
+  ValueOrFail(table->Upsert(
+      *BatchFromJson({{"id", arrow::utf8(), R"(["b"])"}, {"x", arrow::int32(), "[20]"}})));
   ReadResult result = ValueOrFail(table->Read(*Keys(R"(["a", "b", "c"])")));
   ExpectColumn(result, "x", arrow::int32(), "[1, 20, null]");
   ExpectColumn(result, "y", arrow::utf8(), R"(["second value a", "b", "c"])");
@@ -136,7 +137,8 @@ TEST(TableTest, PartialWritesKeepOtherColumns) {
 }
 
 TEST(TableTest, LastOccurrenceOfARepeatedKeyWins) {
-  auto table = MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "int64"}, "v": {"dtype": "utf8"}}})");
+  auto table =
+      MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "int64"}, "v": {"dtype": "utf8"}}})");
   auto batch = BatchFromJson({{"id", arrow::int64(), "[7, 8, 7, 7]"},
                               {"v", arrow::utf8(), R"(["one", "two", "three is longer", null])"}});
   EXPECT_EQ(ValueOrFail(table->Upsert(*batch)).rows_written, 4);
@@ -152,12 +154,13 @@ TEST(TableTest, EventTimeGuardSkipsOlderRows) {
       "event_time": "t"})");
   auto ts = arrow::timestamp(arrow::TimeUnit::MILLI);
   ValueOrFail(table->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "b"])"},
-                                             {"t", ts, "[100, 100]"},
-                                             {"v", arrow::float64(), "[1, 1]"}})));
+                                            {"t", ts, "[100, 100]"},
+                                            {"v", arrow::float64(), "[1, 1]"}})));
   // a: older (skipped); b: same time (applied); c: new.
-  UpsertResult result = ValueOrFail(table->Upsert(*BatchFromJson(
-      {{"id", arrow::utf8(), R"(["a", "b", "c"])"}, {"t", ts, "[99, 100, 5]"},
-       {"v", arrow::float64(), "[2, 2, 2]"}})));
+  UpsertResult result =
+      ValueOrFail(table->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "b", "c"])"},
+                                                {"t", ts, "[99, 100, 5]"},
+                                                {"v", arrow::float64(), "[2, 2, 2]"}})));
   EXPECT_EQ(result.rows_written, 2);
   EXPECT_EQ(result.rows_skipped, 1);
   // Inside one batch rows apply in order: the later, older row for d is skipped.
@@ -167,9 +170,10 @@ TEST(TableTest, EventTimeGuardSkipsOlderRows) {
   EXPECT_EQ(result.rows_written, 1);
   EXPECT_EQ(result.rows_skipped, 1);
   // Seconds are converted to the stored unit before comparing: 1 s = 1000 ms > 100 ms.
-  result = ValueOrFail(table->Upsert(*BatchFromJson(
-      {{"id", arrow::utf8(), R"(["a"])"}, {"t", arrow::timestamp(arrow::TimeUnit::SECOND), "[1]"},
-       {"v", arrow::float64(), "[9]"}})));
+  result = ValueOrFail(
+      table->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a"])"},
+                                    {"t", arrow::timestamp(arrow::TimeUnit::SECOND), "[1]"},
+                                    {"v", arrow::float64(), "[9]"}})));
   EXPECT_EQ(result.rows_written, 1);
   ReadResult read = ValueOrFail(table->Read(*Keys(R"(["a", "b", "c", "d"])")));
   ExpectColumn(read, "v", arrow::float64(), "[9, 2, 2, 3]");
@@ -188,8 +192,8 @@ class TableErrorTest : public ::testing::Test {
         "e": {"dtype": "fixed_size_list[float32, 2]"}, "l": {"dtype": "list[int8]"}}})",
                        limits);
     ValueOrFail(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "b"])"},
-                                                {"x", arrow::int32(), "[1, 2]"},
-                                                {"s", arrow::utf8(), R"(["sa", "sb"])"}})));
+                                               {"x", arrow::int32(), "[1, 2]"},
+                                               {"s", arrow::utf8(), R"(["sa", "sb"])"}})));
     before_ = ScanAll(*table_);
   }
   void ExpectUnchanged() {
@@ -203,8 +207,8 @@ class TableErrorTest : public ::testing::Test {
 
 TEST_F(TableErrorTest, UnknownColumn) {
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["c"])"},
-                                                      {"x", arrow::int32(), "[3]"},
-                                                      {"nope", arrow::int32(), "[3]"}})),
+                                                     {"x", arrow::int32(), "[3]"},
+                                                     {"nope", arrow::int32(), "[3]"}})),
                       StatusCode::kNotFound, "table 't' has no column 'nope'");
   QUIVER_EXPECT_ERROR(table_->Read(*Keys(R"(["a"])"), {"x", "nope"}), StatusCode::kNotFound,
                       "table 't' has no column 'nope'");
@@ -213,11 +217,11 @@ TEST_F(TableErrorTest, UnknownColumn) {
 
 TEST_F(TableErrorTest, TypeMismatchNamesTheColumn) {
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "c"])"},
-                                                      {"x", arrow::utf8(), R"(["1", "x"])"}})),
+                                                     {"x", arrow::utf8(), R"(["1", "x"])"}})),
                       StatusCode::kInvalidArgument, "column 'x': cannot store string as int32");
   // A lossy cast is refused too.
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a"])"},
-                                                      {"x", arrow::int64(), "[10000000000]"}})),
+                                                     {"x", arrow::int64(), "[10000000000]"}})),
                       StatusCode::kInvalidArgument, "column 'x'");
   QUIVER_EXPECT_ERROR(table_->Read(*ArrayFromJson(arrow::float64(), "[1.5]")),
                       StatusCode::kInvalidArgument, "read keys must be utf8");
@@ -226,10 +230,11 @@ TEST_F(TableErrorTest, TypeMismatchNamesTheColumn) {
 
 TEST_F(TableErrorTest, NullsWhereNotAllowed) {
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "c", "d"])"},
-                                                      {"x", arrow::int32(), "[5, 6, null]"}})),
-                      StatusCode::kInvalidArgument, "column 'x' row 2: null in a non-nullable column");
+                                                     {"x", arrow::int32(), "[5, 6, null]"}})),
+                      StatusCode::kInvalidArgument,
+                      "column 'x' row 2: null in a non-nullable column");
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", null])"},
-                                                      {"x", arrow::int32(), "[5, 6]"}})),
+                                                     {"x", arrow::int32(), "[5, 6]"}})),
                       StatusCode::kInvalidArgument, "key at position 1 is null");
   QUIVER_EXPECT_ERROR(table_->Read(*Keys(R"(["a", null])")), StatusCode::kInvalidArgument,
                       "read key at position 1 is null");
@@ -241,7 +246,7 @@ TEST_F(TableErrorTest, NullsWhereNotAllowed) {
 TEST_F(TableErrorTest, NewKeyWithoutRequiredColumn) {
   // Updating only s of existing keys is fine; a new key would leave x null.
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "new"])"},
-                                                      {"s", arrow::utf8(), R"(["z", "z"])"}})),
+                                                     {"s", arrow::utf8(), R"(["z", "z"])"}})),
                       StatusCode::kInvalidArgument,
                       "row 1: new key 'new' has no value for non-nullable column 'x'");
   ExpectUnchanged();
@@ -250,29 +255,34 @@ TEST_F(TableErrorTest, NewKeyWithoutRequiredColumn) {
 TEST_F(TableErrorTest, EmbeddingOfWrongLength) {
   auto list_type = arrow::list(arrow::float32());
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "b"])"},
-                                                      {"e", list_type, "[[1, 2], [1, 2, 3]]"}})),
+                                                     {"e", list_type, "[[1, 2], [1, 2, 3]]"}})),
                       StatusCode::kInvalidArgument,
                       "column 'e' row 1: embedding has 3 elements, expected 2");
-  QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a"])"},
-                                                      {"e", list_type, "[[1, null]]"}})),
-                      StatusCode::kInvalidArgument, "column 'e' row 0: embedding elements must not be null");
-  QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a"])"},
-                                                      {"l", arrow::list(arrow::int8()), "[[1, null]]"}})),
-                      StatusCode::kInvalidArgument, "column 'l' row 0: list elements must not be null");
+  QUIVER_EXPECT_ERROR(
+      table_->Upsert(
+          *BatchFromJson({{"id", arrow::utf8(), R"(["a"])"}, {"e", list_type, "[[1, null]]"}})),
+      StatusCode::kInvalidArgument, "column 'e' row 0: embedding elements must not be null");
+  QUIVER_EXPECT_ERROR(
+      table_->Upsert(*BatchFromJson(
+          {{"id", arrow::utf8(), R"(["a"])"}, {"l", arrow::list(arrow::int8()), "[[1, null]]"}})),
+      StatusCode::kInvalidArgument, "column 'l' row 0: list elements must not be null");
   ExpectUnchanged();
 }
 
 TEST_F(TableErrorTest, ValuesOverLimits) {
-  QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "b"])"},
-                                                      {"s", arrow::utf8(), R"(["ok", "seventeen bytes!!!"])"}})),
-                      StatusCode::kLimitExceeded, "column 's' row 1: value of 18 bytes");
-  QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "eleven char"])"},
-                                                      {"x", arrow::int32(), "[1, 1]"}})),
-                      StatusCode::kLimitExceeded, "row 1: key of 11 bytes");
-  QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a"])"},
-                                                      {"l", arrow::list(arrow::int8()),
-                                                       "[[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]]"}})),
-                      StatusCode::kLimitExceeded, "column 'l' row 0: list of 17 bytes");
+  QUIVER_EXPECT_ERROR(
+      table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "b"])"},
+                                     {"s", arrow::utf8(), R"(["ok", "seventeen bytes!!!"])"}})),
+      StatusCode::kLimitExceeded, "column 's' row 1: value of 18 bytes");
+  QUIVER_EXPECT_ERROR(
+      table_->Upsert(*BatchFromJson(
+          {{"id", arrow::utf8(), R"(["a", "eleven char"])"}, {"x", arrow::int32(), "[1, 1]"}})),
+      StatusCode::kLimitExceeded, "row 1: key of 11 bytes");
+  QUIVER_EXPECT_ERROR(
+      table_->Upsert(*BatchFromJson(
+          {{"id", arrow::utf8(), R"(["a"])"},
+           {"l", arrow::list(arrow::int8()), "[[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]]"}})),
+      StatusCode::kLimitExceeded, "column 'l' row 0: list of 17 bytes");
   ExpectUnchanged();
 }
 
@@ -280,14 +290,15 @@ TEST_F(TableErrorTest, BatchWithoutKeyOrWithRepeatedColumn) {
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"x", arrow::int32(), "[1]"}})),
                       StatusCode::kInvalidArgument, "the batch has no key column 'id'");
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a"])"},
-                                                      {"x", arrow::int32(), "[1]"},
-                                                      {"x", arrow::int32(), "[2]"}})),
+                                                     {"x", arrow::int32(), "[1]"},
+                                                     {"x", arrow::int32(), "[2]"}})),
                       StatusCode::kInvalidArgument, "column 'x' appears twice");
   ExpectUnchanged();
 }
 
 TEST(TableTest, DeleteFreesRowsForReuse) {
-  auto table = MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "utf8"}}})");
+  auto table =
+      MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "utf8"}}})");
   auto keys = ArrayFromJson(arrow::utf8(), R"(["k1", "k2", "key number three"])");
   auto values = ArrayFromJson(arrow::utf8(), R"(["v1", "a long value number two", null])");
   auto batch = arrow::RecordBatch::Make(
@@ -312,7 +323,8 @@ TEST(TableTest, DeleteFreesRowsForReuse) {
 }
 
 TEST(TableTest, ManyRowsAcrossGrowthAndScan) {
-  auto table = MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "int64"}, "v": {"dtype": "float64"},
+  auto table =
+      MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "int64"}, "v": {"dtype": "float64"},
       "s": {"dtype": "utf8"}}})");
   constexpr int64_t kRows = 200000;
   arrow::Int64Builder ids;
@@ -323,11 +335,12 @@ TEST(TableTest, ManyRowsAcrossGrowthAndScan) {
     ASSERT_TRUE(values.Append(i * 0.5).ok());
     ASSERT_TRUE(strings.Append("value-" + std::to_string(i)).ok());
   }
-  auto schema = arrow::schema({arrow::field("id", arrow::int64()), arrow::field("v", arrow::float64()),
-                               arrow::field("s", arrow::utf8())});
-  auto batch = arrow::RecordBatch::Make(schema, kRows,
-                                        {ids.Finish().ValueOrDie(), values.Finish().ValueOrDie(),
-                                         strings.Finish().ValueOrDie()});
+  auto schema =
+      arrow::schema({arrow::field("id", arrow::int64()), arrow::field("v", arrow::float64()),
+                     arrow::field("s", arrow::utf8())});
+  auto batch = arrow::RecordBatch::Make(
+      schema, kRows,
+      {ids.Finish().ValueOrDie(), values.Finish().ValueOrDie(), strings.Finish().ValueOrDie()});
   // In slices, so the index and the regions grow between batches.
   for (int64_t offset = 0; offset < kRows; offset += 30000) {
     ValueOrFail(table->Upsert(*batch->Slice(offset, 30000)));
@@ -359,25 +372,30 @@ TEST(TableTest, ManyRowsAcrossGrowthAndScan) {
 }
 
 TEST(TableTest, ReadOfAnEmptyTableAndEmptyBatches) {
-  auto table = MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "bool"}}})");
+  auto table =
+      MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "bool"}}})");
   ReadResult result = ValueOrFail(table->Read(*Keys(R"(["a"])")));
   ExpectFound(result, "[false]");
   ExpectColumn(result, "v", arrow::boolean(), "[null]");
   result = ValueOrFail(table->Read(*Keys("[]")));
   EXPECT_EQ(result.batch->num_rows(), 0);
-  EXPECT_EQ(ValueOrFail(table->Upsert(*BatchFromJson({{"id", arrow::utf8(), "[]"}}))).rows_written, 0);
+  EXPECT_EQ(ValueOrFail(table->Upsert(*BatchFromJson({{"id", arrow::utf8(), "[]"}}))).rows_written,
+            0);
   EXPECT_EQ(ScanAll(*table)->num_rows(), 0);
   // Keys of another string type are accepted.
-  ValueOrFail(table->Upsert(*BatchFromJson({{"id", arrow::large_utf8(), R"(["x"])"},
-                                             {"v", arrow::boolean(), "[true]"}})));
+  ValueOrFail(table->Upsert(*BatchFromJson(
+      {{"id", arrow::large_utf8(), R"(["x"])"}, {"v", arrow::boolean(), "[true]"}})));
   result = ValueOrFail(table->Read(*ArrayFromJson(arrow::large_utf8(), R"(["x"])")));
   ExpectColumn(result, "v", arrow::boolean(), "[true]");
 }
 
 TEST(TableTest, UpsertOfAChunkedTable) {
-  auto table = MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "int16"}}})");
-  auto first = BatchFromJson({{"id", arrow::utf8(), R"(["a", "b"])"}, {"v", arrow::int16(), "[1, 2]"}});
-  auto second = BatchFromJson({{"id", arrow::utf8(), R"(["b", "c"])"}, {"v", arrow::int16(), "[3, 4]"}});
+  auto table =
+      MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "int16"}}})");
+  auto first =
+      BatchFromJson({{"id", arrow::utf8(), R"(["a", "b"])"}, {"v", arrow::int16(), "[1, 2]"}});
+  auto second =
+      BatchFromJson({{"id", arrow::utf8(), R"(["b", "c"])"}, {"v", arrow::int16(), "[3, 4]"}});
   auto chunked = arrow::Table::FromRecordBatches({first, second}).ValueOrDie();
   EXPECT_EQ(ValueOrFail(table->Upsert(*chunked)).rows_written, 4);
   ReadResult result = ValueOrFail(table->Read(*Keys(R"(["a", "b", "c"])")));

@@ -53,10 +53,10 @@ inline TableSchema SchemaFromJson(const std::string& json) {
 
 }  // namespace quiver::testing
 
-#define QUIVER_ASSERT_OK(expr)                                 \
-  do {                                                         \
-    ::quiver::Status _status = (expr);                         \
-    ASSERT_TRUE(_status.ok()) << _status.ToString();           \
+#define QUIVER_ASSERT_OK(expr)                       \
+  do {                                               \
+    ::quiver::Status _status = (expr);               \
+    ASSERT_TRUE(_status.ok()) << _status.ToString(); \
   } while (false)
 
 namespace quiver::testing {
@@ -69,9 +69,9 @@ Status StatusOf(const Result<T>& result) {
 
 // Expects that `expr` (a Status or Result) failed with `expected_code` and a message containing
 // `text`.
-#define QUIVER_EXPECT_ERROR(expr, expected_code, text)                                   \
-  do {                                                                                   \
-    ::quiver::Status _status = ::quiver::testing::StatusOf(expr);                        \
-    EXPECT_EQ(_status.code(), expected_code) << _status.ToString();                      \
-    EXPECT_NE(_status.message().find(text), std::string::npos) << _status.ToString();    \
+#define QUIVER_EXPECT_ERROR(expr, expected_code, text)                                \
+  do {                                                                                \
+    ::quiver::Status _status = ::quiver::testing::StatusOf(expr);                     \
+    EXPECT_EQ(_status.code(), expected_code) << _status.ToString();                   \
+    EXPECT_NE(_status.message().find(text), std::string::npos) << _status.ToString(); \
   } while (false)
