@@ -36,6 +36,11 @@ class RegionList {
     const Directory* directory = directory_.load(std::memory_order_acquire);
     return directory->bases[index].load(std::memory_order_acquire);
   }
+  // Base address of region `index`, known to be published: the caller learned `index` from
+  // something the writer published after the region (an index slot naming a row in it).
+  [[gnu::always_inline]] std::byte* PublishedBase(size_t index) const {
+    return directory_.load(std::memory_order_acquire)->bases[index].load(std::memory_order_relaxed);
+  }
   size_t published_count() const { return count_.load(std::memory_order_acquire); }
 
   // Writer: creates a region of at least `bytes`, copies `prefix` to its start, and then

@@ -39,7 +39,8 @@ class RowStore {
       chunk = static_cast<size_t>(bit) - static_cast<size_t>(first_shift_) + 1;
       offset = id - (1u << bit);
     }
-    return regions_.Base(chunk) + offset * row_width_;
+    // Row ids come from the index, published after their chunk: no bounds check needed.
+    return regions_.PublishedBase(chunk) + offset * row_width_;
   }
   // Writer: makes rows [0, rows) addressable.
   Status Reserve(size_t rows);

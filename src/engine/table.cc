@@ -119,7 +119,7 @@ inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
 
 // Whether `row` holds `key`. For readers, meaningful only once their seqlock check passed; the
 // writer calls it on rows only it changes.
-bool KeyMatches(const std::byte* row, const ColumnLayout& layout, std::string_view key,
+[[gnu::always_inline]] inline bool KeyMatches(const std::byte* row, const ColumnLayout& layout, std::string_view key,
                 const Heap& heap) {
   if (layout.physical == Physical::kFixed) {
     uint8_t stored[8];
@@ -192,8 +192,9 @@ class Table::Gather {
           break;
       }
     }
-    refs_.resize(static_cast<size_t>(capacity_) * var_slots_);
-    row_bitmaps_.resize(static_cast<size_t>(capacity_) * bitmap_stride_);
+    // Not zero-filled: Copy or SetMissing writes every position before Finish reads it.
+    refs_.reset(new VarRef[static_cast<size_t>(capacity_) * var_slots_]);
+    row_bitmaps_.reset(new uint8_t[static_cast<size_t>(capacity_) * bitmap_stride_]);
     return Status::OK();
   }
 
@@ -202,7 +203,7 @@ class Table::Gather {
   void Copy(const std::byte* row, int64_t i) {
     // Whole 8-byte words: constant-size copies, no memcpy call. Reading past the bitmap stays in
     // the row (a key of at least 8 bytes follows it).
-    uint8_t* bitmap = row_bitmaps_.data() + static_cast<size_t>(i) * bitmap_stride_;
+    uint8_t* bitmap = row_bitmaps_.get() + static_cast<size_t>(i) * bitmap_stride_;
     for (uint32_t word = 0; word < bitmap_stride_; word += 8) {
       CopyFromRow(bitmap + word, row + kRowHeaderBytes + word, 8);
     }
@@ -219,14 +220,14 @@ class Table::Gather {
       arrow::bit_util::SetBitTo(copy.destination, i,
                                 LoadFromRow<uint8_t>(row + copy.row_offset) != 0);
     }
-    VarRef* refs = refs_.data() + static_cast<size_t>(i) * var_slots_;
+    VarRef* refs = refs_.get() + static_cast<size_t>(i) * var_slots_;
     for (size_t slot = 0; slot < vars_.size(); ++slot) {
       refs[slot] = LoadVarRef(row + vars_[slot].row_offset, vars_[slot].width);
     }
   }
 
   void SetMissing(int64_t i) {
-    std::memset(row_bitmaps_.data() + static_cast<size_t>(i) * bitmap_stride_, 0, bitmap_stride_);
+    std::memset(row_bitmaps_.get() + static_cast<size_t>(i) * bitmap_stride_, 0, bitmap_stride_);
     for (const auto* plan : {&fixed4_, &fixed8_, &fixed_other_}) {
       for (const FixedCopy& copy : *plan)
         std::memset(copy.destination + i * copy.width, 0, copy.width);
@@ -254,7 +255,7 @@ class Table::Gather {
     all_valid_.assign(bitmap_bytes_, 0xFF);
     for (int64_t i = 0; i < length; ++i) {
       if (present != nullptr && !arrow::bit_util::GetBit(present, i)) continue;
-      const uint8_t* bitmap = row_bitmaps_.data() + static_cast<size_t>(i) * bitmap_stride_;
+      const uint8_t* bitmap = row_bitmaps_.get() + static_cast<size_t>(i) * bitmap_stride_;
       for (uint32_t b = 0; b < bitmap_bytes_; ++b) all_valid_[b] &= bitmap[b];
     }
     arrow::ArrayVector arrays;
@@ -320,7 +321,7 @@ class Table::Gather {
       return validity;
     }
     std::memset(bits, 0, bytes);
-    const uint8_t* source = row_bitmaps_.data() + layout.valid_bit / 8;
+    const uint8_t* source = row_bitmaps_.get() + layout.valid_bit / 8;
     const int shift = layout.valid_bit % 8;
     // A missing row's bitmap copy is zero, so `present` needs no second look here.
     for (int64_t i = 0; i < length; ++i) {
@@ -393,8 +394,8 @@ class Table::Gather {
   std::vector<Output> outputs_;
   std::vector<FixedCopy> fixed4_, fixed8_, fixed_other_, bools_, vars_;
   int var_slots_ = 0;
-  std::vector<VarRef> refs_;
-  std::vector<uint8_t> row_bitmaps_;
+  std::unique_ptr<VarRef[]> refs_;
+  std::unique_ptr<uint8_t[]> row_bitmaps_;
   std::vector<uint8_t> all_valid_;
 };
 
@@ -935,7 +936,8 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
   const ColumnLayout& key_layout = layout_.column(schema_.key_index());
   const uint32_t row_width = layout_.row_width();
 
-  std::vector<uint64_t> hashes(n);
+  // Scratch, not zero-filled: every element is written before it is read.
+  std::unique_ptr<uint64_t[]> hashes(new uint64_t[n]);
   int64_t found_count = 0;
   arrow::ArrayVector arrays;
   {
@@ -945,8 +947,8 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
     // its index slot prefetched, key i - kDistance has its slot read and its row prefetched, and
     // key i - 2 * kDistance is copied.
     constexpr int64_t kDistance = 12;
-    std::vector<uint32_t> first_candidate(n);
-    std::vector<size_t> next_position(n);  // probe position after the first candidate
+    std::unique_ptr<std::byte*[]> first_row(new std::byte*[n]);  // nullptr: no candidate
+    std::unique_ptr<size_t[]> next_position(new size_t[n]);      // probe position after it
     for (int64_t step = 0; step < n + 2 * kDistance; ++step) {
       if (step < n) {
         hashes[step] = HashBytes(key_column.Bytes(step));
@@ -955,10 +957,11 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
       if (const int64_t i = step - kDistance; i >= 0 && i < n) {
         size_t position = HashIndex::Home(index, hashes[i]);
         const uint32_t candidate = HashIndex::NextCandidate(index, hashes[i], &position);
-        first_candidate[i] = candidate;
         next_position[i] = position;
+        first_row[i] = nullptr;
         if (candidate != HashIndex::kNoRow) {
-          const std::byte* row = rows_.Row(candidate);
+          std::byte* row = rows_.Row(candidate);
+          first_row[i] = row;
           __builtin_prefetch(row);
           __builtin_prefetch(row + row_width - 1);
         }
@@ -970,9 +973,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
       size_t position = next_position[i];
       bool matched = false;
       // Stop at the first row holding the key: probing on would touch more index lines.
-      for (uint32_t candidate = first_candidate[i]; candidate != HashIndex::kNoRow;
-           candidate = HashIndex::NextCandidate(index, hashes[i], &position)) {
-        std::byte* row = rows_.Row(candidate);
+      for (std::byte* row = first_row[i]; row != nullptr;) {
         uint32_t sequence;
         do {
           sequence = SeqlockReadBegin(row);
@@ -980,6 +981,8 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
           if (matched) gather.Copy(row, i);
         } while (!SeqlockReadValidate(row, sequence));
         if (matched) break;
+        const uint32_t next = HashIndex::NextCandidate(index, hashes[i], &position);
+        row = next == HashIndex::kNoRow ? nullptr : rows_.Row(next);
       }
       if (matched) {
         arrow::bit_util::SetBit(found, i);
