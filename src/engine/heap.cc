@@ -22,7 +22,10 @@ Status Heap::Reserve(size_t bytes) {
   uint64_t recorded = size;
   QUIVER_RETURN_NOT_OK(
       regions_.Append(size, std::as_bytes(std::span<const uint64_t>(&recorded, 1))).status());
-  if (current_size_ > 0) garbage_bytes_ += current_size_ - current_used_;  // unusable tail
+  if (current_size_ > 0) {  // the rest of the current chunk will never be used
+    garbage_bytes_ += current_size_ - current_used_;
+    used_bytes_ += current_size_ - current_used_;
+  }
   current_ = regions_.published_count() - 1;
   current_size_ = size;
   current_used_ = kChunkHeaderBytes;
@@ -36,6 +39,25 @@ HeapRef Heap::Append(const void* data, size_t size) {
   current_used_ += size;
   used_bytes_ += size;
   return ref;
+}
+
+size_t Heap::BeginCompaction() {
+  // Abandon the current chunk: the next Reserve opens a fresh one.
+  if (current_size_ > 0) {
+    garbage_bytes_ += current_size_ - current_used_;
+    used_bytes_ += current_size_ - current_used_;
+  }
+  current_size_ = 0;
+  current_used_ = 0;
+  compaction_used_mark_ = used_bytes_;
+  compaction_garbage_mark_ = garbage_bytes_;
+  return regions_.published_count();
+}
+
+void Heap::FinishCompaction(size_t first_kept) {
+  for (size_t chunk = 0; chunk < first_kept; ++chunk) regions_.Release(chunk);
+  used_bytes_ -= compaction_used_mark_;
+  garbage_bytes_ -= compaction_garbage_mark_;
 }
 
 }  // namespace quiver

@@ -1,5 +1,6 @@
-// Size limits the engine enforces on every write. Values over a limit are rejected with
-// kLimitExceeded naming the table, column and row; nothing is stored.
+// Size limits the engine enforces on every write (values over a limit are rejected with
+// kLimitExceeded naming the table, column and row; nothing is stored), and the engine's memory
+// thresholds.
 // Thread safety: a plain value.
 #pragma once
 
@@ -13,6 +14,9 @@ struct EngineLimits {
   size_t max_value_bytes = 16 << 20;  // one utf8 / binary / list value
   int max_columns = 4096;             // key and value columns together
   int max_embedding_elements = 8192;  // fixed_size_list length
+  // The heap is compacted after a write once its garbage is at least this many bytes and at
+  // least as large as its live values.
+  size_t heap_compaction_min_garbage = 16 << 20;
 };
 
 }  // namespace quiver

@@ -37,4 +37,11 @@ Result<std::byte*> RegionList::Append(size_t bytes, std::span<const std::byte> p
   return base;
 }
 
+void RegionList::Release(size_t index) {
+  if (regions_[index] == nullptr) return;
+  owned_directory_->bases[index].store(nullptr, std::memory_order_release);
+  region_bytes_ -= regions_[index]->size();
+  regions_[index].reset();
+}
+
 }  // namespace quiver

@@ -46,6 +46,12 @@ class RegionList {
   // Writer: creates a region of at least `bytes`, copies `prefix` to its start, and then
   // publishes it as number published_count().
   Result<std::byte*> Append(size_t bytes, std::span<const std::byte> prefix = {});
+  // Writer: unmaps region `index` and clears its directory entry (Base() returns nullptr for it).
+  // Precondition: no reader can still use the region (the owner's ReaderGate was synchronized
+  // after the last reference to it was replaced).
+  void Release(size_t index);
+  // Writer: whether region `index` is still mapped.
+  bool IsMapped(size_t index) const { return regions_[index] != nullptr; }
   // Writer: size in bytes of region `index`.
   size_t RegionSize(size_t index) const { return regions_[index]->size(); }
   bool has_retired() const { return !retired_.empty(); }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 
 #include "common/arrow_status.h"
@@ -890,12 +891,68 @@ Result<int64_t> Table::Delete(const arrow::Array& keys_in) {
   return deleted;
 }
 
+Result<size_t> Table::MoveHeapValues() {
+  const size_t first_fresh = heap_.BeginCompaction();
+  std::vector<int> var_columns;
+  for (int c = 0; c < schema_.num_columns(); ++c) {
+    const Physical physical = layout_.column(c).physical;
+    if (physical == Physical::kBytes || physical == Physical::kList) var_columns.push_back(c);
+  }
+  uint64_t moved = 0;  // old copies of moved values: garbage only if the compaction fails
+  for (uint32_t id = 0; id < next_row_; ++id) {
+    std::byte* row = rows_.Row(id);
+    if (!RowLiveForWriter(row)) continue;
+    size_t bytes = 0;
+    for (int c : var_columns) {
+      const ColumnLayout& layout = layout_.column(c);
+      const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
+      HeapRef heap_ref;
+      std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
+      if (ref.length > kVarInlineBytes && Heap::Before(heap_ref, first_fresh)) bytes += ref.length;
+    }
+    if (bytes == 0) continue;
+    if (Status reserved = heap_.Reserve(bytes); !reserved.ok()) {
+      heap_.Release(moved);
+      return reserved;
+    }
+    const uint32_t sequence = SeqlockWriteBegin(row);
+    for (int c : var_columns) {
+      const ColumnLayout& layout = layout_.column(c);
+      VarRef ref = LoadVarRef(row + layout.offset, layout.width);
+      HeapRef heap_ref;
+      std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
+      if (ref.length <= kVarInlineBytes || !Heap::Before(heap_ref, first_fresh)) continue;
+      heap_ref = heap_.Append(heap_.View(heap_ref, ref.length), ref.length);
+      std::memcpy(ref.payload, &heap_ref, sizeof(heap_ref));
+      StoreVarRef(row + layout.offset, layout.width, ref);
+      moved += ref.length;
+    }
+    SeqlockWriteEnd(row, sequence, /*live=*/true);
+  }
+  return first_fresh;
+}
+
 void Table::FinishWrite() {
-  if (index_->has_retired() || rows_.regions().has_retired() || heap_.regions().has_retired()) {
-    gate_.Synchronize();
+  // Compaction keeps the heap within about twice its live bytes, amortized over the writes that
+  // made the garbage.
+  std::optional<size_t> compacted_below;
+  if (heap_.garbage_bytes() >= limits_.heap_compaction_min_garbage &&
+      heap_.garbage_bytes() >= heap_.live_bytes()) {
+    Result<size_t> first_fresh = MoveHeapValues();
+    // On failure (no memory for the new chunks) every row is still valid; the garbage stays and
+    // the next write tries again.
+    if (first_fresh.ok()) compacted_below = *first_fresh;
+  }
+  if (compacted_below || index_->has_retired() || rows_.regions().has_retired() ||
+      heap_.regions().has_retired()) {
+    gate_.Synchronize();  // from here no reader holds a pointer or reference to what goes below
     index_->FreeRetired();
     rows_.regions().FreeRetired();
     heap_.regions().FreeRetired();
+    if (compacted_below) {
+      heap_.FinishCompaction(*compacted_below);
+      ++heap_compactions_;
+    }
   }
   scan_limit_.store(next_row_, std::memory_order_release);
   stat_row_bytes_.store(rows_.bytes(), std::memory_order_relaxed);
@@ -903,6 +960,7 @@ void Table::FinishWrite() {
   stat_heap_bytes_.store(heap_.bytes(), std::memory_order_relaxed);
   stat_heap_garbage_.store(heap_.garbage_bytes(), std::memory_order_relaxed);
   stat_row_capacity_.store(rows_.capacity(), std::memory_order_relaxed);
+  stat_heap_compactions_.store(heap_compactions_, std::memory_order_relaxed);
 }
 
 TableStats Table::Stats() const {
@@ -913,6 +971,7 @@ TableStats Table::Stats() const {
   stats.heap_bytes = stat_heap_bytes_.load(std::memory_order_relaxed);
   stats.heap_garbage_bytes = stat_heap_garbage_.load(std::memory_order_relaxed);
   stats.row_capacity = stat_row_capacity_.load(std::memory_order_relaxed);
+  stats.heap_compactions = stat_heap_compactions_.load(std::memory_order_relaxed);
   stats.bytes = stats.row_bytes + stats.index_bytes + stats.heap_bytes;
   stats.row_width = layout_.row_width();
   return stats;

@@ -65,6 +65,7 @@ struct TableStats {
   uint64_t index_bytes = 0;
   uint64_t heap_bytes = 0;          // heap chunks
   uint64_t heap_garbage_bytes = 0;  // heap bytes no longer referenced
+  uint64_t heap_compactions = 0;
   uint64_t row_capacity = 0;
   uint32_t row_width = 0;
 };
@@ -109,7 +110,13 @@ class Table : public std::enable_shared_from_this<Table> {
   void WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i,
                 std::string_view key);
   void ReleaseVarValues(const std::byte* row);
+  // Writer, at the end of every write: compacts the heap when due, frees what was retired once
+  // no reader can use it, publishes statistics.
   void FinishWrite();
+  // Writer: re-appends every live heap value of every row to fresh chunks (swapping references
+  // under the rows' seqlocks) and returns the first fresh chunk; the older chunks may be freed
+  // after a ReaderGate grace period. An error leaves every row valid.
+  Result<size_t> MoveHeapValues();
 
   const std::string name_;
   const TableSchema schema_;
@@ -128,7 +135,8 @@ class Table : public std::enable_shared_from_this<Table> {
   std::atomic<int64_t> row_count_{0};
   // Published by the writer after each operation, for Stats() from any thread.
   std::atomic<uint64_t> stat_row_bytes_{0}, stat_index_bytes_{0}, stat_heap_bytes_{0},
-      stat_heap_garbage_{0}, stat_row_capacity_{0};
+      stat_heap_garbage_{0}, stat_row_capacity_{0}, stat_heap_compactions_{0};
+  uint64_t heap_compactions_ = 0;  // writer only
 };
 
 }  // namespace quiver

@@ -87,9 +87,12 @@ int64_t CheckRows(const arrow::RecordBatch& batch, const arrow::BooleanArray* fo
 }
 
 TEST(TableConcurrencyTest, ReadersNeverSeeTornRowsWhileTheTableGrows) {
+  EngineLimits limits;
+  limits.heap_compaction_min_garbage = 64 << 10;  // compactions happen under the readers too
   auto table = ValueOrFail(Table::Make("concurrent", testing::SchemaFromJson(R"({"key": "id",
       "columns": {"id": {"dtype": "int64"}, "a": {"dtype": "int64"}, "b": {"dtype": "int64"},
-      "s": {"dtype": "utf8"}, "e": {"dtype": "fixed_size_list[int32, 16]"}}})")));
+      "s": {"dtype": "utf8"}, "e": {"dtype": "fixed_size_list[int32, 16]"}}})"),
+                                       limits));
   std::atomic<int64_t> key_limit{0};
   std::atomic<bool> stop{false};
   std::atomic<int64_t> rows_checked{0}, scans{0}, writes{0};
@@ -127,9 +130,15 @@ TEST(TableConcurrencyTest, ReadersNeverSeeTornRowsWhileTheTableGrows) {
   threads.emplace_back(scanner);
 
   std::mt19937_64 rng(42);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  // At least 2 s, 400 write batches and one heap compaction (sanitizer builds are much slower),
+  // and never more than 60 s.
+  const auto start = std::chrono::steady_clock::now();
   int64_t next_key = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
+  for (;;) {
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    const bool enough = elapsed > std::chrono::seconds(2) && writes.load() >= 400 &&
+                        table->Stats().heap_compactions > 0;
+    if (enough || elapsed > std::chrono::seconds(60)) break;
     std::vector<int64_t> keys, values;
     if (next_key < 60000 && rng() % 3 == 0) {
       for (int i = 0; i < 500; ++i) {  // new keys: the index and the row store grow
@@ -159,9 +168,12 @@ TEST(TableConcurrencyTest, ReadersNeverSeeTornRowsWhileTheTableGrows) {
   EXPECT_GT(rows_checked.load(), 1000);
   EXPECT_GT(scans.load(), 0);
   EXPECT_GT(writes.load(), 10);
-  std::printf("writes %lld, rows checked %lld, full scans %lld, final rows %lld\n",
+  EXPECT_GT(table->Stats().heap_compactions, 0u);
+  std::printf("writes %lld, rows checked %lld, full scans %lld, heap compactions %llu, rows %lld\n",
               static_cast<long long>(writes.load()), static_cast<long long>(rows_checked.load()),
-              static_cast<long long>(scans.load()), static_cast<long long>(table->Stats().rows));
+              static_cast<long long>(scans.load()),
+              static_cast<unsigned long long>(table->Stats().heap_compactions),
+              static_cast<long long>(table->Stats().rows));
 }
 
 }  // namespace
