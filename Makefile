@@ -6,7 +6,8 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all setup configure build test test-cpp test-asan test-tsan serve bench fuzz format tidy clean
+.PHONY: all setup configure build test test-cpp test-python test-asan test-tsan serve demo bench fuzz \
+	format tidy clean
 
 all: build
 
@@ -19,18 +20,24 @@ configure: setup
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# Every test: the C++ unit tests, then the engine tests under ASan+UBSan and under TSan.
-test: test-cpp test-asan test-tsan
+# Every test: the C++ tests, the end-to-end tests against the real quiverd, then the engine
+# tests and the end-to-end tests again under ASan+UBSan, and the concurrency test under TSan.
+test: test-cpp test-python test-asan test-tsan
 
 test-cpp: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
+test-python: build
+	@QUIVERD=$(BUILD)/apps/quiverd .venv/bin/python -m pytest tests -q
+
 test-asan: setup
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
-	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz
+	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz quiverd
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system QUIVERD=build-asan/apps/quiverd \
+	  .venv/bin/python -m pytest tests -q
 
 test-tsan: setup
 	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIVER_SANITIZE=thread \
@@ -39,8 +46,12 @@ test-tsan: setup
 	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-tsan --output-on-failure -R Concurrency
 
-# Until the server lands, the most useful program: the engine demo (docs/engine.md).
+# The server on its embedded default: 127.0.0.1:8080, ./quiver-data (docs/http.md).
 serve: build
+	@./$(BUILD)/apps/quiverd --data-dir ./quiver-data
+
+# The engine end to end without a server: load, read, write an Arrow file (apps/quiver_demo.cc).
+demo: build
 	@./$(BUILD)/apps/quiver-demo --data-dir ./quiver-data
 
 # Engine benchmarks (docs/benchmarks.md). BENCH_ROWS=10000000 for the full size.

@@ -75,11 +75,11 @@ class Heap {
  private:
   static constexpr size_t kChunkHeaderBytes = 8;
   RegionList regions_;
-  size_t current_ = 0;       // chunk receiving appends
-  size_t current_used_ = 0;  // bytes used in it
-  size_t current_size_ = 0;  // its size (0: none yet)
-  uint64_t used_bytes_ = 0;     // appended (live + garbage values)
-  uint64_t garbage_bytes_ = 0;  // released values and unusable chunk tails
+  size_t current_ = 0;                    // chunk receiving appends
+  size_t current_used_ = 0;               // bytes used in it
+  size_t current_size_ = 0;               // its size (0: none yet)
+  uint64_t used_bytes_ = 0;               // appended (live + garbage values)
+  uint64_t garbage_bytes_ = 0;            // released values and unusable chunk tails
   uint64_t compaction_used_mark_ = 0;     // used_bytes_ when the compaction began
   uint64_t compaction_garbage_mark_ = 0;  // garbage_bytes_ when the compaction began
 };

@@ -120,8 +120,8 @@ inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
 
 // Whether `row` holds `key`. For readers, meaningful only once their seqlock check passed; the
 // writer calls it on rows only it changes.
-[[gnu::always_inline]] inline bool KeyMatches(const std::byte* row, const ColumnLayout& layout, std::string_view key,
-                const Heap& heap) {
+[[gnu::always_inline]] inline bool KeyMatches(const std::byte* row, const ColumnLayout& layout,
+                                              std::string_view key, const Heap& heap) {
   if (layout.physical == Physical::kFixed) {
     uint8_t stored[8];
     CopyFromRow(stored, row + layout.offset, sizeof(stored));

@@ -336,14 +336,16 @@ TEST(TableTest, HeapIsCompactedUnderUpdates) {
     for (int r = 0; r < kRows; ++r) {
       // Keys over 8 bytes live in the heap too and must survive compaction.
       ASSERT_TRUE(ids.Append("key-number-" + std::to_string(r)).ok());
-      ASSERT_TRUE(strings.Append(std::string(100, static_cast<char>('a' + round % 26)) +
-                                 std::to_string(round))
-                      .ok());
+      ASSERT_TRUE(
+          strings
+              .Append(std::string(100, static_cast<char>('a' + round % 26)) + std::to_string(round))
+              .ok());
       ASSERT_TRUE(lists.Append().ok());
       for (int e = 0; e < 5; ++e) ASSERT_TRUE(values->Append(round * 10 + e).ok());
     }
-    auto schema = arrow::schema({arrow::field("id", arrow::utf8()), arrow::field("s", arrow::utf8()),
-                                 arrow::field("l", arrow::list(arrow::int32()))});
+    auto schema =
+        arrow::schema({arrow::field("id", arrow::utf8()), arrow::field("s", arrow::utf8()),
+                       arrow::field("l", arrow::list(arrow::int32()))});
     auto batch = arrow::RecordBatch::Make(
         schema, kRows,
         {ids.Finish().ValueOrDie(), strings.Finish().ValueOrDie(), lists.Finish().ValueOrDie()});
@@ -357,7 +359,8 @@ TEST(TableTest, HeapIsCompactedUnderUpdates) {
   EXPECT_LT(stats.heap_bytes, 2u << 20) << "garbage was not reclaimed";
   // Every row reads back its last value, and every key is still found.
   arrow::StringBuilder wanted;
-  for (int r = 0; r < kRows; ++r) ASSERT_TRUE(wanted.Append("key-number-" + std::to_string(r)).ok());
+  for (int r = 0; r < kRows; ++r)
+    ASSERT_TRUE(wanted.Append("key-number-" + std::to_string(r)).ok());
   ReadResult result = ValueOrFail(table->Read(*wanted.Finish().ValueOrDie()));
   ASSERT_EQ(result.found_count, kRows);
   const auto& s = static_cast<const arrow::StringArray&>(*result.batch->GetColumnByName("s"));
@@ -365,8 +368,8 @@ TEST(TableTest, HeapIsCompactedUnderUpdates) {
   const auto& elements = static_cast<const arrow::Int32Array&>(*l.values());
   const int last = kRounds - 1;
   for (int r = 0; r < kRows; ++r) {
-    ASSERT_EQ(s.GetString(r), std::string(100, static_cast<char>('a' + last % 26)) +
-                                  std::to_string(last));
+    ASSERT_EQ(s.GetString(r),
+              std::string(100, static_cast<char>('a' + last % 26)) + std::to_string(last));
     ASSERT_EQ(l.value_length(r), 5);
     ASSERT_EQ(elements.Value(l.value_offset(r)), last * 10);
   }

@@ -1,0 +1,381 @@
+#include "server/http/codec.h"
+
+#include <arrow/api.h>
+#include <arrow/io/memory.h>
+#include <arrow/ipc/reader.h>
+#include <arrow/ipc/writer.h>
+#include <arrow/json/from_string.h>
+#include <parquet/arrow/reader.h>
+
+#include <charconv>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "common/arrow_status.h"
+
+namespace quiver::http_server {
+namespace {
+
+using Json = nlohmann::json;
+
+Result<Json> ParseJsonBody(std::string_view body) {
+  Json json = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) return Status::InvalidArgument("the request body is not valid JSON");
+  if (!json.is_object()) return Status::InvalidArgument("the request body must be a JSON object");
+  return json;
+}
+
+std::shared_ptr<arrow::Buffer> WrapBody(std::string_view body) {
+  return std::make_shared<arrow::Buffer>(reinterpret_cast<const uint8_t*>(body.data()),
+                                         static_cast<int64_t>(body.size()));
+}
+
+// A JSON array of values as an Arrow array of `type`; binary values are base64 strings.
+Result<std::shared_ptr<arrow::Array>> ArrayFromJson(const Json& values,
+                                                    const std::shared_ptr<arrow::DataType>& type,
+                                                    const std::string& what) {
+  if (!values.is_array()) return Status::InvalidArgument(what + " must be a JSON array");
+  if (type->id() == arrow::Type::BINARY) {
+    arrow::BinaryBuilder builder;
+    for (size_t i = 0; i < values.size(); ++i) {
+      const Json& value = values[i];
+      if (value.is_null()) {
+        QUIVER_RETURN_NOT_OK_ARROW(builder.AppendNull());
+        continue;
+      }
+      if (!value.is_string()) {
+        return Status::InvalidArgument(what + " row " + std::to_string(i) +
+                                       ": binary values are base64 strings");
+      }
+      auto bytes = Base64Decode(value.get_ref<const std::string&>());
+      if (!bytes.ok()) return bytes.status().WithContext(what + " row " + std::to_string(i));
+      QUIVER_RETURN_NOT_OK_ARROW(builder.Append(*bytes));
+    }
+    QUIVER_ASSIGN_OR_RETURN_ARROW(auto array, builder.Finish());
+    return array;
+  }
+  auto array = arrow::json::ArrayFromJSONString(type, values.dump());
+  if (!array.ok()) {
+    return Status::InvalidArgument(what + ": not " + DtypeName(*type) + " values (" +
+                                   array.status().message() + ")");
+  }
+  return *array;
+}
+
+Result<std::shared_ptr<arrow::Array>> KeysFromJson(const Json& json, const TableSchema& schema) {
+  auto keys = json.find("keys");
+  if (keys == json.end()) return Status::InvalidArgument("the request body has no \"keys\"");
+  return ArrayFromJson(*keys, schema.key().type, "\"keys\"");
+}
+
+Status ValidateUntrusted(const arrow::RecordBatch& batch) {
+  arrow::Status status = batch.ValidateFull();
+  if (!status.ok()) return Status::InvalidArgument("invalid Arrow data: " + status.message());
+  return Status::OK();
+}
+
+// JSON text of one value of `array`.
+void AppendJsonValue(std::string& out, const arrow::Array& array, int64_t i);
+
+void AppendJsonString(std::string& out, std::string_view text) {
+  out += '"';
+  for (char c : text) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+          out += escaped;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+template <typename T>
+void AppendNumber(std::string& out, T value) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (!std::isfinite(value)) {  // JSON has no NaN or infinity
+      out += "null";
+      return;
+    }
+  }
+  char buffer[32];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  out.append(buffer, end);
+}
+
+void AppendJsonList(std::string& out, const arrow::Array& values, int64_t begin, int64_t end) {
+  out += '[';
+  for (int64_t j = begin; j < end; ++j) {
+    if (j > begin) out += ',';
+    AppendJsonValue(out, values, j);
+  }
+  out += ']';
+}
+
+void AppendJsonValue(std::string& out, const arrow::Array& array, int64_t i) {
+  if (array.IsNull(i)) {
+    out += "null";
+    return;
+  }
+  switch (array.type_id()) {
+    case arrow::Type::BOOL:
+      out += static_cast<const arrow::BooleanArray&>(array).Value(i) ? "true" : "false";
+      return;
+#define QUIVER_NUMBER_CASE(TYPE_ID, ArrayType)                               \
+  case arrow::Type::TYPE_ID:                                                 \
+    AppendNumber(out, static_cast<const arrow::ArrayType&>(array).Value(i)); \
+    return;
+      QUIVER_NUMBER_CASE(INT8, Int8Array)
+      QUIVER_NUMBER_CASE(INT16, Int16Array)
+      QUIVER_NUMBER_CASE(INT32, Int32Array)
+      QUIVER_NUMBER_CASE(INT64, Int64Array)
+      QUIVER_NUMBER_CASE(UINT8, UInt8Array)
+      QUIVER_NUMBER_CASE(UINT16, UInt16Array)
+      QUIVER_NUMBER_CASE(UINT32, UInt32Array)
+      QUIVER_NUMBER_CASE(UINT64, UInt64Array)
+      QUIVER_NUMBER_CASE(FLOAT, FloatArray)
+      QUIVER_NUMBER_CASE(DOUBLE, DoubleArray)
+      QUIVER_NUMBER_CASE(DATE32, Date32Array)
+      QUIVER_NUMBER_CASE(TIMESTAMP, TimestampArray)
+#undef QUIVER_NUMBER_CASE
+    case arrow::Type::STRING:
+      AppendJsonString(out, static_cast<const arrow::StringArray&>(array).GetView(i));
+      return;
+    case arrow::Type::BINARY:
+      AppendJsonString(out, Base64Encode(static_cast<const arrow::BinaryArray&>(array).GetView(i)));
+      return;
+    case arrow::Type::LIST: {
+      const auto& list = static_cast<const arrow::ListArray&>(array);
+      AppendJsonList(out, *list.values(), list.value_offset(i), list.value_offset(i + 1));
+      return;
+    }
+    case arrow::Type::FIXED_SIZE_LIST: {
+      const auto& list = static_cast<const arrow::FixedSizeListArray&>(array);
+      AppendJsonList(out, *list.values(), list.value_offset(i), list.value_offset(i + 1));
+      return;
+    }
+    default:
+      out += "null";  // no other type is ever stored
+  }
+}
+
+}  // namespace
+
+Result<FetchRequest> ParseJsonFetch(std::string_view body, const TableSchema& schema) {
+  QUIVER_ASSIGN_OR_RETURN(Json json, ParseJsonBody(body));
+  FetchRequest request;
+  QUIVER_ASSIGN_OR_RETURN(request.keys, KeysFromJson(json, schema));
+  if (auto columns = json.find("columns"); columns != json.end() && !columns->is_null()) {
+    if (!columns->is_array()) {
+      return Status::InvalidArgument("\"columns\" must be an array of column names");
+    }
+    for (const Json& name : *columns) {
+      if (!name.is_string()) {
+        return Status::InvalidArgument("\"columns\" must be an array of column names");
+      }
+      request.columns.push_back(name.get<std::string>());
+    }
+  }
+  return request;
+}
+
+Result<std::shared_ptr<arrow::Array>> ParseJsonKeys(std::string_view body,
+                                                    const TableSchema& schema) {
+  QUIVER_ASSIGN_OR_RETURN(Json json, ParseJsonBody(body));
+  return KeysFromJson(json, schema);
+}
+
+Result<std::shared_ptr<arrow::Table>> ParseIpcTable(std::string_view body) {
+  auto input = std::make_shared<arrow::io::BufferReader>(WrapBody(body));
+  auto opened = arrow::ipc::RecordBatchStreamReader::Open(input);
+  if (!opened.ok()) {
+    return Status::InvalidArgument("the body is not an Arrow IPC stream: " +
+                                   opened.status().message());
+  }
+  arrow::RecordBatchVector batches;
+  for (;;) {
+    std::shared_ptr<arrow::RecordBatch> batch;
+    arrow::Status read = (*opened)->ReadNext(&batch);
+    if (!read.ok()) {
+      return Status::InvalidArgument("bad Arrow IPC stream: " + read.message());
+    }
+    if (!batch) break;
+    QUIVER_RETURN_NOT_OK(ValidateUntrusted(*batch));
+    batches.push_back(std::move(batch));
+  }
+  auto table = arrow::Table::FromRecordBatches((*opened)->schema(), batches);
+  if (!table.ok()) return Status::InvalidArgument(table.status().message());
+  return *table;
+}
+
+Result<std::shared_ptr<arrow::Array>> ParseIpcKeys(std::string_view body) {
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Table> table, ParseIpcTable(body));
+  if (table->num_columns() != 1) {
+    return Status::InvalidArgument(
+        "an Arrow IPC fetch body has exactly one column, the keys; "
+        "this one has " +
+        std::to_string(table->num_columns()));
+  }
+  const auto& chunks = table->column(0)->chunks();
+  if (chunks.size() == 1) return chunks[0];
+  QUIVER_ASSIGN_OR_RETURN_ARROW(auto keys,
+                                arrow::Concatenate(chunks.empty() ? arrow::ArrayVector{} : chunks));
+  return keys;
+}
+
+Result<std::shared_ptr<arrow::Table>> ParseParquetTable(std::string_view body) {
+  auto input = std::make_shared<arrow::io::BufferReader>(WrapBody(body));
+  auto reader = parquet::arrow::OpenFile(input, arrow::default_memory_pool());
+  if (!reader.ok()) {
+    return Status::InvalidArgument("the body is not a Parquet file: " + reader.status().message());
+  }
+  auto table = (*reader)->ReadTable();
+  if (!table.ok()) {
+    return Status::InvalidArgument("bad Parquet file: " + table.status().message());
+  }
+  arrow::Status valid = (*table)->ValidateFull();
+  if (!valid.ok()) return Status::InvalidArgument("invalid Parquet data: " + valid.message());
+  return *table;
+}
+
+Result<std::shared_ptr<arrow::RecordBatch>> ParseJsonWrite(std::string_view body,
+                                                           const TableSchema& schema) {
+  QUIVER_ASSIGN_OR_RETURN(Json json, ParseJsonBody(body));
+  auto columns = json.find("columns");
+  if (columns == json.end() || !columns->is_object()) {
+    return Status::InvalidArgument(
+        "the request body needs \"columns\": an object of column name -> [values]");
+  }
+  arrow::FieldVector fields;
+  arrow::ArrayVector arrays;
+  for (const auto& [name, values] : columns->items()) {
+    const int index = schema.FindColumn(name);
+    if (index < 0) return Status::NotFound("the table has no column '" + name + "'");
+    const auto& type = schema.columns()[index].type;
+    QUIVER_ASSIGN_OR_RETURN(auto array, ArrayFromJson(values, type, "column '" + name + "'"));
+    if (!arrays.empty() && array->length() != arrays[0]->length()) {
+      return Status::InvalidArgument(
+          "column '" + name + "' has " + std::to_string(array->length()) + " values, column '" +
+          fields[0]->name() + "' has " + std::to_string(arrays[0]->length()));
+    }
+    fields.push_back(arrow::field(name, type));
+    arrays.push_back(std::move(array));
+  }
+  const int64_t rows = arrays.empty() ? 0 : arrays[0]->length();
+  return arrow::RecordBatch::Make(arrow::schema(std::move(fields)), rows, std::move(arrays));
+}
+
+std::string FetchResultToJson(const ReadResult& result) {
+  const arrow::RecordBatch& batch = *result.batch;
+  std::string out = "{\"columns\":{";
+  for (int c = 0; c < batch.num_columns(); ++c) {
+    if (c > 0) out += ',';
+    AppendJsonString(out, batch.schema()->field(c)->name());
+    out += ':';
+    AppendJsonList(out, *batch.column(c), 0, batch.num_rows());
+  }
+  out += "},\"found\":[";
+  for (int64_t i = 0; i < result.found->length(); ++i) {
+    if (i > 0) out += ',';
+    out += result.found->Value(i) ? "true" : "false";
+  }
+  out += "]}";
+  return out;
+}
+
+Result<std::string> FetchResultToIpc(const ReadResult& result, bool found_column) {
+  std::shared_ptr<arrow::RecordBatch> batch = result.batch;
+  if (found_column) {
+    QUIVER_ASSIGN_OR_RETURN_ARROW(
+        batch, batch->AddColumn(batch->num_columns(),
+                                arrow::field("_found", arrow::boolean(), false), result.found));
+  }
+  QUIVER_ASSIGN_OR_RETURN_ARROW(auto sink, arrow::io::BufferOutputStream::Create());
+  QUIVER_ASSIGN_OR_RETURN_ARROW(auto writer, arrow::ipc::MakeStreamWriter(sink, batch->schema()));
+  QUIVER_RETURN_NOT_OK_ARROW(writer->WriteRecordBatch(*batch));
+  QUIVER_RETURN_NOT_OK_ARROW(writer->Close());
+  QUIVER_ASSIGN_OR_RETURN_ARROW(auto buffer, sink->Finish());
+  return buffer->ToString();
+}
+
+namespace {
+constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+}  // namespace
+
+std::string Base64Encode(std::string_view bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v = (static_cast<uint8_t>(bytes[i]) << 16) |
+                       (static_cast<uint8_t>(bytes[i + 1]) << 8) |
+                       static_cast<uint8_t>(bytes[i + 2]);
+    out += kBase64[v >> 18];
+    out += kBase64[(v >> 12) & 63];
+    out += kBase64[(v >> 6) & 63];
+    out += kBase64[v & 63];
+  }
+  if (i < bytes.size()) {
+    uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= static_cast<uint8_t>(bytes[i + 1]) << 8;
+    out += kBase64[v >> 18];
+    out += kBase64[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? kBase64[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
+}
+
+Result<std::string> Base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0)
+    return Status::InvalidArgument("base64 text length is not a multiple of 4");
+  std::string out;
+  out.reserve(text.size() / 4 * 3);
+  auto decode = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  for (size_t i = 0; i < text.size(); i += 4) {
+    int values[4];
+    int padding = 0;
+    for (int j = 0; j < 4; ++j) {
+      const char c = text[i + j];
+      if (c == '=' && i + 4 == text.size() && j >= 2) {
+        values[j] = 0;
+        ++padding;
+      } else if (padding > 0 || (values[j] = decode(c)) < 0) {
+        return Status::InvalidArgument("invalid base64 text");
+      }
+    }
+    const uint32_t v = (values[0] << 18) | (values[1] << 12) | (values[2] << 6) | values[3];
+    out += static_cast<char>(v >> 16);
+    if (padding < 2) out += static_cast<char>((v >> 8) & 0xFF);
+    if (padding < 1) out += static_cast<char>(v & 0xFF);
+  }
+  return out;
+}
+
+}  // namespace quiver::http_server

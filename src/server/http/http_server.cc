@@ -1,0 +1,194 @@
+#include "server/http/http_server.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <optional>
+
+#include "common/log.h"
+
+namespace quiver::http_server {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+struct HttpServer::Contexts {
+  std::vector<std::unique_ptr<net::io_context>> io;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
+  std::unique_ptr<tcp::acceptor> acceptor;
+};
+
+class HttpServer::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpServer& server) : stream_(std::move(socket)), server_(server) {
+    server_.open_sessions_.fetch_add(1);
+  }
+  ~Session() { server_.open_sessions_.fetch_sub(1); }
+
+  void Start() { Read(); }
+
+  // On the session's thread, when the server stops: an idle connection is closed now; a busy one
+  // closes after its response.
+  void CloseIfIdle() {
+    if (!busy_) Close();
+  }
+
+  net::any_io_executor executor() { return stream_.get_executor(); }
+
+ private:
+  void Read() {
+    busy_ = false;
+    if (server_.stopping_.load()) return Close();
+    parser_.emplace();
+    parser_->body_limit(server_.options_.max_request_bytes);
+    parser_->header_limit(64 << 10);
+    stream_.expires_after(std::chrono::seconds(server_.options_.idle_timeout_seconds));
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&Session::OnRead, shared_from_this()));
+  }
+
+  void OnRead(beast::error_code error, size_t) {
+    busy_ = true;
+    if (error == http::error::body_limit) {
+      return Respond(
+          ErrorResponse(parser_->get(), http::status::payload_too_large, "PAYLOAD_TOO_LARGE",
+                        "the request body is over the limit of " +
+                            std::to_string(server_.options_.max_request_bytes) +
+                            " bytes (--max-request-bytes)"),
+          /*keep_alive=*/false);
+    }
+    if (error == http::error::header_limit) {
+      return Respond(ErrorResponse(parser_->get(), http::status::request_header_fields_too_large,
+                                   "HEADERS_TOO_LARGE", "the request headers are over 64 KiB"),
+                     false);
+    }
+    if (error && error.category() == http::make_error_code(http::error::bad_method).category() &&
+        error != http::error::end_of_stream && error != http::error::partial_message) {
+      return Respond(ErrorResponse(HttpRequest(), http::status::bad_request, "BAD_REQUEST",
+                                   "malformed HTTP request: " + error.message()),
+                     false);
+    }
+    if (error) return Close();  // closed, timed out or stopped
+    HttpRequest request = parser_->release();
+    HttpResponse response;
+    try {
+      response = server_.router_.Handle(request);
+    } catch (const std::exception& e) {  // a bug or bad_alloc: this request fails, not the server
+      QUIVER_LOG(kError, "request failed",
+                 {{"target", std::string(request.target())}, {"error", e.what()}});
+      response = ErrorResponse(request, http::status::internal_server_error, "INTERNAL", e.what());
+    }
+    Respond(std::move(response), request.keep_alive());
+  }
+
+  void Respond(HttpResponse response, bool keep_alive) {
+    response.keep_alive(keep_alive && !server_.stopping_.load());
+    response.set(http::field::server, "quiverd");
+    response.prepare_payload();
+    auto shared = std::make_shared<HttpResponse>(std::move(response));
+    http::async_write(stream_, *shared,
+                      [self = shared_from_this(), shared](beast::error_code error, size_t) {
+                        if (error || !shared->keep_alive()) return self->Close();
+                        self->Read();
+                      });
+  }
+
+  void Close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.socket().close(ignored);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  HttpServer& server_;
+  bool busy_ = false;  // a request is being handled or answered
+};
+
+HttpServer::HttpServer(const HttpServerOptions& options, Catalog& catalog)
+    : options_(options), router_(catalog), contexts_(std::make_unique<Contexts>()) {}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
+                                                      Catalog& catalog) {
+  std::unique_ptr<HttpServer> server(new HttpServer(options, catalog));
+  Contexts& contexts = *server->contexts_;
+  const int threads = std::max(1, options.threads);
+  for (int i = 0; i < threads; ++i) {
+    contexts.io.push_back(std::make_unique<net::io_context>(1));
+    contexts.guards.push_back(net::make_work_guard(*contexts.io.back()));
+  }
+  beast::error_code error;
+  const auto address = net::ip::make_address(options.bind, error);
+  if (error)
+    return Status::InvalidArgument("bind address '" + options.bind + "' is not an IP address");
+  const tcp::endpoint endpoint(address, options.port);
+  const std::string where = options.bind + ":" + std::to_string(options.port);
+  contexts.acceptor = std::make_unique<tcp::acceptor>(*contexts.io[0]);
+  contexts.acceptor->open(endpoint.protocol(), error);
+  if (!error) contexts.acceptor->set_option(net::socket_base::reuse_address(true), error);
+  if (!error) contexts.acceptor->bind(endpoint, error);
+  if (!error) contexts.acceptor->listen(net::socket_base::max_listen_connections, error);
+  if (error) {
+    return Status::IOError("cannot listen for HTTP on " + where + ": " + error.message() +
+                           (error == net::error::address_in_use
+                                ? " (another process uses this port; pick another with --http-port)"
+                                : ""));
+  }
+  server->port_ = contexts.acceptor->local_endpoint().port();
+  server->Accept();
+  for (int i = 0; i < threads; ++i) {
+    server->threads_.emplace_back([context = contexts.io[i].get()] { context->run(); });
+  }
+  return server;
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::Accept() {
+  net::io_context& target = *contexts_->io[next_context_.fetch_add(1) % contexts_->io.size()];
+  contexts_->acceptor->async_accept(target, [this](beast::error_code error, tcp::socket socket) {
+    if (stopping_.load()) return;
+    if (!error) {
+      auto session = std::make_shared<Session>(std::move(socket), *this);
+      Register(session);
+      net::dispatch(session->executor(), [session] { session->Start(); });
+    }
+    Accept();
+  });
+}
+
+void HttpServer::Register(const std::shared_ptr<Session>& session) {
+  std::lock_guard<std::mutex> lock(sessions_mutex_);
+  sessions_.remove_if([](const std::weak_ptr<Session>& weak) { return weak.expired(); });
+  sessions_.push_back(session);
+}
+
+void HttpServer::Stop() {
+  if (stopping_.exchange(true) || threads_.empty()) return;
+  net::post(*contexts_->io[0], [this] {
+    beast::error_code ignored;
+    contexts_->acceptor->close(ignored);
+  });
+  {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    for (const auto& weak : sessions_) {
+      if (auto session = weak.lock())
+        net::post(session->executor(), [session] { session->CloseIfIdle(); });
+    }
+  }
+  // Requests in flight finish; give them up to 10 s.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (open_sessions_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  contexts_->guards.clear();
+  for (auto& context : contexts_->io) context->stop();
+  for (std::thread& thread : threads_) thread.join();
+  threads_.clear();
+}
+
+}  // namespace quiver::http_server

@@ -1,0 +1,68 @@
+// HttpServer: the HTTP/1.1 front end of quiverd, on Boost.Beast / Asio.
+//
+// One io_context per thread; a single acceptor hands each connection to the next io_context in
+// turn, and a connection stays on its thread (no locks in the request path). Connections are
+// keep-alive; a request body over max_request_bytes is refused with 413 before it is read.
+//
+// Stop(): stop accepting, close idle connections, let requests in flight finish (their responses
+// say Connection: close), then join the threads.
+//
+// Thread safety: Start and Stop from one controlling thread; everything else is internal.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/catalog.h"
+#include "server/http/router.h"
+
+namespace quiver::http_server {
+
+struct HttpServerOptions {
+  std::string bind = "127.0.0.1";
+  uint16_t port = 8080;  // 0: any free port (port() tells which)
+  int threads = 2;
+  size_t max_request_bytes = 64 << 20;
+  int idle_timeout_seconds = 60;  // a connection with no complete request for this long is closed
+};
+
+class HttpServer {
+ public:
+  // Binds and starts serving; an address in use is an IOError saying so.
+  static Result<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
+                                                   Catalog& catalog);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  uint16_t port() const { return port_; }
+  void Stop();
+
+ private:
+  class Session;
+  struct Contexts;
+
+  HttpServer(const HttpServerOptions& options, Catalog& catalog);
+  void Accept();
+  void Register(const std::shared_ptr<Session>& session);
+
+  const HttpServerOptions options_;
+  const Router router_;
+  std::unique_ptr<Contexts> contexts_;
+  std::vector<std::thread> threads_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<size_t> next_context_{0};
+  std::atomic<int> open_sessions_{0};
+  std::mutex sessions_mutex_;
+  std::list<std::weak_ptr<Session>> sessions_;
+};
+
+}  // namespace quiver::http_server

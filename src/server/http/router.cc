@@ -1,0 +1,311 @@
+#include "server/http/router.h"
+
+#include <arrow/api.h>
+
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "server/http/codec.h"
+
+namespace quiver::http_server {
+namespace {
+
+namespace http = boost::beast::http;
+
+HttpResponse JsonResponse(const HttpRequest& request, http::status status, std::string body) {
+  HttpResponse response(status, request.version());
+  response.set(http::field::content_type, kJsonType);
+  response.body() = std::move(body);
+  return response;
+}
+
+std::vector<std::string_view> Split(std::string_view text, char separator) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  for (;;) {
+    const size_t end = text.find(separator, start);
+    parts.push_back(text.substr(start, end - start));
+    if (end == std::string_view::npos) return parts;
+    start = end + 1;
+  }
+}
+
+std::string PercentDecode(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out += ' ';
+    } else if (text[i] == '%' && i + 2 < text.size() && std::isxdigit(text[i + 1]) &&
+               std::isxdigit(text[i + 2])) {
+      out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+// Values of query parameter `name`; comma-separated lists are split.
+std::vector<std::string> QueryValues(std::string_view query, std::string_view name) {
+  std::vector<std::string> values;
+  if (query.empty()) return values;
+  for (std::string_view pair : Split(query, '&')) {
+    const size_t equals = pair.find('=');
+    if (PercentDecode(pair.substr(0, equals)) != name || equals == std::string_view::npos) continue;
+    for (std::string_view item : Split(pair.substr(equals + 1), ',')) {
+      if (!item.empty()) values.push_back(PercentDecode(item));
+    }
+  }
+  return values;
+}
+
+// The media type of a Content-Type or Accept item, without parameters, lower-case.
+std::string MediaType(std::string_view value) {
+  value = value.substr(0, value.find(';'));
+  while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+  while (!value.empty() && value.back() == ' ') value.remove_suffix(1);
+  std::string out(value);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+enum class Format { kJson, kArrow, kNone };
+
+// The response format from Accept: Arrow IPC when listed, JSON when listed or anything goes.
+Format Negotiate(const HttpRequest& request) {
+  const auto accept = request[http::field::accept];
+  if (accept.empty()) return Format::kJson;
+  bool json = false;
+  for (std::string_view item : Split(std::string_view(accept.data(), accept.size()), ',')) {
+    const std::string type = MediaType(item);
+    if (type == kArrowStreamType) return Format::kArrow;
+    if (type == kJsonType || type == "*/*" || type == "application/*") json = true;
+  }
+  return json ? Format::kJson : Format::kNone;
+}
+
+std::string RequestContentType(const HttpRequest& request) {
+  const auto value = request[http::field::content_type];
+  return MediaType(std::string_view(value.data(), value.size()));
+}
+
+HttpResponse UnsupportedContentType(const HttpRequest& request, std::string_view accepted) {
+  return ErrorResponse(request, http::status::unsupported_media_type, "UNSUPPORTED_MEDIA_TYPE",
+                       "Content-Type '" + RequestContentType(request) +
+                           "' is not accepted here; use " + std::string(accepted));
+}
+
+HttpResponse MethodNotAllowed(const HttpRequest& request, std::string_view allowed) {
+  HttpResponse response =
+      ErrorResponse(request, http::status::method_not_allowed, "METHOD_NOT_ALLOWED",
+                    std::string(request.method_string()) +
+                        " is not allowed here; allowed: " + std::string(allowed));
+  response.set(http::field::allow, allowed);
+  return response;
+}
+
+bool NeedsLength(const HttpRequest& request) {
+  return !request.has_content_length() && !request.chunked();
+}
+
+}  // namespace
+
+HttpResponse Router::Handle(const HttpRequest& request) const {
+  const std::string_view target(request.target().data(), request.target().size());
+  const size_t question = target.find('?');
+  const std::string_view path = target.substr(0, question);
+  const std::string_view query =
+      question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
+  std::vector<std::string_view> segments = Split(path, '/');
+  if (!segments.empty() && segments.front().empty()) segments.erase(segments.begin());
+  if (!segments.empty() && segments.back().empty()) segments.pop_back();
+  const http::verb method = request.method();
+
+  if (segments.size() == 1 && segments[0] == "health") {
+    if (method != http::verb::get && method != http::verb::head)
+      return MethodNotAllowed(request, "GET");
+    HttpResponse response(http::status::ok, request.version());
+    response.set(http::field::content_type, "text/plain");
+    response.body() = "OK";
+    return response;
+  }
+  const bool api =
+      segments.size() >= 3 && segments[0] == "api" && segments[1] == "v1" && segments[2] == "table";
+  if (api && segments.size() == 3) {
+    if (method != http::verb::get) return MethodNotAllowed(request, "GET");
+    return ListTables(request);
+  }
+  if (api && segments.size() == 4) {
+    if (method == http::verb::put) return CreateTable(request, segments[3]);
+    if (method == http::verb::delete_) return DropTable(request, segments[3]);
+    return MethodNotAllowed(request, "PUT, DELETE");
+  }
+  if (api && segments.size() == 5) {
+    const std::string_view table = segments[3];
+    const std::string_view action = segments[4];
+    if (action == "schema") {
+      if (method != http::verb::get) return MethodNotAllowed(request, "GET");
+      return GetSchema(request, table);
+    }
+    if (action == "fetch") {
+      if (method != http::verb::post) return MethodNotAllowed(request, "POST");
+      return Fetch(request, table, query);
+    }
+    if (action == "write") {
+      if (method != http::verb::put) return MethodNotAllowed(request, "PUT");
+      return Write(request, table);
+    }
+    if (action == "delete") {
+      if (method != http::verb::post) return MethodNotAllowed(request, "POST");
+      return Delete(request, table);
+    }
+  }
+  return ErrorResponse(
+      request, http::status::not_found, "NOT_FOUND",
+      "no route for " + std::string(request.method_string()) + " " + std::string(path));
+}
+
+HttpResponse Router::ListTables(const HttpRequest& request) const {
+  std::string body = "{";
+  bool first = true;
+  for (const auto& table : catalog_.Tables()) {
+    if (!first) body += ',';
+    first = false;
+    body += nlohmann::json(table->name()).dump();
+    body += ':';
+    body += table->schema().ToJson();
+  }
+  body += '}';
+  return JsonResponse(request, http::status::ok, std::move(body));
+}
+
+HttpResponse Router::GetSchema(const HttpRequest& request, std::string_view name) const {
+  auto table = catalog_.GetTable(name);
+  if (!table.ok()) return ErrorResponse(request, table.status());
+  return JsonResponse(request, http::status::ok, (*table)->schema().ToJson());
+}
+
+HttpResponse Router::CreateTable(const HttpRequest& request, std::string_view name) const {
+  if (NeedsLength(request)) {
+    return ErrorResponse(request, http::status::length_required, "LENGTH_REQUIRED",
+                         "a table schema body needs Content-Length");
+  }
+  const std::string content_type = RequestContentType(request);
+  if (!content_type.empty() && content_type != kJsonType) {
+    return UnsupportedContentType(request, kJsonType);
+  }
+  auto schema = TableSchema::FromJson(request.body(), catalog_.options().limits);
+  if (!schema.ok()) return ErrorResponse(request, schema.status());
+  auto table = catalog_.CreateTable(name, std::move(schema).value());
+  if (!table.ok()) return ErrorResponse(request, table.status());
+  return JsonResponse(request, http::status::created, (*table)->schema().ToJson());
+}
+
+HttpResponse Router::DropTable(const HttpRequest& request, std::string_view name) const {
+  Status dropped = catalog_.DropTable(name);
+  if (!dropped.ok()) return ErrorResponse(request, dropped);
+  return HttpResponse(http::status::no_content, request.version());
+}
+
+HttpResponse Router::Fetch(const HttpRequest& request, std::string_view name,
+                           std::string_view query) const {
+  const Format format = Negotiate(request);
+  if (format == Format::kNone) {
+    return ErrorResponse(request, http::status::not_acceptable, "NOT_ACCEPTABLE",
+                         "fetch answers application/json or " + std::string(kArrowStreamType));
+  }
+  if (NeedsLength(request)) {
+    return ErrorResponse(request, http::status::length_required, "LENGTH_REQUIRED",
+                         "a fetch body needs Content-Length");
+  }
+  auto table = catalog_.GetTable(name);
+  if (!table.ok()) return ErrorResponse(request, table.status());
+  const std::string content_type = RequestContentType(request);
+  FetchRequest fetch;
+  if (content_type.empty() || content_type == kJsonType) {
+    auto parsed = ParseJsonFetch(request.body(), (*table)->schema());
+    if (!parsed.ok()) return ErrorResponse(request, parsed.status());
+    fetch = std::move(parsed).value();
+  } else if (content_type == kArrowStreamType) {
+    auto keys = ParseIpcKeys(request.body());
+    if (!keys.ok()) return ErrorResponse(request, keys.status());
+    fetch.keys = std::move(keys).value();
+  } else {
+    return UnsupportedContentType(request,
+                                  std::string(kJsonType) + " or " + std::string(kArrowStreamType));
+  }
+  // Columns named in the query string add to (or, for IPC bodies, make) the list.
+  for (std::string& column : QueryValues(query, "columns"))
+    fetch.columns.push_back(std::move(column));
+  auto result = (*table)->Read(*fetch.keys, fetch.columns);
+  if (!result.ok()) return ErrorResponse(request, result.status());
+
+  HttpResponse response(http::status::ok, request.version());
+  response.set("X-Quiver-Found-Count", std::to_string(result->found_count));
+  if (format == Format::kJson) {
+    response.set(http::field::content_type, kJsonType);
+    response.body() = FetchResultToJson(*result);
+    return response;
+  }
+  const std::vector<std::string> found = QueryValues(query, "found");
+  const bool found_column = !found.empty() && (found[0] == "true" || found[0] == "1");
+  auto ipc = FetchResultToIpc(*result, found_column);
+  if (!ipc.ok()) return ErrorResponse(request, ipc.status());
+  response.set(http::field::content_type, kArrowStreamType);
+  response.body() = std::move(ipc).value();
+  return response;
+}
+
+HttpResponse Router::Write(const HttpRequest& request, std::string_view name) const {
+  if (NeedsLength(request)) {
+    return ErrorResponse(request, http::status::length_required, "LENGTH_REQUIRED",
+                         "a write body needs Content-Length");
+  }
+  auto table = catalog_.GetTable(name);
+  if (!table.ok()) return ErrorResponse(request, table.status());
+  const std::string content_type = RequestContentType(request);
+  Result<UpsertResult> written = Status::Internal("unreachable");
+  if (content_type == kJsonType) {
+    auto batch = ParseJsonWrite(request.body(), (*table)->schema());
+    if (!batch.ok()) {
+      return ErrorResponse(request,
+                           batch.status().WithContext("table '" + std::string(name) + "'"));
+    }
+    written = (*table)->Upsert(**batch);
+  } else if (content_type == kArrowStreamType || content_type == kParquetType) {
+    auto data = content_type == kArrowStreamType ? ParseIpcTable(request.body())
+                                                 : ParseParquetTable(request.body());
+    if (!data.ok()) return ErrorResponse(request, data.status());
+    written = (*table)->Upsert(**data);
+  } else {
+    return UnsupportedContentType(request, std::string(kJsonType) + ", " +
+                                               std::string(kArrowStreamType) + " or " +
+                                               std::string(kParquetType));
+  }
+  if (!written.ok()) return ErrorResponse(request, written.status());
+  return JsonResponse(request, http::status::ok,
+                      nlohmann::json{{"rows_written", written->rows_written},
+                                     {"rows_skipped", written->rows_skipped}}
+                          .dump());
+}
+
+HttpResponse Router::Delete(const HttpRequest& request, std::string_view name) const {
+  if (NeedsLength(request)) {
+    return ErrorResponse(request, http::status::length_required, "LENGTH_REQUIRED",
+                         "a delete body needs Content-Length");
+  }
+  const std::string content_type = RequestContentType(request);
+  if (!content_type.empty() && content_type != kJsonType) {
+    return UnsupportedContentType(request, kJsonType);
+  }
+  auto table = catalog_.GetTable(name);
+  if (!table.ok()) return ErrorResponse(request, table.status());
+  auto keys = ParseJsonKeys(request.body(), (*table)->schema());
+  if (!keys.ok()) return ErrorResponse(request, keys.status());
+  auto deleted = (*table)->Delete(**keys);
+  if (!deleted.ok()) return ErrorResponse(request, deleted.status());
+  return JsonResponse(request, http::status::ok, nlohmann::json{{"deleted", *deleted}}.dump());
+}
+
+}  // namespace quiver::http_server

@@ -1,0 +1,75 @@
+"""Fixtures that run the real quiverd binary on free loopback ports."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+QUIVERD = pathlib.Path(os.environ.get("QUIVERD", ROOT / "build" / "apps" / "quiverd"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A running quiverd: .url, .port, .stop() -> exit status, .log() -> stderr so far."""
+
+    def __init__(self, tmp_path: pathlib.Path, *args: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.stderr_path = tmp_path / f"quiverd-{self.port}.log"
+        self._stderr = open(self.stderr_path, "wb")
+        self.process = subprocess.Popen(
+            [str(QUIVERD), "--http-port", str(self.port), "--data-dir", str(tmp_path / "data"), *args],
+            stderr=self._stderr,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"quiverd did not start:\n{self.log()}")
+            time.sleep(0.02)
+
+    def log(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=20)
+        self._stderr.close()
+        return code
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Starts quiverd with extra flags; every server is stopped (and must exit 0) at the end."""
+    servers = []
+
+    def start(*args: str) -> Server:
+        server = Server(tmp_path, *args)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        code = server.stop()
+        assert code == 0, f"quiverd exited {code}:\n{server.log()}"
+
+
+@pytest.fixture
+def server(start_server) -> Server:
+    return start_server()

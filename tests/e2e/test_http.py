@@ -1,0 +1,383 @@
+"""End-to-end tests of quiverd's HTTP API with real clients (requests, pyarrow, curl)."""
+
+import base64
+import io
+import json
+import socket
+import subprocess
+import threading
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from conftest import QUIVERD, free_port
+
+ARROW = "application/vnd.apache.arrow.stream"
+PARQUET = "application/vnd.apache.parquet"
+
+SCHEMA = {
+    "key": "doc_id",
+    "columns": {
+        "doc_id": {"dtype": "utf8", "nullable": False},
+        "score": {"dtype": "float32"},
+        "clicks": {"dtype": "int64"},
+        "title": {"dtype": "utf8"},
+        "blob": {"dtype": "binary"},
+        "updated": {"dtype": "timestamp[ms, tz=UTC]"},
+        "emb": {"dtype": "fixed_size_list[float32, 3]"},
+        "hist": {"dtype": "list[int32]"},
+        "flag": {"dtype": "bool"},
+    },
+}
+
+
+def create(server, name="docs", schema=SCHEMA):
+    response = requests.put(f"{server.url}/api/v1/table/{name}", json=schema)
+    assert response.status_code == 201, response.text
+    return response
+
+
+def write_json(server, columns, name="docs"):
+    response = requests.put(f"{server.url}/api/v1/table/{name}/write", json={"columns": columns})
+    return response
+
+
+def fetch_json(server, keys, columns=None, name="docs"):
+    body = {"keys": keys}
+    if columns is not None:
+        body["columns"] = columns
+    return requests.post(f"{server.url}/api/v1/table/{name}/fetch", json=body)
+
+
+def ipc_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def assert_error(response, status, code, text=""):
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["code"] == code, body
+    assert text in body["error"], body
+
+
+def test_health(server):
+    response = requests.get(server.url + "/health")
+    assert response.status_code == 200
+    assert response.text == "OK"
+
+
+def test_table_lifecycle(server):
+    assert requests.get(server.url + "/api/v1/table").json() == {}
+    created = create(server)
+    assert created.json()["key"] == "doc_id"
+    assert created.json()["columns"]["score"] == {"dtype": "float32", "nullable": True}
+    assert_error(requests.put(server.url + "/api/v1/table/docs", json=SCHEMA), 409, "ALREADY_EXISTS",
+                 "table 'docs' already exists")
+    listed = requests.get(server.url + "/api/v1/table").json()
+    assert list(listed) == ["docs"]
+    assert listed["docs"]["columns"]["emb"]["dtype"] == "fixed_size_list[float32, 3]"
+    schema = requests.get(server.url + "/api/v1/table/docs/schema")
+    assert schema.status_code == 200
+    assert schema.json() == listed["docs"]
+    dropped = requests.delete(server.url + "/api/v1/table/docs")
+    assert dropped.status_code == 204 and dropped.content == b""
+    assert_error(requests.get(server.url + "/api/v1/table/docs/schema"), 404, "NOT_FOUND",
+                 "table 'docs' does not exist")
+    assert_error(requests.delete(server.url + "/api/v1/table/docs"), 404, "NOT_FOUND")
+
+
+def test_invalid_schemas_name_the_column(server):
+    bad = {"key": "id", "columns": {"id": {"dtype": "utf8"}, "x": {"dtype": "decimal"}}}
+    assert_error(requests.put(server.url + "/api/v1/table/t", json=bad), 400, "INVALID_ARGUMENT",
+                 "column 'x'")
+    assert_error(requests.put(server.url + "/api/v1/table/t", data="{nope",
+                              headers={"Content-Type": "application/json"}),
+                 400, "INVALID_ARGUMENT", "not valid JSON")
+    assert_error(requests.put(server.url + "/api/v1/table/bad%20name", json=SCHEMA), 400,
+                 "INVALID_ARGUMENT", "table name")
+    assert requests.get(server.url + "/api/v1/table").json() == {}
+
+
+def test_json_write_and_fetch_every_type(server):
+    create(server)
+    written = write_json(server, {
+        "doc_id": ["a", "b", "long key over eight bytes"],
+        "score": [1.5, None, -2.25],
+        "clicks": [1, 2, 9007199254740993],
+        "title": ["t", "", "a title that is longer than eight bytes, with \"quotes\" and é"],
+        "blob": [base64.b64encode(b"\x00\x01\xff").decode(), None, ""],
+        "updated": [0, 1700000000123, None],
+        "emb": [[1, 2, 3], None, [0.5, 0.25, 0.125]],
+        "hist": [[], [1, 2, 3], None],
+        "flag": [True, False, None],
+    })
+    assert written.status_code == 200, written.text
+    assert written.json() == {"rows_written": 3, "rows_skipped": 0}
+
+    response = fetch_json(server, ["long key over eight bytes", "missing", "a", "a"])
+    assert response.status_code == 200, response.text
+    assert response.headers["X-Quiver-Found-Count"] == "3"
+    body = response.json()
+    assert body["found"] == [True, False, True, True]
+    columns = body["columns"]
+    assert list(columns) == ["score", "clicks", "title", "blob", "updated", "emb", "hist", "flag"]
+    assert columns["score"] == [-2.25, None, 1.5, 1.5]
+    assert columns["clicks"] == [9007199254740993, None, 1, 1]
+    assert columns["title"][0] == "a title that is longer than eight bytes, with \"quotes\" and é"
+    encoded = base64.b64encode(b"\x00\x01\xff").decode()
+    assert columns["blob"] == ["", None, encoded, encoded]
+    assert columns["updated"] == [None, None, 0, 0]
+    assert columns["emb"] == [[0.5, 0.25, 0.125], None, [1, 2, 3], [1, 2, 3]]
+    assert columns["hist"] == [None, None, [], []]
+    assert columns["flag"] == [None, None, True, True]
+
+    only = fetch_json(server, ["b"], columns=["hist", "score"]).json()
+    assert only == {"columns": {"hist": [[1, 2, 3]], "score": [None]}, "found": [True]}
+
+
+def test_partial_writes_keep_other_columns(server):
+    create(server)
+    assert write_json(server, {"doc_id": ["a"], "score": [1.0], "clicks": [5]}).status_code == 200
+    assert write_json(server, {"doc_id": ["a", "new"], "clicks": [6, 7]}).status_code == 200
+    body = fetch_json(server, ["a", "new"], ["score", "clicks"]).json()
+    assert body["columns"] == {"score": [1.0, None], "clicks": [6, 7]}
+
+
+def test_arrow_ipc_fetch_and_write(server):
+    create(server)
+    table = pa.table({
+        "doc_id": pa.array(["k1", "k2", "k3"]),
+        "score": pa.array([0.5, 1.5, None], pa.float32()),
+        "emb": pa.array([[1, 2, 3], [4, 5, 6], None], pa.list_(pa.float32(), 3)),
+    })
+    # Two batches in one stream: both are written.
+    sink = io.BytesIO()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_batch(table.slice(0, 2).to_batches()[0])
+        writer.write_batch(table.slice(2, 1).to_batches()[0])
+    written = requests.put(server.url + "/api/v1/table/docs/write", data=sink.getvalue(),
+                           headers={"Content-Type": ARROW})
+    assert written.json() == {"rows_written": 3, "rows_skipped": 0}, written.text
+
+    # JSON keys, Arrow response.
+    response = requests.post(server.url + "/api/v1/table/docs/fetch",
+                             json={"keys": ["k3", "nope", "k1"], "columns": ["score", "emb"]},
+                             headers={"Accept": ARROW})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == ARROW
+    assert response.headers["X-Quiver-Found-Count"] == "2"
+    result = ipc.open_stream(response.content).read_all()
+    assert result.column_names == ["score", "emb"]
+    assert result.column("score").to_pylist() == [None, None, 0.5]
+    assert result.column("emb").to_pylist() == [None, None, [1, 2, 3]]
+
+    # Arrow keys in the body, columns in the query string, found as a column.
+    keys = pa.table({"doc_id": pa.array(["k2", "zz"])})
+    response = requests.post(server.url + "/api/v1/table/docs/fetch?columns=score&found=true",
+                             data=ipc_bytes(keys),
+                             headers={"Content-Type": ARROW, "Accept": ARROW})
+    assert response.status_code == 200, response.text
+    result = ipc.open_stream(response.content).read_all()
+    assert result.column_names == ["score", "_found"]
+    assert result.column("score").to_pylist() == [1.5, None]
+    assert result.column("_found").to_pylist() == [True, False]
+
+
+def test_parquet_write(server):
+    create(server)
+    table = pa.table({"doc_id": ["p1", "p2"], "clicks": pa.array([10, 20], pa.int64()),
+                      "hist": pa.array([[1], [2, 3]], pa.list_(pa.int32()))})
+    sink = io.BytesIO()
+    pq.write_table(table, sink, row_group_size=1)
+    written = requests.put(server.url + "/api/v1/table/docs/write", data=sink.getvalue(),
+                           headers={"Content-Type": PARQUET})
+    assert written.json() == {"rows_written": 2, "rows_skipped": 0}, written.text
+    assert fetch_json(server, ["p2"], ["clicks", "hist"]).json()["columns"] == \
+        {"clicks": [20], "hist": [[2, 3]]}
+
+
+def test_delete(server):
+    create(server)
+    write_json(server, {"doc_id": ["a", "b", "c"], "clicks": [1, 2, 3]})
+    response = requests.post(server.url + "/api/v1/table/docs/delete", json={"keys": ["a", "zz", "c"]})
+    assert response.json() == {"deleted": 2}
+    assert fetch_json(server, ["a", "b", "c"], ["clicks"]).json()["found"] == [False, True, False]
+
+
+def test_event_time_guard_over_http(server):
+    schema = {"key": "id", "columns": {"id": {"dtype": "int64"},
+                                       "t": {"dtype": "timestamp[ms]", "nullable": False},
+                                       "v": {"dtype": "float64"}},
+              "event_time": "t"}
+    create(server, "events", schema)
+    assert write_json(server, {"id": [1, 2], "t": [100, 100], "v": [1, 1]}, "events").json() == \
+        {"rows_written": 2, "rows_skipped": 0}
+    assert write_json(server, {"id": [1, 2], "t": [50, 200], "v": [2, 2]}, "events").json() == \
+        {"rows_written": 1, "rows_skipped": 1}
+    assert fetch_json(server, [1, 2], ["v"], "events").json()["columns"]["v"] == [1, 2]
+
+
+def test_errors_change_nothing_and_name_the_problem(server):
+    create(server)
+    write_json(server, {"doc_id": ["a"], "clicks": [1]})
+    assert_error(write_json(server, {"doc_id": ["a", "b"], "clicks": ["x", 2]}), 400,
+                 "INVALID_ARGUMENT", "column 'clicks'")
+    assert_error(write_json(server, {"doc_id": ["a"], "nope": [1]}), 404, "NOT_FOUND",
+                 "no column 'nope'")
+    assert_error(write_json(server, {"doc_id": ["a", "b"], "clicks": [1]}), 400,
+                 "INVALID_ARGUMENT", "column 'doc_id' has 2 values, column 'clicks' has 1")
+    assert_error(write_json(server, {"doc_id": ["a"], "emb": [[1, 2]]}), 400, "INVALID_ARGUMENT",
+                 "column 'emb'")
+    assert_error(write_json(server, {"doc_id": [None], "clicks": [1]}), 400, "INVALID_ARGUMENT",
+                 "null")
+    assert_error(fetch_json(server, ["a"], ["nope"]), 404, "NOT_FOUND", "no column 'nope'")
+    assert_error(fetch_json(server, [1, 2]), 400, "INVALID_ARGUMENT", "keys")
+    assert_error(requests.post(server.url + "/api/v1/table/docs/fetch", json={"columns": []}), 400,
+                 "INVALID_ARGUMENT", "\"keys\"")
+    assert_error(requests.post(server.url + "/api/v1/table/docs/fetch", data=b"\x00garbage",
+                               headers={"Content-Type": ARROW}), 400, "INVALID_ARGUMENT",
+                 "Arrow IPC")
+    assert_error(requests.put(server.url + "/api/v1/table/docs/write", data=b"PAR1garbagePAR1",
+                              headers={"Content-Type": PARQUET}), 400, "INVALID_ARGUMENT",
+                 "Parquet")
+    # Nothing above changed the table.
+    body = fetch_json(server, ["a", "b"], ["clicks"]).json()
+    assert body == {"columns": {"clicks": [1, None]}, "found": [True, False]}
+
+
+def test_protocol_errors(start_server):
+    server = start_server("--max-request-bytes", "2000")
+    create(server)
+    assert_error(requests.get(server.url + "/api/v1/table/docs/write"), 405, "METHOD_NOT_ALLOWED")
+    assert requests.get(server.url + "/api/v1/table/docs/write").headers["Allow"] == "PUT"
+    assert_error(requests.get(server.url + "/nope"), 404, "NOT_FOUND", "no route")
+    assert_error(requests.put(server.url + "/api/v1/table/docs/write", data="a,b",
+                              headers={"Content-Type": "text/csv"}), 415, "UNSUPPORTED_MEDIA_TYPE",
+                 "text/csv")
+    assert_error(requests.post(server.url + "/api/v1/table/docs/fetch", json={"keys": ["a"]},
+                               headers={"Accept": "text/html"}), 406, "NOT_ACCEPTABLE")
+    big = {"columns": {"doc_id": ["x" * 3000]}}
+    assert_error(requests.put(server.url + "/api/v1/table/docs/write", json=big), 413,
+                 "PAYLOAD_TOO_LARGE", "2000 bytes")
+    # No Content-Length on a body route: 411.
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        raw.sendall(b"POST /api/v1/table/docs/fetch HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\n\r\n")
+        reply = raw.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 411"), reply
+    assert "LENGTH_REQUIRED" in reply
+    # Garbage instead of HTTP: 400, and the server keeps serving.
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        raw.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+        reply = raw.recv(4096).decode(errors="replace")
+    assert reply.startswith("HTTP/1.1 400"), reply
+    assert requests.get(server.url + "/health").status_code == 200
+
+
+def test_keep_alive_and_concurrent_clients(server):
+    create(server)
+    write_json(server, {"doc_id": [f"k{i}" for i in range(100)], "clicks": list(range(100))})
+    errors = []
+    stop = threading.Event()
+
+    def writer():
+        with requests.Session() as session:
+            round_number = 0
+            while not stop.is_set():
+                round_number += 1
+                # Rows always satisfy clicks == score * 2 (written together).
+                ids = [f"k{i}" for i in range(100)]
+                response = session.put(server.url + "/api/v1/table/docs/write", json={"columns": {
+                    "doc_id": ids, "clicks": [round_number * 2] * 100,
+                    "score": [float(round_number)] * 100}})
+                if response.status_code != 200:
+                    errors.append(response.text)
+
+    def reader():
+        with requests.Session() as session:  # one keep-alive connection
+            for _ in range(150):
+                response = session.post(server.url + "/api/v1/table/docs/fetch",
+                                        json={"keys": [f"k{i}" for i in range(0, 100, 7)],
+                                              "columns": ["clicks", "score"]})
+                if response.status_code != 200:
+                    errors.append(response.text)
+                    return
+                columns = response.json()["columns"]
+                for clicks, score in zip(columns["clicks"], columns["score"]):
+                    if score is not None and clicks != score * 2:
+                        errors.append(f"torn row: clicks={clicks} score={score}")
+
+    write_thread = threading.Thread(target=writer)
+    write_thread.start()
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in readers:
+        thread.start()
+    for thread in readers:
+        thread.join()
+    stop.set()
+    write_thread.join()
+    assert errors == []
+
+
+def test_curl_smoke(server):
+    create(server)
+    write_json(server, {"doc_id": ["a"], "clicks": [42]})
+    out = subprocess.run(["curl", "-sS", "-X", "POST", "-H", "Content-Type: application/json",
+                          "-d", '{"keys": ["a"], "columns": ["clicks"]}',
+                          server.url + "/api/v1/table/docs/fetch"],
+                         check=True, capture_output=True, text=True).stdout
+    assert json.loads(out) == {"columns": {"clicks": [42]}, "found": [True]}
+
+
+def test_command_line():
+    help_text = subprocess.run([str(QUIVERD), "--help"], capture_output=True, text=True)
+    assert help_text.returncode == 0
+    for flag in ["--bind", "--http-port", "--flight-port", "--data-dir", "--threads",
+                 "--log-level", "--max-request-bytes"]:
+        assert flag in help_text.stdout
+    assert "(default: 8080)" in help_text.stdout
+    version = subprocess.run([str(QUIVERD), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("quiverd ")
+    for args, text in [(["--nope"], "unknown option '--nope'"),
+                       (["--threads", "zero"], "--threads: 'zero' is not an integer"),
+                       (["--http-port=70000"], "--http-port: 70000 is outside"),
+                       (["--log-level", "loud"], "--log-level: 'loud'"),
+                       (["--threads"], "--threads needs a value")]:
+        result = subprocess.run([str(QUIVERD), *args], capture_output=True, text=True)
+        assert result.returncode == 2, (args, result.stderr)
+        assert text in result.stderr
+
+
+def test_port_in_use_stops_the_start(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([str(QUIVERD), "--http-port", str(port), "--data-dir",
+                                 str(tmp_path / "d")], capture_output=True, text=True, timeout=10)
+    assert result.returncode == 1
+    assert "Address already in use" in result.stderr
+    assert str(port) in result.stderr
+
+
+def test_sigint_and_sigterm_exit_zero(start_server):
+    import signal as signals
+    for sig in (signals.SIGINT, signals.SIGTERM):
+        server = start_server()
+        assert server.stop(sig) == 0
+        assert "stopped" in server.log()
+
+
+def test_json_timestamps_accept_iso_8601(server):
+    schema = {"key": "id", "columns": {"id": {"dtype": "int64"}, "t": {"dtype": "timestamp[ms]"}}}
+    create(server, "times", schema)
+    assert write_json(server, {"id": [1, 2], "t": ["2024-01-02T03:04:05.678", 5]}, "times").json() \
+        == {"rows_written": 2, "rows_skipped": 0}
+    assert fetch_json(server, [1, 2], ["t"], "times").json()["columns"]["t"] == [1704164645678, 5]
