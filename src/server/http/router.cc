@@ -3,6 +3,7 @@
 #include <arrow/api.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "server/http/codec.h"
@@ -105,8 +106,18 @@ HttpResponse MethodNotAllowed(const HttpRequest& request, std::string_view allow
   return response;
 }
 
-bool NeedsLength(const HttpRequest& request) {
-  return !request.has_content_length() && !request.chunked();
+// 411 when a body route gets neither Content-Length nor chunked encoding.
+std::optional<HttpResponse> CheckLength(const HttpRequest& request, std::string_view what) {
+  if (request.has_content_length() || request.chunked()) return std::nullopt;
+  return ErrorResponse(request, http::status::length_required, "LENGTH_REQUIRED",
+                       "a " + std::string(what) + " body needs Content-Length");
+}
+
+// 415 unless the body is JSON (or has no Content-Type).
+std::optional<HttpResponse> CheckJsonBody(const HttpRequest& request) {
+  const std::string content_type = RequestContentType(request);
+  if (content_type.empty() || content_type == kJsonType) return std::nullopt;
+  return UnsupportedContentType(request, kJsonType);
 }
 
 }  // namespace
@@ -187,14 +198,8 @@ HttpResponse Router::GetSchema(const HttpRequest& request, std::string_view name
 }
 
 HttpResponse Router::CreateTable(const HttpRequest& request, std::string_view name) const {
-  if (NeedsLength(request)) {
-    return ErrorResponse(request, http::status::length_required, "LENGTH_REQUIRED",
-                         "a table schema body needs Content-Length");
-  }
-  const std::string content_type = RequestContentType(request);
-  if (!content_type.empty() && content_type != kJsonType) {
-    return UnsupportedContentType(request, kJsonType);
-  }
+  if (auto error = CheckLength(request, "table schema")) return *error;
+  if (auto error = CheckJsonBody(request)) return *error;
   auto schema = TableSchema::FromJson(request.body(), catalog_.options().limits);
   if (!schema.ok()) return ErrorResponse(request, schema.status());
   auto table = catalog_.CreateTable(name, std::move(schema).value());
@@ -215,10 +220,7 @@ HttpResponse Router::Fetch(const HttpRequest& request, std::string_view name,
     return ErrorResponse(request, http::status::not_acceptable, "NOT_ACCEPTABLE",
                          "fetch answers application/json or " + std::string(kArrowStreamType));
   }
-  if (NeedsLength(request)) {
-    return ErrorResponse(request, http::status::length_required, "LENGTH_REQUIRED",
-                         "a fetch body needs Content-Length");
-  }
+  if (auto error = CheckLength(request, "fetch")) return *error;
   auto table = catalog_.GetTable(name);
   if (!table.ok()) return ErrorResponse(request, table.status());
   const std::string content_type = RequestContentType(request);
@@ -258,10 +260,7 @@ HttpResponse Router::Fetch(const HttpRequest& request, std::string_view name,
 }
 
 HttpResponse Router::Write(const HttpRequest& request, std::string_view name) const {
-  if (NeedsLength(request)) {
-    return ErrorResponse(request, http::status::length_required, "LENGTH_REQUIRED",
-                         "a write body needs Content-Length");
-  }
+  if (auto error = CheckLength(request, "write")) return *error;
   auto table = catalog_.GetTable(name);
   if (!table.ok()) return ErrorResponse(request, table.status());
   const std::string content_type = RequestContentType(request);
@@ -291,14 +290,8 @@ HttpResponse Router::Write(const HttpRequest& request, std::string_view name) co
 }
 
 HttpResponse Router::Delete(const HttpRequest& request, std::string_view name) const {
-  if (NeedsLength(request)) {
-    return ErrorResponse(request, http::status::length_required, "LENGTH_REQUIRED",
-                         "a delete body needs Content-Length");
-  }
-  const std::string content_type = RequestContentType(request);
-  if (!content_type.empty() && content_type != kJsonType) {
-    return UnsupportedContentType(request, kJsonType);
-  }
+  if (auto error = CheckLength(request, "delete")) return *error;
+  if (auto error = CheckJsonBody(request)) return *error;
   auto table = catalog_.GetTable(name);
   if (!table.ok()) return ErrorResponse(request, table.status());
   auto keys = ParseJsonKeys(request.body(), (*table)->schema());
