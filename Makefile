@@ -33,7 +33,8 @@ test-python: build
 test-asan: setup
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
-	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz quiverd
+	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz \
+	  codec_fuzz quiverd
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system QUIVERD=build-asan/apps/quiverd \
@@ -63,9 +64,13 @@ FUZZ_SECONDS ?= 60
 fuzz: setup
 	@cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DQUIVER_FUZZ=ON \
 	  -DQUIVER_SANITIZE="address;undefined" -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
-	@cmake --build build-fuzz --target schema_fuzz
-	@mkdir -p build-fuzz/corpus/schema && cp src/engine/fuzz_corpus/schema/* build-fuzz/corpus/schema/
+	@cmake --build build-fuzz --target schema_fuzz codec_fuzz
+	@mkdir -p build-fuzz/corpus/schema build-fuzz/corpus/codec
+	@cp src/engine/fuzz_corpus/schema/* build-fuzz/corpus/schema/
+	@cp src/server/http/fuzz_corpus/codec/* build-fuzz/corpus/codec/
 	@./build-fuzz/src/schema_fuzz -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/schema
+	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
+	  ./build-fuzz/src/codec_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 build-fuzz/corpus/codec
 
 format:
 	@find src apps bench -name '*.cc' -o -name '*.h' | xargs clang-format -i

@@ -381,3 +381,54 @@ def test_json_timestamps_accept_iso_8601(server):
     assert write_json(server, {"id": [1, 2], "t": ["2024-01-02T03:04:05.678", 5]}, "times").json() \
         == {"rows_written": 2, "rows_skipped": 0}
     assert fetch_json(server, [1, 2], ["t"], "times").json()["columns"]["t"] == [1704164645678, 5]
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value} from Prometheus text format."""
+    import re
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)', line)
+        assert match, line
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        samples[(match.group(1), labels)] = float(match.group(3))
+    return samples
+
+
+def test_metrics(server):
+    create(server)
+    write_json(server, {"doc_id": ["a", "b", "c"], "clicks": [1, 2, 3]})
+    for _ in range(3):
+        fetch_json(server, ["a"])
+    fetch_json(server, ["a"], ["nope"])  # a 404
+    response = requests.get(server.url + "/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    samples = parse_metrics(response.text)
+    fetch = "/api/v1/table/{name}/fetch"
+    assert samples[("quiver_http_requests_total",
+                    frozenset({("route", fetch), ("method", "POST"), ("status", "200")}))] == 3
+    assert samples[("quiver_http_errors_total",
+                    frozenset({("route", fetch), ("status", "404")}))] == 1
+    assert samples[("quiver_http_request_duration_seconds_count", frozenset({("route", fetch)}))] == 4
+    assert samples[("quiver_http_request_duration_seconds_bucket",
+                    frozenset({("route", fetch), ("le", "+Inf")}))] == 4
+    assert samples[("quiver_table_rows", frozenset({("table", "docs")}))] == 3
+    assert samples[("quiver_table_bytes", frozenset({("table", "docs")}))] > 0
+    assert samples[("quiver_tables", frozenset())] == 1
+    assert samples[("process_resident_memory_bytes", frozenset())] > 1e6
+    build = [key for key in samples if key[0] == "quiver_build_info"]
+    assert len(build) == 1 and dict(build[0][1])["version"]
+    assert_error(requests.post(server.url + "/metrics"), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_health_is_counted_under_its_route(server):
+    requests.get(server.url + "/health")
+    requests.get(server.url + "/no/such/route")
+    samples = parse_metrics(requests.get(server.url + "/metrics").text)
+    assert samples[("quiver_http_requests_total",
+                    frozenset({("route", "/health"), ("method", "GET"), ("status", "200")}))] >= 2
+    assert samples[("quiver_http_requests_total",
+                    frozenset({("route", "unmatched"), ("method", "GET"), ("status", "404")}))] == 1

@@ -74,13 +74,17 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     if (error) return Close();  // closed, timed out or stopped
     HttpRequest request = parser_->release();
     HttpResponse response;
+    std::string_view route = "unmatched";
+    const auto start = std::chrono::steady_clock::now();
     try {
-      response = server_.router_.Handle(request);
+      response = server_.router_.Handle(request, &route);
     } catch (const std::exception& e) {  // a bug or bad_alloc: this request fails, not the server
       QUIVER_LOG(kError, "request failed",
                  {{"target", std::string(request.target())}, {"error", e.what()}});
       response = ErrorResponse(request, http::status::internal_server_error, "INTERNAL", e.what());
     }
+    server_.Record(route, request, response,
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     Respond(std::move(response), request.keep_alive());
   }
 
@@ -110,7 +114,33 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 };
 
 HttpServer::HttpServer(const HttpServerOptions& options, Catalog& catalog)
-    : options_(options), router_(catalog), contexts_(std::make_unique<Contexts>()) {}
+    : options_(options), router_(catalog, metrics_), contexts_(std::make_unique<Contexts>()) {
+  metrics_.Describe("quiver_http_requests_total", "counter",
+                    "HTTP requests answered, by route template, method and status");
+  metrics_.Describe("quiver_http_errors_total", "counter",
+                    "HTTP requests answered with a status of 400 or more, by route and status");
+  metrics_.Describe("quiver_http_request_duration_seconds", "histogram",
+                    "Time to handle a request (decode, engine work, encode), by route template");
+}
+
+void HttpServer::Record(std::string_view route, const HttpRequest& request,
+                        const HttpResponse& response, double seconds) {
+  static const std::vector<double> kBounds = {25e-6,  50e-6, 100e-6, 250e-6, 500e-6, 1e-3,
+                                              2.5e-3, 5e-3,  10e-3,  25e-3,  100e-3, 1.0};
+  const std::string route_label(route);
+  const std::string status = std::to_string(response.result_int());
+  metrics_
+      .Counter("quiver_http_requests_total", {{"route", route_label},
+                                              {"method", std::string(request.method_string())},
+                                              {"status", status}})
+      .Increment();
+  if (response.result_int() >= 400) {
+    metrics_.Counter("quiver_http_errors_total", {{"route", route_label}, {"status", status}})
+        .Increment();
+  }
+  metrics_.Histogram("quiver_http_request_duration_seconds", {{"route", route_label}}, kBounds)
+      .Observe(seconds);
+}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
                                                       Catalog& catalog) {

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/metrics.h"
 #include "common/result.h"
 #include "engine/catalog.h"
 #include "server/http/router.h"
@@ -43,6 +44,7 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   uint16_t port() const { return port_; }
+  const MetricsRegistry& metrics() const { return metrics_; }
   void Stop();
 
  private:
@@ -53,7 +55,11 @@ class HttpServer {
   void Accept();
   void Register(const std::shared_ptr<Session>& session);
 
+  void Record(std::string_view route, const HttpRequest& request, const HttpResponse& response,
+              double seconds);
+
   const HttpServerOptions options_;
+  MetricsRegistry metrics_;
   const Router router_;
   std::unique_ptr<Contexts> contexts_;
   std::vector<std::thread> threads_;

@@ -1,7 +1,10 @@
 #include "server/http/router.h"
 
 #include <arrow/api.h>
+#include <arrow/util/config.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <vector>
@@ -122,7 +125,8 @@ std::optional<HttpResponse> CheckJsonBody(const HttpRequest& request) {
 
 }  // namespace
 
-HttpResponse Router::Handle(const HttpRequest& request) const {
+HttpResponse Router::Handle(const HttpRequest& request, std::string_view* route) const {
+  *route = "unmatched";
   const std::string_view target(request.target().data(), request.target().size());
   const size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);
@@ -134,20 +138,27 @@ HttpResponse Router::Handle(const HttpRequest& request) const {
   const http::verb method = request.method();
 
   if (segments.size() == 1 && segments[0] == "health") {
-    if (method != http::verb::get && method != http::verb::head)
-      return MethodNotAllowed(request, "GET");
+    *route = "/health";
+    if (method != http::verb::get) return MethodNotAllowed(request, "GET");
     HttpResponse response(http::status::ok, request.version());
     response.set(http::field::content_type, "text/plain");
     response.body() = "OK";
     return response;
   }
+  if (segments.size() == 1 && segments[0] == "metrics") {
+    *route = "/metrics";
+    if (method != http::verb::get) return MethodNotAllowed(request, "GET");
+    return Metrics(request);
+  }
   const bool api =
       segments.size() >= 3 && segments[0] == "api" && segments[1] == "v1" && segments[2] == "table";
   if (api && segments.size() == 3) {
+    *route = "/api/v1/table";
     if (method != http::verb::get) return MethodNotAllowed(request, "GET");
     return ListTables(request);
   }
   if (api && segments.size() == 4) {
+    *route = "/api/v1/table/{name}";
     if (method == http::verb::put) return CreateTable(request, segments[3]);
     if (method == http::verb::delete_) return DropTable(request, segments[3]);
     return MethodNotAllowed(request, "PUT, DELETE");
@@ -156,18 +167,22 @@ HttpResponse Router::Handle(const HttpRequest& request) const {
     const std::string_view table = segments[3];
     const std::string_view action = segments[4];
     if (action == "schema") {
+      *route = "/api/v1/table/{name}/schema";
       if (method != http::verb::get) return MethodNotAllowed(request, "GET");
       return GetSchema(request, table);
     }
     if (action == "fetch") {
+      *route = "/api/v1/table/{name}/fetch";
       if (method != http::verb::post) return MethodNotAllowed(request, "POST");
       return Fetch(request, table, query);
     }
     if (action == "write") {
+      *route = "/api/v1/table/{name}/write";
       if (method != http::verb::put) return MethodNotAllowed(request, "PUT");
       return Write(request, table);
     }
     if (action == "delete") {
+      *route = "/api/v1/table/{name}/delete";
       if (method != http::verb::post) return MethodNotAllowed(request, "POST");
       return Delete(request, table);
     }
@@ -175,6 +190,43 @@ HttpResponse Router::Handle(const HttpRequest& request) const {
   return ErrorResponse(
       request, http::status::not_found, "NOT_FOUND",
       "no route for " + std::string(request.method_string()) + " " + std::string(path));
+}
+
+HttpResponse Router::Metrics(const HttpRequest& request) const {
+  std::string body;
+  metrics_.Render(&body);
+  AppendFamilyHeader(&body, "quiver_table_rows", "gauge", "Rows held, per table");
+  const auto tables = catalog_.Tables();
+  for (const auto& table : tables) {
+    AppendSample(&body, "quiver_table_rows", {{"table", table->name()}},
+                 static_cast<double>(table->Stats().rows));
+  }
+  AppendFamilyHeader(&body, "quiver_table_bytes", "gauge",
+                     "Bytes held (rows, index and heap), per table");
+  for (const auto& table : tables) {
+    AppendSample(&body, "quiver_table_bytes", {{"table", table->name()}},
+                 static_cast<double>(table->Stats().bytes));
+  }
+  AppendFamilyHeader(&body, "quiver_tables", "gauge", "Tables in the catalog");
+  AppendSample(&body, "quiver_tables", {}, static_cast<double>(tables.size()));
+  // Resident memory: the second field of /proc/self/statm, in pages.
+  if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
+    unsigned long size = 0, resident = 0;
+    if (std::fscanf(statm, "%lu %lu", &size, &resident) == 2) {
+      AppendFamilyHeader(&body, "process_resident_memory_bytes", "gauge",
+                         "Resident memory size in bytes");
+      AppendSample(&body, "process_resident_memory_bytes", {},
+                   static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)));
+    }
+    std::fclose(statm);
+  }
+  AppendFamilyHeader(&body, "quiver_build_info", "gauge", "Version of quiverd and of Arrow");
+  AppendSample(&body, "quiver_build_info",
+               {{"version", QUIVER_VERSION}, {"arrow", ARROW_VERSION_STRING}}, 1);
+  HttpResponse response(http::status::ok, request.version());
+  response.set(http::field::content_type, "text/plain; version=0.0.4");
+  response.body() = std::move(body);
+  return response;
 }
 
 HttpResponse Router::ListTables(const HttpRequest& request) const {

@@ -5,6 +5,7 @@
 // Thread safety: Handle may be called from any number of threads at once.
 #pragma once
 
+#include "common/metrics.h"
 #include "engine/catalog.h"
 #include "server/http/http_errors.h"
 
@@ -12,12 +13,15 @@ namespace quiver::http_server {
 
 class Router {
  public:
-  explicit Router(Catalog& catalog) : catalog_(catalog) {}
+  // `metrics`: the registry GET /metrics renders (with table and process gauges).
+  Router(Catalog& catalog, const MetricsRegistry& metrics) : catalog_(catalog), metrics_(metrics) {}
 
-  // Never throws; every failure becomes an error response.
-  HttpResponse Handle(const HttpRequest& request) const;
+  // Every failure becomes an error response. *route is set to the matched route's template
+  // ("/api/v1/table/{name}/fetch", ...; "unmatched" for none), a metrics label.
+  HttpResponse Handle(const HttpRequest& request, std::string_view* route) const;
 
  private:
+  HttpResponse Metrics(const HttpRequest& request) const;
   HttpResponse ListTables(const HttpRequest& request) const;
   HttpResponse GetSchema(const HttpRequest& request, std::string_view table) const;
   HttpResponse CreateTable(const HttpRequest& request, std::string_view table) const;
@@ -28,6 +32,7 @@ class Router {
   HttpResponse Delete(const HttpRequest& request, std::string_view table) const;
 
   Catalog& catalog_;
+  const MetricsRegistry& metrics_;
 };
 
 }  // namespace quiver::http_server
