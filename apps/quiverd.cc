@@ -33,6 +33,9 @@ struct Options {
   int64_t threads = 2;
   std::string log_level = "info";
   int64_t max_request_bytes = 64 << 20;
+  int64_t header_timeout = 30;
+  int64_t body_timeout = 60;
+  int64_t max_connections = 1024;
 };
 
 struct Flag {
@@ -109,6 +112,22 @@ const std::vector<Flag>& Flags() {
          return ParseInteger("--max-request-bytes", v, 1, int64_t{1} << 40, &o.max_request_bytes);
        },
        [](const Options& o) { return std::to_string(o.max_request_bytes); }},
+      {"--header-timeout", "SECONDS",
+       "close a connection whose request headers (or next request) take longer",
+       [](Options& o, const std::string& v) {
+         return ParseInteger("--header-timeout", v, 1, 86400, &o.header_timeout);
+       },
+       [](const Options& o) { return std::to_string(o.header_timeout); }},
+      {"--body-timeout", "SECONDS", "close a connection whose request body takes longer",
+       [](Options& o, const std::string& v) {
+         return ParseInteger("--body-timeout", v, 1, 86400, &o.body_timeout);
+       },
+       [](const Options& o) { return std::to_string(o.body_timeout); }},
+      {"--max-connections", "N", "connections beyond this are answered 503 and closed",
+       [](Options& o, const std::string& v) {
+         return ParseInteger("--max-connections", v, 1, 1000000, &o.max_connections);
+       },
+       [](const Options& o) { return std::to_string(o.max_connections); }},
   };
   return flags;
 }
@@ -186,6 +205,9 @@ int Run(const Options& options) {
   http.port = static_cast<uint16_t>(options.http_port);
   http.threads = static_cast<int>(options.threads);
   http.max_request_bytes = static_cast<size_t>(options.max_request_bytes);
+  http.header_timeout_seconds = static_cast<int>(options.header_timeout);
+  http.body_timeout_seconds = static_cast<int>(options.body_timeout);
+  http.max_connections = static_cast<int>(options.max_connections);
   auto server = http_server::HttpServer::Start(http, catalog);
   if (!server.ok()) {
     QUIVER_LOG(kError, "cannot start", {{"error", server.status().message()}});

@@ -432,3 +432,66 @@ def test_health_is_counted_under_its_route(server):
                     frozenset({("route", "/health"), ("method", "GET"), ("status", "200")}))] >= 2
     assert samples[("quiver_http_requests_total",
                     frozenset({("route", "unmatched"), ("method", "GET"), ("status", "404")}))] == 1
+
+
+def recv_all(sock, timeout):
+    """Everything the server sends until it closes the connection (or `timeout` passes)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return data, True
+            data += chunk
+    except socket.timeout:
+        return data, False
+
+
+def test_stalled_headers_and_bodies_are_cut_off(start_server):
+    import time
+    server = start_server("--header-timeout", "1", "--body-timeout", "1")
+    create(server)
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port)) as slow_headers, \
+            socket.create_connection(("127.0.0.1", server.port)) as slow_body:
+        slow_headers.sendall(b"POST /api/v1/table/docs/fetch HTTP/1.1\r\nHost: x\r\n")  # never ends
+        slow_body.sendall(b"POST /api/v1/table/docs/fetch HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"ke")
+        # Others are served meanwhile.
+        assert requests.get(server.url + "/health").status_code == 200
+        _, closed = recv_all(slow_headers, 5)
+        assert closed, "a connection with stalled headers stayed open"
+        _, closed = recv_all(slow_body, 5)
+        assert closed, "a connection with a stalled body stayed open"
+    assert time.monotonic() - started < 5
+    # An idle keep-alive connection is closed after the header timeout too.
+    with socket.create_connection(("127.0.0.1", server.port)) as idle:
+        _, closed = recv_all(idle, 5)
+        assert closed
+
+
+def test_connection_cap(start_server):
+    server = start_server("--max-connections", "2")
+    first = socket.create_connection(("127.0.0.1", server.port))
+    second = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        import time
+        time.sleep(0.2)  # both accepted
+        with socket.create_connection(("127.0.0.1", server.port)) as third:
+            reply, closed = recv_all(third, 5)
+        assert reply.startswith(b"HTTP/1.1 503"), reply
+        assert b"TOO_MANY_CONNECTIONS" in reply and closed
+    finally:
+        first.close()
+        second.close()
+    import time
+    deadline = time.monotonic() + 5
+    while True:  # the slots free up once the server sees the closes
+        try:
+            if requests.get(server.url + "/health").status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "the server did not recover below its cap"
+        time.sleep(0.05)

@@ -38,6 +38,16 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
   net::any_io_executor executor() { return stream_.get_executor(); }
 
+  // Answers 503 and closes: the server is at its connection cap.
+  void Refuse() {
+    busy_ = true;
+    Respond(ErrorResponse(HttpRequest(), http::status::service_unavailable, "TOO_MANY_CONNECTIONS",
+                          "the server is at its limit of " +
+                              std::to_string(server_.options_.max_connections) +
+                              " connections (--max-connections); retry later"),
+            /*keep_alive=*/false);
+  }
+
  private:
   void Read() {
     busy_ = false;
@@ -45,7 +55,14 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(server_.options_.max_request_bytes);
     parser_->header_limit(64 << 10);
-    stream_.expires_after(std::chrono::seconds(server_.options_.idle_timeout_seconds));
+    stream_.expires_after(std::chrono::seconds(server_.options_.header_timeout_seconds));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
+  }
+
+  void OnHeader(beast::error_code error, size_t) {
+    if (error) return OnRead(error, 0);
+    stream_.expires_after(std::chrono::seconds(server_.options_.body_timeout_seconds));
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&Session::OnRead, shared_from_this()));
   }
@@ -183,9 +200,17 @@ void HttpServer::Accept() {
   contexts_->acceptor->async_accept(target, [this](beast::error_code error, tcp::socket socket) {
     if (stopping_.load()) return;
     if (!error) {
+      // Counted before this one is made: open_sessions_ includes every live session.
+      const bool refuse = open_sessions_.load() >= options_.max_connections;
       auto session = std::make_shared<Session>(std::move(socket), *this);
       Register(session);
-      net::dispatch(session->executor(), [session] { session->Start(); });
+      net::dispatch(session->executor(), [session, refuse] {
+        if (refuse) {
+          session->Refuse();
+        } else {
+          session->Start();
+        }
+      });
     }
     Accept();
   });

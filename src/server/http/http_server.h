@@ -31,7 +31,12 @@ struct HttpServerOptions {
   uint16_t port = 8080;  // 0: any free port (port() tells which)
   int threads = 2;
   size_t max_request_bytes = 64 << 20;
-  int idle_timeout_seconds = 60;  // a connection with no complete request for this long is closed
+  // Waiting for a request's headers (including an idle keep-alive wait): past this the
+  // connection is closed. Reading its body: past this it is closed too.
+  int header_timeout_seconds = 30;
+  int body_timeout_seconds = 60;
+  // Connections beyond this many are answered 503 and closed.
+  int max_connections = 1024;
 };
 
 class HttpServer {
