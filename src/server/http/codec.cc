@@ -206,7 +206,12 @@ Result<std::shared_ptr<arrow::Array>> ParseJsonKeys(std::string_view body,
 
 Result<std::shared_ptr<arrow::Table>> ParseIpcTable(std::string_view body) {
   auto input = std::make_shared<arrow::io::BufferReader>(WrapBody(body));
-  auto opened = arrow::ipc::RecordBatchStreamReader::Open(input);
+  arrow::ipc::IpcReadOptions options = arrow::ipc::IpcReadOptions::Defaults();
+  // Buffer offsets come from the (untrusted) message: copy any misaligned buffer to aligned
+  // memory rather than read an int32 offset from an odd address.
+  options.ensure_alignment = arrow::ipc::Alignment::kDataTypeSpecificAlignment;
+  options.use_threads = false;  // a request's work stays on its thread
+  auto opened = arrow::ipc::RecordBatchStreamReader::Open(input, options);
   if (!opened.ok()) {
     return Status::InvalidArgument("the body is not an Arrow IPC stream: " +
                                    opened.status().message());
