@@ -1,15 +1,19 @@
 // quiverd: the Quiver server. Serves the catalog over HTTP (docs/http.md) until SIGTERM or SIGINT,
 // then stops accepting, finishes the requests in flight and exits 0.
 //
-//   quiverd [--bind ADDR] [--http-port N] [--flight-port N] [--data-dir DIR] [--threads N]
-//           [--log-level LEVEL] [--max-request-bytes N] [--help] [--version]
+//   quiverd [--config FILE] [--bind ADDR] [--http-port N] ... [--help] [--version]
 //
-// Exit status: 0 after a signal; 2 for a bad flag or value (the message names it); 1 when the
-// server cannot start (for example, a port in use).
+// Settings: defaults, then the YAML file, then QUIVER_* environment variables, then flags
+// (docs/operations.md). Exit status: 0 after a signal; 2 for an unknown key, a wrong type or an
+// impossible value (the message names it); 1 when the server cannot start (a port in use).
 #include <arrow/config.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
@@ -17,6 +21,7 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "common/log.h"
 #include "engine/catalog.h"
@@ -38,15 +43,27 @@ struct Options {
   int64_t max_connections = 1024;
 };
 
-struct Flag {
-  const char* name;
+// One option, in its three spellings: a flag (--http-port), a key of the YAML file (http.port)
+// and an environment variable (QUIVER_HTTP_PORT, from the key).
+struct Option {
+  const char* flag;
+  const char* key;
   const char* value_name;
   const char* help;
-  std::function<std::string(Options&, const std::string&)> set;  // returns an error or ""
-  std::function<std::string(const Options&)> show;               // the default
+  // Sets the option from text; returns an error (naming `where`) or "".
+  std::function<std::string(Options&, const std::string& value, const std::string& where)> set;
+  std::function<std::string(const Options&)> show;  // the current value, for --help defaults
 };
 
-std::string ParseInteger(const std::string& flag, const std::string& text, int64_t low,
+std::string EnvName(const char* key) {
+  std::string name = "QUIVER_";
+  for (const char* c = key; *c; ++c) {
+    name += *c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(*c)));
+  }
+  return name;
+}
+
+std::string ParseInteger(const std::string& where, const std::string& text, int64_t low,
                          int64_t high, int64_t* out) {
   int64_t value = 0;
   int64_t multiplier = 1;
@@ -57,95 +74,185 @@ std::string ParseInteger(const std::string& flag, const std::string& text, int64
   if (multiplier != 1) digits.remove_suffix(1);
   auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
   if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size()) {
-    return flag + ": '" + text + "' is not an integer";
+    return where + ": '" + text + "' is not an integer";
+  }
+  if (value > high / multiplier || value < low / multiplier) {
+    return where + ": " + text + " is outside " + std::to_string(low) + ".." + std::to_string(high);
   }
   value *= multiplier;
   if (value < low || value > high) {
-    return flag + ": " + text + " is outside " + std::to_string(low) + ".." + std::to_string(high);
+    return where + ": " + text + " is outside " + std::to_string(low) + ".." + std::to_string(high);
   }
   *out = value;
   return "";
 }
 
-const std::vector<Flag>& Flags() {
-  static const std::vector<Flag> flags = {
-      {"--bind", "ADDR", "IP address to listen on",
-       [](Options& o, const std::string& v) {
+// An integer option stored in `member`, within [low, high].
+Option IntegerOption(const char* flag, const char* key, const char* value_name, const char* help,
+                     int64_t Options::*member, int64_t low, int64_t high) {
+  return Option{flag,
+                key,
+                value_name,
+                help,
+                [member, low, high](Options& o, const std::string& v, const std::string& where) {
+                  return ParseInteger(where, v, low, high, &(o.*member));
+                },
+                [member](const Options& o) { return std::to_string(o.*member); }};
+}
+
+const std::vector<Option>& AllOptions() {
+  static const std::vector<Option> options = {
+      {"--bind", "server.bind", "ADDR", "IP address to listen on",
+       [](Options& o, const std::string& v, const std::string& where) {
+         if (v.empty()) return where + ": the address is empty";
          o.bind = v;
          return std::string();
        },
        [](const Options& o) { return o.bind; }},
-      {"--http-port", "N", "HTTP port (0: any free port)",
-       [](Options& o, const std::string& v) {
-         return ParseInteger("--http-port", v, 0, 65535, &o.http_port);
-       },
-       [](const Options& o) { return std::to_string(o.http_port); }},
-      {"--flight-port", "N", "Arrow Flight port (reserved: Flight is not served yet)",
-       [](Options& o, const std::string& v) {
-         return ParseInteger("--flight-port", v, 0, 65535, &o.flight_port);
-       },
-       [](const Options& o) { return std::to_string(o.flight_port); }},
-      {"--data-dir", "DIR", "data directory, created when missing (nothing is persisted yet)",
-       [](Options& o, const std::string& v) {
-         if (v.empty()) return std::string("--data-dir: the path is empty");
+      IntegerOption("--http-port", "http.port", "N", "HTTP port (0: any free port)",
+                    &Options::http_port, 0, 65535),
+      IntegerOption("--flight-port", "flight.port", "N",
+                    "Arrow Flight port (reserved: Flight is not served yet)", &Options::flight_port,
+                    0, 65535),
+      {"--data-dir", "data_dir", "DIR",
+       "data directory, created when missing (nothing is persisted yet)",
+       [](Options& o, const std::string& v, const std::string& where) {
+         if (v.empty()) return where + ": the path is empty";
          o.data_dir = v;
          return std::string();
        },
        [](const Options& o) { return o.data_dir; }},
-      {"--threads", "N", "HTTP threads, one io_context each",
-       [](Options& o, const std::string& v) {
-         return ParseInteger("--threads", v, 1, 256, &o.threads);
-       },
-       [](const Options& o) { return std::to_string(o.threads); }},
-      {"--log-level", "LEVEL", "debug, info, warn or error",
-       [](Options& o, const std::string& v) {
+      IntegerOption("--threads", "server.threads", "N", "HTTP threads, one io_context each",
+                    &Options::threads, 1, 256),
+      {"--log-level", "log.level", "LEVEL", "debug, info, warn or error",
+       [](Options& o, const std::string& v, const std::string& where) {
          LogLevel level;
          if (!ParseLogLevel(v, &level)) {
-           return "--log-level: '" + v + "' is not one of debug, info, warn, error";
+           return where + ": '" + v + "' is not one of debug, info, warn, error";
          }
          o.log_level = v;
          return std::string();
        },
        [](const Options& o) { return o.log_level; }},
-      {"--max-request-bytes", "N", "largest request body accepted (suffixes k, m, g)",
-       [](Options& o, const std::string& v) {
-         return ParseInteger("--max-request-bytes", v, 1, int64_t{1} << 40, &o.max_request_bytes);
-       },
-       [](const Options& o) { return std::to_string(o.max_request_bytes); }},
-      {"--header-timeout", "SECONDS",
-       "close a connection whose request headers (or next request) take longer",
-       [](Options& o, const std::string& v) {
-         return ParseInteger("--header-timeout", v, 1, 86400, &o.header_timeout);
-       },
-       [](const Options& o) { return std::to_string(o.header_timeout); }},
-      {"--body-timeout", "SECONDS", "close a connection whose request body takes longer",
-       [](Options& o, const std::string& v) {
-         return ParseInteger("--body-timeout", v, 1, 86400, &o.body_timeout);
-       },
-       [](const Options& o) { return std::to_string(o.body_timeout); }},
-      {"--max-connections", "N", "connections beyond this are answered 503 and closed",
-       [](Options& o, const std::string& v) {
-         return ParseInteger("--max-connections", v, 1, 1000000, &o.max_connections);
-       },
-       [](const Options& o) { return std::to_string(o.max_connections); }},
+      IntegerOption("--max-request-bytes", "http.max_request_bytes", "N",
+                    "largest request body accepted (suffixes k, m, g)", &Options::max_request_bytes,
+                    1, int64_t{1} << 40),
+      IntegerOption("--header-timeout", "http.header_timeout", "SECONDS",
+                    "close a connection whose request headers (or next request) take longer",
+                    &Options::header_timeout, 1, 86400),
+      IntegerOption("--body-timeout", "http.body_timeout", "SECONDS",
+                    "close a connection whose request body takes longer", &Options::body_timeout, 1,
+                    86400),
+      IntegerOption("--max-connections", "http.max_connections", "N",
+                    "connections beyond this are answered 503 and closed",
+                    &Options::max_connections, 1, 1000000),
   };
-  return flags;
+  return options;
+}
+
+const Option* FindOption(std::string_view name, bool by_key) {
+  for (const Option& option : AllOptions()) {
+    if ((by_key ? option.key : option.flag) == name) return &option;
+  }
+  return nullptr;
 }
 
 void PrintHelp() {
   const Options defaults;
-  std::printf("usage: quiverd [OPTION]...\n\nServes Quiver's feature tables over HTTP.\n\n");
-  for (const Flag& flag : Flags()) {
-    const std::string left = std::string(flag.name) + " " + flag.value_name;
-    std::printf("  %-26s %s (default: %s)\n", left.c_str(), flag.help, flag.show(defaults).c_str());
+  std::printf(
+      "usage: quiverd [--config FILE] [OPTION]...\n\nServes Quiver's feature tables over HTTP.\n"
+      "Settings come from the YAML file, then QUIVER_* environment variables, then flags, each\n"
+      "overriding the one before (docs/operations.md).\n\n");
+  std::printf("  %-26s %s\n", "--config FILE", "YAML configuration file");
+  for (const Option& option : AllOptions()) {
+    const std::string left = std::string(option.flag) + " " + option.value_name;
+    std::printf("  %-26s %s (default: %s; %s, %s)\n", left.c_str(), option.help,
+                option.show(defaults).c_str(), option.key, EnvName(option.key).c_str());
   }
   std::printf("  %-26s %s\n  %-26s %s\n", "--help", "print this help and exit", "--version",
               "print the version and exit");
 }
 
-// Empty on success, else the message for exit status 2.
-std::string ParseFlags(int argc, char** argv, Options* options, bool* exit_now) {
+// Applies the YAML mapping `node` (at `prefix`) to `options`.
+std::string ApplyYaml(const YAML::Node& node, const std::string& prefix, const std::string& file,
+                      Options* options) {
+  if (!node.IsMap()) {
+    return "config " + file + ": " + (prefix.empty() ? "the document" : prefix) +
+           " must be a mapping of keys";
+  }
+  for (const auto& entry : node) {
+    const std::string name = entry.first.as<std::string>();
+    const std::string key = prefix.empty() ? name : prefix + "." + name;
+    const YAML::Node& value = entry.second;
+    if (value.IsMap()) {
+      bool known_section = false;
+      for (const Option& option : AllOptions()) {
+        known_section |= std::string_view(option.key).rfind(key + ".", 0) == 0;
+      }
+      if (!known_section) return "config " + file + ": unknown key '" + key + "'";
+      if (std::string error = ApplyYaml(value, key, file, options); !error.empty()) return error;
+      continue;
+    }
+    const Option* option = FindOption(key, /*by_key=*/true);
+    if (option == nullptr) return "config " + file + ": unknown key '" + key + "'";
+    if (!value.IsScalar()) {
+      return "config " + file + ": " + key + ": expected a single value";
+    }
+    if (std::string error = option->set(*options, value.Scalar(), "config " + file + ": " + key);
+        !error.empty()) {
+      return error;
+    }
+  }
+  return "";
+}
+
+std::string ApplyConfigFile(const std::string& file, Options* options) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file);
+  } catch (const YAML::BadFile&) {
+    return "--config: cannot read '" + file + "'";
+  } catch (const YAML::Exception& e) {
+    return "config " + file + ": not valid YAML (" + e.what() + ")";
+  }
+  if (root.IsNull()) return "";  // an empty file
+  try {
+    return ApplyYaml(root, "", file, options);
+  } catch (const YAML::Exception& e) {
+    return "config " + file + ": " + e.what();
+  }
+}
+
+// Variables a client may set beside a server; quiverd leaves them alone.
+constexpr std::string_view kClientVariables[] = {"QUIVER_URL"};
+
+std::string ApplyEnvironment(Options* options) {
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    if (text.rfind("QUIVER_", 0) != 0) continue;
+    const size_t equals = text.find('=');
+    const std::string name(text.substr(0, equals));
+    const std::string value(equals == std::string_view::npos ? "" : text.substr(equals + 1));
+    if (std::find(std::begin(kClientVariables), std::end(kClientVariables), name) !=
+        std::end(kClientVariables)) {
+      continue;
+    }
+    const Option* match = nullptr;
+    for (const Option& option : AllOptions()) {
+      if (EnvName(option.key) == name) match = &option;
+    }
+    if (match == nullptr) return "unknown environment variable " + name + " (see --help)";
+    if (std::string error = match->set(*options, value, name); !error.empty()) return error;
+  }
+  return "";
+}
+
+// Empty on success, else the message for exit status 2. Layers: defaults, the --config file,
+// QUIVER_* variables, flags.
+std::string ParseSettings(int argc, char** argv, Options* options, bool* exit_now) {
   *exit_now = false;
+  std::vector<std::pair<const Option*, std::string>> flags;
+  std::string config_file;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -165,16 +272,26 @@ std::string ParseFlags(int argc, char** argv, Options* options, bool* exit_now) 
       arg = arg.substr(0, equals);
       has_value = true;
     }
-    const Flag* flag = nullptr;
-    for (const Flag& candidate : Flags()) {
-      if (arg == candidate.name) flag = &candidate;
-    }
-    if (flag == nullptr) return "unknown option '" + arg + "' (see --help)";
+    const Option* option = FindOption(arg, /*by_key=*/false);
+    if (option == nullptr && arg != "--config") return "unknown option '" + arg + "' (see --help)";
     if (!has_value) {
-      if (i + 1 >= argc) return std::string(flag->name) + " needs a value";
+      if (i + 1 >= argc) return arg + " needs a value";
       value = argv[++i];
     }
-    if (std::string error = flag->set(*options, value); !error.empty()) return error;
+    if (option == nullptr) {
+      config_file = value;
+    } else {
+      flags.emplace_back(option, value);
+    }
+  }
+  if (!config_file.empty()) {
+    if (std::string error = ApplyConfigFile(config_file, options); !error.empty()) return error;
+  }
+  if (std::string error = ApplyEnvironment(options); !error.empty()) return error;
+  for (const auto& [option, value] : flags) {
+    if (std::string error = option->set(*options, value, option->flag); !error.empty()) {
+      return error;
+    }
   }
   return "";
 }
@@ -232,7 +349,7 @@ int Run(const Options& options) {
 int main(int argc, char** argv) {
   quiver::Options options;
   bool exit_now = false;
-  const std::string error = quiver::ParseFlags(argc, argv, &options, &exit_now);
+  const std::string error = quiver::ParseSettings(argc, argv, &options, &exit_now);
   if (!error.empty()) {
     std::fprintf(stderr, "quiverd: %s\n", error.c_str());
     return 2;

@@ -342,7 +342,8 @@ def test_command_line():
     for flag in ["--bind", "--http-port", "--flight-port", "--data-dir", "--threads",
                  "--log-level", "--max-request-bytes"]:
         assert flag in help_text.stdout
-    assert "(default: 8080)" in help_text.stdout
+    assert "(default: 8080; http.port, QUIVER_HTTP_PORT)" in help_text.stdout
+    assert "--config FILE" in help_text.stdout
     version = subprocess.run([str(QUIVERD), "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and version.stdout.startswith("quiverd ")
     for args, text in [(["--nope"], "unknown option '--nope'"),
