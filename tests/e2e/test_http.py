@@ -496,3 +496,42 @@ def test_connection_cap(start_server):
             pass
         assert time.monotonic() < deadline, "the server did not recover below its cap"
         time.sleep(0.05)
+
+
+def test_openapi_document_is_valid_and_truthful(server):
+    from openapi_spec_validator import validate
+    response = requests.get(server.url + "/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    document = response.json()
+    assert document["openapi"] == "3.1.0"
+    validate(document)  # a valid OpenAPI 3.1 document
+
+    # Every documented operation is routed by the server, and answers one of its documented statuses.
+    create(server, "t")
+    write_json(server, {"doc_id": ["a"]}, "t")
+    bodies = {"fetch": {"keys": ["a"]}, "write": {"columns": {"doc_id": ["b"]}},
+              "delete": {"keys": ["zz"]}, "t": SCHEMA}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            # Create a fresh table for PUT /api/v1/table/{name}; use "t" otherwise.
+            name = "fresh" if (method == "put" and path == "/api/v1/table/{name}") else "t"
+            url = server.url + path.replace("{name}", name)
+            last = path.rsplit("/", 1)[-1]
+            kwargs = {"json": bodies[last]} if last in bodies else {}
+            if name == "fresh":
+                kwargs = {"json": SCHEMA}
+            if method == "delete":
+                requests.put(server.url + "/api/v1/table/gone", json=SCHEMA)
+                url = server.url + path.replace("{name}", "gone")
+            answer = requests.request(method.upper(), url, **kwargs)
+            assert str(answer.status_code) in operation["responses"], (method, path, answer.text)
+            assert answer.status_code < 400, (method, path, answer.text)
+
+    # Every route the server answered is documented (route labels of /metrics).
+    samples = parse_metrics(requests.get(server.url + "/metrics").text)
+    routes = {dict(labels)["route"] for name, labels in samples
+              if name == "quiver_http_requests_total"}
+    assert routes - {"unmatched"} <= set(document["paths"]), routes - set(document["paths"])

@@ -12,6 +12,10 @@
 #include "server/http/codec.h"
 
 namespace quiver::http_server {
+
+// src/server/http/openapi.json, embedded by the build.
+extern const std::string_view kOpenApiDocument;
+
 namespace {
 
 namespace http = boost::beast::http;
@@ -144,6 +148,11 @@ HttpResponse Router::Handle(const HttpRequest& request, std::string_view* route)
     response.set(http::field::content_type, "text/plain");
     response.body() = "OK";
     return response;
+  }
+  if (segments.size() == 1 && segments[0] == "openapi.json") {
+    *route = "/openapi.json";
+    if (method != http::verb::get) return MethodNotAllowed(request, "GET");
+    return JsonResponse(request, http::status::ok, std::string(kOpenApiDocument));
   }
   if (segments.size() == 1 && segments[0] == "metrics") {
     *route = "/metrics";
