@@ -41,6 +41,7 @@ struct Options {
   int64_t header_timeout = 30;
   int64_t body_timeout = 60;
   int64_t max_connections = 1024;
+  bool access_log = false;
 };
 
 // One option, in its three spellings: a flag (--http-port), a key of the YAML file (http.port)
@@ -53,6 +54,7 @@ struct Option {
   // Sets the option from text; returns an error (naming `where`) or "".
   std::function<std::string(Options&, const std::string& value, const std::string& where)> set;
   std::function<std::string(const Options&)> show;  // the current value, for --help defaults
+  bool is_switch = false;  // a flag without a value means true (--flag=false also works)
 };
 
 std::string EnvName(const char* key) {
@@ -146,6 +148,18 @@ const std::vector<Option>& AllOptions() {
       IntegerOption("--max-connections", "http.max_connections", "N",
                     "connections beyond this are answered 503 and closed",
                     &Options::max_connections, 1, 1000000),
+      {"--access-log", "log.access", "", "log one line per request (true or false)",
+       [](Options& o, const std::string& v, const std::string& where) {
+         if (v == "true" || v == "1" || v == "yes") {
+           o.access_log = true;
+         } else if (v == "false" || v == "0" || v == "no") {
+           o.access_log = false;
+         } else {
+           return where + ": '" + v + "' is not true or false";
+         }
+         return std::string();
+       },
+       [](const Options& o) { return std::string(o.access_log ? "true" : "false"); }, true},
   };
   return options;
 }
@@ -165,7 +179,8 @@ void PrintHelp() {
       "overriding the one before (docs/operations.md).\n\n");
   std::printf("  %-26s %s\n", "--config FILE", "YAML configuration file");
   for (const Option& option : AllOptions()) {
-    const std::string left = std::string(option.flag) + " " + option.value_name;
+    const std::string left =
+        std::string(option.flag) + (option.is_switch ? "" : " " + std::string(option.value_name));
     std::printf("  %-26s %s (default: %s; %s, %s)\n", left.c_str(), option.help,
                 option.show(defaults).c_str(), option.key, EnvName(option.key).c_str());
   }
@@ -274,7 +289,9 @@ std::string ParseSettings(int argc, char** argv, Options* options, bool* exit_no
     }
     const Option* option = FindOption(arg, /*by_key=*/false);
     if (option == nullptr && arg != "--config") return "unknown option '" + arg + "' (see --help)";
-    if (!has_value) {
+    if (!has_value && option != nullptr && option->is_switch) {
+      value = "true";
+    } else if (!has_value) {
       if (i + 1 >= argc) return arg + " needs a value";
       value = argv[++i];
     }
@@ -325,6 +342,7 @@ int Run(const Options& options) {
   http.header_timeout_seconds = static_cast<int>(options.header_timeout);
   http.body_timeout_seconds = static_cast<int>(options.body_timeout);
   http.max_connections = static_cast<int>(options.max_connections);
+  http.access_log = options.access_log;
   auto server = http_server::HttpServer::Start(http, catalog);
   if (!server.ok()) {
     QUIVER_LOG(kError, "cannot start", {{"error", server.status().message()}});

@@ -535,3 +535,17 @@ def test_openapi_document_is_valid_and_truthful(server):
     routes = {dict(labels)["route"] for name, labels in samples
               if name == "quiver_http_requests_total"}
     assert routes - {"unmatched"} <= set(document["paths"]), routes - set(document["paths"])
+
+
+def test_access_log(start_server):
+    quiet = start_server()
+    requests.get(quiet.url + "/health")
+    server = start_server("--access-log")
+    create(server)
+    fetch_json(server, ["a"])
+    lines = [line for line in server.log().splitlines() if "msg=request" in line]
+    assert any("method=PUT route=/api/v1/table/{name} target=/api/v1/table/docs status=201" in line
+               for line in lines), lines
+    fetch_line = [line for line in lines if "route=/api/v1/table/{name}/fetch" in line][0]
+    assert "status=200" in fetch_line and "bytes_in=" in fetch_line and " us=" in fetch_line
+    assert "msg=request" not in quiet.log()

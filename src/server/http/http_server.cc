@@ -157,6 +157,16 @@ void HttpServer::Record(std::string_view route, const HttpRequest& request,
   }
   metrics_.Histogram("quiver_http_request_duration_seconds", {{"route", route_label}}, kBounds)
       .Observe(seconds);
+  if (options_.access_log) {
+    QUIVER_LOG(kInfo, "request",
+               {{"method", std::string(request.method_string())},
+                {"route", route_label},
+                {"target", std::string(request.target().substr(0, 256))},
+                {"status", status},
+                {"bytes_in", std::to_string(request.body().size())},
+                {"bytes_out", std::to_string(response.body().size())},
+                {"us", std::to_string(static_cast<int64_t>(seconds * 1e6))}});
+  }
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,

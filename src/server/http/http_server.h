@@ -37,6 +37,8 @@ struct HttpServerOptions {
   int body_timeout_seconds = 60;
   // Connections beyond this many are answered 503 and closed.
   int max_connections = 1024;
+  // One log line per request: method, route, target, status, bytes in and out, microseconds.
+  bool access_log = false;
 };
 
 class HttpServer {
