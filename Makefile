@@ -55,9 +55,10 @@ serve: build
 demo: build
 	@./$(BUILD)/apps/quiver-demo --data-dir ./quiver-data
 
-# Engine benchmarks (docs/benchmarks.md). BENCH_ROWS=10000000 for the full size.
+# Engine and HTTP benchmarks (docs/benchmarks.md); BENCH_ROWS rows (default 10,000,000).
 bench: build
 	@./$(BUILD)/bench/engine_benchmark --benchmark_counters_tabular=true
+	@./$(BUILD)/bench/http_benchmark
 
 # Coverage-guided fuzzing with libFuzzer (needs clang: apt-get install clang). FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60

@@ -210,6 +210,9 @@ void HttpServer::Accept() {
   contexts_->acceptor->async_accept(target, [this](beast::error_code error, tcp::socket socket) {
     if (stopping_.load()) return;
     if (!error) {
+      // Responses leave as soon as they are written: no Nagle delay between header and body.
+      beast::error_code ignored;
+      socket.set_option(tcp::no_delay(true), ignored);
       // Counted before this one is made: open_sessions_ includes every live session.
       const bool refuse = open_sessions_.load() >= options_.max_connections;
       auto session = std::make_shared<Session>(std::move(socket), *this);
