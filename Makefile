@@ -28,7 +28,7 @@ test-cpp: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 test-python: build
-	@QUIVERD=$(BUILD)/apps/quiverd .venv/bin/python -m pytest tests -q
+	@QUIVERD=$(BUILD)/quiverd .venv/bin/python -m pytest tests -q
 
 test-asan: setup
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
@@ -37,7 +37,7 @@ test-asan: setup
 	  codec_fuzz quiverd
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
-	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system QUIVERD=build-asan/apps/quiverd \
+	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system QUIVERD=build-asan/quiverd \
 	  .venv/bin/python -m pytest tests -q
 
 test-tsan: setup
@@ -49,7 +49,7 @@ test-tsan: setup
 
 # The server on its embedded default: 127.0.0.1:8080, ./quiver-data (docs/http.md).
 serve: build
-	@./$(BUILD)/apps/quiverd --data-dir ./quiver-data
+	@./$(BUILD)/quiverd --data-dir ./quiver-data
 
 # The engine end to end without a server: load, read, write an Arrow file (apps/quiver_demo.cc).
 demo: build

@@ -105,7 +105,7 @@ void Percentiles(const char* name, std::vector<double>& micros) {
 
 int main(int argc, char** argv) {
   std::string quiverd =
-      (std::filesystem::path(argv[0]).parent_path() / ".." / "apps" / "quiverd").string();
+      (std::filesystem::path(argv[0]).parent_path() / ".." / "quiverd").string();
   int requests = 20000, connections = 16, seconds = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-QUIVERD = pathlib.Path(os.environ.get("QUIVERD", ROOT / "build" / "apps" / "quiverd"))
+QUIVERD = pathlib.Path(os.environ.get("QUIVERD", ROOT / "build" / "quiverd"))
 
 
 def free_port() -> int:
