@@ -31,8 +31,8 @@ std::shared_ptr<arrow::Array> Keys() {
 }
 
 std::string IpcBody(const std::shared_ptr<arrow::Array>& keys) {
-  auto batch = arrow::RecordBatch::Make(arrow::schema({arrow::field("key", arrow::utf8())}), 1000,
-                                        {keys});
+  auto batch =
+      arrow::RecordBatch::Make(arrow::schema({arrow::field("key", arrow::utf8())}), 1000, {keys});
   auto sink = arrow::io::BufferOutputStream::Create().ValueOrDie();
   auto writer = arrow::ipc::MakeStreamWriter(sink, batch->schema()).ValueOrDie();
   (void)writer->WriteRecordBatch(*batch);

@@ -97,15 +97,14 @@ http::request<http::string_body> MakeRequest(http::verb verb, const std::string&
 void Percentiles(const char* name, std::vector<double>& micros) {
   std::sort(micros.begin(), micros.end());
   auto at = [&](double q) { return micros[static_cast<size_t>(q * (micros.size() - 1))]; };
-  std::printf("%-44s p50 %8.1f us   p99 %8.1f us   p999 %8.1f us   (%zu requests)\n", name,
-              at(0.5), at(0.99), at(0.999), micros.size());
+  std::printf("%-44s p50 %8.1f us   p99 %8.1f us   p999 %8.1f us   (%zu requests)\n", name, at(0.5),
+              at(0.99), at(0.999), micros.size());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string quiverd =
-      (std::filesystem::path(argv[0]).parent_path() / ".." / "quiverd").string();
+  std::string quiverd = (std::filesystem::path(argv[0]).parent_path() / ".." / "quiverd").string();
   int requests = 20000, connections = 16, seconds = 5;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
@@ -125,9 +124,9 @@ int main(int argc, char** argv) {
   }
   const std::string port_text = std::to_string(port);
   const std::string data_dir = std::filesystem::temp_directory_path() / "quiver-http-bench";
-  std::vector<std::string> args = {quiverd, "--http-port", port_text, "--data-dir", data_dir,
-                                   "--max-request-bytes", "1g", "--max-connections", "4096",
-                                   "--log-level", "warn"};
+  std::vector<std::string> args = {quiverd,  "--http-port",         port_text, "--data-dir",
+                                   data_dir, "--max-request-bytes", "1g",      "--max-connections",
+                                   "4096",   "--log-level",         "warn"};
   std::vector<char*> argv_spawn;
   for (auto& arg : args) argv_spawn.push_back(arg.data());
   argv_spawn.push_back(nullptr);
@@ -150,7 +149,8 @@ int main(int argc, char** argv) {
   }
 
   std::string schema = R"({"key": "key", "columns": {"key": {"dtype": "utf8"})";
-  for (int c = 0; c < 10; ++c) schema += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32"})";
+  for (int c = 0; c < 10; ++c)
+    schema += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32"})";
   schema += "}}";
   auto create = MakeRequest(http::verb::put, "/api/v1/table/bench", "application/json", schema);
   if (client->Send(create) != 201) {
@@ -173,8 +173,9 @@ int main(int argc, char** argv) {
       fields.push_back(arrow::field("f" + std::to_string(c), arrow::float32()));
       arrays.push_back(values.Finish().ValueOrDie());
     }
-    auto write = MakeRequest(http::verb::put, "/api/v1/table/bench/write", kArrow,
-                             IpcBytes(arrow::RecordBatch::Make(arrow::schema(fields), count, arrays)));
+    auto write =
+        MakeRequest(http::verb::put, "/api/v1/table/bench/write", kArrow,
+                    IpcBytes(arrow::RecordBatch::Make(arrow::schema(fields), count, arrays)));
     if (client->Send(write) != 200) {
       std::fprintf(stderr, "write failed\n");
       return 1;
@@ -197,10 +198,10 @@ int main(int argc, char** argv) {
     json += "]}";
     auto batch = arrow::RecordBatch::Make(arrow::schema({arrow::field("key", arrow::utf8())}), 1000,
                                           {keys.Finish().ValueOrDie()});
-    ipc_requests.push_back(MakeRequest(http::verb::post, "/api/v1/table/bench/fetch", kArrow,
-                                       IpcBytes(batch)));
-    json_requests.push_back(MakeRequest(http::verb::post, "/api/v1/table/bench/fetch",
-                                        "application/json", json));
+    ipc_requests.push_back(
+        MakeRequest(http::verb::post, "/api/v1/table/bench/fetch", kArrow, IpcBytes(batch)));
+    json_requests.push_back(
+        MakeRequest(http::verb::post, "/api/v1/table/bench/fetch", "application/json", json));
   }
   std::string body;
   if (client->Send(ipc_requests[0], &body) != 200 || body.size() < 40000) {

@@ -8,15 +8,13 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "common/fuzz_check.h"
 #include "engine/schema.h"
 
 namespace {
 
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "schema_fuzz: %s\n", what);
-    std::abort();
-  }
+void Check(bool condition, const char* property) {
+  quiver::FuzzCheck(condition, "schema_fuzz", property);
 }
 
 }  // namespace

@@ -8,10 +8,15 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "common/fuzz_check.h"
 #include "engine/table.h"
 #include "server/http/codec.h"
 
 namespace {
+
+void Check(bool condition, const char* property) {
+  quiver::FuzzCheck(condition, "codec_fuzz", property);
+}
 
 using quiver::http_server::Base64Decode;
 using quiver::http_server::Base64Encode;
@@ -28,13 +33,6 @@ std::shared_ptr<quiver::Table> FuzzTable() {
     return quiver::Table::Make("fuzz", *schema, limits).value();
   }();
   return table;
-}
-
-void Check(bool condition, const char* what) {
-  if (!condition) {
-    std::fprintf(stderr, "codec_fuzz: %s\n", what);
-    std::abort();
-  }
 }
 
 }  // namespace
