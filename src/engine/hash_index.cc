@@ -75,17 +75,9 @@ Status HashIndex::Reserve(size_t additional) {
 }
 
 void HashIndex::Insert(uint64_t hash, uint32_t row) {
-  uint64_t value = (hash & 0xFFFFFFFF00000000ULL) | row;
-  Array& array = *owned_;
-  for (size_t i = Home(array, hash);; i = (i + 1) & array.mask) {
-    uint64_t slot = array.slots[i].load(std::memory_order_relaxed);
-    if (slot == kEmpty || slot == kTombstone) {
-      if (slot == kEmpty) ++used_;
-      array.slots[i].store(value, std::memory_order_release);
-      ++live_;
-      return;
-    }
-  }
+  size_t position = 0;
+  FindForInsert(hash, [](uint32_t) { return false; }, &position);
+  InsertAt(position, hash, row);
 }
 
 void HashIndex::InsertAt(size_t position, uint64_t hash, uint32_t row) {
