@@ -204,17 +204,19 @@ HttpResponse Router::Handle(const HttpRequest& request, std::string_view* route)
 HttpResponse Router::Metrics(const HttpRequest& request) const {
   std::string body;
   metrics_.Render(&body);
-  AppendFamilyHeader(&body, "quiver_table_rows", "gauge", "Rows held, per table");
   const auto tables = catalog_.Tables();
-  for (const auto& table : tables) {
-    AppendSample(&body, "quiver_table_rows", {{"table", table->name()}},
-                 static_cast<double>(table->Stats().rows));
+  std::vector<TableStats> stats;  // one snapshot per table for both gauges
+  for (const auto& table : tables) stats.push_back(table->Stats());
+  AppendFamilyHeader(&body, "quiver_table_rows", "gauge", "Rows held, per table");
+  for (size_t i = 0; i < tables.size(); ++i) {
+    AppendSample(&body, "quiver_table_rows", {{"table", tables[i]->name()}},
+                 static_cast<double>(stats[i].rows));
   }
   AppendFamilyHeader(&body, "quiver_table_bytes", "gauge",
                      "Bytes held (rows, index and heap), per table");
-  for (const auto& table : tables) {
-    AppendSample(&body, "quiver_table_bytes", {{"table", table->name()}},
-                 static_cast<double>(table->Stats().bytes));
+  for (size_t i = 0; i < tables.size(); ++i) {
+    AppendSample(&body, "quiver_table_bytes", {{"table", tables[i]->name()}},
+                 static_cast<double>(stats[i].bytes));
   }
   AppendFamilyHeader(&body, "quiver_tables", "gauge", "Tables in the catalog");
   AppendSample(&body, "quiver_tables", {}, static_cast<double>(tables.size()));
