@@ -30,6 +30,60 @@ std::shared_ptr<arrow::Buffer> WrapBody(std::string_view body) {
                                          static_cast<int64_t>(body.size()));
 }
 
+std::string RowContext(const std::string& what, size_t row) {
+  return what + " row " + std::to_string(row);
+}
+
+// Keys come as utf8 or int64 arrays; these two convert straight from the parsed document
+// instead of printing it and parsing it again.
+Result<std::shared_ptr<arrow::Array>> StringArrayFromJson(const Json& values,
+                                                          const std::string& what) {
+  arrow::StringBuilder builder;
+  QUIVER_RETURN_NOT_OK_ARROW(builder.Reserve(static_cast<int64_t>(values.size())));
+  for (size_t i = 0; i < values.size(); ++i) {
+    const Json& value = values[i];
+    if (value.is_null()) {
+      QUIVER_RETURN_NOT_OK_ARROW(builder.AppendNull());
+    } else if (value.is_string()) {
+      QUIVER_RETURN_NOT_OK_ARROW(builder.Append(value.get_ref<const std::string&>()));
+    } else {
+      return Status::InvalidArgument(RowContext(what, i) + ": " + value.dump() +
+                                     " is not a utf8 value (a JSON string)");
+    }
+  }
+  QUIVER_ASSIGN_OR_RETURN_ARROW(auto array, builder.Finish());
+  return array;
+}
+
+Result<std::shared_ptr<arrow::Array>> Int64ArrayFromJson(const Json& values,
+                                                         const std::string& what) {
+  arrow::Int64Builder builder;
+  QUIVER_RETURN_NOT_OK_ARROW(builder.Reserve(static_cast<int64_t>(values.size())));
+  for (size_t i = 0; i < values.size(); ++i) {
+    const Json& value = values[i];
+    if (value.is_null()) {
+      builder.UnsafeAppendNull();
+    } else if (value.is_number_integer()) {
+      // nlohmann keeps integers above INT64_MAX as unsigned.
+      if (value.is_number_unsigned() &&
+          value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        return Status::InvalidArgument(RowContext(what, i) + ": " + value.dump() +
+                                       " is out of range for int64");
+      }
+      builder.UnsafeAppend(value.get<int64_t>());
+    } else if (value.is_number_float() && std::abs(value.get<double>()) >= 0x1p63) {
+      // ... and integers above UINT64_MAX as doubles.
+      return Status::InvalidArgument(RowContext(what, i) + ": " + value.dump() +
+                                     " is out of range for int64");
+    } else {
+      return Status::InvalidArgument(RowContext(what, i) + ": " + value.dump() +
+                                     " is not an int64 value (a JSON integer)");
+    }
+  }
+  QUIVER_ASSIGN_OR_RETURN_ARROW(auto array, builder.Finish());
+  return array;
+}
+
 // A JSON array of values as an Arrow array of `type`; binary values are base64 strings.
 Result<std::shared_ptr<arrow::Array>> ArrayFromJson(const Json& values,
                                                     const std::shared_ptr<arrow::DataType>& type,
@@ -44,16 +98,17 @@ Result<std::shared_ptr<arrow::Array>> ArrayFromJson(const Json& values,
         continue;
       }
       if (!value.is_string()) {
-        return Status::InvalidArgument(what + " row " + std::to_string(i) +
-                                       ": binary values are base64 strings");
+        return Status::InvalidArgument(RowContext(what, i) + ": binary values are base64 strings");
       }
       auto bytes = Base64Decode(value.get_ref<const std::string&>());
-      if (!bytes.ok()) return bytes.status().WithContext(what + " row " + std::to_string(i));
+      if (!bytes.ok()) return bytes.status().WithContext(RowContext(what, i));
       QUIVER_RETURN_NOT_OK_ARROW(builder.Append(*bytes));
     }
     QUIVER_ASSIGN_OR_RETURN_ARROW(auto array, builder.Finish());
     return array;
   }
+  if (type->id() == arrow::Type::STRING) return StringArrayFromJson(values, what);
+  if (type->id() == arrow::Type::INT64) return Int64ArrayFromJson(values, what);
   auto array = arrow::json::ArrayFromJSONString(type, values.dump());
   if (!array.ok()) {
     return Status::InvalidArgument(what + ": not " + DtypeName(*type) + " values (" +
