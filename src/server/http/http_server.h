@@ -39,6 +39,8 @@ struct HttpServerOptions {
   int max_connections = 1024;
   // One log line per request: method, route, target, status, bytes in and out, microseconds.
   bool access_log = false;
+  // After handling work, an io thread polls this long before it sleeps (0: never polls).
+  int busy_poll_us = 0;
 };
 
 class HttpServer {
