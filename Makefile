@@ -34,7 +34,7 @@ test-asan: setup
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
 	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz \
-	  codec_fuzz quiverd
+	  codec_fuzz codec_test quiverd
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system QUIVERD=build-asan/quiverd \
@@ -55,10 +55,11 @@ serve: build
 demo: build
 	@./$(BUILD)/apps/quiver-demo --data-dir ./quiver-data
 
-# Engine and HTTP benchmarks (docs/benchmarks.md); BENCH_ROWS rows (default 10,000,000).
+# Engine, HTTP and Flight benchmarks (docs/benchmarks.md); BENCH_ROWS rows (default 10,000,000).
 bench: build
 	@./$(BUILD)/bench/engine_benchmark --benchmark_counters_tabular=true
 	@./$(BUILD)/bench/http_benchmark
+	@./$(BUILD)/bench/flight_benchmark
 
 # Coverage-guided fuzzing with libFuzzer (needs clang: apt-get install clang). FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
@@ -68,7 +69,7 @@ fuzz: setup
 	@cmake --build build-fuzz --target schema_fuzz codec_fuzz
 	@mkdir -p build-fuzz/corpus/schema build-fuzz/corpus/codec
 	@cp src/engine/fuzz_corpus/schema/* build-fuzz/corpus/schema/
-	@cp src/server/http/fuzz_corpus/codec/* build-fuzz/corpus/codec/
+	@cp src/server/codec/fuzz_corpus/codec/* build-fuzz/corpus/codec/
 	@./build-fuzz/src/schema_fuzz -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/schema
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ./build-fuzz/src/codec_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 build-fuzz/corpus/codec

@@ -1,5 +1,6 @@
-// quiverd: the Quiver server. Serves the catalog over HTTP (docs/http.md) until SIGTERM or SIGINT,
-// then stops accepting, finishes the requests in flight and exits 0.
+// quiverd: the Quiver server. Serves the catalog over HTTP (docs/http.md) and Arrow Flight
+// (docs/flight.md) until SIGTERM or SIGINT, then stops accepting, finishes the requests in flight
+// and exits 0.
 //
 //   quiverd [--config FILE] [--bind ADDR] [--http-port N] ... [--help] [--version]
 //
@@ -25,6 +26,7 @@
 
 #include "common/log.h"
 #include "engine/catalog.h"
+#include "server/flight/flight_server.h"
 #include "server/http/http_server.h"
 
 namespace quiver {
@@ -114,9 +116,8 @@ const std::vector<Option>& AllOptions() {
        [](const Options& o) { return o.bind; }},
       IntegerOption("--http-port", "http.port", "N", "HTTP port (0: any free port)",
                     &Options::http_port, 0, 65535),
-      IntegerOption("--flight-port", "flight.port", "N",
-                    "Arrow Flight port (reserved: Flight is not served yet)", &Options::flight_port,
-                    0, 65535),
+      IntegerOption("--flight-port", "flight.port", "N", "Arrow Flight port (0: any free port)",
+                    &Options::flight_port, 0, 65535),
       {"--data-dir", "data_dir", "DIR",
        "data directory, created when missing (nothing is persisted yet)",
        [](Options& o, const std::string& v, const std::string& where) {
@@ -223,6 +224,10 @@ std::string ApplyYaml(const YAML::Node& node, const std::string& prefix, const s
       return error;
     }
   }
+  if (options->http_port != 0 && options->http_port == options->flight_port) {
+    return "http.port and flight.port are both " + std::to_string(options->http_port) +
+           "; HTTP and Arrow Flight need a port each";
+  }
   return "";
 }
 
@@ -315,6 +320,10 @@ std::string ParseSettings(int argc, char** argv, Options* options, bool* exit_no
       return error;
     }
   }
+  if (options->http_port != 0 && options->http_port == options->flight_port) {
+    return "http.port and flight.port are both " + std::to_string(options->http_port) +
+           "; HTTP and Arrow Flight need a port each";
+  }
   return "";
 }
 
@@ -349,13 +358,24 @@ int Run(const Options& options) {
   http.max_connections = static_cast<int>(options.max_connections);
   http.access_log = options.access_log;
   http.busy_poll_us = static_cast<int>(options.busy_poll_us);
-  auto server = http_server::HttpServer::Start(http, catalog);
+  MetricsRegistry metrics;
+  auto server = http_server::HttpServer::Start(http, catalog, metrics);
   if (!server.ok()) {
     QUIVER_LOG(kError, "cannot start", {{"error", server.status().message()}});
     return 1;
   }
+  flight_server::FlightServerOptions flight;
+  flight.bind = options.bind;
+  flight.port = static_cast<uint16_t>(options.flight_port);
+  auto flight_server = flight_server::FlightServer::Start(flight, catalog, metrics);
+  if (!flight_server.ok()) {
+    QUIVER_LOG(kError, "cannot start", {{"error", flight_server.status().message()}});
+    (*server)->Stop();
+    return 1;
+  }
   QUIVER_LOG(kInfo, "listening",
              {{"http", options.bind + ":" + std::to_string((*server)->port())},
+              {"flight", options.bind + ":" + std::to_string((*flight_server)->port())},
               {"data_dir", options.data_dir},
               {"threads", std::to_string(options.threads)},
               {"version", QUIVER_VERSION}});
@@ -363,6 +383,7 @@ int Run(const Options& options) {
   sigwait(&signals, &signal_number);
   QUIVER_LOG(kInfo, "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
   (*server)->Stop();
+  (*flight_server)->Stop();
   QUIVER_LOG(kInfo, "stopped");
   return 0;
 }

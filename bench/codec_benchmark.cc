@@ -8,9 +8,9 @@
 #include <random>
 #include <string>
 
-#include "server/http/codec.h"
+#include "server/codec/codec.h"
 
-namespace quiver::http_server {
+namespace quiver::codec {
 namespace {
 
 TableSchema Schema() {
@@ -85,6 +85,6 @@ BENCHMARK(BM_EncodeIpcResult)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_EncodeJsonResult)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
-}  // namespace quiver::http_server
+}  // namespace quiver::codec
 
 BENCHMARK_MAIN();

@@ -11,28 +11,24 @@
 #include <arrow/api.h>
 #include <arrow/io/memory.h>
 #include <arrow/ipc/writer.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-extern char** environ;
+#include "bench_server.h"
 
 namespace {
+
+namespace bench = quiver::bench;
 
 namespace net = boost::asio;
 namespace beast = boost::beast;
@@ -41,17 +37,6 @@ using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kArrow[] = "application/vnd.apache.arrow.stream";
-
-int64_t EnvRows() {
-  const char* text = std::getenv("BENCH_ROWS");
-  return text ? std::max<int64_t>(1000, std::atoll(text)) : 10'000'000;
-}
-
-std::string Key(int64_t i) {
-  char buffer[24];
-  std::snprintf(buffer, sizeof(buffer), "%08lld", static_cast<long long>(i));
-  return std::string(buffer, 8);
-}
 
 std::string IpcBytes(const std::shared_ptr<arrow::RecordBatch>& batch) {
   auto sink = arrow::io::BufferOutputStream::Create().ValueOrDie();
@@ -111,13 +96,6 @@ std::pair<double, double> ServerFetchTime(Client& client) {
           value("quiver_http_request_duration_seconds_count")};
 }
 
-void Percentiles(const char* name, std::vector<double>& micros) {
-  std::sort(micros.begin(), micros.end());
-  auto at = [&](double q) { return micros[static_cast<size_t>(q * (micros.size() - 1))]; };
-  std::printf("%-44s p50 %8.1f us   p99 %8.1f us   p999 %8.1f us   (%zu requests)\n", name, at(0.5),
-              at(0.99), at(0.999), micros.size());
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,32 +108,10 @@ int main(int argc, char** argv) {
     if (flag == "--connections") connections = std::atoi(argv[i + 1]);
     if (flag == "--seconds") seconds = std::atoi(argv[i + 1]);
   }
-  const int64_t rows = EnvRows();
+  const int64_t rows = bench::EnvRows();
 
-  // A free port, then the real server on it.
-  uint16_t port;
-  {
-    net::io_context io;
-    tcp::acceptor probe(io, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
-    port = probe.local_endpoint().port();
-  }
-  const std::string port_text = std::to_string(port);
-  const std::string data_dir = std::filesystem::temp_directory_path() / "quiver-http-bench";
-  std::vector<std::string> args = {quiverd,  "--http-port",         port_text, "--data-dir",
-                                   data_dir, "--max-request-bytes", "1g",      "--max-connections",
-                                   "4096",   "--log-level",         "warn"};
-  if (const char* spin = std::getenv("BENCH_BUSY_POLL_US")) {
-    args.push_back("--busy-poll-us");
-    args.push_back(spin);
-  }
-  std::vector<char*> argv_spawn;
-  for (auto& arg : args) argv_spawn.push_back(arg.data());
-  argv_spawn.push_back(nullptr);
-  pid_t server;
-  if (posix_spawn(&server, quiverd.c_str(), nullptr, nullptr, argv_spawn.data(), environ) != 0) {
-    std::fprintf(stderr, "cannot start %s\n", quiverd.c_str());
-    return 1;
-  }
+  bench::Quiverd server(quiverd, {"--max-request-bytes", "1g", "--max-connections", "4096"});
+  const uint16_t port = server.http_port();
   std::unique_ptr<Client> client;
   for (int attempt = 0; !client; ++attempt) {
     try {
@@ -169,34 +125,18 @@ int main(int argc, char** argv) {
     }
   }
 
-  std::string schema = R"({"key": "key", "columns": {"key": {"dtype": "utf8"})";
-  for (int c = 0; c < 10; ++c)
-    schema += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32"})";
-  schema += "}}";
-  auto create = MakeRequest(http::verb::put, "/api/v1/table/bench", "application/json", schema);
+  auto create = MakeRequest(http::verb::put, "/api/v1/table/bench", "application/json",
+                            bench::TableSchemaJson());
   if (client->Send(create) != 201) {
     std::fprintf(stderr, "create failed\n");
     return 1;
   }
   const auto load_start = Clock::now();
   std::mt19937 rng(1);
-  std::uniform_real_distribution<float> uniform(0, 1);
   for (int64_t first = 0; first < rows; first += 1 << 20) {
     const int64_t count = std::min<int64_t>(1 << 20, rows - first);
-    arrow::StringBuilder keys;
-    for (int64_t i = 0; i < count; ++i) (void)keys.Append(Key(first + i));
-    arrow::FieldVector fields = {arrow::field("key", arrow::utf8())};
-    arrow::ArrayVector arrays = {keys.Finish().ValueOrDie()};
-    for (int c = 0; c < 10; ++c) {
-      arrow::FloatBuilder values;
-      (void)values.Reserve(count);
-      for (int64_t i = 0; i < count; ++i) values.UnsafeAppend(uniform(rng));
-      fields.push_back(arrow::field("f" + std::to_string(c), arrow::float32()));
-      arrays.push_back(values.Finish().ValueOrDie());
-    }
-    auto write =
-        MakeRequest(http::verb::put, "/api/v1/table/bench/write", kArrow,
-                    IpcBytes(arrow::RecordBatch::Make(arrow::schema(fields), count, arrays)));
+    auto write = MakeRequest(http::verb::put, "/api/v1/table/bench/write", kArrow,
+                             IpcBytes(bench::TableRows(first, count, rng)));
     if (client->Send(write) != 200) {
       std::fprintf(stderr, "write failed\n");
       return 1;
@@ -207,18 +147,17 @@ int main(int argc, char** argv) {
 
   // 256 key sets of 1000 random keys, as IPC and as JSON bodies.
   std::vector<http::request<http::string_body>> ipc_requests, json_requests;
-  std::mt19937_64 pick(7);
-  for (int s = 0; s < 256; ++s) {
+  for (const auto& set : bench::RandomKeySets(256, 1000, rows)) {
     arrow::StringBuilder keys;
     std::string json = R"({"keys": [)";
-    for (int k = 0; k < 1000; ++k) {
-      const std::string key = Key(static_cast<int64_t>(pick() % rows));
-      (void)keys.Append(key);
-      json += (k ? ",\"" : "\"") + key + "\"";
+    for (size_t k = 0; k < set.size(); ++k) {
+      (void)keys.Append(set[k]);
+      json += (k ? ",\"" : "\"") + set[k] + "\"";
     }
     json += "]}";
-    auto batch = arrow::RecordBatch::Make(arrow::schema({arrow::field("key", arrow::utf8())}), 1000,
-                                          {keys.Finish().ValueOrDie()});
+    auto batch =
+        arrow::RecordBatch::Make(arrow::schema({arrow::field("key", arrow::utf8())}),
+                                 static_cast<int64_t>(set.size()), {keys.Finish().ValueOrDie()});
     ipc_requests.push_back(
         MakeRequest(http::verb::post, "/api/v1/table/bench/fetch", kArrow, IpcBytes(batch)));
     json_requests.push_back(
@@ -240,9 +179,9 @@ int main(int argc, char** argv) {
       client->Send((*set)[i % 256]);
       micros.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
     }
-    Percentiles(set == &ipc_requests ? "fetch 1000 keys, IPC keys -> IPC (1 conn)"
-                                     : "fetch 1000 keys, JSON keys -> IPC (1 conn)",
-                micros);
+    bench::PrintPercentiles(set == &ipc_requests ? "fetch 1000 keys, IPC keys -> IPC (1 conn)"
+                                                 : "fetch 1000 keys, JSON keys -> IPC (1 conn)",
+                            micros);
     const auto server_after = ServerFetchTime(*client);
     std::printf("  of which inside quiverd's handler (decode, engine, encode): mean %.1f us\n",
                 (server_after.first - server_before.first) /
@@ -268,9 +207,5 @@ int main(int argc, char** argv) {
   std::printf("throughput, %d connections, IPC keys -> IPC: %.0f requests/s (%.2f M keys/s)\n",
               connections, done.load() / elapsed, done.load() * 1000 / elapsed / 1e6);
 
-  kill(server, SIGTERM);
-  int status = 0;
-  waitpid(server, &status, 0);
-  std::filesystem::remove_all(data_dir);
-  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
+  return server.Stop() ? 0 : 1;
 }

@@ -14,6 +14,8 @@ from conftest import QUIVERD, free_port
 def run_until_healthy(args, env_extra, port):
     """Starts quiverd, waits until it answers on `port`, stops it; returns its stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
+    if "--config" not in args:  # not the default 8081, which another process may hold
+        env["QUIVER_FLIGHT_PORT"] = "0"
     env.update(env_extra)
     process = subprocess.Popen([str(QUIVERD), *args], env=env, stderr=subprocess.PIPE, text=True)
     try:
@@ -35,13 +37,15 @@ def run_until_healthy(args, env_extra, port):
 
 
 def test_precedence_file_then_environment_then_flags(tmp_path):
-    file_port, env_port, flag_port = free_port(), free_port(), free_port()
+    file_port, env_port, flag_port, flight_port = free_port(), free_port(), free_port(), free_port()
     config = tmp_path / "quiver.yaml"
     config.write_text(f"http:\n  port: {file_port}\n  max_connections: 7\nlog:\n  level: debug\n"
+                      f"flight:\n  port: {flight_port}\n"
                       f"data_dir: {tmp_path / 'from-file'}\n")
     base = ["--config", str(config)]
     stderr = run_until_healthy(base, {}, file_port)
     assert f"http=127.0.0.1:{file_port}" in stderr
+    assert f"flight=127.0.0.1:{flight_port}" in stderr
     assert (tmp_path / "from-file").is_dir()
     stderr = run_until_healthy(base, {"QUIVER_HTTP_PORT": str(env_port)}, env_port)
     assert f"http=127.0.0.1:{env_port}" in stderr

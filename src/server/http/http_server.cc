@@ -200,8 +200,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   bool busy_ = false;  // a request is being handled or answered
 };
 
-HttpServer::HttpServer(const HttpServerOptions& options, Catalog& catalog)
-    : options_(options), router_(catalog, metrics_), contexts_(std::make_unique<Contexts>()) {
+HttpServer::HttpServer(const HttpServerOptions& options, Catalog& catalog, MetricsRegistry& metrics)
+    : options_(options),
+      metrics_(metrics),
+      router_(catalog, metrics_),
+      contexts_(std::make_unique<Contexts>()) {
   metrics_.Describe("quiver_http_requests_total", "counter",
                     "HTTP requests answered, by route template, method and status");
   metrics_.Describe("quiver_http_errors_total", "counter",
@@ -240,8 +243,8 @@ void HttpServer::Record(std::string_view route, const HttpRequest& request,
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
-                                                      Catalog& catalog) {
-  std::unique_ptr<HttpServer> server(new HttpServer(options, catalog));
+                                                      Catalog& catalog, MetricsRegistry& metrics) {
+  std::unique_ptr<HttpServer> server(new HttpServer(options, catalog, metrics));
   Contexts& contexts = *server->contexts_;
   const int threads = std::max(1, options.threads);
   for (int i = 0; i < threads; ++i) {

@@ -45,22 +45,22 @@ struct HttpServerOptions {
 
 class HttpServer {
  public:
-  // Binds and starts serving; an address in use is an IOError saying so.
+  // Binds and starts serving; an address in use is an IOError saying so. Request metrics go to
+  // `metrics`, which /metrics renders (with those of other front ends sharing it).
   static Result<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
-                                                   Catalog& catalog);
+                                                   Catalog& catalog, MetricsRegistry& metrics);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
   uint16_t port() const { return port_; }
-  const MetricsRegistry& metrics() const { return metrics_; }
   void Stop();
 
  private:
   class Session;
   struct Contexts;
 
-  HttpServer(const HttpServerOptions& options, Catalog& catalog);
+  HttpServer(const HttpServerOptions& options, Catalog& catalog, MetricsRegistry& metrics);
   void Accept();
   void Register(const std::shared_ptr<Session>& session);
 
@@ -68,7 +68,7 @@ class HttpServer {
               double seconds);
 
   const HttpServerOptions options_;
-  MetricsRegistry metrics_;
+  MetricsRegistry& metrics_;
   const Router router_;
   std::unique_ptr<Contexts> contexts_;
   std::vector<std::thread> threads_;

@@ -9,9 +9,14 @@
 #include <optional>
 #include <vector>
 
-#include "server/http/codec.h"
+#include "server/codec/codec.h"
 
 namespace quiver::http_server {
+
+using codec::FetchRequest;
+using codec::kArrowStreamType;
+using codec::kJsonType;
+using codec::kParquetType;
 
 // src/server/http/openapi.json, embedded by the build.
 extern const std::string_view kOpenApiDocument;
@@ -289,11 +294,11 @@ HttpResponse Router::Fetch(const HttpRequest& request, std::string_view name,
   const std::string content_type = RequestContentType(request);
   FetchRequest fetch;
   if (content_type.empty() || content_type == kJsonType) {
-    auto parsed = ParseJsonFetch(request.body(), (*table)->schema());
+    auto parsed = codec::ParseJsonFetch(request.body(), (*table)->schema());
     if (!parsed.ok()) return ErrorResponse(request, parsed.status());
     fetch = std::move(parsed).value();
   } else if (content_type == kArrowStreamType) {
-    auto keys = ParseIpcKeys(request.body());
+    auto keys = codec::ParseIpcKeys(request.body());
     if (!keys.ok()) return ErrorResponse(request, keys.status());
     fetch.keys = std::move(keys).value();
   } else {
@@ -310,12 +315,12 @@ HttpResponse Router::Fetch(const HttpRequest& request, std::string_view name,
   response.set("X-Quiver-Found-Count", std::to_string(result->found_count));
   if (format == Format::kJson) {
     response.set(http::field::content_type, kJsonType);
-    response.body() = FetchResultToJson(*result);
+    response.body() = codec::FetchResultToJson(*result);
     return response;
   }
   const std::vector<std::string> found = QueryValues(query, "found");
   const bool found_column = !found.empty() && (found[0] == "true" || found[0] == "1");
-  auto ipc = FetchResultToIpc(*result, found_column);
+  auto ipc = codec::FetchResultToIpc(*result, found_column);
   if (!ipc.ok()) return ErrorResponse(request, ipc.status());
   response.set(http::field::content_type, kArrowStreamType);
   response.body() = std::move(ipc).value();
@@ -329,15 +334,15 @@ HttpResponse Router::Write(const HttpRequest& request, std::string_view name) co
   const std::string content_type = RequestContentType(request);
   Result<UpsertResult> written = Status::Internal("unreachable");
   if (content_type == kJsonType) {
-    auto batch = ParseJsonWrite(request.body(), (*table)->schema());
+    auto batch = codec::ParseJsonWrite(request.body(), (*table)->schema());
     if (!batch.ok()) {
       return ErrorResponse(request,
                            batch.status().WithContext("table '" + std::string(name) + "'"));
     }
     written = (*table)->Upsert(**batch);
   } else if (content_type == kArrowStreamType || content_type == kParquetType) {
-    auto data = content_type == kArrowStreamType ? ParseIpcTable(request.body())
-                                                 : ParseParquetTable(request.body());
+    auto data = content_type == kArrowStreamType ? codec::ParseIpcTable(request.body())
+                                                 : codec::ParseParquetTable(request.body());
     if (!data.ok()) return ErrorResponse(request, data.status());
     written = (*table)->Upsert(**data);
   } else {
@@ -357,7 +362,7 @@ HttpResponse Router::Delete(const HttpRequest& request, std::string_view name) c
   if (auto error = CheckJsonBody(request)) return *error;
   auto table = catalog_.GetTable(name);
   if (!table.ok()) return ErrorResponse(request, table.status());
-  auto keys = ParseJsonKeys(request.body(), (*table)->schema());
+  auto keys = codec::ParseJsonKeys(request.body(), (*table)->schema());
   if (!keys.ok()) return ErrorResponse(request, keys.status());
   auto deleted = (*table)->Delete(**keys);
   if (!deleted.ok()) return ErrorResponse(request, deleted.status());

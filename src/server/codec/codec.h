@@ -1,4 +1,5 @@
-// Request and response bodies of the table routes (docs/http.md): murr's JSON shapes, Arrow IPC
+// Request and response bodies of the HTTP table routes (docs/http.md) and Flight tickets
+// (docs/flight.md): murr's JSON shapes, Arrow IPC
 // streams and Parquet files, to and from Arrow data for the engine.
 //
 // Untrusted bytes are fully validated (ValidateFull: offsets in bounds, valid UTF-8) before they
@@ -11,6 +12,7 @@
 
 #include <arrow/type_fwd.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -20,7 +22,7 @@
 #include "engine/schema.h"
 #include "engine/table.h"
 
-namespace quiver::http_server {
+namespace quiver::codec {
 
 inline constexpr std::string_view kJsonType = "application/json";
 inline constexpr std::string_view kArrowStreamType = "application/vnd.apache.arrow.stream";
@@ -33,6 +35,18 @@ struct FetchRequest {
 
 // {"keys": [...], "columns": [...]} ("columns" optional).
 Result<FetchRequest> ParseJsonFetch(std::string_view body, const TableSchema& schema);
+// murr's Flight ticket, {"table": "...", "keys": [...], "columns": [...]}, plus Quiver's optional
+// "found": true (add a "_found" column). Without "keys" (or with null) it names the whole table.
+// `find_table` resolves the table (its error is returned as it is).
+struct FetchTicket {
+  std::shared_ptr<Table> table;
+  std::shared_ptr<arrow::Array> keys;  // null: every row
+  std::vector<std::string> columns;    // empty: all value columns
+  bool found_column = false;
+};
+Result<FetchTicket> ParseFetchTicket(
+    std::string_view body,
+    const std::function<Result<std::shared_ptr<Table>>(std::string_view)>& find_table);
 // {"keys": [...]}.
 Result<std::shared_ptr<arrow::Array>> ParseJsonKeys(std::string_view body,
                                                     const TableSchema& schema);
@@ -47,11 +61,23 @@ Result<std::shared_ptr<arrow::Table>> ParseParquetTable(std::string_view body);
 
 // {"columns": {name: [values]}, "found": [bool, ...]}.
 std::string FetchResultToJson(const ReadResult& result);
-// An Arrow IPC stream of the result batch; with `found_column`, a last boolean column "_found".
+// The result batch; with `found_column`, plus a last non-nullable boolean column "_found".
+inline constexpr std::string_view kFoundColumn = "_found";
+Result<std::shared_ptr<arrow::RecordBatch>> FetchResultBatch(const ReadResult& result,
+                                                             bool found_column);
+// The schema FetchResultBatch gives for results of `schema` (Table::ReadSchema).
+Result<std::shared_ptr<arrow::Schema>> FetchResultSchema(std::shared_ptr<arrow::Schema> schema,
+                                                         bool found_column);
+// An Arrow IPC stream of FetchResultBatch.
 Result<std::string> FetchResultToIpc(const ReadResult& result, bool found_column);
+
+namespace internal {
+// ParseJsonFetch without its fast path (fetch_scanner.h), for checks that the two agree.
+Result<FetchRequest> ParseJsonFetchGeneral(std::string_view body, const TableSchema& schema);
+}  // namespace internal
 
 // Base64 (RFC 4648, with padding), for binary values in JSON.
 std::string Base64Encode(std::string_view bytes);
 Result<std::string> Base64Decode(std::string_view text);
 
-}  // namespace quiver::http_server
+}  // namespace quiver::codec

@@ -1,4 +1,4 @@
-#include "server/http/codec.h"
+#include "server/codec/codec.h"
 
 #include <arrow/api.h>
 #include <arrow/io/memory.h>
@@ -9,11 +9,13 @@
 
 #include <charconv>
 #include <cmath>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "common/arrow_status.h"
+#include "server/codec/fetch_scanner.h"
 
-namespace quiver::http_server {
+namespace quiver::codec {
 namespace {
 
 using Json = nlohmann::json;
@@ -235,26 +237,125 @@ void AppendJsonValue(std::string& out, const arrow::Array& array, int64_t i) {
 
 }  // namespace
 
+namespace {
+
+// "columns" of a fetch body or ticket (absent or null: none named).
+Status ColumnsFromJson(const Json& json, std::vector<std::string>* columns) {
+  auto names = json.find("columns");
+  if (names == json.end() || names->is_null()) return Status::OK();
+  if (!names->is_array()) {
+    return Status::InvalidArgument("\"columns\" must be an array of column names");
+  }
+  for (const Json& name : *names) {
+    if (!name.is_string()) {
+      return Status::InvalidArgument("\"columns\" must be an array of column names");
+    }
+    columns->push_back(name.get<std::string>());
+  }
+  return Status::OK();
+}
+
+// The keys of a scanned body as an array of the key type; nullopt when they are not of its kind
+// (the general parser then names the error).
+std::optional<std::shared_ptr<arrow::Array>> ScannedKeys(const ScannedFetch& scanned,
+                                                         const arrow::DataType& type) {
+  using Kind = ScannedFetch::KeyKind;
+  const auto length = static_cast<int64_t>(scanned.key_is_null.size());
+  if (type.id() == arrow::Type::STRING && scanned.key_kind != Kind::kInteger) {
+    arrow::StringBuilder builder;
+    if (!builder.Reserve(length).ok()) return std::nullopt;
+    for (int64_t i = 0; i < length; ++i) {
+      const bool ok = scanned.key_is_null[i] ? builder.AppendNull().ok()
+                                             : builder.Append(scanned.string_keys[i]).ok();
+      if (!ok) return std::nullopt;
+    }
+    auto array = builder.Finish();
+    if (!array.ok()) return std::nullopt;
+    return *array;
+  }
+  if (type.id() == arrow::Type::INT64 && scanned.key_kind != Kind::kString) {
+    arrow::Int64Builder builder;
+    if (!builder.Reserve(length).ok()) return std::nullopt;
+    for (int64_t i = 0; i < length; ++i) {
+      if (scanned.key_is_null[i]) {
+        builder.UnsafeAppendNull();
+      } else {
+        builder.UnsafeAppend(scanned.integer_keys[i]);
+      }
+    }
+    auto array = builder.Finish();
+    if (!array.ok()) return std::nullopt;
+    return *array;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 Result<FetchRequest> ParseJsonFetch(std::string_view body, const TableSchema& schema) {
+  if (auto scanned = ScanFetchJson(body); scanned && scanned->has_keys) {
+    if (auto keys = ScannedKeys(*scanned, *schema.key().type)) {
+      return FetchRequest{std::move(*keys), std::move(scanned->columns)};
+    }
+  }
+  return internal::ParseJsonFetchGeneral(body, schema);
+}
+
+namespace internal {
+
+Result<FetchRequest> ParseJsonFetchGeneral(std::string_view body, const TableSchema& schema) {
   QUIVER_ASSIGN_OR_RETURN(Json json, ParseJsonBody(body));
   FetchRequest request;
   QUIVER_ASSIGN_OR_RETURN(request.keys, KeysFromJson(json, schema));
-  if (auto columns = json.find("columns"); columns != json.end() && !columns->is_null()) {
-    if (!columns->is_array()) {
-      return Status::InvalidArgument("\"columns\" must be an array of column names");
-    }
-    for (const Json& name : *columns) {
-      if (!name.is_string()) {
-        return Status::InvalidArgument("\"columns\" must be an array of column names");
-      }
-      request.columns.push_back(name.get<std::string>());
+  QUIVER_RETURN_NOT_OK(ColumnsFromJson(json, &request.columns));
+  return request;
+}
+
+}  // namespace internal
+
+Result<FetchTicket> ParseFetchTicket(
+    std::string_view body,
+    const std::function<Result<std::shared_ptr<Table>>(std::string_view)>& find_table) {
+  if (auto scanned = ScanFetchJson(body); scanned && scanned->table) {
+    FetchTicket ticket;
+    QUIVER_ASSIGN_OR_RETURN(ticket.table, find_table(*scanned->table));
+    std::optional<std::shared_ptr<arrow::Array>> keys;
+    if (scanned->has_keys) keys = ScannedKeys(*scanned, *ticket.table->schema().key().type);
+    if (!scanned->has_keys || keys) {
+      if (keys) ticket.keys = std::move(*keys);
+      ticket.columns = std::move(scanned->columns);
+      ticket.found_column = scanned->found.value_or(false);
+      return ticket;
     }
   }
-  return request;
+  Json json = Json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded() || !json.is_object()) {
+    return Status::InvalidArgument(
+        "the ticket is not a JSON object like {\"table\": ..., \"keys\": [...]}");
+  }
+  auto table = json.find("table");
+  if (table == json.end() || !table->is_string()) {
+    return Status::InvalidArgument("the ticket has no \"table\" (a string)");
+  }
+  FetchTicket ticket;
+  QUIVER_ASSIGN_OR_RETURN(ticket.table, find_table(table->get_ref<const std::string&>()));
+  if (auto keys = json.find("keys"); keys != json.end() && !keys->is_null()) {
+    QUIVER_ASSIGN_OR_RETURN(ticket.keys,
+                            ArrayFromJson(*keys, ticket.table->schema().key().type, "\"keys\""));
+  }
+  QUIVER_RETURN_NOT_OK(ColumnsFromJson(json, &ticket.columns));
+  if (auto found = json.find("found"); found != json.end() && !found->is_null()) {
+    if (!found->is_boolean()) return Status::InvalidArgument("\"found\" must be true or false");
+    ticket.found_column = found->get<bool>();
+  }
+  return ticket;
 }
 
 Result<std::shared_ptr<arrow::Array>> ParseJsonKeys(std::string_view body,
                                                     const TableSchema& schema) {
+  if (auto scanned = ScanFetchJson(body); scanned && scanned->has_keys) {
+    if (auto keys = ScannedKeys(*scanned, *schema.key().type)) return std::move(*keys);
+  }
   QUIVER_ASSIGN_OR_RETURN(Json json, ParseJsonBody(body));
   return KeysFromJson(json, schema);
 }
@@ -362,13 +463,29 @@ std::string FetchResultToJson(const ReadResult& result) {
   return out;
 }
 
+Result<std::shared_ptr<arrow::RecordBatch>> FetchResultBatch(const ReadResult& result,
+                                                             bool found_column) {
+  if (!found_column) return result.batch;
+  QUIVER_ASSIGN_OR_RETURN_ARROW(
+      auto batch,
+      result.batch->AddColumn(result.batch->num_columns(),
+                              arrow::field(std::string(kFoundColumn), arrow::boolean(), false),
+                              result.found));
+  return batch;
+}
+
+Result<std::shared_ptr<arrow::Schema>> FetchResultSchema(std::shared_ptr<arrow::Schema> schema,
+                                                         bool found_column) {
+  if (!found_column) return schema;
+  QUIVER_ASSIGN_OR_RETURN_ARROW(
+      schema, schema->AddField(schema->num_fields(),
+                               arrow::field(std::string(kFoundColumn), arrow::boolean(), false)));
+  return schema;
+}
+
 Result<std::string> FetchResultToIpc(const ReadResult& result, bool found_column) {
-  std::shared_ptr<arrow::RecordBatch> batch = result.batch;
-  if (found_column) {
-    QUIVER_ASSIGN_OR_RETURN_ARROW(
-        batch, batch->AddColumn(batch->num_columns(),
-                                arrow::field("_found", arrow::boolean(), false), result.found));
-  }
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatch> batch,
+                          FetchResultBatch(result, found_column));
   QUIVER_ASSIGN_OR_RETURN_ARROW(auto sink, arrow::io::BufferOutputStream::Create());
   QUIVER_ASSIGN_OR_RETURN_ARROW(auto writer, arrow::ipc::MakeStreamWriter(sink, batch->schema()));
   QUIVER_RETURN_NOT_OK_ARROW(writer->WriteRecordBatch(*batch));
@@ -438,4 +555,4 @@ Result<std::string> Base64Decode(std::string_view text) {
   return out;
 }
 
-}  // namespace quiver::http_server
+}  // namespace quiver::codec
