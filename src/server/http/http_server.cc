@@ -5,6 +5,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <optional>
+#include <thread>
 
 #include "common/log.h"
 
@@ -38,7 +39,11 @@ void RunLoop(net::io_context& context, int spin_us) {
       continue;
     }
     if (std::chrono::steady_clock::now() - last_work < window) {
+#if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
+#else
+      std::this_thread::yield();
+#endif
       continue;
     }
     context.run_one();
