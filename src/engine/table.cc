@@ -167,10 +167,27 @@ class Table::Gather {
 
   Status Init() {
     const int64_t bitmap_bytes = arrow::bit_util::BytesForBits(capacity_);
+    // Fixed-width columns share one allocation, each starting on a 64-byte boundary: columns of
+    // one type then lie at a constant stride, so a reader can view them as one 2-D matrix without
+    // copying (the Python package's to_numpy does).
+    int64_t fixed_bytes = 0;
+    bool any_fixed = false;
+    for (const Output& out : outputs_) {
+      if (out.layout->physical != Physical::kFixed) continue;
+      any_fixed = true;
+      fixed_bytes += arrow::bit_util::RoundUpToMultipleOf64(capacity_ * out.layout->width);
+    }
+    std::shared_ptr<arrow::Buffer> fixed_block;
+    if (any_fixed) {
+      QUIVER_ASSIGN_OR_RETURN_ARROW(fixed_block, arrow::AllocateBuffer(fixed_bytes));
+    }
+    int64_t fixed_offset = 0;
     for (Output& out : outputs_) {
       const ColumnLayout& layout = *out.layout;
       if (layout.physical == Physical::kFixed) {
-        QUIVER_ASSIGN_OR_RETURN_ARROW(out.values, arrow::AllocateBuffer(capacity_ * layout.width));
+        const int64_t bytes = capacity_ * layout.width;
+        out.values = arrow::SliceMutableBuffer(fixed_block, fixed_offset, bytes);
+        fixed_offset += arrow::bit_util::RoundUpToMultipleOf64(bytes);
       } else if (layout.physical == Physical::kBool) {
         QUIVER_ASSIGN_OR_RETURN_ARROW(out.values, arrow::AllocateBuffer(bitmap_bytes));
         std::memset(out.values->mutable_data(), 0, bitmap_bytes);
@@ -270,6 +287,7 @@ class Table::Gather {
       const auto& type = out.type;
       switch (out.layout->physical) {
         case Physical::kFixed:
+          if (validity) FillNullFloats(out, length, validity->data());
           if (type->id() == arrow::Type::FIXED_SIZE_LIST) {
             const auto& fsl = static_cast<const arrow::FixedSizeListType&>(*type);
             auto child = arrow::ArrayData::Make(fsl.value_type(), length * fsl.list_size(),
@@ -306,6 +324,31 @@ class Table::Gather {
     uint32_t width;
     uint8_t* destination;
   };
+
+  // Float values under nulls become NaN (Arrow leaves them undefined; missing rows were zeroed),
+  // so a NumPy view of the values reads NaN for a null without looking at the validity bitmap.
+  static void FillNullFloats(const Output& out, int64_t length, const uint8_t* validity) {
+    const arrow::DataType* value_type = out.type.get();
+    int64_t per_row = 1;
+    if (value_type->id() == arrow::Type::FIXED_SIZE_LIST) {
+      const auto& fsl = static_cast<const arrow::FixedSizeListType&>(*value_type);
+      per_row = fsl.list_size();
+      value_type = fsl.value_type().get();
+    }
+    uint8_t* values = out.values->mutable_data();
+    for (int64_t i = 0; i < length; ++i) {
+      if (arrow::bit_util::GetBit(validity, i)) continue;
+      if (value_type->id() == arrow::Type::FLOAT) {
+        std::fill_n(reinterpret_cast<float*>(values) + i * per_row, per_row,
+                    std::numeric_limits<float>::quiet_NaN());
+      } else if (value_type->id() == arrow::Type::DOUBLE) {
+        std::fill_n(reinterpret_cast<double*>(values) + i * per_row, per_row,
+                    std::numeric_limits<double>::quiet_NaN());
+      } else {
+        return;
+      }
+    }
+  }
 
   // The validity bitmap of one output column, or nullptr when every position is valid.
   Result<std::shared_ptr<arrow::Buffer>> Validity(const ColumnLayout& layout, int64_t length,

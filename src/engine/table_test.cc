@@ -3,6 +3,8 @@
 #include <arrow/api.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "engine/test_util.h"
 
 namespace quiver {
@@ -134,6 +136,40 @@ TEST(TableTest, PartialWritesKeepOtherColumns) {
   ASSERT_EQ(only_y.batch->num_columns(), 3);
   EXPECT_EQ(only_y.batch->schema()->field(0)->name(), "y");
   EXPECT_EQ(only_y.batch->schema()->field(1)->name(), "x");
+}
+
+// Read results keep fixed-width columns in one allocation at a 64-byte-aligned constant stride,
+// and floats under nulls (stored nulls and missing keys alike) are NaN: what lets the Python
+// package view them as one NumPy matrix without a copy.
+TEST(TableTest, ReadLaysFixedColumnsOutForAMatrixView) {
+  auto table = MakeTable(R"({"key": "id", "columns": {"id": {"dtype": "utf8"},
+      "a": {"dtype": "float32"}, "s": {"dtype": "utf8"}, "b": {"dtype": "float32"},
+      "c": {"dtype": "float32"}, "e": {"dtype": "fixed_size_list[float64, 2]"}}})");
+  ValueOrFail(table->Upsert(*BatchFromJson(
+      {{"id", arrow::utf8(), R"(["x", "y", "z"])"},
+       {"a", arrow::float32(), "[1, 2, 3]"},
+       {"s", arrow::utf8(), R"(["p", "q", "r"])"},
+       {"b", arrow::float32(), "[4, null, 6]"},
+       {"c", arrow::float32(), "[7, 8, 9]"},
+       {"e", arrow::fixed_size_list(arrow::float64(), 2), "[[1, 2], null, [5, 6]]"}})));
+  ReadResult result = ValueOrFail(table->Read(*Keys(R"(["z", "missing", "y"])")));
+  auto values = [&](const char* name) {
+    return result.batch->GetColumnByName(name)->data()->buffers[1]->data();
+  };
+  const ptrdiff_t stride = values("b") - values("a");
+  EXPECT_EQ(stride % 64, 0);
+  EXPECT_GE(stride, 3 * 4);
+  EXPECT_EQ(values("c") - values("b"), stride);
+  const auto* a = reinterpret_cast<const float*>(values("a"));
+  const auto* b = reinterpret_cast<const float*>(values("b"));
+  EXPECT_EQ(a[0], 3);
+  EXPECT_TRUE(std::isnan(a[1]));  // missing key
+  EXPECT_TRUE(std::isnan(b[2]));  // stored null
+  const auto& e = static_cast<const arrow::FixedSizeListArray&>(*result.batch->GetColumnByName("e"));
+  const auto* e_values = e.values()->data()->GetValues<double>(1);
+  EXPECT_EQ(e_values[0], 5);
+  EXPECT_TRUE(std::isnan(e_values[2]) && std::isnan(e_values[3]));  // missing key
+  EXPECT_TRUE(std::isnan(e_values[4]) && std::isnan(e_values[5]));  // stored null
 }
 
 TEST(TableTest, LastOccurrenceOfARepeatedKeyWins) {

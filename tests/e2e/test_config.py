@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from conftest import QUIVERD, free_port
+from quiverd import QUIVERD, free_port
 
 
 def run_until_healthy(args, env_extra, port):

@@ -41,7 +41,7 @@ arrow::Status ToArrow(const Status& status) {
     case StatusCode::kNotImplemented:
       return arrow::Status::NotImplemented(message);  // UNIMPLEMENTED
     case StatusCode::kOutOfMemory:
-      return flight::MakeFlightError(flight::FlightStatusCode::Unavailable, message);
+      return arrow::Status::OutOfMemory(message);  // RESOURCE_EXHAUSTED
     case StatusCode::kIOError:
     case StatusCode::kCorruption:
     case StatusCode::kInternal:

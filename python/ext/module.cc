@@ -1,0 +1,223 @@
+// quiver._quiver: the engine embedded in a Python process (nanobind).
+//
+// A thin layer over engine::Catalog: table schemas cross as TableSchema JSON text; data crosses as
+// Arrow C data interface capsules (PyCapsules named "arrow_schema", "arrow_array",
+// "arrow_array_stream"), so no value becomes a Python object here. The GIL is released while the
+// engine works. Errors raise quiver._quiver.EngineError(code, message), code being the engine's
+// StatusCodeName ("NOT_FOUND", ...); the Python package turns it into its QuiverError classes.
+//
+// Thread safety: an Engine may be used from any number of Python threads (the Catalog is
+// thread-safe; writes to one table are serialized by the engine).
+#include <arrow/api.h>
+#include <arrow/c/abi.h>
+#include <arrow/c/bridge.h>
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/arrow_status.h"
+#include "common/result.h"
+#include "common/status.h"
+#include "engine/catalog.h"
+#include "engine/schema.h"
+#include "engine/table.h"
+
+namespace nb = nanobind;
+
+namespace quiver::python {
+namespace {
+
+PyObject* g_engine_error = nullptr;
+
+// Raises EngineError(code, message). Call with the GIL held.
+[[noreturn]] void Raise(const Status& status) {
+  nb::object args = nb::make_tuple(std::string(StatusCodeName(status.code())), status.message());
+  PyErr_SetObject(g_engine_error, args.ptr());
+  throw nb::python_error();
+}
+
+void RaiseIfError(const Status& status) {
+  if (!status.ok()) Raise(status);
+}
+
+template <typename T>
+T ValueOrRaise(Result<T> result) {
+  if (!result.ok()) Raise(result.status());
+  return std::move(result).value();
+}
+
+// The pointer inside a capsule of the C data interface, or a TypeError naming what was expected.
+template <typename T>
+T* CapsulePointer(nb::handle capsule, const char* name) {
+  if (!PyCapsule_CheckExact(capsule.ptr()) || !PyCapsule_IsValid(capsule.ptr(), name)) {
+    throw nb::type_error((std::string("expected a PyCapsule named '") + name + "'").c_str());
+  }
+  return static_cast<T*>(PyCapsule_GetPointer(capsule.ptr(), name));
+}
+
+// Capsules that own an exported structure and release it unless a consumer moved it out.
+nb::object SchemaCapsule(const std::shared_ptr<arrow::Schema>& schema) {
+  auto* c_schema = new ArrowSchema;
+  arrow::Status status = arrow::ExportSchema(*schema, c_schema);
+  if (!status.ok()) {
+    delete c_schema;
+    Raise(FromArrow(status));
+  }
+  return nb::steal(PyCapsule_New(c_schema, "arrow_schema", [](PyObject* capsule) {
+    auto* s = static_cast<ArrowSchema*>(PyCapsule_GetPointer(capsule, "arrow_schema"));
+    if (s->release != nullptr) s->release(s);
+    delete s;
+  }));
+}
+
+nb::object ArrayCapsules(const std::shared_ptr<arrow::RecordBatch>& batch) {
+  auto* c_array = new ArrowArray;
+  arrow::Status status = arrow::ExportRecordBatch(*batch, c_array);
+  if (!status.ok()) {
+    delete c_array;
+    Raise(FromArrow(status));
+  }
+  nb::object array = nb::steal(PyCapsule_New(c_array, "arrow_array", [](PyObject* capsule) {
+    auto* a = static_cast<ArrowArray*>(PyCapsule_GetPointer(capsule, "arrow_array"));
+    if (a->release != nullptr) a->release(a);
+    delete a;
+  }));
+  return nb::make_tuple(SchemaCapsule(batch->schema()), array);
+}
+
+// Keys from (schema capsule, array capsule), as given by __arrow_c_array__().
+std::shared_ptr<arrow::Array> ImportKeys(nb::handle schema, nb::handle array) {
+  auto* c_schema = CapsulePointer<ArrowSchema>(schema, "arrow_schema");
+  auto* c_array = CapsulePointer<ArrowArray>(array, "arrow_array");
+  // The import moves the array out and releases the schema, leaving both capsules empty.
+  Result<std::shared_ptr<arrow::Array>> keys = [&]() -> Result<std::shared_ptr<arrow::Array>> {
+    QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Array> imported,
+                                  arrow::ImportArray(c_array, c_schema));
+    return imported;
+  }();
+  return ValueOrRaise(std::move(keys));
+}
+
+class Engine {
+ public:
+  Engine() = default;
+
+  std::string CreateTable(const std::string& name, const std::string& schema_json) {
+    Result<std::shared_ptr<Table>> table = [&]() -> Result<std::shared_ptr<Table>> {
+      QUIVER_ASSIGN_OR_RETURN(TableSchema schema,
+                              TableSchema::FromJson(schema_json, catalog_.options().limits));
+      return catalog_.CreateTable(name, std::move(schema));
+    }();
+    return ValueOrRaise(std::move(table))->schema().ToJson();
+  }
+
+  void DropTable(const std::string& name) { RaiseIfError(catalog_.DropTable(name)); }
+
+  std::vector<std::string> ListTables() const { return catalog_.ListTables(); }
+
+  std::string Schema(const std::string& name) const {
+    return ValueOrRaise(catalog_.GetTable(name))->schema().ToJson();
+  }
+
+  // Upserts every batch of an Arrow C stream as one write. Returns (rows_written, rows_skipped).
+  std::pair<int64_t, int64_t> Write(const std::string& name, nb::handle stream_capsule) {
+    auto* stream = CapsulePointer<ArrowArrayStream>(stream_capsule, "arrow_array_stream");
+    std::shared_ptr<Table> table = ValueOrRaise(catalog_.GetTable(name));
+    Result<UpsertResult> result = Status::OK();
+    {
+      nb::gil_scoped_release release;
+      result = [&]() -> Result<UpsertResult> {
+        QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::RecordBatchReader> reader,
+                                      arrow::ImportRecordBatchReader(stream));
+        QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Table> data, reader->ToTable());
+        return table->Upsert(*data);
+      }();
+    }
+    UpsertResult counts = ValueOrRaise(std::move(result));
+    return {counts.rows_written, counts.rows_skipped};
+  }
+
+  // Returns ((schema, array) capsules of the feature batch, (schema, array) capsules of a
+  // one-column batch "found", found_count).
+  nb::tuple Read(const std::string& name, nb::handle keys_schema, nb::handle keys_array,
+                 const std::vector<std::string>& columns) const {
+    std::shared_ptr<arrow::Array> keys = ImportKeys(keys_schema, keys_array);
+    std::shared_ptr<Table> table = ValueOrRaise(catalog_.GetTable(name));
+    Result<ReadResult> result = Status::OK();
+    {
+      nb::gil_scoped_release release;
+      result = table->Read(*keys, columns);
+    }
+    ReadResult read = ValueOrRaise(std::move(result));
+    auto found = arrow::RecordBatch::Make(
+        arrow::schema({arrow::field("found", arrow::boolean(), false)}), read.found->length(),
+        {read.found});
+    return nb::make_tuple(ArrayCapsules(read.batch), ArrayCapsules(found), read.found_count);
+  }
+
+  int64_t Delete(const std::string& name, nb::handle keys_schema, nb::handle keys_array) {
+    std::shared_ptr<arrow::Array> keys = ImportKeys(keys_schema, keys_array);
+    std::shared_ptr<Table> table = ValueOrRaise(catalog_.GetTable(name));
+    Result<int64_t> deleted = Status::OK();
+    {
+      nb::gil_scoped_release release;
+      deleted = table->Delete(*keys);
+    }
+    return ValueOrRaise(std::move(deleted));
+  }
+
+  nb::dict Stats(const std::string& name) const {
+    TableStats stats = ValueOrRaise(catalog_.GetTable(name))->Stats();
+    nb::dict out;
+    out["rows"] = stats.rows;
+    out["bytes"] = stats.bytes;
+    out["row_bytes"] = stats.row_bytes;
+    out["index_bytes"] = stats.index_bytes;
+    out["heap_bytes"] = stats.heap_bytes;
+    out["heap_garbage_bytes"] = stats.heap_garbage_bytes;
+    out["heap_compactions"] = stats.heap_compactions;
+    return out;
+  }
+
+ private:
+  Catalog catalog_;
+};
+
+}  // namespace
+}  // namespace quiver::python
+
+NB_MODULE(_quiver, m) {
+  using quiver::python::Engine;
+  m.doc() = "Quiver's engine, embedded (the quiver package wraps it; use quiver.open()).";
+  quiver::python::g_engine_error =
+      PyErr_NewExceptionWithDoc("quiver._quiver.EngineError",
+                                "An engine error: args are (code, message).", PyExc_RuntimeError,
+                                nullptr);
+  m.attr("EngineError") = nb::borrow(quiver::python::g_engine_error);
+
+  nb::class_<Engine>(m, "Engine", "An in-memory catalog of feature tables.")
+      .def(nb::init<>())
+      .def("create_table", &Engine::CreateTable, nb::arg("name"), nb::arg("schema_json"),
+           "Creates a table from TableSchema JSON; returns the stored schema as JSON.")
+      .def("drop_table", &Engine::DropTable, nb::arg("name"))
+      .def("list_tables", &Engine::ListTables, "Table names, sorted.")
+      .def("schema", &Engine::Schema, nb::arg("name"), "The table's TableSchema JSON.")
+      .def("write", &Engine::Write, nb::arg("name"), nb::arg("stream"),
+           "Upserts an 'arrow_array_stream' capsule as one write; returns (written, skipped).")
+      .def("read", &Engine::Read, nb::arg("name"), nb::arg("keys_schema"), nb::arg("keys_array"),
+           nb::arg("columns"),
+           "Reads keys given as C data capsules; returns ((schema, array), (schema, array), "
+           "found_count) for the feature batch and the 'found' batch.")
+      .def("delete", &Engine::Delete, nb::arg("name"), nb::arg("keys_schema"),
+           nb::arg("keys_array"), "Deletes keys; returns how many were present.")
+      .def("stats", &Engine::Stats, nb::arg("name"), "Memory and row counts of a table.");
+}

@@ -1,0 +1,48 @@
+"""Quiver: an Arrow-native feature cache.
+
+    import quiver
+    db = quiver.open()                              # the engine in this process
+    db = quiver.connect("http://127.0.0.1:8080")    # a quiverd over HTTP
+    db = quiver.connect("grpc://127.0.0.1:8081")    # a quiverd over Arrow Flight
+
+Every backend has the same methods and gives the same results (docs/python.md).
+"""
+
+from __future__ import annotations
+
+import pyarrow  # noqa: F401 - loads the Arrow C++ libraries the extension links
+
+from ._client import AsyncClient, Client, WriteResult
+from ._errors import (ColumnNotFound, ConnectionError, InvalidRequest, LimitExceeded, OutOfMemory,
+                      QuiverError, SchemaError, ServerError, TableExists, TableNotFound,
+                      Unsupported)
+from ._result import ReadResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open", "connect", "Client", "AsyncClient", "ReadResult", "WriteResult", "QuiverError",
+    "TableNotFound", "TableExists", "InvalidRequest", "SchemaError", "ColumnNotFound",
+    "LimitExceeded", "OutOfMemory", "Unsupported", "ServerError", "ConnectionError",
+]
+
+
+def open() -> Client:  # noqa: A001 - quiver.open() is the API
+    """The engine in this process, in memory (no server)."""
+    from ._embedded import EmbeddedBackend
+
+    return Client(EmbeddedBackend())
+
+
+def connect(url: str, *, timeout: float = 30.0) -> Client:
+    """A client of a running quiverd: ``http://host:port`` (HTTP) or ``grpc://host:port``
+    (Arrow Flight). ``timeout``: seconds per request."""
+    if url.startswith("http://"):
+        from ._http import HttpBackend
+
+        return Client(HttpBackend(url, timeout))
+    if url.startswith(("grpc://", "grpc+tcp://")):
+        from ._flight import FlightBackend
+
+        return Client(FlightBackend(url, timeout))
+    raise ValueError(f"quiver.connect() takes an http:// or grpc:// URL, not {url!r}")

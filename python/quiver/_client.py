@@ -1,0 +1,146 @@
+"""Client: the one API over every backend (embedded engine, HTTP, Arrow Flight).
+
+Arguments are normalized here, once, for every backend (schemas to TableSchema JSON, data to Arrow
+in the table's types, keys to one Arrow array), so each backend does only transport and every
+backend gives the same results and raises the same errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, NamedTuple
+
+import pyarrow as pa
+
+from . import _convert, _schema
+from ._result import ReadResult
+
+
+class WriteResult(NamedTuple):
+    rows_written: int  # inserted or updated
+    rows_skipped: int  # older than the stored event time
+
+
+def _columns(columns: Iterable[str] | str | None) -> list[str]:
+    if columns is None:
+        return []
+    if isinstance(columns, str):
+        return [columns]
+    return [str(c) for c in columns]
+
+
+class Client:
+    """A Quiver database: ``quiver.open()`` (embedded) or ``quiver.connect(url)`` (remote)."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    @property
+    def backend(self) -> str:
+        """"embedded", "http" or "flight"."""
+        return self._backend.name
+
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = getattr(self._backend, "url", "in-process")
+        return f"<quiver.Client {self.backend} {where}>"
+
+    def create_table(self, name: str, schema: pa.Schema | Mapping[str, Any], key: str | None = None,
+                     event_time: str | None = None) -> pa.Schema:
+        """Creates a table. ``schema``: a pyarrow.Schema (``key`` names the key column unless a
+        field is marked with metadata ``quiver.key``) or murr's TableSchema dict. Returns the
+        stored schema."""
+        return _schema.from_json(
+            self._backend.create_table(name, _schema.to_json(schema, key, event_time)))
+
+    def drop_table(self, name: str) -> None:
+        self._backend.drop_table(name)
+
+    def list_tables(self) -> list[str]:
+        """Table names, sorted."""
+        return self._backend.list_tables()
+
+    def schema(self, name: str) -> pa.Schema:
+        """The table's schema; the key field carries metadata ``{"quiver.key": "true"}``."""
+        return _schema.from_json(self._backend.schema(name))
+
+    def table_schema(self, name: str) -> dict[str, Any]:
+        """The table's schema as murr's TableSchema dict."""
+        return self._backend.schema(name)
+
+    def write(self, name: str, data: Any) -> WriteResult:
+        """Upserts rows: a pyarrow Table or RecordBatch, a pandas or polars DataFrame, a dict of
+        columns, or any Arrow stream. The key column and any subset of value columns; values are
+        converted to the table's types when that is safe."""
+        schema = self.schema(name)
+        table = _convert.conform(_convert.to_table(data, schema), schema, name)
+        return WriteResult(*self._backend.write(name, table))
+
+    def read(self, name: str, keys: Any, columns: Iterable[str] | str | None = None) -> ReadResult:
+        """One row per key (a list, NumPy array, Series or Arrow array), in order; ``columns``:
+        the value columns wanted (default: all)."""
+        data, found, found_count = self._backend.read(name, _convert.to_keys(keys), _columns(columns))
+        return ReadResult.from_batches(data, found, found_count)
+
+    def delete(self, name: str, keys: Any) -> int:
+        """Deletes keys; returns how many were present."""
+        return self._backend.delete(name, _convert.to_keys(keys))
+
+
+class AsyncClient:
+    """The remote clients for asyncio: ``await quiver.aio.connect(url)``; same methods as
+    Client, as coroutines."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    async def close(self) -> None:
+        await self._backend.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def create_table(self, name: str, schema: pa.Schema | Mapping[str, Any],
+                           key: str | None = None, event_time: str | None = None) -> pa.Schema:
+        return _schema.from_json(
+            await self._backend.create_table(name, _schema.to_json(schema, key, event_time)))
+
+    async def drop_table(self, name: str) -> None:
+        await self._backend.drop_table(name)
+
+    async def list_tables(self) -> list[str]:
+        return await self._backend.list_tables()
+
+    async def schema(self, name: str) -> pa.Schema:
+        return _schema.from_json(await self._backend.schema(name))
+
+    async def table_schema(self, name: str) -> dict[str, Any]:
+        return await self._backend.schema(name)
+
+    async def write(self, name: str, data: Any) -> WriteResult:
+        schema = await self.schema(name)
+        table = _convert.conform(_convert.to_table(data, schema), schema, name)
+        return WriteResult(*await self._backend.write(name, table))
+
+    async def read(self, name: str, keys: Any,
+                   columns: Iterable[str] | str | None = None) -> ReadResult:
+        data, found, found_count = await self._backend.read(name, _convert.to_keys(keys),
+                                                            _columns(columns))
+        return ReadResult.from_batches(data, found, found_count)
+
+    async def delete(self, name: str, keys: Any) -> int:
+        return await self._backend.delete(name, _convert.to_keys(keys))

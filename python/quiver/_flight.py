@@ -1,0 +1,126 @@
+"""The Arrow Flight backend (docs/flight.md): DoGet tickets for reads, DoPut for writes, actions
+for the rest. pyarrow.flight's client is thread-safe and releases the GIL while it waits."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from ._errors import ConnectionError, QuiverError, error_from_code
+from ._schema import to_json
+
+# pyarrow appends the gRPC and client context to a server's message; the message is what precedes.
+_CONTEXT = re.compile(r"\. (gRPC client debug context|Detail|Client context):.*$", re.S)
+_UNAVAILABLE = (flight.FlightUnavailableError, flight.FlightTimedOutError,
+                flight.FlightCancelledError)
+
+
+def _message(error: Exception) -> str:
+    return _CONTEXT.sub("", str(error))
+
+
+def _code_of(error: pa.ArrowException) -> str:
+    """The Quiver machine code of an error raised by pyarrow.flight (docs/flight.md's table)."""
+    if isinstance(error, pa.ArrowInvalid):
+        return "INVALID_ARGUMENT"
+    if isinstance(error, pa.ArrowKeyError):
+        return "NOT_FOUND"
+    if isinstance(error, pa.ArrowCapacityError):
+        return "LIMIT_EXCEEDED"
+    if isinstance(error, pa.ArrowMemoryError):
+        return "OUT_OF_MEMORY"
+    if isinstance(error, pa.ArrowNotImplementedError):
+        return "NOT_IMPLEMENTED"
+    if isinstance(error, _UNAVAILABLE):
+        return "UNAVAILABLE"
+    if "already exists" in str(error) and not isinstance(error, flight.FlightError):
+        return "ALREADY_EXISTS"  # pyarrow has no class for Arrow's AlreadyExists code
+    return "INTERNAL"
+
+
+class FlightBackend:
+    name = "flight"
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url
+        try:
+            self._client = flight.connect(url)
+        except (pa.ArrowException, ValueError) as e:
+            raise ValueError(f"not a Flight URL: {url!r} ({e})") from None
+        self._options = flight.FlightCallOptions(timeout=timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _error(self, error: pa.ArrowException, schema_op: bool = False) -> QuiverError:
+        code = _code_of(error)
+        message = _message(error)
+        if code == "ALREADY_EXISTS":
+            message = re.sub(r"^\w[\w ]*: ", "", message)  # "Unknown: table 't' already exists"
+        if code == "UNAVAILABLE" and isinstance(error, flight.FlightUnavailableError):
+            message = f"cannot reach quiverd at {self.url}: {message}"
+            return ConnectionError(message, code)
+        return error_from_code(code, message, schema_op=schema_op)
+
+    def _action(self, kind: str, body: dict[str, Any], schema_op: bool = False) -> Any:
+        try:
+            results = list(self._client.do_action(
+                flight.Action(kind, json.dumps(body).encode()), self._options))
+        except pa.ArrowException as e:
+            raise self._error(e, schema_op) from None
+        return json.loads(results[0].body.to_pybytes()) if results else None
+
+    def create_table(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return self._action("create_table", {"table": name, "schema": schema}, schema_op=True)
+
+    def drop_table(self, name: str) -> None:
+        self._action("drop_table", {"table": name})
+
+    def list_tables(self) -> list[str]:
+        try:
+            infos = list(self._client.list_flights(options=self._options))
+        except pa.ArrowException as e:
+            raise self._error(e) from None
+        return sorted(info.descriptor.path[0].decode() for info in infos)
+
+    def schema(self, name: str) -> dict[str, Any]:
+        try:
+            result = self._client.get_schema(flight.FlightDescriptor.for_path(name), self._options)
+        except pa.ArrowException as e:
+            raise self._error(e) from None
+        return to_json(result.schema)
+
+    def write(self, name: str, data: pa.Table) -> tuple[int, int]:
+        written = skipped = 0
+        try:
+            writer, acks = self._client.do_put(flight.FlightDescriptor.for_path(name), data.schema,
+                                               self._options)
+            with writer:
+                for batch in data.to_batches(max_chunksize=65536):
+                    writer.write_batch(batch)
+                    ack = json.loads(acks.read().to_pybytes())
+                    written += ack["rows_written"]
+                    skipped += ack["rows_skipped"]
+                writer.done_writing()
+        except pa.ArrowException as e:
+            raise self._error(e) from None
+        return written, skipped
+
+    def read(self, name: str, keys: pa.Array, columns: list[str]) -> tuple[pa.Table, pa.Array, None]:
+        ticket = {"table": name, "keys": keys.to_pylist(), "found": True}
+        if columns:
+            ticket["columns"] = columns
+        try:
+            table = self._client.do_get(flight.Ticket(json.dumps(ticket).encode()),
+                                        self._options).read_all()
+        except pa.ArrowException as e:
+            raise self._error(e) from None
+        last = table.num_columns - 1
+        return table.drop_columns([last]), table.column(last), None
+
+    def delete(self, name: str, keys: pa.Array) -> int:
+        return self._action("delete", {"table": name, "keys": keys.to_pylist()})["deleted"]

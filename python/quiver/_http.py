@@ -1,0 +1,265 @@
+"""The HTTP backend: quiverd's murr-compatible routes (docs/http.md) with Arrow IPC bodies.
+
+Requests are described once (``_Call``: method, path, body, how to decode the answer) and sent
+by two transports: a keep-alive ``http.client`` connection per thread (sync) and ``httpx``
+(async, in quiver.aio).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import pyarrow as pa
+
+from ._errors import ConnectionError, QuiverError, ServerError, error_from_code
+
+IPC = "application/vnd.apache.arrow.stream"
+JSON = "application/json"
+# Writes larger than this go as several requests (each one atomic), under quiverd's default
+# --max-request-bytes of 64 MiB.
+WRITE_CHUNK_BYTES = 32 << 20
+
+
+def ipc_bytes(data: pa.Table | pa.RecordBatch) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, data.schema) as writer:
+        if isinstance(data, pa.Table):
+            writer.write_table(data)
+        else:
+            writer.write_batch(data)
+    return sink.getvalue()
+
+
+def read_ipc(body: bytes) -> pa.Table:
+    return pa.ipc.open_stream(pa.py_buffer(body)).read_all()
+
+
+def _path(name: str, suffix: str = "") -> str:
+    return "/api/v1/table/" + urllib.parse.quote(name, safe="") + suffix
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str
+    body: bytes | pa.Buffer | None
+    content_type: str | None
+    accept: str
+    decode: Callable[[bytes], Any]
+    schema_op: bool = False
+
+
+def create_call(name: str, schema: dict[str, Any]) -> _Call:
+    return _Call("PUT", _path(name), json.dumps(schema).encode(), JSON, JSON, json.loads,
+                 schema_op=True)
+
+
+def drop_call(name: str) -> _Call:
+    return _Call("DELETE", _path(name), None, None, JSON, lambda _: None)
+
+
+def list_call() -> _Call:
+    return _Call("GET", "/api/v1/table", None, None, JSON, lambda b: sorted(json.loads(b)))
+
+
+def schema_call(name: str) -> _Call:
+    return _Call("GET", _path(name, "/schema"), None, None, JSON, json.loads)
+
+
+def write_calls(name: str, data: pa.Table) -> Iterator[_Call]:
+    def counts(body: bytes) -> tuple[int, int]:
+        answer = json.loads(body)
+        return answer["rows_written"], answer["rows_skipped"]
+
+    rows = max(1, data.num_rows)
+    per_call = max(1, int(rows * WRITE_CHUNK_BYTES / max(1, data.nbytes)))
+    for offset in range(0, max(1, data.num_rows), per_call):
+        body = ipc_bytes(data.slice(offset, per_call))
+        yield _Call("PUT", _path(name, "/write"), body, IPC, JSON, counts)
+
+
+def read_call(name: str, keys: pa.Array, columns: list[str]) -> _Call:
+    query = urllib.parse.urlencode([("found", "true")] + [("columns", c) for c in columns])
+
+    def decode(body: bytes) -> tuple[pa.Table, pa.Array, None]:
+        table = read_ipc(body)
+        found = table.column(table.num_columns - 1)
+        return table.drop_columns([table.num_columns - 1]), found, None
+
+    body = ipc_bytes(pa.record_batch([keys], names=["key"]))
+    return _Call("POST", _path(name, "/fetch") + "?" + query, body, IPC, IPC, decode)
+
+
+def delete_call(name: str, keys: pa.Array) -> _Call:
+    body = json.dumps({"keys": keys.to_pylist()}).encode()
+    return _Call("POST", _path(name, "/delete"), body, JSON, JSON, lambda b: json.loads(b)["deleted"])
+
+
+def error_of(call: _Call, status: int, body: bytes) -> QuiverError:
+    try:
+        answer = json.loads(body)
+        return error_from_code(answer["code"], answer["error"], schema_op=call.schema_op)
+    except (ValueError, KeyError, TypeError):
+        text = body[:200].decode("utf-8", "replace")
+        return ServerError(f"HTTP {status} without a Quiver error body: {text}", "INTERNAL")
+
+
+def parse_url(url: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"not an http:// URL: {url!r}")
+    return parts.hostname, parts.port or 80
+
+
+class HttpBackend:
+    """Sync transport: one keep-alive connection per thread (http.client is not thread-safe)."""
+
+    name = "http"
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self._host, self._port = parse_url(self.url)
+        self._timeout = timeout
+        self._local = threading.local()
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            try:
+                connection.connect()
+            except OSError as e:
+                raise ConnectionError(f"cannot connect to quiverd at {self.url}: {e}",
+                                      "UNAVAILABLE") from None
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._local.connection = connection
+        return connection
+
+    def _exchange(self, call: _Call) -> tuple[int, bytes]:
+        headers = {"Accept": call.accept}
+        body: Any = call.body
+        if body is not None:
+            headers["Content-Type"] = call.content_type or JSON
+            if isinstance(body, pa.Buffer):
+                body = body.to_pybytes() if body.size < (1 << 16) else memoryview(body)
+        connection = self._connection()
+        connection.request(call.method, call.path, body=body, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        if response.will_close:
+            self.close()
+        return response.status, data
+
+    def run(self, call: _Call) -> Any:
+        for attempt in (0, 1):
+            reused = getattr(self._local, "connection", None) is not None
+            try:
+                status, body = self._exchange(call)
+                break
+            except (http.client.HTTPException, OSError) as e:
+                self.close()
+                # A kept-alive connection the server closed meanwhile: try once on a new one.
+                if attempt == 0 and reused:
+                    continue
+                raise ConnectionError(f"request to quiverd at {self.url} failed: {e}",
+                                      "UNAVAILABLE") from None
+        if status >= 400:
+            raise error_of(call, status, body)
+        return call.decode(body)
+
+    def create_table(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return self.run(create_call(name, schema))
+
+    def drop_table(self, name: str) -> None:
+        self.run(drop_call(name))
+
+    def list_tables(self) -> list[str]:
+        return self.run(list_call())
+
+    def schema(self, name: str) -> dict[str, Any]:
+        return self.run(schema_call(name))
+
+    def write(self, name: str, data: pa.Table) -> tuple[int, int]:
+        written = skipped = 0
+        for call in write_calls(name, data):
+            w, s = self.run(call)
+            written, skipped = written + w, skipped + s
+        return written, skipped
+
+    def read(self, name: str, keys: pa.Array, columns: list[str]) -> tuple[pa.Table, pa.Array, None]:
+        return self.run(read_call(name, keys, columns))
+
+    def delete(self, name: str, keys: pa.Array) -> int:
+        return self.run(delete_call(name, keys))
+
+
+class AsyncHttpBackend:
+    """Async transport over httpx (HTTP/1.1 keep-alive pool)."""
+
+    name = "http"
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        parse_url(self.url)
+        self._httpx = httpx
+        self._client = httpx.AsyncClient(base_url=self.url, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def run(self, call: _Call) -> Any:
+        headers = {"Accept": call.accept}
+        body = call.body
+        if body is not None:
+            headers["Content-Type"] = call.content_type or JSON
+            if isinstance(body, pa.Buffer):
+                body = body.to_pybytes()
+        try:
+            response = await self._client.request(call.method, call.path, content=body,
+                                                   headers=headers)
+        except self._httpx.HTTPError as e:
+            raise ConnectionError(f"request to quiverd at {self.url} failed: {e}",
+                                  "UNAVAILABLE") from None
+        if response.status_code >= 400:
+            raise error_of(call, response.status_code, response.content)
+        return call.decode(response.content)
+
+    async def create_table(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return await self.run(create_call(name, schema))
+
+    async def drop_table(self, name: str) -> None:
+        await self.run(drop_call(name))
+
+    async def list_tables(self) -> list[str]:
+        return await self.run(list_call())
+
+    async def schema(self, name: str) -> dict[str, Any]:
+        return await self.run(schema_call(name))
+
+    async def write(self, name: str, data: pa.Table) -> tuple[int, int]:
+        written = skipped = 0
+        for call in write_calls(name, data):
+            w, s = await self.run(call)
+            written, skipped = written + w, skipped + s
+        return written, skipped
+
+    async def read(self, name: str, keys: pa.Array,
+                   columns: list[str]) -> tuple[pa.Table, pa.Array, None]:
+        return await self.run(read_call(name, keys, columns))
+
+    async def delete(self, name: str, keys: pa.Array) -> int:
+        return await self.run(delete_call(name, keys))

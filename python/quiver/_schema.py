@@ -1,0 +1,125 @@
+"""Table schemas: murr's TableSchema JSON <-> pyarrow.Schema, with the engine's dtype spellings.
+
+The key field of a ``pyarrow.Schema`` carries metadata ``{"quiver.key": "true"}`` and the
+event-time field ``{"quiver.event_time": "true"}``, as in the server (docs/schema.md).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+import pyarrow as pa
+
+from ._errors import SchemaError
+
+KEY_METADATA = {b"quiver.key": b"true"}
+EVENT_TIME_METADATA = {b"quiver.event_time": b"true"}
+
+_SIMPLE: dict[str, pa.DataType] = {
+    "bool": pa.bool_(),
+    "int8": pa.int8(),
+    "int16": pa.int16(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "uint8": pa.uint8(),
+    "uint16": pa.uint16(),
+    "uint32": pa.uint32(),
+    "uint64": pa.uint64(),
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "utf8": pa.string(),
+    "binary": pa.binary(),
+    "date32": pa.date32(),
+}
+_NAMES = {t: name for name, t in _SIMPLE.items()}
+_TIMESTAMP = re.compile(r"^timestamp\[\s*(s|ms|us|ns)\s*(?:,\s*tz\s*=\s*([^\]]+?)\s*)?\]$")
+_LIST = re.compile(r"^list\[\s*(.+?)\s*\]$")
+_FIXED = re.compile(r"^fixed_size_list\[\s*(.+?)\s*,\s*(\d+)\s*\]$")
+
+
+def parse_dtype(spelling: str) -> pa.DataType:
+    """The Arrow type of a dtype spelling ("float32", "timestamp[ms, tz=UTC]", ...)."""
+    s = spelling.strip()
+    if s in _SIMPLE:
+        return _SIMPLE[s]
+    if m := _TIMESTAMP.match(s):
+        return pa.timestamp(m.group(1), tz=m.group(2))
+    if m := _FIXED.match(s):
+        return pa.list_(parse_dtype(m.group(1)), int(m.group(2)))
+    if m := _LIST.match(s):
+        return pa.list_(parse_dtype(m.group(1)))
+    raise SchemaError(f"unknown dtype '{spelling}'", "INVALID_ARGUMENT")
+
+
+def dtype_name(t: pa.DataType, column: str = "") -> str:
+    """The dtype spelling of an Arrow type. String, binary and list types of any offset width map
+    to the engine's (the data is converted on write)."""
+    if t in _NAMES:
+        return _NAMES[t]
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "utf8"
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return "binary"
+    if pa.types.is_timestamp(t):
+        return f"timestamp[{t.unit}, tz={t.tz}]" if t.tz else f"timestamp[{t.unit}]"
+    if pa.types.is_fixed_size_list(t):
+        return f"fixed_size_list[{dtype_name(t.value_type, column)}, {t.list_size}]"
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t):
+        return f"list[{dtype_name(t.value_type, column)}]"
+    where = f"column '{column}': " if column else ""
+    raise SchemaError(f"{where}type {t} is not supported (docs/schema.md lists the dtypes)",
+                      "INVALID_ARGUMENT")
+
+
+def _marked(schema: pa.Schema, mark: dict[bytes, bytes]) -> str | None:
+    for field in schema:
+        if field.metadata and all(field.metadata.get(k) == v for k, v in mark.items()):
+            return field.name
+    return None
+
+
+def to_json(schema: pa.Schema | Mapping[str, Any], key: str | None = None,
+            event_time: str | None = None) -> dict[str, Any]:
+    """TableSchema JSON from a pyarrow.Schema (key from ``key`` or the field marked as key) or from
+    a TableSchema dict (``key`` / ``event_time``, when given, must agree with it or fill it in)."""
+    if isinstance(schema, Mapping):
+        out = dict(schema)
+        for name, value in (("key", key), ("event_time", event_time)):
+            if value is None:
+                continue
+            if out.get(name) not in (None, value):
+                raise SchemaError(f"{name}='{value}' contradicts the schema's {name} "
+                                  f"'{out[name]}'", "INVALID_ARGUMENT")
+            out[name] = value
+        return out
+    if not isinstance(schema, pa.Schema):
+        raise SchemaError("a schema is a pyarrow.Schema or a TableSchema dict, not "
+                          f"{type(schema).__name__}", "INVALID_ARGUMENT")
+    key = key or _marked(schema, KEY_METADATA)
+    if key is None:
+        raise SchemaError("no key column: pass key=... or mark a field with metadata "
+                          "{'quiver.key': 'true'}", "INVALID_ARGUMENT")
+    event_time = event_time or _marked(schema, EVENT_TIME_METADATA)
+    columns: dict[str, Any] = {}
+    for field in schema:
+        spec: dict[str, Any] = {"dtype": dtype_name(field.type, field.name)}
+        if field.name != key:  # pyarrow fields are nullable by default; a key never is
+            spec["nullable"] = field.nullable
+        columns[field.name] = spec
+    out = {"key": key, "columns": columns}
+    if event_time:
+        out["event_time"] = event_time
+    return out
+
+
+def from_json(schema: Mapping[str, Any]) -> pa.Schema:
+    """The pyarrow.Schema of a TableSchema dict, as the server produces it."""
+    key = schema.get("key")
+    event_time = schema.get("event_time")
+    fields = []
+    for name, spec in schema.get("columns", {}).items():
+        metadata = KEY_METADATA if name == key else EVENT_TIME_METADATA if name == event_time else None
+        nullable = bool(spec.get("nullable", name != key))
+        fields.append(pa.field(name, parse_dtype(spec["dtype"]), nullable, metadata))
+    return pa.schema(fields)

@@ -1,0 +1,274 @@
+"""The ``quiver`` command line: tables, schema, create, drop, load, get, delete against a quiverd.
+
+    quiver --url http://127.0.0.1:8080 tables
+    quiver create docs '{"key": "id", "columns": {"id": {"dtype": "utf8"}, "x": {"dtype": "float32"}}}'
+    quiver load docs data/                  # Parquet, Arrow IPC and CSV files, or directories
+    quiver get docs a b c --columns x
+
+Errors print one line, ``quiver: error: ...``, and exit with status 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+from typing import Any, Iterator, Sequence
+
+import pyarrow as pa
+
+from . import QuiverError, connect
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "ipc", ".ipc": "ipc",
+            ".feather": "ipc", ".arrows": "ipc", ".csv": "csv"}
+
+
+class CliError(Exception):
+    """A failure to report on one line."""
+
+
+# --- load ------------------------------------------------------------------------------------
+
+def _files(paths: Sequence[str], fmt: str | None) -> list[tuple[pathlib.Path, str]]:
+    out = []
+    for text in paths:
+        path = pathlib.Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _FORMATS)
+            if not found:
+                raise CliError(f"{path}: no Parquet, Arrow IPC or CSV files in this directory")
+            out += [(p, fmt or _FORMATS[p.suffix.lower()]) for p in found]
+        elif path.is_file():
+            kind = fmt or _FORMATS.get(path.suffix.lower())
+            if kind is None:
+                raise CliError(f"{path}: unknown file type (use --format parquet, ipc or csv)")
+            out.append((path, kind))
+        else:
+            raise CliError(f"{path}: no such file or directory")
+    return out
+
+
+def _count_rows(path: pathlib.Path, kind: str) -> int | None:
+    """Rows in a file, from its metadata; for CSV an estimate (lines), None when unknown."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+    if kind == "ipc":
+        try:
+            with pa.memory_map(str(path)) as source:
+                reader = pa.ipc.open_file(source)
+                return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:
+            return None  # a stream: known only once read
+    lines = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            lines += chunk.count(b"\n")
+    return max(0, lines - 1)
+
+
+def _batches(path: pathlib.Path, kind: str, schema: pa.Schema, rows: int) -> Iterator[pa.RecordBatch]:
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
+    elif kind == "ipc":
+        source = pa.memory_map(str(path))
+        try:
+            reader: Any = pa.ipc.open_file(source)
+            for i in range(reader.num_record_batches):
+                yield reader.get_batch(i)
+        except pa.ArrowInvalid:
+            source.seek(0)
+            yield from pa.ipc.open_stream(source)
+    else:
+        import pyarrow.csv as csv
+
+        types = {f.name: f.type for f in schema}
+        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=8 << 20),
+                              convert_options=csv.ConvertOptions(column_types=types))
+        yield from reader
+
+
+def _load(db: Any, args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    schema = db.schema(args.table)
+    files = _files(args.paths, args.format)
+    counts = [_count_rows(p, k) for p, k in files]
+    total = sum(c for c in counts if c is not None) if all(c is not None for c in counts) else None
+    written = skipped = 0
+    with tqdm(total=total, unit=" rows", unit_scale=True, disable=args.quiet,
+              desc=f"loading {args.table}", dynamic_ncols=True) as bar:
+        for path, kind in files:
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
+
+            def flush() -> None:
+                nonlocal written, skipped, pending, pending_rows
+                if not pending_rows:
+                    return
+                result = db.write(args.table, pa.Table.from_batches(pending))
+                written += result.rows_written
+                skipped += result.rows_skipped
+                bar.update(pending_rows)
+                pending, pending_rows = [], 0
+
+            try:
+                for batch in _batches(path, kind, schema, args.batch_rows):
+                    pending.append(batch)
+                    pending_rows += batch.num_rows
+                    if pending_rows >= args.batch_rows:
+                        flush()
+                flush()
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+                raise CliError(f"{path}: {e}") from None
+            except QuiverError as e:
+                raise CliError(f"{path}: {e} ({written} rows written before)") from None
+    print(f"{written} rows written, {skipped} skipped (older event time) from {len(files)} file(s)")
+
+
+# --- get -------------------------------------------------------------------------------------
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_cell(v) for v in value[:8])
+        return f"[{inner}{', ...' if len(value) > 8 else ''}]"
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def print_table(columns: dict[str, list[Any]], out: Any = sys.stdout) -> None:
+    """Columns as an aligned text table."""
+    names = list(columns)
+    cells = [[_cell(v) for v in columns[n]] for n in names]
+    widths = [max([len(n)] + [len(c) for c in col]) for n, col in zip(names, cells)]
+    rows = len(cells[0]) if cells else 0
+    print("  ".join(n.ljust(w) for n, w in zip(names, widths)).rstrip(), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for i in range(rows):
+        print("  ".join(col[i].ljust(w) for col, w in zip(cells, widths)).rstrip(), file=out)
+
+
+def _keys(db: Any, table: str, keys: Sequence[str]) -> pa.Array:
+    schema = db.schema(table)
+    key_field = next(f for f in schema if f.metadata and f.metadata.get(b"quiver.key"))
+    try:
+        return pa.array(keys).cast(key_field.type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise CliError(f"keys of table '{table}' are {key_field.type}: {' '.join(keys)}") from None
+
+
+def _get(db: Any, args: argparse.Namespace) -> None:
+    columns = [c for text in args.columns for c in text.split(",") if c] if args.columns else None
+    keys = _keys(db, args.table, args.keys)
+    result = db.read(args.table, keys, columns)
+    if args.format == "json":
+        rows = result.to_arrow().to_pylist()
+        for key, found, row in zip(keys.to_pylist(), result.found, rows):
+            print(json.dumps({"key": key, "found": bool(found), **row}, default=str))
+        return
+    data = {"key": keys.to_pylist(), **result.to_arrow().to_pydict()}
+    print_table(data)
+    print(f"({result.found_count} of {len(keys)} keys found)")
+
+
+# --- main ------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quiver", description="Quiver feature cache command line.")
+    p.add_argument("--url", default=os.environ.get("QUIVER_URL", DEFAULT_URL),
+                   help="server: http://HOST:PORT or grpc://HOST:PORT (default: $QUIVER_URL or "
+                        f"{DEFAULT_URL})")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("tables", help="list the tables")
+    s = sub.add_parser("schema", help="print a table's schema (TableSchema JSON)")
+    s.add_argument("table")
+    s = sub.add_parser("create", help="create a table from TableSchema JSON")
+    s.add_argument("table")
+    s.add_argument("schema", help="TableSchema JSON text, or @FILE")
+    s = sub.add_parser("drop", help="drop a table")
+    s.add_argument("table")
+    s = sub.add_parser("load", help="write Parquet, Arrow IPC or CSV files (or directories)")
+    s.add_argument("table")
+    s.add_argument("paths", nargs="+")
+    s.add_argument("--format", choices=["parquet", "ipc", "csv"], help="default: by extension")
+    s.add_argument("--batch-rows", type=int, default=262144, help="rows per write (default 262144)")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s = sub.add_parser("get", help="print the rows of keys")
+    s.add_argument("table")
+    s.add_argument("keys", nargs="+")
+    s.add_argument("--columns", action="append", help="columns to print (comma-separated)")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s = sub.add_parser("delete", help="delete keys")
+    s.add_argument("table")
+    s.add_argument("keys", nargs="+")
+    return p
+
+
+def _schema_argument(text: str) -> dict[str, Any]:
+    if text.startswith("@"):
+        try:
+            text = pathlib.Path(text[1:]).read_text()
+        except OSError as e:
+            raise CliError(f"{text[1:]}: {e.strerror}") from None
+    try:
+        schema = json.loads(text)
+    except ValueError as e:
+        raise CliError(f"the schema is not JSON: {e}") from None
+    if not isinstance(schema, dict):
+        raise CliError("the schema must be a JSON object (a TableSchema)")
+    return schema
+
+
+def _run(args: argparse.Namespace) -> None:
+    try:
+        db = connect(args.url, timeout=args.timeout)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    with db:
+        if args.command == "tables":
+            for name in db.list_tables():
+                print(name)
+        elif args.command == "schema":
+            print(json.dumps(db.table_schema(args.table), indent=2))
+        elif args.command == "create":
+            db.create_table(args.table, _schema_argument(args.schema))
+            print(f"created {args.table}")
+        elif args.command == "drop":
+            db.drop_table(args.table)
+            print(f"dropped {args.table}")
+        elif args.command == "load":
+            _load(db, args)
+        elif args.command == "get":
+            _get(db, args)
+        elif args.command == "delete":
+            deleted = db.delete(args.table, _keys(db, args.table, args.keys))
+            print(f"deleted {deleted} of {len(args.keys)} keys")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except (CliError, QuiverError) as e:
+        print(f"quiver: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("quiver: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

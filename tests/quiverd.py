@@ -1,0 +1,57 @@
+"""The real quiverd binary on free loopback ports, for tests: Server, free_port."""
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+QUIVERD = pathlib.Path(os.environ.get("QUIVERD", ROOT / "build" / "quiverd"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A running quiverd: .url, .port, .flight_url, .flight_port, .stop() -> exit status,
+    .log() -> stderr so far."""
+
+    def __init__(self, tmp_path: pathlib.Path, *args: str):
+        self.port = free_port()
+        self.flight_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.flight_url = f"grpc://127.0.0.1:{self.flight_port}"
+        self.stderr_path = tmp_path / f"quiverd-{self.port}.log"
+        self._stderr = open(self.stderr_path, "wb")
+        self.process = subprocess.Popen(
+            [str(QUIVERD), "--http-port", str(self.port), "--flight-port", str(self.flight_port),
+             "--data-dir", str(tmp_path / "data"), *args],
+            stderr=self._stderr,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"quiverd did not start:\n{self.log()}")
+            time.sleep(0.02)
+
+    def log(self) -> str:
+        return self.stderr_path.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=20)
+        self._stderr.close()
+        return code
