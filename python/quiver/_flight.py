@@ -15,6 +15,10 @@ from ._schema import to_json
 
 # pyarrow appends the gRPC and client context to a server's message; the message is what precedes.
 _CONTEXT = re.compile(r"\. (gRPC client debug context|Detail|Client context):.*$", re.S)
+_KEYS_PER_BATCH = 65536
+# A stream's first batch failed: nothing was done, so the engine's message alone is the same as
+# from the other backends. (A later batch keeps the prefix: it tells what was written.)
+_FIRST_BATCH = re.compile(r"^batch 0( \(batches before it were written\))?: ")
 _UNAVAILABLE = (flight.FlightUnavailableError, flight.FlightTimedOutError,
                 flight.FlightCancelledError)
 
@@ -58,7 +62,7 @@ class FlightBackend:
 
     def _error(self, error: pa.ArrowException, schema_op: bool = False) -> QuiverError:
         code = _code_of(error)
-        message = _message(error)
+        message = _FIRST_BATCH.sub("", _message(error))
         if code == "ALREADY_EXISTS":
             message = re.sub(r"^\w[\w ]*: ", "", message)  # "Unknown: table 't' already exists"
         if code == "UNAVAILABLE" and isinstance(error, flight.FlightUnavailableError):
@@ -111,16 +115,26 @@ class FlightBackend:
         return written, skipped
 
     def read(self, name: str, keys: pa.Array, columns: list[str]) -> tuple[pa.Table, pa.Array, None]:
-        ticket = {"table": name, "keys": keys.to_pylist(), "found": True}
-        if columns:
-            ticket["columns"] = columns
+        # DoExchange with the keys as Arrow (not a JSON ticket): they reach the engine as they are,
+        # so key errors read as from the other backends. One key batch, one answer, in turn.
+        command = {"table": name, "columns": columns, "found": True}
+        descriptor = flight.FlightDescriptor.for_command(json.dumps(command).encode())
+        batches = []
         try:
-            table = self._client.do_get(flight.Ticket(json.dumps(ticket).encode()),
-                                        self._options).read_all()
+            writer, reader = self._client.do_exchange(descriptor, self._options)
+            with writer:
+                writer.begin(pa.schema([("key", keys.type)]))
+                for offset in range(0, len(keys), _KEYS_PER_BATCH):
+                    writer.write_batch(pa.record_batch([keys.slice(offset, _KEYS_PER_BATCH)],
+                                                       names=["key"]))
+                    batches.append(reader.read_chunk().data)
+                writer.done_writing()
+                schema = reader.schema
         except pa.ArrowException as e:
             raise self._error(e) from None
+        table = pa.Table.from_batches(batches, schema=schema)
         last = table.num_columns - 1
-        return table.drop_columns([last]), table.column(last), None
+        return table.remove_column(last), table.column(last), None
 
     def delete(self, name: str, keys: pa.Array) -> int:
         return self._action("delete", {"table": name, "keys": keys.to_pylist()})["deleted"]

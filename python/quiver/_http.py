@@ -90,7 +90,7 @@ def read_call(name: str, keys: pa.Array, columns: list[str]) -> _Call:
     def decode(body: bytes) -> tuple[pa.Table, pa.Array, None]:
         table = read_ipc(body)
         found = table.column(table.num_columns - 1)
-        return table.drop_columns([table.num_columns - 1]), found, None
+        return table.remove_column(table.num_columns - 1), found, None
 
     body = ipc_bytes(pa.record_batch([keys], names=["key"]))
     return _Call("POST", _path(name, "/fetch") + "?" + query, body, IPC, IPC, decode)

@@ -131,8 +131,9 @@ def _vector(array: pa.Array) -> np.ndarray:
 
 def _matrix_view(columns: list[pa.Array]) -> np.ndarray | None:
     """A (rows, columns) view over the columns' value buffers when they are one float or integer
-    type without offsets, lie at a constant stride with less than 64 bytes of padding between
-    them (one allocation: the engine's block, or one IPC message body), and hold NaN or no null."""
+    type without offsets, hold NaN or no null, and lie at a constant stride in one allocation:
+    slices of one parent buffer (an IPC message body), or less than 64 bytes apart (the engine's
+    block, which aligns each column to 64 bytes)."""
     if not columns:
         return None
     type_ = columns[0].type
@@ -151,9 +152,15 @@ def _matrix_view(columns: list[pa.Array]) -> np.ndarray | None:
     if rows == 0:
         return None
     stride = addresses[1] - addresses[0] if len(addresses) > 1 else rows * width
-    if stride < rows * width or stride - rows * width >= 64 or stride % width:
+    if stride < rows * width or any(b - a != stride for a, b in zip(addresses, addresses[1:])):
         return None
-    if any(b - a != stride for a, b in zip(addresses, addresses[1:])):
+    parents = {(p.address, p.size) if (p := a.buffers()[1].parent) is not None else None
+               for a in columns}
+    if len(parents) == 1 and None not in parents:
+        start, size = parents.pop()
+        if addresses[0] < start or addresses[-1] + rows * width > start + size:
+            return None
+    elif stride - rows * width >= 64:
         return None
     span = stride * (len(columns) - 1) + rows * width
     buffer = pa.foreign_buffer(addresses[0], span, base=columns)

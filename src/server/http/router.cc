@@ -173,12 +173,14 @@ HttpResponse Router::Handle(const HttpRequest& request, std::string_view* route)
   }
   if (api && segments.size() == 4) {
     *route = "/api/v1/table/{name}";
-    if (method == http::verb::put) return CreateTable(request, segments[3]);
-    if (method == http::verb::delete_) return DropTable(request, segments[3]);
+    // Table names are percent-decoded, so that a name the engine refuses is named as given.
+    const std::string table = PercentDecode(segments[3]);
+    if (method == http::verb::put) return CreateTable(request, table);
+    if (method == http::verb::delete_) return DropTable(request, table);
     return MethodNotAllowed(request, "PUT, DELETE");
   }
   if (api && segments.size() == 5) {
-    const std::string_view table = segments[3];
+    const std::string table = PercentDecode(segments[3]);
     const std::string_view action = segments[4];
     if (action == "schema") {
       *route = "/api/v1/table/{name}/schema";
