@@ -6,8 +6,8 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all setup configure build test test-cpp test-python test-asan test-tsan serve demo bench fuzz \
-	format tidy clean
+.PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
+	bench bench-python fuzz format tidy clean
 
 all: build
 
@@ -20,6 +20,11 @@ configure: setup
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
+# The Python package (python/: scikit-build-core + nanobind, same CMake project) into .venv;
+# its build tree is build-python/.
+python: setup
+	@.venv/bin/pip install --no-build-isolation --no-deps --quiet ./python
+
 # Every test: the C++ tests, the end-to-end tests against the real quiverd, then the engine
 # tests and the end-to-end tests again under ASan+UBSan, and the concurrency test under TSan.
 test: test-cpp test-python test-asan test-tsan
@@ -27,10 +32,10 @@ test: test-cpp test-python test-asan test-tsan
 test-cpp: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
-test-python: build
+test-python: build python
 	@QUIVERD=$(BUILD)/quiverd .venv/bin/python -m pytest tests -q
 
-test-asan: setup
+test-asan: python
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
 	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz \
@@ -81,4 +86,4 @@ tidy: build
 	@find src apps -name '*.cc' ! -name '*_test.cc' | xargs clang-tidy -p $(BUILD) --quiet
 
 clean:
-	@rm -rf build build-asan build-tsan build-fuzz
+	@rm -rf build build-asan build-tsan build-fuzz build-python

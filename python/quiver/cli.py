@@ -99,7 +99,12 @@ def _load(db: Any, args: argparse.Namespace) -> None:
 
     schema = db.schema(args.table)
     files = _files(args.paths, args.format)
-    counts = [_count_rows(p, k) for p, k in files]
+    counts = []
+    for path, kind in files:
+        try:
+            counts.append(_count_rows(path, kind))
+        except (pa.ArrowException, OSError) as e:
+            raise CliError(f"{path}: {e}") from None
     total = sum(c for c in counts if c is not None) if all(c is not None for c in counts) else None
     written = skipped = 0
     with tqdm(total=total, unit=" rows", unit_scale=True, disable=args.quiet,
@@ -125,7 +130,7 @@ def _load(db: Any, args: argparse.Namespace) -> None:
                     if pending_rows >= args.batch_rows:
                         flush()
                 flush()
-            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as e:
+            except (pa.ArrowException, OSError) as e:
                 raise CliError(f"{path}: {e}") from None
             except QuiverError as e:
                 raise CliError(f"{path}: {e} ({written} rows written before)") from None
