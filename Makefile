@@ -60,11 +60,16 @@ serve: build
 demo: build
 	@./$(BUILD)/apps/quiver-demo --data-dir ./quiver-data
 
-# Engine, HTTP and Flight benchmarks (docs/benchmarks.md); BENCH_ROWS rows (default 10,000,000).
-bench: build
+# Engine, HTTP, Flight and Python benchmarks (docs/benchmarks.md); BENCH_ROWS rows (default
+# 10,000,000 for the C++ programs, 1,000,000 for the Python one).
+bench: build bench-python
 	@./$(BUILD)/bench/engine_benchmark --benchmark_counters_tabular=true
 	@./$(BUILD)/bench/http_benchmark
 	@./$(BUILD)/bench/flight_benchmark
+
+# Python end to end: embedded, HTTP, Flight and redis-server MGET (bench/python_benchmark.py).
+bench-python: build python
+	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/python_benchmark.py
 
 # Coverage-guided fuzzing with libFuzzer (needs clang: apt-get install clang). FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
