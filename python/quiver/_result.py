@@ -17,22 +17,33 @@ class ReadResult:
     consumer also takes the object itself (``__arrow_c_stream__``).
     """
 
-    __slots__ = ("_table", "_found", "_found_count")
+    __slots__ = ("_batch", "_table", "_found", "_found_count")
 
-    def __init__(self, table: pa.Table, found: pa.BooleanArray, found_count: int) -> None:
-        self._table = table
+    def __init__(self, data: pa.RecordBatch | pa.Table, found: pa.BooleanArray,
+                 found_count: int) -> None:
+        # A single batch is kept as it is (its columns are plain arrays, cheaper to reach than a
+        # Table's); the Table is made when asked for.
+        self._batch = data if isinstance(data, pa.RecordBatch) else None
+        self._table = data if isinstance(data, pa.Table) else None
         self._found = found
         self._found_count = found_count
 
     @classmethod
     def from_batches(cls, data: pa.RecordBatch | pa.Table, found: pa.Array | pa.ChunkedArray,
                      found_count: int | None = None) -> "ReadResult":
-        table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+        if isinstance(data, pa.Table) and data.num_rows:
+            batches = data.to_batches()  # no copy
+            if len(batches) == 1:
+                data = batches[0]
         if isinstance(found, pa.ChunkedArray):
             found = found.combine_chunks()
         if found_count is None:
             found_count = int(found.true_count)
-        return cls(table, found, found_count)
+        return cls(data, found, found_count)
+
+    @property
+    def _data(self) -> pa.RecordBatch | pa.Table:
+        return self._batch if self._batch is not None else self._table
 
     @property
     def found(self) -> np.ndarray:
@@ -45,46 +56,49 @@ class ReadResult:
 
     @property
     def num_rows(self) -> int:
-        return self._table.num_rows
+        return self._data.num_rows
 
     @property
     def column_names(self) -> list[str]:
-        return self._table.column_names
+        return self._data.schema.names
 
     @property
     def schema(self) -> pa.Schema:
-        return self._table.schema
+        return self._data.schema
 
     def __len__(self) -> int:
-        return self._table.num_rows
+        return self._data.num_rows
 
     def __getitem__(self, column: str) -> pa.ChunkedArray:
-        return self._table.column(column)
+        return self.to_arrow().column(column)
 
     def __repr__(self) -> str:
         return (f"ReadResult({self.num_rows} rows, {self._found_count} found, "
                 f"columns={self.column_names})")
 
     def to_arrow(self) -> pa.Table:
+        if self._table is None:
+            self._table = pa.Table.from_batches([self._batch])
         return self._table
 
     def to_pandas(self, **kwargs: Any) -> Any:
-        return self._table.to_pandas(**kwargs)
+        return self.to_arrow().to_pandas(**kwargs)
 
     def to_polars(self) -> Any:
         import polars as pl
 
-        return pl.from_arrow(self._table)
+        return pl.from_arrow(self.to_arrow())
 
     def to_numpy(self, dtype: Any = None) -> np.ndarray:
         """A 2-D matrix, one row per key: the numeric columns side by side, or the rows of a single
         embedding column. Missing keys and nulls read as NaN (integer columns with nulls become
         float64). Without a copy (a read-only view) when the columns share one buffer at a
         constant stride and one dtype, as the engine lays them out; otherwise a copy."""
-        columns = [_one_chunk(c) for c in self._table.columns]
+        data = self._data
+        columns = data.columns if self._batch is not None else [_one_chunk(c) for c in data.columns]
         if len(columns) == 1 and pa.types.is_fixed_size_list(columns[0].type):
             return _embedding_matrix(columns[0], dtype)
-        for array, name in zip(columns, self._table.column_names):
+        for array, name in zip(columns, data.schema.names):
             if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type)
                     or pa.types.is_boolean(array.type)):
                 raise TypeError(f"to_numpy() needs numeric columns; '{name}' is {array.type} "
@@ -102,7 +116,7 @@ class ReadResult:
         return out
 
     def __arrow_c_stream__(self, requested_schema: Any = None) -> Any:
-        return self._table.__arrow_c_stream__(requested_schema)
+        return self.to_arrow().__arrow_c_stream__(requested_schema)
 
 
 def _one_chunk(column: pa.ChunkedArray) -> pa.Array:
@@ -142,20 +156,20 @@ def _matrix_view(columns: list[pa.Array]) -> np.ndarray | None:
     rows = len(columns[0])
     dtype = np.dtype(type_.to_pandas_dtype())
     width = dtype.itemsize
-    addresses = []
+    buffers = []
     for array in columns:
         if not array.type.equals(type_) or array.offset != 0 or len(array) != rows:
             return None
         if array.null_count and not pa.types.is_floating(type_):
             return None
-        addresses.append(array.buffers()[1].address)
+        buffers.append(array.buffers()[1])
     if rows == 0:
         return None
+    addresses = [b.address for b in buffers]
     stride = addresses[1] - addresses[0] if len(addresses) > 1 else rows * width
     if stride < rows * width or any(b - a != stride for a, b in zip(addresses, addresses[1:])):
         return None
-    parents = {(p.address, p.size) if (p := a.buffers()[1].parent) is not None else None
-               for a in columns}
+    parents = {(p.address, p.size) if (p := b.parent) is not None else None for b in buffers}
     if len(parents) == 1 and None not in parents:
         start, size = parents.pop()
         if addresses[0] < start or addresses[-1] + rows * width > start + size:
