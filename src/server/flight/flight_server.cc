@@ -41,7 +41,7 @@ arrow::Status ToArrow(const Status& status) {
     case StatusCode::kNotImplemented:
       return arrow::Status::NotImplemented(message);  // UNIMPLEMENTED
     case StatusCode::kOutOfMemory:
-      return arrow::Status::OutOfMemory(message);  // RESOURCE_EXHAUSTED
+      return arrow::Status::OutOfMemory(message);  // pyarrow raises ArrowMemoryError
     case StatusCode::kIOError:
     case StatusCode::kCorruption:
     case StatusCode::kInternal:
