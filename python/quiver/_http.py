@@ -117,7 +117,33 @@ def parse_url(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port or 80
 
 
-class HttpBackend:
+class _Routes:
+    """The methods that are one request each, for both transports: ``run`` returns the answer
+    (sync) or a coroutine of it (async), and these return what ``run`` returns."""
+
+    def run(self, call: _Call) -> Any:
+        raise NotImplementedError
+
+    def create_table(self, name: str, schema: dict[str, Any]) -> Any:
+        return self.run(create_call(name, schema))
+
+    def drop_table(self, name: str) -> Any:
+        return self.run(drop_call(name))
+
+    def list_tables(self) -> Any:
+        return self.run(list_call())
+
+    def schema(self, name: str) -> Any:
+        return self.run(schema_call(name))
+
+    def read(self, name: str, keys: pa.Array, columns: list[str]) -> Any:
+        return self.run(read_call(name, keys, columns))
+
+    def delete(self, name: str, keys: pa.Array) -> Any:
+        return self.run(delete_call(name, keys))
+
+
+class HttpBackend(_Routes):
     """Sync transport: one keep-alive connection per thread (http.client is not thread-safe)."""
 
     name = "http"
@@ -179,18 +205,6 @@ class HttpBackend:
             raise error_of(call, status, body)
         return call.decode(body)
 
-    def create_table(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
-        return self.run(create_call(name, schema))
-
-    def drop_table(self, name: str) -> None:
-        self.run(drop_call(name))
-
-    def list_tables(self) -> list[str]:
-        return self.run(list_call())
-
-    def schema(self, name: str) -> dict[str, Any]:
-        return self.run(schema_call(name))
-
     def write(self, name: str, data: pa.Table) -> tuple[int, int]:
         written = skipped = 0
         for call in write_calls(name, data):
@@ -198,14 +212,8 @@ class HttpBackend:
             written, skipped = written + w, skipped + s
         return written, skipped
 
-    def read(self, name: str, keys: pa.Array, columns: list[str]) -> tuple[pa.Table, pa.Array, None]:
-        return self.run(read_call(name, keys, columns))
 
-    def delete(self, name: str, keys: pa.Array) -> int:
-        return self.run(delete_call(name, keys))
-
-
-class AsyncHttpBackend:
+class AsyncHttpBackend(_Routes):
     """Async transport over httpx (HTTP/1.1 keep-alive pool)."""
 
     name = "http"
@@ -238,28 +246,9 @@ class AsyncHttpBackend:
             raise error_of(call, response.status_code, response.content)
         return call.decode(response.content)
 
-    async def create_table(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
-        return await self.run(create_call(name, schema))
-
-    async def drop_table(self, name: str) -> None:
-        await self.run(drop_call(name))
-
-    async def list_tables(self) -> list[str]:
-        return await self.run(list_call())
-
-    async def schema(self, name: str) -> dict[str, Any]:
-        return await self.run(schema_call(name))
-
     async def write(self, name: str, data: pa.Table) -> tuple[int, int]:
         written = skipped = 0
         for call in write_calls(name, data):
             w, s = await self.run(call)
             written, skipped = written + w, skipped + s
         return written, skipped
-
-    async def read(self, name: str, keys: pa.Array,
-                   columns: list[str]) -> tuple[pa.Table, pa.Array, None]:
-        return await self.run(read_call(name, keys, columns))
-
-    async def delete(self, name: str, keys: pa.Array) -> int:
-        return await self.run(delete_call(name, keys))

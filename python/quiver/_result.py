@@ -200,9 +200,7 @@ def _embedding_matrix(array: pa.FixedSizeListArray, dtype: Any) -> np.ndarray:
         if array.null_count and not _nulls_are_nan(array, matrix[:, 0]):
             matrix = matrix.copy()
             matrix[~array.is_valid().to_numpy(zero_copy_only=False)] = np.nan
-    else:
-        matrix = np.array(array.to_pylist(), dtype=np.float64).reshape(len(array), dim) \
-            if array.null_count == 0 else \
-            np.array([v if v is not None else [np.nan] * dim for v in array.to_pylist()],
-                     dtype=np.float64)
+    else:  # integers with nulls, booleans, or nulls inside lists: copied, nulls as NaN
+        matrix = np.array([[np.nan] * dim if v is None else v for v in array.to_pylist()],
+                          dtype=np.float64).reshape(len(array), dim)
     return matrix if dtype is None else matrix.astype(dtype, copy=False)

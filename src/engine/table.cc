@@ -336,16 +336,18 @@ class Table::Gather {
       value_type = fsl.value_type().get();
     }
     uint8_t* values = out.values->mutable_data();
+    if (value_type->id() == arrow::Type::FLOAT) {
+      FillNulls<float>(reinterpret_cast<float*>(values), per_row, length, validity);
+    } else if (value_type->id() == arrow::Type::DOUBLE) {
+      FillNulls<double>(reinterpret_cast<double*>(values), per_row, length, validity);
+    }
+  }
+
+  template <typename T>
+  static void FillNulls(T* values, int64_t per_row, int64_t length, const uint8_t* validity) {
     for (int64_t i = 0; i < length; ++i) {
-      if (arrow::bit_util::GetBit(validity, i)) continue;
-      if (value_type->id() == arrow::Type::FLOAT) {
-        std::fill_n(reinterpret_cast<float*>(values) + i * per_row, per_row,
-                    std::numeric_limits<float>::quiet_NaN());
-      } else if (value_type->id() == arrow::Type::DOUBLE) {
-        std::fill_n(reinterpret_cast<double*>(values) + i * per_row, per_row,
-                    std::numeric_limits<double>::quiet_NaN());
-      } else {
-        return;
+      if (!arrow::bit_util::GetBit(validity, i)) {
+        std::fill_n(values + i * per_row, per_row, std::numeric_limits<T>::quiet_NaN());
       }
     }
   }

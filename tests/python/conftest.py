@@ -47,16 +47,3 @@ def name():
     """A table name no other test uses (the server is shared by the session)."""
     return "t_" + uuid.uuid4().hex[:12]
 
-
-@pytest.fixture
-def start_quiverd(tmp_path):
-    """Starts a private quiverd (for tests that stop it); stopped at the end."""
-    servers = []
-
-    def start(*args: str) -> Server:
-        servers.append(Server(tmp_path, *args))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()

@@ -112,8 +112,8 @@ def test_bad_urls():
         asyncio.run(quiver.aio.connect("redis://x"))
 
 
-def test_a_stopped_server_is_a_connection_error(start_quiverd, name):
-    server = start_quiverd()
+def test_a_stopped_server_is_a_connection_error(start_server, name):
+    server = start_server()
     db = quiver.connect(server.url)
     db.create_table(name, SCHEMA, key="id")
     server.stop()
