@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 
 from . import _quiver
-from ._errors import QuiverError, error_from_code
+from ._errors import error_from_code
 
 
 class _CArray:
@@ -23,11 +23,6 @@ class _CArray:
         return self.capsules
 
 
-def _translate(error: _quiver.EngineError, schema_op: bool = False) -> QuiverError:
-    code, message = error.args
-    return error_from_code(code, message, schema_op=schema_op)
-
-
 class EmbeddedBackend:
     name = "embedded"
 
@@ -37,49 +32,39 @@ class EmbeddedBackend:
     def close(self) -> None:
         pass
 
-    def create_table(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _call(method: Any, *args: Any, schema_op: bool = False) -> Any:
+        """An engine method, its EngineError raised as the matching QuiverError."""
         try:
-            return json.loads(self._engine.create_table(name, json.dumps(schema)))
+            return method(*args)
         except _quiver.EngineError as e:
-            raise _translate(e, schema_op=True) from None
+            code, message = e.args
+            raise error_from_code(code, message, schema_op=schema_op) from None
+
+    def create_table(self, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(self._call(self._engine.create_table, name, json.dumps(schema),
+                                     schema_op=True))
 
     def drop_table(self, name: str) -> None:
-        try:
-            self._engine.drop_table(name)
-        except _quiver.EngineError as e:
-            raise _translate(e) from None
+        self._call(self._engine.drop_table, name)
 
     def list_tables(self) -> list[str]:
         return list(self._engine.list_tables())
 
     def schema(self, name: str) -> dict[str, Any]:
-        try:
-            return json.loads(self._engine.schema(name))
-        except _quiver.EngineError as e:
-            raise _translate(e) from None
+        return json.loads(self._call(self._engine.schema, name))
 
     def write(self, name: str, data: pa.Table) -> tuple[int, int]:
-        try:
-            return self._engine.write(name, data.__arrow_c_stream__())
-        except _quiver.EngineError as e:
-            raise _translate(e) from None
+        return self._call(self._engine.write, name, data.__arrow_c_stream__())
 
     def read(self, name: str, keys: pa.Array,
              columns: list[str]) -> tuple[pa.RecordBatch, pa.Array, int]:
-        try:
-            batch, found, found_count = self._engine.read(name, *keys.__arrow_c_array__(), columns)
-        except _quiver.EngineError as e:
-            raise _translate(e) from None
+        batch, found, found_count = self._call(self._engine.read, name,
+                                               *keys.__arrow_c_array__(), columns)
         return pa.record_batch(_CArray(batch)), pa.record_batch(_CArray(found)).column(0), found_count
 
     def delete(self, name: str, keys: pa.Array) -> int:
-        try:
-            return self._engine.delete(name, *keys.__arrow_c_array__())
-        except _quiver.EngineError as e:
-            raise _translate(e) from None
+        return self._call(self._engine.delete, name, *keys.__arrow_c_array__())
 
     def stats(self, name: str) -> dict[str, int]:
-        try:
-            return dict(self._engine.stats(name))
-        except _quiver.EngineError as e:
-            raise _translate(e) from None
+        return dict(self._call(self._engine.stats, name))
