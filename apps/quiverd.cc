@@ -359,18 +359,19 @@ int Run(const Options& options) {
   http.access_log = options.access_log;
   http.busy_poll_us = static_cast<int>(options.busy_poll_us);
   MetricsRegistry metrics;
-  auto server = http_server::HttpServer::Start(http, catalog, metrics);
-  if (!server.ok()) {
-    QUIVER_LOG(kError, "cannot start", {{"error", server.status().message()}});
-    return 1;
-  }
+  // Flight first: once HTTP answers /health, every front end is listening.
   flight_server::FlightServerOptions flight;
   flight.bind = options.bind;
   flight.port = static_cast<uint16_t>(options.flight_port);
   auto flight_server = flight_server::FlightServer::Start(flight, catalog, metrics);
   if (!flight_server.ok()) {
     QUIVER_LOG(kError, "cannot start", {{"error", flight_server.status().message()}});
-    (*server)->Stop();
+    return 1;
+  }
+  auto server = http_server::HttpServer::Start(http, catalog, metrics);
+  if (!server.ok()) {
+    QUIVER_LOG(kError, "cannot start", {{"error", server.status().message()}});
+    (*flight_server)->Stop();
     return 1;
   }
   QUIVER_LOG(kInfo, "listening",
