@@ -1,15 +1,14 @@
 """The HTTP backend: quiverd's murr-compatible routes (docs/http.md) with Arrow IPC bodies.
 
 Requests are described once (``_Call``: method, path, body, how to decode the answer) and sent
-by two transports: a keep-alive ``http.client`` connection per thread (sync) and ``httpx``
-(async, in quiver.aio).
+by two transports: a keep-alive ``_wire.Connection`` per thread (sync) and ``httpx`` (async, in
+quiver.aio).
 """
 
 from __future__ import annotations
 
-import http.client
+import functools
 import json
-import socket
 import threading
 import urllib.parse
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
+from . import _wire
 from ._errors import ConnectionError, QuiverError, ServerError, error_from_code
 
 IPC = "application/vnd.apache.arrow.stream"
@@ -34,6 +34,21 @@ def ipc_bytes(data: pa.Table | pa.RecordBatch) -> pa.Buffer:
         else:
             writer.write_batch(data)
     return sink.getvalue()
+
+
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+
+
+@functools.lru_cache(maxsize=16)
+def _key_schema_message(key_type: pa.DataType) -> bytes:
+    return pa.schema([("key", key_type)]).serialize().to_pybytes()
+
+
+def keys_ipc_bytes(keys: pa.Array) -> bytes:
+    """An Arrow IPC stream of one batch, column "key": the schema message is made once per type
+    (this is on every read's path; new_stream costs ~10 us more per call)."""
+    batch = pa.record_batch([keys], names=["key"])
+    return b"".join((_key_schema_message(keys.type), batch.serialize(), _END_OF_STREAM))
 
 
 def read_ipc(body: bytes) -> pa.Table:
@@ -92,7 +107,7 @@ def read_call(name: str, keys: pa.Array, columns: list[str]) -> _Call:
         found = table.column(table.num_columns - 1)
         return table.remove_column(table.num_columns - 1), found, None
 
-    body = ipc_bytes(pa.record_batch([keys], names=["key"]))
+    body = keys_ipc_bytes(keys)
     return _Call("POST", _path(name, "/fetch") + "?" + query, body, IPC, IPC, decode)
 
 
@@ -144,7 +159,7 @@ class _Routes:
 
 
 class HttpBackend(_Routes):
-    """Sync transport: one keep-alive connection per thread (http.client is not thread-safe)."""
+    """Sync transport: one keep-alive connection per thread (_wire.Connection)."""
 
     name = "http"
 
@@ -160,41 +175,35 @@ class HttpBackend(_Routes):
             connection.close()
             self._local.connection = None
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> _wire.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
             try:
-                connection.connect()
+                connection = _wire.Connection(self._host, self._port, self._timeout)
             except OSError as e:
                 raise ConnectionError(f"cannot connect to quiverd at {self.url}: {e}",
                                       "UNAVAILABLE") from None
-            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._local.connection = connection
         return connection
 
-    def _exchange(self, call: _Call) -> tuple[int, bytes]:
+    def exchange(self, call: _Call) -> tuple[int, bytes | bytearray]:
+        """One request on this thread's connection: (status, undecoded body)."""
         headers = {"Accept": call.accept}
-        body: Any = call.body
-        if body is not None:
+        if call.body is not None:
             headers["Content-Type"] = call.content_type or JSON
-            if isinstance(body, pa.Buffer):
-                body = body.to_pybytes() if body.size < (1 << 16) else memoryview(body)
-        connection = self._connection()
-        connection.request(call.method, call.path, body=body, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-        if response.will_close:
+        status, body, closes = self._connection().request(call.method, call.path, headers,
+                                                          call.body)
+        if closes:
             self.close()
-        return response.status, data
+        return status, body
 
     def run(self, call: _Call) -> Any:
         for attempt in (0, 1):
             reused = getattr(self._local, "connection", None) is not None
             try:
-                status, body = self._exchange(call)
+                status, body = self.exchange(call)
                 break
-            except (http.client.HTTPException, OSError) as e:
+            except OSError as e:
                 self.close()
                 # A kept-alive connection the server closed meanwhile: try once on a new one.
                 if attempt == 0 and reused:
