@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-python fuzz format tidy clean
+	bench bench-cpp fuzz format tidy clean
 
 all: build
 
@@ -60,16 +60,17 @@ serve: build
 demo: build
 	@./$(BUILD)/apps/quiver-demo --data-dir ./quiver-data
 
-# Engine, HTTP, Flight and Python benchmarks (docs/benchmarks.md); BENCH_ROWS rows (default
-# 10,000,000 for the C++ programs, 1,000,000 for the Python one).
-bench: build bench-python
+# Quiver against Redis (bench/suite, docs/benchmarks.md): quiverd over HTTP and Flight, the
+# embedded engine, redis-server with blobs and with hashes, all started here; writes
+# bench/results/<timestamp>/. BENCH_ROWS (default 100,000; 10000000 is the full size).
+bench: build python
+	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/run.py
+
+# The C++ microbenchmarks: engine, HTTP and Flight from C++ clients (BENCH_ROWS, default 10,000,000).
+bench-cpp: build
 	@./$(BUILD)/bench/engine_benchmark --benchmark_counters_tabular=true
 	@./$(BUILD)/bench/http_benchmark
 	@./$(BUILD)/bench/flight_benchmark
-
-# Python end to end: embedded, HTTP, Flight and redis-server MGET (bench/python_benchmark.py).
-bench-python: build python
-	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/python_benchmark.py
 
 # Coverage-guided fuzzing with libFuzzer (needs clang: apt-get install clang). FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60

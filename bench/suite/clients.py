@@ -1,0 +1,176 @@
+"""The client side of each system, written with the same care: one reused connection, requests
+built from the same Python list of string keys, pipelining where the system allows it.
+
+Every client has
+  arrive(keys)  the request sent and the whole answer received and framed: the response body's
+                bytes (HTTP), the Arrow record batches (Flight, zero-copy over the gRPC
+                messages), the list of bulk strings (Redis, parsed by hiredis), the Arrow result
+                (embedded); not yet a matrix;
+  matrix(keys)  the same, then decoded into a (len(keys), width) float32 NumPy matrix, the way an
+                application would get one: quiver's ReadResult.to_numpy(), np.frombuffer over
+                the joined Redis values;
+  load(start, block)  write rows start.. with features `block` (a float32 matrix, made before the
+                clock starts), encoded on the client: keys and values to Arrow, or to Redis
+                commands.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import redis
+
+import quiver
+from quiver._http import read_call
+from common import Dataset
+
+TABLE = "bench"
+
+
+class QuiverClient:
+    """quiverd, or the embedded engine, through the quiver package; `arrive` is overridden by the
+    remote transports to stop before the Arrow decode the package does."""
+
+    def __init__(self, dataset: Dataset, db: quiver.Client, table: str) -> None:
+        self.dataset = dataset
+        self.db = db
+        self.table = table
+
+    def arrive(self, keys: list[str]) -> Any:
+        return self.db.read(self.table, keys)
+
+    def matrix(self, keys: list[str]) -> np.ndarray:
+        return self.db.read(self.table, keys).to_numpy()
+
+    def create(self) -> None:
+        self.db.create_table(self.table, self.dataset.schema, key="id")
+
+    def load(self, start: int, block: np.ndarray) -> None:
+        self.db.write(self.table, self.dataset.arrow_table(start, block))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class QuiverEmbedded(QuiverClient):
+    def __init__(self, dataset: Dataset, endpoints: dict[str, Any], table: str = TABLE) -> None:
+        super().__init__(dataset, quiver.open(), table)
+
+
+class QuiverHttp(QuiverClient):
+    """arrive: the quiver package's own request (POST /fetch, the keys as an Arrow IPC stream, on
+    its keep-alive connection) stopped before the Arrow decode: the body's bytes in hand."""
+
+    def __init__(self, dataset: Dataset, endpoints: dict[str, Any], table: str = TABLE) -> None:
+        super().__init__(dataset, quiver.connect(endpoints["http"]), table)
+        self.backend = self.db._backend
+
+    def arrive(self, keys: list[str]) -> bytes:
+        status, body = self.backend.exchange(read_call(self.table, pa.array(keys, pa.string()), []))
+        if status != 200:
+            raise RuntimeError(f"quiverd answered {status}: {bytes(body[:200])!r}")
+        return body
+
+
+class QuiverFlight(QuiverClient):
+    """arrive: the quiver package's read, a DoExchange carrying the keys as one Arrow batch; the
+    answer is Arrow record batches over the received gRPC messages, nothing more to decode."""
+
+    def __init__(self, dataset: Dataset, endpoints: dict[str, Any], table: str = TABLE) -> None:
+        super().__init__(dataset, quiver.connect(endpoints["flight"]), table)
+
+
+class RedisBlobs:
+    """Each row one value: its features as packed little-endian float32 (40 or 512 bytes).
+    arrive: one MGET (GET for a single key); matrix: np.frombuffer over the joined values."""
+
+    MSET_PAIRS = 1000
+    PIPELINE_COMMANDS = 100
+
+    def __init__(self, dataset: Dataset, endpoints: dict[str, Any], table: str = TABLE) -> None:
+        self.dataset = dataset
+        self.redis = redis.Redis(host="127.0.0.1", port=endpoints["redis_blobs"])
+
+    def arrive(self, keys: list[str]) -> list[bytes]:
+        if len(keys) == 1:
+            return [self.redis.get(keys[0])]
+        return self.redis.mget(keys)
+
+    def matrix(self, keys: list[str]) -> np.ndarray:
+        values = self.arrive(keys)
+        return np.frombuffer(b"".join(values), np.float32).reshape(len(keys), self.dataset.width)
+
+    def create(self) -> None:
+        pass
+
+    def load(self, start: int, block: np.ndarray) -> None:
+        packed = block.tobytes()
+        size = self.dataset.row_bytes
+        stop = start + len(block)
+        pipe = self.redis.pipeline(transaction=False)
+        for first in range(start, stop, self.MSET_PAIRS):
+            last = min(stop, first + self.MSET_PAIRS)
+            pipe.mset({str(i): packed[(i - start) * size:(i - start + 1) * size]
+                       for i in range(first, last)})
+            if len(pipe) == self.PIPELINE_COMMANDS:
+                pipe.execute()
+        pipe.execute()
+
+    def close(self) -> None:
+        self.redis.close()
+
+
+class RedisHashes(RedisBlobs):
+    """Feast-style: one hash per key, one field per feature column (f0..f9, or one `emb` field),
+    each value the column's packed float32. arrive: HMGET of every field for each key, all keys
+    in one pipeline (one round trip); matrix: np.frombuffer over the joined values."""
+
+    PIPELINE_COMMANDS = 10000
+
+    def __init__(self, dataset: Dataset, endpoints: dict[str, Any], table: str = TABLE) -> None:
+        self.dataset = dataset
+        self.redis = redis.Redis(host="127.0.0.1", port=endpoints["redis_hashes"])
+        self.fields = dataset.redis_fields()
+        self.pipe = self.redis.pipeline(transaction=False)
+
+    def arrive(self, keys: list[str]) -> list[list[bytes]]:
+        if len(keys) == 1:
+            return [self.redis.hmget(keys[0], self.fields)]
+        pipe = self.pipe
+        for key in keys:
+            pipe.hmget(key, self.fields)
+        return pipe.execute()
+
+    def matrix(self, keys: list[str]) -> np.ndarray:
+        values = itertools.chain.from_iterable(self.arrive(keys))
+        return np.frombuffer(b"".join(values), np.float32).reshape(len(keys), self.dataset.width)
+
+    def load(self, start: int, block: np.ndarray) -> None:
+        packed = block.tobytes()
+        size = self.dataset.row_bytes
+        stop = start + len(block)
+        step = size // len(self.fields)
+        pipe = self.pipe
+        for i in range(start, stop):
+            row = (i - start) * size
+            pipe.hset(str(i), mapping={field: packed[row + f * step:row + (f + 1) * step]
+                                       for f, field in enumerate(self.fields)})
+            if len(pipe) == self.PIPELINE_COMMANDS:
+                pipe.execute()
+        pipe.execute()
+
+
+# Label (as reported) -> client class. Redis MGET is the baseline every ratio is taken against.
+SYSTEMS = {
+    "quiver HTTP": QuiverHttp,
+    "quiver Flight": QuiverFlight,
+    "redis MGET": RedisBlobs,
+    "redis HMGET": RedisHashes,
+    "quiver embedded": QuiverEmbedded,
+}
+BASELINE = "redis MGET"
+# Systems that are a server the suite starts (the embedded engine lives in the client process).
+SERVED = [s for s in SYSTEMS if s != "quiver embedded"]
