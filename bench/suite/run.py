@@ -13,7 +13,7 @@ Environment (defaults in brackets):
   BENCH_SYSTEMS [all]            comma-separated labels from clients.SYSTEMS
   BENCH_RUNS [3]                 fresh client processes per system for the latency scenarios
   BENCH_ITERATIONS [1000]        timed calls per latency scenario and run, at most ...
-  BENCH_SCENARIO_SECONDS [1.5]   ... this long (at least 100 calls)
+  BENCH_SCENARIO_SECONDS [1]     ... this long (at least 100 calls)
   BENCH_WARMUP [100]             untimed calls before them
   BENCH_CONCURRENCY [1,4,16]     concurrent client processes per throughput level
   BENCH_THROUGHPUT_RUNS [3]      runs per throughput level
@@ -70,7 +70,7 @@ def settings() -> dict:
         "runs": int(os.environ.get("BENCH_RUNS", 3)),
         "iterations": int(os.environ.get("BENCH_ITERATIONS", 1000)),
         "warmup": int(os.environ.get("BENCH_WARMUP", 100)),
-        "scenario_seconds": float(os.environ.get("BENCH_SCENARIO_SECONDS", 1.5)),
+        "scenario_seconds": float(os.environ.get("BENCH_SCENARIO_SECONDS", 1)),
         "concurrency": [int(c) for c in _env_list("BENCH_CONCURRENCY", "1,4,16")],
         "throughput_runs": int(os.environ.get("BENCH_THROUGHPUT_RUNS", 3)),
         "seconds": float(os.environ.get("BENCH_SECONDS", 1)),
@@ -238,7 +238,7 @@ def _throughput(systems: list[str], base: dict, config: dict, out: dict, log) ->
             per_run = []
             for run in range(config["throughput_runs"]):
                 specs = [{**base, "mode": "throughput", "system": system,
-                          "seed": 1000 + run * 100 + c, "warmup": 50,
+                          "seed": 1000 + run * 100 + c, "warmup": 10,
                           "seconds": config["seconds"]} for c in range(level)]
                 answers = run_together(specs)
                 latencies = np.concatenate([a["latencies_us"] for a in answers])
@@ -250,7 +250,8 @@ def _throughput(systems: list[str], base: dict, config: dict, out: dict, log) ->
                 "p50_us": statistics.median(r["p50_us"] for r in per_run),
                 "p99_us": statistics.median(r["p99_us"] for r in per_run),
                 "runs": per_run}
-        log(f"  throughput of {', '.join(systems)} with {level} client(s)")
+        if systems:
+            log(f"  throughput of {', '.join(systems)} with {level} client(s)")
 
 
 def bench_dataset(name: str, config: dict, tmp: pathlib.Path, log) -> dict:
@@ -333,7 +334,7 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def log(message: str) -> None:
-        print(message, flush=True)
+        print(f"[{time.monotonic() - began:6.0f} s] {message}", flush=True)
 
     command = " ".join([f"BENCH_ROWS={config['rows']}"] +
                        [f"{k}={v}" for k, v in sorted(os.environ.items())
@@ -341,9 +342,9 @@ def main() -> None:
                        ["make bench"])
     results = {"started": started.isoformat(timespec="seconds"), "command": command,
                "settings": config, "machine": machine(), "versions": versions(), "datasets": {}}
+    began = time.monotonic()
     log(f"Quiver vs Redis: {config['rows']:,} rows, datasets {', '.join(config['datasets'])}; "
         f"results in {out_dir}")
-    began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="quiver-bench-") as tmp:
         for name in config["datasets"]:
             log(f"{name}:")
