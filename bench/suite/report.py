@@ -133,6 +133,7 @@ def plot_throughput(name: str, data: dict, rows: int, path: pathlib.Path) -> Non
         right.plot(levels, [f["p99_us"] for f in by_level.values()], marker="o", label=system)
     for axis, label in ((left, "requests/s (1000 keys each)"), (right, "p99 latency (µs)")):
         axis.set_xscale("log", base=2)
+        axis.set_xticks(levels, [str(n) for n in levels])
         axis.set_xlabel("concurrent client processes")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)
