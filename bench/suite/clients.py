@@ -3,9 +3,9 @@ built from the same Python list of string keys, pipelining where the system allo
 
 Every client has
   arrive(keys)  the request sent and the whole answer received and framed: the response body's
-                bytes (HTTP), the Arrow record batches (Flight, zero-copy over the gRPC
-                messages), the list of bulk strings (Redis, parsed by hiredis), the Arrow result
-                (embedded); not yet a matrix;
+                bytes (HTTP), the package's Arrow result (Flight, whose batches are zero-copy over
+                the gRPC messages; embedded), the list of bulk strings (Redis, parsed by
+                hiredis); not yet a matrix;
   matrix(keys)  the same, then decoded into a (len(keys), width) float32 NumPy matrix, the way an
                 application would get one: quiver's ReadResult.to_numpy(), np.frombuffer over
                 the joined Redis values;
@@ -32,8 +32,8 @@ TABLE = "bench"
 
 
 class QuiverClient:
-    """quiverd, or the embedded engine, through the quiver package; `arrive` is overridden by the
-    remote transports to stop before the Arrow decode the package does."""
+    """quiverd, or the embedded engine, through the quiver package; HTTP overrides `arrive` to
+    stop before the package's Arrow decode."""
 
     def __init__(self, dataset: Dataset, db: quiver.Client, table: str) -> None:
         self.dataset = dataset

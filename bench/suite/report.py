@@ -24,7 +24,7 @@ INCLUDES = """\
 What each figure includes (docs/benchmarks.md has the whole method):
 
 - **received**: from the Python call until the whole answer is in the client, framed but not decoded:
-  the HTTP body's bytes; the Flight answer's Arrow record batches (zero-copy over the gRPC
+  the HTTP body's bytes; the Flight answer as the package's Arrow result (zero-copy over the gRPC
   message); redis-py's list of values (parsed by hiredis); for the embedded engine, the Arrow
   result. Includes encoding the request from a Python list of string keys.
 - **NumPy**: the same, then decoded into a (keys × features) float32 matrix: quiver's
@@ -83,11 +83,9 @@ def markdown(results: dict) -> str:
                   "| System | ingest rows/s | × MGET | memory bytes/row |", "|---|---:|---:|---:|"]
         for system, figures in data["ingest"].items():
             memory = data["memory"].get(system)
+            per_row = f"{memory['bytes_per_row']:,.0f}" if memory else "n/a"
             lines.append(f"| {system} | {figures['rows_per_s']:,.0f} | "
-                         f"{_ratio(figures.get('ratio_vs_mget', float('nan')))} | "
-                         f"{memory['bytes_per_row']:,.0f} |" if memory else
-                         f"| {system} | {figures['rows_per_s']:,.0f} | "
-                         f"{_ratio(figures.get('ratio_vs_mget', float('nan')))} | n/a |")
+                         f"{_ratio(figures.get('ratio_vs_mget', float('nan')))} | {per_row} |")
         lines.append("")
         if data["throughput"]:
             levels = list(next(iter(data["throughput"].values())))
