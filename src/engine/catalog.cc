@@ -1,37 +1,117 @@
 #include "engine/catalog.h"
 
+#include <algorithm>
 #include <mutex>
 
 namespace quiver {
 
 Result<std::shared_ptr<Table>> Catalog::CreateTable(std::string_view name, TableSchema schema) {
   QUIVER_RETURN_NOT_OK(CheckTableName(name));
+  uint64_t lsn = 0;
+  std::shared_ptr<Table> table;
+  {
+    std::lock_guard ddl(ddl_mutex_);
+    uint64_t id;
+    {
+      std::shared_lock lock(mutex_);
+      if (tables_.find(name) != tables_.end()) {
+        return Status::AlreadyExists("table '" + std::string(name) + "' already exists");
+      }
+      id = next_id_;
+    }
+    // Built outside the map lock: creating regions may take a moment.
+    QUIVER_ASSIGN_OR_RETURN(table, Table::Make(std::string(name), schema, options_.limits,
+                                               options_.backing, id, options_.journal));
+    if (options_.journal != nullptr) {
+      QUIVER_ASSIGN_OR_RETURN(lsn, options_.journal->LogCreate(id, name, table->schema()));
+      table->set_applied_lsn(lsn);
+    }
+    {
+      std::unique_lock lock(mutex_);
+      tables_.emplace(std::string(name), table);
+      next_id_ = id + 1;
+    }
+    if (options_.journal != nullptr) options_.journal->CatalogChanged(lsn);
+  }
+  if (lsn != 0) QUIVER_RETURN_NOT_OK(options_.journal->Commit(lsn));
+  return table;
+}
+
+Status Catalog::DropTable(std::string_view name) {
+  std::shared_ptr<Table> dropped;  // destroyed after the locks are released
+  uint64_t lsn = 0;
+  {
+    std::lock_guard ddl(ddl_mutex_);
+    {
+      std::shared_lock lock(mutex_);
+      auto it = tables_.find(name);
+      if (it == tables_.end()) {
+        return Status::NotFound("table '" + std::string(name) + "' does not exist");
+      }
+      dropped = it->second;
+    }
+    if (options_.journal != nullptr) {
+      QUIVER_ASSIGN_OR_RETURN(lsn, options_.journal->LogDrop(dropped->id(), name));
+    }
+    {
+      std::unique_lock lock(mutex_);
+      tables_.erase(tables_.find(name));
+    }
+    if (options_.journal != nullptr) options_.journal->CatalogChanged(lsn);
+  }
+  if (lsn != 0) return options_.journal->Commit(lsn);
+  return Status::OK();
+}
+
+Result<std::shared_ptr<Table>> Catalog::RestoreTable(uint64_t id, std::string_view name,
+                                                     TableSchema schema) {
+  QUIVER_RETURN_NOT_OK(CheckTableName(name));
+  std::lock_guard ddl(ddl_mutex_);
   {
     std::shared_lock lock(mutex_);
     if (tables_.find(name) != tables_.end()) {
       return Status::AlreadyExists("table '" + std::string(name) + "' already exists");
     }
   }
-  // Built outside the lock: creating regions may take a moment.
-  QUIVER_ASSIGN_OR_RETURN(
-      std::shared_ptr<Table> table,
-      Table::Make(std::string(name), std::move(schema), options_.limits, options_.backing));
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table,
+                          Table::Make(std::string(name), std::move(schema), options_.limits,
+                                      options_.backing, id, options_.journal));
   std::unique_lock lock(mutex_);
-  auto [it, inserted] = tables_.emplace(std::string(name), table);
-  if (!inserted) return Status::AlreadyExists("table '" + std::string(name) + "' already exists");
+  tables_.emplace(std::string(name), table);
+  next_id_ = std::max(next_id_, id + 1);
   return table;
 }
 
-Status Catalog::DropTable(std::string_view name) {
-  std::shared_ptr<Table> dropped;  // destroyed after the lock is released
+bool Catalog::RemoveTable(uint64_t id) {
+  std::shared_ptr<Table> removed;  // destroyed after the lock is released
+  std::lock_guard ddl(ddl_mutex_);
   std::unique_lock lock(mutex_);
-  auto it = tables_.find(name);
-  if (it == tables_.end())
-    return Status::NotFound("table '" + std::string(name) + "' does not exist");
-  dropped = std::move(it->second);
-  tables_.erase(it);
-  lock.unlock();
-  return Status::OK();
+  for (auto it = tables_.begin(); it != tables_.end(); ++it) {
+    if (it->second->id() == id) {
+      removed = std::move(it->second);
+      tables_.erase(it);
+      return true;
+    }
+  }
+  return false;
+}
+
+std::shared_ptr<Table> Catalog::FindTable(uint64_t id) const {
+  std::shared_lock lock(mutex_);
+  for (const auto& [name, table] : tables_) {
+    if (table->id() == id) return table;
+  }
+  return nullptr;
+}
+
+uint64_t Catalog::next_table_id() const {
+  std::shared_lock lock(mutex_);
+  return next_id_;
+}
+
+void Catalog::set_next_table_id(uint64_t id) {
+  std::unique_lock lock(mutex_);
+  next_id_ = std::max(next_id_, id);
 }
 
 Result<std::shared_ptr<Table>> Catalog::GetTable(std::string_view name) const {

@@ -2,10 +2,16 @@
 //
 // Thread safety: every method may be called from any thread. Lookups take a shared lock for the
 // time of a map lookup only and return a shared_ptr, so a table dropped while a request uses it
-// stays alive until that request ends.
+// stays alive until that request ends. Creates and drops are serialized by a separate DDL lock,
+// held while they are journaled, so lookups never wait for the journal.
+//
+// Each table created gets a new id (never reused, also across restarts when the journal keeps
+// next_table_id()); the journal names tables by id, so a table dropped and created again under
+// the same name is a different table to it.
 #pragma once
 
 #include <map>
+#include <mutex>
 #include <memory>
 #include <shared_mutex>
 #include <string>
@@ -13,6 +19,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "engine/journal.h"
 #include "engine/limits.h"
 #include "engine/region.h"
 #include "engine/schema.h"
@@ -23,6 +30,7 @@ namespace quiver {
 struct CatalogOptions {
   EngineLimits limits;
   RegionBacking backing = RegionBacking::kAnonymous;
+  Journal* journal = nullptr;  // records creates, drops and every table's writes; may be null
 };
 
 class Catalog {
@@ -40,8 +48,22 @@ class Catalog {
 
   const CatalogOptions& options() const { return options_; }
 
+  // Recovery (storage/): tables as recorded, without journaling. RestoreTable fails like
+  // CreateTable; RemoveTable returns whether the id was present.
+  Result<std::shared_ptr<Table>> RestoreTable(uint64_t id, std::string_view name,
+                                              TableSchema schema);
+  bool RemoveTable(uint64_t id);
+  std::shared_ptr<Table> FindTable(uint64_t id) const;
+  uint64_t next_table_id() const;
+  void set_next_table_id(uint64_t id);
+  // Holds off creates and drops while alive (to save a consistent picture of the tables). The
+  // journal's CatalogChanged runs with this lock already held.
+  std::unique_lock<std::mutex> LockDdl() { return std::unique_lock(ddl_mutex_); }
+
  private:
   const CatalogOptions options_;
+  std::mutex ddl_mutex_;  // creates and drops, in journal order
+  uint64_t next_id_ = 1;  // under mutex_
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::shared_ptr<Table>, std::less<>> tables_;
 };

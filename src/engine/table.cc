@@ -471,8 +471,11 @@ struct Table::PreparedBatch {
   size_t heap_bytes = 0;         // upper bound of heap appends
 };
 
-Table::Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing)
+Table::Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing,
+             uint64_t id, Journal* journal)
     : name_(std::move(name)),
+      id_(id),
+      journal_(journal),
       schema_(std::move(schema)),
       limits_(limits),
       layout_(schema_),
@@ -482,11 +485,13 @@ Table::Table(std::string name, TableSchema schema, EngineLimits limits, RegionBa
 Table::~Table() = default;
 
 Result<std::shared_ptr<Table>> Table::Make(std::string name, TableSchema schema,
-                                           EngineLimits limits, RegionBacking backing) {
+                                           EngineLimits limits, RegionBacking backing,
+                                           uint64_t id, Journal* journal) {
   QUIVER_RETURN_NOT_OK(CheckTableName(name));
   QUIVER_RETURN_NOT_OK(InitializeCompute());
   limits.max_key_bytes = std::min(limits.max_key_bytes, kMaxKeyBytes);  // KeyRef length is 16-bit
-  std::shared_ptr<Table> table(new Table(std::move(name), std::move(schema), limits, backing));
+  std::shared_ptr<Table> table(
+      new Table(std::move(name), std::move(schema), limits, backing, id, journal));
   QUIVER_ASSIGN_OR_RETURN(table->index_, HashIndex::Create(backing));
   table->FinishWrite();
   return table;
@@ -823,7 +828,25 @@ Result<UpsertResult> Table::Upsert(const arrow::Table& table) {
 }
 
 Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
+  uint64_t lsn = 0;
+  Result<UpsertResult> result = [&] {
+    std::lock_guard<std::mutex> lock(write_mutex_);
+    return UpsertLocked(batch, WriteMode::kJournaled, &lsn);
+  }();
+  if (result.ok() && lsn != 0) QUIVER_RETURN_NOT_OK(journal_->Commit(lsn));
+  return result;
+}
+
+Result<UpsertResult> Table::Replay(const arrow::RecordBatch& batch, uint64_t lsn) {
   std::lock_guard<std::mutex> lock(write_mutex_);
+  uint64_t unused = 0;
+  QUIVER_ASSIGN_OR_RETURN(UpsertResult result, UpsertLocked(batch, WriteMode::kReplay, &unused));
+  applied_lsn_.store(lsn, std::memory_order_release);
+  return result;
+}
+
+Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& batch, WriteMode mode,
+                                         uint64_t* lsn) {
   PreparedBatch prepared;
   QUIVER_RETURN_NOT_OK(Prepare(batch, &prepared));
   const int64_t n = prepared.length;
@@ -843,7 +866,7 @@ Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
       if (i + kAhead < n) HashIndex::Prefetch(index, hashes[i + kAhead]);
       existing[i] = FindRowForWriter(hashes[i], key_column.Bytes(i));
       if (existing[i] == HashIndex::kNoRow) {
-        if (!prepared.missing_required.empty()) {
+        if (!prepared.missing_required.empty() && mode == WriteMode::kJournaled) {
           return Status::InvalidArgument(
               "table '" + name_ + "' row " + std::to_string(i) + ": new key " +
               KeyForMessage(key_column.Bytes(i), string_keys) +
@@ -857,6 +880,9 @@ Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
   QUIVER_RETURN_NOT_OK(rows_.Reserve(size_t{next_row_} + (new_keys - reused)));
   QUIVER_RETURN_NOT_OK(index_->Reserve(new_keys));
   QUIVER_RETURN_NOT_OK(heap_.Reserve(prepared.heap_bytes));
+  if (journal_ != nullptr && mode == WriteMode::kJournaled && n > 0) {
+    QUIVER_ASSIGN_OR_RETURN(*lsn, journal_->LogUpsert(id_, batch));
+  }
 
   // Pass 2: apply, row after row. Nothing below can fail.
   UpsertResult result;
@@ -910,13 +936,34 @@ Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
     }
     ++result.rows_written;
   }
+  if (*lsn != 0) applied_lsn_.store(*lsn, std::memory_order_release);
   FinishWrite();
   return result;
 }
 
-Result<int64_t> Table::Delete(const arrow::Array& keys_in) {
+Result<int64_t> Table::Delete(const arrow::Array& keys) {
+  uint64_t lsn = 0;
+  Result<int64_t> result = [&] {
+    std::lock_guard<std::mutex> lock(write_mutex_);
+    return DeleteLocked(keys, WriteMode::kJournaled, &lsn);
+  }();
+  if (result.ok() && lsn != 0) QUIVER_RETURN_NOT_OK(journal_->Commit(lsn));
+  return result;
+}
+
+Result<int64_t> Table::ReplayDelete(const arrow::Array& keys, uint64_t lsn) {
   std::lock_guard<std::mutex> lock(write_mutex_);
+  uint64_t unused = 0;
+  QUIVER_ASSIGN_OR_RETURN(int64_t deleted, DeleteLocked(keys, WriteMode::kReplay, &unused));
+  applied_lsn_.store(lsn, std::memory_order_release);
+  return deleted;
+}
+
+Result<int64_t> Table::DeleteLocked(const arrow::Array& keys_in, WriteMode mode, uint64_t* lsn) {
   QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> keys, NormalizeKeys(keys_in, "delete"));
+  if (journal_ != nullptr && mode == WriteMode::kJournaled && keys->length() > 0) {
+    QUIVER_ASSIGN_OR_RETURN(*lsn, journal_->LogDelete(id_, *keys));
+  }
   KeyColumn key_column(*keys);
   int64_t deleted = 0;
   for (int64_t i = 0; i < keys->length(); ++i) {
@@ -932,6 +979,7 @@ Result<int64_t> Table::Delete(const arrow::Array& keys_in) {
     row_count_.fetch_sub(1, std::memory_order_relaxed);
     ++deleted;
   }
+  if (*lsn != 0) applied_lsn_.store(*lsn, std::memory_order_release);
   FinishWrite();
   return deleted;
 }

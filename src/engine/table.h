@@ -21,6 +21,10 @@
 // freed only after a ReaderGate grace period. Readers may see some rows of a batch in flight
 // already applied and others not yet.
 //
+// Durability: a table made with a Journal (engine/journal.h) records each Upsert and Delete there
+// after its checks and before its first change, and acknowledges it once the journal commits it.
+// Replay() and ReplayDelete() apply recorded changes again at recovery, without recording them.
+//
 // Errors name the table, the column and, where it applies, the row. No exception escapes.
 #pragma once
 
@@ -36,6 +40,7 @@
 #include "common/result.h"
 #include "engine/hash_index.h"
 #include "engine/heap.h"
+#include "engine/journal.h"
 #include "engine/limits.h"
 #include "engine/reader_gate.h"
 #include "engine/row_layout.h"
@@ -72,12 +77,19 @@ struct TableStats {
 
 class Table : public std::enable_shared_from_this<Table> {
  public:
+  // `id` identifies this table (this incarnation of the name) in the journal; `journal` may be
+  // null (nothing is recorded) and must outlive the table.
   static Result<std::shared_ptr<Table>> Make(std::string name, TableSchema schema,
                                              EngineLimits limits = {},
-                                             RegionBacking backing = RegionBacking::kAnonymous);
+                                             RegionBacking backing = RegionBacking::kAnonymous,
+                                             uint64_t id = 0, Journal* journal = nullptr);
   ~Table();
 
   const std::string& name() const { return name_; }
+  uint64_t id() const { return id_; }
+  // The LSN of the last recorded change applied to this table (its creation's at first).
+  uint64_t applied_lsn() const { return applied_lsn_.load(std::memory_order_acquire); }
+  void set_applied_lsn(uint64_t lsn) { applied_lsn_.store(lsn, std::memory_order_release); }
   const TableSchema& schema() const { return schema_; }
   const RowLayout& layout() const { return layout_; }
 
@@ -85,6 +97,12 @@ class Table : public std::enable_shared_from_this<Table> {
   Result<UpsertResult> Upsert(const arrow::Table& table);
   // `keys`: an array of the key type (or one castable to it), no nulls.
   Result<int64_t> Delete(const arrow::Array& keys);
+  // Recovery: applies the change recorded as `lsn` again, without the journal. A row whose key is
+  // new here but existed when the change was first made (a snapshot may hold later changes) is
+  // inserted even when a non-nullable column is missing; the later changes replayed after it
+  // restore the row as it was.
+  Result<UpsertResult> Replay(const arrow::RecordBatch& batch, uint64_t lsn);
+  Result<int64_t> ReplayDelete(const arrow::Array& keys, uint64_t lsn);
   Result<ReadResult> Read(const arrow::Array& keys,
                           const std::vector<std::string>& columns = {}) const;
   // A reader over every live row. Each batch reflects the table at the time it is produced.
@@ -99,7 +117,15 @@ class Table : public std::enable_shared_from_this<Table> {
   class Scanner;
   struct PreparedBatch;
 
-  Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing);
+  enum class WriteMode { kJournaled, kReplay };
+
+  Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing,
+        uint64_t id, Journal* journal);
+
+  // Under the write lock. `lsn` receives the journal's LSN (0 when nothing was recorded).
+  Result<UpsertResult> UpsertLocked(const arrow::RecordBatch& batch, WriteMode mode,
+                                    uint64_t* lsn);
+  Result<int64_t> DeleteLocked(const arrow::Array& keys, WriteMode mode, uint64_t* lsn);
 
   Status Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) const;
   Result<std::shared_ptr<arrow::Array>> NormalizeKeys(const arrow::Array& keys,
@@ -119,6 +145,9 @@ class Table : public std::enable_shared_from_this<Table> {
   Result<size_t> MoveHeapValues();
 
   const std::string name_;
+  const uint64_t id_;
+  Journal* const journal_;
+  std::atomic<uint64_t> applied_lsn_{0};
   const TableSchema schema_;
   const EngineLimits limits_;
   const RowLayout layout_;

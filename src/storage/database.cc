@@ -1,0 +1,472 @@
+#include "storage/database.h"
+
+#include <arrow/api.h>
+#include <arrow/io/memory.h>
+#include <arrow/ipc/api.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+
+#include "common/arrow_status.h"
+#include "common/log.h"
+
+namespace quiver::storage {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string Milliseconds(double seconds) { return std::to_string(std::llround(seconds * 1000)); }
+
+std::string_view IdBytes(const uint64_t& id) {
+  return {reinterpret_cast<const char*>(&id), sizeof(id)};
+}
+
+// An Arrow IPC stream (schema, one batch, end-of-stream marker) as payload parts.
+struct EncodedBatch {
+  std::shared_ptr<arrow::Buffer> schema, batch;
+  static constexpr char kEndOfStream[8] = {'\xff', '\xff', '\xff', '\xff', 0, 0, 0, 0};
+};
+
+Result<EncodedBatch> EncodeBatch(const arrow::RecordBatch& batch) {
+  EncodedBatch encoded;
+  QUIVER_ASSIGN_OR_RETURN_ARROW(encoded.schema, arrow::ipc::SerializeSchema(*batch.schema()));
+  QUIVER_ASSIGN_OR_RETURN_ARROW(encoded.batch, arrow::ipc::SerializeRecordBatch(
+                                                   batch, arrow::ipc::IpcWriteOptions::Defaults()));
+  return encoded;
+}
+
+std::string_view View(const arrow::Buffer& buffer) {
+  return {reinterpret_cast<const char*>(buffer.data()), static_cast<size_t>(buffer.size())};
+}
+
+// Reads a record's payload: the table id, then the rest.
+Status SplitId(std::string_view payload, uint64_t* id, std::string_view* rest) {
+  if (payload.size() < sizeof(uint64_t)) return Status::Corruption("the record is too short");
+  std::memcpy(id, payload.data(), sizeof(uint64_t));
+  *rest = payload.substr(sizeof(uint64_t));
+  return Status::OK();
+}
+
+// The batch of an IPC stream payload, decoded from an aligned copy (log records are not aligned).
+Result<std::shared_ptr<arrow::RecordBatch>> DecodeBatch(std::string_view bytes) {
+  QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> copy,
+                                arrow::AllocateBuffer(static_cast<int64_t>(bytes.size())));
+  std::memcpy(copy->mutable_data(), bytes.data(), bytes.size());
+  auto reader = arrow::ipc::RecordBatchStreamReader::Open(
+      std::make_shared<arrow::io::BufferReader>(copy));
+  if (!reader.ok()) return Status::Corruption("the record's Arrow data: " + reader.status().message());
+  std::shared_ptr<arrow::RecordBatch> batch;
+  arrow::Status read = (*reader)->ReadNext(&batch);
+  if (!read.ok() || batch == nullptr) {
+    return Status::Corruption("the record's Arrow data holds no batch");
+  }
+  return batch;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Opening and recovery.
+
+Result<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options) {
+  std::unique_ptr<Database> db(new Database(options));
+  for (const std::string& path :
+       {options.data_dir, db->dir("wal"), db->dir("snapshots")}) {
+    std::error_code error;
+    std::filesystem::create_directories(path, error);
+    if (error) return Status::IOError("cannot create '" + path + "': " + error.message());
+  }
+  QUIVER_ASSIGN_OR_RETURN(db->lock_, DirectoryLock::Acquire(options.data_dir));
+  CatalogOptions catalog_options;
+  catalog_options.limits = options.limits;
+  catalog_options.backing = options.backing;
+  catalog_options.journal = db.get();
+  db->catalog_ = std::make_unique<Catalog>(catalog_options);
+  QUIVER_RETURN_NOT_OK(db->Recover());
+  if (options.snapshot_wal_bytes > 0 || options.snapshot_interval_seconds > 0) {
+    db->snapshot_thread_ = std::thread([d = db.get()] { d->SnapshotLoop(); });
+  }
+  return db;
+}
+
+Status Database::Recover() {
+  const auto start = Clock::now();
+  const std::string catalog_path = dir("catalog");
+  CatalogFile saved;
+  if (std::filesystem::exists(catalog_path)) {
+    QUIVER_ASSIGN_OR_RETURN(std::string text, ReadFile(catalog_path));
+    QUIVER_ASSIGN_OR_RETURN(saved, DecodeCatalog(catalog_path, text));
+  }
+  // Snapshots.
+  std::map<uint64_t, std::shared_ptr<Table>> tables;
+  for (const CatalogEntry& entry : saved.tables) {
+    const auto table_start = Clock::now();
+    Result<TableSchema> schema = TableSchema::FromJson(entry.schema_json, options_.limits);
+    if (!schema.ok()) {
+      return Status::Corruption("catalog '" + catalog_path + "': table '" + entry.name +
+                                "': " + schema.status().message());
+    }
+    QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table,
+                            catalog_->RestoreTable(entry.id, entry.name, std::move(*schema)));
+    if (entry.snapshot) {
+      QUIVER_RETURN_NOT_OK(LoadSnapshot(dir("snapshots"), *entry.snapshot, table.get()));
+      recovery_.snapshot_rows += entry.snapshot->rows;
+      QUIVER_LOG(kInfo, "snapshot loaded",
+                 {{"table", entry.name},
+                  {"rows", std::to_string(entry.snapshot->rows)},
+                  {"file", entry.snapshot->name},
+                  {"ms", Milliseconds(SecondsSince(table_start))}});
+    }
+    table->set_applied_lsn(entry.lsn);
+    saved_[entry.id] = Saved{entry.lsn, entry.snapshot};
+    tables[entry.id] = table;
+  }
+  catalog_->set_next_table_id(saved.next_table_id);
+  recovery_.snapshot_seconds = SecondsSince(start);
+
+  // The log.
+  const auto wal_start = Clock::now();
+  const uint64_t replay_from = saved.replay_from();
+  Result<WalScan> scan =
+      ScanWal(dir("wal"), options_.wal_truncate_corrupt, options_.ops,
+              [&](const WalRecord& record) {
+                ++recovery_.wal_records;
+                if (record.lsn < replay_from) return Status::OK();
+                return ApplyRecord(record, saved, &tables);
+              });
+  QUIVER_RETURN_NOT_OK(scan.status());
+  bool cut = scan->cut;
+  recovery_.dropped = scan->dropped;
+  if (!scan->dropped.empty()) {
+    QUIVER_LOG(kWarn, "write-ahead log: dropped", {{"what", scan->dropped}});
+  }
+  // Every record from replay_from to the catalog's LSN must have been there.
+  if (replay_from <= saved.lsn &&
+      (scan->first_lsn == 0 || scan->first_lsn > replay_from || scan->last_lsn < saved.lsn)) {
+    const std::string missing =
+        "the write-ahead log in '" + dir("wal") + "' holds LSNs " +
+        (scan->first_lsn == 0 ? std::string("none")
+                              : std::to_string(scan->first_lsn) + ".." +
+                                    std::to_string(scan->last_lsn)) +
+        " but the catalog needs " + std::to_string(replay_from) + ".." +
+        std::to_string(saved.lsn) + " (a segment is missing or was cut)";
+    if (!options_.wal_truncate_corrupt) {
+      return Status::Corruption(missing + ". Nothing was changed; to start with what is there, "
+                                          "pass --wal-truncate-corrupt");
+    }
+    QUIVER_LOG(kWarn, "write-ahead log: starting without missing records", {{"what", missing}});
+    cut = true;
+  }
+  recovery_.wal_seconds = SecondsSince(wal_start);
+  const uint64_t next_lsn = std::max({scan->end_lsn, saved.lsn + 1, uint64_t{1}});
+  WalOptions wal_options;
+  wal_options.fsync = options_.fsync;
+  wal_options.segment_bytes = options_.wal_segment_bytes;
+  wal_options.ops = options_.ops;
+  QUIVER_ASSIGN_OR_RETURN(wal_, Wal::Open(dir("wal"), wal_options, *scan, next_lsn));
+  wal_bytes_at_snapshot_ = 0;
+  recovery_.tables = catalog_->Tables().size();
+  if (cut || (!scan->segments.empty() && scan->end_lsn != next_lsn)) {
+    // The log has a hole now: save every table as it is, so that no later start needs what
+    // is before the hole.
+    QUIVER_ASSIGN_OR_RETURN(SnapshotReport report,
+                            SnapshotTables(catalog_->Tables(), next_lsn - 1));
+    (void)report;
+  }
+  recovery_.seconds = SecondsSince(start);
+  QUIVER_LOG(kInfo, "recovered",
+             {{"tables", std::to_string(recovery_.tables)},
+              {"snapshot_rows", std::to_string(recovery_.snapshot_rows)},
+              {"snapshot_ms", Milliseconds(recovery_.snapshot_seconds)},
+              {"wal_records", std::to_string(recovery_.wal_records)},
+              {"replayed", std::to_string(recovery_.replayed)},
+              {"wal_ms", Milliseconds(recovery_.wal_seconds)},
+              {"next_lsn", std::to_string(next_lsn)},
+              {"ms", Milliseconds(recovery_.seconds)}});
+  return Status::OK();
+}
+
+Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
+                             std::map<uint64_t, std::shared_ptr<Table>>* tables) {
+  uint64_t id;
+  std::string_view rest;
+  QUIVER_RETURN_NOT_OK(SplitId(record.payload, &id, &rest));
+  switch (record.type) {
+    case RecordType::kCreateTable: {
+      if (id < saved.next_table_id) return Status::OK();  // in the catalog, or dropped before it
+      uint32_t name_bytes;
+      if (rest.size() < sizeof(name_bytes)) return Status::Corruption("the record is too short");
+      std::memcpy(&name_bytes, rest.data(), sizeof(name_bytes));
+      if (rest.size() - sizeof(name_bytes) < name_bytes) {
+        return Status::Corruption("the record's table name is cut short");
+      }
+      const std::string name(rest.substr(sizeof(name_bytes), name_bytes));
+      QUIVER_ASSIGN_OR_RETURN(
+          TableSchema schema,
+          TableSchema::FromJson(rest.substr(sizeof(name_bytes) + name_bytes), options_.limits));
+      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table,
+                              catalog_->RestoreTable(id, name, std::move(schema)));
+      table->set_applied_lsn(record.lsn);
+      saved_[id] = Saved{record.lsn, std::nullopt};
+      (*tables)[id] = table;
+      break;
+    }
+    case RecordType::kDropTable:
+      catalog_->RemoveTable(id);
+      tables->erase(id);
+      if (auto it = saved_.find(id); it != saved_.end()) {
+        if (it->second.snapshot) doomed_snapshots_.push_back(it->second.snapshot->name);
+        saved_.erase(it);
+      }
+      break;
+    case RecordType::kUpsert:
+    case RecordType::kDelete: {
+      auto it = tables->find(id);
+      if (it == tables->end() || record.lsn <= saved_[id].lsn) return Status::OK();
+      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatch> batch, DecodeBatch(rest));
+      if (record.type == RecordType::kUpsert) {
+        QUIVER_RETURN_NOT_OK(it->second->Replay(*batch, record.lsn).status());
+      } else {
+        if (batch->num_columns() != 1) return Status::Corruption("a delete record needs one column");
+        QUIVER_RETURN_NOT_OK(it->second->ReplayDelete(*batch->column(0), record.lsn).status());
+      }
+      break;
+    }
+  }
+  ++recovery_.replayed;
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journal.
+
+Result<uint64_t> Database::LogCreate(uint64_t table_id, std::string_view name,
+                                     const TableSchema& schema) {
+  const auto name_bytes = static_cast<uint32_t>(name.size());
+  const std::string json = schema.ToJson();
+  QUIVER_ASSIGN_OR_RETURN(
+      uint64_t lsn,
+      wal_->Append(RecordType::kCreateTable,
+                   {IdBytes(table_id),
+                    std::string_view(reinterpret_cast<const char*>(&name_bytes), 4), name, json}));
+  std::lock_guard lock(file_mutex_);
+  saved_[table_id] = Saved{lsn, std::nullopt};
+  return lsn;
+}
+
+Result<uint64_t> Database::LogDrop(uint64_t table_id, std::string_view name) {
+  QUIVER_ASSIGN_OR_RETURN(uint64_t lsn,
+                          wal_->Append(RecordType::kDropTable, {IdBytes(table_id), name}));
+  std::lock_guard lock(file_mutex_);
+  if (auto it = saved_.find(table_id); it != saved_.end()) {
+    if (it->second.snapshot) doomed_snapshots_.push_back(it->second.snapshot->name);
+    saved_.erase(it);
+  }
+  return lsn;
+}
+
+Result<uint64_t> Database::LogUpsert(uint64_t table_id, const arrow::RecordBatch& batch) {
+  QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatch(batch));
+  return wal_->Append(RecordType::kUpsert,
+                      {IdBytes(table_id), View(*encoded.schema), View(*encoded.batch),
+                       std::string_view(EncodedBatch::kEndOfStream, 8)});
+}
+
+Result<uint64_t> Database::LogDelete(uint64_t table_id, const arrow::Array& keys) {
+  auto batch = arrow::RecordBatch::Make(arrow::schema({arrow::field("key", keys.type(), false)}),
+                                        keys.length(), {arrow::MakeArray(keys.data())});
+  QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatch(*batch));
+  return wal_->Append(RecordType::kDelete,
+                      {IdBytes(table_id), View(*encoded.schema), View(*encoded.batch),
+                       std::string_view(EncodedBatch::kEndOfStream, 8)});
+}
+
+void Database::CatalogChanged(uint64_t lsn) {
+  std::lock_guard lock(file_mutex_);
+  // The log has the change already; the catalog file only saves replaying it.
+  if (Status written = WriteCatalogLocked(); !written.ok()) {
+    QUIVER_LOG(kWarn, "catalog not rewritten (the log keeps the change)",
+               {{"lsn", std::to_string(lsn)}, {"error", written.message()}});
+  }
+}
+
+Status Database::Commit(uint64_t lsn) { return wal_->Commit(lsn); }
+
+Status Database::WriteCatalogLocked() {
+  CatalogFile file;
+  file.lsn = wal_->synced_lsn();
+  file.next_table_id = catalog_->next_table_id();
+  for (const std::shared_ptr<Table>& table : catalog_->Tables()) {
+    CatalogEntry entry;
+    entry.id = table->id();
+    entry.name = table->name();
+    entry.schema_json = table->schema().ToJson();
+    const Saved& saved = saved_[table->id()];
+    entry.lsn = saved.lsn;
+    entry.snapshot = saved.snapshot;
+    file.tables.push_back(std::move(entry));
+  }
+  QUIVER_RETURN_NOT_OK(WriteFileAtomically(dir("catalog"), EncodeCatalog(file), options_.ops));
+  for (const std::string& name : doomed_snapshots_) {
+    if (Status removed = RemoveFile(dir("snapshots") + "/" + name); !removed.ok()) {
+      QUIVER_LOG(kWarn, "old snapshot not removed", {{"error", removed.message()}});
+    }
+  }
+  doomed_snapshots_.clear();
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots.
+
+Result<SnapshotReport> Database::Snapshot(const std::vector<std::string>& names) {
+  std::vector<std::shared_ptr<Table>> tables;
+  if (names.empty()) {
+    tables = catalog_->Tables();
+  } else {
+    for (const std::string& name : names) {
+      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table, catalog_->GetTable(name));
+      tables.push_back(std::move(table));
+    }
+  }
+  return SnapshotTables(std::move(tables), 0);
+}
+
+Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Table>> tables,
+                                                uint64_t floor) {
+  std::lock_guard one_at_a_time(snapshot_mutex_);
+  const auto start = Clock::now();
+  const uint64_t wal_bytes = wal_->bytes_appended();
+  SnapshotReport report;
+  std::vector<std::pair<std::shared_ptr<Table>, SnapshotFile>> written;
+  for (const std::shared_ptr<Table>& table : tables) {
+    TableSnapshotReport entry;
+    entry.table = table->name();
+    // Every change up to `lsn` is applied; later ones may be partly in the file too.
+    const uint64_t lsn = std::max(table->applied_lsn(), floor);
+    uint64_t saved_lsn = 0;
+    {
+      std::lock_guard lock(file_mutex_);
+      auto it = saved_.find(table->id());
+      if (it == saved_.end()) continue;  // dropped meanwhile
+      saved_lsn = it->second.lsn;
+    }
+    entry.lsn = lsn;
+    if (lsn == saved_lsn && floor == 0) {
+      report.tables.push_back(entry);
+      continue;
+    }
+    const auto table_start = Clock::now();
+    Result<SnapshotFile> file = WriteSnapshot(*table, lsn, dir("snapshots"), options_.ops);
+    if (!file.ok()) {
+      for (const auto& [unused, done] : written) {
+        (void)RemoveFile(dir("snapshots") + "/" + done.name);
+      }
+      QUIVER_LOG(kError, "snapshot failed", {{"error", file.status().message()}});
+      return file.status();
+    }
+    entry.written = true;
+    entry.rows = file->rows;
+    entry.bytes = file->bytes;
+    entry.seconds = SecondsSince(table_start);
+    report.tables.push_back(entry);
+    written.emplace_back(table, *file);
+  }
+  // Rows of changes after a snapshot's LSN may be in it: those changes must be durable in the
+  // log before the snapshot is published, so that recovery replays them whole.
+  QUIVER_RETURN_NOT_OK(wal_->Sync());
+  uint64_t replay_from;
+  {
+    std::unique_lock ddl = catalog_->LockDdl();
+    std::lock_guard lock(file_mutex_);
+    for (const auto& [table, file] : written) {
+      auto it = saved_.find(table->id());
+      if (it == saved_.end()) {  // dropped meanwhile
+        doomed_snapshots_.push_back(file.name);
+        continue;
+      }
+      if (it->second.snapshot && it->second.snapshot->name != file.name) {
+        doomed_snapshots_.push_back(it->second.snapshot->name);
+      }
+      it->second = Saved{file.lsn, file};
+    }
+    QUIVER_RETURN_NOT_OK(WriteCatalogLocked());
+    CatalogFile picture;  // only for replay_from
+    picture.lsn = wal_->synced_lsn();
+    for (const auto& [id, saved] : saved_) picture.tables.push_back(CatalogEntry{id, "", "", saved.lsn, {}});
+    replay_from = picture.replay_from();
+  }
+  const size_t segments = wal_->segment_count();
+  QUIVER_RETURN_NOT_OK(wal_->RemoveSegmentsBefore(replay_from));
+  report.wal_segments_removed = segments - wal_->segment_count();
+  report.seconds = SecondsSince(start);
+  wal_bytes_at_snapshot_ = wal_bytes;
+  snapshots_ += written.size();
+  last_snapshot_unix_ = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  if (!written.empty()) {
+    int64_t rows = 0;
+    for (const auto& [table, file] : written) rows += file.rows;
+    QUIVER_LOG(kInfo, "snapshot",
+               {{"tables", std::to_string(written.size())},
+                {"rows", std::to_string(rows)},
+                {"wal_segments_removed", std::to_string(report.wal_segments_removed)},
+                {"ms", Milliseconds(report.seconds)}});
+  }
+  return report;
+}
+
+void Database::SnapshotLoop() {
+  auto last = Clock::now();
+  std::unique_lock lock(loop_mutex_);
+  while (!stop_) {
+    loop_wake_.wait_for(lock, std::chrono::seconds(1));
+    if (stop_) break;
+    const uint64_t grown = wal_->bytes_appended() - wal_bytes_at_snapshot_;
+    const bool by_size = options_.snapshot_wal_bytes > 0 && grown >= options_.snapshot_wal_bytes;
+    const bool by_age = options_.snapshot_interval_seconds > 0 && grown > 0 &&
+                        Clock::now() - last >=
+                            std::chrono::seconds(options_.snapshot_interval_seconds);
+    if (!by_size && !by_age) continue;
+    lock.unlock();
+    Result<SnapshotReport> report = Snapshot();
+    lock.lock();
+    last = Clock::now();
+    if (!report.ok()) {
+      // Logged by SnapshotTables; wait before trying again.
+      loop_wake_.wait_for(lock, std::chrono::seconds(10), [&] { return stop_; });
+    }
+  }
+}
+
+DatabaseStats Database::Stats() const {
+  DatabaseStats stats;
+  stats.wal_bytes = wal_->bytes_appended();
+  stats.wal_fsyncs = wal_->fsyncs();
+  stats.wal_last_lsn = wal_->last_lsn();
+  stats.wal_segments = wal_->segment_count();
+  stats.snapshots = snapshots_.load();
+  stats.last_snapshot_unix = last_snapshot_unix_.load();
+  return stats;
+}
+
+void Database::Close() {
+  {
+    std::lock_guard lock(loop_mutex_);
+    if (closed_) return;
+    closed_ = stop_ = true;
+  }
+  loop_wake_.notify_all();
+  if (snapshot_thread_.joinable()) snapshot_thread_.join();
+  if (wal_ != nullptr) wal_->Close();
+}
+
+Database::~Database() { Close(); }
+
+}  // namespace quiver::storage

@@ -1,0 +1,148 @@
+// Database: a Catalog made durable in a data directory. Opening one recovers the tables (newest
+// snapshot of each, then the write-ahead log after it); from then on every create, drop, upsert
+// and delete made through its catalog is logged before it is applied (it is the catalog's
+// Journal) and acknowledged according to the fsync policy. Snapshots are taken when the log has
+// grown by snapshot_wal_bytes, when snapshot_interval_seconds have passed with changes, and on
+// demand; each is followed by removing the log segments no table needs any more.
+//
+// Layout of the data directory (formats: docs/durability.md):
+//   LOCK                 held (flock) by the process that has the directory open
+//   catalog              tables, schemas, snapshot of each, log position (replaced atomically)
+//   wal/<lsn>.wal        log segments
+//   snapshots/<id>-<lsn>.arrow   one Arrow IPC file per table snapshot
+//
+// Thread safety: every method may be called from any thread; Snapshot calls are serialized.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/catalog.h"
+#include "engine/journal.h"
+#include "storage/catalog_file.h"
+#include "storage/file.h"
+#include "storage/wal.h"
+
+namespace quiver::storage {
+
+struct DatabaseOptions {
+  std::string data_dir;
+  FsyncPolicy fsync = FsyncPolicy::kEverySec;
+  uint64_t wal_segment_bytes = 64 << 20;
+  uint64_t snapshot_wal_bytes = 256 << 20;  // snapshot after the log grew this much (0: never)
+  int64_t snapshot_interval_seconds = 3600;  // snapshot changed tables this often (0: never)
+  bool wal_truncate_corrupt = false;         // cut a corrupt log instead of refusing to start
+  EngineLimits limits;
+  RegionBacking backing = RegionBacking::kAnonymous;
+  FileOps* ops = FileOps::Default();
+};
+
+struct TableSnapshotReport {
+  std::string table;
+  bool written = false;  // false: unchanged since its last snapshot
+  int64_t rows = 0;
+  uint64_t bytes = 0;
+  uint64_t lsn = 0;
+  double seconds = 0;
+};
+
+struct SnapshotReport {
+  std::vector<TableSnapshotReport> tables;
+  size_t wal_segments_removed = 0;
+  double seconds = 0;
+};
+
+struct RecoveryReport {
+  size_t tables = 0;
+  int64_t snapshot_rows = 0;
+  double snapshot_seconds = 0;
+  uint64_t wal_records = 0;  // read (checked) from the log
+  uint64_t replayed = 0;     // of them applied
+  double wal_seconds = 0;
+  double seconds = 0;
+  std::string dropped;  // a torn record or a cut log ("" when none)
+};
+
+struct DatabaseStats {
+  uint64_t wal_bytes = 0;  // appended since the start
+  uint64_t wal_fsyncs = 0;
+  uint64_t wal_last_lsn = 0;
+  size_t wal_segments = 0;
+  uint64_t snapshots = 0;          // table snapshots written since the start
+  int64_t last_snapshot_unix = 0;  // 0: none since the start
+};
+
+class Database final : public Journal {
+ public:
+  static Result<std::unique_ptr<Database>> Open(const DatabaseOptions& options);
+  ~Database() override;
+
+  Catalog& catalog() { return *catalog_; }
+  const RecoveryReport& recovery() const { return recovery_; }
+  const DatabaseOptions& options() const { return options_; }
+
+  // Snapshots the named tables (every table when empty) that changed since their last snapshot.
+  // kNotFound for an unknown name (nothing is written then).
+  Result<SnapshotReport> Snapshot(const std::vector<std::string>& tables = {});
+  DatabaseStats Stats() const;
+  // Stops the background work and syncs the log; later writes fail. Called by the destructor.
+  void Close();
+
+  // Journal.
+  Result<uint64_t> LogCreate(uint64_t table_id, std::string_view name,
+                             const TableSchema& schema) override;
+  Result<uint64_t> LogDrop(uint64_t table_id, std::string_view name) override;
+  Result<uint64_t> LogUpsert(uint64_t table_id, const arrow::RecordBatch& batch) override;
+  Result<uint64_t> LogDelete(uint64_t table_id, const arrow::Array& keys) override;
+  void CatalogChanged(uint64_t lsn) override;
+  Status Commit(uint64_t lsn) override;
+
+ private:
+  struct Saved {
+    uint64_t lsn = 0;  // the table's changes up to here are in `snapshot` (or it was empty)
+    std::optional<SnapshotFile> snapshot;
+  };
+
+  explicit Database(DatabaseOptions options) : options_(std::move(options)) {}
+  Status Recover();
+  Status ApplyRecord(const WalRecord& record, const CatalogFile& saved,
+                     std::map<uint64_t, std::shared_ptr<Table>>* tables);
+  // `floor`: snapshot every table (changed or not) at an LSN of at least `floor` (after a cut log).
+  Result<SnapshotReport> SnapshotTables(std::vector<std::shared_ptr<Table>> tables,
+                                        uint64_t floor);
+  // Under the catalog's DDL lock and file_mutex_.
+  Status WriteCatalogLocked();
+  void SnapshotLoop();
+  std::string dir(const char* sub) const { return options_.data_dir + "/" + sub; }
+
+  const DatabaseOptions options_;
+  std::unique_ptr<DirectoryLock> lock_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<Wal> wal_;
+  RecoveryReport recovery_;
+
+  std::mutex file_mutex_;           // the catalog file and saved_
+  std::map<uint64_t, Saved> saved_;  // by table id
+  std::vector<std::string> doomed_snapshots_;  // to remove once the catalog no longer names them
+
+  std::mutex snapshot_mutex_;  // one snapshot at a time
+  std::atomic<uint64_t> snapshots_{0};
+  std::atomic<int64_t> last_snapshot_unix_{0};
+  std::atomic<uint64_t> wal_bytes_at_snapshot_{0};
+
+  std::mutex loop_mutex_;
+  std::condition_variable loop_wake_;
+  bool stop_ = false;
+  bool closed_ = false;
+  std::thread snapshot_thread_;
+};
+
+}  // namespace quiver::storage

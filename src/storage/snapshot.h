@@ -1,0 +1,41 @@
+// Table snapshots: every live row of a table in one Arrow IPC file (the random-access "file"
+// format, readable by any Arrow tool: pyarrow.ipc.open_file, Feather, DuckDB...), written while
+// readers and writers go on. Its size and CRC-32C are kept in the catalog and checked on load.
+//
+// A snapshot taken at LSN S holds every change of the table up to S, and possibly some later
+// ones (rows are read as they are when the scan reaches them, each whole); replaying the log
+// after S on top of it gives the table as it was (docs/durability.md explains why).
+//
+// Thread safety: functions; WriteSnapshot scans the table like any reader.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/result.h"
+#include "engine/table.h"
+#include "storage/file.h"
+
+namespace quiver::storage {
+
+struct SnapshotFile {
+  std::string name;  // in the snapshot directory
+  uint64_t lsn = 0;
+  int64_t rows = 0;
+  uint64_t bytes = 0;
+  uint32_t crc32c = 0;
+};
+
+// "<table id>-<lsn>.arrow"
+std::string SnapshotName(uint64_t table_id, uint64_t lsn);
+
+// Writes `table` to `dir`/SnapshotName(...) through a temporary file that is synced and renamed
+// (and the directory synced): the file exists whole or not at all.
+Result<SnapshotFile> WriteSnapshot(const Table& table, uint64_t lsn, const std::string& dir,
+                                   FileOps* ops);
+
+// Checks `dir`/`file.name` against `file` (size, checksum, schema) and upserts its rows into
+// `table`, which must be empty. kCorruption (naming the file) when a check fails.
+Status LoadSnapshot(const std::string& dir, const SnapshotFile& file, Table* table);
+
+}  // namespace quiver::storage

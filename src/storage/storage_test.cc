@@ -1,0 +1,577 @@
+// Tests of the write-ahead log, snapshots, the catalog file and recovery (storage/), including
+// torn and corrupt files and a disk that fills up or fails (FaultOps).
+#include <arrow/io/file.h>
+#include <arrow/ipc/api.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "common/arrow_status.h"
+#include "common/crc32c.h"
+#include "engine/test_util.h"
+#include "storage/database.h"
+
+namespace quiver::storage {
+namespace {
+
+using testing::ArrayFromJson;
+using testing::BatchFromJson;
+using testing::SchemaFromJson;
+using testing::ValueOrFail;
+namespace fs = std::filesystem;
+
+template <typename T>
+Result<T> FromArrowResult(arrow::Result<T> result) {
+  if (!result.ok()) return FromArrow(result.status());
+  return std::move(result).ValueUnsafe();
+}
+
+// Fails writes once `write_budget` bytes were written (ENOSPC, like a full disk) and syncs while
+// `fail_sync` (EIO).
+class FaultOps : public FileOps {
+ public:
+  std::atomic<int64_t> write_budget{-1};  // -1: unlimited
+  std::atomic<bool> fail_sync{false};
+
+  ssize_t Write(int fd, const void* data, size_t size) override {
+    const int64_t budget = write_budget.load();
+    if (budget >= 0) {
+      if (budget == 0) {
+        errno = ENOSPC;
+        return -1;
+      }
+      size = std::min<size_t>(size, static_cast<size_t>(budget));
+      write_budget -= static_cast<int64_t>(size);
+    }
+    return FileOps::Write(fd, data, size);
+  }
+  int Sync(int fd) override {
+    if (fail_sync) {
+      errno = EIO;
+      return -1;
+    }
+    return FileOps::Sync(fd);
+  }
+};
+
+class StorageTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/quiver-storage-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  DatabaseOptions Options(FsyncPolicy fsync = FsyncPolicy::kEverySec) {
+    DatabaseOptions options;
+    options.data_dir = dir_;
+    options.fsync = fsync;
+    options.snapshot_wal_bytes = 0;
+    options.snapshot_interval_seconds = 0;
+    return options;
+  }
+  std::unique_ptr<Database> Open(const DatabaseOptions& options) {
+    return ValueOrFail(Database::Open(options));
+  }
+  std::unique_ptr<Database> Open() { return Open(Options()); }
+
+  std::string dir_;
+};
+
+constexpr char kSchema[] = R"({"key": "id", "columns": {
+    "id": {"dtype": "utf8"}, "x": {"dtype": "float32"}, "s": {"dtype": "utf8"},
+    "emb": {"dtype": "fixed_size_list[float32, 2]"}, "n": {"dtype": "int64", "nullable": false}}})";
+
+std::shared_ptr<arrow::RecordBatch> Rows(const std::string& ids, const std::string& xs,
+                                         const std::string& ss, const std::string& ns) {
+  std::string embs = "[";
+  const int64_t count = ArrayFromJson(arrow::utf8(), ids)->length();
+  for (int64_t i = 0; i < count; ++i) {
+    embs += (i ? ", " : "") + std::string("[") + std::to_string(i) + ", 0.5]";
+  }
+  embs += "]";
+  return BatchFromJson({{"id", arrow::utf8(), ids},
+                        {"x", arrow::float32(), xs},
+                        {"s", arrow::utf8(), ss},
+                        {"emb", arrow::fixed_size_list(arrow::float32(), 2), embs},
+                        {"n", arrow::int64(), ns}});
+}
+
+// Every table's rows as text, by table and key: equal contents compare equal.
+std::map<std::string, std::map<std::string, std::string>> Contents(Catalog& catalog) {
+  std::map<std::string, std::map<std::string, std::string>> contents;
+  for (const auto& table : catalog.Tables()) {
+    auto& rows = contents[table->name() + " " + table->schema().ToJson()];
+    auto reader = ValueOrFail(table->Scan(3));
+    for (;;) {
+      std::shared_ptr<arrow::RecordBatch> batch;
+      EXPECT_TRUE(reader->ReadNext(&batch).ok());
+      if (batch == nullptr) break;
+      for (int64_t i = 0; i < batch->num_rows(); ++i) {
+        std::string row;
+        for (int c = 1; c < batch->num_columns(); ++c) {
+          row += ValueOrFail(FromArrowResult(batch->column(c)->GetScalar(i)))->ToString() + "|";
+        }
+        rows[ValueOrFail(FromArrowResult(batch->column(0)->GetScalar(i)))->ToString()] = row;
+      }
+    }
+  }
+  return contents;
+}
+
+std::vector<std::string> Files(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(dir)) files.push_back(entry.path().string());
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+void FlipByte(const std::string& path, uint64_t offset) {
+  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+  file.seekg(static_cast<std::streamoff>(offset));
+  char byte;
+  file.read(&byte, 1);
+  byte ^= 0x20;
+  file.seekp(static_cast<std::streamoff>(offset));
+  file.write(&byte, 1);
+}
+
+TEST(Crc32cTest, KnownValues) {
+  EXPECT_EQ(Crc32c("123456789"), 0xE3069283u);
+  EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8A9136AAu);
+  EXPECT_EQ(Crc32c(std::string(32, '\xff')), 0x62A8AB43u);
+  const std::string text = "the quick brown fox jumps over the lazy dog, twice or more";
+  EXPECT_EQ(Crc32c(text.substr(20), Crc32c(text.substr(0, 20))), Crc32c(text));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The log alone.
+
+std::vector<std::pair<uint64_t, std::string>> ScanAll(const std::string& dir, WalScan* scan_out,
+                                                      bool truncate = false,
+                                                      Status* status = nullptr) {
+  std::vector<std::pair<uint64_t, std::string>> records;
+  Result<WalScan> scan = ScanWal(dir, truncate, FileOps::Default(), [&](const WalRecord& r) {
+    records.emplace_back(r.lsn, std::string(r.payload));
+    return Status::OK();
+  });
+  if (status != nullptr) *status = scan.status();
+  if (scan.ok() && scan_out != nullptr) *scan_out = *scan;
+  return records;
+}
+
+// Appends `count` records ("record <i>" padded to various sizes) to a new log in `dir`; returns
+// each record's offset in its segment.
+std::vector<uint64_t> WriteLog(const std::string& dir, int count, uint64_t segment_bytes) {
+  WalOptions options;
+  options.segment_bytes = segment_bytes;
+  options.fsync = FsyncPolicy::kNo;
+  auto wal = ValueOrFail(Wal::Open(dir, options, WalScan{}, 1));
+  std::vector<uint64_t> offsets;
+  uint64_t offset = kSegmentHeaderBytes;
+  for (int i = 1; i <= count; ++i) {
+    const std::string payload = "record " + std::to_string(i) + std::string(i * 7 % 50, '.');
+    EXPECT_EQ(ValueOrFail(wal->Append(RecordType::kUpsert, {payload})), uint64_t(i));
+    offsets.push_back(offset);
+    offset += kRecordHeaderBytes + kRecordBodyPrefixBytes + payload.size();
+  }
+  return offsets;
+}
+
+TEST_F(StorageTest, WalRecordsComeBackInOrderAcrossSegments) {
+  WriteLog(dir_, 200, 1024);
+  WalScan scan;
+  auto records = ScanAll(dir_, &scan);
+  ASSERT_EQ(records.size(), 200u);
+  for (size_t i = 0; i < records.size(); ++i) {
+    EXPECT_EQ(records[i].first, i + 1);
+    EXPECT_TRUE(records[i].second.starts_with("record " + std::to_string(i + 1)));
+  }
+  EXPECT_GT(scan.segments.size(), 5u);
+  EXPECT_EQ(scan.last_lsn, 200u);
+  EXPECT_EQ(scan.end_lsn, 201u);
+  EXPECT_TRUE(scan.dropped.empty());
+}
+
+TEST_F(StorageTest, WalTornFinalRecordIsDroppedAndTheLogContinues) {
+  WriteLog(dir_, 10, 1 << 20);
+  const std::string segment = Files(dir_).back();
+  fs::resize_file(segment, fs::file_size(segment) - 5);  // a crash mid-append
+  WalScan scan;
+  auto records = ScanAll(dir_, &scan);
+  EXPECT_EQ(records.size(), 9u);
+  EXPECT_NE(scan.dropped.find("torn final record"), std::string::npos) << scan.dropped;
+  // The torn bytes are cut off, so the log continues cleanly.
+  auto wal = ValueOrFail(Wal::Open(dir_, WalOptions{}, scan, scan.end_lsn));
+  EXPECT_EQ(ValueOrFail(wal->Append(RecordType::kUpsert, {"again"})), 10u);
+  wal->Close();
+  records = ScanAll(dir_, &scan);
+  ASSERT_EQ(records.size(), 10u);
+  EXPECT_EQ(records.back().second, "again");
+  EXPECT_TRUE(scan.dropped.empty());
+}
+
+TEST_F(StorageTest, WalZeroFilledTailIsTorn) {
+  WriteLog(dir_, 3, 1 << 20);
+  const std::string segment = Files(dir_).back();
+  fs::resize_file(segment, fs::file_size(segment) + 4096);  // space the file system never filled
+  WalScan scan;
+  EXPECT_EQ(ScanAll(dir_, &scan).size(), 3u);
+  EXPECT_FALSE(scan.dropped.empty());
+}
+
+TEST_F(StorageTest, WalCorruptionNamesFileAndOffset) {
+  const auto offsets = WriteLog(dir_, 10, 1 << 20);
+  const std::string segment = Files(dir_).back();
+  FlipByte(segment, offsets[4] + kRecordHeaderBytes + 12);  // inside record 5's payload
+  Status status;
+  ScanAll(dir_, nullptr, false, &status);
+  EXPECT_EQ(status.code(), StatusCode::kCorruption);
+  EXPECT_NE(status.message().find(segment), std::string::npos) << status.ToString();
+  EXPECT_NE(status.message().find("offset " + std::to_string(offsets[4])), std::string::npos)
+      << status.ToString();
+  EXPECT_NE(status.message().find("--wal-truncate-corrupt"), std::string::npos);
+  EXPECT_EQ(fs::file_size(segment), offsets.back() + kRecordHeaderBytes + kRecordBodyPrefixBytes +
+                                        std::string("record 10").size() + 70 % 50)
+      << "nothing is changed without the flag";
+  // Asked to, the log is cut there.
+  WalScan scan;
+  auto records = ScanAll(dir_, &scan, /*truncate=*/true, &status);
+  QUIVER_ASSERT_OK(status);
+  EXPECT_EQ(records.size(), 4u);
+  EXPECT_TRUE(scan.cut);
+  EXPECT_EQ(fs::file_size(segment), offsets[4]);
+}
+
+TEST_F(StorageTest, WalDamagedFinalRecordIsCorruptionNotTorn) {
+  const auto offsets = WriteLog(dir_, 4, 1 << 20);
+  FlipByte(Files(dir_).back(), offsets[3] + kRecordHeaderBytes + 10);
+  Status status;
+  ScanAll(dir_, nullptr, false, &status);
+  EXPECT_EQ(status.code(), StatusCode::kCorruption) << status.ToString();
+}
+
+TEST_F(StorageTest, WalDamagedLengthIsCorruption) {
+  const auto offsets = WriteLog(dir_, 4, 1 << 20);
+  FlipByte(Files(dir_).back(), offsets[1] + 1);  // record 2's length: fails the header checksum
+  Status status;
+  ScanAll(dir_, nullptr, false, &status);
+  EXPECT_EQ(status.code(), StatusCode::kCorruption) << status.ToString();
+  EXPECT_NE(status.message().find("header fails its checksum"), std::string::npos);
+}
+
+TEST_F(StorageTest, WalMissingOrCutSegmentIsCorruption) {
+  WriteLog(dir_, 200, 1024);
+  auto files = Files(dir_);
+  ASSERT_GT(files.size(), 3u);
+  fs::resize_file(files[1], fs::file_size(files[1]) - 3);  // an older segment cut short
+  Status status;
+  ScanAll(dir_, nullptr, false, &status);
+  EXPECT_EQ(status.code(), StatusCode::kCorruption);
+  EXPECT_NE(status.message().find(files[1]), std::string::npos) << status.ToString();
+  fs::remove(files[1]);
+  ScanAll(dir_, nullptr, false, &status);
+  EXPECT_EQ(status.code(), StatusCode::kCorruption);
+  EXPECT_NE(status.message().find("a segment is missing"), std::string::npos) << status.ToString();
+}
+
+TEST_F(StorageTest, WalGroupCommitSharesFsyncs) {
+  WalOptions options;
+  options.fsync = FsyncPolicy::kAlways;
+  auto wal = ValueOrFail(Wal::Open(dir_, options, WalScan{}, 1));
+  const uint64_t fsyncs_before = wal->fsyncs();
+  constexpr int kThreads = 8, kEach = 40;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kEach; ++i) {
+        auto lsn = wal->Append(RecordType::kUpsert, {std::string(100, 'x')});
+        if (!lsn.ok() || !wal->Commit(*lsn).ok() || wal->synced_lsn() < *lsn) ++failures;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures, 0);
+  const uint64_t fsyncs = wal->fsyncs() - fsyncs_before;
+  EXPECT_LT(fsyncs, uint64_t{kThreads * kEach}) << "every commit synced alone";
+  EXPECT_EQ(wal->synced_lsn(), uint64_t{kThreads * kEach});
+}
+
+// ---------------------------------------------------------------------------------------------
+// The database.
+
+TEST_F(StorageTest, RecoversEveryChangeFromTheLog) {
+  std::map<std::string, std::map<std::string, std::string>> before;
+  {
+    auto db = Open();
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    ValueOrFail(t->Upsert(*Rows(R"(["a", "b", "c"])", "[1, 2, null]", R"(["x", null, "long string value"])", "[1, 2, 3]")));
+    ValueOrFail(t->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["b"])"}, {"x", arrow::float32(), "[20]"}})));
+    EXPECT_EQ(ValueOrFail(t->Delete(*ArrayFromJson(arrow::utf8(), R"(["a", "zz"])"))), 1);
+    // A name dropped and created again is another table.
+    auto u = ValueOrFail(db->catalog().CreateTable("u", SchemaFromJson(kSchema)));
+    ValueOrFail(u->Upsert(*Rows(R"(["old"])", "[1]", R"(["o"])", "[1]")));
+    QUIVER_ASSERT_OK(db->catalog().DropTable("u"));
+    auto u2 = ValueOrFail(db->catalog().CreateTable(
+        "u", SchemaFromJson(R"({"key": "k", "columns": {"k": {"dtype": "int64"}, "v": {"dtype": "float64"}}})")));
+    ValueOrFail(u2->Upsert(*BatchFromJson({{"k", arrow::int64(), "[7, 8]"}, {"v", arrow::float64(), "[0.5, null]"}})));
+    QUIVER_ASSERT_OK(db->catalog().CreateTable("empty", SchemaFromJson(kSchema)).status());
+    before = Contents(db->catalog());
+  }
+  auto db = Open();
+  EXPECT_EQ(Contents(db->catalog()), before);
+  EXPECT_EQ(db->catalog().ListTables(), (std::vector<std::string>{"empty", "t", "u"}));
+  // Ten records; the catalog file (rewritten at each create and drop) already holds the tables,
+  // so their creates are not replayed, but their writes are.
+  EXPECT_EQ(db->recovery().wal_records, 10u);
+  EXPECT_GE(db->recovery().replayed, 4u);
+  // Ids keep growing across restarts.
+  auto again = ValueOrFail(db->catalog().CreateTable("w", SchemaFromJson(kSchema)));
+  EXPECT_GT(again->id(), ValueOrFail(db->catalog().GetTable("u"))->id());
+}
+
+TEST_F(StorageTest, SnapshotThenLogReplay) {
+  std::map<std::string, std::map<std::string, std::string>> before;
+  {
+    auto options = Options();
+    options.wal_segment_bytes = 4096;
+    auto db = Open(options);
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    for (int i = 0; i < 50; ++i) {
+      const std::string id = "\"k" + std::to_string(i % 20) + "\"";
+      ValueOrFail(t->Upsert(*Rows("[" + id + "]", "[" + std::to_string(i) + "]", R"(["v"])", "[" + std::to_string(i) + "]")));
+    }
+    const size_t segments = Files(dir_ + "/wal").size();
+    ASSERT_GT(segments, 3u);
+    SnapshotReport report = ValueOrFail(db->Snapshot());
+    ASSERT_EQ(report.tables.size(), 1u);
+    EXPECT_TRUE(report.tables[0].written);
+    EXPECT_EQ(report.tables[0].rows, 20);
+    EXPECT_GT(report.wal_segments_removed, 0u);
+    EXPECT_LT(Files(dir_ + "/wal").size(), segments);
+    // Unchanged: not written again.
+    report = ValueOrFail(db->Snapshot({"t"}));
+    EXPECT_FALSE(report.tables[0].written);
+    QUIVER_EXPECT_ERROR(db->Snapshot({"nope"}), StatusCode::kNotFound, "nope");
+    ValueOrFail(t->Upsert(*Rows(R"(["k1", "new"])", "[100, 101]", R"(["after", "snapshot"])", "[1, 2]")));
+    ValueOrFail(t->Delete(*ArrayFromJson(arrow::utf8(), R"(["k2"])")));
+    before = Contents(db->catalog());
+  }
+  // The snapshot is a plain Arrow IPC file.
+  const auto snapshots = Files(dir_ + "/snapshots");
+  ASSERT_EQ(snapshots.size(), 1u);
+  auto file = ValueOrFail(FromArrowResult(arrow::io::ReadableFile::Open(snapshots[0])));
+  auto reader = ValueOrFail(FromArrowResult(arrow::ipc::RecordBatchFileReader::Open(file)));
+  EXPECT_EQ(ValueOrFail(FromArrowResult(reader->CountRows())), 20);
+  EXPECT_EQ(reader->schema()->metadata()->Get("quiver.table").ValueOr(""), "t");
+
+  auto db = Open();
+  EXPECT_EQ(Contents(db->catalog()), before);
+  EXPECT_EQ(db->recovery().snapshot_rows, 20);
+  EXPECT_EQ(db->recovery().replayed, 2u);
+}
+
+TEST_F(StorageTest, SnapshotsWhileWritersAndReadersGoOn) {
+  auto options = Options(FsyncPolicy::kNo);
+  options.wal_segment_bytes = 64 << 10;
+  std::map<std::string, std::map<std::string, std::string>> before;
+  {
+    auto db = Open(options);
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    std::atomic<bool> stop{false};
+    std::atomic<int> errors{0}, batches{0};
+    // Each batch rewrites the same 50 keys with one value, and adds 5 new keys.
+    std::thread writer([&] {
+      for (int b = 0; !stop; ++b) {
+        std::string ids = "[", xs = "[", ss = "[", ns = "[";
+        for (int i = 0; i < 55; ++i) {
+          const std::string key = i < 50 ? "k" + std::to_string(i) : "n" + std::to_string(b) + "-" + std::to_string(i);
+          ids += (i ? ", \"" : "\"") + key + "\"";
+          xs += (i ? ", " : "") + std::to_string(b);
+          ss += (i ? ", \"" : "\"") + std::string(i % 3 ? "s" : "a longer string, on the heap ") + std::to_string(b) + "\"";
+          ns += (i ? ", " : "") + std::to_string(b);
+        }
+        if (!t->Upsert(*Rows(ids + "]", xs + "]", ss + "]", ns + "]")).ok()) ++errors;
+        if (b % 7 == 3 && !t->Delete(*ArrayFromJson(arrow::utf8(), "[\"n" + std::to_string(b - 1) + "-50\"]")).ok()) ++errors;
+        ++batches;
+      }
+    });
+    std::thread reader([&] {
+      auto keys = ArrayFromJson(arrow::utf8(), R"(["k0", "k17", "k49"])");
+      while (!stop) {
+        auto read = t->Read(*keys, {"n"});
+        if (!read.ok()) ++errors;
+      }
+    });
+    for (int i = 0; i < 6; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      auto report = db->Snapshot();
+      if (!report.ok()) ++errors;
+    }
+    stop = true;
+    writer.join();
+    reader.join();
+    EXPECT_EQ(errors, 0);
+    EXPECT_GT(batches, 6);
+    before = Contents(db->catalog());
+  }
+  auto db = Open(options);
+  EXPECT_EQ(Contents(db->catalog()), before);
+  // One value per batch across the 50 rewritten keys: no batch is half-applied.
+  std::set<std::string> values;
+  for (const auto& [key, row] : before.begin()->second) {
+    if (key.starts_with("k")) values.insert(row.substr(row.rfind('|', row.size() - 2) + 1));
+  }
+  EXPECT_EQ(values.size(), 1u);
+}
+
+TEST_F(StorageTest, MissingDamagedSnapshotOrCatalogStopsTheStart) {
+  {
+    auto db = Open();
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    ValueOrFail(t->Upsert(*Rows(R"(["a", "b"])", "[1, 2]", R"(["x", "y"])", "[1, 2]")));
+    ValueOrFail(db->Snapshot());
+  }
+  const std::string snapshot = Files(dir_ + "/snapshots").at(0);
+  const std::string saved = dir_ + "/saved.arrow";
+  fs::copy_file(snapshot, saved);
+  FlipByte(snapshot, fs::file_size(snapshot) / 2);
+  QUIVER_EXPECT_ERROR(Database::Open(Options()), StatusCode::kCorruption, snapshot);
+  fs::remove(snapshot);
+  QUIVER_EXPECT_ERROR(Database::Open(Options()), StatusCode::kCorruption, snapshot);
+  fs::copy_file(saved, snapshot);
+  ASSERT_TRUE(Database::Open(Options()).ok());
+  FlipByte(dir_ + "/catalog", 100);
+  QUIVER_EXPECT_ERROR(Database::Open(Options()), StatusCode::kCorruption, "catalog");
+}
+
+TEST_F(StorageTest, CorruptLogStopsTheStartUnlessCut) {
+  {
+    auto db = Open();
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    for (int i = 0; i < 5; ++i) {
+      ValueOrFail(t->Upsert(*Rows("[\"k" + std::to_string(i) + "\"]", "[1]", R"(["x"])", "[1]")));
+    }
+  }
+  const std::string segment = Files(dir_ + "/wal").at(0);
+  FlipByte(segment, fs::file_size(segment) * 2 / 3);
+  QUIVER_EXPECT_ERROR(Database::Open(Options()), StatusCode::kCorruption, segment + "' is corrupt at offset");
+  auto options = Options();
+  options.wal_truncate_corrupt = true;
+  int64_t rows;
+  {
+    auto db = Open(options);
+    EXPECT_NE(db->recovery().dropped.find("the log from"), std::string::npos);
+    auto t = ValueOrFail(db->catalog().GetTable("t"));
+    rows = t->Stats().rows;
+    EXPECT_GT(rows, 0);
+    EXPECT_LT(rows, 5);
+    ValueOrFail(t->Upsert(*Rows(R"(["after"])", "[1]", R"(["x"])", "[1]")));
+  }
+  // Cut once, it starts cleanly from then on.
+  auto db = Open();
+  EXPECT_EQ(ValueOrFail(db->catalog().GetTable("t"))->Stats().rows, rows + 1);
+}
+
+TEST_F(StorageTest, TornTailIsDroppedAtStart) {
+  {
+    auto db = Open();
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    ValueOrFail(t->Upsert(*Rows(R"(["a"])", "[1]", R"(["x"])", "[1]")));
+    ValueOrFail(t->Upsert(*Rows(R"(["b"])", "[2]", R"(["y"])", "[2]")));
+  }
+  const std::string segment = Files(dir_ + "/wal").at(0);
+  fs::resize_file(segment, fs::file_size(segment) - 20);
+  auto db = Open();
+  EXPECT_NE(db->recovery().dropped.find("torn"), std::string::npos);
+  auto t = ValueOrFail(db->catalog().GetTable("t"));
+  auto read = ValueOrFail(t->Read(*ArrayFromJson(arrow::utf8(), R"(["a", "b"])")));
+  EXPECT_EQ(read.found_count, 1);
+  EXPECT_TRUE(read.found->Value(0));
+}
+
+TEST_F(StorageTest, SecondOpenOfADirectoryIsRefused) {
+  auto db = Open();
+  QUIVER_EXPECT_ERROR(Database::Open(Options()), StatusCode::kIOError, "in use by another process");
+}
+
+TEST_F(StorageTest, FullDiskFailsWritesAndChangesNothing) {
+  FaultOps ops;
+  auto options = Options(FsyncPolicy::kAlways);
+  options.ops = &ops;
+  std::map<std::string, std::map<std::string, std::string>> acknowledged;
+  {
+    auto db = Open(options);
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    ValueOrFail(t->Upsert(*Rows(R"(["a", "b"])", "[1, 2]", R"(["x", "y"])", "[1, 2]")));
+    acknowledged = Contents(db->catalog());
+    for (int64_t budget : {0, 1, 13, 200}) {  // nothing, part of a header, part of a record
+      ops.write_budget = budget;
+      QUIVER_EXPECT_ERROR(t->Upsert(*Rows(R"(["a", "c"])", "[9, 9]", R"(["z", "z"])", "[9, 9]")),
+                          StatusCode::kIOError, "No space left on device");
+      QUIVER_EXPECT_ERROR(t->Delete(*ArrayFromJson(arrow::utf8(), R"(["a"])")), StatusCode::kIOError, "No space");
+      QUIVER_EXPECT_ERROR(db->catalog().CreateTable("u", SchemaFromJson(kSchema)), StatusCode::kIOError, "No space");
+      EXPECT_EQ(Contents(db->catalog()), acknowledged) << "memory holds what is durable";
+      EXPECT_TRUE(t->Read(*ArrayFromJson(arrow::utf8(), R"(["a"])")).ok()) << "reads go on";
+      EXPECT_FALSE(db->Snapshot().ok());
+    }
+    ops.write_budget = -1;  // space again: writes go on
+    ValueOrFail(t->Upsert(*Rows(R"(["c"])", "[3]", R"(["w"])", "[3]")));
+    acknowledged = Contents(db->catalog());
+  }
+  auto db = Open(Options());
+  EXPECT_EQ(Contents(db->catalog()), acknowledged);
+}
+
+TEST_F(StorageTest, FailedFsyncRefusesLaterWritesAndKeepsReads) {
+  FaultOps ops;
+  auto options = Options(FsyncPolicy::kAlways);
+  options.ops = &ops;
+  std::map<std::string, std::map<std::string, std::string>> acknowledged;
+  {
+    auto db = Open(options);
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    ValueOrFail(t->Upsert(*Rows(R"(["a"])", "[1]", R"(["x"])", "[1]")));
+    acknowledged = Contents(db->catalog());
+    ops.fail_sync = true;
+    QUIVER_EXPECT_ERROR(t->Upsert(*Rows(R"(["b"])", "[2]", R"(["y"])", "[2]")), StatusCode::kIOError,
+                        "Input/output error");
+    ops.fail_sync = false;
+    QUIVER_EXPECT_ERROR(t->Upsert(*Rows(R"(["c"])", "[3]", R"(["z"])", "[3]")), StatusCode::kIOError,
+                        "refused until quiverd restarts");
+    EXPECT_TRUE(t->Read(*ArrayFromJson(arrow::utf8(), R"(["a"])")).ok());
+  }
+  // What reached the disk is recovered: every acknowledged write, and here the unacknowledged
+  // one whose fsync failed (its bytes were written).
+  auto db = Open(Options());
+  auto contents = Contents(db->catalog());
+  for (const auto& [key, row] : acknowledged.begin()->second) {
+    EXPECT_EQ(contents.begin()->second[key], row);
+  }
+  EXPECT_EQ(contents.begin()->second.count("c"), 0u);
+}
+
+TEST(TableReplayTest, ReplayInsertsRowsMissingARequiredColumn) {
+  // A snapshot may lack a row that a later change deleted; replaying an earlier partial update of
+  // it must not fail (the later delete, replayed next, removes it again).
+  auto table = ValueOrFail(Table::Make("t", SchemaFromJson(kSchema)));
+  auto partial = BatchFromJson({{"id", arrow::utf8(), R"(["gone"])"}, {"x", arrow::float32(), "[1]"}});
+  QUIVER_EXPECT_ERROR(table->Upsert(*partial), StatusCode::kInvalidArgument, "non-nullable column 'n'");
+  ValueOrFail(table->Replay(*partial, 7));
+  EXPECT_EQ(table->applied_lsn(), 7u);
+  EXPECT_EQ(ValueOrFail(table->ReplayDelete(*ArrayFromJson(arrow::utf8(), R"(["gone"])"), 8)), 1);
+  EXPECT_EQ(table->Stats().rows, 0);
+}
+
+}  // namespace
+}  // namespace quiver::storage
