@@ -25,9 +25,9 @@
 #include <vector>
 
 #include "common/log.h"
-#include "engine/catalog.h"
 #include "server/flight/flight_server.h"
 #include "server/http/http_server.h"
+#include "storage/database.h"
 
 namespace quiver {
 namespace {
@@ -45,6 +45,11 @@ struct Options {
   int64_t max_connections = 1024;
   bool access_log = false;
   int64_t busy_poll_us = 0;
+  std::string fsync = "everysec";
+  int64_t snapshot_wal_bytes = int64_t{256} << 20;
+  int64_t snapshot_interval = 3600;
+  int64_t wal_segment_bytes = int64_t{64} << 20;
+  bool wal_truncate_corrupt = false;
 };
 
 // One option, in its three spellings: a flag (--http-port), a key of the YAML file (http.port)
@@ -105,6 +110,26 @@ Option IntegerOption(const char* flag, const char* key, const char* value_name, 
                 [member](const Options& o) { return std::to_string(o.*member); }};
 }
 
+// A true/false option stored in `member`; the flag alone means true.
+Option SwitchOption(const char* flag, const char* key, const char* help, bool Options::*member) {
+  return Option{flag,
+                key,
+                "",
+                help,
+                [member](Options& o, const std::string& v, const std::string& where) {
+                  if (v == "true" || v == "1" || v == "yes") {
+                    o.*member = true;
+                  } else if (v == "false" || v == "0" || v == "no") {
+                    o.*member = false;
+                  } else {
+                    return where + ": '" + v + "' is not true or false";
+                  }
+                  return std::string();
+                },
+                [member](const Options& o) { return std::string(o.*member ? "true" : "false"); },
+                true};
+}
+
 const std::vector<Option>& AllOptions() {
   static const std::vector<Option> options = {
       {"--bind", "server.bind", "ADDR", "IP address to listen on",
@@ -119,7 +144,7 @@ const std::vector<Option>& AllOptions() {
       IntegerOption("--flight-port", "flight.port", "N", "Arrow Flight port (0: any free port)",
                     &Options::flight_port, 0, 65535),
       {"--data-dir", "data_dir", "DIR",
-       "data directory, created when missing (nothing is persisted yet)",
+       "data directory (tables, write-ahead log, snapshots), created when missing",
        [](Options& o, const std::string& v, const std::string& where) {
          if (v.empty()) return where + ": the path is empty";
          o.data_dir = v;
@@ -154,18 +179,33 @@ const std::vector<Option>& AllOptions() {
                     "after each request an io thread polls this long before it sleeps, which "
                     "saves the wake-up on the next request at the price of a busy CPU (0: off)",
                     &Options::busy_poll_us, 0, 1000000),
-      {"--access-log", "log.access", "", "log one line per request (true or false)",
+      SwitchOption("--access-log", "log.access", "log one line per request (true or false)",
+                   &Options::access_log),
+      {"--fsync", "fsync", "POLICY",
+       "when a write is synced to disk: always (before it is acknowledged), everysec (once a "
+       "second) or no (left to the OS)",
        [](Options& o, const std::string& v, const std::string& where) {
-         if (v == "true" || v == "1" || v == "yes") {
-           o.access_log = true;
-         } else if (v == "false" || v == "0" || v == "no") {
-           o.access_log = false;
-         } else {
-           return where + ": '" + v + "' is not true or false";
+         storage::FsyncPolicy policy;
+         if (!storage::ParseFsyncPolicy(v, &policy)) {
+           return where + ": '" + v + "' is not one of always, everysec, no";
          }
+         o.fsync = v;
          return std::string();
        },
-       [](const Options& o) { return std::string(o.access_log ? "true" : "false"); }, true},
+       [](const Options& o) { return o.fsync; }},
+      IntegerOption("--snapshot-wal-bytes", "snapshot.wal_bytes", "N",
+                    "snapshot the tables once the log grew this much (suffixes k, m, g; 0: never)",
+                    &Options::snapshot_wal_bytes, 0, int64_t{1} << 50),
+      IntegerOption("--snapshot-interval", "snapshot.interval", "SECONDS",
+                    "snapshot changed tables this often (0: never)", &Options::snapshot_interval,
+                    0, int64_t{10} * 365 * 86400),
+      IntegerOption("--wal-segment-bytes", "wal.segment_bytes", "N",
+                    "start a new log segment once one is this long (suffixes k, m, g)",
+                    &Options::wal_segment_bytes, 4096, int64_t{1} << 40),
+      SwitchOption("--wal-truncate-corrupt", "wal.truncate_corrupt",
+                   "start even when the write-ahead log is corrupt, dropping the corrupt record "
+                   "and everything after it (an operator's decision, for one start)",
+                   &Options::wal_truncate_corrupt),
   };
   return options;
 }
@@ -339,6 +379,8 @@ int Run(const Options& options) {
                  error.message().c_str());
     return 2;
   }
+  // A file over RLIMIT_FSIZE fails its write with EFBIG, like a full disk, instead of killing us.
+  signal(SIGXFSZ, SIG_IGN);
 
   // Signals are taken by sigwait below, never by a server thread.
   sigset_t signals;
@@ -347,7 +389,19 @@ int Run(const Options& options) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  Catalog catalog;
+  storage::DatabaseOptions storage;
+  storage.data_dir = options.data_dir;
+  storage::ParseFsyncPolicy(options.fsync, &storage.fsync);
+  storage.snapshot_wal_bytes = static_cast<uint64_t>(options.snapshot_wal_bytes);
+  storage.snapshot_interval_seconds = options.snapshot_interval;
+  storage.wal_segment_bytes = static_cast<uint64_t>(options.wal_segment_bytes);
+  storage.wal_truncate_corrupt = options.wal_truncate_corrupt;
+  QUIVER_LOG(kInfo, "recovering", {{"data_dir", options.data_dir}, {"fsync", options.fsync}});
+  auto database = storage::Database::Open(storage);
+  if (!database.ok()) {
+    QUIVER_LOG(kError, "cannot start", {{"error", database.status().message()}});
+    return 1;
+  }
   http_server::HttpServerOptions http;
   http.bind = options.bind;
   http.port = static_cast<uint16_t>(options.http_port);
@@ -363,12 +417,12 @@ int Run(const Options& options) {
   flight_server::FlightServerOptions flight;
   flight.bind = options.bind;
   flight.port = static_cast<uint16_t>(options.flight_port);
-  auto flight_server = flight_server::FlightServer::Start(flight, catalog, metrics);
+  auto flight_server = flight_server::FlightServer::Start(flight, **database, metrics);
   if (!flight_server.ok()) {
     QUIVER_LOG(kError, "cannot start", {{"error", flight_server.status().message()}});
     return 1;
   }
-  auto server = http_server::HttpServer::Start(http, catalog, metrics);
+  auto server = http_server::HttpServer::Start(http, **database, metrics);
   if (!server.ok()) {
     QUIVER_LOG(kError, "cannot start", {{"error", server.status().message()}});
     (*flight_server)->Stop();
@@ -385,6 +439,7 @@ int Run(const Options& options) {
   QUIVER_LOG(kInfo, "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
   (*server)->Stop();
   (*flight_server)->Stop();
+  (*database)->Close();
   QUIVER_LOG(kInfo, "stopped");
   return 0;
 }

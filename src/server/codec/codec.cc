@@ -498,6 +498,47 @@ namespace {
 constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 }  // namespace
 
+Result<std::vector<std::string>> ParseSnapshotRequest(std::string_view body) {
+  std::vector<std::string> tables;
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return tables;
+  const nlohmann::json json = nlohmann::json::parse(body, nullptr, false);
+  if (json.is_discarded() || !json.is_object()) {
+    return Status::InvalidArgument("a snapshot request is empty or a JSON object");
+  }
+  for (const auto& [key, value] : json.items()) {
+    if (key != "tables") {
+      return Status::InvalidArgument("a snapshot request has no field '" + key +
+                                     "' (only \"tables\")");
+    }
+    if (!value.is_array()) {
+      return Status::InvalidArgument("\"tables\" must be a list of table names");
+    }
+    for (const auto& name : value) {
+      if (!name.is_string()) {
+        return Status::InvalidArgument("\"tables\" must be a list of table names");
+      }
+      tables.push_back(name.get<std::string>());
+    }
+  }
+  return tables;
+}
+
+std::string SnapshotReportToJson(const storage::SnapshotReport& report) {
+  nlohmann::ordered_json tables = nlohmann::ordered_json::array();
+  for (const auto& table : report.tables) {
+    tables.push_back({{"table", table.table},
+                      {"written", table.written},
+                      {"rows", table.rows},
+                      {"bytes", table.bytes},
+                      {"lsn", table.lsn},
+                      {"seconds", table.seconds}});
+  }
+  nlohmann::ordered_json json = {{"tables", std::move(tables)},
+                                 {"wal_segments_removed", report.wal_segments_removed},
+                                 {"seconds", report.seconds}};
+  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string Base64Encode(std::string_view bytes) {
   std::string out;
   out.reserve((bytes.size() + 2) / 3 * 4);

@@ -21,6 +21,7 @@
 #include "common/result.h"
 #include "engine/schema.h"
 #include "engine/table.h"
+#include "storage/database.h"
 
 namespace quiver::codec {
 
@@ -77,6 +78,12 @@ Result<FetchRequest> ParseJsonFetchGeneral(std::string_view body, const TableSch
 }  // namespace internal
 
 // Base64 (RFC 4648, with padding), for binary values in JSON.
+// A snapshot request: {} or empty (every table) or {"tables": [NAME, ...]}.
+Result<std::vector<std::string>> ParseSnapshotRequest(std::string_view body);
+// {"tables": [{"table", "written", "rows", "bytes", "lsn", "seconds"}, ...],
+//  "wal_segments_removed": N, "seconds": S}
+std::string SnapshotReportToJson(const storage::SnapshotReport& report);
+
 std::string Base64Encode(std::string_view bytes);
 Result<std::string> Base64Decode(std::string_view text);
 

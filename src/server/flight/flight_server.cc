@@ -42,7 +42,8 @@ arrow::Status ToArrow(const Status& status) {
       return arrow::Status::NotImplemented(message);  // UNIMPLEMENTED
     case StatusCode::kOutOfMemory:
       return arrow::Status::OutOfMemory(message);  // pyarrow raises ArrowMemoryError
-    case StatusCode::kIOError:
+    case StatusCode::kIOError:  // the disk failed a write: reads go on
+      return flight::MakeFlightError(flight::FlightStatusCode::Unavailable, message);
     case StatusCode::kCorruption:
     case StatusCode::kInternal:
       break;
@@ -154,7 +155,8 @@ constexpr int64_t kMaxBatchRows = 65536;  // DoGet answers in batches of at most
 
 class FlightServer::Service : public flight::FlightServerBase {
  public:
-  Service(Catalog& catalog, MetricsRegistry& metrics) : catalog_(catalog), metrics_(metrics) {
+  Service(storage::Database& database, MetricsRegistry& metrics)
+      : catalog_(database.catalog()), database_(database), metrics_(metrics) {
     metrics_.Describe("quiver_flight_requests_total", "counter",
                       "Arrow Flight calls answered, by method and status code");
     metrics_.Describe("quiver_flight_request_duration_seconds", "histogram",
@@ -279,6 +281,11 @@ class FlightServer::Service : public flight::FlightServerBase {
         {"stats",
          "Rows and bytes. Body: {\"table\": NAME} for one table, or empty / {} for all. "
          "Result: {\"tables\": [{\"table\", \"rows\", \"bytes\", ...}]}."},
+        {"snapshot",
+         "Save tables to the data directory now (then drop the log they no longer need). Body: "
+         "{\"tables\": [NAME, ...]}, or empty / {} for every table. Result: {\"tables\": "
+         "[{\"table\", \"written\", \"rows\", \"bytes\", \"lsn\", \"seconds\"}], "
+         "\"wal_segments_removed\", \"seconds\"}."},
     };
     return arrow::Status::OK();
   }
@@ -421,6 +428,12 @@ class FlightServer::Service : public flight::FlightServerBase {
       QUIVER_ASSIGN_OR_RETURN(int64_t deleted, table->Delete(*keys));
       return Json{{"deleted", deleted}};
     }
+    if (type == "snapshot") {
+      QUIVER_ASSIGN_OR_RETURN(std::vector<std::string> tables,
+                              codec::ParseSnapshotRequest(body));
+      QUIVER_ASSIGN_OR_RETURN(storage::SnapshotReport report, database_.Snapshot(tables));
+      return Json::parse(codec::SnapshotReportToJson(report));
+    }
     if (type == "stats") {
       std::vector<std::shared_ptr<Table>> tables;
       if (json.contains("table")) {
@@ -446,15 +459,16 @@ class FlightServer::Service : public flight::FlightServerBase {
     }
     return Status::NotImplemented("no action '" + type +
                                   "'; ListActions names them: create_table, drop_table, delete, "
-                                  "stats");
+                                  "stats, snapshot");
   }
 
   Catalog& catalog_;
+  storage::Database& database_;
   MetricsRegistry& metrics_;
 };
 
 Result<std::unique_ptr<FlightServer>> FlightServer::Start(const FlightServerOptions& options,
-                                                          Catalog& catalog,
+                                                          storage::Database& database,
                                                           MetricsRegistry& metrics) {
   QUIVER_RETURN_NOT_OK(CheckPortFree(options.bind, options.port));
   auto location = flight::Location::ForGrpcTcp(options.bind, options.port);
@@ -463,7 +477,7 @@ Result<std::unique_ptr<FlightServer>> FlightServer::Start(const FlightServerOpti
                                    "': " + location.status().message());
   }
   std::unique_ptr<FlightServer> server(new FlightServer());
-  server->service_ = std::make_unique<Service>(catalog, metrics);
+  server->service_ = std::make_unique<Service>(database, metrics);
   arrow::Status started = server->service_->Init(flight::FlightServerOptions(*location));
   if (!started.ok()) {
     return Status::IOError("cannot listen for Arrow Flight on " + options.bind + ":" +

@@ -21,6 +21,7 @@
 #include "common/metrics.h"
 #include "common/result.h"
 #include "engine/catalog.h"
+#include "storage/database.h"
 
 namespace quiver::flight_server {
 
@@ -33,7 +34,8 @@ class FlightServer {
  public:
   // Binds and starts serving; an address in use is an IOError saying so.
   static Result<std::unique_ptr<FlightServer>> Start(const FlightServerOptions& options,
-                                                     Catalog& catalog, MetricsRegistry& metrics);
+                                                     storage::Database& database,
+                                                     MetricsRegistry& metrics);
   ~FlightServer();
   FlightServer(const FlightServer&) = delete;
   FlightServer& operator=(const FlightServer&) = delete;

@@ -22,7 +22,8 @@ http::status HttpStatusFor(StatusCode code) {
       return http::status::insufficient_storage;
     case StatusCode::kNotImplemented:
       return http::status::not_implemented;
-    case StatusCode::kIOError:
+    case StatusCode::kIOError:  // the disk failed a write: reads go on, writes may later succeed
+      return http::status::service_unavailable;
     case StatusCode::kCorruption:
     case StatusCode::kInternal:
       return http::status::internal_server_error;

@@ -205,10 +205,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   bool busy_ = false;  // a request is being handled or answered
 };
 
-HttpServer::HttpServer(const HttpServerOptions& options, Catalog& catalog, MetricsRegistry& metrics)
+HttpServer::HttpServer(const HttpServerOptions& options, storage::Database& database,
+                       MetricsRegistry& metrics)
     : options_(options),
       metrics_(metrics),
-      router_(catalog, metrics_),
+      router_(database, metrics_),
       contexts_(std::make_unique<Contexts>()) {
   metrics_.Describe("quiver_http_requests_total", "counter",
                     "HTTP requests answered, by route template, method and status");
@@ -248,8 +249,9 @@ void HttpServer::Record(std::string_view route, const HttpRequest& request,
 }
 
 Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& options,
-                                                      Catalog& catalog, MetricsRegistry& metrics) {
-  std::unique_ptr<HttpServer> server(new HttpServer(options, catalog, metrics));
+                                                      storage::Database& database,
+                                                      MetricsRegistry& metrics) {
+  std::unique_ptr<HttpServer> server(new HttpServer(options, database, metrics));
   Contexts& contexts = *server->contexts_;
   const int threads = std::max(1, options.threads);
   for (int i = 0; i < threads; ++i) {

@@ -48,7 +48,8 @@ class HttpServer {
   // Binds and starts serving; an address in use is an IOError saying so. Request metrics go to
   // `metrics`, which /metrics renders (with those of other front ends sharing it).
   static Result<std::unique_ptr<HttpServer>> Start(const HttpServerOptions& options,
-                                                   Catalog& catalog, MetricsRegistry& metrics);
+                                                   storage::Database& database,
+                                                   MetricsRegistry& metrics);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -60,7 +61,8 @@ class HttpServer {
   class Session;
   struct Contexts;
 
-  HttpServer(const HttpServerOptions& options, Catalog& catalog, MetricsRegistry& metrics);
+  HttpServer(const HttpServerOptions& options, storage::Database& database,
+             MetricsRegistry& metrics);
   void Accept();
   void Register(const std::shared_ptr<Session>& session);
 

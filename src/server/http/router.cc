@@ -164,6 +164,12 @@ HttpResponse Router::Handle(const HttpRequest& request, std::string_view* route)
     if (method != http::verb::get) return MethodNotAllowed(request, "GET");
     return Metrics(request);
   }
+  if (segments.size() == 4 && segments[0] == "api" && segments[1] == "v1" &&
+      segments[2] == "admin" && segments[3] == "snapshot") {
+    *route = "/api/v1/admin/snapshot";
+    if (method != http::verb::post) return MethodNotAllowed(request, "POST");
+    return Snapshot(request, query);
+  }
   const bool api =
       segments.size() >= 3 && segments[0] == "api" && segments[1] == "v1" && segments[2] == "table";
   if (api && segments.size() == 3) {
@@ -208,6 +214,14 @@ HttpResponse Router::Handle(const HttpRequest& request, std::string_view* route)
       "no route for " + std::string(request.method_string()) + " " + std::string(path));
 }
 
+HttpResponse Router::Snapshot(const HttpRequest& request, std::string_view) const {
+  auto tables = codec::ParseSnapshotRequest(request.body());
+  if (!tables.ok()) return ErrorResponse(request, tables.status());
+  auto report = database_.Snapshot(*tables);
+  if (!report.ok()) return ErrorResponse(request, report.status());
+  return JsonResponse(request, http::status::ok, codec::SnapshotReportToJson(*report));
+}
+
 HttpResponse Router::Metrics(const HttpRequest& request) const {
   std::string body;
   metrics_.Render(&body);
@@ -227,6 +241,26 @@ HttpResponse Router::Metrics(const HttpRequest& request) const {
   }
   AppendFamilyHeader(&body, "quiver_tables", "gauge", "Tables in the catalog");
   AppendSample(&body, "quiver_tables", {}, static_cast<double>(tables.size()));
+  const storage::DatabaseStats durable = database_.Stats();
+  const std::pair<const char*, double> counters[] = {
+      {"quiver_wal_bytes_total", static_cast<double>(durable.wal_bytes)},
+      {"quiver_wal_fsyncs_total", static_cast<double>(durable.wal_fsyncs)},
+      {"quiver_snapshots_total", static_cast<double>(durable.snapshots)}};
+  const char* counter_help[] = {"Bytes appended to the write-ahead log since the start",
+                                "fsyncs of the write-ahead log since the start",
+                                "Table snapshots written since the start"};
+  for (size_t i = 0; i < std::size(counters); ++i) {
+    AppendFamilyHeader(&body, counters[i].first, "counter", counter_help[i]);
+    AppendSample(&body, counters[i].first, {}, counters[i].second);
+  }
+  AppendFamilyHeader(&body, "quiver_wal_last_lsn", "gauge", "LSN of the newest log record");
+  AppendSample(&body, "quiver_wal_last_lsn", {}, static_cast<double>(durable.wal_last_lsn));
+  AppendFamilyHeader(&body, "quiver_wal_segments", "gauge", "Write-ahead log segment files");
+  AppendSample(&body, "quiver_wal_segments", {}, static_cast<double>(durable.wal_segments));
+  AppendFamilyHeader(&body, "quiver_last_snapshot_timestamp_seconds", "gauge",
+                     "Unix time of the last snapshot since the start (0: none)");
+  AppendSample(&body, "quiver_last_snapshot_timestamp_seconds", {},
+               static_cast<double>(durable.last_snapshot_unix));
   // Resident memory: the second field of /proc/self/statm, in pages.
   if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
     unsigned long size = 0, resident = 0;

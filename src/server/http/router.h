@@ -7,6 +7,7 @@
 
 #include "common/metrics.h"
 #include "engine/catalog.h"
+#include "storage/database.h"
 #include "server/http/http_errors.h"
 
 namespace quiver::http_server {
@@ -14,7 +15,8 @@ namespace quiver::http_server {
 class Router {
  public:
   // `metrics`: the registry GET /metrics renders (with table and process gauges).
-  Router(Catalog& catalog, const MetricsRegistry& metrics) : catalog_(catalog), metrics_(metrics) {}
+  Router(storage::Database& database, const MetricsRegistry& metrics)
+      : catalog_(database.catalog()), database_(database), metrics_(metrics) {}
 
   // Every failure becomes an error response. *route is set to the matched route's template
   // ("/api/v1/table/{name}/fetch", ...; "unmatched" for none), a metrics label.
@@ -30,8 +32,10 @@ class Router {
                      std::string_view query) const;
   HttpResponse Write(const HttpRequest& request, std::string_view table) const;
   HttpResponse Delete(const HttpRequest& request, std::string_view table) const;
+  HttpResponse Snapshot(const HttpRequest& request, std::string_view query) const;
 
   Catalog& catalog_;
+  storage::Database& database_;
   const MetricsRegistry& metrics_;
 };
 
