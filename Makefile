@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp fuzz format tidy clean
+	bench bench-cpp bench-durability soak fuzz format tidy clean
 
 all: build
 
@@ -39,7 +39,7 @@ test-asan: python
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
 	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz \
-	  codec_fuzz codec_test quiverd
+	  codec_fuzz codec_test storage_test quiverd
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system QUIVERD=build-asan/quiverd \
@@ -48,9 +48,16 @@ test-asan: python
 test-tsan: setup
 	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIVER_SANITIZE=thread \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
-	@cmake --build build-tsan -j $(JOBS) --target engine_concurrency_test
+	@cmake --build build-tsan -j $(JOBS) --target engine_concurrency_test storage_test
 	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" ARROW_DEFAULT_MEMORY_POOL=system \
-	  ctest --test-dir build-tsan --output-on-failure -R Concurrency
+	  ctest --test-dir build-tsan --output-on-failure -R "Concurrency|StorageTest"
+
+# The crash test with many more kill-and-restart cycles (SOAK_CYCLES, default 500), against the
+# normal quiverd.
+SOAK_CYCLES ?= 500
+soak: build python
+	@CRASH_CYCLES=$(SOAK_CYCLES) QUIVERD=$(BUILD)/quiverd .venv/bin/python -m pytest -q \
+	  tests/e2e/test_durability.py -k sigkill
 
 # The server on its embedded default: 127.0.0.1:8080, ./quiver-data (docs/http.md).
 serve: build
@@ -71,6 +78,10 @@ bench-cpp: build
 	@./$(BUILD)/bench/engine_benchmark --benchmark_counters_tabular=true
 	@./$(BUILD)/bench/http_benchmark
 	@./$(BUILD)/bench/flight_benchmark
+
+# Write throughput per fsync policy and restart time (docs/durability.md; BENCH_ROWS, BENCH_SECONDS).
+bench-durability: build
+	@./$(BUILD)/bench/durability_benchmark
 
 # Coverage-guided fuzzing with libFuzzer (needs clang: apt-get install clang). FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60

@@ -28,6 +28,7 @@
 #include "common/result.h"
 #include "common/status.h"
 #include "engine/catalog.h"
+#include "storage/database.h"
 #include "engine/schema.h"
 #include "engine/table.h"
 
@@ -107,31 +108,78 @@ std::shared_ptr<arrow::Array> ImportKeys(nb::handle schema, nb::handle array) {
   return ValueOrRaise(std::move(keys));
 }
 
+// The engine: in memory only (no data directory), or a durable Database in one.
 class Engine {
  public:
-  Engine() = default;
+  Engine(std::optional<std::string> data_dir, const std::string& fsync,
+         uint64_t snapshot_wal_bytes, int64_t snapshot_interval) {
+    if (!data_dir) {
+      memory_ = std::make_unique<Catalog>();
+      return;
+    }
+    storage::DatabaseOptions options;
+    options.data_dir = *data_dir;
+    if (!storage::ParseFsyncPolicy(fsync, &options.fsync)) {
+      Raise(Status::InvalidArgument("fsync must be 'always', 'everysec' or 'no', not '" + fsync +
+                                    "'"));
+    }
+    options.snapshot_wal_bytes = snapshot_wal_bytes;
+    options.snapshot_interval_seconds = snapshot_interval;
+    Result<std::unique_ptr<storage::Database>> opened = Status::OK();
+    {
+      nb::gil_scoped_release release;
+      opened = storage::Database::Open(options);
+    }
+    database_ = ValueOrRaise(std::move(opened));
+  }
+
+  // Syncs the log and releases the data directory; later calls fail.
+  void Close() {
+    nb::gil_scoped_release release;
+    if (database_) database_->Close();
+    closed_ = true;
+  }
+
+  // Per table: (name, written, rows, bytes, lsn, seconds).
+  nb::list Snapshot(const std::vector<std::string>& tables) {
+    if (!database_) {
+      Raise(Status::InvalidArgument("this engine has no data directory: open it with "
+                                    "quiver.open(data_dir) to save snapshots"));
+    }
+    Result<storage::SnapshotReport> report = Status::OK();
+    {
+      nb::gil_scoped_release release;
+      report = database_->Snapshot(tables);
+    }
+    nb::list out;
+    for (const auto& table : ValueOrRaise(std::move(report)).tables) {
+      out.append(nb::make_tuple(table.table, table.written, table.rows, table.bytes, table.lsn,
+                                table.seconds));
+    }
+    return out;
+  }
 
   std::string CreateTable(const std::string& name, const std::string& schema_json) {
     Result<std::shared_ptr<Table>> table = [&]() -> Result<std::shared_ptr<Table>> {
       QUIVER_ASSIGN_OR_RETURN(TableSchema schema,
-                              TableSchema::FromJson(schema_json, catalog_.options().limits));
-      return catalog_.CreateTable(name, std::move(schema));
+                              TableSchema::FromJson(schema_json, catalog().options().limits));
+      return catalog().CreateTable(name, std::move(schema));
     }();
     return ValueOrRaise(std::move(table))->schema().ToJson();
   }
 
-  void DropTable(const std::string& name) { RaiseIfError(catalog_.DropTable(name)); }
+  void DropTable(const std::string& name) { RaiseIfError(catalog().DropTable(name)); }
 
-  std::vector<std::string> ListTables() const { return catalog_.ListTables(); }
+  std::vector<std::string> ListTables() const { return catalog().ListTables(); }
 
   std::string Schema(const std::string& name) const {
-    return ValueOrRaise(catalog_.GetTable(name))->schema().ToJson();
+    return ValueOrRaise(catalog().GetTable(name))->schema().ToJson();
   }
 
   // Upserts every batch of an Arrow C stream as one write. Returns (rows_written, rows_skipped).
   std::pair<int64_t, int64_t> Write(const std::string& name, nb::handle stream_capsule) {
     auto* stream = CapsulePointer<ArrowArrayStream>(stream_capsule, "arrow_array_stream");
-    std::shared_ptr<Table> table = ValueOrRaise(catalog_.GetTable(name));
+    std::shared_ptr<Table> table = ValueOrRaise(catalog().GetTable(name));
     Result<UpsertResult> result = Status::OK();
     {
       nb::gil_scoped_release release;
@@ -151,7 +199,7 @@ class Engine {
   nb::tuple Read(const std::string& name, nb::handle keys_schema, nb::handle keys_array,
                  const std::vector<std::string>& columns) const {
     std::shared_ptr<arrow::Array> keys = ImportKeys(keys_schema, keys_array);
-    std::shared_ptr<Table> table = ValueOrRaise(catalog_.GetTable(name));
+    std::shared_ptr<Table> table = ValueOrRaise(catalog().GetTable(name));
     Result<ReadResult> result = Status::OK();
     {
       nb::gil_scoped_release release;
@@ -166,7 +214,7 @@ class Engine {
 
   int64_t Delete(const std::string& name, nb::handle keys_schema, nb::handle keys_array) {
     std::shared_ptr<arrow::Array> keys = ImportKeys(keys_schema, keys_array);
-    std::shared_ptr<Table> table = ValueOrRaise(catalog_.GetTable(name));
+    std::shared_ptr<Table> table = ValueOrRaise(catalog().GetTable(name));
     Result<int64_t> deleted = Status::OK();
     {
       nb::gil_scoped_release release;
@@ -176,7 +224,7 @@ class Engine {
   }
 
   nb::dict Stats(const std::string& name) const {
-    TableStats stats = ValueOrRaise(catalog_.GetTable(name))->Stats();
+    TableStats stats = ValueOrRaise(catalog().GetTable(name))->Stats();
     nb::dict out;
     out["rows"] = stats.rows;
     out["bytes"] = stats.bytes;
@@ -189,7 +237,14 @@ class Engine {
   }
 
  private:
-  Catalog catalog_;
+  Catalog& catalog() const {
+    if (closed_) Raise(Status::InvalidArgument("the engine is closed"));
+    return database_ ? database_->catalog() : *memory_;
+  }
+
+  std::unique_ptr<Catalog> memory_;
+  std::unique_ptr<storage::Database> database_;
+  bool closed_ = false;
 };
 
 }  // namespace
@@ -205,7 +260,16 @@ NB_MODULE(_quiver, m) {
   m.attr("EngineError") = nb::borrow(quiver::python::g_engine_error);
 
   nb::class_<Engine>(m, "Engine", "An in-memory catalog of feature tables.")
-      .def(nb::init<>())
+      .def(nb::init<std::optional<std::string>, const std::string&, uint64_t, int64_t>(),
+           nb::arg("data_dir").none(), nb::arg("fsync") = "everysec",
+           nb::arg("snapshot_wal_bytes") = uint64_t{256} << 20,
+           nb::arg("snapshot_interval") = 3600,
+           "In memory (data_dir None), or durable in data_dir: recovers what is there, logs "
+           "every write (fsync: always, everysec or no) and snapshots in the background.")
+      .def("close", &Engine::Close, "Syncs the log and releases the data directory.")
+      .def("snapshot", &Engine::Snapshot, nb::arg("tables"),
+           "Snapshots the named tables (all when empty); per table (name, written, rows, "
+           "bytes, lsn, seconds).")
       .def("create_table", &Engine::CreateTable, nb::arg("name"), nb::arg("schema_json"),
            "Creates a table from TableSchema JSON; returns the stored schema as JSON.")
       .def("drop_table", &Engine::DropTable, nb::arg("name"))

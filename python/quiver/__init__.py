@@ -10,6 +10,8 @@ Every backend has the same methods and gives the same results (docs/python.md).
 
 from __future__ import annotations
 
+import os
+
 import pyarrow  # noqa: F401 - loads the Arrow C++ libraries the extension links
 
 from ._client import AsyncClient, Client, WriteResult
@@ -27,11 +29,18 @@ __all__ = [
 ]
 
 
-def open() -> Client:  # noqa: A001 - quiver.open() is the API
-    """The engine in this process, in memory (no server)."""
+def open(data_dir: str | os.PathLike[str] | None = None, *,  # noqa: A001 - the API's name
+         fsync: str = "everysec", snapshot_wal_bytes: int = 256 << 20,
+         snapshot_interval: int = 3600) -> Client:
+    """The engine in this process (no server). In memory only without ``data_dir``; with one,
+    durable like quiverd: what is there is recovered, every write is logged before it is
+    acknowledged (``fsync``: "always", "everysec" or "no"), and tables are snapshotted once the
+    log grew ``snapshot_wal_bytes`` or every ``snapshot_interval`` seconds (0: never). One
+    process at a time may open a directory; ``close()`` releases it (docs/durability.md)."""
     from ._embedded import EmbeddedBackend
 
-    return Client(EmbeddedBackend())
+    return Client(EmbeddedBackend(None if data_dir is None else os.fspath(data_dir), fsync,
+                                  snapshot_wal_bytes, snapshot_interval))
 
 
 def connect(url: str, *, timeout: float = 30.0) -> Client:

@@ -93,6 +93,13 @@ class Client:
         """Deletes keys; returns how many were present."""
         return self._backend.delete(name, _convert.to_keys(keys))
 
+    def snapshot(self, tables: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
+        """Saves the named tables (default: all) to the data directory now, as Arrow IPC files;
+        the write-ahead log they no longer need is then removed. One dict per table: ``table``,
+        ``written`` (False: unchanged since its last snapshot), ``rows``, ``bytes``, ``lsn``,
+        ``seconds``."""
+        return self._backend.snapshot(_columns(tables))
+
 
 class AsyncClient:
     """The remote clients for asyncio: ``await quiver.aio.connect(url)``; same methods as
@@ -144,3 +151,6 @@ class AsyncClient:
 
     async def delete(self, name: str, keys: Any) -> int:
         return await self._backend.delete(name, _convert.to_keys(keys))
+
+    async def snapshot(self, tables: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
+        return await self._backend.snapshot(_columns(tables))

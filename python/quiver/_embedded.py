@@ -26,11 +26,13 @@ class _CArray:
 class EmbeddedBackend:
     name = "embedded"
 
-    def __init__(self) -> None:
-        self._engine = _quiver.Engine()
+    def __init__(self, data_dir: str | None = None, fsync: str = "everysec",
+                 snapshot_wal_bytes: int = 256 << 20, snapshot_interval: int = 3600) -> None:
+        self._engine = self._call(_quiver.Engine, data_dir, fsync, snapshot_wal_bytes,
+                                  snapshot_interval)
 
     def close(self) -> None:
-        pass
+        self._engine.close()
 
     @staticmethod
     def _call(method: Any, *args: Any, schema_op: bool = False) -> Any:
@@ -49,7 +51,7 @@ class EmbeddedBackend:
         self._call(self._engine.drop_table, name)
 
     def list_tables(self) -> list[str]:
-        return list(self._engine.list_tables())
+        return list(self._call(self._engine.list_tables))
 
     def schema(self, name: str) -> dict[str, Any]:
         return json.loads(self._call(self._engine.schema, name))
@@ -65,6 +67,10 @@ class EmbeddedBackend:
 
     def delete(self, name: str, keys: pa.Array) -> int:
         return self._call(self._engine.delete, name, *keys.__arrow_c_array__())
+
+    def snapshot(self, tables: list[str]) -> list[dict[str, Any]]:
+        fields = ("table", "written", "rows", "bytes", "lsn", "seconds")
+        return [dict(zip(fields, entry)) for entry in self._call(self._engine.snapshot, tables)]
 
     def stats(self, name: str) -> dict[str, int]:
         return dict(self._call(self._engine.stats, name))

@@ -138,3 +138,6 @@ class FlightBackend:
 
     def delete(self, name: str, keys: pa.Array) -> int:
         return self._action("delete", {"table": name, "keys": keys.to_pylist()})["deleted"]
+
+    def snapshot(self, tables: list[str]) -> list[dict[str, Any]]:
+        return self._action("snapshot", {"tables": tables} if tables else {})["tables"]

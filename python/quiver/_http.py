@@ -116,6 +116,12 @@ def delete_call(name: str, keys: pa.Array) -> _Call:
     return _Call("POST", _path(name, "/delete"), body, JSON, JSON, lambda b: json.loads(b)["deleted"])
 
 
+def snapshot_call(tables: list[str]) -> _Call:
+    body = json.dumps({"tables": tables} if tables else {}).encode()
+    return _Call("POST", "/api/v1/admin/snapshot", body, JSON, JSON,
+                 lambda b: json.loads(b)["tables"])
+
+
 def error_of(call: _Call, status: int, body: bytes) -> QuiverError:
     try:
         answer = json.loads(body)
@@ -156,6 +162,9 @@ class _Routes:
 
     def delete(self, name: str, keys: pa.Array) -> Any:
         return self.run(delete_call(name, keys))
+
+    def snapshot(self, tables: list[str]) -> Any:
+        return self.run(snapshot_call(tables))
 
 
 class HttpBackend(_Routes):

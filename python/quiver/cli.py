@@ -218,6 +218,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("delete", help="delete keys")
     s.add_argument("table")
     s.add_argument("keys", nargs="+")
+    s = sub.add_parser("snapshot", help="save tables to the server's data directory now")
+    s.add_argument("tables", nargs="*", help="default: every table")
     return p
 
 
@@ -260,6 +262,13 @@ def _run(args: argparse.Namespace) -> None:
         elif args.command == "delete":
             deleted = db.delete(args.table, _keys(db, args.table, args.keys))
             print(f"deleted {deleted} of {len(args.keys)} keys")
+        elif args.command == "snapshot":
+            for entry in db.snapshot(args.tables):
+                if entry["written"]:
+                    print(f"{entry['table']}: {entry['rows']} rows, {entry['bytes']} bytes "
+                          f"(LSN {entry['lsn']}) in {entry['seconds'] * 1000:.0f} ms")
+                else:
+                    print(f"{entry['table']}: unchanged since its last snapshot (LSN {entry['lsn']})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -272,18 +272,31 @@ Result<uint64_t> Database::LogDrop(uint64_t table_id, std::string_view name) {
 
 Result<uint64_t> Database::LogUpsert(uint64_t table_id, const arrow::RecordBatch& batch) {
   QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatch(batch));
-  return wal_->Append(RecordType::kUpsert,
-                      {IdBytes(table_id), View(*encoded.schema), View(*encoded.batch),
-                       std::string_view(EncodedBatch::kEndOfStream, 8)});
+  QUIVER_ASSIGN_OR_RETURN(uint64_t lsn, wal_->Append(RecordType::kUpsert,
+                                                     {IdBytes(table_id), View(*encoded.schema),
+                                                      View(*encoded.batch),
+                                                      std::string_view(EncodedBatch::kEndOfStream, 8)}));
+  WakeSnapshotterIfDue();
+  return lsn;
+}
+
+void Database::WakeSnapshotterIfDue() {
+  if (options_.snapshot_wal_bytes > 0 &&
+      wal_->bytes_appended() - wal_bytes_at_snapshot_ >= options_.snapshot_wal_bytes) {
+    loop_wake_.notify_one();
+  }
 }
 
 Result<uint64_t> Database::LogDelete(uint64_t table_id, const arrow::Array& keys) {
   auto batch = arrow::RecordBatch::Make(arrow::schema({arrow::field("key", keys.type(), false)}),
                                         keys.length(), {arrow::MakeArray(keys.data())});
   QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatch(*batch));
-  return wal_->Append(RecordType::kDelete,
-                      {IdBytes(table_id), View(*encoded.schema), View(*encoded.batch),
-                       std::string_view(EncodedBatch::kEndOfStream, 8)});
+  QUIVER_ASSIGN_OR_RETURN(uint64_t lsn, wal_->Append(RecordType::kDelete,
+                                                     {IdBytes(table_id), View(*encoded.schema),
+                                                      View(*encoded.batch),
+                                                      std::string_view(EncodedBatch::kEndOfStream, 8)}));
+  WakeSnapshotterIfDue();
+  return lsn;
 }
 
 void Database::CatalogChanged(uint64_t lsn) {
@@ -426,6 +439,7 @@ void Database::SnapshotLoop() {
   auto last = Clock::now();
   std::unique_lock lock(loop_mutex_);
   while (!stop_) {
+    // Woken early by WakeSnapshotterIfDue; the age is checked once a second.
     loop_wake_.wait_for(lock, std::chrono::seconds(1));
     if (stop_) break;
     const uint64_t grown = wal_->bytes_appended() - wal_bytes_at_snapshot_;
@@ -465,6 +479,7 @@ void Database::Close() {
   loop_wake_.notify_all();
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
   if (wal_ != nullptr) wal_->Close();
+  lock_.reset();  // another process may open the directory now
 }
 
 Database::~Database() { Close(); }

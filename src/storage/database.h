@@ -93,7 +93,8 @@ class Database final : public Journal {
   // kNotFound for an unknown name (nothing is written then).
   Result<SnapshotReport> Snapshot(const std::vector<std::string>& tables = {});
   DatabaseStats Stats() const;
-  // Stops the background work and syncs the log; later writes fail. Called by the destructor.
+  // Stops the background work, syncs the log and releases the directory; later writes fail.
+  // Called by the destructor.
   void Close();
 
   // Journal.
@@ -121,6 +122,8 @@ class Database final : public Journal {
   // Under the catalog's DDL lock and file_mutex_.
   Status WriteCatalogLocked();
   void SnapshotLoop();
+  // Called after each append: wakes the snapshot thread once the log grew snapshot_wal_bytes.
+  void WakeSnapshotterIfDue();
   std::string dir(const char* sub) const { return options_.data_dir + "/" + sub; }
 
   const DatabaseOptions options_;

@@ -167,9 +167,9 @@ Result<std::unique_ptr<DirectoryLock>> DirectoryLock::Acquire(const std::string&
     if (error == EWOULDBLOCK) {
       std::string pid = got > 0 ? std::string(holder, static_cast<size_t>(got)) : "";
       while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
-      return Status::IOError("data directory '" + dir + "' is in use by another process" +
-                             (pid.empty() ? "" : " (pid " + pid + ")") +
-                             "; two servers cannot share one data directory");
+      return Status::IOError("data directory '" + dir + "' is in use" +
+                             (pid.empty() ? "" : " (locked by pid " + pid + ")") +
+                             "; one quiverd or embedded engine at a time may open it");
     }
     return IOErrorFor("cannot lock", path, error);
   }

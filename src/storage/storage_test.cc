@@ -502,7 +502,7 @@ TEST_F(StorageTest, TornTailIsDroppedAtStart) {
 
 TEST_F(StorageTest, SecondOpenOfADirectoryIsRefused) {
   auto db = Open();
-  QUIVER_EXPECT_ERROR(Database::Open(Options()), StatusCode::kIOError, "in use by another process");
+  QUIVER_EXPECT_ERROR(Database::Open(Options()), StatusCode::kIOError, "is in use (locked by pid");
 }
 
 TEST_F(StorageTest, FullDiskFailsWritesAndChangesNothing) {

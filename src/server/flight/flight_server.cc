@@ -42,8 +42,7 @@ arrow::Status ToArrow(const Status& status) {
       return arrow::Status::NotImplemented(message);  // UNIMPLEMENTED
     case StatusCode::kOutOfMemory:
       return arrow::Status::OutOfMemory(message);  // pyarrow raises ArrowMemoryError
-    case StatusCode::kIOError:  // the disk failed a write: reads go on
-      return flight::MakeFlightError(flight::FlightStatusCode::Unavailable, message);
+    case StatusCode::kIOError:  // the disk failed a write (the message says so); reads go on
     case StatusCode::kCorruption:
     case StatusCode::kInternal:
       break;
