@@ -837,6 +837,11 @@ Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
   return result;
 }
 
+std::pair<uint64_t, uint64_t> Table::QuiescedLsn(const std::function<uint64_t()>& position) {
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  return {applied_lsn_.load(std::memory_order_acquire), position()};
+}
+
 Result<UpsertResult> Table::Replay(const arrow::RecordBatch& batch, uint64_t lsn) {
   std::lock_guard<std::mutex> lock(write_mutex_);
   uint64_t unused = 0;

@@ -32,6 +32,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -90,6 +91,10 @@ class Table : public std::enable_shared_from_this<Table> {
   // The LSN of the last recorded change applied to this table (its creation's at first).
   uint64_t applied_lsn() const { return applied_lsn_.load(std::memory_order_acquire); }
   void set_applied_lsn(uint64_t lsn) { applied_lsn_.store(lsn, std::memory_order_release); }
+  // For snapshots: {applied_lsn(), position()} read under the write lock, where no change is
+  // between being journaled and applied; so every change of this table with an LSN up to the
+  // returned position is applied.
+  std::pair<uint64_t, uint64_t> QuiescedLsn(const std::function<uint64_t()>& position);
   const TableSchema& schema() const { return schema_; }
   const RowLayout& layout() const { return layout_; }
 

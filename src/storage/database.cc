@@ -4,6 +4,7 @@
 #include <arrow/io/memory.h>
 #include <arrow/ipc/api.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -128,6 +129,16 @@ Status Database::Recover() {
   }
   catalog_->set_next_table_id(saved.next_table_id);
   recovery_.snapshot_seconds = SecondsSince(start);
+  // Files the catalog does not name: a snapshot whose publication a crash interrupted, or a
+  // temporary file.
+  std::error_code error;
+  for (const auto& file : std::filesystem::directory_iterator(dir("snapshots"), error)) {
+    const std::string name = file.path().filename().string();
+    const bool named = std::any_of(saved.tables.begin(), saved.tables.end(), [&](const auto& t) {
+      return t.snapshot && t.snapshot->name == name;
+    });
+    if (!named) QUIVER_RETURN_NOT_OK(RemoveFile(file.path().string()));
+  }
 
   // The log.
   const auto wal_start = Clock::now();
@@ -357,11 +368,13 @@ Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Tabl
   const uint64_t wal_bytes = wal_->bytes_appended();
   SnapshotReport report;
   std::vector<std::pair<std::shared_ptr<Table>, SnapshotFile>> written;
+  std::vector<std::pair<uint64_t, uint64_t>> unchanged;  // (table id, new base LSN)
   for (const std::shared_ptr<Table>& table : tables) {
     TableSnapshotReport entry;
     entry.table = table->name();
-    // Every change up to `lsn` is applied; later ones may be partly in the file too.
-    const uint64_t lsn = std::max(table->applied_lsn(), floor);
+    // Every change of the table up to `lsn` is applied; later ones may be partly in the file.
+    const auto [changed, position] = table->QuiescedLsn([&] { return wal_->last_lsn(); });
+    const uint64_t lsn = std::max(position, floor);
     uint64_t saved_lsn = 0;
     {
       std::lock_guard lock(file_mutex_);
@@ -370,7 +383,10 @@ Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Tabl
       saved_lsn = it->second.lsn;
     }
     entry.lsn = lsn;
-    if (lsn == saved_lsn && floor == 0) {
+    if (changed <= saved_lsn && floor == 0) {
+      // No change since its snapshot (or creation): the file stays exact up to `lsn`, so only
+      // the table's base moves, and it pins no log segment.
+      unchanged.emplace_back(table->id(), lsn);
       report.tables.push_back(entry);
       continue;
     }
@@ -407,6 +423,9 @@ Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Tabl
         doomed_snapshots_.push_back(it->second.snapshot->name);
       }
       it->second = Saved{file.lsn, file};
+    }
+    for (const auto& [id, lsn] : unchanged) {
+      if (auto it = saved_.find(id); it != saved_.end()) it->second.lsn = std::max(it->second.lsn, lsn);
     }
     QUIVER_RETURN_NOT_OK(WriteCatalogLocked());
     CatalogFile picture;  // only for replay_from

@@ -346,6 +346,8 @@ TEST_F(StorageTest, SnapshotThenLogReplay) {
     auto options = Options();
     options.wal_segment_bytes = 4096;
     auto db = Open(options);
+    // A table never written must not pin the log: its base moves with each snapshot.
+    QUIVER_ASSERT_OK(db->catalog().CreateTable("idle", SchemaFromJson(kSchema)).status());
     auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
     for (int i = 0; i < 50; ++i) {
       const std::string id = "\"k" + std::to_string(i % 20) + "\"";
@@ -354,11 +356,12 @@ TEST_F(StorageTest, SnapshotThenLogReplay) {
     const size_t segments = Files(dir_ + "/wal").size();
     ASSERT_GT(segments, 3u);
     SnapshotReport report = ValueOrFail(db->Snapshot());
-    ASSERT_EQ(report.tables.size(), 1u);
-    EXPECT_TRUE(report.tables[0].written);
-    EXPECT_EQ(report.tables[0].rows, 20);
-    EXPECT_GT(report.wal_segments_removed, 0u);
-    EXPECT_LT(Files(dir_ + "/wal").size(), segments);
+    ASSERT_EQ(report.tables.size(), 2u);
+    EXPECT_FALSE(report.tables[0].written);  // "idle"
+    EXPECT_TRUE(report.tables[1].written);
+    EXPECT_EQ(report.tables[1].rows, 20);
+    EXPECT_EQ(report.wal_segments_removed, segments - 1) << "only the current segment stays";
+    EXPECT_EQ(Files(dir_ + "/wal").size(), 1u);
     // Unchanged: not written again.
     report = ValueOrFail(db->Snapshot({"t"}));
     EXPECT_FALSE(report.tables[0].written);
@@ -374,8 +377,12 @@ TEST_F(StorageTest, SnapshotThenLogReplay) {
   auto reader = ValueOrFail(FromArrowResult(arrow::ipc::RecordBatchFileReader::Open(file)));
   EXPECT_EQ(ValueOrFail(FromArrowResult(reader->CountRows())), 20);
   EXPECT_EQ(reader->schema()->metadata()->Get("quiver.table").ValueOr(""), "t");
+  // Left by a crash during a snapshot: removed at the next start.
+  std::ofstream(dir_ + "/snapshots/2-999.arrow") << "orphan";
+  std::ofstream(dir_ + "/snapshots/2-1000.arrow.tmp") << "partial";
 
   auto db = Open();
+  EXPECT_EQ(Files(dir_ + "/snapshots"), snapshots);
   EXPECT_EQ(Contents(db->catalog()), before);
   EXPECT_EQ(db->recovery().snapshot_rows, 20);
   EXPECT_EQ(db->recovery().replayed, 2u);
