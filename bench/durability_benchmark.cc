@@ -50,8 +50,8 @@ double Seconds(Clock::time_point start) {
 }
 
 std::shared_ptr<Table> CreateTable(Catalog& catalog) {
-  return Check(catalog.CreateTable("bench", Check(TableSchema::FromJson(bench::TableSchemaJson()),
-                                                  "schema")),
+  return Check(catalog.CreateTable(
+                   "bench", Check(TableSchema::FromJson(bench::TableSchemaJson()), "schema")),
                "create");
 }
 
@@ -160,10 +160,11 @@ void RestartTime(const fs::path& dir, int64_t rows, bool snapshot) {
       std::exit(1);
     }
   }
-  std::printf("restart %-13s %lld rows x 10 float32: %.2f s (snapshot load %.2f s, log replay "
-              "%.2f s; median of 3: %.2f / %.2f / %.2f s)\n",
-              snapshot ? "from snapshot" : "from log only", static_cast<long long>(rows),
-              Median3(totals), Median3(loads), Median3(replays), totals[0], totals[1], totals[2]);
+  std::printf(
+      "restart %-13s %lld rows x 10 float32: %.2f s (snapshot load %.2f s, log replay "
+      "%.2f s; median of 3: %.2f / %.2f / %.2f s)\n",
+      snapshot ? "from snapshot" : "from log only", static_cast<long long>(rows), Median3(totals),
+      Median3(loads), Median3(replays), totals[0], totals[1], totals[2]);
   fs::remove_all(dir);
 }
 
@@ -181,8 +182,9 @@ int main(int argc, char** argv) {
     } else if (arg == "--skip-restart") {
       restart = false;
     } else {
-      std::fprintf(stderr, "usage: durability_benchmark [--dir DIR] [--skip-writes] "
-                           "[--skip-restart]\n");
+      std::fprintf(stderr,
+                   "usage: durability_benchmark [--dir DIR] [--skip-writes] "
+                   "[--skip-restart]\n");
       return 2;
     }
   }
@@ -191,8 +193,7 @@ int main(int argc, char** argv) {
   const char* seconds_text = std::getenv("BENCH_SECONDS");
   const double seconds = seconds_text ? std::atof(seconds_text) : 3.0;
   if (writes) {
-    std::printf("write throughput, 1000-row batches (8-char key + 10 float32), %s:\n",
-                dir.c_str());
+    std::printf("write throughput, 1000-row batches (8-char key + 10 float32), %s:\n", dir.c_str());
     for (int writers : {1, 4}) {
       WriteThroughput(dir, "memory", std::nullopt, writers, seconds);
       WriteThroughput(dir, "no", FsyncPolicy::kNo, writers, seconds);

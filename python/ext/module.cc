@@ -28,9 +28,9 @@
 #include "common/result.h"
 #include "common/status.h"
 #include "engine/catalog.h"
-#include "storage/database.h"
 #include "engine/schema.h"
 #include "engine/table.h"
+#include "storage/database.h"
 
 namespace nb = nanobind;
 
@@ -111,8 +111,8 @@ std::shared_ptr<arrow::Array> ImportKeys(nb::handle schema, nb::handle array) {
 // The engine: in memory only (no data directory), or a durable Database in one.
 class Engine {
  public:
-  Engine(std::optional<std::string> data_dir, const std::string& fsync,
-         uint64_t snapshot_wal_bytes, int64_t snapshot_interval) {
+  Engine(std::optional<std::string> data_dir, const std::string& fsync, uint64_t snapshot_wal_bytes,
+         int64_t snapshot_interval) {
     if (!data_dir) {
       memory_ = std::make_unique<Catalog>();
       return;
@@ -143,8 +143,9 @@ class Engine {
   // Per table: (name, written, rows, bytes, lsn, seconds).
   nb::list Snapshot(const std::vector<std::string>& tables) {
     if (!database_) {
-      Raise(Status::InvalidArgument("this engine has no data directory: open it with "
-                                    "quiver.open(data_dir) to save snapshots"));
+      Raise(
+          Status::InvalidArgument("this engine has no data directory: open it with "
+                                  "quiver.open(data_dir) to save snapshots"));
     }
     Result<storage::SnapshotReport> report = Status::OK();
     {
@@ -206,9 +207,9 @@ class Engine {
       result = table->Read(*keys, columns);
     }
     ReadResult read = ValueOrRaise(std::move(result));
-    auto found = arrow::RecordBatch::Make(
-        arrow::schema({arrow::field("found", arrow::boolean(), false)}), read.found->length(),
-        {read.found});
+    auto found =
+        arrow::RecordBatch::Make(arrow::schema({arrow::field("found", arrow::boolean(), false)}),
+                                 read.found->length(), {read.found});
     return nb::make_tuple(ArrayCapsules(read.batch), ArrayCapsules(found), read.found_count);
   }
 
@@ -253,17 +254,15 @@ class Engine {
 NB_MODULE(_quiver, m) {
   using quiver::python::Engine;
   m.doc() = "Quiver's engine, embedded (the quiver package wraps it; use quiver.open()).";
-  quiver::python::g_engine_error =
-      PyErr_NewExceptionWithDoc("quiver._quiver.EngineError",
-                                "An engine error: args are (code, message).", PyExc_RuntimeError,
-                                nullptr);
+  quiver::python::g_engine_error = PyErr_NewExceptionWithDoc(
+      "quiver._quiver.EngineError", "An engine error: args are (code, message).",
+      PyExc_RuntimeError, nullptr);
   m.attr("EngineError") = nb::borrow(quiver::python::g_engine_error);
 
   nb::class_<Engine>(m, "Engine", "An in-memory catalog of feature tables.")
       .def(nb::init<std::optional<std::string>, const std::string&, uint64_t, int64_t>(),
            nb::arg("data_dir").none(), nb::arg("fsync") = "everysec",
-           nb::arg("snapshot_wal_bytes") = uint64_t{256} << 20,
-           nb::arg("snapshot_interval") = 3600,
+           nb::arg("snapshot_wal_bytes") = uint64_t{256} << 20, nb::arg("snapshot_interval") = 3600,
            "In memory (data_dir None), or durable in data_dir: recovers what is there, logs "
            "every write (fsync: always, everysec or no) and snapshots in the background.")
       .def("close", &Engine::Close, "Syncs the log and releases the data directory.")

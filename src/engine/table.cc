@@ -485,8 +485,8 @@ Table::Table(std::string name, TableSchema schema, EngineLimits limits, RegionBa
 Table::~Table() = default;
 
 Result<std::shared_ptr<Table>> Table::Make(std::string name, TableSchema schema,
-                                           EngineLimits limits, RegionBacking backing,
-                                           uint64_t id, Journal* journal) {
+                                           EngineLimits limits, RegionBacking backing, uint64_t id,
+                                           Journal* journal) {
   QUIVER_RETURN_NOT_OK(CheckTableName(name));
   QUIVER_RETURN_NOT_OK(InitializeCompute());
   limits.max_key_bytes = std::min(limits.max_key_bytes, kMaxKeyBytes);  // KeyRef length is 16-bit

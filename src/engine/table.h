@@ -128,8 +128,7 @@ class Table : public std::enable_shared_from_this<Table> {
         uint64_t id, Journal* journal);
 
   // Under the write lock. `lsn` receives the journal's LSN (0 when nothing was recorded).
-  Result<UpsertResult> UpsertLocked(const arrow::RecordBatch& batch, WriteMode mode,
-                                    uint64_t* lsn);
+  Result<UpsertResult> UpsertLocked(const arrow::RecordBatch& batch, WriteMode mode, uint64_t* lsn);
   Result<int64_t> DeleteLocked(const arrow::Array& keys, WriteMode mode, uint64_t* lsn);
 
   Status Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) const;

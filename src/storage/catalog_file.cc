@@ -58,7 +58,8 @@ Result<CatalogFile> DecodeCatalog(const std::string& path, std::string_view text
     return corrupt("does not start with the catalog header line");
   }
   uint32_t recorded = 0;
-  if (std::sscanf(std::string(text.substr(kMagic.size(), 8)).c_str(), "%8" SCNx32, &recorded) != 1) {
+  if (std::sscanf(std::string(text.substr(kMagic.size(), 8)).c_str(), "%8" SCNx32, &recorded) !=
+      1) {
     return corrupt("has an unreadable checksum");
   }
   const std::string_view body = text.substr(newline + 1);
@@ -82,7 +83,8 @@ Result<CatalogFile> DecodeCatalog(const std::string& path, std::string_view text
         file.rows = snapshot.at("rows").get<int64_t>();
         file.bytes = snapshot.at("bytes").get<uint64_t>();
         file.crc32c = snapshot.at("crc32c").get<uint32_t>();
-        if (file.name.find('/') != std::string::npos) return corrupt("names a snapshot outside its directory");
+        if (file.name.find('/') != std::string::npos)
+          return corrupt("names a snapshot outside its directory");
         table.snapshot = std::move(file);
       }
       catalog.tables.push_back(std::move(table));

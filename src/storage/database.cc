@@ -58,9 +58,10 @@ Result<std::shared_ptr<arrow::RecordBatch>> DecodeBatch(std::string_view bytes) 
   QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> copy,
                                 arrow::AllocateBuffer(static_cast<int64_t>(bytes.size())));
   std::memcpy(copy->mutable_data(), bytes.data(), bytes.size());
-  auto reader = arrow::ipc::RecordBatchStreamReader::Open(
-      std::make_shared<arrow::io::BufferReader>(copy));
-  if (!reader.ok()) return Status::Corruption("the record's Arrow data: " + reader.status().message());
+  auto reader =
+      arrow::ipc::RecordBatchStreamReader::Open(std::make_shared<arrow::io::BufferReader>(copy));
+  if (!reader.ok())
+    return Status::Corruption("the record's Arrow data: " + reader.status().message());
   std::shared_ptr<arrow::RecordBatch> batch;
   arrow::Status read = (*reader)->ReadNext(&batch);
   if (!read.ok() || batch == nullptr) {
@@ -76,8 +77,7 @@ Result<std::shared_ptr<arrow::RecordBatch>> DecodeBatch(std::string_view bytes) 
 
 Result<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options) {
   std::unique_ptr<Database> db(new Database(options));
-  for (const std::string& path :
-       {options.data_dir, db->dir("wal"), db->dir("snapshots")}) {
+  for (const std::string& path : {options.data_dir, db->dir("wal"), db->dir("snapshots")}) {
     std::error_code error;
     std::filesystem::create_directories(path, error);
     if (error) return Status::IOError("cannot create '" + path + "': " + error.message());
@@ -143,13 +143,12 @@ Status Database::Recover() {
   // The log.
   const auto wal_start = Clock::now();
   const uint64_t replay_from = saved.replay_from();
-  Result<WalScan> scan =
-      ScanWal(dir("wal"), options_.wal_truncate_corrupt, options_.ops,
-              [&](const WalRecord& record) {
-                ++recovery_.wal_records;
-                if (record.lsn < replay_from) return Status::OK();
-                return ApplyRecord(record, saved, &tables);
-              });
+  Result<WalScan> scan = ScanWal(dir("wal"), options_.wal_truncate_corrupt, options_.ops,
+                                 [&](const WalRecord& record) {
+                                   ++recovery_.wal_records;
+                                   if (record.lsn < replay_from) return Status::OK();
+                                   return ApplyRecord(record, saved, &tables);
+                                 });
   QUIVER_RETURN_NOT_OK(scan.status());
   bool cut = scan->cut;
   recovery_.dropped = scan->dropped;
@@ -159,16 +158,16 @@ Status Database::Recover() {
   // Every record from replay_from to the catalog's LSN must have been there.
   if (replay_from <= saved.lsn &&
       (scan->first_lsn == 0 || scan->first_lsn > replay_from || scan->last_lsn < saved.lsn)) {
-    const std::string missing =
-        "the write-ahead log in '" + dir("wal") + "' holds LSNs " +
-        (scan->first_lsn == 0 ? std::string("none")
-                              : std::to_string(scan->first_lsn) + ".." +
-                                    std::to_string(scan->last_lsn)) +
-        " but the catalog needs " + std::to_string(replay_from) + ".." +
-        std::to_string(saved.lsn) + " (a segment is missing or was cut)";
+    const std::string missing = "the write-ahead log in '" + dir("wal") + "' holds LSNs " +
+                                (scan->first_lsn == 0 ? std::string("none")
+                                                      : std::to_string(scan->first_lsn) + ".." +
+                                                            std::to_string(scan->last_lsn)) +
+                                " but the catalog needs " + std::to_string(replay_from) + ".." +
+                                std::to_string(saved.lsn) + " (a segment is missing or was cut)";
     if (!options_.wal_truncate_corrupt) {
-      return Status::Corruption(missing + ". Nothing was changed; to start with what is there, "
-                                          "pass --wal-truncate-corrupt");
+      return Status::Corruption(missing +
+                                ". Nothing was changed; to start with what is there, "
+                                "pass --wal-truncate-corrupt");
     }
     QUIVER_LOG(kWarn, "write-ahead log: starting without missing records", {{"what", missing}});
     cut = true;
@@ -243,7 +242,8 @@ Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
       if (record.type == RecordType::kUpsert) {
         QUIVER_RETURN_NOT_OK(it->second->Replay(*batch, record.lsn).status());
       } else {
-        if (batch->num_columns() != 1) return Status::Corruption("a delete record needs one column");
+        if (batch->num_columns() != 1)
+          return Status::Corruption("a delete record needs one column");
         QUIVER_RETURN_NOT_OK(it->second->ReplayDelete(*batch->column(0), record.lsn).status());
       }
       break;
@@ -283,10 +283,10 @@ Result<uint64_t> Database::LogDrop(uint64_t table_id, std::string_view name) {
 
 Result<uint64_t> Database::LogUpsert(uint64_t table_id, const arrow::RecordBatch& batch) {
   QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatch(batch));
-  QUIVER_ASSIGN_OR_RETURN(uint64_t lsn, wal_->Append(RecordType::kUpsert,
-                                                     {IdBytes(table_id), View(*encoded.schema),
-                                                      View(*encoded.batch),
-                                                      std::string_view(EncodedBatch::kEndOfStream, 8)}));
+  QUIVER_ASSIGN_OR_RETURN(
+      uint64_t lsn, wal_->Append(RecordType::kUpsert,
+                                 {IdBytes(table_id), View(*encoded.schema), View(*encoded.batch),
+                                  std::string_view(EncodedBatch::kEndOfStream, 8)}));
   WakeSnapshotterIfDue();
   return lsn;
 }
@@ -302,10 +302,10 @@ Result<uint64_t> Database::LogDelete(uint64_t table_id, const arrow::Array& keys
   auto batch = arrow::RecordBatch::Make(arrow::schema({arrow::field("key", keys.type(), false)}),
                                         keys.length(), {arrow::MakeArray(keys.data())});
   QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatch(*batch));
-  QUIVER_ASSIGN_OR_RETURN(uint64_t lsn, wal_->Append(RecordType::kDelete,
-                                                     {IdBytes(table_id), View(*encoded.schema),
-                                                      View(*encoded.batch),
-                                                      std::string_view(EncodedBatch::kEndOfStream, 8)}));
+  QUIVER_ASSIGN_OR_RETURN(
+      uint64_t lsn, wal_->Append(RecordType::kDelete,
+                                 {IdBytes(table_id), View(*encoded.schema), View(*encoded.batch),
+                                  std::string_view(EncodedBatch::kEndOfStream, 8)}));
   WakeSnapshotterIfDue();
   return lsn;
 }
@@ -425,12 +425,14 @@ Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Tabl
       it->second = Saved{file.lsn, file};
     }
     for (const auto& [id, lsn] : unchanged) {
-      if (auto it = saved_.find(id); it != saved_.end()) it->second.lsn = std::max(it->second.lsn, lsn);
+      if (auto it = saved_.find(id); it != saved_.end())
+        it->second.lsn = std::max(it->second.lsn, lsn);
     }
     QUIVER_RETURN_NOT_OK(WriteCatalogLocked());
     CatalogFile picture;  // only for replay_from
     picture.lsn = wal_->synced_lsn();
-    for (const auto& [id, saved] : saved_) picture.tables.push_back(CatalogEntry{id, "", "", saved.lsn, {}});
+    for (const auto& [id, saved] : saved_)
+      picture.tables.push_back(CatalogEntry{id, "", "", saved.lsn, {}});
     replay_from = picture.replay_from();
   }
   const size_t segments = wal_->segment_count();
@@ -463,9 +465,9 @@ void Database::SnapshotLoop() {
     if (stop_) break;
     const uint64_t grown = wal_->bytes_appended() - wal_bytes_at_snapshot_;
     const bool by_size = options_.snapshot_wal_bytes > 0 && grown >= options_.snapshot_wal_bytes;
-    const bool by_age = options_.snapshot_interval_seconds > 0 && grown > 0 &&
-                        Clock::now() - last >=
-                            std::chrono::seconds(options_.snapshot_interval_seconds);
+    const bool by_age =
+        options_.snapshot_interval_seconds > 0 && grown > 0 &&
+        Clock::now() - last >= std::chrono::seconds(options_.snapshot_interval_seconds);
     if (!by_size && !by_age) continue;
     lock.unlock();
     Result<SnapshotReport> report = Snapshot();

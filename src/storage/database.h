@@ -37,7 +37,7 @@ struct DatabaseOptions {
   std::string data_dir;
   FsyncPolicy fsync = FsyncPolicy::kEverySec;
   uint64_t wal_segment_bytes = 64 << 20;
-  uint64_t snapshot_wal_bytes = 256 << 20;  // snapshot after the log grew this much (0: never)
+  uint64_t snapshot_wal_bytes = 256 << 20;   // snapshot after the log grew this much (0: never)
   int64_t snapshot_interval_seconds = 3600;  // snapshot changed tables this often (0: never)
   bool wal_truncate_corrupt = false;         // cut a corrupt log instead of refusing to start
   EngineLimits limits;
@@ -117,8 +117,7 @@ class Database final : public Journal {
   Status ApplyRecord(const WalRecord& record, const CatalogFile& saved,
                      std::map<uint64_t, std::shared_ptr<Table>>* tables);
   // `floor`: snapshot every table (changed or not) at an LSN of at least `floor` (after a cut log).
-  Result<SnapshotReport> SnapshotTables(std::vector<std::shared_ptr<Table>> tables,
-                                        uint64_t floor);
+  Result<SnapshotReport> SnapshotTables(std::vector<std::shared_ptr<Table>> tables, uint64_t floor);
   // Under the catalog's DDL lock and file_mutex_.
   Status WriteCatalogLocked();
   void SnapshotLoop();
@@ -132,8 +131,8 @@ class Database final : public Journal {
   std::unique_ptr<Wal> wal_;
   RecoveryReport recovery_;
 
-  std::mutex file_mutex_;           // the catalog file and saved_
-  std::map<uint64_t, Saved> saved_;  // by table id
+  std::mutex file_mutex_;                      // the catalog file and saved_
+  std::map<uint64_t, Saved> saved_;            // by table id
   std::vector<std::string> doomed_snapshots_;  // to remove once the catalog no longer names them
 
   std::mutex snapshot_mutex_;  // one snapshot at a time

@@ -36,8 +36,7 @@ Result<std::unique_ptr<AppendFile>> AppendFile::Open(const std::string& path, Fi
     ::close(fd);
     return IOErrorFor("cannot seek", path, error);
   }
-  return std::unique_ptr<AppendFile>(
-      new AppendFile(path, fd, static_cast<uint64_t>(end), ops));
+  return std::unique_ptr<AppendFile>(new AppendFile(path, fd, static_cast<uint64_t>(end), ops));
 }
 
 AppendFile::~AppendFile() { ::close(fd_); }

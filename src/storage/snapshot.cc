@@ -61,9 +61,8 @@ Result<SnapshotFile> WriteSnapshot(const Table& table, uint64_t lsn, const std::
                             AppendFile::Open(temporary, ops, /*exclusive=*/true));
     auto stream = std::make_shared<ChecksummedStream>(file.get());
     QUIVER_ASSIGN_OR_RETURN_ARROW(
-        auto buffered, arrow::io::BufferedOutputStream::Create(1 << 20,
-                                                               arrow::default_memory_pool(),
-                                                               stream));
+        auto buffered,
+        arrow::io::BufferedOutputStream::Create(1 << 20, arrow::default_memory_pool(), stream));
     auto metadata = arrow::key_value_metadata(
         {"quiver.table", "quiver.table_id", "quiver.lsn", "quiver.schema"},
         {table.name(), std::to_string(table.id()), std::to_string(lsn), table.schema().ToJson()});
@@ -114,15 +113,16 @@ Status LoadSnapshot(const std::string& dir, const SnapshotFile& expected, Table*
     return Corrupt(path, "fails its checksum (CRC-32C recorded in the catalog)");
   }
   auto reader = arrow::ipc::RecordBatchFileReader::Open(file);
-  if (!reader.ok()) return Corrupt(path, "is not a valid Arrow IPC file: " + reader.status().message());
+  if (!reader.ok())
+    return Corrupt(path, "is not a valid Arrow IPC file: " + reader.status().message());
   if (!(*reader)->schema()->Equals(*table->schema().ToArrow(), /*check_metadata=*/false)) {
-    return Corrupt(path, "has the schema " + (*reader)->schema()->ToString() +
-                             ", not the table's");
+    return Corrupt(path, "has the schema " + (*reader)->schema()->ToString() + ", not the table's");
   }
   int64_t rows = 0;
   for (int i = 0; i < (*reader)->num_record_batches(); ++i) {
     auto batch = (*reader)->ReadRecordBatch(i);
-    if (!batch.ok()) return Corrupt(path, "batch " + std::to_string(i) + ": " + batch.status().message());
+    if (!batch.ok())
+      return Corrupt(path, "batch " + std::to_string(i) + ": " + batch.status().message());
     QUIVER_RETURN_NOT_OK((*table).Replay(**batch, expected.lsn).status());
     rows += (*batch)->num_rows();
   }

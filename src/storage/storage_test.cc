@@ -315,16 +315,21 @@ TEST_F(StorageTest, RecoversEveryChangeFromTheLog) {
   {
     auto db = Open();
     auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
-    ValueOrFail(t->Upsert(*Rows(R"(["a", "b", "c"])", "[1, 2, null]", R"(["x", null, "long string value"])", "[1, 2, 3]")));
-    ValueOrFail(t->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["b"])"}, {"x", arrow::float32(), "[20]"}})));
+    ValueOrFail(t->Upsert(*Rows(R"(["a", "b", "c"])", "[1, 2, null]",
+                                R"(["x", null, "long string value"])", "[1, 2, 3]")));
+    ValueOrFail(t->Upsert(
+        *BatchFromJson({{"id", arrow::utf8(), R"(["b"])"}, {"x", arrow::float32(), "[20]"}})));
     EXPECT_EQ(ValueOrFail(t->Delete(*ArrayFromJson(arrow::utf8(), R"(["a", "zz"])"))), 1);
     // A name dropped and created again is another table.
     auto u = ValueOrFail(db->catalog().CreateTable("u", SchemaFromJson(kSchema)));
     ValueOrFail(u->Upsert(*Rows(R"(["old"])", "[1]", R"(["o"])", "[1]")));
     QUIVER_ASSERT_OK(db->catalog().DropTable("u"));
     auto u2 = ValueOrFail(db->catalog().CreateTable(
-        "u", SchemaFromJson(R"({"key": "k", "columns": {"k": {"dtype": "int64"}, "v": {"dtype": "float64"}}})")));
-    ValueOrFail(u2->Upsert(*BatchFromJson({{"k", arrow::int64(), "[7, 8]"}, {"v", arrow::float64(), "[0.5, null]"}})));
+        "u",
+        SchemaFromJson(
+            R"({"key": "k", "columns": {"k": {"dtype": "int64"}, "v": {"dtype": "float64"}}})")));
+    ValueOrFail(u2->Upsert(
+        *BatchFromJson({{"k", arrow::int64(), "[7, 8]"}, {"v", arrow::float64(), "[0.5, null]"}})));
     QUIVER_ASSERT_OK(db->catalog().CreateTable("empty", SchemaFromJson(kSchema)).status());
     before = Contents(db->catalog());
   }
@@ -351,7 +356,8 @@ TEST_F(StorageTest, SnapshotThenLogReplay) {
     auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
     for (int i = 0; i < 50; ++i) {
       const std::string id = "\"k" + std::to_string(i % 20) + "\"";
-      ValueOrFail(t->Upsert(*Rows("[" + id + "]", "[" + std::to_string(i) + "]", R"(["v"])", "[" + std::to_string(i) + "]")));
+      ValueOrFail(t->Upsert(*Rows("[" + id + "]", "[" + std::to_string(i) + "]", R"(["v"])",
+                                  "[" + std::to_string(i) + "]")));
     }
     const size_t segments = Files(dir_ + "/wal").size();
     ASSERT_GT(segments, 3u);
@@ -366,7 +372,8 @@ TEST_F(StorageTest, SnapshotThenLogReplay) {
     report = ValueOrFail(db->Snapshot({"t"}));
     EXPECT_FALSE(report.tables[0].written);
     QUIVER_EXPECT_ERROR(db->Snapshot({"nope"}), StatusCode::kNotFound, "nope");
-    ValueOrFail(t->Upsert(*Rows(R"(["k1", "new"])", "[100, 101]", R"(["after", "snapshot"])", "[1, 2]")));
+    ValueOrFail(
+        t->Upsert(*Rows(R"(["k1", "new"])", "[100, 101]", R"(["after", "snapshot"])", "[1, 2]")));
     ValueOrFail(t->Delete(*ArrayFromJson(arrow::utf8(), R"(["k2"])")));
     before = Contents(db->catalog());
   }
@@ -402,14 +409,19 @@ TEST_F(StorageTest, SnapshotsWhileWritersAndReadersGoOn) {
       for (int b = 0; !stop; ++b) {
         std::string ids = "[", xs = "[", ss = "[", ns = "[";
         for (int i = 0; i < 55; ++i) {
-          const std::string key = i < 50 ? "k" + std::to_string(i) : "n" + std::to_string(b) + "-" + std::to_string(i);
+          const std::string key =
+              i < 50 ? "k" + std::to_string(i) : "n" + std::to_string(b) + "-" + std::to_string(i);
           ids += (i ? ", \"" : "\"") + key + "\"";
           xs += (i ? ", " : "") + std::to_string(b);
-          ss += (i ? ", \"" : "\"") + std::string(i % 3 ? "s" : "a longer string, on the heap ") + std::to_string(b) + "\"";
+          ss += (i ? ", \"" : "\"") + std::string(i % 3 ? "s" : "a longer string, on the heap ") +
+                std::to_string(b) + "\"";
           ns += (i ? ", " : "") + std::to_string(b);
         }
         if (!t->Upsert(*Rows(ids + "]", xs + "]", ss + "]", ns + "]")).ok()) ++errors;
-        if (b % 7 == 3 && !t->Delete(*ArrayFromJson(arrow::utf8(), "[\"n" + std::to_string(b - 1) + "-50\"]")).ok()) ++errors;
+        if (b % 7 == 3 &&
+            !t->Delete(*ArrayFromJson(arrow::utf8(), "[\"n" + std::to_string(b - 1) + "-50\"]"))
+                 .ok())
+          ++errors;
         ++batches;
       }
     });
@@ -472,7 +484,8 @@ TEST_F(StorageTest, CorruptLogStopsTheStartUnlessCut) {
   }
   const std::string segment = Files(dir_ + "/wal").at(0);
   FlipByte(segment, fs::file_size(segment) * 2 / 3);
-  QUIVER_EXPECT_ERROR(Database::Open(Options()), StatusCode::kCorruption, segment + "' is corrupt at offset");
+  QUIVER_EXPECT_ERROR(Database::Open(Options()), StatusCode::kCorruption,
+                      segment + "' is corrupt at offset");
   auto options = Options();
   options.wal_truncate_corrupt = true;
   int64_t rows;
@@ -526,8 +539,10 @@ TEST_F(StorageTest, FullDiskFailsWritesAndChangesNothing) {
       ops.write_budget = budget;
       QUIVER_EXPECT_ERROR(t->Upsert(*Rows(R"(["a", "c"])", "[9, 9]", R"(["z", "z"])", "[9, 9]")),
                           StatusCode::kIOError, "No space left on device");
-      QUIVER_EXPECT_ERROR(t->Delete(*ArrayFromJson(arrow::utf8(), R"(["a"])")), StatusCode::kIOError, "No space");
-      QUIVER_EXPECT_ERROR(db->catalog().CreateTable("u", SchemaFromJson(kSchema)), StatusCode::kIOError, "No space");
+      QUIVER_EXPECT_ERROR(t->Delete(*ArrayFromJson(arrow::utf8(), R"(["a"])")),
+                          StatusCode::kIOError, "No space");
+      QUIVER_EXPECT_ERROR(db->catalog().CreateTable("u", SchemaFromJson(kSchema)),
+                          StatusCode::kIOError, "No space");
       EXPECT_EQ(Contents(db->catalog()), acknowledged) << "memory holds what is durable";
       EXPECT_TRUE(t->Read(*ArrayFromJson(arrow::utf8(), R"(["a"])")).ok()) << "reads go on";
       EXPECT_FALSE(db->Snapshot().ok());
@@ -551,11 +566,11 @@ TEST_F(StorageTest, FailedFsyncRefusesLaterWritesAndKeepsReads) {
     ValueOrFail(t->Upsert(*Rows(R"(["a"])", "[1]", R"(["x"])", "[1]")));
     acknowledged = Contents(db->catalog());
     ops.fail_sync = true;
-    QUIVER_EXPECT_ERROR(t->Upsert(*Rows(R"(["b"])", "[2]", R"(["y"])", "[2]")), StatusCode::kIOError,
-                        "Input/output error");
+    QUIVER_EXPECT_ERROR(t->Upsert(*Rows(R"(["b"])", "[2]", R"(["y"])", "[2]")),
+                        StatusCode::kIOError, "Input/output error");
     ops.fail_sync = false;
-    QUIVER_EXPECT_ERROR(t->Upsert(*Rows(R"(["c"])", "[3]", R"(["z"])", "[3]")), StatusCode::kIOError,
-                        "refused until quiverd restarts");
+    QUIVER_EXPECT_ERROR(t->Upsert(*Rows(R"(["c"])", "[3]", R"(["z"])", "[3]")),
+                        StatusCode::kIOError, "refused until quiverd restarts");
     EXPECT_TRUE(t->Read(*ArrayFromJson(arrow::utf8(), R"(["a"])")).ok());
   }
   // What reached the disk is recovered: every acknowledged write, and here the unacknowledged
@@ -572,8 +587,10 @@ TEST(TableReplayTest, ReplayInsertsRowsMissingARequiredColumn) {
   // A snapshot may lack a row that a later change deleted; replaying an earlier partial update of
   // it must not fail (the later delete, replayed next, removes it again).
   auto table = ValueOrFail(Table::Make("t", SchemaFromJson(kSchema)));
-  auto partial = BatchFromJson({{"id", arrow::utf8(), R"(["gone"])"}, {"x", arrow::float32(), "[1]"}});
-  QUIVER_EXPECT_ERROR(table->Upsert(*partial), StatusCode::kInvalidArgument, "non-nullable column 'n'");
+  auto partial =
+      BatchFromJson({{"id", arrow::utf8(), R"(["gone"])"}, {"x", arrow::float32(), "[1]"}});
+  QUIVER_EXPECT_ERROR(table->Upsert(*partial), StatusCode::kInvalidArgument,
+                      "non-nullable column 'n'");
   ValueOrFail(table->Replay(*partial, 7));
   EXPECT_EQ(table->applied_lsn(), 7u);
   EXPECT_EQ(ValueOrFail(table->ReplayDelete(*ArrayFromJson(arrow::utf8(), R"(["gone"])"), 8)), 1);

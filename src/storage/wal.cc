@@ -135,15 +135,19 @@ Result<WalScan> ScanWal(const std::string& dir, bool truncate_corrupt, FileOps* 
     while (problem.empty() && offset < content.size()) {
       const std::string_view rest(content.data() + offset, content.size() - offset);
       if (rest.size() < kRecordHeaderBytes) {
-        if (newest) torn = true;
-        else problem = "a record header is cut short";
+        if (newest)
+          torn = true;
+        else
+          problem = "a record header is cut short";
         break;
       }
       const uint32_t length = Get<uint32_t>(rest.data());
       const uint32_t body_crc = Get<uint32_t>(rest.data() + 4);
       if (Get<uint32_t>(rest.data() + 8) != Crc32c(rest.data(), 8)) {
-        if (newest && AllZero(rest)) torn = true;  // space the file system never filled
-        else problem = "a record header fails its checksum";
+        if (newest && AllZero(rest))
+          torn = true;  // space the file system never filled
+        else
+          problem = "a record header fails its checksum";
         break;
       }
       if (length < kRecordBodyPrefixBytes || length > kMaxRecordBodyBytes) {
@@ -151,8 +155,10 @@ Result<WalScan> ScanWal(const std::string& dir, bool truncate_corrupt, FileOps* 
         break;
       }
       if (rest.size() - kRecordHeaderBytes < length) {
-        if (newest) torn = true;
-        else problem = "a record extends past the end of the segment";
+        if (newest)
+          torn = true;
+        else
+          problem = "a record extends past the end of the segment";
         break;
       }
       const char* body = rest.data() + kRecordHeaderBytes;
@@ -163,8 +169,8 @@ Result<WalScan> ScanWal(const std::string& dir, bool truncate_corrupt, FileOps* 
       const uint64_t lsn = Get<uint64_t>(body);
       const uint8_t type = static_cast<uint8_t>(body[8]);
       if (lsn != expected) {
-        problem = "a record has LSN " + std::to_string(lsn) + " where " +
-                  std::to_string(expected) + " was expected";
+        problem = "a record has LSN " + std::to_string(lsn) + " where " + std::to_string(expected) +
+                  " was expected";
         break;
       }
       if (!KnownType(type)) {
@@ -174,14 +180,14 @@ Result<WalScan> ScanWal(const std::string& dir, bool truncate_corrupt, FileOps* 
       WalRecord record;
       record.lsn = lsn;
       record.type = static_cast<RecordType>(type);
-      record.payload = std::string_view(body + kRecordBodyPrefixBytes,
-                                        length - kRecordBodyPrefixBytes);
+      record.payload =
+          std::string_view(body + kRecordBodyPrefixBytes, length - kRecordBodyPrefixBytes);
       record.file = &segment.path;
       record.offset = offset;
       if (Status applied = apply(record); !applied.ok()) {
         return Status(applied.code(), "write-ahead log '" + segment.path + "' offset " +
-                                          std::to_string(offset) + " (LSN " +
-                                          std::to_string(lsn) + "): " + applied.message());
+                                          std::to_string(offset) + " (LSN " + std::to_string(lsn) +
+                                          "): " + applied.message());
       }
       if (scan.first_lsn == 0) scan.first_lsn = lsn;
       scan.last_lsn = lsn;

@@ -47,7 +47,7 @@ enum class RecordType : uint8_t {
 };
 
 inline constexpr size_t kSegmentHeaderBytes = 32;
-inline constexpr size_t kRecordHeaderBytes = 12;  // length, body CRC, header CRC
+inline constexpr size_t kRecordHeaderBytes = 12;     // length, body CRC, header CRC
 inline constexpr size_t kRecordBodyPrefixBytes = 9;  // LSN, type
 inline constexpr uint32_t kMaxRecordBodyBytes = 1u << 31;
 

@@ -428,8 +428,7 @@ class FlightServer::Service : public flight::FlightServerBase {
       return Json{{"deleted", deleted}};
     }
     if (type == "snapshot") {
-      QUIVER_ASSIGN_OR_RETURN(std::vector<std::string> tables,
-                              codec::ParseSnapshotRequest(body));
+      QUIVER_ASSIGN_OR_RETURN(std::vector<std::string> tables, codec::ParseSnapshotRequest(body));
       QUIVER_ASSIGN_OR_RETURN(storage::SnapshotReport report, database_.Snapshot(tables));
       return Json::parse(codec::SnapshotReportToJson(report));
     }

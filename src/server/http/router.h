@@ -7,8 +7,8 @@
 
 #include "common/metrics.h"
 #include "engine/catalog.h"
-#include "storage/database.h"
 #include "server/http/http_errors.h"
+#include "storage/database.h"
 
 namespace quiver::http_server {
 
