@@ -19,6 +19,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <memory>
+#include <atomic>
 #include <optional>
 #include <string>
 #include <utility>
@@ -245,7 +246,7 @@ class Engine {
 
   std::unique_ptr<Catalog> memory_;
   std::unique_ptr<storage::Database> database_;
-  bool closed_ = false;
+  std::atomic<bool> closed_{false};
 };
 
 }  // namespace

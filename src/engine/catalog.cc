@@ -20,8 +20,9 @@ Result<std::shared_ptr<Table>> Catalog::CreateTable(std::string_view name, Table
       id = next_id_;
     }
     // Built outside the map lock: creating regions may take a moment.
-    QUIVER_ASSIGN_OR_RETURN(table, Table::Make(std::string(name), schema, options_.limits,
-                                               options_.backing, id, options_.journal));
+    QUIVER_ASSIGN_OR_RETURN(
+        table, Table::Make(std::string(name), std::move(schema), options_.limits, options_.backing,
+                           id, options_.journal));
     if (options_.journal != nullptr) {
       QUIVER_ASSIGN_OR_RETURN(lsn, options_.journal->LogCreate(id, name, table->schema()));
       table->set_applied_lsn(lsn);
@@ -94,14 +95,6 @@ bool Catalog::RemoveTable(uint64_t id) {
     }
   }
   return false;
-}
-
-std::shared_ptr<Table> Catalog::FindTable(uint64_t id) const {
-  std::shared_lock lock(mutex_);
-  for (const auto& [name, table] : tables_) {
-    if (table->id() == id) return table;
-  }
-  return nullptr;
 }
 
 uint64_t Catalog::next_table_id() const {

@@ -53,7 +53,6 @@ class Catalog {
   Result<std::shared_ptr<Table>> RestoreTable(uint64_t id, std::string_view name,
                                               TableSchema schema);
   bool RemoveTable(uint64_t id);
-  std::shared_ptr<Table> FindTable(uint64_t id) const;
   uint64_t next_table_id() const;
   void set_next_table_id(uint64_t id);
   // Holds off creates and drops while alive (to save a consistent picture of the tables). The

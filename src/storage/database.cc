@@ -129,17 +129,6 @@ Status Database::Recover() {
   }
   catalog_->set_next_table_id(saved.next_table_id);
   recovery_.snapshot_seconds = SecondsSince(start);
-  // Files the catalog does not name: a snapshot whose publication a crash interrupted, or a
-  // temporary file.
-  std::error_code error;
-  for (const auto& file : std::filesystem::directory_iterator(dir("snapshots"), error)) {
-    const std::string name = file.path().filename().string();
-    const bool named = std::any_of(saved.tables.begin(), saved.tables.end(), [&](const auto& t) {
-      return t.snapshot && t.snapshot->name == name;
-    });
-    if (!named) QUIVER_RETURN_NOT_OK(RemoveFile(file.path().string()));
-  }
-
   // The log.
   const auto wal_start = Clock::now();
   const uint64_t replay_from = saved.replay_from();
@@ -173,6 +162,17 @@ Status Database::Recover() {
     cut = true;
   }
   recovery_.wal_seconds = SecondsSince(wal_start);
+  // Files the catalog does not name: a snapshot whose publication a crash interrupted, or a
+  // temporary file.
+  std::error_code error;  // an unlistable directory only leaves garbage
+  for (const auto& file : std::filesystem::directory_iterator(dir("snapshots"), error)) {
+    const std::string name = file.path().filename().string();
+    const bool named = std::any_of(saved.tables.begin(), saved.tables.end(), [&](const auto& t) {
+      return t.snapshot && t.snapshot->name == name;
+    });
+    if (!named) QUIVER_RETURN_NOT_OK(RemoveFile(file.path().string()));
+  }
+
   const uint64_t next_lsn = std::max({scan->end_lsn, saved.lsn + 1, uint64_t{1}});
   WalOptions wal_options;
   wal_options.fsync = options_.fsync;
@@ -184,9 +184,7 @@ Status Database::Recover() {
   if (cut || (!scan->segments.empty() && scan->end_lsn != next_lsn)) {
     // The log has a hole now: save every table as it is, so that no later start needs what
     // is before the hole.
-    QUIVER_ASSIGN_OR_RETURN(SnapshotReport report,
-                            SnapshotTables(catalog_->Tables(), next_lsn - 1));
-    (void)report;
+    QUIVER_RETURN_NOT_OK(SnapshotTables(catalog_->Tables(), next_lsn - 1).status());
   }
   recovery_.seconds = SecondsSince(start);
   QUIVER_LOG(kInfo, "recovered",
