@@ -25,8 +25,10 @@
 #include <vector>
 
 #include "common/log.h"
+#include "kv/keyspace.h"
 #include "server/flight/flight_server.h"
 #include "server/http/http_server.h"
+#include "server/resp/resp_server.h"
 #include "storage/database.h"
 
 namespace quiver {
@@ -36,6 +38,9 @@ struct Options {
   std::string bind = "127.0.0.1";
   int64_t http_port = 8080;
   int64_t flight_port = 8081;
+  int64_t resp_port = 6380;
+  int64_t resp_threads = 1;
+  std::string requirepass;
   std::string data_dir = "./quiver-data";
   int64_t threads = 2;
   std::string log_level = "info";
@@ -143,6 +148,17 @@ const std::vector<Option>& AllOptions() {
                     &Options::http_port, 0, 65535),
       IntegerOption("--flight-port", "flight.port", "N", "Arrow Flight port (0: any free port)",
                     &Options::flight_port, 0, 65535),
+      IntegerOption("--resp-port", "resp.port", "N",
+                    "Redis protocol (RESP) port (0: any free port)", &Options::resp_port, 0, 65535),
+      IntegerOption("--resp-threads", "resp.threads", "N", "RESP threads, one io_context each",
+                    &Options::resp_threads, 1, 256),
+      {"--requirepass", "resp.requirepass", "PASSWORD",
+       "RESP clients must AUTH with this password first (empty: no password)",
+       [](Options& o, const std::string& v, const std::string&) {
+         o.requirepass = v;
+         return std::string();
+       },
+       [](const Options& o) { return o.requirepass.empty() ? std::string("none") : "set"; }},
       {"--data-dir", "data_dir", "DIR",
        "data directory (tables, write-ahead log, snapshots), created when missing",
        [](Options& o, const std::string& v, const std::string& where) {
@@ -234,6 +250,22 @@ void PrintHelp() {
               "print the version and exit");
 }
 
+// "" unless two front ends were given the same port.
+std::string PortClash(const Options& options) {
+  const std::pair<const char*, int64_t> ports[] = {{"http.port", options.http_port},
+                                                   {"flight.port", options.flight_port},
+                                                   {"resp.port", options.resp_port}};
+  for (size_t i = 0; i < std::size(ports); ++i) {
+    for (size_t j = i + 1; j < std::size(ports); ++j) {
+      if (ports[i].second != 0 && ports[i].second == ports[j].second) {
+        return std::string(ports[i].first) + " and " + ports[j].first + " are both " +
+               std::to_string(ports[i].second) + "; each front end needs a port of its own";
+      }
+    }
+  }
+  return "";
+}
+
 // Applies the YAML mapping `node` (at `prefix`) to `options`.
 std::string ApplyYaml(const YAML::Node& node, const std::string& prefix, const std::string& file,
                       Options* options) {
@@ -264,10 +296,7 @@ std::string ApplyYaml(const YAML::Node& node, const std::string& prefix, const s
       return error;
     }
   }
-  if (options->http_port != 0 && options->http_port == options->flight_port) {
-    return "http.port and flight.port are both " + std::to_string(options->http_port) +
-           "; HTTP and Arrow Flight need a port each";
-  }
+  if (std::string clash = PortClash(*options); !clash.empty()) return clash;
   return "";
 }
 
@@ -360,10 +389,7 @@ std::string ParseSettings(int argc, char** argv, Options* options, bool* exit_no
       return error;
     }
   }
-  if (options->http_port != 0 && options->http_port == options->flight_port) {
-    return "http.port and flight.port are both " + std::to_string(options->http_port) +
-           "; HTTP and Arrow Flight need a port each";
-  }
+  if (std::string clash = PortClash(*options); !clash.empty()) return clash;
   return "";
 }
 
@@ -422,15 +448,30 @@ int Run(const Options& options) {
     QUIVER_LOG(kError, "cannot start", {{"error", flight_server.status().message()}});
     return 1;
   }
+  kv::Keyspace keyspace;
+  keyspace.StartActiveExpiry();
+  resp::RespServerOptions resp;
+  resp.bind = options.bind;
+  resp.port = static_cast<uint16_t>(options.resp_port);
+  resp.threads = static_cast<int>(options.resp_threads);
+  resp.requirepass = options.requirepass;
+  auto resp_server = resp::RespServer::Start(resp, keyspace);
+  if (!resp_server.ok()) {
+    QUIVER_LOG(kError, "cannot start", {{"error", resp_server.status().message()}});
+    (*flight_server)->Stop();
+    return 1;
+  }
   auto server = http_server::HttpServer::Start(http, **database, metrics);
   if (!server.ok()) {
     QUIVER_LOG(kError, "cannot start", {{"error", server.status().message()}});
+    (*resp_server)->Stop();
     (*flight_server)->Stop();
     return 1;
   }
   QUIVER_LOG(kInfo, "listening",
              {{"http", options.bind + ":" + std::to_string((*server)->port())},
               {"flight", options.bind + ":" + std::to_string((*flight_server)->port())},
+              {"resp", options.bind + ":" + std::to_string((*resp_server)->port())},
               {"data_dir", options.data_dir},
               {"threads", std::to_string(options.threads)},
               {"version", QUIVER_VERSION}});
@@ -438,6 +479,7 @@ int Run(const Options& options) {
   sigwait(&signals, &signal_number);
   QUIVER_LOG(kInfo, "stopping", {{"signal", signal_number == SIGTERM ? "SIGTERM" : "SIGINT"}});
   (*server)->Stop();
+  (*resp_server)->Stop();
   (*flight_server)->Stop();
   (*database)->Close();
   QUIVER_LOG(kInfo, "stopped");

@@ -102,6 +102,8 @@ class Quiverd {
                                      std::to_string(http_port_),
                                      "--flight-port",
                                      std::to_string(flight_port_),
+                                     "--resp-port",
+                                     "0",
                                      "--data-dir",
                                      data_dir_.string(),
                                      "--log-level",

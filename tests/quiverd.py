@@ -20,13 +20,14 @@ def free_port() -> int:
 
 
 class Server:
-    """A running quiverd: .url, .port, .flight_url, .flight_port, .data_dir, .stop() -> exit
+    """A running quiverd: .url, .port, .flight_url, .flight_port, .resp_port, .data_dir, .stop() -> exit
     status, .log() -> stderr so far. Each server gets its own data directory under tmp_path
     unless `data_dir` names one (to restart on the same data)."""
 
     def __init__(self, tmp_path: pathlib.Path, *args: str, data_dir: pathlib.Path | None = None):
         self.port = free_port()
         self.flight_port = free_port()
+        self.resp_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.flight_url = f"grpc://127.0.0.1:{self.flight_port}"
         self.data_dir = data_dir or tmp_path / f"data-{self.port}"
@@ -34,6 +35,7 @@ class Server:
         self._stderr = open(self.stderr_path, "wb")
         self.process = subprocess.Popen(
             [str(QUIVERD), "--http-port", str(self.port), "--flight-port", str(self.flight_port),
+             "--resp-port", str(self.resp_port),
              "--data-dir", str(self.data_dir), *args],
             stderr=self._stderr,
         )

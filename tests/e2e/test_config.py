@@ -16,6 +16,7 @@ def run_until_healthy(args, env_extra, port):
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUIVER_")}
     if "--config" not in args:  # not the default 8081, which another process may hold
         env["QUIVER_FLIGHT_PORT"] = "0"
+    env["QUIVER_RESP_PORT"] = "0"  # not the default 6380
     env.update(env_extra)
     process = subprocess.Popen([str(QUIVERD), *args], env=env, stderr=subprocess.PIPE, text=True)
     try:

@@ -47,7 +47,7 @@ def run_quiverd(data_dir, *args, timeout=30):
     """quiverd expected to fail at start: (exit status, stderr)."""
     done = subprocess.run(
         [str(QUIVERD), "--data-dir", str(data_dir), "--http-port", str(free_port()),
-         "--flight-port", str(free_port()), *args],
+         "--flight-port", str(free_port()), "--resp-port", "0", *args],
         capture_output=True, text=True, timeout=timeout)
     return done.returncode, done.stderr
 
@@ -235,7 +235,7 @@ def test_full_disk_fails_writes_with_a_clear_error_and_keeps_reads(tmp_path):
     log = open(tmp_path / "full.log", "wb")
     process = subprocess.Popen(
         [str(QUIVERD), "--data-dir", str(data), "--http-port", str(port), "--flight-port",
-         str(flight_port), "--fsync", "always", "--snapshot-wal-bytes", "0",
+         str(flight_port), "--resp-port", "0", "--fsync", "always", "--snapshot-wal-bytes", "0",
          "--wal-segment-bytes", "1g", "--log-level", "error"],
         stderr=log, preexec_fn=limited)
     url = f"http://127.0.0.1:{port}"

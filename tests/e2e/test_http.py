@@ -391,14 +391,14 @@ def test_port_in_use_stops_the_start(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run([str(QUIVERD), "--http-port", str(port), "--flight-port", "0",
-                                 "--data-dir", str(tmp_path / "d")],
+                                 "--resp-port", "0", "--data-dir", str(tmp_path / "d")],
                                 capture_output=True, text=True, timeout=10)
         assert result.returncode == 1
         assert "Address already in use" in result.stderr
         assert str(port) in result.stderr
         # The same for the Flight port, whose listener (gRPC) would otherwise share it.
         result = subprocess.run([str(QUIVERD), "--http-port", "0", "--flight-port", str(port),
-                                 "--data-dir", str(tmp_path / "d")],
+                                 "--resp-port", "0", "--data-dir", str(tmp_path / "d")],
                                 capture_output=True, text=True, timeout=10)
         assert result.returncode == 1
         assert "Address already in use" in result.stderr and "--flight-port" in result.stderr

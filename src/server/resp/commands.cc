@@ -1,0 +1,1137 @@
+#include "server/resp/commands.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <optional>
+#include <unordered_map>
+
+namespace quiver::resp {
+namespace {
+
+using kv::Entry;
+using kv::Keyspace;
+using kv::Millis;
+using kv::Type;
+using Args = std::vector<std::string_view>;
+
+constexpr std::string_view kWrongType =
+    "WRONGTYPE Operation against a key holding the wrong kind of value";
+constexpr std::string_view kNotInteger = "ERR value is not an integer or out of range";
+constexpr std::string_view kNotFloat = "ERR value is not a valid float";
+constexpr std::string_view kSyntax = "ERR syntax error";
+
+struct Context {
+  ServerState& server;
+  Client& client;
+  const Args& args;
+  ReplyWriter& reply;
+  Keyspace& keyspace() { return *server.keyspace; }
+};
+
+std::string Lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool Is(std::string_view arg, std::string_view word) {
+  return arg.size() == word.size() &&
+         std::equal(arg.begin(), arg.end(), word.begin(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         });
+}
+
+bool ParseInt(std::string_view text, int64_t* value) {
+  if (text.empty() || text.size() > 20) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+bool ParseDouble(std::string_view text, long double* value) {
+  if (text.empty() || text.size() > 5000 || std::isspace(static_cast<unsigned char>(text[0]))) {
+    return false;
+  }
+  std::string copy(text);
+  char* end = nullptr;
+  errno = 0;
+  *value = std::strtold(copy.c_str(), &end);
+  return end == copy.c_str() + copy.size() && errno != ERANGE && !std::isnan(*value);
+}
+
+std::string FormatDouble(long double value) {
+  // Redis prints INCRBYFLOAT results with %.17Lg, trimming trailing zeros of a fraction.
+  char buffer[64];
+  int length = std::snprintf(buffer, sizeof(buffer), "%.17Lg", value);
+  std::string text(buffer, static_cast<size_t>(length));
+  if (text.find('.') != std::string::npos && text.find('e') == std::string::npos) {
+    while (text.back() == '0') text.pop_back();
+    if (text.back() == '.') text.pop_back();
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiry arguments.
+
+// A relative (unit_ms 1000 or 1) or absolute (absolute) time as an absolute Unix ms; false on
+// overflow or a non-positive value when `positive` is required.
+bool ExpireAt(std::string_view text, int64_t unit_ms, bool absolute, Millis now, bool positive,
+              Millis* at) {
+  int64_t value;
+  if (!ParseInt(text, &value)) return false;
+  if (positive && value <= 0) return false;
+  if (value > std::numeric_limits<int64_t>::max() / unit_ms ||
+      value < std::numeric_limits<int64_t>::min() / unit_ms) {
+    return false;
+  }
+  value *= unit_ms;
+  if (!absolute) {
+    if (value > 0 && value > std::numeric_limits<int64_t>::max() - now) return false;
+    value += now;
+  }
+  *at = value;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strings.
+
+void Get(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (entry == nullptr) return c.reply.Null();
+  if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+  c.reply.Bulk(entry->string);
+}
+
+// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
+void Set(Context& c) {
+  enum { kAny, kNx, kXx } condition = kAny;
+  bool get = false, keep_ttl = false, has_expire = false;
+  Millis expire_at = 0;
+  const Millis now = c.keyspace().Now();
+  for (size_t i = 3; i < c.args.size(); ++i) {
+    const std::string_view arg = c.args[i];
+    if (Is(arg, "nx") && condition != kXx) {
+      condition = kNx;
+    } else if (Is(arg, "xx") && condition != kNx) {
+      condition = kXx;
+    } else if (Is(arg, "get")) {
+      get = true;
+    } else if (Is(arg, "keepttl") && !has_expire) {
+      keep_ttl = true;
+    } else if ((Is(arg, "ex") || Is(arg, "px") || Is(arg, "exat") || Is(arg, "pxat")) &&
+               !keep_ttl && !has_expire && i + 1 < c.args.size()) {
+      const bool seconds = Is(arg, "ex") || Is(arg, "exat");
+      const bool absolute = Is(arg, "exat") || Is(arg, "pxat");
+      if (!ExpireAt(c.args[++i], seconds ? 1000 : 1, absolute, now, true, &expire_at)) {
+        return c.reply.Error("ERR invalid expire time in 'set' command");
+      }
+      has_expire = true;
+    } else {
+      return c.reply.Error(kSyntax);
+    }
+  }
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (get && entry != nullptr && entry->type != Type::kString) return c.reply.Error(kWrongType);
+  std::optional<std::string> old;
+  if (get && entry != nullptr) old = entry->string;
+  const bool write = condition == kAny || (condition == kNx) == (entry == nullptr);
+  if (write) {
+    const Millis kept = keep_ttl && entry != nullptr ? entry->expire_at : 0;
+    Entry* fresh = view.Insert(c.args[1], Type::kString);
+    fresh->string.assign(c.args[2]);
+    view.Resized(c.args[1], *fresh, Keyspace::View::BytesOf(c.args[1], Entry{}));
+    if (has_expire) {
+      view.SetExpire(c.args[1], fresh, expire_at);
+    } else if (kept != 0) {
+      view.SetExpire(c.args[1], fresh, kept);
+    }
+  }
+  if (get) return old ? c.reply.Bulk(*old) : c.reply.Null();
+  if (!write) return c.reply.Null();
+  c.reply.Simple("OK");
+}
+
+// Writes a string with an optional TTL (SETEX, PSETEX, SETNX, MSET).
+void Store(Keyspace::View& view, std::string_view key, std::string_view value, Millis expire_at) {
+  Entry* entry = view.Insert(key, Type::kString);
+  entry->string.assign(value);
+  view.Resized(key, *entry, Keyspace::View::BytesOf(key, Entry{}));
+  if (expire_at != 0) view.SetExpire(key, entry, expire_at);
+}
+
+void SetEx(Context& c, int64_t unit_ms, const char* name) {
+  Millis at;
+  if (!ExpireAt(c.args[2], unit_ms, false, c.keyspace().Now(), true, &at)) {
+    int64_t unused;
+    if (!ParseInt(c.args[2], &unused)) return c.reply.Error(kNotInteger);
+    return c.reply.Error(std::string("ERR invalid expire time in '") + name + "' command");
+  }
+  auto view = c.keyspace().Lock(c.args[1]);
+  Store(view, c.args[1], c.args[3], at);
+  c.reply.Simple("OK");
+}
+
+void SetNx(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  if (view.Find(c.args[1]) != nullptr) return c.reply.Integer(0);
+  Store(view, c.args[1], c.args[2], 0);
+  c.reply.Integer(1);
+}
+
+void MGet(Context& c) {
+  Args keys(c.args.begin() + 1, c.args.end());
+  auto view = c.keyspace().Lock(keys);
+  c.reply.Array(keys.size());
+  for (std::string_view key : keys) {
+    Entry* entry = view.Find(key);
+    if (entry == nullptr || entry->type != Type::kString) {
+      c.reply.Null();
+    } else {
+      c.reply.Bulk(entry->string);
+    }
+  }
+}
+
+void MSet(Context& c, bool only_if_none) {
+  if (c.args.size() % 2 != 1) {
+    return c.reply.Error("ERR wrong number of arguments for '" + Lower(c.args[0]) + "' command");
+  }
+  Args keys;
+  for (size_t i = 1; i < c.args.size(); i += 2) keys.push_back(c.args[i]);
+  auto view = c.keyspace().Lock(keys);
+  if (only_if_none) {
+    for (std::string_view key : keys) {
+      if (view.Find(key) != nullptr) return c.reply.Integer(0);
+    }
+  }
+  for (size_t i = 1; i < c.args.size(); i += 2) Store(view, c.args[i], c.args[i + 1], 0);
+  if (only_if_none) return c.reply.Integer(1);
+  c.reply.Simple("OK");
+}
+
+void GetDel(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (entry == nullptr) return c.reply.Null();
+  if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+  const std::string value = std::move(entry->string);
+  view.Erase(c.args[1]);
+  c.reply.Bulk(value);
+}
+
+// GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]
+void GetEx(Context& c) {
+  const Millis now = c.keyspace().Now();
+  std::optional<Millis> new_expire;  // 0: persist
+  if (c.args.size() > 2) {
+    const std::string_view option = c.args[2];
+    if (Is(option, "persist") && c.args.size() == 3) {
+      new_expire = 0;
+    } else if ((Is(option, "ex") || Is(option, "px") || Is(option, "exat") || Is(option, "pxat")) &&
+               c.args.size() == 4) {
+      Millis at;
+      const bool seconds = Is(option, "ex") || Is(option, "exat");
+      const bool absolute = Is(option, "exat") || Is(option, "pxat");
+      if (!ExpireAt(c.args[3], seconds ? 1000 : 1, absolute, now, true, &at)) {
+        return c.reply.Error("ERR invalid expire time in 'getex' command");
+      }
+      new_expire = at;
+    } else {
+      return c.reply.Error(kSyntax);
+    }
+  }
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (entry == nullptr) return c.reply.Null();
+  if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+  c.reply.Bulk(entry->string);
+  if (new_expire) view.SetExpire(c.args[1], entry, *new_expire);
+}
+
+void Append(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (entry == nullptr) {
+    Store(view, c.args[1], c.args[2], 0);
+    return c.reply.Integer(static_cast<int64_t>(c.args[2].size()));
+  }
+  if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+  if (entry->string.size() + c.args[2].size() > kMaxBulkBytes) {
+    return c.reply.Error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+  }
+  const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
+  entry->string.append(c.args[2]);
+  view.Resized(c.args[1], *entry, before);
+  c.reply.Integer(static_cast<int64_t>(entry->string.size()));
+}
+
+void StrLen(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (entry == nullptr) return c.reply.Integer(0);
+  if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+  c.reply.Integer(static_cast<int64_t>(entry->string.size()));
+}
+
+// INCR, DECR, INCRBY, DECRBY: the TTL stays.
+void IncrBy(Context& c, int64_t sign, bool has_argument) {
+  int64_t delta = 1;
+  if (has_argument && !ParseInt(c.args[2], &delta)) return c.reply.Error(kNotInteger);
+  if (sign < 0) {
+    if (delta == std::numeric_limits<int64_t>::min()) {
+      return c.reply.Error("ERR decrement would overflow");
+    }
+    delta = -delta;
+  }
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  int64_t value = 0;
+  if (entry != nullptr) {
+    if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+    if (!ParseInt(entry->string, &value)) return c.reply.Error(kNotInteger);
+  }
+  int64_t result;
+  if (__builtin_add_overflow(value, delta, &result)) {
+    return c.reply.Error("ERR increment or decrement would overflow");
+  }
+  if (entry == nullptr) {
+    Store(view, c.args[1], std::to_string(result), 0);
+  } else {
+    const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
+    entry->string = std::to_string(result);
+    view.Resized(c.args[1], *entry, before);
+  }
+  c.reply.Integer(result);
+}
+
+void IncrByFloat(Context& c) {
+  long double delta;
+  if (!ParseDouble(c.args[2], &delta)) return c.reply.Error(kNotFloat);
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  long double value = 0;
+  if (entry != nullptr) {
+    if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+    if (!ParseDouble(entry->string, &value)) return c.reply.Error(kNotFloat);
+  }
+  const long double result = value + delta;
+  if (std::isnan(result) || std::isinf(result)) {
+    return c.reply.Error("ERR increment would produce NaN or Infinity");
+  }
+  const std::string text = FormatDouble(result);
+  if (entry == nullptr) {
+    Store(view, c.args[1], text, 0);
+  } else {
+    const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
+    entry->string = text;
+    view.Resized(c.args[1], *entry, before);
+  }
+  c.reply.Bulk(text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys.
+
+void Del(Context& c) {
+  Args keys(c.args.begin() + 1, c.args.end());
+  auto view = c.keyspace().Lock(keys);
+  int64_t deleted = 0;
+  for (std::string_view key : keys) deleted += view.Erase(key) ? 1 : 0;
+  c.reply.Integer(deleted);
+}
+
+void Exists(Context& c) {
+  Args keys(c.args.begin() + 1, c.args.end());
+  auto view = c.keyspace().Lock(keys);
+  int64_t found = 0;
+  for (std::string_view key : keys) found += view.Find(key) != nullptr ? 1 : 0;
+  c.reply.Integer(found);
+}
+
+void TypeOf(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  c.reply.Simple(entry == nullptr ? "none" : kv::TypeName(entry->type));
+}
+
+// EXPIRE key seconds [NX | XX | GT | LT] (and PEXPIRE, EXPIREAT, PEXPIREAT).
+void Expire(Context& c, int64_t unit_ms, bool absolute) {
+  const Millis now = c.keyspace().Now();
+  Millis at;
+  if (!ExpireAt(c.args[2], unit_ms, absolute, now, false, &at)) {
+    int64_t unused;
+    if (!ParseInt(c.args[2], &unused)) return c.reply.Error(kNotInteger);
+    return c.reply.Error("ERR invalid expire time in '" + Lower(c.args[0]) + "' command");
+  }
+  bool nx = false, xx = false, gt = false, lt = false;
+  for (size_t i = 3; i < c.args.size(); ++i) {
+    if (Is(c.args[i], "nx")) {
+      nx = true;
+    } else if (Is(c.args[i], "xx")) {
+      xx = true;
+    } else if (Is(c.args[i], "gt")) {
+      gt = true;
+    } else if (Is(c.args[i], "lt")) {
+      lt = true;
+    } else {
+      return c.reply.Error("ERR Unsupported option " + std::string(c.args[i]));
+    }
+  }
+  if (nx && (xx || gt || lt)) {
+    return c.reply.Error("ERR NX and XX, GT or LT options at the same time are not compatible");
+  }
+  if (gt && lt) {
+    return c.reply.Error("ERR GT and LT options at the same time are not compatible");
+  }
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (entry == nullptr) return c.reply.Integer(0);
+  const Millis current = entry->expire_at;  // 0: none, which GT/LT treat as infinite
+  if ((nx && current != 0) || (xx && current == 0) || (gt && (current == 0 || at <= current)) ||
+      (lt && current != 0 && at >= current)) {
+    return c.reply.Integer(0);
+  }
+  if (at <= now) {  // a time already past deletes the key
+    view.Erase(c.args[1]);
+  } else {
+    view.SetExpire(c.args[1], entry, at);
+  }
+  c.reply.Integer(1);
+}
+
+void Ttl(Context& c, bool millis) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (entry == nullptr) return c.reply.Integer(-2);
+  if (entry->expire_at == 0) return c.reply.Integer(-1);
+  const Millis left = std::max<Millis>(0, entry->expire_at - view.now());
+  c.reply.Integer(millis ? left : (left + 500) / 1000);
+}
+
+void ExpireTime(Context& c, bool millis) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (entry == nullptr) return c.reply.Integer(-2);
+  if (entry->expire_at == 0) return c.reply.Integer(-1);
+  c.reply.Integer(millis ? entry->expire_at : entry->expire_at / 1000);
+}
+
+void Persist(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (entry == nullptr || entry->expire_at == 0) return c.reply.Integer(0);
+  view.SetExpire(c.args[1], entry, 0);
+  c.reply.Integer(1);
+}
+
+void Rename(Context& c, bool only_if_none) {
+  auto view = c.keyspace().Lock({c.args[1], c.args[2]});
+  Entry* source = view.Find(c.args[1]);
+  if (source == nullptr) return c.reply.Error("ERR no such key");
+  if (c.args[1] == c.args[2]) return only_if_none ? c.reply.Integer(0) : c.reply.Simple("OK");
+  if (only_if_none && view.Find(c.args[2]) != nullptr) return c.reply.Integer(0);
+  Entry moved = std::move(*source);
+  const Millis expire_at = moved.expire_at;
+  view.SetExpire(c.args[1], source, 0);
+  view.Erase(c.args[1]);
+  Entry* target = view.Insert(c.args[2], moved.type);
+  const uint64_t before = Keyspace::View::BytesOf(c.args[2], *target);
+  target->string = std::move(moved.string);
+  target->hash = std::move(moved.hash);
+  view.Resized(c.args[2], *target, before);
+  if (expire_at != 0) view.SetExpire(c.args[2], target, expire_at);
+  only_if_none ? c.reply.Integer(1) : c.reply.Simple("OK");
+}
+
+void Keys(Context& c) {
+  const std::vector<std::string> keys = c.keyspace().Keys(c.args[1]);
+  c.reply.Array(keys.size());
+  for (const std::string& key : keys) c.reply.Bulk(key);
+}
+
+// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+void Scan(Context& c) {
+  uint64_t cursor;
+  {
+    auto [end, ec] = std::from_chars(c.args[1].data(), c.args[1].data() + c.args[1].size(), cursor);
+    if (ec != std::errc() || end != c.args[1].data() + c.args[1].size()) {
+      return c.reply.Error("ERR invalid cursor");
+    }
+  }
+  std::string_view pattern = "*";
+  int64_t count = 10;
+  std::optional<Type> type;
+  bool no_type = false;
+  for (size_t i = 2; i < c.args.size(); i += 2) {
+    if (i + 1 >= c.args.size()) return c.reply.Error(kSyntax);
+    if (Is(c.args[i], "match")) {
+      pattern = c.args[i + 1];
+    } else if (Is(c.args[i], "count")) {
+      if (!ParseInt(c.args[i + 1], &count)) return c.reply.Error(kNotInteger);
+      if (count < 1) return c.reply.Error(kSyntax);
+    } else if (Is(c.args[i], "type")) {
+      if (Is(c.args[i + 1], "string")) {
+        type = Type::kString;
+      } else if (Is(c.args[i + 1], "hash")) {
+        type = Type::kHash;
+      } else {
+        no_type = true;  // a type Quiver does not hold: nothing matches
+      }
+    } else {
+      return c.reply.Error(kSyntax);
+    }
+  }
+  std::vector<std::string> keys;
+  const uint64_t next = c.keyspace().Scan(cursor, static_cast<size_t>(count), pattern, type, &keys);
+  if (no_type) keys.clear();
+  c.reply.Array(2);
+  c.reply.Bulk(std::to_string(next));
+  c.reply.Array(keys.size());
+  for (const std::string& key : keys) c.reply.Bulk(key);
+}
+
+void RandomKey(Context& c) {
+  std::optional<std::string> key = c.keyspace().RandomKey();
+  key ? c.reply.Bulk(*key) : c.reply.Null();
+}
+
+void Flush(Context& c) {
+  if (c.args.size() > 2 ||
+      (c.args.size() == 2 && !Is(c.args[1], "sync") && !Is(c.args[1], "async"))) {
+    return c.reply.Error(kSyntax);
+  }
+  c.keyspace().Clear();
+  c.reply.Simple("OK");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashes.
+
+// The hash at key, or nullptr (a reply was written when the key holds another type).
+Entry* FindHash(Context& c, Keyspace::View& view, bool* wrong_type) {
+  Entry* entry = view.Find(c.args[1]);
+  *wrong_type = entry != nullptr && entry->type != Type::kHash;
+  if (*wrong_type) c.reply.Error(kWrongType);
+  return *wrong_type ? nullptr : entry;
+}
+
+void HSet(Context& c, bool reply_ok) {
+  if (c.args.size() % 2 != 0) {
+    return c.reply.Error("ERR wrong number of arguments for '" + Lower(c.args[0]) + "' command");
+  }
+  auto view = c.keyspace().Lock(c.args[1]);
+  bool wrong;
+  Entry* entry = FindHash(c, view, &wrong);
+  if (wrong) return;
+  if (entry == nullptr) entry = view.Insert(c.args[1], Type::kHash);
+  const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
+  int64_t added = 0;
+  for (size_t i = 2; i < c.args.size(); i += 2) {
+    auto [it, inserted] = entry->hash->try_emplace(std::string(c.args[i]));
+    it->second.assign(c.args[i + 1]);
+    added += inserted ? 1 : 0;
+  }
+  view.Resized(c.args[1], *entry, before);
+  reply_ok ? c.reply.Simple("OK") : c.reply.Integer(added);
+}
+
+void HGet(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  bool wrong;
+  Entry* entry = FindHash(c, view, &wrong);
+  if (wrong) return;
+  if (entry == nullptr) return c.reply.Null();
+  auto it = entry->hash->find(c.args[2]);
+  it == entry->hash->end() ? c.reply.Null() : c.reply.Bulk(it->second);
+}
+
+void HMGet(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  bool wrong;
+  Entry* entry = FindHash(c, view, &wrong);
+  if (wrong) return;
+  c.reply.Array(c.args.size() - 2);
+  for (size_t i = 2; i < c.args.size(); ++i) {
+    if (entry == nullptr) {
+      c.reply.Null();
+      continue;
+    }
+    auto it = entry->hash->find(c.args[i]);
+    it == entry->hash->end() ? c.reply.Null() : c.reply.Bulk(it->second);
+  }
+}
+
+// HGETALL (fields and values), HKEYS, HVALS.
+void HAll(Context& c, bool fields, bool values) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  bool wrong;
+  Entry* entry = FindHash(c, view, &wrong);
+  if (wrong) return;
+  const size_t size = entry == nullptr ? 0 : entry->hash->size();
+  if (fields && values) {
+    c.reply.Map(size);
+  } else {
+    c.reply.Array(size);
+  }
+  if (entry == nullptr) return;
+  for (const auto& [field, value] : *entry->hash) {
+    if (fields) c.reply.Bulk(field);
+    if (values) c.reply.Bulk(value);
+  }
+}
+
+void HDel(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  bool wrong;
+  Entry* entry = FindHash(c, view, &wrong);
+  if (wrong) return;
+  if (entry == nullptr) return c.reply.Integer(0);
+  const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
+  int64_t deleted = 0;
+  for (size_t i = 2; i < c.args.size(); ++i) {
+    auto it = entry->hash->find(c.args[i]);
+    if (it == entry->hash->end()) continue;
+    entry->hash->erase(it);
+    ++deleted;
+  }
+  view.Resized(c.args[1], *entry, before);
+  if (entry->hash->empty()) view.Erase(c.args[1]);  // an empty hash is no key
+  c.reply.Integer(deleted);
+}
+
+void HExists(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  bool wrong;
+  Entry* entry = FindHash(c, view, &wrong);
+  if (wrong) return;
+  c.reply.Integer(entry != nullptr && entry->hash->count(c.args[2]) ? 1 : 0);
+}
+
+void HLen(Context& c) {
+  auto view = c.keyspace().Lock(c.args[1]);
+  bool wrong;
+  Entry* entry = FindHash(c, view, &wrong);
+  if (wrong) return;
+  c.reply.Integer(entry == nullptr ? 0 : static_cast<int64_t>(entry->hash->size()));
+}
+
+void HIncrBy(Context& c) {
+  int64_t delta;
+  if (!ParseInt(c.args[3], &delta)) return c.reply.Error(kNotInteger);
+  auto view = c.keyspace().Lock(c.args[1]);
+  bool wrong;
+  Entry* entry = FindHash(c, view, &wrong);
+  if (wrong) return;
+  int64_t value = 0;
+  if (entry != nullptr) {
+    auto it = entry->hash->find(c.args[2]);
+    if (it != entry->hash->end() && !ParseInt(it->second, &value)) {
+      return c.reply.Error("ERR hash value is not an integer");
+    }
+  }
+  int64_t result;
+  if (__builtin_add_overflow(value, delta, &result)) {
+    return c.reply.Error("ERR increment or decrement would overflow");
+  }
+  if (entry == nullptr) entry = view.Insert(c.args[1], Type::kHash);
+  const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
+  (*entry->hash)[std::string(c.args[2])] = std::to_string(result);
+  view.Resized(c.args[1], *entry, before);
+  c.reply.Integer(result);
+}
+
+// HSCAN key cursor [MATCH pattern] [COUNT count]: the whole hash in one reply (cursor 0), which
+// SCAN's contract allows (COUNT is a hint).
+void HScan(Context& c) {
+  uint64_t cursor;
+  auto [end, ec] = std::from_chars(c.args[2].data(), c.args[2].data() + c.args[2].size(), cursor);
+  if (ec != std::errc() || end != c.args[2].data() + c.args[2].size()) {
+    return c.reply.Error("ERR invalid cursor");
+  }
+  std::string_view pattern = "*";
+  for (size_t i = 3; i < c.args.size(); i += 2) {
+    if (i + 1 >= c.args.size()) return c.reply.Error(kSyntax);
+    int64_t count;
+    if (Is(c.args[i], "match")) {
+      pattern = c.args[i + 1];
+    } else if (Is(c.args[i], "count")) {
+      if (!ParseInt(c.args[i + 1], &count)) return c.reply.Error(kNotInteger);
+      if (count < 1) return c.reply.Error(kSyntax);
+    } else {
+      return c.reply.Error(kSyntax);
+    }
+  }
+  auto view = c.keyspace().Lock(c.args[1]);
+  Entry* entry = view.Find(c.args[1]);
+  if (entry != nullptr && entry->type != Type::kHash) return c.reply.Error(kWrongType);
+  std::vector<std::pair<std::string_view, std::string_view>> matched;
+  if (entry != nullptr) {
+    for (const auto& [field, value] : *entry->hash) {
+      if (kv::Keyspace::Match(pattern, field)) matched.emplace_back(field, value);
+    }
+  }
+  c.reply.Array(2);
+  c.reply.Bulk("0");
+  c.reply.Array(matched.size() * 2);
+  for (const auto& [field, value] : matched) {
+    c.reply.Bulk(field);
+    c.reply.Bulk(value);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connection and server.
+
+void Ping(Context& c) {
+  if (c.args.size() > 2) {
+    return c.reply.Error("ERR wrong number of arguments for 'ping' command");
+  }
+  c.args.size() == 2 ? c.reply.Bulk(c.args[1]) : c.reply.Simple("PONG");
+}
+
+void Echo(Context& c) { c.reply.Bulk(c.args[1]); }
+
+void Select(Context& c) {
+  int64_t db;
+  if (!ParseInt(c.args[1], &db)) return c.reply.Error(kNotInteger);
+  if (db != 0) return c.reply.Error("ERR DB index is out of range");
+  c.reply.Simple("OK");
+}
+
+bool CheckPassword(Context& c, std::string_view user, std::string_view password) {
+  if (c.server.requirepass.empty()) {
+    c.reply.Error(
+        "ERR AUTH <password> called without any password configured for the default user. Are "
+        "you sure your configuration is correct?");
+    return false;
+  }
+  if (user != "default" || password != c.server.requirepass) {
+    c.reply.Error("WRONGPASS invalid username-password pair or user is disabled.");
+    return false;
+  }
+  c.client.authenticated = true;
+  return true;
+}
+
+void Auth(Context& c) {
+  if (c.args.size() > 3) return c.reply.Error(kSyntax);
+  const std::string_view user = c.args.size() == 3 ? c.args[1] : "default";
+  if (CheckPassword(c, user, c.args.back())) c.reply.Simple("OK");
+}
+
+// HELLO [protover [AUTH username password] [SETNAME clientname]]
+void Hello(Context& c) {
+  int64_t protocol = c.client.protocol;
+  size_t i = 1;
+  if (c.args.size() > 1) {
+    if (!ParseInt(c.args[1], &protocol)) {
+      return c.reply.Error("ERR Protocol version is not an integer or out of range");
+    }
+    if (protocol != 2 && protocol != 3) {
+      return c.reply.Error("NOPROTO unsupported protocol version");
+    }
+    i = 2;
+  }
+  std::string_view name;
+  bool set_name = false;
+  for (; i < c.args.size(); ++i) {
+    if (Is(c.args[i], "auth") && i + 2 < c.args.size()) {
+      if (!CheckPassword(c, c.args[i + 1], c.args[i + 2])) return;
+      i += 2;
+    } else if (Is(c.args[i], "setname") && i + 1 < c.args.size()) {
+      name = c.args[++i];
+      set_name = true;
+    } else {
+      return c.reply.Error("ERR Syntax error in HELLO option '" + std::string(c.args[i]) + "'");
+    }
+  }
+  if (!c.server.requirepass.empty() && !c.client.authenticated) {
+    return c.reply.Error(
+        "NOAUTH HELLO must be called with the client already authenticated, "
+        "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+        "authenticate the client and select the RESP protocol version at the "
+        "same time");
+  }
+  if (set_name) c.client.name = std::string(name);
+  c.client.protocol = static_cast<int>(protocol);
+  c.reply.set_protocol(c.client.protocol);
+  c.reply.Map(7);
+  c.reply.Bulk("server");
+  c.reply.Bulk("redis");
+  c.reply.Bulk("version");
+  c.reply.Bulk("7.0.0");
+  c.reply.Bulk("proto");
+  c.reply.Integer(protocol);
+  c.reply.Bulk("id");
+  c.reply.Integer(c.client.id);
+  c.reply.Bulk("mode");
+  c.reply.Bulk("standalone");
+  c.reply.Bulk("role");
+  c.reply.Bulk("master");
+  c.reply.Bulk("modules");
+  c.reply.Array(0);
+}
+
+std::string ClientLine(const Client& client) {
+  return "id=" + std::to_string(client.id) + " addr=" + client.address + " name=" + client.name +
+         " age=" + std::to_string((kv::SystemMillis() - client.created_ms) / 1000) +
+         " db=0 resp=" + std::to_string(client.protocol) + " cmd=" + client.last_command;
+}
+
+void ClientCommand(Context& c) {
+  const std::string_view sub = c.args[1];
+  if (Is(sub, "setname") && c.args.size() == 3) {
+    for (char ch : c.args[2]) {
+      if (ch <= ' ' || ch > '~') {
+        return c.reply.Error(
+            "ERR Client names cannot contain spaces, newlines or special "
+            "characters.");
+      }
+    }
+    c.client.name = std::string(c.args[2]);
+    return c.reply.Simple("OK");
+  }
+  if (Is(sub, "getname") && c.args.size() == 2) {
+    return c.client.name.empty() ? c.reply.Null() : c.reply.Bulk(c.client.name);
+  }
+  if (Is(sub, "id") && c.args.size() == 2) return c.reply.Integer(c.client.id);
+  if (Is(sub, "info") && c.args.size() == 2) return c.reply.Verbatim(ClientLine(c.client) + "\n");
+  if (Is(sub, "list") && c.args.size() == 2) {
+    std::string text;
+    for (const std::string& line : c.server.list_clients()) text += line + "\n";
+    return c.reply.Verbatim(text);
+  }
+  if (Is(sub, "setinfo") && c.args.size() == 4) {  // redis-py sends LIB-NAME and LIB-VER
+    if (!Is(c.args[2], "lib-name") && !Is(c.args[2], "lib-ver")) {
+      return c.reply.Error("ERR Unrecognized option '" + std::string(c.args[2]) + "'");
+    }
+    return c.reply.Simple("OK");
+  }
+  c.reply.Error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
+                "'. Try CLIENT HELP.");
+}
+
+// CONFIG GET: the parameters Quiver has, read-only here.
+void Config(Context& c) {
+  if (Is(c.args[1], "get") && c.args.size() >= 3) {
+    const std::vector<std::pair<std::string, std::string>> parameters = {
+        {"bind", c.server.bind},
+        {"port", std::to_string(c.server.port)},
+        {"databases", "1"},
+        {"maxmemory", "0"},
+        {"maxmemory-policy", "noeviction"},
+        {"appendonly", "no"},
+        {"save", ""},
+        {"timeout", "0"},
+        {"requirepass", c.server.requirepass},
+        {"io-threads", std::to_string(c.server.threads)},
+        {"proto-max-bulk-len", std::to_string(kMaxBulkBytes)},
+    };
+    std::vector<const std::pair<std::string, std::string>*> matched;
+    for (const auto& parameter : parameters) {
+      for (size_t i = 2; i < c.args.size(); ++i) {
+        if (kv::Keyspace::Match(Lower(c.args[i]), parameter.first)) {
+          matched.push_back(&parameter);
+          break;
+        }
+      }
+    }
+    c.reply.Map(matched.size());
+    for (const auto* parameter : matched) {
+      c.reply.Bulk(parameter->first);
+      c.reply.Bulk(parameter->second);
+    }
+    return;
+  }
+  if (Is(c.args[1], "set") && c.args.size() >= 4) {
+    return c.reply.Error("ERR Unknown option or number of arguments for CONFIG SET - '" +
+                         std::string(c.args[2]) + "'");
+  }
+  if (Is(c.args[1], "resetstat") && c.args.size() == 2) return c.reply.Simple("OK");
+  c.reply.Error("ERR unknown subcommand or wrong number of arguments for '" +
+                std::string(c.args[1]) + "'. Try CONFIG HELP.");
+}
+
+void DbSize(Context& c) { c.reply.Integer(c.keyspace().Size()); }
+
+void Time(Context& c) {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const int64_t micros = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+  c.reply.Array(2);
+  c.reply.Bulk(std::to_string(micros / 1'000'000));
+  c.reply.Bulk(std::to_string(micros % 1'000'000));
+}
+
+void Info(Context& c) {
+  const kv::KeyspaceStats stats = c.keyspace().Stats();
+  const int64_t uptime = (kv::SystemMillis() - c.server.started_ms) / 1000;
+  std::string text;
+  auto wanted = [&](std::string_view section) {
+    if (c.args.size() == 1) return true;
+    for (size_t i = 1; i < c.args.size(); ++i) {
+      if (Is(c.args[i], section) || Is(c.args[i], "all") || Is(c.args[i], "everything") ||
+          Is(c.args[i], "default")) {
+        return true;
+      }
+    }
+    return false;
+  };
+  if (wanted("server")) {
+    text += "# Server\r\nredis_version:7.0.0\r\nquiver_version:" QUIVER_VERSION
+            "\r\nredis_mode:standalone\r\nos:Linux\r\narch_bits:64\r\ntcp_port:" +
+            std::to_string(c.server.port) + "\r\nuptime_in_seconds:" + std::to_string(uptime) +
+            "\r\nio_threads_active:" + std::to_string(c.server.threads) + "\r\n\r\n";
+  }
+  if (wanted("clients")) {
+    text +=
+        "# Clients\r\nconnected_clients:" + std::to_string(c.server.client_count()) + "\r\n\r\n";
+  }
+  if (wanted("memory")) {
+    text += "# Memory\r\nused_memory:" + std::to_string(stats.bytes) +
+            "\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n";
+  }
+  if (wanted("stats")) {
+    text += "# Stats\r\ntotal_connections_received:" +
+            std::to_string(c.server.connections_received.load()) +
+            "\r\ntotal_commands_processed:" + std::to_string(c.server.commands.load()) +
+            "\r\nexpired_keys:" + std::to_string(stats.expired) + "\r\nevicted_keys:0\r\n\r\n";
+  }
+  if (wanted("keyspace")) {
+    text += "# Keyspace\r\n";
+    if (stats.keys > 0) {
+      text += "db0:keys=" + std::to_string(stats.keys) +
+              ",expires=" + std::to_string(stats.keys_with_ttl) + ",avg_ttl=0\r\n";
+    }
+  }
+  c.reply.Verbatim(text);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+struct Command {
+  const char* name;
+  int arity;          // Redis's: N exactly, -N at least
+  const char* flags;  // "write", "readonly", "fast", ... as COMMAND INFO shows them
+  int first_key, last_key, step;
+  const char* group;
+  const char* summary;
+  void (*run)(Context&);
+};
+
+void Quit(Context& c) {
+  c.client.close_after_reply = true;
+  c.reply.Simple("OK");
+}
+void CommandCommand(Context& c);
+
+const std::vector<Command>& Table() {
+  static const std::vector<Command> table = {
+      {"get", 2, "readonly fast", 1, 1, 1, "string", "Returns the string value of a key.", Get},
+      {"set", -3, "write", 1, 1, 1, "string", "Sets the string value of a key, with options.", Set},
+      {"mget", -2, "readonly fast", 1, -1, 1, "string", "Returns the values of keys.", MGet},
+      {"mset", -3, "write", 1, -1, 2, "string", "Sets the values of keys.",
+       [](Context& c) { MSet(c, false); }},
+      {"msetnx", -3, "write", 1, -1, 2, "string", "Sets keys only when none exists.",
+       [](Context& c) { MSet(c, true); }},
+      {"setnx", 3, "write fast", 1, 1, 1, "string", "Sets a key only when it does not exist.",
+       SetNx},
+      {"setex", 4, "write", 1, 1, 1, "string", "Sets a key with a TTL in seconds.",
+       [](Context& c) { SetEx(c, 1000, "setex"); }},
+      {"psetex", 4, "write", 1, 1, 1, "string", "Sets a key with a TTL in milliseconds.",
+       [](Context& c) { SetEx(c, 1, "psetex"); }},
+      {"getdel", 2, "write fast", 1, 1, 1, "string", "Returns a string and deletes its key.",
+       GetDel},
+      {"getex", -2, "write fast", 1, 1, 1, "string", "Returns a string and changes its TTL.",
+       GetEx},
+      {"append", 3, "write fast", 1, 1, 1, "string", "Appends to a string.", Append},
+      {"strlen", 2, "readonly fast", 1, 1, 1, "string", "Returns a string's length.", StrLen},
+      {"incr", 2, "write fast", 1, 1, 1, "string", "Adds 1 to an integer.",
+       [](Context& c) { IncrBy(c, 1, false); }},
+      {"decr", 2, "write fast", 1, 1, 1, "string", "Subtracts 1 from an integer.",
+       [](Context& c) { IncrBy(c, -1, false); }},
+      {"incrby", 3, "write fast", 1, 1, 1, "string", "Adds to an integer.",
+       [](Context& c) { IncrBy(c, 1, true); }},
+      {"decrby", 3, "write fast", 1, 1, 1, "string", "Subtracts from an integer.",
+       [](Context& c) { IncrBy(c, -1, true); }},
+      {"incrbyfloat", 3, "write fast", 1, 1, 1, "string", "Adds to a floating-point number.",
+       IncrByFloat},
+      {"del", -2, "write", 1, -1, 1, "generic", "Deletes keys.", Del},
+      {"unlink", -2, "write fast", 1, -1, 1, "generic", "Deletes keys.", Del},
+      {"exists", -2, "readonly fast", 1, -1, 1, "generic", "Counts the keys that exist.", Exists},
+      {"type", 2, "readonly fast", 1, 1, 1, "generic", "Returns a key's type.", TypeOf},
+      {"expire", -3, "write fast", 1, 1, 1, "generic", "Sets a TTL in seconds.",
+       [](Context& c) { Expire(c, 1000, false); }},
+      {"pexpire", -3, "write fast", 1, 1, 1, "generic", "Sets a TTL in milliseconds.",
+       [](Context& c) { Expire(c, 1, false); }},
+      {"expireat", -3, "write fast", 1, 1, 1, "generic", "Sets an expiry as Unix seconds.",
+       [](Context& c) { Expire(c, 1000, true); }},
+      {"pexpireat", -3, "write fast", 1, 1, 1, "generic", "Sets an expiry as Unix milliseconds.",
+       [](Context& c) { Expire(c, 1, true); }},
+      {"ttl", 2, "readonly fast", 1, 1, 1, "generic", "Returns the TTL in seconds.",
+       [](Context& c) { Ttl(c, false); }},
+      {"pttl", 2, "readonly fast", 1, 1, 1, "generic", "Returns the TTL in milliseconds.",
+       [](Context& c) { Ttl(c, true); }},
+      {"expiretime", 2, "readonly fast", 1, 1, 1, "generic", "Returns the expiry (Unix s).",
+       [](Context& c) { ExpireTime(c, false); }},
+      {"pexpiretime", 2, "readonly fast", 1, 1, 1, "generic", "Returns the expiry (Unix ms).",
+       [](Context& c) { ExpireTime(c, true); }},
+      {"persist", 2, "write fast", 1, 1, 1, "generic", "Removes a TTL.", Persist},
+      {"rename", 3, "write", 1, 2, 1, "generic", "Renames a key.",
+       [](Context& c) { Rename(c, false); }},
+      {"renamenx", 3, "write fast", 1, 2, 1, "generic", "Renames a key if the new name is free.",
+       [](Context& c) { Rename(c, true); }},
+      {"keys", 2, "readonly", 0, 0, 0, "generic", "Returns the keys matching a pattern.", Keys},
+      {"scan", -2, "readonly", 0, 0, 0, "generic", "Iterates over the keys.", Scan},
+      {"randomkey", 1, "readonly", 0, 0, 0, "generic", "Returns a random key.", RandomKey},
+      {"dbsize", 1, "readonly fast", 0, 0, 0, "server", "Returns the number of keys.", DbSize},
+      {"flushdb", -1, "write", 0, 0, 0, "server", "Deletes every key.", Flush},
+      {"flushall", -1, "write", 0, 0, 0, "server", "Deletes every key.", Flush},
+      {"hset", -4, "write fast", 1, 1, 1, "hash", "Sets fields of a hash.",
+       [](Context& c) { HSet(c, false); }},
+      {"hmset", -4, "write fast", 1, 1, 1, "hash", "Sets fields of a hash.",
+       [](Context& c) { HSet(c, true); }},
+      {"hget", 3, "readonly fast", 1, 1, 1, "hash", "Returns a field of a hash.", HGet},
+      {"hmget", -3, "readonly fast", 1, 1, 1, "hash", "Returns fields of a hash.", HMGet},
+      {"hgetall", 2, "readonly", 1, 1, 1, "hash", "Returns every field and value of a hash.",
+       [](Context& c) { HAll(c, true, true); }},
+      {"hkeys", 2, "readonly", 1, 1, 1, "hash", "Returns the fields of a hash.",
+       [](Context& c) { HAll(c, true, false); }},
+      {"hvals", 2, "readonly", 1, 1, 1, "hash", "Returns the values of a hash.",
+       [](Context& c) { HAll(c, false, true); }},
+      {"hdel", -3, "write fast", 1, 1, 1, "hash", "Deletes fields of a hash.", HDel},
+      {"hexists", 3, "readonly fast", 1, 1, 1, "hash", "Whether a field exists.", HExists},
+      {"hlen", 2, "readonly fast", 1, 1, 1, "hash", "Returns the number of fields.", HLen},
+      {"hincrby", 4, "write fast", 1, 1, 1, "hash", "Adds to an integer field.", HIncrBy},
+      {"hscan", -3, "readonly", 1, 1, 1, "hash", "Iterates over the fields of a hash.", HScan},
+      {"ping", -1, "fast", 0, 0, 0, "connection", "Returns PONG or the message.", Ping},
+      {"echo", 2, "fast", 0, 0, 0, "connection", "Returns the message.", Echo},
+      {"select", 2, "fast", 0, 0, 0, "connection", "Selects a database (only 0).", Select},
+      {"auth", -2, "fast noauth", 0, 0, 0, "connection", "Authenticates the connection.", Auth},
+      {"hello", -1, "fast noauth", 0, 0, 0, "connection", "Handshakes (RESP2 or RESP3).", Hello},
+      {"client", -2, "", 0, 0, 0, "connection", "Names, identifies and lists connections.",
+       ClientCommand},
+      {"quit", -1, "fast noauth", 0, 0, 0, "connection", "Closes the connection.", Quit},
+      {"config", -2, "", 0, 0, 0, "server", "Reads configuration parameters.", Config},
+      {"command", -1, "", 0, 0, 0, "server", "Describes the commands.", CommandCommand},
+      {"info", -1, "", 0, 0, 0, "server", "Returns information about the server.", Info},
+      {"time", 1, "fast", 0, 0, 0, "server", "Returns the server's time.", Time},
+  };
+  return table;
+}
+
+const std::unordered_map<std::string, const Command*>& Index() {
+  static const auto index = [] {
+    std::unordered_map<std::string, const Command*> map;
+    for (const Command& command : Table()) map.emplace(command.name, &command);
+    return map;
+  }();
+  return index;
+}
+
+void CommandInfo(ReplyWriter& reply, const Command& command) {
+  reply.Array(6);
+  reply.Bulk(command.name);
+  reply.Integer(command.arity);
+  std::vector<std::string_view> flags;
+  std::string_view text = command.flags;
+  while (!text.empty()) {
+    const size_t space = text.find(' ');
+    flags.push_back(text.substr(0, space));
+    text = space == std::string_view::npos ? "" : text.substr(space + 1);
+  }
+  reply.Array(flags.size());
+  for (std::string_view flag : flags) reply.Simple(flag);
+  reply.Integer(command.first_key);
+  reply.Integer(command.last_key);
+  reply.Integer(command.step);
+}
+
+void CommandCommand(Context& c) {
+  const auto& table = Table();
+  if (c.args.size() == 1) {
+    c.reply.Array(table.size());
+    for (const Command& command : table) CommandInfo(c.reply, command);
+    return;
+  }
+  const std::string_view sub = c.args[1];
+  if (Is(sub, "count") && c.args.size() == 2)
+    return c.reply.Integer(static_cast<int64_t>(table.size()));
+  if (Is(sub, "info") || Is(sub, "docs")) {
+    std::vector<const Command*> wanted;
+    if (c.args.size() == 2) {
+      for (const Command& command : table) wanted.push_back(&command);
+    } else {
+      for (size_t i = 2; i < c.args.size(); ++i) {
+        auto it = Index().find(Lower(c.args[i]));
+        wanted.push_back(it == Index().end() ? nullptr : it->second);
+      }
+    }
+    if (Is(sub, "info")) {
+      c.reply.Array(wanted.size());
+      for (const Command* command : wanted) {
+        command ? CommandInfo(c.reply, *command) : c.reply.NullArray();
+      }
+      return;
+    }
+    size_t known = 0;
+    for (const Command* command : wanted) known += command != nullptr;
+    c.reply.Map(known);
+    for (const Command* command : wanted) {
+      if (command == nullptr) continue;
+      c.reply.Bulk(command->name);
+      c.reply.Map(3);
+      c.reply.Bulk("summary");
+      c.reply.Bulk(command->summary);
+      c.reply.Bulk("since");
+      c.reply.Bulk("1.0.0");
+      c.reply.Bulk("group");
+      c.reply.Bulk(command->group);
+    }
+    return;
+  }
+  c.reply.Error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
+                "'. Try COMMAND HELP.");
+}
+
+}  // namespace
+
+size_t CommandCount() { return Table().size(); }
+
+void Execute(ServerState& server, Client& client, const Args& args, ReplyWriter& reply) {
+  if (args.empty()) return;
+  server.commands.fetch_add(1, std::memory_order_relaxed);
+  const std::string name = Lower(args[0]);
+  auto it = Index().find(name);
+  if (it == Index().end()) {
+    std::string message = "ERR unknown command '" + std::string(args[0].substr(0, 128)) +
+                          "', with args beginning with: ";
+    for (size_t i = 1; i < args.size() && message.size() < 256; ++i) {
+      message += "'" + std::string(args[i].substr(0, 128)) + "' ";
+    }
+    return reply.Error(message);
+  }
+  const Command& command = *it->second;
+  const int arity = command.arity;
+  if ((arity > 0 && static_cast<int>(args.size()) != arity) ||
+      (arity < 0 && static_cast<int>(args.size()) < -arity)) {
+    return reply.Error("ERR wrong number of arguments for '" + name + "' command");
+  }
+  if (!server.requirepass.empty() && !client.authenticated &&
+      std::string_view(command.flags).find("noauth") == std::string_view::npos) {
+    return reply.Error("NOAUTH Authentication required.");
+  }
+  client.last_command = name;
+  Context context{server, client, args, reply};
+  command.run(context);
+}
+
+}  // namespace quiver::resp

@@ -1,0 +1,52 @@
+// The RESP command table: Redis's commands over a kv::Keyspace, with Redis's replies and error
+// texts (docs/resp.md lists them).
+//
+// Thread safety: Execute may be called from any thread; each Client is used by one connection.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kv/keyspace.h"
+#include "server/resp/protocol.h"
+
+namespace quiver::resp {
+
+struct Client {
+  int64_t id = 0;
+  std::string name;
+  std::string address;  // "ip:port"
+  int64_t created_ms = 0;
+  int protocol = 2;
+  bool authenticated = false;
+  bool close_after_reply = false;  // QUIT
+  std::string last_command;
+};
+
+struct ServerState {
+  kv::Keyspace* keyspace = nullptr;
+  std::string requirepass;  // empty: no password
+  std::string bind;
+  uint16_t port = 0;
+  int threads = 1;
+  int64_t started_ms = 0;
+  std::atomic<int64_t> commands{0};
+  std::atomic<int64_t> connections_received{0};
+  // The connected clients (CLIENT LIST, INFO clients): a callback filling one line per client.
+  std::function<std::vector<std::string>()> list_clients;
+  std::function<size_t()> client_count;
+};
+
+// Runs one command (args[0] is its name, any case) and appends its reply.
+void Execute(ServerState& server, Client& client, const std::vector<std::string_view>& args,
+             ReplyWriter& reply);
+
+// The number of commands in the table (COMMAND COUNT).
+size_t CommandCount();
+
+}  // namespace quiver::resp

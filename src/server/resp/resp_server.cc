@@ -1,0 +1,230 @@
+#include "server/resp/resp_server.h"
+
+#include <boost/asio.hpp>
+
+#include "common/log.h"
+
+namespace quiver::resp {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+namespace {
+
+constexpr size_t kReadBytes = 16 << 10;
+// A client that keeps sending without reading its replies is cut off past this much output.
+constexpr size_t kMaxPendingReplyBytes = 1 << 30;
+
+}  // namespace
+
+struct RespServer::Io {
+  std::vector<std::unique_ptr<net::io_context>> contexts;
+  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
+  std::unique_ptr<tcp::acceptor> acceptor;
+};
+
+class RespServer::Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, RespServer& server) : socket_(std::move(socket)), server_(server) {
+    client_.id = server_.next_client_id_.fetch_add(1);
+    client_.created_ms = kv::SystemMillis();
+    boost::system::error_code error;
+    const auto remote = socket_.remote_endpoint(error);
+    if (!error)
+      client_.address = remote.address().to_string() + ":" + std::to_string(remote.port());
+    client_.authenticated = server_.options_.requirepass.empty();
+    socket_.set_option(tcp::no_delay(true), error);
+  }
+
+  void Start() {
+    {
+      std::lock_guard lock(server_.connections_mutex_);
+      server_.connections_.insert(this);
+    }
+    Read();
+  }
+
+  // On any thread: closes the socket on its own thread (unless it is already going away).
+  void Close() {
+    std::shared_ptr<Connection> self = weak_from_this().lock();
+    if (self == nullptr) return;
+    net::post(socket_.get_executor(), [self] { self->Shutdown(); });
+  }
+
+  // Under the server's connections_mutex_.
+  const std::string& Line() const { return client_line_; }
+
+  ~Connection() {
+    std::lock_guard lock(server_.connections_mutex_);
+    server_.connections_.erase(this);
+  }
+
+ private:
+  void Shutdown() {
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
+  void Read() {
+    if (input_.capacity() - input_.size() < kReadBytes)
+      input_.reserve(input_.size() + kReadBytes * 2);
+    const size_t used = input_.size();
+    input_.resize(input_.capacity());
+    socket_.async_read_some(
+        net::buffer(input_.data() + used, input_.size() - used),
+        [self = shared_from_this(), used](boost::system::error_code error, size_t bytes) {
+          self->input_.resize(used + bytes);
+          if (error) return self->Shutdown();
+          self->Process();
+        });
+  }
+
+  // Runs every complete request in the input, then writes all replies at once.
+  void Process() {
+    std::string_view rest(input_);
+    ReplyWriter reply(&output_);
+    reply.set_protocol(client_.protocol);
+    bool protocol_error = false;
+    while (!rest.empty() && !client_.close_after_reply) {
+      ParseRequest(rest, &args_, &parsed_);
+      if (parsed_.status == ParseStatus::kIncomplete) break;
+      if (parsed_.status == ParseStatus::kError) {
+        reply.Error("ERR " + parsed_.error);
+        protocol_error = true;
+        break;
+      }
+      rest.remove_prefix(parsed_.consumed);
+      if (args_.empty()) continue;
+      Execute(server_.state_, client_, args_, reply);
+      reply.set_protocol(client_.protocol);  // HELLO may have changed it
+    }
+    input_.erase(0, input_.size() - rest.size());
+    {
+      std::lock_guard lock(server_.connections_mutex_);
+      client_line_ = "id=" + std::to_string(client_.id) + " addr=" + client_.address +
+                     " name=" + client_.name + " resp=" + std::to_string(client_.protocol) +
+                     " cmd=" + client_.last_command;
+    }
+    if (protocol_error) client_.close_after_reply = true;
+    if (output_.size() > kMaxPendingReplyBytes) return Shutdown();
+    if (output_.empty()) return Read();
+    Write();
+  }
+
+  void Write() {
+    writing_.swap(output_);
+    output_.clear();
+    net::async_write(socket_, net::buffer(writing_),
+                     [self = shared_from_this()](boost::system::error_code error, size_t) {
+                       if (error || self->client_.close_after_reply) return self->Shutdown();
+                       self->writing_.clear();
+                       self->Read();
+                     });
+  }
+
+  tcp::socket socket_;
+  RespServer& server_;
+  Client client_;
+  std::string input_;
+  std::string output_, writing_;
+  std::vector<std::string_view> args_;
+  Parsed parsed_;
+  std::string client_line_;
+};
+
+RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace)
+    : options_(options), io_(std::make_unique<Io>()) {
+  state_.keyspace = &keyspace;
+  state_.requirepass = options.requirepass;
+  state_.bind = options.bind;
+  state_.threads = options.threads;
+  state_.started_ms = kv::SystemMillis();
+  state_.list_clients = [this] {
+    std::vector<std::string> lines;
+    std::lock_guard lock(connections_mutex_);
+    for (Connection* connection : connections_) lines.push_back(connection->Line());
+    return lines;
+  };
+  state_.client_count = [this] {
+    std::lock_guard lock(connections_mutex_);
+    return connections_.size();
+  };
+}
+
+Result<std::unique_ptr<RespServer>> RespServer::Start(const RespServerOptions& options,
+                                                      kv::Keyspace& keyspace) {
+  std::unique_ptr<RespServer> server(new RespServer(options, keyspace));
+  Io& io = *server->io_;
+  const int threads = std::max(1, options.threads);
+  for (int i = 0; i < threads; ++i) {
+    io.contexts.push_back(std::make_unique<net::io_context>(1));
+    io.guards.push_back(net::make_work_guard(*io.contexts.back()));
+  }
+  boost::system::error_code error;
+  const auto address = net::ip::make_address(options.bind, error);
+  if (error)
+    return Status::InvalidArgument("bind address '" + options.bind + "': " + error.message());
+  io.acceptor = std::make_unique<tcp::acceptor>(*io.contexts[0]);
+  const tcp::endpoint endpoint(address, options.port);
+  io.acceptor->open(endpoint.protocol(), error);
+  if (!error) io.acceptor->set_option(net::socket_base::reuse_address(true), error);
+  if (!error) io.acceptor->bind(endpoint, error);
+  if (!error) io.acceptor->listen(net::socket_base::max_listen_connections, error);
+  if (error) {
+    return Status::IOError("cannot listen for RESP on " + options.bind + ":" +
+                           std::to_string(options.port) + ": " + error.message());
+  }
+  server->port_ = io.acceptor->local_endpoint().port();
+  server->state_.port = server->port_;
+  server->Accept();
+  for (auto& context : io.contexts) {
+    server->threads_.emplace_back([context = context.get()] { context->run(); });
+  }
+  return server;
+}
+
+void RespServer::Accept() {
+  net::io_context& target = *io_->contexts[next_context_.fetch_add(1) % io_->contexts.size()];
+  io_->acceptor->async_accept(target, [this](boost::system::error_code error, tcp::socket socket) {
+    if (error) {
+      if (error == net::error::operation_aborted) return;
+      QUIVER_LOG(kWarn, "resp accept failed", {{"error", error.message()}});
+      return Accept();
+    }
+    state_.connections_received.fetch_add(1, std::memory_order_relaxed);
+    size_t open;
+    {
+      std::lock_guard lock(connections_mutex_);
+      open = connections_.size();
+    }
+    if (open >= options_.max_connections) {
+      static constexpr char kRefusal[] = "-ERR max number of clients reached\r\n";
+      boost::system::error_code ignored;
+      net::write(socket, net::buffer(kRefusal, sizeof(kRefusal) - 1), ignored);
+      socket.close(ignored);
+    } else {
+      std::make_shared<Connection>(std::move(socket), *this)->Start();
+    }
+    Accept();
+  });
+}
+
+void RespServer::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  net::post(*io_->contexts[0], [this] {
+    boost::system::error_code ignored;
+    io_->acceptor->close(ignored);
+  });
+  {
+    std::lock_guard lock(connections_mutex_);
+    for (Connection* connection : connections_) connection->Close();
+  }
+  io_->guards.clear();
+  for (std::thread& thread : threads_) thread.join();
+}
+
+RespServer::~RespServer() { Stop(); }
+
+}  // namespace quiver::resp

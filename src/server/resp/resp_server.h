@@ -1,0 +1,65 @@
+// RespServer: the Redis protocol (RESP2 and RESP3) over TCP on Boost.Asio, serving a
+// kv::Keyspace with the commands of commands.h. One io_context per thread; a connection lives on
+// one thread. Pipelined requests are parsed from each read and answered with one write.
+//
+// A protocol error is answered with Redis's "-ERR Protocol error: ..." and the connection is
+// closed, as Redis does; every other error is a reply and the connection goes on.
+//
+// Thread safety: Start and Stop from one thread; the server runs on its own threads.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/result.h"
+#include "kv/keyspace.h"
+#include "server/resp/commands.h"
+
+namespace quiver::resp {
+
+struct RespServerOptions {
+  std::string bind = "127.0.0.1";
+  uint16_t port = 6380;  // 0: any free port
+  int threads = 1;
+  std::string requirepass;  // empty: no AUTH needed
+  size_t max_connections = 10000;
+};
+
+class RespServer {
+ public:
+  static Result<std::unique_ptr<RespServer>> Start(const RespServerOptions& options,
+                                                   kv::Keyspace& keyspace);
+  ~RespServer();
+  RespServer(const RespServer&) = delete;
+  RespServer& operator=(const RespServer&) = delete;
+
+  uint16_t port() const { return port_; }
+  // Stops accepting, closes every connection and joins the threads.
+  void Stop();
+
+ private:
+  class Connection;
+  struct Io;
+
+  RespServer(const RespServerOptions& options, kv::Keyspace& keyspace);
+  void Accept();
+
+  const RespServerOptions options_;
+  ServerState state_;
+  std::unique_ptr<Io> io_;
+  std::vector<std::thread> threads_;
+  uint16_t port_ = 0;
+  std::atomic<int64_t> next_client_id_{1};
+  std::atomic<size_t> next_context_{0};
+  std::mutex connections_mutex_;
+  std::set<Connection*> connections_;
+  bool stopped_ = false;
+};
+
+}  // namespace quiver::resp

@@ -1,0 +1,258 @@
+"""The Redis protocol of the real quiverd, with redis-py, redis-cli and redis-benchmark (Debian's
+redis-tools), checked against Redis's documented behaviour (docs/resp.md)."""
+
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+
+
+def raw(client, *args):
+    """A command's reply as parsed RESP, without redis-py's per-command conversions."""
+    connection = client.connection_pool.get_connection()
+    try:
+        connection.send_command(*args)
+        return connection.read_response()
+    finally:
+        client.connection_pool.release(connection)
+
+
+@pytest.fixture
+def r(server):
+    client = redis.Redis(port=server.resp_port, decode_responses=False)
+    yield client
+    client.close()
+
+
+def test_strings_and_set_options(r):
+    assert r.ping() is True
+    assert r.set("k", b"v\x00\r\nbinary") is True
+    assert r.get("k") == b"v\x00\r\nbinary"
+    assert r.get("missing") is None
+    assert r.set("k", "x", nx=True) is None and r.get("k") == b"v\x00\r\nbinary"
+    assert r.set("new", "x", xx=True) is None and r.exists("new") == 0
+    assert r.set("k", "w", xx=True, get=True) == b"v\x00\r\nbinary"
+    assert r.set("k2", "a", nx=True, get=True) is None and r.get("k2") == b"a"
+    assert r.mset({"a": 1, "b": 2}) is True
+    assert r.mget("a", "missing", "b") == [b"1", None, b"2"]
+    assert r.msetnx({"a": 5, "c": 3}) is False and r.get("c") is None
+    assert r.setnx("s", "1") is True and r.setnx("s", "2") is False
+    assert r.append("s", "23") == 3 and r.strlen("s") == 3
+    assert r.getdel("s") == b"123" and r.exists("s") == 0
+    assert r.incr("n") == 1 and r.incrby("n", 10) == 11 and r.decr("n") == 10
+    assert r.decrby("n", 20) == -10
+    assert r.incrbyfloat("f", 1.5) == 1.5 and r.incrbyfloat("f", "1e2") == 101.5
+    assert r.get("f") == b"101.5"
+    r.set("big", str(2**63 - 1))
+    with pytest.raises(redis.ResponseError, match="increment or decrement would overflow"):
+        r.incr("big")
+    r.set("word", "abc")
+    with pytest.raises(redis.ResponseError, match="value is not an integer or out of range"):
+        r.incr("word")
+    with pytest.raises(redis.ResponseError, match="value is not a valid float"):
+        r.incrbyfloat("word", 1)
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        r.execute_command("SET", "k", "v", "NX", "XX")
+    with pytest.raises(redis.ResponseError, match="syntax error"):
+        r.execute_command("SET", "k", "v", "EX", "10", "PX", "100")
+
+
+def test_ttl_edge_cases(r):
+    r.set("k", "v", ex=100)
+    assert 99 <= r.ttl("k") <= 100 and 99000 <= r.pttl("k") <= 100000
+    r.set("k", "v2")  # an overwrite clears the TTL
+    assert r.ttl("k") == -1
+    r.set("k", "v3", px=50000)
+    r.set("k", "v4", keepttl=True)
+    assert r.get("k") == b"v4" and r.ttl("k") > 0
+    assert r.ttl("missing") == -2 and r.pttl("missing") == -2
+    for bad in (["EX", "0"], ["EX", "-1"], ["PX", "0"], ["EX", "abc"]):
+        with pytest.raises(redis.ResponseError, match="invalid expire time in 'set' command"):
+            r.execute_command("SET", "k", "v", *bad)
+    with pytest.raises(redis.ResponseError, match="invalid expire time in 'setex' command"):
+        r.execute_command("SETEX", "k", 0, "v")
+    # A zero or negative EXPIRE deletes the key; on a missing key it does nothing.
+    r.set("gone", "v")
+    assert r.expire("gone", 0) is True and r.exists("gone") == 0
+    r.set("gone", "v")
+    assert r.expire("gone", -5) is True and r.exists("gone") == 0
+    assert r.expire("missing", 10) is False
+    r.set("e", "v")
+    assert r.expire("e", 100, xx=True) is False  # XX: only when a TTL exists
+    assert r.expire("e", 100, nx=True) is True
+    assert r.expire("e", 50, gt=True) is False and r.expire("e", 200, gt=True) is True
+    assert r.expire("e", 300, lt=True) is False and r.expire("e", 20, lt=True) is True
+    assert r.persist("e") is True and r.ttl("e") == -1 and r.persist("e") is False
+    assert r.pexpireat("e", int(time.time() * 1000) + 60000) is True
+    assert 58 <= r.ttl("e") <= 60
+    assert r.expireat("e", int(time.time()) - 10) is True and r.exists("e") == 0
+    r.set("g", "v")
+    assert r.getex("g", ex=100) == b"v" and r.ttl("g") > 0
+    assert r.getex("g", persist=True) == b"v" and r.ttl("g") == -1
+    # Expiry is seen at once (passive) ...
+    r.set("short", "v", px=100)
+    assert r.get("short") == b"v"
+    time.sleep(0.15)
+    assert r.get("short") is None and r.exists("short") == 0 and r.ttl("short") == -2
+    # ... and RENAME carries the TTL.
+    r.set("src", "v", ex=100)
+    assert r.rename("src", "dst") is True
+    assert r.exists("src") == 0 and r.ttl("dst") > 0
+    with pytest.raises(redis.ResponseError, match="no such key"):
+        r.rename("src", "x")
+    r.set("other", "o")
+    assert r.renamenx("dst", "other") is False
+
+
+def test_active_expiry_reclaims_keys_nobody_reads(r):
+    with r.pipeline(transaction=False) as pipe:
+        for i in range(2000):
+            pipe.set(f"t{i}", "v", px=100)
+        for i in range(500):
+            pipe.set(f"p{i}", "v")
+        pipe.execute()
+    assert r.dbsize() == 2500
+    time.sleep(1.5)  # 10 cycles a second
+    keyspace = r.info("keyspace")
+    assert keyspace["db0"]["keys"] == 500, keyspace  # reclaimed, not just hidden
+    assert r.info("stats")["expired_keys"] >= 2000
+
+
+def test_hashes_and_wrong_type(r):
+    assert r.hset("h", mapping={"f1": "v1", "f2": "v2"}) == 2
+    assert r.hset("h", "f1", "v1b") == 0
+    assert r.hget("h", "f1") == b"v1b" and r.hget("h", "nope") is None
+    assert r.hmget("h", "f1", "nope", "f2") == [b"v1b", None, b"v2"]
+    assert r.hgetall("h") == {b"f1": b"v1b", b"f2": b"v2"}
+    assert sorted(r.hkeys("h")) == [b"f1", b"f2"] and sorted(r.hvals("h")) == [b"v1b", b"v2"]
+    assert r.hlen("h") == 2 and r.hexists("h", "f2") is True
+    assert r.hincrby("h", "n", 5) == 5 and r.hincrby("h", "n", -7) == -2
+    assert r.hscan("h", match="f*") == (0, {b"f1": b"v1b", b"f2": b"v2"})
+    assert r.hdel("h", "f1", "f2", "n", "nope") == 3
+    assert r.exists("h") == 0  # an emptied hash is gone
+    assert r.hgetall("missing") == {}
+    r.set("s", "v")
+    for call in (lambda: r.hget("s", "f"), lambda: r.hset("s", "f", "v"), lambda: r.hgetall("s")):
+        with pytest.raises(redis.ResponseError, match="^WRONGTYPE Operation against a key holding"):
+            call()
+    r.hset("h", "f", "v")
+    with pytest.raises(redis.ResponseError, match="^WRONGTYPE"):
+        r.get("h")
+    assert r.mget("h", "s") == [None, b"v"]
+    assert r.type("h") == b"hash" and r.type("s") == b"string" and r.type("x") == b"none"
+
+
+def test_keys_scan_and_server_commands(r):
+    r.mset({f"user:{i}": i for i in range(300)})
+    r.set("other", 1)
+    r.set("soon", 1, px=50)
+    time.sleep(0.1)
+    assert sorted(r.keys("user:1?")) == [f"user:{i}".encode() for i in range(10, 20)]
+    seen = set(r.scan_iter(match="user:*", count=17))
+    assert seen == {f"user:{i}".encode() for i in range(300)}
+    assert set(r.scan_iter(_type="hash")) == set()
+    assert r.dbsize() == 301
+    assert r.randomkey() is not None
+    assert r.delete("other", "user:0", "nope") == 2
+    assert r.exists("user:1", "user:1", "nope") == 2
+    assert r.unlink("user:1") == 1
+    assert r.echo("hi") == b"hi"
+    seconds, micros = r.time()
+    assert abs(seconds - time.time()) < 5
+    assert r.execute_command("SELECT", 0) is True
+    with pytest.raises(redis.ResponseError, match="DB index is out of range"):
+        r.execute_command("SELECT", 1)
+    assert r.client_setname("me") is True and r.client_getname() == "me"
+    assert isinstance(r.client_id(), int)
+    assert any(c["name"] == "me" for c in r.client_list())
+    assert r.config_get("maxmemory*") == {"maxmemory": "0", "maxmemory-policy": "noeviction"}
+    assert r.command_count() > 50
+    info = raw(r, "COMMAND", "INFO", "get", "nosuch")
+    assert info[0][0] == b"get" and info[0][1] == 2 and info[1] is None
+    assert "redis_version" in r.info("server")
+    assert r.flushall() is True and r.dbsize() == 0
+
+
+def test_unknown_commands_and_arity_errors_like_redis(r):
+    with pytest.raises(redis.ResponseError) as error:
+        r.execute_command("NOSUCH", "a", "b")
+    assert str(error.value) == "unknown command 'NOSUCH', with args beginning with: 'a' 'b' "
+    with pytest.raises(redis.ResponseError) as error:
+        r.execute_command("GET")
+    assert str(error.value) == "wrong number of arguments for 'get' command"
+    with pytest.raises(redis.ResponseError, match="wrong number of arguments for 'mset'"):
+        r.execute_command("MSET", "a", "1", "b")
+    assert r.ping()  # and the connection goes on
+
+
+def test_resp3_and_hello(server):
+    client = redis.Redis(port=server.resp_port, protocol=3)
+    client.hset("h", mapping={"a": "1"})
+    assert client.hgetall("h") == {b"a": b"1"}
+    assert client.get("missing") is None
+    hello = client.execute_command("HELLO", "3")
+    assert hello[b"proto"] == 3 and hello[b"server"] == b"redis"
+    with pytest.raises(redis.ResponseError, match="NOPROTO"):
+        client.execute_command("HELLO", "4")
+    client.close()
+
+
+def test_pipelining_partial_reads_inline_and_protocol_errors(server):
+    with socket.create_connection(("127.0.0.1", server.resp_port)) as s:
+        # 1000 pipelined commands, sent a byte at a time for the first one.
+        request = b"".join(b"*3\r\n$3\r\nSET\r\n$%d\r\nk%d\r\n$1\r\nv\r\n" % (len(str(i)) + 1, i)
+                           for i in range(1000))
+        for byte in request[:30]:
+            s.sendall(bytes([byte]))
+        s.sendall(request[30:] + b"PING\r\nPING x\r\nECHO \"a b\"\r\n")
+        expected = b"+OK\r\n" * 1000 + b"+PONG\r\n$1\r\nx\r\n$3\r\na b\r\n"
+        received = b""
+        while len(received) < len(expected):
+            received += s.recv(65536)
+        assert received == expected
+        # A protocol error is answered, then the connection is closed, as Redis does.
+        s.sendall(b"*1\r\n+bad\r\n")
+        answer = s.recv(1024)
+        assert answer == b"-ERR Protocol error: expected '$', got '+'\r\n"
+        assert s.recv(1024) == b""
+
+
+def test_requirepass(start_server):
+    server = start_server("--requirepass", "s3cret")
+    client = redis.Redis(port=server.resp_port)
+    with pytest.raises(redis.AuthenticationError):
+        client.get("k")
+    client.close()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=server.resp_port, password="wrong").ping()
+    authed = redis.Redis(port=server.resp_port, password="s3cret")
+    assert authed.set("k", "v") and authed.get("k") == b"v"
+    authed.close()
+    resp3 = redis.Redis(port=server.resp_port, password="s3cret", protocol=3)
+    assert resp3.get("k") == b"v"
+    resp3.close()
+
+
+def test_redis_cli_and_redis_benchmark_smoke(server):
+    port = str(server.resp_port)
+
+    def cli(*args):
+        return subprocess.run(["redis-cli", "-p", port, *args], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+
+    assert cli("PING") == "PONG"
+    assert cli("SET", "k", "hello world") == "OK"
+    assert cli("GET", "k") == "hello world"
+    assert cli("--no-raw", "MGET", "k", "nope") == '1) "hello world"\n2) (nil)'
+    assert cli("HSET", "h", "a", "1") == "1"
+    assert cli("-3", "HGETALL", "h").split() == ["a", "1"]  # a RESP3 map
+    assert cli("NOSUCH").startswith("ERR unknown command 'NOSUCH'")
+    bench = subprocess.run(
+        ["redis-benchmark", "-p", port, "-t", "set,get,mset,hset", "-n", "2000", "-c", "4", "-q",
+         "-P", "4"], capture_output=True, text=True, timeout=120)
+    assert bench.returncode == 0, bench.stderr
+    for test in ("SET", "GET", "MSET (10 keys)", "HSET"):
+        assert f"{test}: " in bench.stdout and "requests per second" in bench.stdout, bench.stdout
+    assert "ERR" not in bench.stdout + bench.stderr
