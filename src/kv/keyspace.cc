@@ -87,6 +87,16 @@ bool Keyspace::View::Erase(std::string_view key) {
   return live;
 }
 
+std::optional<Entry> Keyspace::View::Take(std::string_view key) {
+  Shard& shard = keyspace_.shards_[ShardOf(key)];
+  auto it = shard.map.find(key);
+  if (it == shard.map.end() || keyspace_.ExpireIfDue(shard, it, now_)) return std::nullopt;
+  auto node = shard.map.extract(it);
+  Entry& entry = node.mapped();
+  keyspace_.Unindex(shard, node.key(), entry);
+  return std::move(entry);
+}
+
 void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire_at) {
   Shard& shard = keyspace_.shards_[ShardOf(key)];
   if ((entry->expire_at != 0) == (expire_at != 0)) {
@@ -112,16 +122,19 @@ void Keyspace::View::Resized(std::string_view key, const Entry& entry, uint64_t 
   shard.bytes = shard.bytes - before + BytesOf(key, entry);
 }
 
-void Keyspace::EraseIt(Shard& shard, decltype(Shard::map)::iterator it) {
-  Entry& entry = it->second;
+void Keyspace::Unindex(Shard& shard, const std::string& key, const Entry& entry) {
   if (entry.expire_at != 0) {
     const uint32_t index = entry.volatile_index;
     const std::string* last = shard.volatile_keys.back();
     shard.volatile_keys[index] = last;
-    if (last != &it->first) shard.map.find(*last)->second.volatile_index = index;
+    if (last != &key) shard.map.find(*last)->second.volatile_index = index;
     shard.volatile_keys.pop_back();
   }
-  shard.bytes -= View::BytesOf(it->first, entry);
+  shard.bytes -= View::BytesOf(key, entry);
+}
+
+void Keyspace::EraseIt(Shard& shard, decltype(Shard::map)::iterator it) {
+  Unindex(shard, it->first, it->second);
   shard.map.erase(it);
 }
 

@@ -78,6 +78,8 @@ class Keyspace {
     Entry* Find(std::string_view key);
     Entry* Insert(std::string_view key, Type type);  // replaces an existing key (and its TTL)
     bool Erase(std::string_view key);
+    // Removes a live key and returns its entry (value and TTL), or nullopt.
+    std::optional<Entry> Take(std::string_view key);
     void SetExpire(std::string_view key, Entry* entry, Millis expire_at);
     // Call after changing a value's size in place, with the bytes it had before.
     void Resized(std::string_view key, const Entry& entry, uint64_t before);
@@ -130,6 +132,8 @@ class Keyspace {
   static size_t ShardOf(std::string_view key) { return HashBytes(key) >> 58; }  // top 6 bits
   // Under the shard's lock.
   void EraseIt(Shard& shard, decltype(Shard::map)::iterator it);
+  // Takes a key's entry out of the TTL index and the byte count (before it leaves the map).
+  void Unindex(Shard& shard, const std::string& key, const Entry& entry);
   bool ExpireIfDue(Shard& shard, decltype(Shard::map)::iterator it, Millis now);
 
   const std::function<Millis()> clock_;

@@ -23,7 +23,9 @@ struct FakeClock {
 void Put(Keyspace& keyspace, const std::string& key, const std::string& value, Millis expire_at) {
   auto view = keyspace.Lock(key);
   Entry* entry = view.Insert(key, Type::kString);
+  const uint64_t before = Keyspace::View::BytesOf(key, *entry);
   entry->string = value;
+  view.Resized(key, *entry, before);
   if (expire_at != 0) view.SetExpire(key, entry, expire_at);
 }
 
@@ -180,6 +182,27 @@ TEST(KeyspaceConcurrencyTest, WritersReadersAndActiveExpiry) {
   const KeyspaceStats stats = keyspace.Stats();
   EXPECT_LE(stats.keys_with_ttl, stats.keys);
   EXPECT_EQ(static_cast<int64_t>(keyspace.Keys("*").size()), keyspace.Size());
+}
+
+TEST(KeyspaceTest, TakeMovesAValueOutAndKeepsTheCountsExact) {
+  FakeClock clock;
+  Keyspace keyspace(clock.Function());
+  Put(keyspace, "a", std::string(1000, 'x'), clock.now + 100);
+  Put(keyspace, "b", "small", 0);
+  {
+    auto view = keyspace.Lock("a");
+    std::optional<Entry> taken = view.Take("a");
+    ASSERT_TRUE(taken);
+    EXPECT_EQ(taken->string.size(), 1000u);
+    EXPECT_EQ(taken->expire_at, clock.now + 100);
+    EXPECT_FALSE(view.Take("a"));
+  }
+  const KeyspaceStats stats = keyspace.Stats();
+  EXPECT_EQ(stats.keys, 1);
+  EXPECT_EQ(stats.keys_with_ttl, 0);
+  keyspace.Clear();
+  Put(keyspace, "b", "small", 0);
+  EXPECT_EQ(keyspace.Stats().bytes, stats.bytes) << "what Take removed is no longer counted";
 }
 
 TEST(KeyspaceTest, GlobPatterns) {

@@ -222,9 +222,7 @@ void GetDel(Context& c) {
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Null();
   if (entry->type != Type::kString) return c.reply.Error(kWrongType);
-  const std::string value = std::move(entry->string);
-  view.Erase(c.args[1]);
-  c.reply.Bulk(value);
+  c.reply.Bulk(view.Take(c.args[1])->string);
 }
 
 // GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]
@@ -438,10 +436,8 @@ void Rename(Context& c, bool only_if_none) {
   if (source == nullptr) return c.reply.Error("ERR no such key");
   if (c.args[1] == c.args[2]) return only_if_none ? c.reply.Integer(0) : c.reply.Simple("OK");
   if (only_if_none && view.Find(c.args[2]) != nullptr) return c.reply.Integer(0);
-  Entry moved = std::move(*source);
+  Entry moved = std::move(*view.Take(c.args[1]));
   const Millis expire_at = moved.expire_at;
-  view.SetExpire(c.args[1], source, 0);
-  view.Erase(c.args[1]);
   Entry* target = view.Insert(c.args[2], moved.type);
   const uint64_t before = Keyspace::View::BytesOf(c.args[2], *target);
   target->string = std::move(moved.string);
