@@ -827,14 +827,29 @@ Result<UpsertResult> Table::Upsert(const arrow::Table& table) {
   return Upsert(*batch);
 }
 
-Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
+template <typename T, typename Locked>
+Result<T> Table::Journaled(Locked locked) {
   uint64_t lsn = 0;
-  Result<UpsertResult> result = [&] {
+  Result<T> result = [&] {
     std::lock_guard<std::mutex> lock(write_mutex_);
-    return UpsertLocked(batch, WriteMode::kJournaled, &lsn);
+    return locked(WriteMode::kJournaled, &lsn);
   }();
   if (result.ok() && lsn != 0) QUIVER_RETURN_NOT_OK(journal_->Commit(lsn));
   return result;
+}
+
+template <typename T, typename Locked>
+Result<T> Table::Replayed(uint64_t lsn, Locked locked) {
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  uint64_t unused = 0;
+  Result<T> result = locked(WriteMode::kReplay, &unused);
+  if (result.ok()) applied_lsn_.store(lsn, std::memory_order_release);
+  return result;
+}
+
+Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
+  return Journaled<UpsertResult>(
+      [&](WriteMode mode, uint64_t* lsn) { return UpsertLocked(batch, mode, lsn); });
 }
 
 std::pair<uint64_t, uint64_t> Table::QuiescedLsn(const std::function<uint64_t()>& position) {
@@ -843,11 +858,8 @@ std::pair<uint64_t, uint64_t> Table::QuiescedLsn(const std::function<uint64_t()>
 }
 
 Result<UpsertResult> Table::Replay(const arrow::RecordBatch& batch, uint64_t lsn) {
-  std::lock_guard<std::mutex> lock(write_mutex_);
-  uint64_t unused = 0;
-  QUIVER_ASSIGN_OR_RETURN(UpsertResult result, UpsertLocked(batch, WriteMode::kReplay, &unused));
-  applied_lsn_.store(lsn, std::memory_order_release);
-  return result;
+  return Replayed<UpsertResult>(
+      lsn, [&](WriteMode mode, uint64_t* unused) { return UpsertLocked(batch, mode, unused); });
 }
 
 Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& batch, WriteMode mode,
@@ -947,21 +959,13 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& batch, WriteM
 }
 
 Result<int64_t> Table::Delete(const arrow::Array& keys) {
-  uint64_t lsn = 0;
-  Result<int64_t> result = [&] {
-    std::lock_guard<std::mutex> lock(write_mutex_);
-    return DeleteLocked(keys, WriteMode::kJournaled, &lsn);
-  }();
-  if (result.ok() && lsn != 0) QUIVER_RETURN_NOT_OK(journal_->Commit(lsn));
-  return result;
+  return Journaled<int64_t>(
+      [&](WriteMode mode, uint64_t* lsn) { return DeleteLocked(keys, mode, lsn); });
 }
 
 Result<int64_t> Table::ReplayDelete(const arrow::Array& keys, uint64_t lsn) {
-  std::lock_guard<std::mutex> lock(write_mutex_);
-  uint64_t unused = 0;
-  QUIVER_ASSIGN_OR_RETURN(int64_t deleted, DeleteLocked(keys, WriteMode::kReplay, &unused));
-  applied_lsn_.store(lsn, std::memory_order_release);
-  return deleted;
+  return Replayed<int64_t>(
+      lsn, [&](WriteMode mode, uint64_t* unused) { return DeleteLocked(keys, mode, unused); });
 }
 
 Result<int64_t> Table::DeleteLocked(const arrow::Array& keys_in, WriteMode mode, uint64_t* lsn) {

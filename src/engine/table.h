@@ -127,6 +127,12 @@ class Table : public std::enable_shared_from_this<Table> {
   Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing,
         uint64_t id, Journal* journal);
 
+  // `locked(mode, &lsn)` (UpsertLocked or DeleteLocked) under the write lock; then a journaled
+  // write waits for its commit, and a replayed one marks `lsn` applied.
+  template <typename T, typename Locked>
+  Result<T> Journaled(Locked locked);
+  template <typename T, typename Locked>
+  Result<T> Replayed(uint64_t lsn, Locked locked);
   // Under the write lock. `lsn` receives the journal's LSN (0 when nothing was recorded).
   Result<UpsertResult> UpsertLocked(const arrow::RecordBatch& batch, WriteMode mode, uint64_t* lsn);
   Result<int64_t> DeleteLocked(const arrow::Array& keys, WriteMode mode, uint64_t* lsn);

@@ -280,11 +280,16 @@ Result<uint64_t> Database::LogDrop(uint64_t table_id, std::string_view name) {
 }
 
 Result<uint64_t> Database::LogUpsert(uint64_t table_id, const arrow::RecordBatch& batch) {
+  return AppendBatch(RecordType::kUpsert, table_id, batch);
+}
+
+Result<uint64_t> Database::AppendBatch(RecordType type, uint64_t table_id,
+                                       const arrow::RecordBatch& batch) {
   QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatch(batch));
   QUIVER_ASSIGN_OR_RETURN(
-      uint64_t lsn, wal_->Append(RecordType::kUpsert,
-                                 {IdBytes(table_id), View(*encoded.schema), View(*encoded.batch),
-                                  std::string_view(EncodedBatch::kEndOfStream, 8)}));
+      uint64_t lsn,
+      wal_->Append(type, {IdBytes(table_id), View(*encoded.schema), View(*encoded.batch),
+                          std::string_view(EncodedBatch::kEndOfStream, 8)}));
   WakeSnapshotterIfDue();
   return lsn;
 }
@@ -299,13 +304,7 @@ void Database::WakeSnapshotterIfDue() {
 Result<uint64_t> Database::LogDelete(uint64_t table_id, const arrow::Array& keys) {
   auto batch = arrow::RecordBatch::Make(arrow::schema({arrow::field("key", keys.type(), false)}),
                                         keys.length(), {arrow::MakeArray(keys.data())});
-  QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatch(*batch));
-  QUIVER_ASSIGN_OR_RETURN(
-      uint64_t lsn, wal_->Append(RecordType::kDelete,
-                                 {IdBytes(table_id), View(*encoded.schema), View(*encoded.batch),
-                                  std::string_view(EncodedBatch::kEndOfStream, 8)}));
-  WakeSnapshotterIfDue();
-  return lsn;
+  return AppendBatch(RecordType::kDelete, table_id, *batch);
 }
 
 void Database::CatalogChanged(uint64_t lsn) {

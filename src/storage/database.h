@@ -121,6 +121,8 @@ class Database final : public Journal {
   // Under the catalog's DDL lock and file_mutex_.
   Status WriteCatalogLocked();
   void SnapshotLoop();
+  // A record holding `batch` as an Arrow IPC stream after the table id (upserts, deletes).
+  Result<uint64_t> AppendBatch(RecordType type, uint64_t table_id, const arrow::RecordBatch& batch);
   // Called after each append: wakes the snapshot thread once the log grew snapshot_wal_bytes.
   void WakeSnapshotterIfDue();
   std::string dir(const char* sub) const { return options_.data_dir + "/" + sub; }

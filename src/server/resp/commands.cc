@@ -98,6 +98,21 @@ bool ExpireAt(std::string_view text, int64_t unit_ms, bool absolute, Millis now,
   return true;
 }
 
+bool IsExpireOption(std::string_view option) {
+  return Is(option, "ex") || Is(option, "px") || Is(option, "exat") || Is(option, "pxat");
+}
+
+// `option value` of SET and GETEX (EX s, PX ms, EXAT s, PXAT ms) as an absolute Unix ms time;
+// false, with Redis's error replied, for a time that is not a positive integer or overflows.
+bool ParseExpireOption(Context& c, std::string_view option, std::string_view value,
+                       const char* command, Millis* at) {
+  const bool seconds = Is(option, "ex") || Is(option, "exat");
+  const bool absolute = Is(option, "exat") || Is(option, "pxat");
+  if (ExpireAt(value, seconds ? 1000 : 1, absolute, c.keyspace().Now(), true, at)) return true;
+  c.reply.Error(std::string("ERR invalid expire time in '") + command + "' command");
+  return false;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Strings.
 
@@ -114,7 +129,6 @@ void Set(Context& c) {
   enum { kAny, kNx, kXx } condition = kAny;
   bool get = false, keep_ttl = false, has_expire = false;
   Millis expire_at = 0;
-  const Millis now = c.keyspace().Now();
   for (size_t i = 3; i < c.args.size(); ++i) {
     const std::string_view arg = c.args[i];
     if (Is(arg, "nx") && condition != kXx) {
@@ -125,13 +139,8 @@ void Set(Context& c) {
       get = true;
     } else if (Is(arg, "keepttl") && !has_expire) {
       keep_ttl = true;
-    } else if ((Is(arg, "ex") || Is(arg, "px") || Is(arg, "exat") || Is(arg, "pxat")) &&
-               !keep_ttl && !has_expire && i + 1 < c.args.size()) {
-      const bool seconds = Is(arg, "ex") || Is(arg, "exat");
-      const bool absolute = Is(arg, "exat") || Is(arg, "pxat");
-      if (!ExpireAt(c.args[++i], seconds ? 1000 : 1, absolute, now, true, &expire_at)) {
-        return c.reply.Error("ERR invalid expire time in 'set' command");
-      }
+    } else if (IsExpireOption(arg) && !keep_ttl && !has_expire && i + 1 < c.args.size()) {
+      if (!ParseExpireOption(c, arg, c.args[++i], "set", &expire_at)) return;
       has_expire = true;
     } else {
       return c.reply.Error(kSyntax);
@@ -227,20 +236,14 @@ void GetDel(Context& c) {
 
 // GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]
 void GetEx(Context& c) {
-  const Millis now = c.keyspace().Now();
   std::optional<Millis> new_expire;  // 0: persist
   if (c.args.size() > 2) {
     const std::string_view option = c.args[2];
     if (Is(option, "persist") && c.args.size() == 3) {
       new_expire = 0;
-    } else if ((Is(option, "ex") || Is(option, "px") || Is(option, "exat") || Is(option, "pxat")) &&
-               c.args.size() == 4) {
+    } else if (IsExpireOption(option) && c.args.size() == 4) {
       Millis at;
-      const bool seconds = Is(option, "ex") || Is(option, "exat");
-      const bool absolute = Is(option, "exat") || Is(option, "pxat");
-      if (!ExpireAt(c.args[3], seconds ? 1000 : 1, absolute, now, true, &at)) {
-        return c.reply.Error("ERR invalid expire time in 'getex' command");
-      }
+      if (!ParseExpireOption(c, option, c.args[3], "getex", &at)) return;
       new_expire = at;
     } else {
       return c.reply.Error(kSyntax);

@@ -1,6 +1,7 @@
 #include "server/resp/resp_server.h"
 
 #include <boost/asio.hpp>
+#include <cstring>
 
 #include "common/log.h"
 
@@ -67,14 +68,13 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   }
 
   void Read() {
-    if (input_.capacity() - input_.size() < kReadBytes)
-      input_.reserve(input_.size() + kReadBytes * 2);
-    const size_t used = input_.size();
-    input_.resize(input_.capacity());
+    // The buffer grows (zero-filled once) only when less than kReadBytes is free after the
+    // bytes of a partial request; reads go straight behind them.
+    if (input_.size() - used_ < kReadBytes) input_.resize(used_ + kReadBytes * 2);
     socket_.async_read_some(
-        net::buffer(input_.data() + used, input_.size() - used),
-        [self = shared_from_this(), used](boost::system::error_code error, size_t bytes) {
-          self->input_.resize(used + bytes);
+        net::buffer(input_.data() + used_, input_.size() - used_),
+        [self = shared_from_this()](boost::system::error_code error, size_t bytes) {
+          self->used_ += bytes;
           if (error) return self->Shutdown();
           self->Process();
         });
@@ -82,7 +82,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
 
   // Runs every complete request in the input, then writes all replies at once.
   void Process() {
-    std::string_view rest(input_);
+    std::string_view rest(input_.data(), used_);
     ReplyWriter reply(&output_);
     reply.set_protocol(client_.protocol);
     bool protocol_error = false;
@@ -99,7 +99,9 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
       Execute(server_.state_, client_, args_, reply);
       reply.set_protocol(client_.protocol);  // HELLO may have changed it
     }
-    input_.erase(0, input_.size() - rest.size());
+    // What is left (a partial request) moves to the front.
+    if (rest.size() != used_) std::memmove(input_.data(), rest.data(), rest.size());
+    used_ = rest.size();
     {
       std::lock_guard lock(server_.connections_mutex_);
       client_line_ = "id=" + std::to_string(client_.id) + " addr=" + client_.address +
@@ -126,7 +128,8 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   tcp::socket socket_;
   RespServer& server_;
   Client client_;
-  std::string input_;
+  std::string input_;  // bytes [0, used_) are received and not yet parsed
+  size_t used_ = 0;
   std::string output_, writing_;
   std::vector<std::string_view> args_;
   Parsed parsed_;
