@@ -310,15 +310,15 @@ Result<uint64_t> Database::LogDelete(uint64_t table_id, const arrow::Array& keys
 void Database::CatalogChanged(uint64_t lsn) {
   std::lock_guard lock(file_mutex_);
   // The log has the change already; the catalog file only saves replaying it.
-  if (Status written = WriteCatalogLocked(); !written.ok()) {
+  if (Result<uint64_t> written = WriteCatalogLocked(); !written.ok()) {
     QUIVER_LOG(kWarn, "catalog not rewritten (the log keeps the change)",
-               {{"lsn", std::to_string(lsn)}, {"error", written.message()}});
+               {{"lsn", std::to_string(lsn)}, {"error", written.status().message()}});
   }
 }
 
 Status Database::Commit(uint64_t lsn) { return wal_->Commit(lsn); }
 
-Status Database::WriteCatalogLocked() {
+Result<uint64_t> Database::WriteCatalogLocked() {
   CatalogFile file;
   file.lsn = wal_->synced_lsn();
   file.next_table_id = catalog_->next_table_id();
@@ -339,7 +339,7 @@ Status Database::WriteCatalogLocked() {
     }
   }
   doomed_snapshots_.clear();
-  return Status::OK();
+  return file.replay_from();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -425,12 +425,7 @@ Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Tabl
       if (auto it = saved_.find(id); it != saved_.end())
         it->second.lsn = std::max(it->second.lsn, lsn);
     }
-    QUIVER_RETURN_NOT_OK(WriteCatalogLocked());
-    CatalogFile picture;  // only for replay_from
-    picture.lsn = wal_->synced_lsn();
-    for (const auto& [id, saved] : saved_)
-      picture.tables.push_back(CatalogEntry{id, "", "", saved.lsn, {}});
-    replay_from = picture.replay_from();
+    QUIVER_ASSIGN_OR_RETURN(replay_from, WriteCatalogLocked());
   }
   const size_t segments = wal_->segment_count();
   QUIVER_RETURN_NOT_OK(wal_->RemoveSegmentsBefore(replay_from));

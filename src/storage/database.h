@@ -118,8 +118,9 @@ class Database final : public Journal {
                      std::map<uint64_t, std::shared_ptr<Table>>* tables);
   // `floor`: snapshot every table (changed or not) at an LSN of at least `floor` (after a cut log).
   Result<SnapshotReport> SnapshotTables(std::vector<std::shared_ptr<Table>> tables, uint64_t floor);
-  // Under the catalog's DDL lock and file_mutex_.
-  Status WriteCatalogLocked();
+  // Under the catalog's DDL lock and file_mutex_. Returns the written catalog's replay_from():
+  // log segments wholly below it are no longer needed.
+  Result<uint64_t> WriteCatalogLocked();
   void SnapshotLoop();
   // A record holding `batch` as an Arrow IPC stream after the table id (upserts, deletes).
   Result<uint64_t> AppendBatch(RecordType type, uint64_t table_id, const arrow::RecordBatch& batch);

@@ -46,12 +46,6 @@ bool Is(std::string_view arg, std::string_view word) {
          });
 }
 
-bool ParseInt(std::string_view text, int64_t* value) {
-  if (text.empty() || text.size() > 20) return false;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
-  return ec == std::errc() && end == text.data() + text.size();
-}
-
 bool ParseDouble(std::string_view text, long double* value) {
   if (text.empty() || text.size() > 5000 || std::isspace(static_cast<unsigned char>(text[0]))) {
     return false;

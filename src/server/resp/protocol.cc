@@ -6,14 +6,14 @@
 #include <cstring>
 
 namespace quiver::resp {
-namespace {
 
-// A decimal integer (optionally negative) from `text`; false when it is not one.
 bool ParseInt(std::string_view text, int64_t* value) {
-  if (text.empty()) return false;
+  if (text.empty() || text.size() > 20) return false;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *value);
   return ec == std::errc() && end == text.data() + text.size();
 }
+
+namespace {
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
