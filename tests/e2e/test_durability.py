@@ -139,10 +139,15 @@ def write_some(server: Server, batches: int) -> None:
             db.write("t", batch(0, number))
 
 
+def values_of(db: quiver.Client, keys):
+    """Column v of table t for `keys`; None where a key is missing."""
+    result = db.read("t", keys, ["v"])
+    return [int(v) if f else None for v, f in zip(result.to_pandas()["v"], result.found.tolist())]
+
+
 def read_v(server: Server, keys):
     with quiver.connect(server.url) as db:
-        result = db.read("t", keys, ["v"])
-        return [int(v) if f else None for v, f in zip(result.to_pandas()["v"], result.found.tolist())]
+        return values_of(db, keys)
 
 
 def segments(data_dir):
@@ -265,7 +270,7 @@ def test_full_disk_fails_writes_with_a_clear_error_and_keeps_reads(tmp_path):
         response = requests.put(url + "/api/v1/table/t/write", json={"columns": row})
         assert response.status_code == 503 and response.json()["code"] == "IO_ERROR"
         # Memory holds only what is durable; reads go on.
-        assert read_v_url(db, ["w0-k0", f"w0-b{acked + 1}-0", "x"]) == [acked, None, None]
+        assert values_of(db, ["w0-k0", f"w0-b{acked + 1}-0", "x"]) == [acked, None, None]
         assert requests.get(url + "/health").status_code == 200
         # Space again: writes go on.
         resource.prlimit(process.pid, resource.RLIMIT_FSIZE,
@@ -280,11 +285,6 @@ def test_full_disk_fails_writes_with_a_clear_error_and_keeps_reads(tmp_path):
     assert read_v(server, ["w0-k0", f"w0-b{acked + 1}-0", f"w0-b{acked}-4"]) == [
         acked + 1, acked + 1, acked]
     assert server.stop() == 0
-
-
-def read_v_url(db, keys):
-    result = db.read("t", keys, ["v"])
-    return [int(v) if f else None for v, f in zip(result.to_pandas()["v"], result.found.tolist())]
 
 
 def test_snapshots_while_writes_and_reads_go_on(tmp_path):
