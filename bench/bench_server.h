@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -138,6 +139,17 @@ class Quiverd {
   std::filesystem::path data_dir_;
   pid_t pid_ = 0;
 };
+
+// The value of an arrow::Result or a quiver::Result; on an error, prints `what` and the error
+// and exits with status 1.
+template <typename R>
+auto Check(R result, const char* what) {
+  if (!result.ok()) {
+    std::fprintf(stderr, "%s: %s\n", what, result.status().ToString().c_str());
+    std::exit(1);
+  }
+  return std::move(*result);
+}
 
 // Sorts `micros` and prints p50 / p99 / p999.
 inline void PrintPercentiles(const char* name, std::vector<double>& micros) {

@@ -36,14 +36,7 @@ using quiver::storage::DatabaseOptions;
 using quiver::storage::FsyncPolicy;
 using Clock = std::chrono::steady_clock;
 
-template <typename T>
-T Check(quiver::Result<T> result, const char* what) {
-  if (!result.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, result.status().ToString().c_str());
-    std::exit(1);
-  }
-  return std::move(result).value();
-}
+using bench::Check;
 
 double Seconds(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();

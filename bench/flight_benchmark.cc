@@ -31,14 +31,7 @@ namespace bench = quiver::bench;
 namespace flight = arrow::flight;
 using Clock = std::chrono::steady_clock;
 
-template <typename T>
-T Check(arrow::Result<T> result, const char* what) {
-  if (!result.ok()) {
-    std::fprintf(stderr, "%s: %s\n", what, result.status().ToString().c_str());
-    std::exit(1);
-  }
-  return std::move(result).ValueUnsafe();
-}
+using bench::Check;
 
 void Check(const arrow::Status& status, const char* what) {
   if (!status.ok()) {
