@@ -450,41 +450,64 @@ void Keys(Context& c) {
   for (const std::string& key : keys) c.reply.Bulk(key);
 }
 
-// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
-void Scan(Context& c) {
-  uint64_t cursor;
-  {
-    auto [end, ec] = std::from_chars(c.args[1].data(), c.args[1].data() + c.args[1].size(), cursor);
-    if (ec != std::errc() || end != c.args[1].data() + c.args[1].size()) {
-      return c.reply.Error("ERR invalid cursor");
-    }
-  }
+struct ScanArgs {
+  uint64_t cursor = 0;
   std::string_view pattern = "*";
   int64_t count = 10;
   std::optional<Type> type;
-  bool no_type = false;
-  for (size_t i = 2; i < c.args.size(); i += 2) {
-    if (i + 1 >= c.args.size()) return c.reply.Error(kSyntax);
+  bool no_type = false;  // TYPE named a type Quiver does not hold: nothing matches
+};
+
+// The arguments of SCAN and HSCAN from c.args[first] (the cursor) on: [MATCH pattern]
+// [COUNT count], and [TYPE type] when `with_type`. False, with the error replied, when one is
+// wrong.
+bool ParseScanArgs(Context& c, size_t first, bool with_type, ScanArgs* out) {
+  const std::string_view cursor = c.args[first];
+  auto [end, ec] = std::from_chars(cursor.data(), cursor.data() + cursor.size(), out->cursor);
+  if (ec != std::errc() || end != cursor.data() + cursor.size()) {
+    c.reply.Error("ERR invalid cursor");
+    return false;
+  }
+  for (size_t i = first + 1; i < c.args.size(); i += 2) {
+    if (i + 1 >= c.args.size()) {
+      c.reply.Error(kSyntax);
+      return false;
+    }
     if (Is(c.args[i], "match")) {
-      pattern = c.args[i + 1];
+      out->pattern = c.args[i + 1];
     } else if (Is(c.args[i], "count")) {
-      if (!ParseInt(c.args[i + 1], &count)) return c.reply.Error(kNotInteger);
-      if (count < 1) return c.reply.Error(kSyntax);
-    } else if (Is(c.args[i], "type")) {
+      if (!ParseInt(c.args[i + 1], &out->count)) {
+        c.reply.Error(kNotInteger);
+        return false;
+      }
+      if (out->count < 1) {
+        c.reply.Error(kSyntax);
+        return false;
+      }
+    } else if (with_type && Is(c.args[i], "type")) {
       if (Is(c.args[i + 1], "string")) {
-        type = Type::kString;
+        out->type = Type::kString;
       } else if (Is(c.args[i + 1], "hash")) {
-        type = Type::kHash;
+        out->type = Type::kHash;
       } else {
-        no_type = true;  // a type Quiver does not hold: nothing matches
+        out->no_type = true;
       }
     } else {
-      return c.reply.Error(kSyntax);
+      c.reply.Error(kSyntax);
+      return false;
     }
   }
+  return true;
+}
+
+// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+void Scan(Context& c) {
+  ScanArgs scan;
+  if (!ParseScanArgs(c, 1, /*with_type=*/true, &scan)) return;
   std::vector<std::string> keys;
-  const uint64_t next = c.keyspace().Scan(cursor, static_cast<size_t>(count), pattern, type, &keys);
-  if (no_type) keys.clear();
+  const uint64_t next = c.keyspace().Scan(scan.cursor, static_cast<size_t>(scan.count),
+                                          scan.pattern, scan.type, &keys);
+  if (scan.no_type) keys.clear();
   c.reply.Array(2);
   c.reply.Bulk(std::to_string(next));
   c.reply.Array(keys.size());
@@ -644,31 +667,15 @@ void HIncrBy(Context& c) {
 // HSCAN key cursor [MATCH pattern] [COUNT count]: the whole hash in one reply (cursor 0), which
 // SCAN's contract allows (COUNT is a hint).
 void HScan(Context& c) {
-  uint64_t cursor;
-  auto [end, ec] = std::from_chars(c.args[2].data(), c.args[2].data() + c.args[2].size(), cursor);
-  if (ec != std::errc() || end != c.args[2].data() + c.args[2].size()) {
-    return c.reply.Error("ERR invalid cursor");
-  }
-  std::string_view pattern = "*";
-  for (size_t i = 3; i < c.args.size(); i += 2) {
-    if (i + 1 >= c.args.size()) return c.reply.Error(kSyntax);
-    int64_t count;
-    if (Is(c.args[i], "match")) {
-      pattern = c.args[i + 1];
-    } else if (Is(c.args[i], "count")) {
-      if (!ParseInt(c.args[i + 1], &count)) return c.reply.Error(kNotInteger);
-      if (count < 1) return c.reply.Error(kSyntax);
-    } else {
-      return c.reply.Error(kSyntax);
-    }
-  }
+  ScanArgs scan;
+  if (!ParseScanArgs(c, 2, /*with_type=*/false, &scan)) return;
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
   if (entry != nullptr && entry->type != Type::kHash) return c.reply.Error(kWrongType);
   std::vector<std::pair<std::string_view, std::string_view>> matched;
   if (entry != nullptr) {
     for (const auto& [field, value] : *entry->hash) {
-      if (kv::Keyspace::Match(pattern, field)) matched.emplace_back(field, value);
+      if (kv::Keyspace::Match(scan.pattern, field)) matched.emplace_back(field, value);
     }
   }
   c.reply.Array(2);
