@@ -41,6 +41,8 @@ struct Options {
   int64_t resp_port = 6380;
   int64_t resp_threads = 1;
   std::string requirepass;
+  int64_t maxmemory = 0;
+  std::string maxmemory_policy = "noeviction";
   std::string data_dir = "./quiver-data";
   int64_t threads = 2;
   std::string log_level = "info";
@@ -159,6 +161,23 @@ const std::vector<Option>& AllOptions() {
          return std::string();
        },
        [](const Options& o) { return o.requirepass.empty() ? std::string("none") : "set"; }},
+      IntegerOption("--maxmemory", "maxmemory", "N",
+                    "memory limit of the key-value data in bytes (suffixes k, m, g; 0: none); "
+                    "CONFIG SET maxmemory changes it at run time",
+                    &Options::maxmemory, 0, int64_t{1} << 50),
+      {"--maxmemory-policy", "maxmemory_policy", "POLICY",
+       "what happens at the memory limit: noeviction (writes fail), allkeys-lru, allkeys-lfu, "
+       "allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl",
+       [](Options& o, const std::string& v, const std::string& where) {
+         if (!kv::ParsePolicy(v)) {
+           return where + ": '" + v +
+                  "' is not one of noeviction, allkeys-lru, allkeys-lfu, allkeys-random, "
+                  "volatile-lru, volatile-lfu, volatile-random, volatile-ttl";
+         }
+         o.maxmemory_policy = v;
+         return std::string();
+       },
+       [](const Options& o) { return o.maxmemory_policy; }},
       {"--data-dir", "data_dir", "DIR",
        "data directory (tables, write-ahead log, snapshots), created when missing",
        [](Options& o, const std::string& v, const std::string& where) {
@@ -449,6 +468,8 @@ int Run(const Options& options) {
     return 1;
   }
   kv::Keyspace keyspace;
+  keyspace.SetMaxMemory(static_cast<uint64_t>(options.maxmemory));
+  keyspace.SetPolicy(*kv::ParsePolicy(options.maxmemory_policy));
   keyspace.StartActiveExpiry();
   resp::RespServerOptions resp;
   resp.bind = options.bind;

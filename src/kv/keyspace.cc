@@ -1,17 +1,90 @@
 #include "kv/keyspace.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
+#include <limits>
 
 namespace quiver::kv {
 namespace {
 
-// Estimated bytes of an entry beyond its key and value bytes: the map node, the Entry, the
-// allocator's headers.
-constexpr uint64_t kEntryOverhead = 96;
-constexpr uint64_t kFieldOverhead = 64;
+// A shard map node: the next pointer, the key and entry, the cached hash code (libstdc++).
+constexpr uint64_t kNodeBytes =
+    ChunkBytes(sizeof(void*) + sizeof(std::pair<const std::string, Entry>) + sizeof(size_t));
+constexpr uint64_t kFieldNodeBytes =
+    ChunkBytes(sizeof(void*) + sizeof(std::pair<const std::string, std::string>) + sizeof(size_t));
+constexpr uint64_t kHashTableBytes = ChunkBytes(sizeof(HashValue));
+
+// Heap bytes of a string: none while it fits in the object (libstdc++'s 15-byte buffer).
+uint64_t HeapBytes(size_t capacity) { return capacity > 15 ? ChunkBytes(capacity + 1) : 0; }
+uint64_t BucketBytes(size_t buckets) { return buckets > 1 ? ChunkBytes(buckets * sizeof(void*)) : 0; }
+uint64_t FieldBytes(const std::string& field, const std::string& value) {
+  return kFieldNodeBytes + HeapBytes(field.capacity()) + HeapBytes(value.capacity());
+}
+
+// Redis's LFU: a logarithmic 8-bit counter that new keys start at 5, halved in likelihood to grow
+// as it grows (lfu-log-factor 10), decremented once per minute without access (lfu-decay-time 1).
+constexpr uint32_t kLfuInitial = 5;
+constexpr double kLfuLogFactor = 10;
+
+uint32_t Minutes(Millis now) { return static_cast<uint32_t>(now / 60'000) & 0xffff; }
+
+uint32_t LfuDecayed(uint32_t word, Millis now) {
+  const uint32_t last = word >> 8, counter = word & 0xff;
+  const uint32_t minutes = Minutes(now);
+  const uint32_t elapsed = minutes >= last ? minutes - last : 0xffff - last + minutes;
+  return elapsed > counter ? 0 : counter - elapsed;
+}
+
+uint64_t NextRandom() {
+  thread_local uint64_t state = 0x9e3779b97f4a7c15ULL ^ reinterpret_cast<uintptr_t>(&state);
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return state;
+}
+
+constexpr std::pair<EvictionPolicy, std::string_view> kPolicies[] = {
+    {EvictionPolicy::kNoEviction, "noeviction"},
+    {EvictionPolicy::kAllKeysLru, "allkeys-lru"},
+    {EvictionPolicy::kAllKeysLfu, "allkeys-lfu"},
+    {EvictionPolicy::kAllKeysRandom, "allkeys-random"},
+    {EvictionPolicy::kVolatileLru, "volatile-lru"},
+    {EvictionPolicy::kVolatileLfu, "volatile-lfu"},
+    {EvictionPolicy::kVolatileRandom, "volatile-random"},
+    {EvictionPolicy::kVolatileTtl, "volatile-ttl"},
+};
+
+bool IsLfu(EvictionPolicy policy) {
+  return policy == EvictionPolicy::kAllKeysLfu || policy == EvictionPolicy::kVolatileLfu;
+}
+bool IsVolatile(EvictionPolicy policy) {
+  return policy >= EvictionPolicy::kVolatileLru;
+}
+bool IsRandom(EvictionPolicy policy) {
+  return policy == EvictionPolicy::kAllKeysRandom || policy == EvictionPolicy::kVolatileRandom;
+}
 
 }  // namespace
+
+std::string_view PolicyName(EvictionPolicy policy) {
+  for (const auto& [value, name] : kPolicies) {
+    if (value == policy) return name;
+  }
+  return "noeviction";
+}
+
+std::optional<EvictionPolicy> ParsePolicy(std::string_view name) {
+  for (const auto& [value, known] : kPolicies) {
+    if (known.size() == name.size() &&
+        std::equal(known.begin(), known.end(), name.begin(), [](char a, char b) {
+          return a == std::tolower(static_cast<unsigned char>(b));
+        })) {
+      return value;
+    }
+  }
+  return std::nullopt;
+}
 
 Millis SystemMillis() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -51,19 +124,16 @@ Keyspace::View Keyspace::Lock(const std::vector<std::string_view>& keys) {
 }
 
 uint64_t Keyspace::View::BytesOf(std::string_view key, const Entry& entry) {
-  uint64_t bytes = kEntryOverhead + key.size() + entry.string.capacity();
-  if (entry.hash) {
-    for (const auto& [field, value] : *entry.hash) {
-      bytes += kFieldOverhead + field.size() + value.size();
-    }
-  }
-  return bytes;
+  // The key in the node was built from a string_view: its capacity is its size.
+  return kNodeBytes + HeapBytes(key.size()) +
+         (entry.hash ? entry.hash_bytes : HeapBytes(entry.string.capacity()));
 }
 
 Entry* Keyspace::View::Find(std::string_view key) {
   Shard& shard = keyspace_.shards_[ShardOf(key)];
   auto it = shard.map.find(key);
   if (it == shard.map.end() || keyspace_.ExpireIfDue(shard, it, now_)) return nullptr;
+  keyspace_.Touch(it->second, now_);
   return &it->second;
 }
 
@@ -72,10 +142,43 @@ Entry* Keyspace::View::Insert(std::string_view key, Type type) {
   auto it = shard.map.find(key);
   if (it != shard.map.end()) keyspace_.EraseIt(shard, it);
   it = shard.map.emplace(std::string(key), Entry{}).first;
-  it->second.type = type;
-  if (type == Type::kHash) it->second.hash = std::make_unique<HashValue>();
-  shard.bytes += BytesOf(key, it->second);
-  return &it->second;
+  Entry& entry = it->second;
+  entry.type = type;
+  if (type == Type::kHash) {
+    entry.hash = std::make_unique<HashValue>();
+    entry.hash_bytes = kHashTableBytes;
+  }
+  entry.access = IsLfu(keyspace_.policy_.load(std::memory_order_relaxed))
+                     ? Minutes(now_) << 8 | kLfuInitial
+                     : static_cast<uint32_t>(now_);
+  keyspace_.Charge(shard, static_cast<int64_t>(BytesOf(key, entry)));
+  keyspace_.Restructure(shard);
+  return &entry;
+}
+
+bool Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_view field,
+                             std::string_view value) {
+  HashValue& hash = *entry->hash;
+  const uint64_t before = entry->hash_bytes;
+  const uint64_t buckets = BucketBytes(hash.bucket_count());
+  auto [it, inserted] = hash.try_emplace(std::string(field));
+  const uint64_t old_field = inserted ? 0 : FieldBytes(it->first, it->second);
+  it->second.assign(value);
+  entry->hash_bytes += FieldBytes(it->first, it->second) - old_field +
+                       BucketBytes(hash.bucket_count()) - buckets;
+  keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
+                   static_cast<int64_t>(entry->hash_bytes) - static_cast<int64_t>(before));
+  return inserted;
+}
+
+bool Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_view field) {
+  auto it = entry->hash->find(field);
+  if (it == entry->hash->end()) return false;
+  const uint64_t bytes = FieldBytes(it->first, it->second);
+  entry->hash->erase(it);
+  entry->hash_bytes -= bytes;
+  keyspace_.Charge(keyspace_.shards_[ShardOf(key)], -static_cast<int64_t>(bytes));
+  return true;
 }
 
 bool Keyspace::View::Erase(std::string_view key) {
@@ -115,11 +218,25 @@ void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire
     shard.volatile_keys.pop_back();
   }
   entry->expire_at = expire_at;
+  keyspace_.Restructure(shard);
 }
 
 void Keyspace::View::Resized(std::string_view key, const Entry& entry, uint64_t before) {
-  Shard& shard = keyspace_.shards_[ShardOf(key)];
-  shard.bytes = shard.bytes - before + BytesOf(key, entry);
+  keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
+                   static_cast<int64_t>(BytesOf(key, entry)) - static_cast<int64_t>(before));
+}
+
+void Keyspace::Charge(Shard& shard, int64_t delta) {
+  shard.bytes += delta;
+  used_.fetch_add(delta, std::memory_order_relaxed);
+}
+
+void Keyspace::Restructure(Shard& shard) {
+  const int64_t structure =
+      static_cast<int64_t>(BucketBytes(shard.map.bucket_count()) +
+                           ChunkBytes(shard.volatile_keys.capacity() * sizeof(void*)));
+  Charge(shard, structure - shard.structure);
+  shard.structure = structure;
 }
 
 void Keyspace::Unindex(Shard& shard, const std::string& key, const Entry& entry) {
@@ -130,7 +247,7 @@ void Keyspace::Unindex(Shard& shard, const std::string& key, const Entry& entry)
     if (last != &key) shard.map.find(*last)->second.volatile_index = index;
     shard.volatile_keys.pop_back();
   }
-  shard.bytes -= View::BytesOf(key, entry);
+  Charge(shard, -static_cast<int64_t>(View::BytesOf(key, entry)));
 }
 
 void Keyspace::EraseIt(Shard& shard, decltype(Shard::map)::iterator it) {
@@ -310,8 +427,9 @@ void Keyspace::Clear() {
     {
       std::lock_guard lock(shard.mutex);
       doomed.swap(shard.map);
-      shard.volatile_keys.clear();
-      shard.bytes = 0;
+      std::vector<const std::string*>().swap(shard.volatile_keys);
+      Charge(shard, -shard.bytes);
+      shard.structure = 0;
     }
   }
 }
@@ -323,8 +441,9 @@ KeyspaceStats Keyspace::Stats() {
     stats.keys += static_cast<int64_t>(shard.map.size());
     stats.keys_with_ttl += static_cast<int64_t>(shard.volatile_keys.size());
     stats.expired += shard.expired;
-    stats.bytes += shard.bytes;
+    stats.evicted += shard.evicted;
   }
+  stats.bytes = UsedMemory();
   return stats;
 }
 
@@ -375,6 +494,134 @@ void Keyspace::StartActiveExpiry(int hz) {
       lock.lock();
     }
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Eviction.
+
+void Keyspace::Touch(Entry& entry, Millis now) {
+  if (!IsLfu(policy_.load(std::memory_order_relaxed))) {
+    entry.access = static_cast<uint32_t>(now);
+    return;
+  }
+  uint32_t counter = LfuDecayed(entry.access, now);
+  if (counter < 255) {
+    const double base = counter > kLfuInitial ? counter - kLfuInitial : 0;
+    const double r = static_cast<double>(NextRandom() >> 11) * 0x1.0p-53;
+    if (r < 1.0 / (base * kLfuLogFactor + 1)) ++counter;
+  }
+  entry.access = Minutes(now) << 8 | counter;
+}
+
+uint64_t Keyspace::EvictionScore(const Entry& entry, EvictionPolicy policy, Millis now) const {
+  switch (policy) {
+    case EvictionPolicy::kAllKeysLfu:
+    case EvictionPolicy::kVolatileLfu:
+      return 255 - LfuDecayed(entry.access, now);
+    case EvictionPolicy::kVolatileTtl:  // the sooner it expires, the better
+      return std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(entry.expire_at);
+    default:  // idle milliseconds (the clock's low 32 bits wrap after 49 days)
+      return static_cast<uint32_t>(static_cast<uint32_t>(now) - entry.access);
+  }
+}
+
+bool Keyspace::MakeRoom() {
+  const uint64_t limit = max_memory_.load(std::memory_order_relaxed);
+  if (limit == 0 || UsedMemory() <= limit) return true;
+  const EvictionPolicy policy = policy_.load(std::memory_order_relaxed);
+  if (policy == EvictionPolicy::kNoEviction) return false;
+  std::lock_guard lock(evict_mutex_);
+  while (UsedMemory() > limit) {
+    if (!EvictOne(policy)) return false;
+  }
+  return true;
+}
+
+bool Keyspace::EvictOne(EvictionPolicy policy) {
+  if (IsRandom(policy)) {
+    // A random key (with a TTL for volatile-random), from the first shard with one at or after
+    // a random shard.
+    const uint64_t pick = evict_rng_();
+    for (size_t i = 0; i < kShards; ++i) {
+      Shard& shard = shards_[(pick + i) % kShards];
+      std::lock_guard lock(shard.mutex);
+      if (IsVolatile(policy)) {
+        if (shard.volatile_keys.empty()) continue;
+        const std::string* key = shard.volatile_keys[(pick >> 6) % shard.volatile_keys.size()];
+        EraseIt(shard, shard.map.find(*key));
+      } else {
+        if (shard.map.empty()) continue;
+        const size_t buckets = shard.map.bucket_count();
+        size_t b = (pick >> 6) % buckets;
+        while (shard.map.bucket_size(b) == 0) b = (b + 1) % buckets;
+        auto begin = shard.map.begin(b);
+        EraseIt(shard, shard.map.find(begin->first));
+      }
+      ++shard.evicted;
+      return true;
+    }
+    return false;
+  }
+  // LRU, LFU, TTL: the best candidate of the pool, refilled by sampling; a candidate that is gone
+  // (or lost its TTL, for volatile policies) since it was sampled is dropped.
+  for (;;) {
+    if (!SamplePool(policy) && pool_.empty()) return false;
+    while (!pool_.empty()) {
+      Candidate best = std::move(pool_.back());
+      pool_.pop_back();
+      Shard& shard = shards_[best.shard];
+      std::lock_guard lock(shard.mutex);
+      auto it = shard.map.find(best.key);
+      if (it == shard.map.end() || (IsVolatile(policy) && it->second.expire_at == 0)) continue;
+      EraseIt(shard, it);
+      ++shard.evicted;
+      return true;
+    }
+  }
+}
+
+bool Keyspace::SamplePool(EvictionPolicy policy) {
+  constexpr size_t kPoolSize = 16;
+  const int samples = samples_.load(std::memory_order_relaxed);
+  bool found = false;
+  for (int s = 0; s < samples; ++s) {
+    const uint64_t pick = evict_rng_();
+    Candidate candidate;
+    bool sampled = false;
+    for (size_t i = 0; i < kShards && !sampled; ++i) {
+      const size_t index = (pick + i) % kShards;
+      Shard& shard = shards_[index];
+      std::lock_guard lock(shard.mutex);
+      const std::string* key = nullptr;
+      if (IsVolatile(policy)) {
+        if (shard.volatile_keys.empty()) continue;
+        key = shard.volatile_keys[(pick >> 6) % shard.volatile_keys.size()];
+      } else {
+        if (shard.map.empty()) continue;
+        const size_t buckets = shard.map.bucket_count();
+        size_t b = (pick >> 6) % buckets;
+        while (shard.map.bucket_size(b) == 0) b = (b + 1) % buckets;
+        key = &shard.map.begin(b)->first;
+      }
+      const Entry& entry = shard.map.find(*key)->second;
+      candidate = {EvictionScore(entry, policy, clock_()), index, *key};
+      sampled = true;
+    }
+    if (!sampled) break;  // no key qualifies in any shard
+    found = true;
+    const bool known = std::any_of(pool_.begin(), pool_.end(), [&](const Candidate& c) {
+      return c.shard == candidate.shard && c.key == candidate.key;
+    });
+    if (known) continue;
+    if (pool_.size() == kPoolSize) {
+      if (candidate.score <= pool_.front().score) continue;
+      pool_.erase(pool_.begin());
+    }
+    auto at = std::upper_bound(pool_.begin(), pool_.end(), candidate.score,
+                               [](uint64_t score, const Candidate& c) { return score < c.score; });
+    pool_.insert(at, std::move(candidate));
+  }
+  return found;
 }
 
 }  // namespace quiver::kv

@@ -12,9 +12,18 @@
 // order (so MSET, DEL and RENAME are atomic). Each shard keeps the keys that carry a TTL in a
 // vector for uniform sampling (an entry knows its position there: O(1) removal).
 //
+// Memory: every allocation the keyspace makes is counted as the chunk glibc's malloc takes for it
+// (map nodes, key and value buffers, hash tables and their fields, bucket arrays), so
+// UsedMemory() is exact, not an estimate (keyspace_test checks it against mallinfo2). With a
+// limit set, MakeRoom() — called before every write that may grow memory — evicts keys by the
+// policy until the usage is under the limit again, or reports that it cannot (noeviction, or a
+// volatile-* policy with no key carrying a TTL). Eviction samples keys (Redis's approximation,
+// with a pool of the 16 best candidates seen), so its cost does not grow with the number of keys.
+//
 // Thread safety: every method may be called from any thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -47,18 +56,41 @@ using HashValue = std::unordered_map<std::string, std::string, StringHash, std::
 
 struct Entry {
   Type type = Type::kString;
+  // The eviction clock: the last access (Unix ms, low 32 bits) or, under an LFU policy, Redis's
+  // LFU word (minutes of the last decay << 8 | logarithmic access counter).
+  uint32_t access = 0;
   std::string string;               // kString
-  std::unique_ptr<HashValue> hash;  // kHash
+  std::unique_ptr<HashValue> hash;  // kHash: change it through View::HashSet / HashDelete
   Millis expire_at = 0;             // 0: no TTL
-  uint32_t volatile_index = 0;      // position in its shard's volatile_ while expire_at != 0
+  uint64_t hash_bytes = 0;          // kHash: bytes of the hash table and its fields
+  uint32_t volatile_index = 0;      // position in its shard's volatile_keys while expire_at != 0
 };
+
+enum class EvictionPolicy : uint8_t {
+  kNoEviction,
+  kAllKeysLru,
+  kAllKeysLfu,
+  kAllKeysRandom,
+  kVolatileLru,
+  kVolatileLfu,
+  kVolatileRandom,
+  kVolatileTtl,
+};
+std::string_view PolicyName(EvictionPolicy policy);  // "allkeys-lru", ...
+std::optional<EvictionPolicy> ParsePolicy(std::string_view name);
 
 struct KeyspaceStats {
   int64_t keys = 0;
   int64_t keys_with_ttl = 0;
   int64_t expired = 0;  // keys removed because their time came (passively or actively)
-  uint64_t bytes = 0;   // keys and values, plus a fixed estimate per entry
+  int64_t evicted = 0;  // keys removed to stay under the memory limit
+  uint64_t bytes = 0;   // UsedMemory()
 };
+
+// Bytes glibc's malloc takes for a request of `n` bytes: the chunk, its header included.
+constexpr uint64_t ChunkBytes(uint64_t n) {
+  return n == 0 ? 0 : std::max<uint64_t>(32, (n + 8 + 15) & ~uint64_t{15});
+}
 
 class Keyspace {
  public:
@@ -81,8 +113,14 @@ class Keyspace {
     // Removes a live key and returns its entry (value and TTL), or nullopt.
     std::optional<Entry> Take(std::string_view key);
     void SetExpire(std::string_view key, Entry* entry, Millis expire_at);
-    // Call after changing a value's size in place, with the bytes it had before.
+    // Sets a field of the hash `entry` (at `key`); true when the field is new.
+    bool HashSet(std::string_view key, Entry* entry, std::string_view field,
+                 std::string_view value);
+    // Removes a field; true when it was there. The caller erases a hash left empty.
+    bool HashDelete(std::string_view key, Entry* entry, std::string_view field);
+    // Call after changing a string value in place, with the bytes it had before (BytesOf).
     void Resized(std::string_view key, const Entry& entry, uint64_t before);
+    // The bytes an entry takes (node, key, value), O(1).
     static uint64_t BytesOf(std::string_view key, const Entry& entry);
     Millis now() const { return now_; }
 
@@ -111,6 +149,18 @@ class Keyspace {
   void Clear();
   KeyspaceStats Stats();
 
+  // The memory limit (0: none) and what happens at it. Readable and settable at any time.
+  void SetMaxMemory(uint64_t bytes) { max_memory_.store(bytes); }
+  uint64_t MaxMemory() const { return max_memory_.load(); }
+  void SetPolicy(EvictionPolicy policy) { policy_.store(policy); }
+  EvictionPolicy Policy() const { return policy_.load(); }
+  void SetEvictionSamples(int samples) { samples_.store(std::clamp(samples, 1, 64)); }
+  int EvictionSamples() const { return samples_.load(); }
+  uint64_t UsedMemory() const { return static_cast<uint64_t>(std::max<int64_t>(0, used_.load())); }
+  // Evicts until UsedMemory() <= MaxMemory(); false when still over the limit and nothing more
+  // may be evicted. Call without holding a View.
+  bool MakeRoom();
+
   // One active expiry pass over every shard, within `budget_us` microseconds; returns the keys
   // deleted. The background thread (StartActiveExpiry) runs it `hz` times a second.
   int64_t ActiveExpireCycle(int64_t budget_us);
@@ -125,8 +175,15 @@ class Keyspace {
     std::mutex mutex;
     std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> map;
     std::vector<const std::string*> volatile_keys;  // keys with a TTL (point into `map`)
-    uint64_t bytes = 0;
+    int64_t bytes = 0;      // entries and the structures below
+    int64_t structure = 0;  // bytes of the bucket array and volatile_keys
     int64_t expired = 0;
+    int64_t evicted = 0;
+  };
+  struct Candidate {
+    uint64_t score;  // higher: better to evict
+    size_t shard;
+    std::string key;
   };
 
   static size_t ShardOf(std::string_view key) { return HashBytes(key) >> 58; }  // top 6 bits
@@ -135,11 +192,29 @@ class Keyspace {
   // Takes a key's entry out of the TTL index and the byte count (before it leaves the map).
   void Unindex(Shard& shard, const std::string& key, const Entry& entry);
   bool ExpireIfDue(Shard& shard, decltype(Shard::map)::iterator it, Millis now);
+  // Under the shard's lock: adds `delta` to its bytes and the total.
+  void Charge(Shard& shard, int64_t delta);
+  // Under the shard's lock: charges a change in the bucket array's or volatile_keys' size.
+  void Restructure(Shard& shard);
+  void Touch(Entry& entry, Millis now);
+  uint64_t EvictionScore(const Entry& entry, EvictionPolicy policy, Millis now) const;
+  // Under evict_mutex_: evicts one key by `policy`; false when none can be.
+  bool EvictOne(EvictionPolicy policy);
+  // Under evict_mutex_: adds up to samples_ candidates to pool_; false when no key qualifies.
+  bool SamplePool(EvictionPolicy policy);
 
   const std::function<Millis()> clock_;
   Shard shards_[kShards];
   std::mt19937_64 rng_{0x9e3779b97f4a7c15ULL};  // under rng_mutex_
   std::mutex rng_mutex_;
+
+  std::atomic<int64_t> used_{0};
+  std::atomic<uint64_t> max_memory_{0};
+  std::atomic<EvictionPolicy> policy_{EvictionPolicy::kNoEviction};
+  std::atomic<int> samples_{5};
+  std::mutex evict_mutex_;
+  std::vector<Candidate> pool_;     // under evict_mutex_, ascending score
+  std::mt19937_64 evict_rng_{42};  // under evict_mutex_
 
   std::mutex loop_mutex_;
   std::condition_variable loop_wake_;

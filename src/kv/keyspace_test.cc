@@ -3,6 +3,11 @@
 #include "kv/keyspace.h"
 
 #include <gtest/gtest.h>
+#include <malloc.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
 
 #include <chrono>
 #include <map>
@@ -133,9 +138,11 @@ TEST(KeyspaceTest, ScanReturnsEveryKeyPresentThroughoutWhileTheKeyspaceGrows) {
   for (const std::string& key : original) EXPECT_TRUE(seen.count(key)) << key;
 }
 
-TEST(KeyspaceConcurrencyTest, WritersReadersAndActiveExpiry) {
+TEST(KeyspaceConcurrencyTest, WritersReadersActiveExpiryAndEviction) {
   Keyspace keyspace;
   keyspace.StartActiveExpiry(1000);  // a cycle every millisecond, racing the writers
+  keyspace.SetPolicy(EvictionPolicy::kAllKeysLfu);
+  keyspace.SetMaxMemory(16 * 1024);  // about 100 of the 300 keys fit
   std::vector<std::thread> threads;
   std::atomic<int> errors{0};
   for (int t = 0; t < 4; ++t) {
@@ -144,12 +151,14 @@ TEST(KeyspaceConcurrencyTest, WritersReadersAndActiveExpiry) {
       for (int i = 0; i < 20000; ++i) {
         const std::string key = "k" + std::to_string(rng() % 300);
         const std::string other = "k" + std::to_string(rng() % 300);
+        if (t % 2 == 0) (void)keyspace.MakeRoom();
         auto view = keyspace.Lock({key, other});
         Entry* entry = view.Find(key);
         switch (rng() % 4) {
           case 0:
             entry = view.Insert(key, Type::kString);
-            entry->string = std::to_string(i);
+            entry->string = std::to_string(i) + std::string(rng() % 40, 'x');
+            view.Resized(key, *entry, Keyspace::View::BytesOf(key, Entry{}));
             if (rng() % 2) view.SetExpire(key, entry, view.now() + static_cast<Millis>(rng() % 5));
             break;
           case 1:
@@ -182,6 +191,9 @@ TEST(KeyspaceConcurrencyTest, WritersReadersAndActiveExpiry) {
   const KeyspaceStats stats = keyspace.Stats();
   EXPECT_LE(stats.keys_with_ttl, stats.keys);
   EXPECT_EQ(static_cast<int64_t>(keyspace.Keys("*").size()), keyspace.Size());
+  EXPECT_GT(stats.evicted, 0);
+  keyspace.Clear();
+  EXPECT_EQ(keyspace.UsedMemory(), 0u) << "every change was counted";
 }
 
 TEST(KeyspaceTest, TakeMovesAValueOutAndKeepsTheCountsExact) {
@@ -200,9 +212,194 @@ TEST(KeyspaceTest, TakeMovesAValueOutAndKeepsTheCountsExact) {
   const KeyspaceStats stats = keyspace.Stats();
   EXPECT_EQ(stats.keys, 1);
   EXPECT_EQ(stats.keys_with_ttl, 0);
-  keyspace.Clear();
-  Put(keyspace, "b", "small", 0);
-  EXPECT_EQ(keyspace.Stats().bytes, stats.bytes) << "what Take removed is no longer counted";
+  // The same keys, "a" erased instead of taken: the same structures, the same count.
+  Keyspace erased(clock.Function());
+  Put(erased, "a", std::string(1000, 'x'), clock.now + 100);
+  Put(erased, "b", "small", 0);
+  erased.Lock("a").Erase("a");
+  EXPECT_EQ(erased.Stats().bytes, stats.bytes) << "what Take removed is no longer counted";
+}
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+}  // namespace
+}  // namespace quiver::kv
+
+// This binary's operator new and delete count the chunks glibc's malloc hands out for them
+// (malloc_usable_size + the chunk header), to check the keyspace's count against.
+namespace {
+std::atomic<int64_t> chunk_bytes{0};
+}  // namespace
+void* operator new(size_t size) {
+  void* pointer = std::malloc(size == 0 ? 1 : size);
+  if (pointer == nullptr) throw std::bad_alloc();
+  chunk_bytes.fetch_add(static_cast<int64_t>(malloc_usable_size(pointer) + 8));
+  return pointer;
+}
+void operator delete(void* pointer) noexcept {
+  if (pointer == nullptr) return;
+  chunk_bytes.fetch_sub(static_cast<int64_t>(malloc_usable_size(pointer) + 8));
+  std::free(pointer);
+}
+void operator delete(void* pointer, size_t) noexcept { operator delete(pointer); }
+
+namespace quiver::kv {
+namespace {
+
+// The count is exact: it equals the chunks the keyspace's allocations took, up to malloc's
+// rare slack (a free chunk at most 16 bytes larger than asked for is handed out whole).
+TEST(KeyspaceTest, UsedMemoryEqualsWhatTheAllocatorHandedOut) {
+  FakeClock clock;
+  auto keyspace = std::make_unique<Keyspace>(clock.Function());
+  const int64_t base = chunk_bytes.load();
+  std::mt19937 rng(3);
+  for (int i = 0; i < 20000; ++i) {
+    const std::string key = (i % 3 == 0 ? "a-rather-long-key-name:" : "k") + std::to_string(i);
+    Put(*keyspace, key, std::string(rng() % 100, 'v'), i % 7 == 0 ? clock.now + 1000 : 0);
+  }
+  for (int i = 0; i < 500; ++i) {
+    const std::string key = "hash:" + std::to_string(i);
+    auto view = keyspace->Lock(key);
+    Entry* entry = view.Insert(key, Type::kHash);
+    for (uint32_t f = 0; f < 1 + rng() % 40; ++f) {
+      view.HashSet(key, entry, "field-" + std::to_string(f), std::string(rng() % 40, 'h'));
+    }
+    view.HashDelete(key, entry, "field-0");
+    view.HashSet(key, entry, "field-1", std::string(200, 'x'));  // a value grows in place
+  }
+  for (int i = 0; i < 20000; i += 5) {
+    const std::string key = (i % 3 == 0 ? "a-rather-long-key-name:" : "k") + std::to_string(i);
+    auto view = keyspace->Lock(key);
+    if (i % 10 == 0) {
+      view.Erase(key);
+    } else {  // an append: the buffer grows in place
+      Entry* entry = view.Find(key);
+      const uint64_t before = Keyspace::View::BytesOf(key, *entry);
+      entry->string.append(std::string(50, 'a'));
+      view.Resized(key, *entry, before);
+    }
+  }
+  const int64_t allocated = chunk_bytes.load() - base;
+  EXPECT_LE(static_cast<int64_t>(keyspace->UsedMemory()), allocated);
+  EXPECT_GE(static_cast<double>(keyspace->UsedMemory()), 0.999 * static_cast<double>(allocated));
+  keyspace->Clear();
+  EXPECT_EQ(keyspace->UsedMemory(), 0u);
+  EXPECT_EQ(chunk_bytes.load(), base);
+}
+#endif
+
+// Fills `keyspace` with `count` keys "prefix<i>" of 100-byte values, advancing the clock 1 ms per
+// key; with `ttl`, key i expires at now + ttl + i.
+void Fill(Keyspace& keyspace, FakeClock& clock, const std::string& prefix, int count,
+          Millis ttl = 0) {
+  for (int i = 0; i < count; ++i) {
+    ++clock.now;
+    Put(keyspace, prefix + std::to_string(i), std::string(100, 'v'),
+        ttl == 0 ? 0 : clock.now + ttl + i);
+  }
+}
+
+int CountPresent(Keyspace& keyspace, const std::string& prefix, int count) {
+  int present = 0;
+  for (int i = 0; i < count; ++i) present += Present(keyspace, prefix + std::to_string(i));
+  return present;
+}
+
+TEST(KeyspaceEvictionTest, PolicyNamesRoundTrip) {
+  for (const char* name : {"noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
+                           "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"}) {
+    ASSERT_TRUE(ParsePolicy(name)) << name;
+    EXPECT_EQ(PolicyName(*ParsePolicy(name)), name);
+  }
+  EXPECT_EQ(ParsePolicy("ALLKEYS-LRU"), EvictionPolicy::kAllKeysLru);
+  EXPECT_FALSE(ParsePolicy("lru"));
+}
+
+TEST(KeyspaceEvictionTest, NoEvictionRefusesAndKeepsEverything) {
+  FakeClock clock;
+  Keyspace keyspace(clock.Function());
+  Fill(keyspace, clock, "k", 1000);
+  keyspace.SetMaxMemory(keyspace.UsedMemory() - 1);
+  EXPECT_FALSE(keyspace.MakeRoom());
+  EXPECT_EQ(keyspace.Size(), 1000);
+  keyspace.SetMaxMemory(keyspace.UsedMemory());
+  EXPECT_TRUE(keyspace.MakeRoom());
+}
+
+TEST(KeyspaceEvictionTest, AllKeysLruKeepsRecentlyUsedKeys) {
+  FakeClock clock;
+  Keyspace keyspace(clock.Function());
+  keyspace.SetPolicy(EvictionPolicy::kAllKeysLru);
+  Fill(keyspace, clock, "old", 2000);
+  clock.now += 1000;
+  for (int i = 0; i < 200; ++i) Present(keyspace, "old" + std::to_string(i));  // used again
+  keyspace.SetMaxMemory(keyspace.UsedMemory());
+  for (int i = 0; i < 1000; ++i) {  // each new key evicts about one
+    ++clock.now;
+    ASSERT_TRUE(keyspace.MakeRoom());
+    Put(keyspace, "new" + std::to_string(i), std::string(100, 'v'), 0);
+  }
+  ASSERT_TRUE(keyspace.MakeRoom());
+  EXPECT_LE(keyspace.UsedMemory(), keyspace.MaxMemory());
+  EXPECT_GE(keyspace.Stats().evicted, 900);
+  EXPECT_GE(CountPresent(keyspace, "old", 200), 190) << "the recently used keys stay";
+  EXPECT_GE(CountPresent(keyspace, "new", 1000), 950);
+  EXPECT_LE(CountPresent(keyspace, "old", 2000) - CountPresent(keyspace, "old", 200), 1000);
+}
+
+TEST(KeyspaceEvictionTest, AllKeysLfuKeepsFrequentlyUsedKeys) {
+  FakeClock clock;
+  Keyspace keyspace(clock.Function());
+  keyspace.SetPolicy(EvictionPolicy::kAllKeysLfu);
+  Fill(keyspace, clock, "k", 2000);
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 200; ++i) Present(keyspace, "k" + std::to_string(i));  // the hot keys
+  }
+  keyspace.SetMaxMemory(keyspace.UsedMemory() / 2);
+  ASSERT_TRUE(keyspace.MakeRoom());
+  EXPECT_LE(keyspace.UsedMemory(), keyspace.MaxMemory());
+  EXPECT_GE(CountPresent(keyspace, "k", 200), 195) << "the hot keys stay";
+}
+
+TEST(KeyspaceEvictionTest, VolatileTtlEvictsTheSoonestToExpireAndOnlyKeysWithATtl) {
+  FakeClock clock;
+  Keyspace keyspace(clock.Function());
+  keyspace.SetPolicy(EvictionPolicy::kVolatileTtl);
+  Fill(keyspace, clock, "forever", 1000);
+  Fill(keyspace, clock, "ttl", 1000, 1'000'000);  // ttl<i> expires in about 10^6 + 2i ms
+  keyspace.SetMaxMemory(keyspace.UsedMemory() * 3 / 4);
+  ASSERT_TRUE(keyspace.MakeRoom());
+  EXPECT_EQ(CountPresent(keyspace, "forever", 1000), 1000);
+  EXPECT_LE(CountPresent(keyspace, "ttl", 300), 60) << "mostly the soonest to expire went";
+  EXPECT_GE(CountPresent(keyspace, "ttl", 1000) - CountPresent(keyspace, "ttl", 700), 290);
+  // With no key carrying a TTL left, volatile policies cannot make room.
+  keyspace.SetMaxMemory(keyspace.UsedMemory() / 4);
+  EXPECT_FALSE(keyspace.MakeRoom());
+  EXPECT_EQ(CountPresent(keyspace, "forever", 1000), 1000);
+  EXPECT_EQ(keyspace.Stats().keys_with_ttl, 0);
+}
+
+TEST(KeyspaceEvictionTest, EveryPolicyStaysUnderTheLimit) {
+  for (EvictionPolicy policy :
+       {EvictionPolicy::kAllKeysLru, EvictionPolicy::kAllKeysLfu, EvictionPolicy::kAllKeysRandom,
+        EvictionPolicy::kVolatileLru, EvictionPolicy::kVolatileLfu,
+        EvictionPolicy::kVolatileRandom, EvictionPolicy::kVolatileTtl}) {
+    FakeClock clock;
+    Keyspace keyspace(clock.Function());
+    keyspace.SetPolicy(policy);
+    Fill(keyspace, clock, "forever", 500);
+    const uint64_t limit = keyspace.UsedMemory() * 2;
+    keyspace.SetMaxMemory(limit);
+    for (int i = 0; i < 5000; ++i) {
+      ++clock.now;
+      ASSERT_TRUE(keyspace.MakeRoom()) << PolicyName(policy) << " at " << i;
+      Put(keyspace, "ttl" + std::to_string(i), std::string(100, 'v'), clock.now + 100'000);
+      ASSERT_LE(keyspace.UsedMemory(), limit + 1024) << PolicyName(policy);
+    }
+    EXPECT_GT(keyspace.Stats().evicted, 3000) << PolicyName(policy);
+    if (policy >= EvictionPolicy::kVolatileLru) {
+      EXPECT_EQ(CountPresent(keyspace, "forever", 500), 500) << PolicyName(policy);
+    }
+  }
 }
 
 TEST(KeyspaceTest, GlobPatterns) {

@@ -167,7 +167,8 @@ def test_keys_scan_and_server_commands(r):
     assert r.client_setname("me") is True and r.client_getname() == "me"
     assert isinstance(r.client_id(), int)
     assert any(c["name"] == "me" for c in r.client_list())
-    assert r.config_get("maxmemory*") == {"maxmemory": "0", "maxmemory-policy": "noeviction"}
+    assert r.config_get("maxmemory*") == {"maxmemory": "0", "maxmemory-policy": "noeviction",
+                                          "maxmemory-samples": "5"}
     assert r.command_count() > 50
     info = raw(r, "COMMAND", "INFO", "get", "nosuch")
     assert info[0][0] == b"get" and info[0][1] == 2 and info[1] is None
@@ -256,3 +257,117 @@ def test_redis_cli_and_redis_benchmark_smoke(server):
     for test in ("SET", "GET", "MSET (10 keys)", "HSET"):
         assert f"{test}: " in bench.stdout and "requests per second" in bench.stdout, bench.stdout
     assert "ERR" not in bench.stdout + bench.stderr
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def fill(r, prefix, count, size=100, ex=None):
+    """Writes count keys prefix<i> of size bytes in pipelined batches; returns the OOM errors."""
+    errors = 0
+    for start in range(0, count, 1000):
+        with r.pipeline(transaction=False) as pipe:
+            for i in range(start, min(count, start + 1000)):
+                pipe.set(f"{prefix}{i}", b"v" * size, ex=ex)
+            for result in pipe.execute(raise_on_error=False):
+                if isinstance(result, redis.ResponseError):
+                    assert isinstance(result, redis.exceptions.OutOfMemoryError), result
+                    errors += 1
+    return errors
+
+
+def test_config_set_maxmemory_and_noeviction(r):
+    assert r.config_get("maxmemory") == {"maxmemory": "0"}
+    assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    fill(r, "k", 2000)
+    used = r.info("memory")["used_memory"]
+    assert 2000 * 100 < used < 2000 * 400
+    # Bad values change nothing; CONFIG SET of several parameters applies all or none.
+    for name, value, error in [("maxmemory", "lots", "must be a memory value"),
+                               ("maxmemory-policy", "lru", "must be one of the following"),
+                               ("maxmemory-samples", "0", "between 1 and 64")]:
+        with pytest.raises(redis.ResponseError, match=error):
+            r.config_set(name, value)
+    with pytest.raises(redis.ResponseError, match="Unknown option"):
+        r.execute_command("CONFIG", "SET", "maxmemory", "1mb", "no-such-option", "1")
+    assert r.config_get("maxmemory") == {"maxmemory": "0"}
+    assert r.execute_command("CONFIG", "SET", "maxmemory", "1mb", "maxmemory-samples", "10")
+    assert r.config_get("maxmemory*") == {"maxmemory": str(1 << 20),
+                                          "maxmemory-policy": "noeviction",
+                                          "maxmemory-samples": "10"}
+    r.config_set("maxmemory", used)  # at the limit: one more write goes over it
+    r.set("one-more", b"x" * 1000)
+    # Redis's reply, "-OOM command not allowed ...", which redis-py raises as OutOfMemoryError.
+    with pytest.raises(redis.exceptions.OutOfMemoryError,
+                       match="^command not allowed when used memory > 'maxmemory'"):
+        r.set("refused", "v")
+    with pytest.raises(redis.exceptions.OutOfMemoryError):
+        r.hset("refused-hash", "f", "v")
+    # Reads, deletes and expiry changes still work, and free room again.
+    assert r.get("k1") == b"v" * 100 and r.exists("refused") == 0
+    assert r.expire("k1", 100) is True
+    assert r.delete("one-more", "k0", "k1") == 3
+    assert r.set("fits-again", "v") is True
+    assert r.dbsize() == 1999
+    assert r.info("stats")["evicted_keys"] == 0
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru",
+                                    "volatile-lfu", "volatile-random", "volatile-ttl"])
+def test_eviction_keeps_memory_under_the_limit(r, policy):
+    fill(r, "forever", 1000)
+    base = r.info("memory")["used_memory"]
+    limit = base + 2 * 1024 * 1024
+    r.config_set("maxmemory-policy", policy)
+    r.config_set("maxmemory", limit)
+    # 5x the limit in keys with a TTL: each write makes room first.
+    assert fill(r, "ttl", 50000, size=200, ex=3600) == 0
+    memory = r.info("memory")
+    assert memory["used_memory"] <= limit + 4096, memory
+    assert memory["maxmemory_policy"] == policy
+    evicted = r.info("stats")["evicted_keys"]
+    assert evicted > 30000
+    assert r.dbsize() == 51000 - evicted
+    assert r.exists(*[f"ttl{i}" for i in range(49900, 50000)]) >= 90  # the newest mostly stay
+    forever = r.exists(*[f"forever{i}" for i in range(1000)])
+    if policy.startswith("volatile"):
+        assert forever == 1000  # only keys with a TTL are evicted
+        fill(r, "forever-more", 20000, size=200)  # no TTL: nothing to evict once they are gone
+        assert fill(r, "forever-even-more", 60000, size=200) > 0
+    else:
+        assert forever < 1000
+
+
+def test_lru_keeps_what_is_read(r):
+    r.config_set("maxmemory-policy", "allkeys-lru")
+    fill(r, "cold", 10000)
+    hot = [f"cold{i}" for i in range(0, 10000, 10)]
+    time.sleep(0.05)
+    with r.pipeline(transaction=False) as pipe:  # 1,000 keys used again
+        for key in hot:
+            pipe.get(key)
+        pipe.execute()
+    r.config_set("maxmemory", r.info("memory")["used_memory"])
+    fill(r, "new", 5000)
+    assert r.info("stats")["evicted_keys"] >= 4500
+    assert r.exists(*hot) >= 950
+
+
+def test_resident_memory_stays_within_the_limit(start_server):
+    server = start_server("--maxmemory", "32m", "--maxmemory-policy", "allkeys-lru")
+    r = redis.Redis(port=server.resp_port)
+    r.ping()
+    before = rss_bytes(server.process.pid)
+    for round in range(4):  # 128 MiB written through a 32 MiB limit
+        fill(r, f"r{round}-", 32 * 1024, size=1000)
+    used = r.info("memory")["used_memory"]
+    assert 30 << 20 <= used <= (32 << 20) + 4096  # over by at most the last write
+    growth = rss_bytes(server.process.pid) - before
+    # The documented margin (docs/resp.md): 10% + 4 MiB for the allocator and buffers.
+    assert growth <= (32 << 20) * 1.10 + (4 << 20), growth
+    r.close()

@@ -439,6 +439,7 @@ void Rename(Context& c, bool only_if_none) {
   const uint64_t before = Keyspace::View::BytesOf(c.args[2], *target);
   target->string = std::move(moved.string);
   target->hash = std::move(moved.hash);
+  target->hash_bytes = moved.hash_bytes;
   view.Resized(c.args[2], *target, before);
   if (expire_at != 0) view.SetExpire(c.args[2], target, expire_at);
   only_if_none ? c.reply.Integer(1) : c.reply.Simple("OK");
@@ -548,14 +549,10 @@ void HSet(Context& c, bool reply_ok) {
   Entry* entry = FindHash(c, view, &wrong);
   if (wrong) return;
   if (entry == nullptr) entry = view.Insert(c.args[1], Type::kHash);
-  const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
   int64_t added = 0;
   for (size_t i = 2; i < c.args.size(); i += 2) {
-    auto [it, inserted] = entry->hash->try_emplace(std::string(c.args[i]));
-    it->second.assign(c.args[i + 1]);
-    added += inserted ? 1 : 0;
+    added += view.HashSet(c.args[1], entry, c.args[i], c.args[i + 1]) ? 1 : 0;
   }
-  view.Resized(c.args[1], *entry, before);
   reply_ok ? c.reply.Simple("OK") : c.reply.Integer(added);
 }
 
@@ -610,15 +607,10 @@ void HDel(Context& c) {
   Entry* entry = FindHash(c, view, &wrong);
   if (wrong) return;
   if (entry == nullptr) return c.reply.Integer(0);
-  const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
   int64_t deleted = 0;
   for (size_t i = 2; i < c.args.size(); ++i) {
-    auto it = entry->hash->find(c.args[i]);
-    if (it == entry->hash->end()) continue;
-    entry->hash->erase(it);
-    ++deleted;
+    deleted += view.HashDelete(c.args[1], entry, c.args[i]) ? 1 : 0;
   }
-  view.Resized(c.args[1], *entry, before);
   if (entry->hash->empty()) view.Erase(c.args[1]);  // an empty hash is no key
   c.reply.Integer(deleted);
 }
@@ -658,9 +650,7 @@ void HIncrBy(Context& c) {
     return c.reply.Error("ERR increment or decrement would overflow");
   }
   if (entry == nullptr) entry = view.Insert(c.args[1], Type::kHash);
-  const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
-  (*entry->hash)[std::string(c.args[2])] = std::to_string(result);
-  view.Resized(c.args[1], *entry, before);
+  view.HashSet(c.args[1], entry, c.args[2], std::to_string(result));
   c.reply.Integer(result);
 }
 
@@ -819,15 +809,36 @@ void ClientCommand(Context& c) {
                 "'. Try CLIENT HELP.");
 }
 
-// CONFIG GET: the parameters Quiver has, read-only here.
+// A memory size as Redis reads one: bytes, or a number with k/m/g (10^3...) or kb/mb/gb
+// (2^10...), in any case.
+bool ParseMemory(std::string_view text, uint64_t* bytes) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  if (digits == 0) return false;
+  uint64_t value;
+  if (std::from_chars(text.data(), text.data() + digits, value).ec != std::errc()) return false;
+  const std::string unit = Lower(text.substr(digits));
+  static const std::pair<const char*, uint64_t> kUnits[] = {
+      {"", 1},          {"b", 1},        {"k", 1000},         {"kb", 1024},
+      {"m", 1000000},   {"mb", 1 << 20}, {"g", 1000000000},   {"gb", uint64_t{1} << 30}};
+  for (const auto& [name, multiplier] : kUnits) {
+    if (unit == name) return !__builtin_mul_overflow(value, multiplier, bytes);
+  }
+  return false;
+}
+
+// CONFIG GET | SET: the parameters Quiver has; maxmemory, maxmemory-policy and
+// maxmemory-samples can be set (CONFIG SET takes several pairs and applies all or none).
 void Config(Context& c) {
+  Keyspace& keyspace = c.keyspace();
   if (Is(c.args[1], "get") && c.args.size() >= 3) {
     const std::vector<std::pair<std::string, std::string>> parameters = {
         {"bind", c.server.bind},
         {"port", std::to_string(c.server.port)},
         {"databases", "1"},
-        {"maxmemory", "0"},
-        {"maxmemory-policy", "noeviction"},
+        {"maxmemory", std::to_string(keyspace.MaxMemory())},
+        {"maxmemory-policy", std::string(kv::PolicyName(keyspace.Policy()))},
+        {"maxmemory-samples", std::to_string(keyspace.EvictionSamples())},
         {"appendonly", "no"},
         {"save", ""},
         {"timeout", "0"},
@@ -851,7 +862,49 @@ void Config(Context& c) {
     }
     return;
   }
-  if (Is(c.args[1], "set") && c.args.size() >= 4) {
+  if (Is(c.args[1], "set") && c.args.size() >= 4 && c.args.size() % 2 == 0) {
+    std::optional<uint64_t> max_memory;
+    std::optional<kv::EvictionPolicy> policy;
+    std::optional<int> samples;
+    for (size_t i = 2; i < c.args.size(); i += 2) {
+      const std::string name = Lower(c.args[i]);
+      const std::string_view value = c.args[i + 1];
+      auto failed = [&](const std::string& why) {
+        c.reply.Error("ERR CONFIG SET failed (possibly related to argument '" + name + "') - " +
+                      why);
+      };
+      if (name == "maxmemory") {
+        uint64_t bytes;
+        if (!ParseMemory(value, &bytes)) return failed("argument must be a memory value");
+        max_memory = bytes;
+      } else if (name == "maxmemory-policy") {
+        policy = kv::ParsePolicy(value);
+        if (!policy) {
+          return failed(
+              "argument(s) must be one of the following: volatile-lru, volatile-lfu, "
+              "volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, "
+              "noeviction");
+        }
+      } else if (name == "maxmemory-samples") {
+        int64_t number;
+        if (!ParseInt(value, &number) || number < 1 || number > 64) {
+          return failed("argument must be between 1 and 64 inclusive");
+        }
+        samples = static_cast<int>(number);
+      } else {
+        return c.reply.Error("ERR Unknown option or number of arguments for CONFIG SET - '" +
+                             std::string(c.args[i]) + "'");
+      }
+    }
+    if (policy) keyspace.SetPolicy(*policy);
+    if (samples) keyspace.SetEvictionSamples(*samples);
+    if (max_memory) {
+      keyspace.SetMaxMemory(*max_memory);
+      keyspace.MakeRoom();  // a lower limit evicts now, as Redis does
+    }
+    return c.reply.Simple("OK");
+  }
+  if (Is(c.args[1], "set") && c.args.size() >= 3) {
     return c.reply.Error("ERR Unknown option or number of arguments for CONFIG SET - '" +
                          std::string(c.args[2]) + "'");
   }
@@ -896,13 +949,16 @@ void Info(Context& c) {
   }
   if (wanted("memory")) {
     text += "# Memory\r\nused_memory:" + std::to_string(stats.bytes) +
-            "\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n";
+            "\r\nmaxmemory:" + std::to_string(c.keyspace().MaxMemory()) +
+            "\r\nmaxmemory_policy:" + std::string(kv::PolicyName(c.keyspace().Policy())) +
+            "\r\n\r\n";
   }
   if (wanted("stats")) {
     text += "# Stats\r\ntotal_connections_received:" +
             std::to_string(c.server.connections_received.load()) +
             "\r\ntotal_commands_processed:" + std::to_string(c.server.commands.load()) +
-            "\r\nexpired_keys:" + std::to_string(stats.expired) + "\r\nevicted_keys:0\r\n\r\n";
+            "\r\nexpired_keys:" + std::to_string(stats.expired) +
+            "\r\nevicted_keys:" + std::to_string(stats.evicted) + "\r\n\r\n";
   }
   if (wanted("keyspace")) {
     text += "# Keyspace\r\n";
@@ -936,33 +992,33 @@ void CommandCommand(Context& c);
 const std::vector<Command>& Table() {
   static const std::vector<Command> table = {
       {"get", 2, "readonly fast", 1, 1, 1, "string", "Returns the string value of a key.", Get},
-      {"set", -3, "write", 1, 1, 1, "string", "Sets the string value of a key, with options.", Set},
+      {"set", -3, "write denyoom", 1, 1, 1, "string", "Sets the string value of a key, with options.", Set},
       {"mget", -2, "readonly fast", 1, -1, 1, "string", "Returns the values of keys.", MGet},
-      {"mset", -3, "write", 1, -1, 2, "string", "Sets the values of keys.",
+      {"mset", -3, "write denyoom", 1, -1, 2, "string", "Sets the values of keys.",
        [](Context& c) { MSet(c, false); }},
-      {"msetnx", -3, "write", 1, -1, 2, "string", "Sets keys only when none exists.",
+      {"msetnx", -3, "write denyoom", 1, -1, 2, "string", "Sets keys only when none exists.",
        [](Context& c) { MSet(c, true); }},
-      {"setnx", 3, "write fast", 1, 1, 1, "string", "Sets a key only when it does not exist.",
+      {"setnx", 3, "write denyoom fast", 1, 1, 1, "string", "Sets a key only when it does not exist.",
        SetNx},
-      {"setex", 4, "write", 1, 1, 1, "string", "Sets a key with a TTL in seconds.",
+      {"setex", 4, "write denyoom", 1, 1, 1, "string", "Sets a key with a TTL in seconds.",
        [](Context& c) { SetEx(c, 1000, "setex"); }},
-      {"psetex", 4, "write", 1, 1, 1, "string", "Sets a key with a TTL in milliseconds.",
+      {"psetex", 4, "write denyoom", 1, 1, 1, "string", "Sets a key with a TTL in milliseconds.",
        [](Context& c) { SetEx(c, 1, "psetex"); }},
       {"getdel", 2, "write fast", 1, 1, 1, "string", "Returns a string and deletes its key.",
        GetDel},
       {"getex", -2, "write fast", 1, 1, 1, "string", "Returns a string and changes its TTL.",
        GetEx},
-      {"append", 3, "write fast", 1, 1, 1, "string", "Appends to a string.", Append},
+      {"append", 3, "write denyoom fast", 1, 1, 1, "string", "Appends to a string.", Append},
       {"strlen", 2, "readonly fast", 1, 1, 1, "string", "Returns a string's length.", StrLen},
-      {"incr", 2, "write fast", 1, 1, 1, "string", "Adds 1 to an integer.",
+      {"incr", 2, "write denyoom fast", 1, 1, 1, "string", "Adds 1 to an integer.",
        [](Context& c) { IncrBy(c, 1, false); }},
-      {"decr", 2, "write fast", 1, 1, 1, "string", "Subtracts 1 from an integer.",
+      {"decr", 2, "write denyoom fast", 1, 1, 1, "string", "Subtracts 1 from an integer.",
        [](Context& c) { IncrBy(c, -1, false); }},
-      {"incrby", 3, "write fast", 1, 1, 1, "string", "Adds to an integer.",
+      {"incrby", 3, "write denyoom fast", 1, 1, 1, "string", "Adds to an integer.",
        [](Context& c) { IncrBy(c, 1, true); }},
-      {"decrby", 3, "write fast", 1, 1, 1, "string", "Subtracts from an integer.",
+      {"decrby", 3, "write denyoom fast", 1, 1, 1, "string", "Subtracts from an integer.",
        [](Context& c) { IncrBy(c, -1, true); }},
-      {"incrbyfloat", 3, "write fast", 1, 1, 1, "string", "Adds to a floating-point number.",
+      {"incrbyfloat", 3, "write denyoom fast", 1, 1, 1, "string", "Adds to a floating-point number.",
        IncrByFloat},
       {"del", -2, "write", 1, -1, 1, "generic", "Deletes keys.", Del},
       {"unlink", -2, "write fast", 1, -1, 1, "generic", "Deletes keys.", Del},
@@ -995,9 +1051,9 @@ const std::vector<Command>& Table() {
       {"dbsize", 1, "readonly fast", 0, 0, 0, "server", "Returns the number of keys.", DbSize},
       {"flushdb", -1, "write", 0, 0, 0, "server", "Deletes every key.", Flush},
       {"flushall", -1, "write", 0, 0, 0, "server", "Deletes every key.", Flush},
-      {"hset", -4, "write fast", 1, 1, 1, "hash", "Sets fields of a hash.",
+      {"hset", -4, "write denyoom fast", 1, 1, 1, "hash", "Sets fields of a hash.",
        [](Context& c) { HSet(c, false); }},
-      {"hmset", -4, "write fast", 1, 1, 1, "hash", "Sets fields of a hash.",
+      {"hmset", -4, "write denyoom fast", 1, 1, 1, "hash", "Sets fields of a hash.",
        [](Context& c) { HSet(c, true); }},
       {"hget", 3, "readonly fast", 1, 1, 1, "hash", "Returns a field of a hash.", HGet},
       {"hmget", -3, "readonly fast", 1, 1, 1, "hash", "Returns fields of a hash.", HMGet},
@@ -1010,7 +1066,7 @@ const std::vector<Command>& Table() {
       {"hdel", -3, "write fast", 1, 1, 1, "hash", "Deletes fields of a hash.", HDel},
       {"hexists", 3, "readonly fast", 1, 1, 1, "hash", "Whether a field exists.", HExists},
       {"hlen", 2, "readonly fast", 1, 1, 1, "hash", "Returns the number of fields.", HLen},
-      {"hincrby", 4, "write fast", 1, 1, 1, "hash", "Adds to an integer field.", HIncrBy},
+      {"hincrby", 4, "write denyoom fast", 1, 1, 1, "hash", "Adds to an integer field.", HIncrBy},
       {"hscan", -3, "readonly", 1, 1, 1, "hash", "Iterates over the fields of a hash.", HScan},
       {"ping", -1, "fast", 0, 0, 0, "connection", "Returns PONG or the message.", Ping},
       {"echo", 2, "fast", 0, 0, 0, "connection", "Returns the message.", Echo},
@@ -1128,6 +1184,10 @@ void Execute(ServerState& server, Client& client, const Args& args, ReplyWriter&
   if (!server.requirepass.empty() && !client.authenticated &&
       std::string_view(command.flags).find("noauth") == std::string_view::npos) {
     return reply.Error("NOAUTH Authentication required.");
+  }
+  if (std::string_view(command.flags).find("denyoom") != std::string_view::npos &&
+      !server.keyspace->MakeRoom()) {
+    return reply.Error("OOM command not allowed when used memory > 'maxmemory'.");
   }
   client.last_command = name;
   Context context{server, client, args, reply};
