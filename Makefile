@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp bench-durability soak fuzz format tidy clean
+	bench bench-cpp bench-resp bench-durability soak fuzz format tidy clean
 
 all: build
 
@@ -78,6 +78,11 @@ bench-cpp: build
 	@./$(BUILD)/bench/engine_benchmark --benchmark_counters_tabular=true
 	@./$(BUILD)/bench/http_benchmark
 	@./$(BUILD)/bench/flight_benchmark
+
+# quiverd's Redis protocol against redis-server with redis-benchmark, 1 and 2 server threads,
+# pipelines 1 and 16, and memory per key (bench/suite/resp.py; BENCH_REQUESTS, BENCH_RUNS, ...).
+bench-resp: build python
+	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/resp.py
 
 # Write throughput per fsync policy and restart time (docs/durability.md; BENCH_ROWS, BENCH_SECONDS).
 bench-durability: build

@@ -91,7 +91,7 @@ class RedisServer:
     """Debian's redis-server on a free loopback port, without persistence (quiverd has none yet
     either), otherwise its defaults (one thread serving commands)."""
 
-    def __init__(self, directory: pathlib.Path) -> None:
+    def __init__(self, directory: pathlib.Path, *extra: str) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise SystemExit("redis-server is missing: run scripts/setup.sh (Debian's redis-server)")
@@ -99,7 +99,7 @@ class RedisServer:
         self.port = free_port()
         self.process = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(directory)],
+             "--appendonly", "no", "--dir", str(directory), *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True,

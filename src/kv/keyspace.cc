@@ -1,6 +1,7 @@
 #include "kv/keyspace.h"
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <chrono>
 #include <limits>
@@ -108,19 +109,24 @@ Keyspace::~Keyspace() {
 // ---------------------------------------------------------------------------------------------
 // Views.
 
-Keyspace::View::View(Keyspace& keyspace, std::vector<size_t> shards)
-    : keyspace_(keyspace), shards_(std::move(shards)) {
-  for (size_t shard : shards_) locks_.emplace_back(keyspace_.shards_[shard].mutex);
+Keyspace::View::View(Keyspace& keyspace, uint64_t shards)
+    : keyspace_(keyspace), locked_(shards) {
+  for (uint64_t rest = locked_; rest != 0; rest &= rest - 1) {
+    keyspace_.shards_[std::countr_zero(rest)].mutex.lock();
+  }
   now_ = keyspace_.clock_();
 }
 
+Keyspace::View::~View() {
+  for (uint64_t rest = locked_; rest != 0; rest &= rest - 1) {
+    keyspace_.shards_[std::countr_zero(rest)].mutex.unlock();
+  }
+}
+
 Keyspace::View Keyspace::Lock(const std::vector<std::string_view>& keys) {
-  std::vector<size_t> shards;
-  shards.reserve(keys.size());
-  for (std::string_view key : keys) shards.push_back(ShardOf(key));
-  std::sort(shards.begin(), shards.end());
-  shards.erase(std::unique(shards.begin(), shards.end()), shards.end());
-  return View(*this, std::move(shards));
+  uint64_t shards = 0;
+  for (std::string_view key : keys) shards |= uint64_t{1} << ShardOf(key);
+  return View(*this, shards);
 }
 
 uint64_t Keyspace::View::BytesOf(std::string_view key, const Entry& entry) {
@@ -140,8 +146,12 @@ Entry* Keyspace::View::Find(std::string_view key) {
 Entry* Keyspace::View::Insert(std::string_view key, Type type) {
   Shard& shard = keyspace_.shards_[ShardOf(key)];
   auto it = shard.map.find(key);
-  if (it != shard.map.end()) keyspace_.EraseIt(shard, it);
-  it = shard.map.emplace(std::string(key), Entry{}).first;
+  if (it != shard.map.end()) {  // a fresh entry in the same node
+    keyspace_.Unindex(shard, it->first, it->second);
+    it->second = Entry{};
+  } else {
+    it = shard.map.emplace(std::string(key), Entry{}).first;
+  }
   Entry& entry = it->second;
   entry.type = type;
   if (type == Type::kHash) {

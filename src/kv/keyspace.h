@@ -94,7 +94,7 @@ constexpr uint64_t ChunkBytes(uint64_t n) {
 
 class Keyspace {
  public:
-  static constexpr size_t kShards = 64;
+  static constexpr size_t kShards = 64;  // a View's lock mask is one 64-bit word
 
   // `clock`: the time used for expiry (tests pass their own).
   explicit Keyspace(std::function<Millis()> clock = SystemMillis);
@@ -124,18 +124,21 @@ class Keyspace {
     static uint64_t BytesOf(std::string_view key, const Entry& entry);
     Millis now() const { return now_; }
 
+    ~View();
+    View(const View&) = delete;
+    View& operator=(const View&) = delete;
+
    private:
     friend class Keyspace;
-    View(Keyspace& keyspace, std::vector<size_t> shards);
+    View(Keyspace& keyspace, uint64_t shards);  // locks the shards of the mask, in order
     Keyspace& keyspace_;
-    std::vector<size_t> shards_;  // sorted, unique
-    std::vector<std::unique_lock<std::mutex>> locks_;
+    uint64_t locked_;  // bit i: shard i
     Millis now_;
   };
 
   // Locks the shards of `keys` (in shard order) for one atomic operation.
   View Lock(const std::vector<std::string_view>& keys);
-  View Lock(std::string_view key) { return Lock(std::vector<std::string_view>{key}); }
+  View Lock(std::string_view key) { return View(*this, uint64_t{1} << ShardOf(key)); }
 
   // Every live key matching a glob pattern (Redis's KEYS patterns), in no order.
   std::vector<std::string> Keys(std::string_view pattern);

@@ -141,7 +141,9 @@ void Set(Context& c) {
     }
   }
   auto view = c.keyspace().Lock(c.args[1]);
-  Entry* entry = view.Find(c.args[1]);
+  // A plain SET needs no look at the old value (Insert replaces it in place).
+  const bool plain = condition == kAny && !get && !keep_ttl;
+  Entry* entry = plain ? nullptr : view.Find(c.args[1]);
   if (get && entry != nullptr && entry->type != Type::kString) return c.reply.Error(kWrongType);
   std::optional<std::string> old;
   if (get && entry != nullptr) old = entry->string;
@@ -1084,9 +1086,9 @@ const std::vector<Command>& Table() {
   return table;
 }
 
-const std::unordered_map<std::string, const Command*>& Index() {
+const std::unordered_map<std::string_view, const Command*>& Index() {
   static const auto index = [] {
-    std::unordered_map<std::string, const Command*> map;
+    std::unordered_map<std::string_view, const Command*> map;
     for (const Command& command : Table()) map.emplace(command.name, &command);
     return map;
   }();
@@ -1165,7 +1167,12 @@ size_t CommandCount() { return Table().size(); }
 void Execute(ServerState& server, Client& client, const Args& args, ReplyWriter& reply) {
   if (args.empty()) return;
   server.commands.fetch_add(1, std::memory_order_relaxed);
-  const std::string name = Lower(args[0]);
+  char lowered[24];  // longer than every command name
+  const size_t length = std::min(args[0].size(), sizeof(lowered));
+  for (size_t i = 0; i < length; ++i) {
+    lowered[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(args[0][i])));
+  }
+  const std::string_view name(lowered, args[0].size() <= sizeof(lowered) ? length : 0);
   auto it = Index().find(name);
   if (it == Index().end()) {
     std::string message = "ERR unknown command '" + std::string(args[0].substr(0, 128)) +
@@ -1179,7 +1186,7 @@ void Execute(ServerState& server, Client& client, const Args& args, ReplyWriter&
   const int arity = command.arity;
   if ((arity > 0 && static_cast<int>(args.size()) != arity) ||
       (arity < 0 && static_cast<int>(args.size()) < -arity)) {
-    return reply.Error("ERR wrong number of arguments for '" + name + "' command");
+    return reply.Error("ERR wrong number of arguments for '" + std::string(name) + "' command");
   }
   if (!server.requirepass.empty() && !client.authenticated &&
       std::string_view(command.flags).find("noauth") == std::string_view::npos) {
@@ -1189,7 +1196,7 @@ void Execute(ServerState& server, Client& client, const Args& args, ReplyWriter&
       !server.keyspace->MakeRoom()) {
     return reply.Error("OOM command not allowed when used memory > 'maxmemory'.");
   }
-  client.last_command = name;
+  client.last_command.assign(name);
   Context context{server, client, args, reply};
   command.run(context);
 }

@@ -1,0 +1,200 @@
+"""quiverd's Redis protocol against Debian's redis-server, one command: `make bench-resp`
+(docs/benchmarks.md, "Redis protocol").
+
+Runs redis-benchmark (Debian's redis-tools) against both servers in the same run, alternating
+which goes first: SET, GET and HSET (`-t set,get,hset`) and MGET of 10 keys (a custom command:
+redis-benchmark has no mget test), 50 clients, random keys among 1,000,000 (`-r`), pipelines of
+1 and 16, with one server thread each (quiverd --resp-threads 1; redis-server's default) and
+then two (quiverd --resp-threads 2; redis-server --io-threads 2 --io-threads-do-reads yes).
+Then memory per key: 1,000,000 keys of 16-byte values loaded into fresh servers, resident
+memory growth and used_memory per key. Writes bench/results/resp-<UTC timestamp>/results.json
+and results.md.
+
+Environment (defaults in brackets):
+  BENCH_REQUESTS [1000000]   requests per redis-benchmark test
+  BENCH_RUNS [3]             runs per configuration (figures: medians across runs)
+  BENCH_KEYS [1000000]       keys for the memory measurement and redis-benchmark's -r
+  BENCH_THREADS [1,2]        server threads
+  BENCH_PIPELINES [1,16]
+  BENCH_OUT [bench/results/resp-<timestamp>]
+  QUIVERD [build/quiverd]
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import redis  # noqa: E402
+
+from run import ROOT, RedisServer, machine, rss_bytes, versions  # noqa: E402
+from quiverd import Server  # noqa: E402
+
+SYSTEMS = ("quiverd", "redis-server")
+MGET_KEYS = 10
+
+
+def settings() -> dict:
+    def ints(name: str, default: str) -> list[int]:
+        return [int(part) for part in os.environ.get(name, default).split(",") if part]
+
+    return {"requests": int(os.environ.get("BENCH_REQUESTS", "1000000")),
+            "runs": int(os.environ.get("BENCH_RUNS", "3")),
+            "keys": int(os.environ.get("BENCH_KEYS", "1000000")),
+            "threads": ints("BENCH_THREADS", "1,2"), "pipelines": ints("BENCH_PIPELINES", "1,16"),
+            "clients": 50}
+
+
+def start(system: str, threads: int, directory: pathlib.Path):
+    """(port, pid, stop) of a fresh server with `threads` threads serving commands."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if system == "quiverd":
+        server = Server(directory, "--resp-threads", str(threads), "--log-level", "warn")
+        return server.resp_port, server.process.pid, server.stop
+    extra = ("--io-threads", str(threads), "--io-threads-do-reads", "yes") if threads > 1 else ()
+    server = RedisServer(directory / f"redis-{time.monotonic_ns()}", *extra)
+    return server.port, server.process.pid, server.stop
+
+
+def redis_benchmark(port: int, config: dict, pipeline: int, *test: str) -> dict[str, dict]:
+    """{test name: {rps, p50_ms, p99_ms, ...}} from one redis-benchmark --csv run."""
+    command = ["redis-benchmark", "-p", str(port), "-n", str(config["requests"]),
+               "-c", str(config["clients"]), "-P", str(pipeline), "-r", str(config["keys"]),
+               "--csv", *test]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=True)
+    figures = {}
+    for row in csv.DictReader(io.StringIO(done.stdout)):
+        name = "MGET (10 keys)" if row["test"].startswith("MGET") else row["test"]
+        figures[name] = {"rps": float(row["rps"]), "avg_ms": float(row["avg_latency_ms"]),
+                         "p50_ms": float(row["p50_latency_ms"]),
+                         "p95_ms": float(row["p95_latency_ms"]),
+                         "p99_ms": float(row["p99_latency_ms"]),
+                         "max_ms": float(row["max_latency_ms"])}
+    if not figures:
+        raise SystemExit(f"redis-benchmark printed nothing: {done.stderr}")
+    return figures
+
+
+def throughput(config: dict, tmp: pathlib.Path, log) -> dict:
+    """{threads: {pipeline: {system: {test: figures (medians) + runs}}}}."""
+    mget = ["MGET", *["key:__rand_int__"] * MGET_KEYS]
+    out: dict = {}
+    for threads in config["threads"]:
+        for pipeline in config["pipelines"]:
+            runs: dict = {system: [] for system in SYSTEMS}
+            for run in range(config["runs"]):
+                order = SYSTEMS if run % 2 == 0 else SYSTEMS[::-1]
+                for system in order:
+                    port, _, stop = start(system, threads, tmp / f"{system}-{threads}-{pipeline}")
+                    try:
+                        figures = redis_benchmark(port, config, pipeline, "-t", "set,get,hset")
+                        figures.update(redis_benchmark(port, config, pipeline, *mget))
+                    finally:
+                        stop()
+                    runs[system].append(figures)
+                    log(f"threads {threads} -P {pipeline} run {run + 1} {system}: " + ", ".join(
+                        f"{test} {f['rps']:,.0f}/s p99 {f['p99_ms']} ms"
+                        for test, f in figures.items()))
+            level = out.setdefault(str(threads), {}).setdefault(str(pipeline), {})
+            for system, system_runs in runs.items():
+                level[system] = {
+                    test: {**{field: statistics.median(r[test][field] for r in system_runs)
+                              for field in system_runs[0][test]},
+                           "runs": [r[test] for r in system_runs]}
+                    for test in system_runs[0]}
+            for test, figures in level["quiverd"].items():
+                redis_figures = level["redis-server"][test]
+                figures["rps_ratio_vs_redis"] = figures["rps"] / redis_figures["rps"]
+                figures["p99_ratio_vs_redis"] = figures["p99_ms"] / redis_figures["p99_ms"]
+    return out
+
+
+def memory_per_key(config: dict, tmp: pathlib.Path, log) -> dict:
+    """Resident-memory growth and used_memory per key for `keys` keys of 16-byte values."""
+    out = {}
+    for system in SYSTEMS:
+        port, pid, stop = start(system, 1, tmp / f"{system}-memory")
+        try:
+            client = redis.Redis(port=port)
+            used_before = client.info("memory")["used_memory"]
+            rss_before = rss_bytes(pid)
+            for first in range(0, config["keys"], 10000):
+                last = min(config["keys"], first + 10000)
+                client.mset({f"key:{i:012d}": f"{i:016d}" for i in range(first, last)})
+            assert client.dbsize() == config["keys"], client.dbsize()
+            time.sleep(0.5)
+            out[system] = {
+                "rss_bytes_per_key": (rss_bytes(pid) - rss_before) / config["keys"],
+                "used_memory_bytes_per_key":
+                    (client.info("memory")["used_memory"] - used_before) / config["keys"]}
+            client.close()
+        finally:
+            stop()
+        log(f"memory {system}: {out[system]['rss_bytes_per_key']:.1f} resident bytes per key, "
+            f"{out[system]['used_memory_bytes_per_key']:.1f} used_memory bytes per key")
+    return out
+
+
+def markdown(data: dict) -> str:
+    s = data["settings"]
+    lines = [f"# quiverd against redis-server over RESP ({data['date']})", "",
+             f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
+             f"{data['machine']['virtualization']}; {data['versions']['redis_server']}.", "",
+             f"Command: `{data['command']}`; each test: `redis-benchmark -n {s['requests']} "
+             f"-c {s['clients']} -r {s['keys']} -P <pipeline> --csv -t set,get,hset` and "
+             f"`... MGET key:__rand_int__ (x{MGET_KEYS})`; medians of {s['runs']} runs, fresh "
+             f"servers per run, client and server on the same machine.", ""]
+    for threads, levels in data["throughput"].items():
+        for pipeline, systems in levels.items():
+            lines += [f"## {threads} server thread(s), pipeline {pipeline}", "",
+                      "| Test | quiverd req/s | redis req/s | ratio | quiverd p50 / p99 ms | "
+                      "redis p50 / p99 ms |", "|---|---|---|---|---|---|"]
+            for test, q in systems["quiverd"].items():
+                r = systems["redis-server"][test]
+                lines.append(f"| {test} | {q['rps']:,.0f} | {r['rps']:,.0f} | "
+                             f"{q['rps_ratio_vs_redis']:.2f}x | {q['p50_ms']:.3f} / "
+                             f"{q['p99_ms']:.3f} | {r['p50_ms']:.3f} / {r['p99_ms']:.3f} |")
+            lines.append("")
+    if data.get("memory"):
+        lines += [f"## Memory per key ({s['keys']:,} keys, 16-byte values)", "",
+                  "| Server | resident bytes/key | used_memory bytes/key |", "|---|---|---|"]
+        for system, figures in data["memory"].items():
+            lines.append(f"| {system} | {figures['rss_bytes_per_key']:.1f} | "
+                         f"{figures['used_memory_bytes_per_key']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    config = settings()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+    out_dir = pathlib.Path(os.environ.get("BENCH_OUT", ROOT / "bench" / "results" / f"resp-{stamp}"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def log(message: str) -> None:
+        print(message, flush=True)
+
+    data = {"date": stamp, "command": "make bench-resp", "settings": config,
+            "machine": machine(), "versions": versions()}
+    with tempfile.TemporaryDirectory() as tmp:
+        data["throughput"] = throughput(config, pathlib.Path(tmp), log)
+        data["memory"] = memory_per_key(config, pathlib.Path(tmp), log)
+    (out_dir / "results.json").write_text(json.dumps(data, indent=1) + "\n")
+    (out_dir / "results.md").write_text(markdown(data))
+    print(markdown(data))
+    print(f"results: {out_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The RESP comparison (bench/suite/resp.py, `make bench-resp`) end to end at a tiny size: both
+servers, every test and pipeline, memory per key, the results directory complete."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SETTINGS = {"BENCH_REQUESTS": "3000", "BENCH_RUNS": "1", "BENCH_KEYS": "3000",
+            "BENCH_THREADS": "1,2", "BENCH_PIPELINES": "1,16"}
+
+
+def test_resp_comparison_runs_and_reports(tmp_path):
+    subprocess.run([sys.executable, str(ROOT / "bench" / "suite" / "resp.py")], check=True,
+                   timeout=600, env={**os.environ, **SETTINGS, "BENCH_OUT": str(tmp_path)},
+                   stdout=subprocess.DEVNULL)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert set(data["throughput"]) == {"1", "2"}
+    for levels in data["throughput"].values():
+        assert set(levels) == {"1", "16"}
+        for systems in levels.values():
+            assert set(systems) == {"quiverd", "redis-server"}
+            for figures in systems.values():
+                assert set(figures) == {"SET", "GET", "HSET", "MGET (10 keys)"}
+                assert all(f["rps"] > 0 and f["p99_ms"] >= f["p50_ms"] for f in figures.values())
+            assert all(f["rps_ratio_vs_redis"] > 0 for f in systems["quiverd"].values())
+    for system in ("quiverd", "redis-server"):
+        assert 16 < data["memory"][system]["used_memory_bytes_per_key"] < 2000
+    report = (tmp_path / "results.md").read_text()
+    assert "| MGET (10 keys) |" in report and "Memory per key" in report
