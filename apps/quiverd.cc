@@ -41,6 +41,7 @@ struct Options {
   int64_t resp_port = 6380;
   int64_t resp_threads = 1;
   std::string requirepass;
+  std::string resp_table_separator = ":";
   int64_t maxmemory = 0;
   std::string maxmemory_policy = "noeviction";
   std::string data_dir = "./quiver-data";
@@ -161,6 +162,14 @@ const std::vector<Option>& AllOptions() {
          return std::string();
        },
        [](const Options& o) { return o.requirepass.empty() ? std::string("none") : "set"; }},
+      {"--resp-table-separator", "resp.table_separator", "TEXT",
+       "HGETALL <table><TEXT><key> over RESP reads a row of a feature table",
+       [](Options& o, const std::string& v, const std::string& where) {
+         if (v.empty()) return where + ": the separator is empty";
+         o.resp_table_separator = v;
+         return std::string();
+       },
+       [](const Options& o) { return o.resp_table_separator; }},
       IntegerOption("--maxmemory", "maxmemory", "N",
                     "memory limit of the key-value data in bytes (suffixes k, m, g; 0: none); "
                     "CONFIG SET maxmemory changes it at run time",
@@ -476,7 +485,8 @@ int Run(const Options& options) {
   resp.port = static_cast<uint16_t>(options.resp_port);
   resp.threads = static_cast<int>(options.resp_threads);
   resp.requirepass = options.requirepass;
-  auto resp_server = resp::RespServer::Start(resp, keyspace);
+  resp.table_separator = options.resp_table_separator;
+  auto resp_server = resp::RespServer::Start(resp, keyspace, &(*database)->catalog());
   if (!resp_server.ok()) {
     QUIVER_LOG(kError, "cannot start", {{"error", resp_server.status().message()}});
     (*flight_server)->Stop();

@@ -10,6 +10,8 @@
 #include <optional>
 #include <unordered_map>
 
+#include "server/resp/tables.h"
+
 namespace quiver::resp {
 namespace {
 
@@ -558,49 +560,92 @@ void HSet(Context& c, bool reply_ok) {
   reply_ok ? c.reply.Simple("OK") : c.reply.Integer(added);
 }
 
+// The hash read commands fall back to a feature table's row when the keyspace has no key at
+// c.args[1] (keyspace keys shadow rows; tables.h).
+std::optional<TableRow> RowAt(Context& c) {
+  if (c.server.catalog == nullptr) return std::nullopt;
+  return ReadTableRow(*c.server.catalog, c.server.table_separator, c.args[1]);
+}
+
+// A row's value of `field`: null for no such column or a null value.
+const std::string* RowField(const std::optional<TableRow>& row, std::string_view field) {
+  if (!row) return nullptr;
+  for (const auto& [name, value] : row->fields) {
+    if (name == field) return value ? &*value : nullptr;
+  }
+  return nullptr;
+}
+
 void HGet(Context& c) {
-  auto view = c.keyspace().Lock(c.args[1]);
-  bool wrong;
-  Entry* entry = FindHash(c, view, &wrong);
-  if (wrong) return;
-  if (entry == nullptr) return c.reply.Null();
-  auto it = entry->hash->find(c.args[2]);
-  it == entry->hash->end() ? c.reply.Null() : c.reply.Bulk(it->second);
+  {
+    auto view = c.keyspace().Lock(c.args[1]);
+    bool wrong;
+    Entry* entry = FindHash(c, view, &wrong);
+    if (wrong) return;
+    if (entry != nullptr) {
+      auto it = entry->hash->find(c.args[2]);
+      return it == entry->hash->end() ? c.reply.Null() : c.reply.Bulk(it->second);
+    }
+  }
+  const std::optional<TableRow> row = RowAt(c);
+  const std::string* value = RowField(row, c.args[2]);
+  value ? c.reply.Bulk(*value) : c.reply.Null();
 }
 
 void HMGet(Context& c) {
-  auto view = c.keyspace().Lock(c.args[1]);
-  bool wrong;
-  Entry* entry = FindHash(c, view, &wrong);
-  if (wrong) return;
+  {
+    auto view = c.keyspace().Lock(c.args[1]);
+    bool wrong;
+    Entry* entry = FindHash(c, view, &wrong);
+    if (wrong) return;
+    if (entry != nullptr) {
+      c.reply.Array(c.args.size() - 2);
+      for (size_t i = 2; i < c.args.size(); ++i) {
+        auto it = entry->hash->find(c.args[i]);
+        it == entry->hash->end() ? c.reply.Null() : c.reply.Bulk(it->second);
+      }
+      return;
+    }
+  }
+  const std::optional<TableRow> row = RowAt(c);
   c.reply.Array(c.args.size() - 2);
   for (size_t i = 2; i < c.args.size(); ++i) {
-    if (entry == nullptr) {
-      c.reply.Null();
-      continue;
-    }
-    auto it = entry->hash->find(c.args[i]);
-    it == entry->hash->end() ? c.reply.Null() : c.reply.Bulk(it->second);
+    const std::string* value = RowField(row, c.args[i]);
+    value ? c.reply.Bulk(*value) : c.reply.Null();
   }
 }
 
 // HGETALL (fields and values), HKEYS, HVALS.
 void HAll(Context& c, bool fields, bool values) {
-  auto view = c.keyspace().Lock(c.args[1]);
-  bool wrong;
-  Entry* entry = FindHash(c, view, &wrong);
-  if (wrong) return;
-  const size_t size = entry == nullptr ? 0 : entry->hash->size();
-  if (fields && values) {
-    c.reply.Map(size);
-  } else {
-    c.reply.Array(size);
+  auto reply_pairs = [&](size_t size, auto&& each) {
+    fields&& values ? c.reply.Map(size) : c.reply.Array(size);
+    each([&](std::string_view field, std::string_view value) {
+      if (fields) c.reply.Bulk(field);
+      if (values) c.reply.Bulk(value);
+    });
+  };
+  {
+    auto view = c.keyspace().Lock(c.args[1]);
+    bool wrong;
+    Entry* entry = FindHash(c, view, &wrong);
+    if (wrong) return;
+    if (entry != nullptr) {
+      return reply_pairs(entry->hash->size(), [&](auto&& emit) {
+        for (const auto& [field, value] : *entry->hash) emit(field, value);
+      });
+    }
   }
-  if (entry == nullptr) return;
-  for (const auto& [field, value] : *entry->hash) {
-    if (fields) c.reply.Bulk(field);
-    if (values) c.reply.Bulk(value);
+  const std::optional<TableRow> row = RowAt(c);
+  size_t size = 0;
+  if (row) {
+    for (const auto& field : row->fields) size += field.second.has_value();
   }
+  reply_pairs(size, [&](auto&& emit) {
+    if (!row) return;
+    for (const auto& [field, value] : row->fields) {
+      if (value) emit(field, *value);
+    }
+  });
 }
 
 void HDel(Context& c) {
@@ -618,19 +663,59 @@ void HDel(Context& c) {
 }
 
 void HExists(Context& c) {
-  auto view = c.keyspace().Lock(c.args[1]);
-  bool wrong;
-  Entry* entry = FindHash(c, view, &wrong);
-  if (wrong) return;
-  c.reply.Integer(entry != nullptr && entry->hash->count(c.args[2]) ? 1 : 0);
+  {
+    auto view = c.keyspace().Lock(c.args[1]);
+    bool wrong;
+    Entry* entry = FindHash(c, view, &wrong);
+    if (wrong) return;
+    if (entry != nullptr) return c.reply.Integer(entry->hash->count(c.args[2]) ? 1 : 0);
+  }
+  c.reply.Integer(RowField(RowAt(c), c.args[2]) != nullptr ? 1 : 0);
 }
 
 void HLen(Context& c) {
-  auto view = c.keyspace().Lock(c.args[1]);
-  bool wrong;
-  Entry* entry = FindHash(c, view, &wrong);
-  if (wrong) return;
-  c.reply.Integer(entry == nullptr ? 0 : static_cast<int64_t>(entry->hash->size()));
+  {
+    auto view = c.keyspace().Lock(c.args[1]);
+    bool wrong;
+    Entry* entry = FindHash(c, view, &wrong);
+    if (wrong) return;
+    if (entry != nullptr) return c.reply.Integer(static_cast<int64_t>(entry->hash->size()));
+  }
+  const std::optional<TableRow> row = RowAt(c);
+  int64_t size = 0;
+  if (row) {
+    for (const auto& field : row->fields) size += field.second.has_value();
+  }
+  c.reply.Integer(size);
+}
+
+// QUIVER.FETCH table numkeys key [key ...] [FOUND] [COLUMNS column [column ...]]: the rows as
+// one Arrow IPC stream in a bulk string (tables.h).
+void QuiverFetch(Context& c) {
+  if (c.server.catalog == nullptr) return c.reply.Error("ERR no feature tables are served here");
+  int64_t count;
+  if (!ParseInt(c.args[2], &count) || count < 1) {
+    return c.reply.Error("ERR numkeys must be a positive integer");
+  }
+  if (static_cast<size_t>(count) > c.args.size() - 3) {
+    return c.reply.Error("ERR numkeys is larger than the number of keys given");
+  }
+  const Args keys(c.args.begin() + 3, c.args.begin() + 3 + count);
+  bool found = false;
+  std::vector<std::string> columns;
+  for (size_t i = 3 + static_cast<size_t>(count); i < c.args.size(); ++i) {
+    if (Is(c.args[i], "found")) {
+      found = true;
+    } else if (Is(c.args[i], "columns") && i + 1 < c.args.size()) {
+      columns.assign(c.args.begin() + static_cast<std::ptrdiff_t>(i) + 1, c.args.end());
+      break;
+    } else {
+      return c.reply.Error(kSyntax);
+    }
+  }
+  Result<std::string> ipc = FetchTableIpc(*c.server.catalog, c.args[1], keys, columns, found);
+  if (!ipc.ok()) return c.reply.Error("ERR " + ipc.status().message());
+  c.reply.Bulk(*ipc);
 }
 
 void HIncrBy(Context& c) {
@@ -1070,6 +1155,8 @@ const std::vector<Command>& Table() {
       {"hlen", 2, "readonly fast", 1, 1, 1, "hash", "Returns the number of fields.", HLen},
       {"hincrby", 4, "write denyoom fast", 1, 1, 1, "hash", "Adds to an integer field.", HIncrBy},
       {"hscan", -3, "readonly", 1, 1, 1, "hash", "Iterates over the fields of a hash.", HScan},
+      {"quiver.fetch", -4, "readonly", 0, 0, 0, "quiver",
+       "Returns keys x columns of a feature table as an Arrow IPC stream.", QuiverFetch},
       {"ping", -1, "fast", 0, 0, 0, "connection", "Returns PONG or the message.", Ping},
       {"echo", 2, "fast", 0, 0, 0, "connection", "Returns the message.", Echo},
       {"select", 2, "fast", 0, 0, 0, "connection", "Selects a database (only 0).", Select},

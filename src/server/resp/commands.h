@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "engine/catalog.h"
 #include "kv/keyspace.h"
 #include "server/resp/protocol.h"
 
@@ -30,6 +31,9 @@ struct Client {
 
 struct ServerState {
   kv::Keyspace* keyspace = nullptr;
+  // Feature tables read as hashes ("<table><separator><key>") and by QUIVER.FETCH; may be null.
+  const Catalog* catalog = nullptr;
+  std::string table_separator = ":";
   std::string requirepass;  // empty: no password
   std::string bind;
   uint16_t port = 0;

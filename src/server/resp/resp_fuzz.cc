@@ -6,7 +6,9 @@
 #include <string_view>
 
 #include "common/fuzz_check.h"
+#include "engine/catalog.h"
 #include "kv/keyspace.h"
+#include "server/codec/codec.h"
 #include "server/resp/commands.h"
 #include "server/resp/protocol.h"
 
@@ -16,13 +18,31 @@ void Check(bool condition, const char* property) {
   quiver::FuzzCheck(condition, "resp_fuzz", property);
 }
 
+// A feature table "t" (utf8 key; int64, float32 embedding of 2) with rows "a" and "b", for the
+// table paths of the hash commands and QUIVER.FETCH.
+quiver::Catalog* MakeCatalog() {
+  static quiver::Catalog catalog;
+  auto schema = quiver::TableSchema::FromJson(
+      R"({"key": "k", "columns": {"k": {"dtype": "utf8", "nullable": false},
+          "x": {"dtype": "int64"}, "e": {"dtype": "fixed_size_list[float32, 2]"}}})");
+  Check(schema.ok(), "the table's schema is valid");
+  auto table = catalog.CreateTable("t", *schema);
+  Check(table.ok(), "the table is created");
+  auto batch = quiver::codec::ParseJsonWrite(
+      R"({"columns": {"k": ["a", "b"], "x": [1, null], "e": [[0.5, 1], null]}})", *schema);
+  Check(batch.ok() && (*table)->Upsert(**batch).ok(), "the rows are written");
+  return &catalog;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace quiver::resp;
   static quiver::kv::Keyspace keyspace;
   static ServerState server;
+  static quiver::Catalog* catalog = MakeCatalog();
   server.keyspace = &keyspace;
+  server.catalog = catalog;
   server.list_clients = [] { return std::vector<std::string>{"id=1"}; };
   server.client_count = [] { return size_t{1}; };
   Client client;

@@ -136,9 +136,12 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   std::string client_line_;
 };
 
-RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace)
+RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace,
+                       const Catalog* catalog)
     : options_(options), io_(std::make_unique<Io>()) {
   state_.keyspace = &keyspace;
+  state_.catalog = catalog;
+  state_.table_separator = options.table_separator;
   state_.requirepass = options.requirepass;
   state_.bind = options.bind;
   state_.threads = options.threads;
@@ -156,8 +159,9 @@ RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace)
 }
 
 Result<std::unique_ptr<RespServer>> RespServer::Start(const RespServerOptions& options,
-                                                      kv::Keyspace& keyspace) {
-  std::unique_ptr<RespServer> server(new RespServer(options, keyspace));
+                                                      kv::Keyspace& keyspace,
+                                                      const Catalog* catalog) {
+  std::unique_ptr<RespServer> server(new RespServer(options, keyspace, catalog));
   Io& io = *server->io_;
   const int threads = std::max(1, options.threads);
   for (int i = 0; i < threads; ++i) {

@@ -28,13 +28,16 @@ struct RespServerOptions {
   uint16_t port = 6380;  // 0: any free port
   int threads = 1;
   std::string requirepass;  // empty: no AUTH needed
+  std::string table_separator = ":";  // HGETALL <table><separator><key> reads a table's row
   size_t max_connections = 10000;
 };
 
 class RespServer {
  public:
+  // `catalog` (may be null): the feature tables also served, read-only.
   static Result<std::unique_ptr<RespServer>> Start(const RespServerOptions& options,
-                                                   kv::Keyspace& keyspace);
+                                                   kv::Keyspace& keyspace,
+                                                   const Catalog* catalog = nullptr);
   ~RespServer();
   RespServer(const RespServer&) = delete;
   RespServer& operator=(const RespServer&) = delete;
@@ -47,7 +50,7 @@ class RespServer {
   class Connection;
   struct Io;
 
-  RespServer(const RespServerOptions& options, kv::Keyspace& keyspace);
+  RespServer(const RespServerOptions& options, kv::Keyspace& keyspace, const Catalog* catalog);
   void Accept();
 
   const RespServerOptions options_;

@@ -1,0 +1,44 @@
+// Feature tables seen through the Redis protocol: a row read as a hash (HGETALL <table>:<key>),
+// and many keys x columns of a table as one Arrow IPC stream (QUIVER.FETCH). docs/resp.md,
+// "Feature tables".
+//
+// A hash value is the column's value as text: integers and floats in their shortest round-trip
+// decimal form (as the JSON API writes them), bool as "true"/"false", date32 as days and
+// timestamps as integers of their unit since the epoch, utf8 and binary as their bytes, and
+// list / fixed_size_list values as their elements packed little-endian (a float32 embedding of
+// 128 is 512 bytes, the layout Redis users store vectors in). A null is no field.
+//
+// Thread safety: pure functions over the thread-safe catalog.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/catalog.h"
+
+namespace quiver::resp {
+
+struct TableRow {
+  // Every value column in schema order; nullopt for a null value.
+  std::vector<std::pair<std::string, std::optional<std::string>>> fields;
+};
+
+// The row at `key` = "<table><separator><row key>" when the part before the first `separator`
+// names a table of `catalog` and that table holds the row; nullopt otherwise (also for a row key
+// that is not of the table's key type).
+std::optional<TableRow> ReadTableRow(const Catalog& catalog, std::string_view separator,
+                                     std::string_view key);
+
+// The rows of `keys` (texts of the table's key type) as an Arrow IPC stream of one batch, the
+// `columns` (all value columns when empty) and, with `found_column`, "_found": the HTTP fetch's
+// answer. Errors: NotFound for an unknown table or column, InvalidArgument for a key that is not
+// of the key type (naming it).
+Result<std::string> FetchTableIpc(const Catalog& catalog, std::string_view table,
+                                  const std::vector<std::string_view>& keys,
+                                  const std::vector<std::string>& columns, bool found_column);
+
+}  // namespace quiver::resp
