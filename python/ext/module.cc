@@ -17,6 +17,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
+#include <nanobind/stl/string_view.h>
 
 #include <memory>
 #include <atomic>
@@ -31,6 +32,8 @@
 #include "engine/catalog.h"
 #include "engine/schema.h"
 #include "engine/table.h"
+#include "kv/keyspace.h"
+#include "server/resp/local.h"
 #include "storage/database.h"
 
 namespace nb = nanobind;
@@ -39,6 +42,7 @@ namespace quiver::python {
 namespace {
 
 PyObject* g_engine_error = nullptr;
+PyObject* g_kv_error = nullptr;
 
 // Raises EngineError(code, message). Call with the GIL held.
 [[noreturn]] void Raise(const Status& status) {
@@ -114,8 +118,10 @@ class Engine {
  public:
   Engine(std::optional<std::string> data_dir, const std::string& fsync, uint64_t snapshot_wal_bytes,
          int64_t snapshot_interval) {
+    keyspace_.StartActiveExpiry();
     if (!data_dir) {
       memory_ = std::make_unique<Catalog>();
+      kv_ = std::make_unique<resp::LocalClient>(keyspace_, memory_.get());
       return;
     }
     storage::DatabaseOptions options;
@@ -132,6 +138,37 @@ class Engine {
       opened = storage::Database::Open(options);
     }
     database_ = ValueOrRaise(std::move(opened));
+    kv_ = std::make_unique<resp::LocalClient>(keyspace_, &database_->catalog());
+  }
+
+  // Runs a key-value command (args: bytes; args[0] the name) through the RESP command table;
+  // the reply as Python values: bytes, int, float, bool, None, str (status replies), list, dict.
+  // An error reply raises KvError(message).
+  nb::object KvCall(const std::vector<nb::bytes>& args) {
+    catalog();  // raises once closed
+    std::vector<std::string> owned;
+    owned.reserve(args.size());
+    for (const nb::bytes& arg : args) owned.emplace_back(arg.c_str(), arg.size());
+    resp::Reply reply;
+    {
+      nb::gil_scoped_release release;
+      const std::vector<std::string_view> views(owned.begin(), owned.end());
+      reply = kv_->Call(views);
+    }
+    return ToPython(reply);
+  }
+
+  nb::dict KvInfo() {
+    const kv::KeyspaceStats stats = keyspace_.Stats();
+    nb::dict out;
+    out["keys"] = stats.keys;
+    out["keys_with_ttl"] = stats.keys_with_ttl;
+    out["expired"] = stats.expired;
+    out["evicted"] = stats.evicted;
+    out["used_memory"] = stats.bytes;
+    out["maxmemory"] = keyspace_.MaxMemory();
+    out["maxmemory_policy"] = std::string(kv::PolicyName(keyspace_.Policy()));
+    return out;
   }
 
   // Syncs the log and releases the data directory; later calls fail.
@@ -244,8 +281,45 @@ class Engine {
     return database_ ? database_->catalog() : *memory_;
   }
 
+  static nb::object ToPython(const resp::Reply& reply) {
+    using Kind = resp::Reply::Kind;
+    switch (reply.kind) {
+      case Kind::kError: {
+        PyErr_SetString(g_kv_error, reply.text.c_str());
+        throw nb::python_error();
+      }
+      case Kind::kSimple:
+        return nb::str(reply.text.c_str(), reply.text.size());
+      case Kind::kInteger:
+        return nb::int_(reply.integer);
+      case Kind::kBoolean:
+        return nb::bool_(reply.integer != 0);
+      case Kind::kDouble:
+        return nb::float_(reply.number);
+      case Kind::kBulk:
+        return nb::bytes(reply.text.data(), reply.text.size());
+      case Kind::kArray: {
+        nb::list list;
+        for (const resp::Reply& element : reply.elements) list.append(ToPython(element));
+        return list;
+      }
+      case Kind::kMap: {
+        nb::dict dict;
+        for (size_t i = 0; i + 1 < reply.elements.size(); i += 2) {
+          dict[ToPython(reply.elements[i])] = ToPython(reply.elements[i + 1]);
+        }
+        return dict;
+      }
+      case Kind::kNull:
+        break;
+    }
+    return nb::none();
+  }
+
+  kv::Keyspace keyspace_;  // destroyed last: kv_ and the catalog's users go first
   std::unique_ptr<Catalog> memory_;
   std::unique_ptr<storage::Database> database_;
+  std::unique_ptr<resp::LocalClient> kv_;
   std::atomic<bool> closed_{false};
 };
 
@@ -259,6 +333,10 @@ NB_MODULE(_quiver, m) {
       "quiver._quiver.EngineError", "An engine error: args are (code, message).",
       PyExc_RuntimeError, nullptr);
   m.attr("EngineError") = nb::borrow(quiver::python::g_engine_error);
+  quiver::python::g_kv_error = PyErr_NewExceptionWithDoc(
+      "quiver._quiver.KvError", "An error reply of a key-value command: args are (message,).",
+      PyExc_RuntimeError, nullptr);
+  m.attr("KvError") = nb::borrow(quiver::python::g_kv_error);
 
   nb::class_<Engine>(m, "Engine", "An in-memory catalog of feature tables.")
       .def(nb::init<std::optional<std::string>, const std::string&, uint64_t, int64_t>(),
@@ -283,5 +361,9 @@ NB_MODULE(_quiver, m) {
            "found_count) for the feature batch and the 'found' batch.")
       .def("delete", &Engine::Delete, nb::arg("name"), nb::arg("keys_schema"),
            nb::arg("keys_array"), "Deletes keys; returns how many were present.")
-      .def("stats", &Engine::Stats, nb::arg("name"), "Memory and row counts of a table.");
+      .def("stats", &Engine::Stats, nb::arg("name"), "Memory and row counts of a table.")
+      .def("kv_call", &Engine::KvCall, nb::arg("args"),
+           "Runs a key-value command (a list of bytes) with the RESP server's semantics; "
+           "returns its reply as Python values, raises KvError for an error reply.")
+      .def("kv_info", &Engine::KvInfo, "Key-value keyspace counts and memory.");
 }

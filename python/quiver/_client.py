@@ -12,6 +12,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 import pyarrow as pa
 
 from . import _convert, _schema
+from ._errors import Unsupported
 from ._result import ReadResult
 
 
@@ -41,6 +42,17 @@ class Client:
 
     def close(self) -> None:
         self._backend.close()
+
+    @property
+    def kv(self) -> Any:
+        """The key-value store (strings and hashes with TTLs, Redis's semantics) of an embedded
+        engine: ``quiver.open().kv.set("k", b"v", ex=60)``. Remote servers serve it over the
+        Redis protocol instead (redis-py on quiverd's --resp-port)."""
+        kv = getattr(self._backend, "kv", None)
+        if kv is None:
+            raise Unsupported(f"the {self.backend} client has no key-value API: use a Redis "
+                              "client (redis-py) on quiverd's RESP port", "NOT_IMPLEMENTED")
+        return kv
 
     def __enter__(self) -> "Client":
         return self

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from . import _quiver
 from ._errors import error_from_code
+from ._kv import KeyValue
 
 
 class _CArray:
@@ -30,6 +31,7 @@ class EmbeddedBackend:
                  snapshot_wal_bytes: int = 256 << 20, snapshot_interval: int = 3600) -> None:
         self._engine = self._call(_quiver.Engine, data_dir, fsync, snapshot_wal_bytes,
                                   snapshot_interval)
+        self.kv = KeyValue(self._engine)
 
     def close(self) -> None:
         self._engine.close()

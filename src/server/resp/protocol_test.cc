@@ -1,7 +1,9 @@
-// Tests of the RESP request parser and reply writer.
+// Tests of the RESP request parser and reply writer, and of the in-process client.
 #include "server/resp/protocol.h"
 
 #include <gtest/gtest.h>
+
+#include "server/resp/local.h"
 
 namespace quiver::resp {
 namespace {
@@ -82,6 +84,68 @@ TEST(RespReplyTest, Resp2AndResp3) {
   reply.Double(1.5);
   reply.Verbatim("x");
   EXPECT_EQ(out, "_\r\n%1\r\n,1.5\r\n=5\r\ntxt:x\r\n");
+}
+
+TEST(RespReplyTest, ParseReplyReadsWhatTheWriterWrites) {
+  std::string out;
+  ReplyWriter writer(&out);
+  writer.set_protocol(3);
+  writer.Map(2);
+  writer.Bulk("a");
+  writer.Integer(-7);
+  writer.Bulk(std::string("b\r\n\0", 4));
+  writer.Array(3);
+  writer.Null();
+  writer.Double(1.5);
+  writer.Verbatim("text");
+  size_t consumed = 0;
+  Result<Reply> reply = ParseReply(out, &consumed);
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ(consumed, out.size());
+  ASSERT_EQ(reply->kind, Reply::Kind::kMap);
+  ASSERT_EQ(reply->elements.size(), 4u);
+  EXPECT_EQ(reply->elements[1].integer, -7);
+  EXPECT_EQ(reply->elements[2].text, std::string("b\r\n\0", 4));
+  const Reply& array = reply->elements[3];
+  EXPECT_EQ(array.elements[0].kind, Reply::Kind::kNull);
+  EXPECT_EQ(array.elements[1].number, 1.5);
+  EXPECT_EQ(array.elements[2].text, "text");
+  for (size_t n = 0; n < out.size(); ++n) {  // every cut is refused
+    EXPECT_FALSE(ParseReply(std::string_view(out).substr(0, n), &consumed).ok()) << n;
+  }
+}
+
+TEST(LocalClientTest, TheWiresSemanticsInProcess) {
+  kv::Keyspace keyspace;
+  LocalClient kv(keyspace);
+  ASSERT_TRUE(kv.Set("k", "v", 60'000).ok());
+  EXPECT_EQ(**kv.Get("k"), "v");
+  const int64_t ttl = *kv.Ttl("k");
+  EXPECT_GT(ttl, 59'000);
+  EXPECT_LE(ttl, 60'000);
+  ASSERT_TRUE(kv.Set("k", "w").ok());  // an overwrite clears the TTL
+  EXPECT_EQ(*kv.Ttl("k"), -1);
+  EXPECT_EQ(*kv.Ttl("missing"), -2);
+  EXPECT_FALSE(kv.Get("missing")->has_value());
+  EXPECT_TRUE(*kv.Expire("k", 10'000));
+  EXPECT_FALSE(*kv.Expire("missing", 10'000));
+  EXPECT_EQ(*kv.Delete({"k", "missing"}), 1);
+  Reply added = kv.Call({"HSET", "h", "f", "1", "g", "2"});
+  EXPECT_EQ(added.integer, 2);
+  Reply all = kv.Call({"HGETALL", "h"});
+  ASSERT_EQ(all.kind, Reply::Kind::kMap);
+  EXPECT_EQ(all.elements.size(), 4u);
+  // Errors: the wire's texts, as a Reply and as a Status.
+  EXPECT_EQ(kv.Call({"NOSUCH"}).kind, Reply::Kind::kError);
+  Result<std::optional<std::string>> wrong = kv.Get("h");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(wrong.status().message(),
+            "WRONGTYPE Operation against a key holding the wrong kind of value");
+  keyspace.SetMaxMemory(1);
+  Status full = kv.Set("x", "y");
+  EXPECT_EQ(full.code(), StatusCode::kOutOfMemory);
+  EXPECT_FALSE(kv.Get("x")->has_value());
 }
 
 }  // namespace
