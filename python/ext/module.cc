@@ -15,12 +15,12 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
-#include <nanobind/stl/string_view.h>
 
-#include <memory>
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>

@@ -18,7 +18,9 @@ constexpr uint64_t kHashTableBytes = ChunkBytes(sizeof(HashValue));
 
 // Heap bytes of a string: none while it fits in the object (libstdc++'s 15-byte buffer).
 uint64_t HeapBytes(size_t capacity) { return capacity > 15 ? ChunkBytes(capacity + 1) : 0; }
-uint64_t BucketBytes(size_t buckets) { return buckets > 1 ? ChunkBytes(buckets * sizeof(void*)) : 0; }
+uint64_t BucketBytes(size_t buckets) {
+  return buckets > 1 ? ChunkBytes(buckets * sizeof(void*)) : 0;
+}
 uint64_t FieldBytes(const std::string& field, const std::string& value) {
   return kFieldNodeBytes + HeapBytes(field.capacity()) + HeapBytes(value.capacity());
 }
@@ -59,9 +61,7 @@ constexpr std::pair<EvictionPolicy, std::string_view> kPolicies[] = {
 bool IsLfu(EvictionPolicy policy) {
   return policy == EvictionPolicy::kAllKeysLfu || policy == EvictionPolicy::kVolatileLfu;
 }
-bool IsVolatile(EvictionPolicy policy) {
-  return policy >= EvictionPolicy::kVolatileLru;
-}
+bool IsVolatile(EvictionPolicy policy) { return policy >= EvictionPolicy::kVolatileLru; }
 bool IsRandom(EvictionPolicy policy) {
   return policy == EvictionPolicy::kAllKeysRandom || policy == EvictionPolicy::kVolatileRandom;
 }
@@ -109,8 +109,7 @@ Keyspace::~Keyspace() {
 // ---------------------------------------------------------------------------------------------
 // Views.
 
-Keyspace::View::View(Keyspace& keyspace, uint64_t shards)
-    : keyspace_(keyspace), locked_(shards) {
+Keyspace::View::View(Keyspace& keyspace, uint64_t shards) : keyspace_(keyspace), locked_(shards) {
   for (uint64_t rest = locked_; rest != 0; rest &= rest - 1) {
     keyspace_.shards_[std::countr_zero(rest)].mutex.lock();
   }
@@ -174,8 +173,8 @@ bool Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_vie
   auto [it, inserted] = hash.try_emplace(std::string(field));
   const uint64_t old_field = inserted ? 0 : FieldBytes(it->first, it->second);
   it->second.assign(value);
-  entry->hash_bytes += FieldBytes(it->first, it->second) - old_field +
-                       BucketBytes(hash.bucket_count()) - buckets;
+  entry->hash_bytes +=
+      FieldBytes(it->first, it->second) - old_field + BucketBytes(hash.bucket_count()) - buckets;
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
                    static_cast<int64_t>(entry->hash_bytes) - static_cast<int64_t>(before));
   return inserted;

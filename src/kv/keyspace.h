@@ -178,8 +178,8 @@ class Keyspace {
     std::mutex mutex;
     std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> map;
     std::vector<const std::string*> volatile_keys;  // keys with a TTL (point into `map`)
-    int64_t bytes = 0;      // entries and the structures below
-    int64_t structure = 0;  // bytes of the bucket array and volatile_keys
+    int64_t bytes = 0;                              // entries and the structures below
+    int64_t structure = 0;                          // bytes of the bucket array and volatile_keys
     int64_t expired = 0;
     int64_t evicted = 0;
   };
@@ -216,7 +216,7 @@ class Keyspace {
   std::atomic<EvictionPolicy> policy_{EvictionPolicy::kNoEviction};
   std::atomic<int> samples_{5};
   std::mutex evict_mutex_;
-  std::vector<Candidate> pool_;     // under evict_mutex_, ascending score
+  std::vector<Candidate> pool_;    // under evict_mutex_, ascending score
   std::mt19937_64 evict_rng_{42};  // under evict_mutex_
 
   std::mutex loop_mutex_;

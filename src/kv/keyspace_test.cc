@@ -6,11 +6,10 @@
 #include <malloc.h>
 
 #include <atomic>
-#include <cstdlib>
-#include <new>
-
 #include <chrono>
+#include <cstdlib>
 #include <map>
+#include <new>
 #include <random>
 #include <set>
 #include <thread>
@@ -381,8 +380,8 @@ TEST(KeyspaceEvictionTest, VolatileTtlEvictsTheSoonestToExpireAndOnlyKeysWithATt
 TEST(KeyspaceEvictionTest, EveryPolicyStaysUnderTheLimit) {
   for (EvictionPolicy policy :
        {EvictionPolicy::kAllKeysLru, EvictionPolicy::kAllKeysLfu, EvictionPolicy::kAllKeysRandom,
-        EvictionPolicy::kVolatileLru, EvictionPolicy::kVolatileLfu,
-        EvictionPolicy::kVolatileRandom, EvictionPolicy::kVolatileTtl}) {
+        EvictionPolicy::kVolatileLru, EvictionPolicy::kVolatileLfu, EvictionPolicy::kVolatileRandom,
+        EvictionPolicy::kVolatileTtl}) {
     FakeClock clock;
     Keyspace keyspace(clock.Function());
     keyspace.SetPolicy(policy);

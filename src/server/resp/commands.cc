@@ -618,7 +618,11 @@ void HMGet(Context& c) {
 // HGETALL (fields and values), HKEYS, HVALS.
 void HAll(Context& c, bool fields, bool values) {
   auto reply_pairs = [&](size_t size, auto&& each) {
-    fields&& values ? c.reply.Map(size) : c.reply.Array(size);
+    if (fields && values) {
+      c.reply.Map(size);
+    } else {
+      c.reply.Array(size);
+    }
     each([&](std::string_view field, std::string_view value) {
       if (fields) c.reply.Bulk(field);
       if (values) c.reply.Bulk(value);
@@ -906,8 +910,8 @@ bool ParseMemory(std::string_view text, uint64_t* bytes) {
   if (std::from_chars(text.data(), text.data() + digits, value).ec != std::errc()) return false;
   const std::string unit = Lower(text.substr(digits));
   static const std::pair<const char*, uint64_t> kUnits[] = {
-      {"", 1},          {"b", 1},        {"k", 1000},         {"kb", 1024},
-      {"m", 1000000},   {"mb", 1 << 20}, {"g", 1000000000},   {"gb", uint64_t{1} << 30}};
+      {"", 1},        {"b", 1},        {"k", 1000},       {"kb", 1024},
+      {"m", 1000000}, {"mb", 1 << 20}, {"g", 1000000000}, {"gb", uint64_t{1} << 30}};
   for (const auto& [name, multiplier] : kUnits) {
     if (unit == name) return !__builtin_mul_overflow(value, multiplier, bytes);
   }
@@ -1079,14 +1083,15 @@ void CommandCommand(Context& c);
 const std::vector<Command>& Table() {
   static const std::vector<Command> table = {
       {"get", 2, "readonly fast", 1, 1, 1, "string", "Returns the string value of a key.", Get},
-      {"set", -3, "write denyoom", 1, 1, 1, "string", "Sets the string value of a key, with options.", Set},
+      {"set", -3, "write denyoom", 1, 1, 1, "string",
+       "Sets the string value of a key, with options.", Set},
       {"mget", -2, "readonly fast", 1, -1, 1, "string", "Returns the values of keys.", MGet},
       {"mset", -3, "write denyoom", 1, -1, 2, "string", "Sets the values of keys.",
        [](Context& c) { MSet(c, false); }},
       {"msetnx", -3, "write denyoom", 1, -1, 2, "string", "Sets keys only when none exists.",
        [](Context& c) { MSet(c, true); }},
-      {"setnx", 3, "write denyoom fast", 1, 1, 1, "string", "Sets a key only when it does not exist.",
-       SetNx},
+      {"setnx", 3, "write denyoom fast", 1, 1, 1, "string",
+       "Sets a key only when it does not exist.", SetNx},
       {"setex", 4, "write denyoom", 1, 1, 1, "string", "Sets a key with a TTL in seconds.",
        [](Context& c) { SetEx(c, 1000, "setex"); }},
       {"psetex", 4, "write denyoom", 1, 1, 1, "string", "Sets a key with a TTL in milliseconds.",
@@ -1105,8 +1110,8 @@ const std::vector<Command>& Table() {
        [](Context& c) { IncrBy(c, 1, true); }},
       {"decrby", 3, "write denyoom fast", 1, 1, 1, "string", "Subtracts from an integer.",
        [](Context& c) { IncrBy(c, -1, true); }},
-      {"incrbyfloat", 3, "write denyoom fast", 1, 1, 1, "string", "Adds to a floating-point number.",
-       IncrByFloat},
+      {"incrbyfloat", 3, "write denyoom fast", 1, 1, 1, "string",
+       "Adds to a floating-point number.", IncrByFloat},
       {"del", -2, "write", 1, -1, 1, "generic", "Deletes keys.", Del},
       {"unlink", -2, "write fast", 1, -1, 1, "generic", "Deletes keys.", Del},
       {"exists", -2, "readonly fast", 1, -1, 1, "generic", "Counts the keys that exist.", Exists},

@@ -17,9 +17,7 @@ Result<Reply> Parse(std::string_view input, size_t* position, int depth) {
   const std::string_view line = input.substr(*position, end - *position);
   *position = end + 2;
   Reply reply;
-  auto length = [&](int64_t* value) {
-    return ParseInt(line, value) && *value >= 0;
-  };
+  auto length = [&](int64_t* value) { return ParseInt(line, value) && *value >= 0; };
   switch (kind) {
     case '+':
     case '-':

@@ -27,7 +27,7 @@ namespace quiver::resp {
 struct Reply {
   enum class Kind { kSimple, kError, kInteger, kBulk, kNull, kArray, kMap, kDouble, kBoolean };
   Kind kind = Kind::kNull;
-  std::string text;  // kSimple, kError, kBulk (verbatim strings too, without their format)
+  std::string text;     // kSimple, kError, kBulk (verbatim strings too, without their format)
   int64_t integer = 0;  // kInteger, kBoolean (0 / 1)
   double number = 0;    // kDouble
   std::vector<Reply> elements;  // kArray; kMap: key, value, key, value, ...

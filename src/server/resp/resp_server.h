@@ -27,7 +27,7 @@ struct RespServerOptions {
   std::string bind = "127.0.0.1";
   uint16_t port = 6380;  // 0: any free port
   int threads = 1;
-  std::string requirepass;  // empty: no AUTH needed
+  std::string requirepass;            // empty: no AUTH needed
   std::string table_separator = ":";  // HGETALL <table><separator><key> reads a table's row
   size_t max_connections = 10000;
 };

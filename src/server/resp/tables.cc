@@ -23,8 +23,8 @@ Result<std::shared_ptr<arrow::Array>> KeyArray(const Table& table,
       auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
       if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
         return Status::InvalidArgument("key '" + std::string(text.substr(0, 128)) +
-                                       "' is not an int64, the key type of table '" +
-                                       table.name() + "'");
+                                       "' is not an int64, the key type of table '" + table.name() +
+                                       "'");
       }
       builder.UnsafeAppend(value);
     }
@@ -111,9 +111,9 @@ std::optional<TableRow> ReadTableRow(const Catalog& catalog, std::string_view se
   row.fields.reserve(static_cast<size_t>(batch.num_columns()));
   for (int c = 0; c < batch.num_columns(); ++c) {
     const arrow::Array& column = *batch.column(c);
-    row.fields.emplace_back(batch.schema()->field(c)->name(),
-                            column.IsNull(0) ? std::nullopt
-                                             : std::optional<std::string>(ValueText(column, 0)));
+    row.fields.emplace_back(
+        batch.schema()->field(c)->name(),
+        column.IsNull(0) ? std::nullopt : std::optional<std::string>(ValueText(column, 0)));
   }
   return row;
 }
