@@ -120,6 +120,14 @@ void Get(Context& c) {
   c.reply.Bulk(entry->string);
 }
 
+// Writes a string with an optional TTL (SET, SETEX, PSETEX, SETNX, MSET).
+void Store(Keyspace::View& view, std::string_view key, std::string_view value, Millis expire_at) {
+  Entry* entry = view.Insert(key, Type::kString);
+  entry->string = std::string(value);  // exact capacity (assign would round up)
+  view.Resized(key, *entry, Keyspace::View::BytesOf(key, Entry{}));
+  if (expire_at != 0) view.SetExpire(key, entry, expire_at);
+}
+
 // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
 void Set(Context& c) {
   enum { kAny, kNx, kXx } condition = kAny;
@@ -152,26 +160,11 @@ void Set(Context& c) {
   const bool write = condition == kAny || (condition == kNx) == (entry == nullptr);
   if (write) {
     const Millis kept = keep_ttl && entry != nullptr ? entry->expire_at : 0;
-    Entry* fresh = view.Insert(c.args[1], Type::kString);
-    fresh->string.assign(c.args[2]);
-    view.Resized(c.args[1], *fresh, Keyspace::View::BytesOf(c.args[1], Entry{}));
-    if (has_expire) {
-      view.SetExpire(c.args[1], fresh, expire_at);
-    } else if (kept != 0) {
-      view.SetExpire(c.args[1], fresh, kept);
-    }
+    Store(view, c.args[1], c.args[2], has_expire ? expire_at : kept);
   }
   if (get) return old ? c.reply.Bulk(*old) : c.reply.Null();
   if (!write) return c.reply.Null();
   c.reply.Simple("OK");
-}
-
-// Writes a string with an optional TTL (SETEX, PSETEX, SETNX, MSET).
-void Store(Keyspace::View& view, std::string_view key, std::string_view value, Millis expire_at) {
-  Entry* entry = view.Insert(key, Type::kString);
-  entry->string.assign(value);
-  view.Resized(key, *entry, Keyspace::View::BytesOf(key, Entry{}));
-  if (expire_at != 0) view.SetExpire(key, entry, expire_at);
 }
 
 void SetEx(Context& c, int64_t unit_ms, const char* name) {
