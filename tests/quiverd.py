@@ -13,6 +13,20 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 QUIVERD = pathlib.Path(os.environ.get("QUIVERD", ROOT / "build" / "quiverd"))
 
 
+def _asan_build() -> bool:
+    """Whether QUIVERD is built with AddressSanitizer (it links libasan): its quarantine of freed
+    memory and its shadow memory make resident-memory figures meaningless."""
+    try:
+        dynamic = subprocess.run(["readelf", "-d", str(QUIVERD)], capture_output=True, text=True,
+                                 timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return "libasan" in dynamic
+
+
+ASAN = _asan_build()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
