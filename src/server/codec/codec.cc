@@ -166,19 +166,6 @@ void AppendJsonString(std::string& out, std::string_view text) {
   out += '"';
 }
 
-template <typename T>
-void AppendNumber(std::string& out, T value) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (!std::isfinite(value)) {  // JSON has no NaN or infinity
-      out += "null";
-      return;
-    }
-  }
-  char buffer[32];
-  auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  out.append(buffer, end);
-}
-
 void AppendJsonList(std::string& out, const arrow::Array& values, int64_t begin, int64_t end) {
   out += '[';
   for (int64_t j = begin; j < end; ++j) {
@@ -197,23 +184,18 @@ void AppendJsonValue(std::string& out, const arrow::Array& array, int64_t i) {
     case arrow::Type::BOOL:
       out += static_cast<const arrow::BooleanArray&>(array).Value(i) ? "true" : "false";
       return;
-#define QUIVER_NUMBER_CASE(TYPE_ID, ArrayType)                               \
-  case arrow::Type::TYPE_ID:                                                 \
-    AppendNumber(out, static_cast<const arrow::ArrayType&>(array).Value(i)); \
-    return;
-      QUIVER_NUMBER_CASE(INT8, Int8Array)
-      QUIVER_NUMBER_CASE(INT16, Int16Array)
-      QUIVER_NUMBER_CASE(INT32, Int32Array)
-      QUIVER_NUMBER_CASE(INT64, Int64Array)
-      QUIVER_NUMBER_CASE(UINT8, UInt8Array)
-      QUIVER_NUMBER_CASE(UINT16, UInt16Array)
-      QUIVER_NUMBER_CASE(UINT32, UInt32Array)
-      QUIVER_NUMBER_CASE(UINT64, UInt64Array)
-      QUIVER_NUMBER_CASE(FLOAT, FloatArray)
-      QUIVER_NUMBER_CASE(DOUBLE, DoubleArray)
-      QUIVER_NUMBER_CASE(DATE32, Date32Array)
-      QUIVER_NUMBER_CASE(TIMESTAMP, TimestampArray)
-#undef QUIVER_NUMBER_CASE
+    case arrow::Type::FLOAT:
+    case arrow::Type::DOUBLE: {
+      const double value = array.type_id() == arrow::Type::FLOAT
+                               ? static_cast<const arrow::FloatArray&>(array).Value(i)
+                               : static_cast<const arrow::DoubleArray&>(array).Value(i);
+      if (!std::isfinite(value)) {  // JSON has no NaN or infinity
+        out += "null";
+        return;
+      }
+      AppendNumberText(out, array, i);
+      return;
+    }
     case arrow::Type::STRING:
       AppendJsonString(out, static_cast<const arrow::StringArray&>(array).GetView(i));
       return;
@@ -231,7 +213,7 @@ void AppendJsonValue(std::string& out, const arrow::Array& array, int64_t i) {
       return;
     }
     default:
-      out += "null";  // no other type is ever stored
+      if (!AppendNumberText(out, array, i)) out += "null";  // no other type is ever stored
   }
 }
 
@@ -537,6 +519,36 @@ std::string SnapshotReportToJson(const storage::SnapshotReport& report) {
                                  {"wal_segments_removed", report.wal_segments_removed},
                                  {"seconds", report.seconds}};
   return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+bool AppendNumberText(std::string& out, const arrow::Array& array, int64_t i) {
+  char buffer[32];
+  char* end = buffer;
+  switch (array.type_id()) {
+#define QUIVER_NUMBER_CASE(TYPE_ID, ArrayType)                                \
+  case arrow::Type::TYPE_ID:                                                  \
+    end = std::to_chars(buffer, buffer + sizeof(buffer),                      \
+                        static_cast<const arrow::ArrayType&>(array).Value(i)) \
+              .ptr;                                                           \
+    break;
+    QUIVER_NUMBER_CASE(INT8, Int8Array)
+    QUIVER_NUMBER_CASE(INT16, Int16Array)
+    QUIVER_NUMBER_CASE(INT32, Int32Array)
+    QUIVER_NUMBER_CASE(INT64, Int64Array)
+    QUIVER_NUMBER_CASE(UINT8, UInt8Array)
+    QUIVER_NUMBER_CASE(UINT16, UInt16Array)
+    QUIVER_NUMBER_CASE(UINT32, UInt32Array)
+    QUIVER_NUMBER_CASE(UINT64, UInt64Array)
+    QUIVER_NUMBER_CASE(FLOAT, FloatArray)
+    QUIVER_NUMBER_CASE(DOUBLE, DoubleArray)
+    QUIVER_NUMBER_CASE(DATE32, Date32Array)
+    QUIVER_NUMBER_CASE(TIMESTAMP, TimestampArray)
+#undef QUIVER_NUMBER_CASE
+    default:
+      return false;
+  }
+  out.append(buffer, end);
+  return true;
 }
 
 std::string Base64Encode(std::string_view bytes) {

@@ -37,13 +37,6 @@ Result<std::shared_ptr<arrow::Array>> KeyArray(const Table& table,
   return array;
 }
 
-template <typename T>
-void AppendNumber(std::string& out, T value) {
-  char buffer[32];
-  auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  out.append(buffer, end);
-}
-
 // Packed little-endian elements [begin, end) of a list's values (a fixed-width type).
 void AppendPacked(std::string& out, const arrow::Array& values, int64_t begin, int64_t end) {
   const auto& fixed = static_cast<const arrow::FixedWidthType&>(*values.type());
@@ -58,23 +51,6 @@ std::string ValueText(const arrow::Array& array, int64_t i) {
   switch (array.type_id()) {
     case arrow::Type::BOOL:
       return static_cast<const arrow::BooleanArray&>(array).Value(i) ? "true" : "false";
-#define QUIVER_NUMBER_CASE(TYPE_ID, ArrayType)                               \
-  case arrow::Type::TYPE_ID:                                                 \
-    AppendNumber(out, static_cast<const arrow::ArrayType&>(array).Value(i)); \
-    return out;
-      QUIVER_NUMBER_CASE(INT8, Int8Array)
-      QUIVER_NUMBER_CASE(INT16, Int16Array)
-      QUIVER_NUMBER_CASE(INT32, Int32Array)
-      QUIVER_NUMBER_CASE(INT64, Int64Array)
-      QUIVER_NUMBER_CASE(UINT8, UInt8Array)
-      QUIVER_NUMBER_CASE(UINT16, UInt16Array)
-      QUIVER_NUMBER_CASE(UINT32, UInt32Array)
-      QUIVER_NUMBER_CASE(UINT64, UInt64Array)
-      QUIVER_NUMBER_CASE(FLOAT, FloatArray)
-      QUIVER_NUMBER_CASE(DOUBLE, DoubleArray)
-      QUIVER_NUMBER_CASE(DATE32, Date32Array)
-      QUIVER_NUMBER_CASE(TIMESTAMP, TimestampArray)
-#undef QUIVER_NUMBER_CASE
     case arrow::Type::STRING:
       return std::string(static_cast<const arrow::StringArray&>(array).GetView(i));
     case arrow::Type::BINARY:
@@ -90,7 +66,8 @@ std::string ValueText(const arrow::Array& array, int64_t i) {
       return out;
     }
     default:
-      return out;  // no other type is ever stored
+      codec::AppendNumberText(out, array, i);  // numbers, date32, timestamps
+      return out;
   }
 }
 
