@@ -16,6 +16,7 @@ namespace quiver::resp {
 namespace {
 
 using kv::Entry;
+using kv::HashValue;
 using kv::Keyspace;
 using kv::Millis;
 using kv::Type;
@@ -553,96 +554,79 @@ void HSet(Context& c, bool reply_ok) {
   reply_ok ? c.reply.Simple("OK") : c.reply.Integer(added);
 }
 
-// The hash read commands fall back to a feature table's row when the keyspace has no key at
-// c.args[1] (keyspace keys shadow rows; tables.h).
-std::optional<TableRow> RowAt(Context& c) {
-  if (c.server.catalog == nullptr) return std::nullopt;
-  return ReadTableRow(*c.server.catalog, c.server.table_separator, c.args[1]);
+// The hash read commands: `reply(hash)` runs with the keyspace's HashValue, under its shard's
+// lock, when the keyspace holds a hash at c.args[1]; otherwise with the feature table's row there
+// (an optional<TableRow>; keyspace keys shadow rows, tables.h). It does not run after a WRONGTYPE
+// reply. FieldOf, SizeOf and PairsOf read either.
+template <typename Reply>
+void ReadHash(Context& c, Reply&& reply) {
+  {
+    auto view = c.keyspace().Lock(c.args[1]);
+    bool wrong;
+    Entry* entry = FindHash(c, view, &wrong);
+    if (wrong) return;
+    if (entry != nullptr) return reply(*entry->hash);
+  }
+  std::optional<TableRow> row;
+  if (c.server.catalog != nullptr) {
+    row = ReadTableRow(*c.server.catalog, c.server.table_separator, c.args[1]);
+  }
+  reply(row);
 }
 
-// A row's value of `field`: null for no such column or a null value.
-const std::string* RowField(const std::optional<TableRow>& row, std::string_view field) {
+// A field's value in a hash or a row; null when absent.
+const std::string* FieldOf(const HashValue& hash, std::string_view field) {
+  auto it = hash.find(field);
+  return it == hash.end() ? nullptr : &it->second;
+}
+const std::string* FieldOf(const std::optional<TableRow>& row, std::string_view field) {
   if (!row) return nullptr;
   for (const auto& [name, value] : row->fields) {
-    if (name == field) return value ? &*value : nullptr;
+    if (name == field) return &value;
   }
   return nullptr;
 }
+size_t SizeOf(const HashValue& hash) { return hash.size(); }
+size_t SizeOf(const std::optional<TableRow>& row) { return row ? row->fields.size() : 0; }
+// The (field, value) pairs.
+const HashValue& PairsOf(const HashValue& hash) { return hash; }
+const std::vector<std::pair<std::string, std::string>>& PairsOf(
+    const std::optional<TableRow>& row) {
+  static const std::vector<std::pair<std::string, std::string>> kNone;
+  return row ? row->fields : kNone;
+}
+
+void ReplyField(ReplyWriter& reply, const std::string* value) {
+  value ? reply.Bulk(*value) : reply.Null();
+}
 
 void HGet(Context& c) {
-  {
-    auto view = c.keyspace().Lock(c.args[1]);
-    bool wrong;
-    Entry* entry = FindHash(c, view, &wrong);
-    if (wrong) return;
-    if (entry != nullptr) {
-      auto it = entry->hash->find(c.args[2]);
-      return it == entry->hash->end() ? c.reply.Null() : c.reply.Bulk(it->second);
-    }
-  }
-  const std::optional<TableRow> row = RowAt(c);
-  const std::string* value = RowField(row, c.args[2]);
-  value ? c.reply.Bulk(*value) : c.reply.Null();
+  auto reply = [&](const auto& hash) { ReplyField(c.reply, FieldOf(hash, c.args[2])); };
+  ReadHash(c, reply);
 }
 
 void HMGet(Context& c) {
-  {
-    auto view = c.keyspace().Lock(c.args[1]);
-    bool wrong;
-    Entry* entry = FindHash(c, view, &wrong);
-    if (wrong) return;
-    if (entry != nullptr) {
-      c.reply.Array(c.args.size() - 2);
-      for (size_t i = 2; i < c.args.size(); ++i) {
-        auto it = entry->hash->find(c.args[i]);
-        it == entry->hash->end() ? c.reply.Null() : c.reply.Bulk(it->second);
-      }
-      return;
-    }
-  }
-  const std::optional<TableRow> row = RowAt(c);
-  c.reply.Array(c.args.size() - 2);
-  for (size_t i = 2; i < c.args.size(); ++i) {
-    const std::string* value = RowField(row, c.args[i]);
-    value ? c.reply.Bulk(*value) : c.reply.Null();
-  }
+  auto reply = [&](const auto& hash) {
+    c.reply.Array(c.args.size() - 2);
+    for (size_t i = 2; i < c.args.size(); ++i) ReplyField(c.reply, FieldOf(hash, c.args[i]));
+  };
+  ReadHash(c, reply);
 }
 
 // HGETALL (fields and values), HKEYS, HVALS.
 void HAll(Context& c, bool fields, bool values) {
-  auto reply_pairs = [&](size_t size, auto&& each) {
+  auto reply = [&](const auto& hash) {
     if (fields && values) {
-      c.reply.Map(size);
+      c.reply.Map(SizeOf(hash));
     } else {
-      c.reply.Array(size);
+      c.reply.Array(SizeOf(hash));
     }
-    each([&](std::string_view field, std::string_view value) {
+    for (const auto& [field, value] : PairsOf(hash)) {
       if (fields) c.reply.Bulk(field);
       if (values) c.reply.Bulk(value);
-    });
+    }
   };
-  {
-    auto view = c.keyspace().Lock(c.args[1]);
-    bool wrong;
-    Entry* entry = FindHash(c, view, &wrong);
-    if (wrong) return;
-    if (entry != nullptr) {
-      return reply_pairs(entry->hash->size(), [&](auto&& emit) {
-        for (const auto& [field, value] : *entry->hash) emit(field, value);
-      });
-    }
-  }
-  const std::optional<TableRow> row = RowAt(c);
-  size_t size = 0;
-  if (row) {
-    for (const auto& field : row->fields) size += field.second.has_value();
-  }
-  reply_pairs(size, [&](auto&& emit) {
-    if (!row) return;
-    for (const auto& [field, value] : row->fields) {
-      if (value) emit(field, *value);
-    }
-  });
+  ReadHash(c, reply);
 }
 
 void HDel(Context& c) {
@@ -660,30 +644,15 @@ void HDel(Context& c) {
 }
 
 void HExists(Context& c) {
-  {
-    auto view = c.keyspace().Lock(c.args[1]);
-    bool wrong;
-    Entry* entry = FindHash(c, view, &wrong);
-    if (wrong) return;
-    if (entry != nullptr) return c.reply.Integer(entry->hash->count(c.args[2]) ? 1 : 0);
-  }
-  c.reply.Integer(RowField(RowAt(c), c.args[2]) != nullptr ? 1 : 0);
+  auto reply = [&](const auto& hash) {
+    c.reply.Integer(FieldOf(hash, c.args[2]) != nullptr ? 1 : 0);
+  };
+  ReadHash(c, reply);
 }
 
 void HLen(Context& c) {
-  {
-    auto view = c.keyspace().Lock(c.args[1]);
-    bool wrong;
-    Entry* entry = FindHash(c, view, &wrong);
-    if (wrong) return;
-    if (entry != nullptr) return c.reply.Integer(static_cast<int64_t>(entry->hash->size()));
-  }
-  const std::optional<TableRow> row = RowAt(c);
-  int64_t size = 0;
-  if (row) {
-    for (const auto& field : row->fields) size += field.second.has_value();
-  }
-  c.reply.Integer(size);
+  auto reply = [&](const auto& hash) { c.reply.Integer(static_cast<int64_t>(SizeOf(hash))); };
+  ReadHash(c, reply);
 }
 
 // QUIVER.FETCH table numkeys key [key ...] [FOUND] [COLUMNS column [column ...]]: the rows as

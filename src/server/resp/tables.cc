@@ -88,9 +88,8 @@ std::optional<TableRow> ReadTableRow(const Catalog& catalog, std::string_view se
   row.fields.reserve(static_cast<size_t>(batch.num_columns()));
   for (int c = 0; c < batch.num_columns(); ++c) {
     const arrow::Array& column = *batch.column(c);
-    row.fields.emplace_back(
-        batch.schema()->field(c)->name(),
-        column.IsNull(0) ? std::nullopt : std::optional<std::string>(ValueText(column, 0)));
+    if (!column.IsNull(0))
+      row.fields.emplace_back(batch.schema()->field(c)->name(), ValueText(column, 0));
   }
   return row;
 }

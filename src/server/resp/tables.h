@@ -23,8 +23,8 @@
 namespace quiver::resp {
 
 struct TableRow {
-  // Every value column in schema order; nullopt for a null value.
-  std::vector<std::pair<std::string, std::optional<std::string>>> fields;
+  // The value columns in schema order, as (name, value text); a null value is no field.
+  std::vector<std::pair<std::string, std::string>> fields;
 };
 
 // The row at `key` = "<table><separator><row key>" when the part before the first `separator`
