@@ -79,6 +79,12 @@ class StorageTest : public ::testing::Test {
     options.snapshot_interval_seconds = 0;
     return options;
   }
+  // fsync always, every write through `ops` (which injects the faults).
+  DatabaseOptions FaultyOptions(FaultOps* ops) {
+    DatabaseOptions options = Options(FsyncPolicy::kAlways);
+    options.ops = ops;
+    return options;
+  }
   std::unique_ptr<Database> Open(const DatabaseOptions& options) {
     return ValueOrFail(Database::Open(options));
   }
@@ -527,11 +533,9 @@ TEST_F(StorageTest, SecondOpenOfADirectoryIsRefused) {
 
 TEST_F(StorageTest, FullDiskFailsWritesAndChangesNothing) {
   FaultOps ops;
-  auto options = Options(FsyncPolicy::kAlways);
-  options.ops = &ops;
   std::map<std::string, std::map<std::string, std::string>> acknowledged;
   {
-    auto db = Open(options);
+    auto db = Open(FaultyOptions(&ops));
     auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
     ValueOrFail(t->Upsert(*Rows(R"(["a", "b"])", "[1, 2]", R"(["x", "y"])", "[1, 2]")));
     acknowledged = Contents(db->catalog());
@@ -557,11 +561,9 @@ TEST_F(StorageTest, FullDiskFailsWritesAndChangesNothing) {
 
 TEST_F(StorageTest, FailedFsyncRefusesLaterWritesAndKeepsReads) {
   FaultOps ops;
-  auto options = Options(FsyncPolicy::kAlways);
-  options.ops = &ops;
   std::map<std::string, std::map<std::string, std::string>> acknowledged;
   {
-    auto db = Open(options);
+    auto db = Open(FaultyOptions(&ops));
     auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
     ValueOrFail(t->Upsert(*Rows(R"(["a"])", "[1]", R"(["x"])", "[1]")));
     acknowledged = Contents(db->catalog());
