@@ -58,6 +58,7 @@ struct Options {
   int64_t snapshot_interval = 3600;
   int64_t wal_segment_bytes = int64_t{64} << 20;
   bool wal_truncate_corrupt = false;
+  bool kv_memory_only = false;
 };
 
 // One option, in its three spellings: a flag (--http-port), a key of the YAML file (http.port)
@@ -250,6 +251,10 @@ const std::vector<Option>& AllOptions() {
                    "start even when the write-ahead log is corrupt, dropping the corrupt record "
                    "and everything after it (an operator's decision, for one start)",
                    &Options::wal_truncate_corrupt),
+      SwitchOption("--kv-memory-only", "kv.memory_only",
+                   "keep the key-value keyspace (RESP) in memory only: not logged, not "
+                   "snapshotted, empty at each start (a pure cache; tables stay durable)",
+                   &Options::kv_memory_only),
   };
   return options;
 }
@@ -450,6 +455,7 @@ int Run(const Options& options) {
   storage.snapshot_interval_seconds = options.snapshot_interval;
   storage.wal_segment_bytes = static_cast<uint64_t>(options.wal_segment_bytes);
   storage.wal_truncate_corrupt = options.wal_truncate_corrupt;
+  storage.keyspace_durable = !options.kv_memory_only;
   QUIVER_LOG(kInfo, "recovering", {{"data_dir", options.data_dir}, {"fsync", options.fsync}});
   auto database = storage::Database::Open(storage);
   if (!database.ok()) {
@@ -476,7 +482,7 @@ int Run(const Options& options) {
     QUIVER_LOG(kError, "cannot start", {{"error", flight_server.status().message()}});
     return 1;
   }
-  kv::Keyspace keyspace;
+  kv::Keyspace& keyspace = (*database)->keyspace();
   keyspace.SetMaxMemory(static_cast<uint64_t>(options.maxmemory));
   keyspace.SetPolicy(*kv::ParsePolicy(options.maxmemory_policy));
   keyspace.StartActiveExpiry();

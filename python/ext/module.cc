@@ -118,10 +118,11 @@ class Engine {
  public:
   Engine(std::optional<std::string> data_dir, const std::string& fsync, uint64_t snapshot_wal_bytes,
          int64_t snapshot_interval) {
-    keyspace_.StartActiveExpiry();
     if (!data_dir) {
       memory_ = std::make_unique<Catalog>();
-      kv_ = std::make_unique<resp::LocalClient>(keyspace_, memory_.get());
+      memory_keyspace_ = std::make_unique<kv::Keyspace>();
+      memory_keyspace_->StartActiveExpiry();
+      kv_ = std::make_unique<resp::LocalClient>(*memory_keyspace_, memory_.get());
       return;
     }
     storage::DatabaseOptions options;
@@ -138,7 +139,8 @@ class Engine {
       opened = storage::Database::Open(options);
     }
     database_ = ValueOrRaise(std::move(opened));
-    kv_ = std::make_unique<resp::LocalClient>(keyspace_, &database_->catalog());
+    database_->keyspace().StartActiveExpiry();
+    kv_ = std::make_unique<resp::LocalClient>(database_->keyspace(), &database_->catalog());
   }
 
   // Runs a key-value command (args: bytes; args[0] the name) through the RESP command table;
@@ -159,15 +161,16 @@ class Engine {
   }
 
   nb::dict KvInfo() {
-    const kv::KeyspaceStats stats = keyspace_.Stats();
+    kv::Keyspace& keyspace = database_ ? database_->keyspace() : *memory_keyspace_;
+    const kv::KeyspaceStats stats = keyspace.Stats();
     nb::dict out;
     out["keys"] = stats.keys;
     out["keys_with_ttl"] = stats.keys_with_ttl;
     out["expired"] = stats.expired;
     out["evicted"] = stats.evicted;
     out["used_memory"] = stats.bytes;
-    out["maxmemory"] = keyspace_.MaxMemory();
-    out["maxmemory_policy"] = std::string(kv::PolicyName(keyspace_.Policy()));
+    out["maxmemory"] = keyspace.MaxMemory();
+    out["maxmemory_policy"] = std::string(kv::PolicyName(keyspace.Policy()));
     return out;
   }
 
@@ -316,7 +319,8 @@ class Engine {
     return nb::none();
   }
 
-  kv::Keyspace keyspace_;  // destroyed last: kv_ and the catalog's users go first
+  // Without a data directory; with one, the database holds both. kv_ goes first.
+  std::unique_ptr<kv::Keyspace> memory_keyspace_;
   std::unique_ptr<Catalog> memory_;
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<resp::LocalClient> kv_;

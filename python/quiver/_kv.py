@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from . import _quiver
-from ._errors import InvalidRequest, OutOfMemory
+from ._errors import InvalidRequest, OutOfMemory, ServerError
 
 Value = str | bytes | int | float
 
@@ -39,13 +39,16 @@ class KeyValue:
 
     def execute(self, *args: Value) -> Any:
         """Runs one command; its reply (bytes, int, float, None, list, dict, or str for status
-        replies such as "OK"). An error reply raises InvalidRequest (OutOfMemory for OOM)."""
+        replies such as "OK"). An error reply raises InvalidRequest (OutOfMemory for OOM,
+        ServerError when the write-ahead log cannot be written)."""
         try:
             return self._engine.kv_call([_arg(a) for a in args])
         except _quiver.KvError as e:
             message = e.args[0]
             if message.startswith("OOM "):
                 raise OutOfMemory(message, "OUT_OF_MEMORY") from None
+            if message.startswith("MISCONF "):  # the write-ahead log cannot be written
+                raise ServerError(message, "IO_ERROR") from None
             raise InvalidRequest(message, "INVALID_ARGUMENT") from None
         except _quiver.EngineError as e:
             raise InvalidRequest(e.args[1], e.args[0]) from None

@@ -4,9 +4,20 @@
 #include <bit>
 #include <cctype>
 #include <chrono>
+#include <cstring>
 #include <limits>
+#include <utility>
 
 namespace quiver::kv {
+
+// One decoded operation of a log record or dump (its Op and what it carries).
+struct Operation {
+  uint8_t op = 0;
+  std::string_view key, field, value;
+  Millis expire_at = 0;
+  std::vector<std::pair<std::string_view, std::string_view>> fields;  // kPutHash
+};
+
 namespace {
 
 // A shard map node: the next pointer, the key and entry, the cached hash code (libstdc++).
@@ -66,7 +77,122 @@ bool IsRandom(EvictionPolicy policy) {
   return policy == EvictionPolicy::kAllKeysRandom || policy == EvictionPolicy::kVolatileRandom;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Log records and dumps: a sequence of operations, integers little-endian, bytes as a u32 length
+// and the bytes (docs/durability.md).
+
+enum Op : uint8_t {
+  kPutString = 1,   // key, expire_at (i64), value
+  kPutHash = 2,     // key, expire_at, field count (u32), field and value each
+  kDelete = 3,      // key
+  kExpire = 4,      // key, expire_at (0: none)
+  kHashSet = 5,     // key, field, value
+  kHashDelete = 6,  // key, field
+  kClear = 7,       // every key
+};
+
+constexpr std::string_view kDumpMagic = "QUIVERKV";
+constexpr uint32_t kDumpVersion = 1;
+
+template <typename T>
+void PutInt(std::string* out, T value) {
+  out->append(reinterpret_cast<const char*>(&value), sizeof(value));
+}
+void PutBytes(std::string* out, std::string_view bytes) {
+  PutInt(out, static_cast<uint32_t>(bytes.size()));
+  out->append(bytes);
+}
+void PutKeyOp(std::string* out, Op op, std::string_view key) {
+  out->push_back(static_cast<char>(op));
+  PutBytes(out, key);
+}
+
+// The whole state of a key: kPutString or kPutHash.
+void PutState(std::string* out, std::string_view key, const Entry& entry) {
+  PutKeyOp(out, entry.type == Type::kString ? kPutString : kPutHash, key);
+  PutInt<int64_t>(out, entry.expire_at);
+  if (entry.type == Type::kString) {
+    PutBytes(out, entry.string);
+    return;
+  }
+  PutInt(out, static_cast<uint32_t>(entry.hash->size()));
+  for (const auto& [field, value] : *entry.hash) {
+    PutBytes(out, field);
+    PutBytes(out, value);
+  }
+}
+
+class Reader {
+ public:
+  explicit Reader(std::string_view bytes) : rest_(bytes) {}
+  template <typename T>
+  bool Int(T* value) {
+    if (rest_.size() < sizeof(T)) return false;
+    std::memcpy(value, rest_.data(), sizeof(T));
+    rest_.remove_prefix(sizeof(T));
+    return true;
+  }
+  bool Bytes(std::string_view* bytes) {
+    uint32_t size;
+    if (!Int(&size) || rest_.size() < size) return false;
+    *bytes = rest_.substr(0, size);
+    rest_.remove_prefix(size);
+    return true;
+  }
+  bool empty() const { return rest_.empty(); }
+  size_t left() const { return rest_.size(); }
+
+ private:
+  std::string_view rest_;
+};
+
+bool ReadOperation(Reader& in, Operation* out) {
+  uint8_t op;
+  if (!in.Int(&op) || op < kPutString || op > kClear) return false;
+  out->op = op;
+  if (out->op == kClear) return true;
+  if (!in.Bytes(&out->key)) return false;
+  switch (out->op) {
+    case kPutString:
+      return in.Int(&out->expire_at) && in.Bytes(&out->value);
+    case kPutHash: {
+      uint32_t count;
+      if (!in.Int(&out->expire_at) || !in.Int(&count) || count > in.left() / 8) return false;
+      out->fields.resize(count);
+      for (auto& [field, value] : out->fields) {
+        if (!in.Bytes(&field) || !in.Bytes(&value)) return false;
+      }
+      return true;
+    }
+    case kExpire:
+      return in.Int(&out->expire_at);
+    case kHashSet:
+      return in.Bytes(&out->field) && in.Bytes(&out->value);
+    case kHashDelete:
+      return in.Bytes(&out->field);
+    default:
+      return true;
+  }
+}
+
+thread_local LogOutcome tls_outcome;
+
 }  // namespace
+
+// The record a View builds: single operations as they happen, then the whole state of the keys
+// it created or rewrote (`dirty`), appended when it ends. One per thread, reused.
+struct ViewLog {
+  std::string ops;
+  std::vector<std::pair<const std::string*, Entry*>> dirty;  // node key, entry
+  bool busy = false;
+  bool owned = false;  // a nested View's own (the thread's is busy)
+};
+
+namespace {
+thread_local ViewLog tls_view_log;
+}  // namespace
+
+LogOutcome TakeLogOutcome() { return std::exchange(tls_outcome, LogOutcome{}); }
 
 std::string_view PolicyName(EvictionPolicy policy) {
   for (const auto& [value, name] : kPolicies) {
@@ -109,17 +235,92 @@ Keyspace::~Keyspace() {
 // ---------------------------------------------------------------------------------------------
 // Views.
 
-Keyspace::View::View(Keyspace& keyspace, uint64_t shards) : keyspace_(keyspace), locked_(shards) {
+Keyspace::View::View(Keyspace& keyspace, uint64_t shards, bool replaying)
+    : keyspace_(keyspace), locked_(shards), replaying_(replaying) {
   for (uint64_t rest = locked_; rest != 0; rest &= rest - 1) {
     keyspace_.shards_[std::countr_zero(rest)].mutex.lock();
   }
   now_ = keyspace_.clock_();
+  if (keyspace_.log_ != nullptr && !replaying) {
+    if (!tls_view_log.busy) {
+      log_ = &tls_view_log;
+    } else {
+      log_ = new ViewLog;
+      log_->owned = true;
+    }
+    log_->busy = true;
+  }
 }
 
 Keyspace::View::~View() {
+  if (log_ != nullptr) {
+    for (const auto& [key, entry] : log_->dirty) PutState(&log_->ops, *key, *entry);
+    if (!log_->ops.empty()) keyspace_.NoteLogged(keyspace_.log_->Append(log_->ops), true);
+    log_->ops.clear();
+    log_->dirty.clear();
+    if (log_->owned) {
+      delete log_;
+    } else {
+      log_->busy = false;
+    }
+  }
   for (uint64_t rest = locked_; rest != 0; rest &= rest - 1) {
     keyspace_.shards_[std::countr_zero(rest)].mutex.unlock();
   }
+}
+
+std::string* Keyspace::View::ops() { return log_ != nullptr ? &log_->ops : nullptr; }
+
+bool Keyspace::View::IsDirty(const std::string* key) const {
+  return std::any_of(log_->dirty.begin(), log_->dirty.end(),
+                     [&](const auto& dirty) { return dirty.first == key; });
+}
+
+bool Keyspace::View::IsDirtyEntry(const Entry* entry) const {
+  return std::any_of(log_->dirty.begin(), log_->dirty.end(),
+                     [&](const auto& dirty) { return dirty.second == entry; });
+}
+
+void Keyspace::View::MarkDirty(const std::string* key, Entry* entry) {
+  if (log_ != nullptr && !IsDirty(key)) log_->dirty.emplace_back(key, entry);
+}
+
+void Keyspace::View::Forget(const std::string* key, bool log_delete) {
+  if (log_ == nullptr) return;
+  auto& dirty = log_->dirty;
+  auto it = std::find_if(dirty.begin(), dirty.end(), [&](const auto& d) { return d.first == key; });
+  const bool was_dirty = it != dirty.end();
+  if (was_dirty) dirty.erase(it);
+  if (log_delete || was_dirty) PutKeyOp(&log_->ops, kDelete, *key);
+}
+
+template <typename It>
+bool Keyspace::View::Expired(It it) {
+  if (replaying_ || it->second.expire_at == 0 || it->second.expire_at > now_) return false;
+  Forget(&it->first, /*log_delete=*/false);  // logged only when changed in this view
+  Shard& shard = keyspace_.shards_[ShardOf(it->first)];
+  keyspace_.EraseIt(shard, it);
+  ++shard.expired;
+  return true;
+}
+
+void Keyspace::NoteLogged(const Result<uint64_t>& appended, bool report) {
+  if (!appended.ok()) {
+    if (report && tls_outcome.error.ok()) tls_outcome.error = appended.status();
+    return;
+  }
+  const uint64_t lsn = *appended;
+  uint64_t last = last_logged_.load(std::memory_order_relaxed);
+  while (last < lsn && !last_logged_.compare_exchange_weak(last, lsn)) {
+  }
+  if (report) tls_outcome.lsn = std::max(tls_outcome.lsn, lsn);
+}
+
+void Keyspace::LogDelete(std::string_view key) {
+  if (log_ == nullptr) return;
+  std::string record;
+  PutKeyOp(&record, kDelete, key);
+  NoteLogged(log_->Append(record), /*report=*/false);  // an eviction: no command waits for it
 }
 
 Keyspace::View Keyspace::Lock(const std::vector<std::string_view>& keys) {
@@ -137,7 +338,7 @@ uint64_t Keyspace::View::BytesOf(std::string_view key, const Entry& entry) {
 Entry* Keyspace::View::Find(std::string_view key) {
   Shard& shard = keyspace_.shards_[ShardOf(key)];
   auto it = shard.map.find(key);
-  if (it == shard.map.end() || keyspace_.ExpireIfDue(shard, it, now_)) return nullptr;
+  if (it == shard.map.end() || Expired(it)) return nullptr;
   keyspace_.Touch(it->second, now_);
   return &it->second;
 }
@@ -152,6 +353,7 @@ Entry* Keyspace::View::Insert(std::string_view key, Type type) {
     it = shard.map.emplace(std::string(key), Entry{}).first;
   }
   Entry& entry = it->second;
+  MarkDirty(&it->first, &entry);
   entry.type = type;
   if (type == Type::kHash) {
     entry.hash = std::make_unique<HashValue>();
@@ -173,6 +375,11 @@ bool Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_vie
   auto [it, inserted] = hash.try_emplace(std::string(field));
   const uint64_t old_field = inserted ? 0 : FieldBytes(it->first, it->second);
   it->second.assign(value);
+  if (log_ != nullptr && !IsDirtyEntry(entry)) {
+    PutKeyOp(&log_->ops, kHashSet, key);
+    PutBytes(&log_->ops, field);
+    PutBytes(&log_->ops, value);
+  }
   entry->hash_bytes +=
       FieldBytes(it->first, it->second) - old_field + BucketBytes(hash.bucket_count()) - buckets;
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
@@ -184,6 +391,10 @@ bool Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_
   auto it = entry->hash->find(field);
   if (it == entry->hash->end()) return false;
   const uint64_t bytes = FieldBytes(it->first, it->second);
+  if (log_ != nullptr && !IsDirtyEntry(entry)) {
+    PutKeyOp(&log_->ops, kHashDelete, key);
+    PutBytes(&log_->ops, field);
+  }
   entry->hash->erase(it);
   entry->hash_bytes -= bytes;
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)], -static_cast<int64_t>(bytes));
@@ -193,16 +404,17 @@ bool Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_
 bool Keyspace::View::Erase(std::string_view key) {
   Shard& shard = keyspace_.shards_[ShardOf(key)];
   auto it = shard.map.find(key);
-  if (it == shard.map.end()) return false;
-  const bool live = !keyspace_.ExpireIfDue(shard, it, now_);
-  if (live) keyspace_.EraseIt(shard, it);
-  return live;
+  if (it == shard.map.end() || Expired(it)) return false;
+  Forget(&it->first, /*log_delete=*/true);
+  keyspace_.EraseIt(shard, it);
+  return true;
 }
 
 std::optional<Entry> Keyspace::View::Take(std::string_view key) {
   Shard& shard = keyspace_.shards_[ShardOf(key)];
   auto it = shard.map.find(key);
-  if (it == shard.map.end() || keyspace_.ExpireIfDue(shard, it, now_)) return std::nullopt;
+  if (it == shard.map.end() || Expired(it)) return std::nullopt;
+  Forget(&it->first, /*log_delete=*/true);
   auto node = shard.map.extract(it);
   Entry& entry = node.mapped();
   keyspace_.Unindex(shard, node.key(), entry);
@@ -211,6 +423,10 @@ std::optional<Entry> Keyspace::View::Take(std::string_view key) {
 
 void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire_at) {
   Shard& shard = keyspace_.shards_[ShardOf(key)];
+  if (log_ != nullptr && !IsDirtyEntry(entry)) {
+    PutKeyOp(&log_->ops, kExpire, key);
+    PutInt<int64_t>(&log_->ops, expire_at);
+  }
   if ((entry->expire_at != 0) == (expire_at != 0)) {
     entry->expire_at = expire_at;
     return;
@@ -231,6 +447,7 @@ void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire
 }
 
 void Keyspace::View::Resized(std::string_view key, const Entry& entry, uint64_t before) {
+  if (log_ != nullptr && !IsDirtyEntry(&entry)) PutState(&log_->ops, key, entry);
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
                    static_cast<int64_t>(BytesOf(key, entry)) - static_cast<int64_t>(before));
 }
@@ -431,16 +648,17 @@ int64_t Keyspace::Size() {
 }
 
 void Keyspace::Clear() {
-  for (Shard& shard : shards_) {
-    decltype(Shard::map) doomed;  // freed outside the lock
-    {
-      std::lock_guard lock(shard.mutex);
-      doomed.swap(shard.map);
-      std::vector<const std::string*>().swap(shard.volatile_keys);
-      Charge(shard, -shard.bytes);
-      shard.structure = 0;
-    }
-  }
+  std::vector<decltype(Shard::map)> doomed(kShards);  // freed outside the locks
+  View all(*this, ~uint64_t{0});                      // one atomic change, logged as one operation
+  for (size_t i = 0; i < kShards; ++i) ClearShard(shards_[i], &doomed[i]);
+  if (std::string* ops = all.ops()) ops->push_back(static_cast<char>(kClear));
+}
+
+void Keyspace::ClearShard(Shard& shard, decltype(Shard::map)* doomed) {
+  doomed->swap(shard.map);
+  std::vector<const std::string*>().swap(shard.volatile_keys);
+  Charge(shard, -shard.bytes);
+  shard.structure = 0;
 }
 
 KeyspaceStats Keyspace::Stats() {
@@ -454,6 +672,136 @@ KeyspaceStats Keyspace::Stats() {
   }
   stats.bytes = UsedMemory();
   return stats;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistence.
+
+Result<int64_t> Keyspace::Dump(const std::function<Status(std::string_view)>& sink) {
+  std::string section(kDumpMagic);
+  PutInt(&section, kDumpVersion);
+  PutInt(&section, static_cast<uint32_t>(kShards));
+  QUIVER_RETURN_NOT_OK(sink(section));
+  int64_t keys = 0;
+  for (Shard& shard : shards_) {
+    section.clear();
+    {
+      std::lock_guard lock(shard.mutex);
+      // Every record touching this shard up to here is applied, and no later one is: records are
+      // appended under the shard's lock.
+      PutInt<uint64_t>(&section, log_ != nullptr ? log_->LastLsn() : 0);
+      PutInt<uint64_t>(&section, 0);  // the key count, set below
+      const Millis now = clock_();
+      uint64_t count = 0;
+      for (const auto& [key, entry] : shard.map) {
+        if (entry.expire_at != 0 && entry.expire_at <= now) continue;
+        PutState(&section, key, entry);
+        ++count;
+      }
+      std::memcpy(section.data() + sizeof(uint64_t), &count, sizeof(count));
+      keys += static_cast<int64_t>(count);
+    }
+    QUIVER_RETURN_NOT_OK(sink(section));
+  }
+  return keys;
+}
+
+std::pair<uint64_t, uint64_t> Keyspace::Quiesced(const std::function<uint64_t()>& position) {
+  const uint64_t at = position();
+  // A record with an LSN up to `at` was appended by a View that held its shards' locks and
+  // noted its LSN before releasing them: once each shard was locked after `at` was read, every
+  // such LSN is in last_logged_.
+  for (Shard& shard : shards_) std::lock_guard lock(shard.mutex);
+  return {LastLoggedLsn(), at};
+}
+
+Result<int64_t> Keyspace::Load(std::string_view dump) {
+  auto corrupt = [&](const std::string& what) {
+    Clear();
+    return Status::Corruption("the keyspace dump " + what);
+  };
+  if (!dump.starts_with(kDumpMagic))
+    return corrupt("does not start with " + std::string(kDumpMagic));
+  Reader in(dump.substr(kDumpMagic.size()));
+  uint32_t version, shards;
+  if (!in.Int(&version) || version != kDumpVersion) return corrupt("has an unknown version");
+  if (!in.Int(&shards) || shards != kShards) return corrupt("has a different shard count");
+  Operation op;
+  int64_t keys = 0;
+  for (size_t s = 0; s < kShards; ++s) {
+    uint64_t lsn, count;
+    if (!in.Int(&lsn) || !in.Int(&count)) return corrupt("is cut short");
+    for (uint64_t k = 0; k < count; ++k) {
+      if (!ReadOperation(in, &op) || (op.op != kPutString && op.op != kPutHash)) {
+        return corrupt("has an unreadable key in shard " + std::to_string(s));
+      }
+      if (ShardOf(op.key) != s) return corrupt("puts a key in the wrong shard");
+      Apply(op);
+      ++keys;
+    }
+    floors_[s] = lsn;
+  }
+  if (!in.empty()) return corrupt("has bytes after its last shard");
+  return keys;
+}
+
+Status Keyspace::Replay(std::string_view record, uint64_t lsn) {
+  Reader in(record);
+  Operation op;
+  while (!in.empty()) {
+    if (!ReadOperation(in, &op)) return Status::Corruption("an unreadable key-value record");
+    if (op.op == kClear) {
+      for (size_t s = 0; s < kShards; ++s) {
+        if (lsn <= floors_[s]) continue;
+        decltype(Shard::map) doomed;
+        std::lock_guard lock(shards_[s].mutex);
+        ClearShard(shards_[s], &doomed);
+      }
+    } else if (lsn > floors_[ShardOf(op.key)]) {
+      Apply(op);
+    }
+  }
+  // A later snapshot must know that the keyspace holds changes up to here.
+  NoteLogged(lsn, /*report=*/false);
+  return Status::OK();
+}
+
+void Keyspace::Apply(const Operation& op) {
+  View view(*this, uint64_t{1} << ShardOf(op.key), /*replaying=*/true);
+  Entry* entry =
+      op.op == kPutString || op.op == kPutHash || op.op == kDelete ? nullptr : view.Find(op.key);
+  switch (op.op) {
+    case kPutString:
+      entry = view.Insert(op.key, Type::kString);
+      entry->string = std::string(op.value);
+      view.Resized(op.key, *entry, View::BytesOf(op.key, Entry{}));
+      break;
+    case kPutHash:
+      entry = view.Insert(op.key, Type::kHash);
+      for (const auto& [field, value] : op.fields) view.HashSet(op.key, entry, field, value);
+      break;
+    case kDelete:
+      view.Erase(op.key);
+      break;
+    case kExpire:
+      if (entry != nullptr) view.SetExpire(op.key, entry, op.expire_at);
+      break;
+    case kHashSet:
+      if (entry == nullptr || entry->type != Type::kHash) entry = view.Insert(op.key, Type::kHash);
+      view.HashSet(op.key, entry, op.field, op.value);
+      break;
+    case kHashDelete:
+      if (entry != nullptr && entry->type == Type::kHash) {
+        view.HashDelete(op.key, entry, op.field);
+        if (entry->hash->empty()) view.Erase(op.key);
+      }
+      break;
+    case kClear:
+      break;
+  }
+  if ((op.op == kPutString || op.op == kPutHash) && op.expire_at != 0) {
+    view.SetExpire(op.key, entry, op.expire_at);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,6 +905,7 @@ bool Keyspace::EvictOne(EvictionPolicy policy) {
       if (IsVolatile(policy)) {
         if (shard.volatile_keys.empty()) continue;
         const std::string* key = shard.volatile_keys[(pick >> 6) % shard.volatile_keys.size()];
+        LogDelete(*key);
         EraseIt(shard, shard.map.find(*key));
       } else {
         if (shard.map.empty()) continue;
@@ -564,6 +913,7 @@ bool Keyspace::EvictOne(EvictionPolicy policy) {
         size_t b = (pick >> 6) % buckets;
         while (shard.map.bucket_size(b) == 0) b = (b + 1) % buckets;
         auto begin = shard.map.begin(b);
+        LogDelete(begin->first);
         EraseIt(shard, shard.map.find(begin->first));
       }
       ++shard.evicted;
@@ -582,6 +932,7 @@ bool Keyspace::EvictOne(EvictionPolicy policy) {
       std::lock_guard lock(shard.mutex);
       auto it = shard.map.find(best.key);
       if (it == shard.map.end() || (IsVolatile(policy) && it->second.expire_at == 0)) continue;
+      LogDelete(it->first);
       EraseIt(shard, it);
       ++shard.evicted;
       return true;

@@ -20,6 +20,15 @@
 // volatile-* policy with no key carrying a TTL). Eviction samples keys (Redis's approximation,
 // with a pool of the 16 best candidates seen), so its cost does not grow with the number of keys.
 //
+// Persistence: with a KeyspaceLog attached (SetLog), every change is logged as one record per
+// View — the whole new state of each key it created or rewrote, and single operations (a field
+// set or deleted, a TTL changed, a key deleted) for the rest — appended while the View still holds
+// its shards' locks, so the log orders the changes of each shard as they were applied. Dump()
+// writes the keyspace shard by shard, each section with the log position it was taken at, while
+// writers go on; recovery loads a dump (Load) and replays the log after it (Replay), skipping in
+// each shard the records its section already holds: the result is exact, not merely idempotent.
+// Keys whose time comes are not logged (their expiry time is); evicted keys are.
+//
 // Thread safety: every method may be called from any thread.
 #pragma once
 
@@ -39,6 +48,7 @@
 #include <vector>
 
 #include "common/hash.h"
+#include "common/result.h"
 
 namespace quiver::kv {
 
@@ -92,6 +102,33 @@ constexpr uint64_t ChunkBytes(uint64_t n) {
   return n == 0 ? 0 : std::max<uint64_t>(32, (n + 8 + 15) & ~uint64_t{15});
 }
 
+// Where a keyspace logs its changes (storage::Database implements it over its write-ahead log).
+class KeyspaceLog {
+ public:
+  virtual ~KeyspaceLog() = default;
+  // Checked before a write runs: an error when changes cannot be logged now (they are refused).
+  virtual Status Writable() = 0;
+  // Adds one record, called under the locks of the shards it touches, and returns its LSN. The
+  // record may be buffered: Commit writes it.
+  virtual Result<uint64_t> Append(std::string_view record) = 0;
+  // Writes the records up to `lsn` to the log file, and syncs them when SyncsOnCommit().
+  virtual Status Commit(uint64_t lsn) = 0;
+  virtual bool SyncsOnCommit() const = 0;
+  // The LSN the last record appended (of any kind) got.
+  virtual uint64_t LastLsn() = 0;
+};
+
+// What the Views of this thread logged since the last TakeLogOutcome(): the LSN of the last
+// record, and the first error (a change applied in memory whose record the log refused).
+struct LogOutcome {
+  uint64_t lsn = 0;
+  Status error;
+};
+LogOutcome TakeLogOutcome();
+
+struct ViewLog;    // a View's record under construction (keyspace.cc)
+struct Operation;  // a decoded operation of a record (keyspace.cc)
+
 class Keyspace {
  public:
   static constexpr size_t kShards = 64;  // a View's lock mask is one 64-bit word
@@ -130,10 +167,25 @@ class Keyspace {
 
    private:
     friend class Keyspace;
-    View(Keyspace& keyspace, uint64_t shards);  // locks the shards of the mask, in order
+    // Locks the shards of the mask, in order. `replaying`: recovery's view, which neither logs
+    // nor expires keys (a key's later records may extend its TTL).
+    View(Keyspace& keyspace, uint64_t shards, bool replaying = false);
+    // Whether a key whose whole state is logged at the end was changed through this view.
+    bool IsDirty(const std::string* key) const;
+    bool IsDirtyEntry(const Entry* entry) const;
+    void MarkDirty(const std::string* key, Entry* entry);
+    // A key leaves the map: a DELETE is logged when it had been logged before (or changed here).
+    void Forget(const std::string* key, bool log_delete);
+    // Passive expiry through this view; true when the key was due (and is gone).
+    template <typename It>
+    bool Expired(It it);
+    std::string* ops();  // the record being built, or null when not logging
+
     Keyspace& keyspace_;
     uint64_t locked_;  // bit i: shard i
     Millis now_;
+    bool replaying_;
+    ViewLog* log_ = nullptr;  // while the keyspace has a log (and not replaying)
   };
 
   // Locks the shards of `keys` (in shard order) for one atomic operation.
@@ -170,6 +222,25 @@ class Keyspace {
   void StartActiveExpiry(int hz = 10);
 
   Millis Now() const { return clock_(); }
+
+  // Persistence (see the top of this file). SetLog before the keyspace is shared; null: none.
+  void SetLog(KeyspaceLog* log) { log_ = log; }
+  KeyspaceLog* log() const { return log_; }
+  // The LSN of the last record this keyspace logged (0: none since it started).
+  uint64_t LastLoggedLsn() const { return last_logged_.load(std::memory_order_acquire); }
+  // Writes every live key to `sink`, one section per shard (each a few MB at most), taken under
+  // that shard's lock with the log position then (log->LastLsn(); 0 without a log). Writers
+  // wait only while their shard is encoded. Returns the number of keys.
+  Result<int64_t> Dump(const std::function<Status(std::string_view)>& sink);
+  // {LastLoggedLsn(), P} where P = position() is read first: the first is then at least the LSN
+  // of every keyspace record up to P (a snapshot's "changed since" test).
+  std::pair<uint64_t, uint64_t> Quiesced(const std::function<uint64_t()>& position);
+  // Loads what Dump wrote into this keyspace, which must be empty; returns the number of keys.
+  // kCorruption naming what is wrong (nothing is kept then: the keyspace is cleared).
+  Result<int64_t> Load(std::string_view dump);
+  // Applies a logged record (recovery): its operations on shards whose loaded section was taken
+  // at or after `lsn` are skipped. kCorruption when the record cannot be read.
+  Status Replay(std::string_view record, uint64_t lsn);
   // Redis's glob patterns: * ? [abc] [^a] [a-z] and \ escapes.
   static bool Match(std::string_view pattern, std::string_view text);
 
@@ -190,6 +261,14 @@ class Keyspace {
   };
 
   static size_t ShardOf(std::string_view key) { return HashBytes(key) >> 58; }  // top 6 bits
+  void ClearShard(Shard& shard, decltype(Shard::map)* doomed);                  // under its lock
+  // Applies one decoded operation of a record or dump (recovery), without logging or expiry.
+  void Apply(const Operation& op);
+  // Logs a key's deletion outside a View (eviction), under its shard's lock.
+  void LogDelete(std::string_view key);
+  // Records an appended record's LSN (or error) for LastLoggedLsn and, when `report`, this
+  // thread's LogOutcome.
+  void NoteLogged(const Result<uint64_t>& appended, bool report);
   // Under the shard's lock.
   void EraseIt(Shard& shard, decltype(Shard::map)::iterator it);
   // Takes a key's entry out of the TTL index and the byte count (before it leaves the map).
@@ -218,6 +297,10 @@ class Keyspace {
   std::mutex evict_mutex_;
   std::vector<Candidate> pool_;    // under evict_mutex_, ascending score
   std::mt19937_64 evict_rng_{42};  // under evict_mutex_
+
+  KeyspaceLog* log_ = nullptr;
+  std::atomic<uint64_t> last_logged_{0};
+  uint64_t floors_[kShards] = {};  // recovery: the log position each shard was loaded at
 
   std::mutex loop_mutex_;
   std::condition_variable loop_wake_;

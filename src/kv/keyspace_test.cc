@@ -14,8 +14,12 @@
 #include <set>
 #include <thread>
 
+#include "kv/keyspace_test_util.h"
+
 namespace quiver::kv {
 namespace {
+
+using testing::Describe;
 
 struct FakeClock {
   Millis now = 1'000'000;
@@ -414,6 +418,203 @@ TEST(KeyspaceTest, GlobPatterns) {
   EXPECT_FALSE(Keyspace::Match("user:*:name", "user:42:age"));
   EXPECT_TRUE(Keyspace::Match("a\\*b", "a*b"));
   EXPECT_FALSE(Keyspace::Match("a\\*b", "axb"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Persistence: records and dumps.
+
+// A log in memory: every record with its LSN.
+class MemoryLog : public KeyspaceLog {
+ public:
+  Status Writable() override { return Status::OK(); }
+  Result<uint64_t> Append(std::string_view record) override {
+    std::lock_guard lock(mutex_);
+    records_.emplace_back(++last_, std::string(record));
+    return last_;
+  }
+  Status Commit(uint64_t) override { return Status::OK(); }
+  bool SyncsOnCommit() const override { return false; }
+  uint64_t LastLsn() override {
+    std::lock_guard lock(mutex_);
+    return last_;
+  }
+  std::vector<std::pair<uint64_t, std::string>> records() {
+    std::lock_guard lock(mutex_);
+    return records_;
+  }
+
+ private:
+  std::mutex mutex_;
+  uint64_t last_ = 0;
+  std::vector<std::pair<uint64_t, std::string>> records_;
+};
+
+// One random change through a View, as the commands make them.
+void RandomChange(Keyspace& keyspace, std::mt19937& rng, Millis now) {
+  const std::string key = "k" + std::to_string(rng() % 300);
+  const std::string other = "k" + std::to_string(rng() % 300);
+  const std::string value(rng() % 40, static_cast<char>('a' + rng() % 26));
+  switch (rng() % 9) {
+    case 0:
+    case 1:
+      Put(keyspace, key, value, rng() % 3 == 0 ? now + 1'000'000 + rng() % 1000 : 0);
+      break;
+    case 2: {  // HSET
+      auto view = keyspace.Lock(key);
+      Entry* entry = view.Find(key);
+      if (entry != nullptr && entry->type != Type::kHash) break;
+      if (entry == nullptr) entry = view.Insert(key, Type::kHash);
+      view.HashSet(key, entry, "f" + std::to_string(rng() % 5), value);
+      break;
+    }
+    case 3: {  // HDEL, erasing a hash left empty
+      auto view = keyspace.Lock(key);
+      Entry* entry = view.Find(key);
+      if (entry == nullptr || entry->type != Type::kHash) break;
+      view.HashDelete(key, entry, "f" + std::to_string(rng() % 5));
+      if (entry->hash->empty()) view.Erase(key);
+      break;
+    }
+    case 4: {  // DEL
+      auto view = keyspace.Lock(key);
+      view.Erase(key);
+      break;
+    }
+    case 5: {  // EXPIRE / PERSIST
+      auto view = keyspace.Lock(key);
+      if (Entry* entry = view.Find(key)) {
+        view.SetExpire(key, entry, rng() % 2 ? now + 2'000'000 + rng() % 1000 : 0);
+      }
+      break;
+    }
+    case 6: {  // APPEND
+      auto view = keyspace.Lock(key);
+      Entry* entry = view.Find(key);
+      if (entry == nullptr || entry->type != Type::kString) break;
+      const uint64_t before = Keyspace::View::BytesOf(key, *entry);
+      entry->string += value;
+      view.Resized(key, *entry, before);
+      break;
+    }
+    case 7: {  // RENAME
+      auto view = keyspace.Lock({key, other});
+      if (key == other || view.Find(key) == nullptr) break;
+      Entry moved = std::move(*view.Take(key));
+      Entry* target = view.Insert(other, moved.type);
+      const uint64_t before = Keyspace::View::BytesOf(other, *target);
+      target->string = std::move(moved.string);
+      target->hash = std::move(moved.hash);
+      target->hash_bytes = moved.hash_bytes;
+      view.Resized(other, *target, before);
+      if (moved.expire_at != 0) view.SetExpire(other, target, moved.expire_at);
+      break;
+    }
+    case 8:
+      if (rng() % 50 == 0) keyspace.Clear();
+      break;
+  }
+}
+
+TEST(KeyspacePersistenceTest, ReplayingTheLogOntoAFuzzyDumpGivesTheSameKeyspace) {
+  FakeClock clock;
+  Keyspace keyspace(clock.Function());
+  MemoryLog log;
+  keyspace.SetLog(&log);
+  std::string dump;
+  std::atomic<bool> dumped{false};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < 3; ++t) {
+    writers.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < 20000; ++i) RandomChange(keyspace, rng, clock.now);
+    });
+  }
+  std::thread dumper([&] {  // while the writers go on
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_TRUE(keyspace
+                    .Dump([&](std::string_view bytes) {
+                      dump.append(bytes);
+                      std::this_thread::yield();
+                      return Status::OK();
+                    })
+                    .ok());
+    dumped = true;
+  });
+  for (auto& writer : writers) writer.join();
+  dumper.join();
+  ASSERT_TRUE(dumped);
+  const auto expected = Describe(keyspace);
+  const auto records = log.records();
+  ASSERT_FALSE(records.empty());
+
+  Keyspace from_dump(clock.Function());
+  Result<int64_t> keys = from_dump.Load(dump);
+  ASSERT_TRUE(keys.ok()) << keys.status().ToString();
+  for (const auto& [lsn, record] : records) ASSERT_TRUE(from_dump.Replay(record, lsn).ok());
+  EXPECT_EQ(Describe(from_dump), expected);
+  EXPECT_EQ(from_dump.UsedMemory(), [&] {
+    Keyspace fresh(clock.Function());
+    for (const auto& [lsn, record] : records) EXPECT_TRUE(fresh.Replay(record, lsn).ok());
+    EXPECT_EQ(Describe(fresh), expected) << "the log alone gives it too";
+    return fresh.UsedMemory();
+  }());
+  EXPECT_EQ(from_dump.LastLoggedLsn(), records.back().first);
+}
+
+TEST(KeyspacePersistenceTest, EvictedKeysAreLoggedAndExpiredOnesAreNot) {
+  FakeClock clock;
+  Keyspace keyspace(clock.Function());
+  MemoryLog log;
+  keyspace.SetLog(&log);
+  Put(keyspace, "soon", "v", clock.now + 10);
+  clock.now += 20;
+  EXPECT_FALSE(Present(keyspace, "soon"));
+  const size_t after_expiry = log.records().size();
+  EXPECT_EQ(after_expiry, 1u) << "an expiry is not logged: the expiry time is";
+  keyspace.SetPolicy(EvictionPolicy::kAllKeysRandom);
+  for (int i = 0; i < 100; ++i) Put(keyspace, "k" + std::to_string(i), std::string(100, 'x'), 0);
+  keyspace.SetMaxMemory(keyspace.UsedMemory() / 2);
+  ASSERT_TRUE(keyspace.MakeRoom());
+  const int64_t evicted = keyspace.Stats().evicted;
+  EXPECT_GT(evicted, 0);
+  EXPECT_EQ(log.records().size(), after_expiry + 100 + static_cast<size_t>(evicted));
+  Keyspace replayed(clock.Function());
+  for (const auto& [lsn, record] : log.records()) ASSERT_TRUE(replayed.Replay(record, lsn).ok());
+  EXPECT_EQ(Describe(replayed), Describe(keyspace));
+}
+
+TEST(KeyspacePersistenceTest, DamagedDumpsAndRecordsAreErrorsAndLeaveNothing) {
+  FakeClock clock;
+  Keyspace keyspace(clock.Function());
+  MemoryLog log;
+  keyspace.SetLog(&log);
+  Put(keyspace, "a", "1", 0);
+  Put(keyspace, "b", std::string(30, 'b'), clock.now + 1000);
+  {
+    auto view = keyspace.Lock("h");
+    view.HashSet("h", view.Insert("h", Type::kHash), "f", "v");
+  }
+  std::string dump;
+  ASSERT_EQ(*keyspace.Dump([&](std::string_view bytes) {
+    dump.append(bytes);
+    return Status::OK();
+  }),
+            3);
+  for (size_t cut = 0; cut < dump.size(); ++cut) {
+    Keyspace target(clock.Function());
+    Result<int64_t> loaded = target.Load(std::string_view(dump).substr(0, cut));
+    ASSERT_FALSE(loaded.ok()) << cut;
+    EXPECT_EQ(loaded.status().code(), StatusCode::kCorruption);
+    EXPECT_EQ(target.Size(), 0) << "nothing is kept";
+    EXPECT_EQ(target.UsedMemory(), 0u);
+  }
+  for (const auto& [lsn, record] : log.records()) {
+    for (size_t cut = 1; cut < record.size(); ++cut) {
+      Keyspace target(clock.Function());
+      EXPECT_EQ(target.Replay(std::string_view(record).substr(0, cut), lsn).code(),
+                StatusCode::kCorruption);
+    }
+  }
 }
 
 }  // namespace

@@ -11,12 +11,35 @@ namespace {
 
 constexpr std::string_view kMagic = "QUIVER-CATALOG 1 crc32c=";
 
+nlohmann::ordered_json SnapshotJson(const std::optional<SnapshotFile>& snapshot) {
+  if (!snapshot) return nullptr;
+  return {{"file", snapshot->name},
+          {"lsn", snapshot->lsn},
+          {"rows", snapshot->rows},
+          {"bytes", snapshot->bytes},
+          {"crc32c", snapshot->crc32c}};
+}
+
+// False when the file is named outside the snapshot directory. Throws on a malformed object.
+bool ReadSnapshotJson(const nlohmann::ordered_json& json, std::optional<SnapshotFile>* out) {
+  if (json.is_null()) return true;
+  SnapshotFile file;
+  file.name = json.at("file").get<std::string>();
+  file.lsn = json.at("lsn").get<uint64_t>();
+  file.rows = json.at("rows").get<int64_t>();
+  file.bytes = json.at("bytes").get<uint64_t>();
+  file.crc32c = json.at("crc32c").get<uint32_t>();
+  if (file.name.find('/') != std::string::npos) return false;
+  *out = std::move(file);
+  return true;
+}
+
 }  // namespace
 
 uint64_t CatalogFile::replay_from() const {
   uint64_t from = lsn + 1;
   for (const CatalogEntry& table : tables) from = std::min(from, table.lsn + 1);
-  return from;
+  return std::min(from, keyspace.lsn + 1);
 }
 
 std::string EncodeCatalog(const CatalogFile& catalog) {
@@ -26,21 +49,16 @@ std::string EncodeCatalog(const CatalogFile& catalog) {
                                     {"name", table.name},
                                     {"schema", nlohmann::ordered_json::parse(table.schema_json)},
                                     {"lsn", table.lsn}};
-    if (table.snapshot) {
-      entry["snapshot"] = {{"file", table.snapshot->name},
-                           {"lsn", table.snapshot->lsn},
-                           {"rows", table.snapshot->rows},
-                           {"bytes", table.snapshot->bytes},
-                           {"crc32c", table.snapshot->crc32c}};
-    } else {
-      entry["snapshot"] = nullptr;
-    }
+    entry["snapshot"] = SnapshotJson(table.snapshot);
     tables.push_back(std::move(entry));
   }
-  nlohmann::ordered_json document = {{"format", 1},
-                                     {"lsn", catalog.lsn},
-                                     {"next_table_id", catalog.next_table_id},
-                                     {"tables", std::move(tables)}};
+  nlohmann::ordered_json document = {
+      {"format", 1},
+      {"lsn", catalog.lsn},
+      {"next_table_id", catalog.next_table_id},
+      {"tables", std::move(tables)},
+      {"keyspace",
+       {{"lsn", catalog.keyspace.lsn}, {"snapshot", SnapshotJson(catalog.keyspace.snapshot)}}}};
   const std::string body = document.dump(2) + "\n";
   char header[64];
   std::snprintf(header, sizeof(header), "%s%08" PRIx32 "\n", std::string(kMagic).c_str(),
@@ -76,18 +94,19 @@ Result<CatalogFile> DecodeCatalog(const std::string& path, std::string_view text
       table.name = entry.at("name").get<std::string>();
       table.schema_json = entry.at("schema").dump();
       table.lsn = entry.at("lsn").get<uint64_t>();
-      if (const auto& snapshot = entry.at("snapshot"); !snapshot.is_null()) {
-        SnapshotFile file;
-        file.name = snapshot.at("file").get<std::string>();
-        file.lsn = snapshot.at("lsn").get<uint64_t>();
-        file.rows = snapshot.at("rows").get<int64_t>();
-        file.bytes = snapshot.at("bytes").get<uint64_t>();
-        file.crc32c = snapshot.at("crc32c").get<uint32_t>();
-        if (file.name.find('/') != std::string::npos)
-          return corrupt("names a snapshot outside its directory");
-        table.snapshot = std::move(file);
+      if (!ReadSnapshotJson(entry.at("snapshot"), &table.snapshot)) {
+        return corrupt("names a snapshot outside its directory");
       }
       catalog.tables.push_back(std::move(table));
+    }
+    // Written since the key-value keyspace became durable; older catalogs have none.
+    if (const auto keyspace = document.find("keyspace"); keyspace != document.end()) {
+      catalog.keyspace.lsn = keyspace->at("lsn").get<uint64_t>();
+      if (!ReadSnapshotJson(keyspace->at("snapshot"), &catalog.keyspace.snapshot)) {
+        return corrupt("names a snapshot outside its directory");
+      }
+    } else {
+      catalog.keyspace.lsn = catalog.lsn;
     }
   } catch (const nlohmann::json::exception& e) {
     return corrupt(std::string("is not a valid catalog: ") + e.what());

@@ -25,14 +25,21 @@ struct CatalogEntry {
   std::optional<SnapshotFile> snapshot;
 };
 
+// The key-value keyspace: its changes up to `lsn` are in `snapshot` (or it was empty then).
+struct KeyspaceEntry {
+  uint64_t lsn = 0;
+  std::optional<SnapshotFile> snapshot;  // rows: keys
+};
+
 struct CatalogFile {
   // Every log record up to this LSN was synced when the file was written, and every create and
   // drop up to it is reflected in `tables`.
   uint64_t lsn = 0;
   uint64_t next_table_id = 1;  // tables with smaller ids were created before this file
   std::vector<CatalogEntry> tables;
+  KeyspaceEntry keyspace;
 
-  // The first LSN recovery must replay: the oldest table's lsn + 1, or lsn + 1 without tables.
+  // The first LSN recovery must replay: the oldest base (a table's or the keyspace's lsn) + 1.
   uint64_t replay_from() const;
 };
 

@@ -88,7 +88,9 @@ Result<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options)
   catalog_options.backing = options.backing;
   catalog_options.journal = db.get();
   db->catalog_ = std::make_unique<Catalog>(catalog_options);
+  db->keyspace_ = std::make_unique<kv::Keyspace>();
   QUIVER_RETURN_NOT_OK(db->Recover());
+  if (options.keyspace_durable) db->keyspace_->SetLog(&db->keyspace_journal_);
   if (options.snapshot_wal_bytes > 0 || options.snapshot_interval_seconds > 0) {
     db->snapshot_thread_ = std::thread([d = db.get()] { d->SnapshotLoop(); });
   }
@@ -128,6 +130,17 @@ Status Database::Recover() {
     tables[entry.id] = table;
   }
   catalog_->set_next_table_id(saved.next_table_id);
+  saved_keyspace_ = Saved{saved.keyspace.lsn, saved.keyspace.snapshot};
+  if (saved.keyspace.snapshot && options_.keyspace_durable) {
+    const auto keyspace_start = Clock::now();
+    QUIVER_RETURN_NOT_OK(
+        LoadKeyspaceSnapshot(dir("snapshots"), *saved.keyspace.snapshot, keyspace_.get()));
+    recovery_.snapshot_keys = saved.keyspace.snapshot->rows;
+    QUIVER_LOG(kInfo, "keyspace snapshot loaded",
+               {{"keys", std::to_string(saved.keyspace.snapshot->rows)},
+                {"file", saved.keyspace.snapshot->name},
+                {"ms", Milliseconds(SecondsSince(keyspace_start))}});
+  }
   recovery_.snapshot_seconds = SecondsSince(start);
   // The log.
   const auto wal_start = Clock::now();
@@ -167,9 +180,10 @@ Status Database::Recover() {
   std::error_code error;  // an unlistable directory only leaves garbage
   for (const auto& file : std::filesystem::directory_iterator(dir("snapshots"), error)) {
     const std::string name = file.path().filename().string();
-    const bool named = std::any_of(saved.tables.begin(), saved.tables.end(), [&](const auto& t) {
-      return t.snapshot && t.snapshot->name == name;
-    });
+    const bool named =
+        std::any_of(saved.tables.begin(), saved.tables.end(),
+                    [&](const auto& t) { return t.snapshot && t.snapshot->name == name; }) ||
+        (saved.keyspace.snapshot && saved.keyspace.snapshot->name == name);
     if (!named) QUIVER_RETURN_NOT_OK(RemoveFile(file.path().string()));
   }
 
@@ -181,15 +195,23 @@ Status Database::Recover() {
   QUIVER_ASSIGN_OR_RETURN(wal_, Wal::Open(dir("wal"), wal_options, *scan, next_lsn));
   wal_bytes_at_snapshot_ = 0;
   recovery_.tables = catalog_->Tables().size();
+  if (!options_.keyspace_durable) {
+    // A cache: whatever an earlier run kept of the keyspace is let go.
+    if (saved_keyspace_.snapshot) doomed_snapshots_.push_back(saved_keyspace_.snapshot->name);
+    saved_keyspace_ = Saved{next_lsn - 1, std::nullopt};
+    std::lock_guard lock(file_mutex_);
+    QUIVER_RETURN_NOT_OK(WriteCatalogLocked().status());
+  }
   if (cut || (!scan->segments.empty() && scan->end_lsn != next_lsn)) {
-    // The log has a hole now: save every table as it is, so that no later start needs what
-    // is before the hole.
-    QUIVER_RETURN_NOT_OK(SnapshotTables(catalog_->Tables(), next_lsn - 1).status());
+    // The log has a hole now: save every table and the keyspace as they are, so that no later
+    // start needs what is before the hole.
+    QUIVER_RETURN_NOT_OK(SnapshotTables(catalog_->Tables(), next_lsn - 1, true).status());
   }
   recovery_.seconds = SecondsSince(start);
   QUIVER_LOG(kInfo, "recovered",
              {{"tables", std::to_string(recovery_.tables)},
               {"snapshot_rows", std::to_string(recovery_.snapshot_rows)},
+              {"snapshot_keys", std::to_string(recovery_.snapshot_keys)},
               {"snapshot_ms", Milliseconds(recovery_.snapshot_seconds)},
               {"wal_records", std::to_string(recovery_.wal_records)},
               {"replayed", std::to_string(recovery_.replayed)},
@@ -201,6 +223,12 @@ Status Database::Recover() {
 
 Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
                              std::map<uint64_t, std::shared_ptr<Table>>* tables) {
+  if (record.type == RecordType::kKeyspace) {
+    if (!options_.keyspace_durable || record.lsn <= saved_keyspace_.lsn) return Status::OK();
+    QUIVER_RETURN_NOT_OK(keyspace_->Replay(record.payload, record.lsn));
+    ++recovery_.replayed;
+    return Status::OK();
+  }
   uint64_t id;
   std::string_view rest;
   QUIVER_RETURN_NOT_OK(SplitId(record.payload, &id, &rest));
@@ -231,6 +259,8 @@ Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
         if (it->second.snapshot) doomed_snapshots_.push_back(it->second.snapshot->name);
         saved_.erase(it);
       }
+      break;
+    case RecordType::kKeyspace:  // handled above (it names no table)
       break;
     case RecordType::kUpsert:
     case RecordType::kDelete: {
@@ -301,6 +331,12 @@ void Database::WakeSnapshotterIfDue() {
   }
 }
 
+Result<uint64_t> Database::KeyspaceJournal::Append(std::string_view record) {
+  Result<uint64_t> lsn = db_.wal_->Buffer(RecordType::kKeyspace, record);
+  if (lsn.ok()) db_.WakeSnapshotterIfDue();
+  return lsn;
+}
+
 Result<uint64_t> Database::LogDelete(uint64_t table_id, const arrow::Array& keys) {
   auto batch = arrow::RecordBatch::Make(arrow::schema({arrow::field("key", keys.type(), false)}),
                                         keys.length(), {arrow::MakeArray(keys.data())});
@@ -332,6 +368,7 @@ Result<uint64_t> Database::WriteCatalogLocked() {
     entry.snapshot = saved.snapshot;
     file.tables.push_back(std::move(entry));
   }
+  file.keyspace = KeyspaceEntry{saved_keyspace_.lsn, saved_keyspace_.snapshot};
   QUIVER_RETURN_NOT_OK(WriteFileAtomically(dir("catalog"), EncodeCatalog(file), options_.ops));
   for (const std::string& name : doomed_snapshots_) {
     if (Status removed = RemoveFile(dir("snapshots") + "/" + name); !removed.ok()) {
@@ -355,11 +392,36 @@ Result<SnapshotReport> Database::Snapshot(const std::vector<std::string>& names)
       tables.push_back(std::move(table));
     }
   }
-  return SnapshotTables(std::move(tables), 0);
+  return SnapshotTables(std::move(tables), 0, names.empty());
+}
+
+Result<TableSnapshotReport> Database::SnapshotKeyspace(uint64_t floor,
+                                                       std::optional<SnapshotFile>* written,
+                                                       uint64_t* base) {
+  TableSnapshotReport entry;
+  // Every keyspace record up to `position` is applied; later ones may be partly in the file
+  // (each shard's section says where it was taken).
+  const auto [changed, position] = keyspace_->Quiesced([&] { return wal_->assigned_lsn(); });
+  *base = std::max(position, floor);
+  entry.lsn = *base;
+  uint64_t saved_lsn;
+  {
+    std::lock_guard lock(file_mutex_);
+    saved_lsn = saved_keyspace_.lsn;
+  }
+  if (changed <= saved_lsn && floor == 0) return entry;  // only its base moves
+  const auto start = Clock::now();
+  QUIVER_ASSIGN_OR_RETURN(*written,
+                          WriteKeyspaceSnapshot(*keyspace_, *base, dir("snapshots"), options_.ops));
+  entry.written = true;
+  entry.rows = (*written)->rows;
+  entry.bytes = (*written)->bytes;
+  entry.seconds = SecondsSince(start);
+  return entry;
 }
 
 Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Table>> tables,
-                                                uint64_t floor) {
+                                                uint64_t floor, bool keyspace) {
   std::lock_guard one_at_a_time(snapshot_mutex_);
   const auto start = Clock::now();
   const uint64_t wal_bytes = wal_->bytes_appended();
@@ -403,6 +465,19 @@ Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Tabl
     report.tables.push_back(entry);
     written.emplace_back(table, *file);
   }
+  std::optional<SnapshotFile> keyspace_file;
+  uint64_t keyspace_base = 0;
+  if (keyspace && options_.keyspace_durable) {
+    Result<TableSnapshotReport> entry = SnapshotKeyspace(floor, &keyspace_file, &keyspace_base);
+    if (!entry.ok()) {
+      for (const auto& [unused, done] : written) {
+        (void)RemoveFile(dir("snapshots") + "/" + done.name);
+      }
+      QUIVER_LOG(kError, "snapshot failed", {{"error", entry.status().message()}});
+      return entry.status();
+    }
+    report.keyspace = *entry;
+  }
   // Rows of changes after a snapshot's LSN may be in it: those changes must be durable in the
   // log before the snapshot is published, so that recovery replays them whole.
   QUIVER_RETURN_NOT_OK(wal_->Sync());
@@ -425,6 +500,14 @@ Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Tabl
       if (auto it = saved_.find(id); it != saved_.end())
         it->second.lsn = std::max(it->second.lsn, lsn);
     }
+    if (keyspace_file) {
+      if (saved_keyspace_.snapshot && saved_keyspace_.snapshot->name != keyspace_file->name) {
+        doomed_snapshots_.push_back(saved_keyspace_.snapshot->name);
+      }
+      saved_keyspace_ = Saved{keyspace_base, keyspace_file};
+    } else if (report.keyspace) {
+      saved_keyspace_.lsn = std::max(saved_keyspace_.lsn, keyspace_base);
+    }
     QUIVER_ASSIGN_OR_RETURN(replay_from, WriteCatalogLocked());
   }
   const size_t segments = wal_->segment_count();
@@ -432,16 +515,17 @@ Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Tabl
   report.wal_segments_removed = segments - wal_->segment_count();
   report.seconds = SecondsSince(start);
   wal_bytes_at_snapshot_ = wal_bytes;
-  snapshots_ += written.size();
+  snapshots_ += written.size() + (keyspace_file ? 1 : 0);
   last_snapshot_unix_ = std::chrono::duration_cast<std::chrono::seconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();
-  if (!written.empty()) {
+  if (!written.empty() || keyspace_file) {
     int64_t rows = 0;
     for (const auto& [table, file] : written) rows += file.rows;
     QUIVER_LOG(kInfo, "snapshot",
                {{"tables", std::to_string(written.size())},
                 {"rows", std::to_string(rows)},
+                {"keys", keyspace_file ? std::to_string(keyspace_file->rows) : "unchanged"},
                 {"wal_segments_removed", std::to_string(report.wal_segments_removed)},
                 {"ms", Milliseconds(report.seconds)}});
   }

@@ -1,7 +1,9 @@
-// Database: a Catalog made durable in a data directory. Opening one recovers the tables (newest
-// snapshot of each, then the write-ahead log after it); from then on every create, drop, upsert
-// and delete made through its catalog is logged before it is applied (it is the catalog's
-// Journal) and acknowledged according to the fsync policy. Snapshots are taken when the log has
+// Database: a Catalog and a key-value Keyspace made durable in a data directory. Opening one
+// recovers the tables and the keyspace (newest snapshot of each, then the write-ahead log after
+// it); from then on every create, drop, upsert and delete made through its catalog is logged
+// before it is applied (it is the catalog's Journal), every keyspace change is logged as it is
+// applied (its KeyspaceLog; buffered, written before its command is answered), and both are
+// acknowledged according to the fsync policy. Snapshots are taken when the log has
 // grown by snapshot_wal_bytes, when snapshot_interval_seconds have passed with changes, and on
 // demand; each is followed by removing the log segments no table needs any more.
 //
@@ -10,6 +12,7 @@
 //   catalog              tables, schemas, snapshot of each, log position (replaced atomically)
 //   wal/<lsn>.wal        log segments
 //   snapshots/<id>-<lsn>.arrow   one Arrow IPC file per table snapshot
+//   snapshots/keyspace-<lsn>.kv  the keyspace's snapshot
 //
 // Thread safety: every method may be called from any thread; Snapshot calls are serialized.
 #pragma once
@@ -27,6 +30,7 @@
 #include "common/result.h"
 #include "engine/catalog.h"
 #include "engine/journal.h"
+#include "kv/keyspace.h"
 #include "storage/catalog_file.h"
 #include "storage/file.h"
 #include "storage/wal.h"
@@ -40,6 +44,7 @@ struct DatabaseOptions {
   uint64_t snapshot_wal_bytes = 256 << 20;   // snapshot after the log grew this much (0: never)
   int64_t snapshot_interval_seconds = 3600;  // snapshot changed tables this often (0: never)
   bool wal_truncate_corrupt = false;         // cut a corrupt log instead of refusing to start
+  bool keyspace_durable = true;  // false: the keyspace lives in memory only (a pure cache)
   EngineLimits limits;
   RegionBacking backing = RegionBacking::kAnonymous;
   FileOps* ops = FileOps::Default();
@@ -56,6 +61,7 @@ struct TableSnapshotReport {
 
 struct SnapshotReport {
   std::vector<TableSnapshotReport> tables;
+  std::optional<TableSnapshotReport> keyspace;  // table: "" (absent: not part of this snapshot)
   size_t wal_segments_removed = 0;
   double seconds = 0;
 };
@@ -63,6 +69,7 @@ struct SnapshotReport {
 struct RecoveryReport {
   size_t tables = 0;
   int64_t snapshot_rows = 0;
+  int64_t snapshot_keys = 0;  // of the keyspace
   double snapshot_seconds = 0;
   uint64_t wal_records = 0;  // read (checked) from the log
   uint64_t replayed = 0;     // of them applied
@@ -86,11 +93,12 @@ class Database final : public Journal {
   ~Database() override;
 
   Catalog& catalog() { return *catalog_; }
+  kv::Keyspace& keyspace() { return *keyspace_; }
   const RecoveryReport& recovery() const { return recovery_; }
   const DatabaseOptions& options() const { return options_; }
 
-  // Snapshots the named tables (every table when empty) that changed since their last snapshot.
-  // kNotFound for an unknown name (nothing is written then).
+  // Snapshots the named tables (every table and the keyspace when empty) that changed since their
+  // last snapshot. kNotFound for an unknown name (nothing is written then).
   Result<SnapshotReport> Snapshot(const std::vector<std::string>& tables = {});
   DatabaseStats Stats() const;
   // Stops the background work, syncs the log and releases the directory; later writes fail.
@@ -112,12 +120,31 @@ class Database final : public Journal {
     std::optional<SnapshotFile> snapshot;
   };
 
+  // The keyspace's log: records buffered in the write-ahead log.
+  class KeyspaceJournal final : public kv::KeyspaceLog {
+   public:
+    explicit KeyspaceJournal(Database& db) : db_(db) {}
+    Status Writable() override { return db_.wal_->Writable(); }
+    Result<uint64_t> Append(std::string_view record) override;
+    Status Commit(uint64_t lsn) override { return db_.wal_->Commit(lsn); }
+    bool SyncsOnCommit() const override { return db_.options_.fsync == FsyncPolicy::kAlways; }
+    uint64_t LastLsn() override { return db_.wal_->assigned_lsn(); }
+
+   private:
+    Database& db_;
+  };
+
   explicit Database(DatabaseOptions options) : options_(std::move(options)) {}
   Status Recover();
   Status ApplyRecord(const WalRecord& record, const CatalogFile& saved,
                      std::map<uint64_t, std::shared_ptr<Table>>* tables);
   // `floor`: snapshot every table (changed or not) at an LSN of at least `floor` (after a cut log).
-  Result<SnapshotReport> SnapshotTables(std::vector<std::shared_ptr<Table>> tables, uint64_t floor);
+  Result<SnapshotReport> SnapshotTables(std::vector<std::shared_ptr<Table>> tables, uint64_t floor,
+                                        bool keyspace);
+  // Part of SnapshotTables: writes the keyspace when it changed since its snapshot, or moves its
+  // base. Sets *written to the new file (none when unchanged).
+  Result<TableSnapshotReport> SnapshotKeyspace(uint64_t floor, std::optional<SnapshotFile>* written,
+                                               uint64_t* base);
   // Under the catalog's DDL lock and file_mutex_. Returns the written catalog's replay_from():
   // log segments wholly below it are no longer needed.
   Result<uint64_t> WriteCatalogLocked();
@@ -132,10 +159,13 @@ class Database final : public Journal {
   std::unique_ptr<DirectoryLock> lock_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Wal> wal_;
+  KeyspaceJournal keyspace_journal_{*this};
+  std::unique_ptr<kv::Keyspace> keyspace_;  // destroyed first: it holds &keyspace_journal_
   RecoveryReport recovery_;
 
-  std::mutex file_mutex_;                      // the catalog file and saved_
-  std::map<uint64_t, Saved> saved_;            // by table id
+  std::mutex file_mutex_;            // the catalog file and saved_
+  std::map<uint64_t, Saved> saved_;  // by table id
+  Saved saved_keyspace_;
   std::vector<std::string> doomed_snapshots_;  // to remove once the catalog no longer names them
 
   std::mutex snapshot_mutex_;  // one snapshot at a time

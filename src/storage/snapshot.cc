@@ -6,6 +6,8 @@
 #include <arrow/record_batch.h>
 #include <arrow/util/key_value_metadata.h>
 
+#include <functional>
+
 #include "common/arrow_status.h"
 #include "common/crc32c.h"
 
@@ -48,36 +50,24 @@ std::string SnapshotName(uint64_t table_id, uint64_t lsn) {
   return std::to_string(table_id) + "-" + std::to_string(lsn) + ".arrow";
 }
 
-Result<SnapshotFile> WriteSnapshot(const Table& table, uint64_t lsn, const std::string& dir,
-                                   FileOps* ops) {
+namespace {
+
+// Writes `dir`/`name` through a temporary file that `write` fills (checksummed), then syncs and
+// renames it, and syncs the directory: the file exists whole or not at all. `what` names it in
+// errors.
+Result<SnapshotFile> PublishFile(
+    const std::string& dir, const std::string& name, FileOps* ops, const std::string& what,
+    const std::function<Status(std::shared_ptr<ChecksummedStream>)>& write) {
   SnapshotFile snapshot;
-  snapshot.name = SnapshotName(table.id(), lsn);
-  snapshot.lsn = lsn;
-  const std::string path = dir + "/" + snapshot.name;
+  snapshot.name = name;
+  const std::string path = dir + "/" + name;
   const std::string temporary = path + ".tmp";
   QUIVER_RETURN_NOT_OK(RemoveFile(temporary));
   Status written = [&]() -> Status {
     QUIVER_ASSIGN_OR_RETURN(std::unique_ptr<AppendFile> file,
                             AppendFile::Open(temporary, ops, /*exclusive=*/true));
     auto stream = std::make_shared<ChecksummedStream>(file.get());
-    QUIVER_ASSIGN_OR_RETURN_ARROW(
-        auto buffered,
-        arrow::io::BufferedOutputStream::Create(1 << 20, arrow::default_memory_pool(), stream));
-    auto metadata = arrow::key_value_metadata(
-        {"quiver.table", "quiver.table_id", "quiver.lsn", "quiver.schema"},
-        {table.name(), std::to_string(table.id()), std::to_string(lsn), table.schema().ToJson()});
-    auto schema = table.schema().ToArrow()->WithMetadata(metadata);
-    QUIVER_ASSIGN_OR_RETURN_ARROW(auto writer, arrow::ipc::MakeFileWriter(buffered, schema));
-    QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatchReader> reader, table.Scan());
-    for (;;) {
-      std::shared_ptr<arrow::RecordBatch> batch;
-      QUIVER_RETURN_NOT_OK_ARROW(reader->ReadNext(&batch));
-      if (batch == nullptr) break;
-      QUIVER_RETURN_NOT_OK_ARROW(writer->WriteRecordBatch(*batch));
-      snapshot.rows += batch->num_rows();
-    }
-    QUIVER_RETURN_NOT_OK_ARROW(writer->Close());
-    QUIVER_RETURN_NOT_OK_ARROW(buffered->Close());
+    QUIVER_RETURN_NOT_OK(write(stream));
     QUIVER_RETURN_NOT_OK(file->Sync());
     snapshot.bytes = file->size();
     snapshot.crc32c = stream->crc();
@@ -89,10 +79,92 @@ Result<SnapshotFile> WriteSnapshot(const Table& table, uint64_t lsn, const std::
   if (written.ok()) written = SyncDirectory(dir);
   if (!written.ok()) {
     (void)RemoveFile(temporary);
-    return Status(written.code(),
-                  "snapshot of table '" + table.name() + "' failed: " + written.message());
+    return Status(written.code(), "snapshot of " + what + " failed: " + written.message());
   }
   return snapshot;
+}
+
+}  // namespace
+
+Result<SnapshotFile> WriteSnapshot(const Table& table, uint64_t lsn, const std::string& dir,
+                                   FileOps* ops) {
+  int64_t rows = 0;
+  QUIVER_ASSIGN_OR_RETURN(
+      SnapshotFile snapshot,
+      PublishFile(dir, SnapshotName(table.id(), lsn), ops, "table '" + table.name() + "'",
+                  [&](std::shared_ptr<ChecksummedStream> stream) -> Status {
+                    QUIVER_ASSIGN_OR_RETURN_ARROW(
+                        auto buffered, arrow::io::BufferedOutputStream::Create(
+                                           1 << 20, arrow::default_memory_pool(), stream));
+                    auto metadata = arrow::key_value_metadata(
+                        {"quiver.table", "quiver.table_id", "quiver.lsn", "quiver.schema"},
+                        {table.name(), std::to_string(table.id()), std::to_string(lsn),
+                         table.schema().ToJson()});
+                    auto schema = table.schema().ToArrow()->WithMetadata(metadata);
+                    QUIVER_ASSIGN_OR_RETURN_ARROW(auto writer,
+                                                  arrow::ipc::MakeFileWriter(buffered, schema));
+                    QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatchReader> reader,
+                                            table.Scan());
+                    for (;;) {
+                      std::shared_ptr<arrow::RecordBatch> batch;
+                      QUIVER_RETURN_NOT_OK_ARROW(reader->ReadNext(&batch));
+                      if (batch == nullptr) break;
+                      QUIVER_RETURN_NOT_OK_ARROW(writer->WriteRecordBatch(*batch));
+                      rows += batch->num_rows();
+                    }
+                    QUIVER_RETURN_NOT_OK_ARROW(writer->Close());
+                    QUIVER_RETURN_NOT_OK_ARROW(buffered->Close());
+                    return Status::OK();
+                  }));
+  snapshot.lsn = lsn;
+  snapshot.rows = rows;
+  return snapshot;
+}
+
+std::string KeyspaceSnapshotName(uint64_t lsn) { return "keyspace-" + std::to_string(lsn) + ".kv"; }
+
+Result<SnapshotFile> WriteKeyspaceSnapshot(kv::Keyspace& keyspace, uint64_t lsn,
+                                           const std::string& dir, FileOps* ops) {
+  int64_t keys = 0;
+  QUIVER_ASSIGN_OR_RETURN(
+      SnapshotFile snapshot,
+      PublishFile(dir, KeyspaceSnapshotName(lsn), ops, "the key-value keyspace",
+                  [&](std::shared_ptr<ChecksummedStream> out) -> Status {
+                    QUIVER_ASSIGN_OR_RETURN(keys, keyspace.Dump([&](std::string_view bytes) {
+                      arrow::Status written =
+                          out->Write(bytes.data(), static_cast<int64_t>(bytes.size()));
+                      return written.ok() ? Status::OK() : Status::IOError(written.message());
+                    }));
+                    return Status::OK();
+                  }));
+  snapshot.lsn = lsn;
+  snapshot.rows = keys;
+  return snapshot;
+}
+
+Status LoadKeyspaceSnapshot(const std::string& dir, const SnapshotFile& expected,
+                            kv::Keyspace* keyspace) {
+  const std::string path = dir + "/" + expected.name;
+  Result<std::string> bytes = ReadFile(path);
+  if (!bytes.ok()) {
+    return Corrupt(path, "cannot be read (" + bytes.status().message() +
+                             "); the catalog refers to it, so the keyspace cannot be restored");
+  }
+  if (bytes->size() != expected.bytes) {
+    return Corrupt(path, "has " + std::to_string(bytes->size()) +
+                             " bytes where the catalog recorded " + std::to_string(expected.bytes));
+  }
+  if (Crc32c(*bytes) != expected.crc32c) {
+    return Corrupt(path, "fails its checksum (CRC-32C recorded in the catalog)");
+  }
+  Result<int64_t> keys = keyspace->Load(*bytes);
+  if (!keys.ok()) return Corrupt(path, keys.status().message());
+  if (*keys != expected.rows) {
+    keyspace->Clear();
+    return Corrupt(path, "holds " + std::to_string(*keys) + " keys where the catalog recorded " +
+                             std::to_string(expected.rows));
+  }
+  return Status::OK();
 }
 
 Status LoadSnapshot(const std::string& dir, const SnapshotFile& expected, Table* table) {

@@ -11,12 +11,15 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <thread>
 
 #include "common/arrow_status.h"
 #include "common/crc32c.h"
 #include "engine/test_util.h"
+#include "kv/keyspace_test_util.h"
+#include "server/resp/local.h"
 #include "storage/database.h"
 
 namespace quiver::storage {
@@ -89,6 +92,7 @@ class StorageTest : public ::testing::Test {
     return ValueOrFail(Database::Open(options));
   }
   std::unique_ptr<Database> Open() { return Open(Options()); }
+  void KeyspaceLogFailure(FsyncPolicy policy);
 
   std::string dir_;
 };
@@ -583,6 +587,250 @@ TEST_F(StorageTest, FailedFsyncRefusesLaterWritesAndKeepsReads) {
     EXPECT_EQ(contents.begin()->second[key], row);
   }
   EXPECT_EQ(contents.begin()->second.count("c"), 0u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The key-value keyspace.
+
+using kv::testing::Describe;
+
+// Runs a command given as words ("SET a 1"); its reply.
+resp::Reply Command(resp::LocalClient& kv, const std::string& command) {
+  std::vector<std::string> words;
+  for (size_t start = 0; start < command.size();) {
+    const size_t space = std::min(command.find(' ', start), command.size());
+    words.push_back(command.substr(start, space - start));
+    start = space + 1;
+  }
+  return kv.Call(std::vector<std::string_view>(words.begin(), words.end()));
+}
+
+void RunAll(resp::LocalClient& kv, const std::vector<std::string>& commands) {
+  for (const std::string& command : commands) {
+    const resp::Reply reply = Command(kv, command);
+    EXPECT_NE(reply.kind, resp::Reply::Kind::kError) << command << ": " << reply.text;
+  }
+}
+
+TEST_F(StorageTest, KeyspaceRecoversFromTheLogThenFromASnapshotAndTheLog) {
+  std::map<std::string, std::string> expected;
+  {
+    auto db = Open();
+    resp::LocalClient kv(db->keyspace());
+    RunAll(kv, {"SET old 1",
+                "FLUSHALL",
+                "SET a 1",
+                "SET b hello EX 1000",
+                "HSET h f1 v1 f2 v2",
+                "HDEL h f1",
+                "INCR a",
+                "APPEND b _world",
+                "RENAME b c",
+                "SET gone x PX 1",
+                "DEL a",
+                "SET a 5",
+                "HSET h2 x 1",
+                "HDEL h2 x",
+                "SET p v EX 100",
+                "PERSIST p",
+                "EXPIRE c 500",
+                "HINCRBY h n 3",
+                "MSET m1 1 m2 2",
+                "GETDEL m1",
+                "SETEX s 50 v",
+                "GETEX p PX 90000",
+                "INCRBYFLOAT f 1.5",
+                "SET a 6 KEEPTTL",
+                "EXPIRE a 0"});
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // "gone" is due
+    expected = Describe(db->keyspace());
+    EXPECT_EQ(expected.size(), 6u);  // c h m2 p s f: "a" went with EXPIRE 0
+  }
+  {
+    auto db = Open();
+    EXPECT_EQ(Describe(db->keyspace()), expected);
+    EXPECT_GT(db->recovery().replayed, 20u);
+    resp::LocalClient kv(db->keyspace());
+    ValueOrFail(db->Snapshot());
+    RunAll(kv, {"SET after snapshot", "HSET h f3 v3", "DEL m2"});
+    expected = Describe(db->keyspace());
+  }
+  auto db = Open();
+  EXPECT_EQ(Describe(db->keyspace()), expected);
+  EXPECT_EQ(db->recovery().snapshot_keys, 6);
+  EXPECT_EQ(db->recovery().replayed, 3u) << "only the records after the snapshot";
+}
+
+TEST_F(StorageTest, KeyspaceSnapshotsWhileWritersGoOnAndRetireTheLog) {
+  DatabaseOptions options = Options();
+  options.wal_segment_bytes = 64 << 10;
+  std::map<std::string, std::string> expected;
+  {
+    auto db = Open(options);
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 2; ++t) {
+      writers.emplace_back([&, t] {
+        resp::LocalClient kv(db->keyspace());
+        std::mt19937 rng(t);
+        for (int i = 0; !stop; ++i) {
+          const std::string key = "k" + std::to_string(rng() % 2000);
+          switch (rng() % 4) {
+            case 0:
+              Command(kv, "SET " + key + " v" + std::to_string(i));
+              break;
+            case 1:
+              Command(kv,
+                      "HSET h" + key + " f" + std::to_string(rng() % 8) + " " + std::to_string(i));
+              break;
+            case 2:
+              Command(kv, "DEL " + key);
+              break;
+            case 3:
+              Command(kv, "EXPIRE " + key + " 100000");
+              break;
+          }
+        }
+      });
+    }
+    for (int s = 0; s < 5; ++s) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      SnapshotReport report = ValueOrFail(db->Snapshot());
+      ASSERT_TRUE(report.keyspace.has_value());
+      EXPECT_TRUE(report.keyspace->written);
+    }
+    stop = true;
+    for (auto& writer : writers) writer.join();
+    expected = Describe(db->keyspace());
+    EXPECT_GT(expected.size(), 1000u);
+    // An unchanged keyspace writes no new file but lets go of the log before now.
+    ValueOrFail(db->Snapshot());
+    SnapshotReport unchanged = ValueOrFail(db->Snapshot());
+    EXPECT_FALSE(unchanged.keyspace->written);
+    EXPECT_LE(db->Stats().wal_segments, 2u);
+  }
+  int keyspace_files = 0;
+  for (const std::string& file : Files(dir_ + "/snapshots")) {
+    keyspace_files += file.find("keyspace-") != std::string::npos;
+  }
+  EXPECT_EQ(keyspace_files, 1) << "older keyspace snapshots are removed";
+  auto db = Open(options);
+  EXPECT_EQ(Describe(db->keyspace()), expected);
+}
+
+TEST_F(StorageTest, KeyspaceInMemoryOnlyStartsEmptyAndPinsNoLog) {
+  DatabaseOptions options = Options();
+  options.keyspace_durable = false;
+  options.wal_segment_bytes = 4096;
+  {
+    auto db = Open(options);
+    resp::LocalClient kv(db->keyspace());
+    for (int i = 0; i < 200; ++i) RunAll(kv, {"SET k" + std::to_string(i) + " value"});
+    EXPECT_EQ(db->Stats().wal_bytes, 0u) << "nothing is logged";
+  }
+  {
+    auto db = Open();  // durable again: an earlier cache is not brought back
+    EXPECT_EQ(db->keyspace().Size(), 0);
+    resp::LocalClient kv(db->keyspace());
+    RunAll(kv, {"SET kept 1"});
+  }
+  {
+    auto db = Open(options);
+    EXPECT_EQ(db->keyspace().Size(), 0) << "in memory only: the logged key is let go";
+  }
+  auto db = Open();
+  EXPECT_EQ(db->keyspace().Size(), 0) << "and it does not come back";
+}
+
+TEST_F(StorageTest, KeyspaceLogFailureRefusesChangesUntilTheLogIsWrittenAgain) {
+  for (FsyncPolicy policy : {FsyncPolicy::kAlways, FsyncPolicy::kEverySec}) {
+    SCOPED_TRACE(FsyncPolicyName(policy));
+    fs::remove_all(dir_);
+    KeyspaceLogFailure(policy);
+  }
+}
+
+void StorageTest::KeyspaceLogFailure(FsyncPolicy policy) {
+  FaultOps ops;
+  std::map<std::string, std::string> acknowledged;
+  {
+    DatabaseOptions options = FaultyOptions(&ops);
+    options.fsync = policy;
+    auto db = Open(options);
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    resp::LocalClient kv(db->keyspace());
+    RunAll(kv, {"SET a 1", "HSET h f v"});
+    acknowledged = Describe(db->keyspace());
+    ops.write_budget = 0;
+    resp::Reply failed = Command(kv, "SET a 2");
+    EXPECT_EQ(failed.kind, resp::Reply::Kind::kError);
+    EXPECT_NE(failed.text.find("MISCONF the change was applied in memory but could not be logged"),
+              std::string::npos)
+        << failed.text;
+    EXPECT_NE(failed.text.find("No space left on device"), std::string::npos);
+    // The change stays buffered; until it is written, changes are refused and change nothing.
+    const auto buffered = Describe(db->keyspace());
+    for (const char* command : {"SET b 1", "DEL a", "HSET h g w", "FLUSHALL", "EXPIRE a 10"}) {
+      resp::Reply refused = Command(kv, command);
+      EXPECT_EQ(refused.kind, resp::Reply::Kind::kError) << command;
+      EXPECT_NE(refused.text.find("MISCONF changes are refused while the write-ahead log cannot"),
+                std::string::npos)
+          << refused.text;
+    }
+    EXPECT_EQ(Describe(db->keyspace()), buffered);
+    EXPECT_EQ(Command(kv, "GET a").text, "2") << "reads go on";
+    QUIVER_EXPECT_ERROR(t->Upsert(*Rows(R"(["x"])", "[1]", R"(["s"])", "[1]")),
+                        StatusCode::kIOError, "No space");
+    EXPECT_EQ(Command(kv, "SET b 1").kind, resp::Reply::Kind::kError);
+    ops.write_budget = -1;  // space again: the background thread writes the buffer within 1 s
+    for (int i = 0; i < 300 && Command(kv, "SET b 1").kind == resp::Reply::Kind::kError; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    RunAll(kv, {"SET c 3"});
+    ValueOrFail(t->Upsert(*Rows(R"(["x"])", "[1]", R"(["s"])", "[1]")));
+    acknowledged = Describe(db->keyspace());
+    EXPECT_EQ(acknowledged.at("a"), "string ttl=0 2") << "the buffered change was written";
+  }
+  auto db = Open(Options());
+  EXPECT_EQ(Describe(db->keyspace()), acknowledged);
+  EXPECT_EQ(Contents(db->catalog()).begin()->second.size(), 1u);
+}
+
+TEST_F(StorageTest, KeyspaceEvictionsAreDurable) {
+  std::map<std::string, std::string> expected;
+  {
+    auto db = Open();
+    resp::LocalClient kv(db->keyspace());
+    db->keyspace().SetPolicy(kv::EvictionPolicy::kAllKeysLru);
+    db->keyspace().SetMaxMemory(64 << 10);
+    for (int i = 0; i < 2000; ++i)
+      RunAll(kv, {"SET k" + std::to_string(i) + " " + std::string(100, 'x')});
+    EXPECT_GT(db->keyspace().Stats().evicted, 1000);
+    expected = Describe(db->keyspace());
+  }
+  auto db = Open();
+  EXPECT_EQ(Describe(db->keyspace()), expected) << "evicted keys do not come back";
+}
+
+TEST_F(StorageTest, DamagedKeyspaceSnapshotStopsTheStart) {
+  {
+    auto db = Open();
+    resp::LocalClient kv(db->keyspace());
+    RunAll(kv, {"SET a 1", "HSET h f v"});
+    ValueOrFail(db->Snapshot());
+  }
+  std::string file;
+  for (const std::string& path : Files(dir_ + "/snapshots")) {
+    if (path.find("keyspace-") != std::string::npos) file = path;
+  }
+  ASSERT_FALSE(file.empty());
+  FlipByte(file, fs::file_size(file) - 3);
+  Result<std::unique_ptr<Database>> opened = Database::Open(Options());
+  QUIVER_EXPECT_ERROR(opened.status(), StatusCode::kCorruption, "fails its checksum");
+  EXPECT_NE(opened.status().message().find(file), std::string::npos) << opened.status().ToString();
+  fs::remove(file);
+  QUIVER_EXPECT_ERROR(Database::Open(Options()).status(), StatusCode::kCorruption,
+                      "cannot be read");
 }
 
 TEST(TableReplayTest, ReplayInsertsRowsMissingARequiredColumn) {

@@ -52,7 +52,7 @@ bool AllZero(std::string_view bytes) {
   return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
 }
 
-bool KnownType(uint8_t type) { return type >= 1 && type <= 4; }
+bool KnownType(uint8_t type) { return type >= 1 && type <= 5; }
 
 }  // namespace
 
@@ -247,6 +247,7 @@ Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, WalOptions option
   wal->segments_ = scan.segments;
   wal->next_lsn_ = next_lsn;
   wal->written_lsn_ = next_lsn - 1;
+  wal->assigned_lsn_ = next_lsn - 1;
   wal->synced_lsn_ = next_lsn - 1;  // what is on disk now is as durable as it gets
   const bool continues = !scan.segments.empty() && scan.end_lsn == next_lsn;
   if (continues) {
@@ -259,9 +260,7 @@ Result<std::unique_ptr<Wal>> Wal::Open(const std::string& dir, WalOptions option
     std::lock_guard lock(wal->append_mutex_);
     QUIVER_RETURN_NOT_OK(wal->StartSegment(next_lsn));
   }
-  if (options.fsync == FsyncPolicy::kEverySec) {
-    wal->sync_thread_ = std::thread([w = wal.get()] { w->SyncLoop(); });
-  }
+  wal->sync_thread_ = std::thread([w = wal.get()] { w->SyncLoop(); });
   return wal;
 }
 
@@ -309,6 +308,34 @@ Status Wal::StartSegment(uint64_t first_lsn) {
 }
 
 Result<uint64_t> Wal::Append(RecordType type, const std::vector<std::string_view>& payload) {
+  return Add(type, payload, /*buffered=*/false);
+}
+
+Result<uint64_t> Wal::Buffer(RecordType type, std::string_view payload) {
+  return Add(type, {payload}, /*buffered=*/true);
+}
+
+namespace {
+
+constexpr size_t kRecordPrefixBytes = kRecordHeaderBytes + kRecordBodyPrefixBytes;
+
+// Writes the bytes before a record's payload to `out`: length, body CRC, header CRC, LSN, type.
+void PutPrefix(char* out, uint64_t lsn, RecordType type, uint32_t length,
+               const std::vector<std::string_view>& payload) {
+  std::memcpy(out + kRecordHeaderBytes, &lsn, 8);
+  out[kRecordHeaderBytes + 8] = static_cast<char>(type);
+  uint32_t body_crc = Crc32c(out + kRecordHeaderBytes, kRecordBodyPrefixBytes);
+  for (std::string_view part : payload) body_crc = Crc32c(part, body_crc);
+  std::memcpy(out, &length, 4);
+  std::memcpy(out + 4, &body_crc, 4);
+  const uint32_t header_crc = Crc32c(out, 8);
+  std::memcpy(out + 8, &header_crc, 4);
+}
+
+}  // namespace
+
+Result<uint64_t> Wal::Add(RecordType type, const std::vector<std::string_view>& payload,
+                          bool buffered) {
   size_t payload_bytes = 0;
   for (std::string_view part : payload) payload_bytes += part.size();
   if (payload_bytes > kMaxRecordBodyBytes - kRecordBodyPrefixBytes) {
@@ -317,48 +344,94 @@ Result<uint64_t> Wal::Append(RecordType type, const std::vector<std::string_view
                                  std::to_string(payload_bytes));
   }
   std::lock_guard lock(append_mutex_);
-  {
+  if (failed_flag_.load(std::memory_order_acquire)) {
     std::lock_guard sync_lock(sync_mutex_);
-    if (!failed_.ok()) return failed_;
+    return failed_;
   }
   if (closed_) return Status::IOError("the write-ahead log is closed");
-  if (file_->size() >= options_.segment_bytes) {
-    if (Status started = StartSegment(next_lsn_); !started.ok()) {
-      return Status::IOError("cannot start a new write-ahead log segment: " + started.message());
-    }
-  }
-  const uint64_t lsn = next_lsn_;
-  std::string prefix;
-  prefix.reserve(kRecordHeaderBytes + kRecordBodyPrefixBytes);
   const auto length = static_cast<uint32_t>(kRecordBodyPrefixBytes + payload_bytes);
-  std::string body_prefix;
-  Put<uint64_t>(&body_prefix, lsn);
-  body_prefix.push_back(static_cast<char>(type));
-  uint32_t body_crc = Crc32c(body_prefix);
-  for (std::string_view part : payload) body_crc = Crc32c(part, body_crc);
-  Put<uint32_t>(&prefix, length);
-  Put<uint32_t>(&prefix, body_crc);
-  Put<uint32_t>(&prefix, Crc32c(prefix));
-  prefix += body_prefix;
+  if (buffered) {
+    const uint64_t lsn = next_lsn_++;
+    const size_t start = pending_.size();
+    pending_.resize(start + kRecordPrefixBytes);
+    for (std::string_view part : payload) pending_.append(part);
+    PutPrefix(pending_.data() + start, lsn, type, length, payload);
+    assigned_lsn_.store(lsn, std::memory_order_release);
+    return lsn;
+  }
+  // A direct record follows the buffered ones in the file: they are written first, and when
+  // they cannot be, the record is refused (it gets no LSN).
+  QUIVER_RETURN_NOT_OK(WritePendingLocked());
+  QUIVER_RETURN_NOT_OK(StartSegmentIfFull());
+  const uint64_t lsn = next_lsn_;
+  // The payload (a whole batch, maybe megabytes) is written from where it is, not copied.
+  char prefix[kRecordPrefixBytes];
+  PutPrefix(prefix, lsn, type, length, payload);
   std::vector<std::string_view> parts;
   parts.reserve(payload.size() + 1);
-  parts.push_back(prefix);
+  parts.emplace_back(prefix, kRecordPrefixBytes);
   parts.insert(parts.end(), payload.begin(), payload.end());
   if (Status written = file_->Append(parts); !written.ok()) {
     return Status::IOError("write-ahead log: " + written.message() + "; the write was not applied");
   }
   ++next_lsn_;
+  assigned_lsn_.store(lsn, std::memory_order_release);
   written_lsn_.store(lsn, std::memory_order_release);
   bytes_appended_.fetch_add(kRecordHeaderBytes + length, std::memory_order_relaxed);
   return lsn;
 }
 
+Status Wal::StartSegmentIfFull() {
+  if (file_->size() < options_.segment_bytes) return Status::OK();
+  if (Status started = StartSegment(written_lsn_.load() + 1); !started.ok()) {
+    return Status::IOError("cannot start a new write-ahead log segment: " + started.message());
+  }
+  return Status::OK();
+}
+
+Status Wal::WritePendingLocked() {
+  if (pending_.empty()) return Status::OK();
+  Status written = StartSegmentIfFull();
+  if (written.ok()) written = file_->Append(pending_);
+  if (!written.ok()) {
+    // Kept, to be written by a later attempt (the sync thread retries every second); until
+    // then Writable() refuses new changes.
+    std::lock_guard sync_lock(sync_mutex_);
+    write_error_ = Status::IOError("write-ahead log: " + written.message());
+    return write_error_;
+  }
+  bytes_appended_.fetch_add(pending_.size(), std::memory_order_relaxed);
+  pending_.clear();
+  if (pending_.capacity() > (4 << 20)) pending_.shrink_to_fit();
+  written_lsn_.store(next_lsn_ - 1, std::memory_order_release);
+  std::lock_guard sync_lock(sync_mutex_);
+  write_error_ = Status::OK();
+  return Status::OK();
+}
+
+Status Wal::Write(uint64_t lsn) {
+  if (written_lsn_.load(std::memory_order_acquire) >= lsn) return Status::OK();
+  std::lock_guard lock(append_mutex_);
+  if (written_lsn_.load(std::memory_order_relaxed) >= lsn) return Status::OK();
+  return WritePendingLocked();
+}
+
+Status Wal::Writable() const {
+  std::lock_guard sync_lock(sync_mutex_);
+  if (!failed_.ok()) return failed_;
+  return write_error_;
+}
+
 Status Wal::Commit(uint64_t lsn) {
+  QUIVER_RETURN_NOT_OK(Write(lsn));
   if (options_.fsync != FsyncPolicy::kAlways) return Status::OK();
   return SyncTo(lsn);
 }
 
-Status Wal::Sync() { return SyncTo(written_lsn_.load(std::memory_order_acquire)); }
+Status Wal::Sync() {
+  QUIVER_RETURN_NOT_OK(Write(assigned_lsn_.load(std::memory_order_acquire)));
+  return SyncTo(written_lsn_.load(std::memory_order_acquire));
+}
 
 Status Wal::SyncTo(uint64_t lsn) {
   std::unique_lock lock(sync_mutex_);
@@ -384,6 +457,7 @@ Status Wal::SyncTo(uint64_t lsn) {
     if (synced.ok()) {
       synced_lsn_ = std::max(synced_lsn_, covered);
     } else {
+      failed_flag_.store(true, std::memory_order_release);
       failed_ = Status::IOError("write-ahead log: " + synced.message() +
                                 "; writes are refused until quiverd restarts (reads go on; "
                                 "recovery keeps what reached the disk)");
@@ -400,7 +474,11 @@ void Wal::SyncLoop() {
     loop_wake_.wait_for(lock, std::chrono::seconds(1));
     if (stop_) break;
     lock.unlock();
-    (void)Sync();  // a failure is logged and refuses later appends
+    if (options_.fsync == FsyncPolicy::kEverySec) {
+      (void)Sync();  // a failure is logged and refuses later appends
+    } else {
+      (void)Write(assigned_lsn_.load(std::memory_order_acquire));  // retries a failed write
+    }
     lock.lock();
   }
 }

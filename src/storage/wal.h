@@ -3,11 +3,14 @@
 // (format: docs/durability.md).
 //
 // Writing: Append() writes a record with write(2) before it returns, so a process crash never
-// loses it; Commit(lsn) then makes it as durable as the fsync policy asks. Under `always`,
-// concurrent committers share fsyncs (group commit: one caller syncs everything written so far
-// while the others wait for it); under `everysec` a background thread syncs once a second;
-// under `no` only rotation, Sync() and Close() sync. A segment is synced before the next one is
-// started. A failed write is cut back out of the file and reported; the log stays usable. A
+// loses it; Commit(lsn) then makes it as durable as the fsync policy asks. Buffer() only adds a
+// record to a buffer (small records, many per second: the key-value writes) and Commit (or
+// Write) writes the buffer with one write(2), for every record in it; a failed write keeps the
+// buffer, refuses later changes (Writable) and is retried by the background thread each second.
+// Under `always`, concurrent committers share fsyncs (group commit: one caller syncs everything
+// written so far while the others wait for it); under `everysec` a background thread syncs once a
+// second; under `no` only rotation, Sync() and Close() sync. A segment is synced before the next
+// one is started. A failed write is cut back out of the file and reported; the log stays usable. A
 // failed fsync is not retried (the kernel may have dropped the unsynced pages): the log refuses
 // every later append, and the process must restart and recover from what is on disk.
 //
@@ -15,8 +18,7 @@
 // crash mid-append: dropped with a warning) from corruption (an error naming the file and
 // offset, or, when asked, the log cut there).
 //
-// Thread safety: Append, Commit, Sync, RemoveSegmentsBefore and the accessors may be called
-// from any thread.
+// Thread safety: every method may be called from any thread.
 #pragma once
 
 #include <atomic>
@@ -44,6 +46,7 @@ enum class RecordType : uint8_t {
   kDropTable = 2,
   kUpsert = 3,
   kDelete = 4,
+  kKeyspace = 5,  // key-value changes (kv::Keyspace's record format)
 };
 
 inline constexpr size_t kSegmentHeaderBytes = 32;
@@ -96,9 +99,17 @@ class Wal {
                                            const WalScan& scan, uint64_t next_lsn);
   ~Wal();  // Close()
 
-  // Appends one record whose payload is the concatenation of `payload`; returns its LSN.
+  // Appends one record whose payload is the concatenation of `payload`; returns its LSN. The
+  // buffered records before it are written first; when they cannot be, it fails.
   Result<uint64_t> Append(RecordType type, const std::vector<std::string_view>& payload);
-  // Waits until record `lsn` is as durable as the policy asks.
+  // Adds a record to the buffer and returns its LSN; Write or Commit writes it.
+  Result<uint64_t> Buffer(RecordType type, std::string_view payload);
+  // Writes the buffered records when record `lsn` is among them.
+  Status Write(uint64_t lsn);
+  // OK, or why changes cannot be logged now: a failed fsync (until restart) or a failed write
+  // of the buffer (until a retry succeeds).
+  Status Writable() const;
+  // Writes record `lsn` (when buffered) and waits until it is as durable as the policy asks.
   Status Commit(uint64_t lsn);
   // Syncs everything appended so far, whatever the policy.
   Status Sync();
@@ -107,7 +118,9 @@ class Wal {
   // Syncs and stops the background thread. Appends fail afterwards.
   void Close();
 
+  // The last record written to the file, and the last that got an LSN (buffered ones included).
   uint64_t last_lsn() const { return written_lsn_.load(std::memory_order_acquire); }
+  uint64_t assigned_lsn() const { return assigned_lsn_.load(std::memory_order_acquire); }
   uint64_t synced_lsn() const;
   uint64_t bytes_appended() const { return bytes_appended_.load(std::memory_order_relaxed); }
   uint64_t fsyncs() const { return fsyncs_.load(std::memory_order_relaxed); }
@@ -117,6 +130,10 @@ class Wal {
  private:
   Wal(std::string dir, WalOptions options) : dir_(std::move(dir)), options_(options) {}
   Status StartSegment(uint64_t first_lsn);  // under append_mutex_
+  Status StartSegmentIfFull();              // under append_mutex_
+  Status WritePendingLocked();              // under append_mutex_
+  Result<uint64_t> Add(RecordType type, const std::vector<std::string_view>& payload,
+                       bool buffered);
   Status SyncTo(uint64_t lsn);
   void SyncLoop();
 
@@ -128,7 +145,9 @@ class Wal {
   std::vector<WalSegment> segments_;
   uint64_t next_lsn_ = 1;
   bool closed_ = false;
+  std::string pending_;  // buffered records, LSNs written_lsn_ + 1 .. next_lsn_ - 1
   std::atomic<uint64_t> written_lsn_{0};
+  std::atomic<uint64_t> assigned_lsn_{0};
   std::atomic<uint64_t> bytes_appended_{0};
   std::atomic<uint64_t> fsyncs_{0};
 
@@ -136,7 +155,9 @@ class Wal {
   std::condition_variable synced_;
   uint64_t synced_lsn_ = 0;
   bool syncing_ = false;
-  Status failed_;  // set once an fsync failed
+  Status failed_;                         // set once an fsync failed
+  std::atomic<bool> failed_flag_{false};  // failed_ is set (read without sync_mutex_)
+  Status write_error_;                    // the last write of the buffer failed
 
   std::mutex loop_mutex_;
   std::condition_variable loop_wake_;

@@ -354,7 +354,10 @@ def test_snapshots_while_writes_and_reads_go_on(tmp_path):
 def test_snapshot_requests_are_checked(start_server):
     server = start_server()
     assert requests.post(server.url + "/api/v1/admin/snapshot").json() == {
-        "tables": [], "wal_segments_removed": 0, "seconds": pytest.approx(0, abs=1)}
+        "tables": [],
+        "keyspace": {"written": False, "keys": 0, "bytes": 0, "lsn": 0,
+                     "seconds": pytest.approx(0, abs=1)},
+        "wal_segments_removed": 0, "seconds": pytest.approx(0, abs=1)}
     response = requests.post(server.url + "/api/v1/admin/snapshot", json={"tables": ["nope"]})
     assert response.status_code == 404 and "nope" in response.json()["error"]
     response = requests.post(server.url + "/api/v1/admin/snapshot", json={"table": "x"})

@@ -150,3 +150,22 @@ def test_embedded_replies_equal_the_wires(kv, start_server):
             assert embedded == wire, (command, embedded, wire)
     r.connection_pool.release(connection)
     r.close()
+
+
+def test_keyspace_is_durable_with_a_data_directory(tmp_path):
+    data = tmp_path / "data"
+    with quiver.open(data) as db:
+        db.kv.set("k", b"v", ex=600)
+        db.kv.hset("h", mapping={"a": 1, "b": "x"})
+        db.kv.set("gone", "1")
+        db.kv.delete("gone")
+        db.kv.incr("n", 41)
+    with quiver.open(data) as db:
+        assert db.kv.get("k") == b"v" and 590 < db.kv.ttl("k") <= 600
+        assert db.kv.hgetall("h") == {b"a": b"1", b"b": b"x"}
+        assert db.kv.get("gone") is None and db.kv.incr("n") == 42
+        db.snapshot()
+        db.kv.set("after", "snapshot")
+    with quiver.open(data) as db:
+        assert sorted(db.kv.keys()) == [b"after", b"h", b"k", b"n"]
+    assert list((data / "snapshots").glob("keyspace-*.kv"))

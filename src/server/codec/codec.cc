@@ -515,9 +515,16 @@ std::string SnapshotReportToJson(const storage::SnapshotReport& report) {
                       {"lsn", table.lsn},
                       {"seconds", table.seconds}});
   }
-  nlohmann::ordered_json json = {{"tables", std::move(tables)},
-                                 {"wal_segments_removed", report.wal_segments_removed},
-                                 {"seconds", report.seconds}};
+  nlohmann::ordered_json json = {{"tables", std::move(tables)}};
+  if (report.keyspace) {
+    json["keyspace"] = {{"written", report.keyspace->written},
+                        {"keys", report.keyspace->rows},
+                        {"bytes", report.keyspace->bytes},
+                        {"lsn", report.keyspace->lsn},
+                        {"seconds", report.keyspace->seconds}};
+  }
+  json["wal_segments_removed"] = report.wal_segments_removed;
+  json["seconds"] = report.seconds;
   return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

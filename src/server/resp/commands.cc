@@ -10,6 +10,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "common/log.h"
 #include "server/resp/tables.h"
 
 namespace quiver::resp {
@@ -1034,6 +1035,8 @@ struct Command {
   const char* group;
   const char* summary;
   void (*run)(Context&);
+  bool write = false;    // from `flags`, set by Index()
+  bool denyoom = false;  // from `flags`
 };
 
 void Quit(Context& c) {
@@ -1042,8 +1045,23 @@ void Quit(Context& c) {
 }
 void CommandCommand(Context& c);
 
+// Sets each command's write and denyoom from its flags.
+std::vector<Command> WithFlags(std::vector<Command> table) {
+  for (Command& command : table) {
+    std::string_view rest = command.flags;
+    while (!rest.empty()) {
+      const size_t space = rest.find(' ');
+      const std::string_view word = rest.substr(0, space);
+      command.write |= word == "write";
+      command.denyoom |= word == "denyoom";
+      rest.remove_prefix(space == std::string_view::npos ? rest.size() : space + 1);
+    }
+  }
+  return table;
+}
+
 const std::vector<Command>& Table() {
-  static const std::vector<Command> table = {
+  static const std::vector<Command> table = WithFlags({
       {"get", 2, "readonly fast", 1, 1, 1, "string", "Returns the string value of a key.", Get},
       {"set", -3, "write denyoom", 1, 1, 1, "string",
        "Sets the string value of a key, with options.", Set},
@@ -1136,7 +1154,7 @@ const std::vector<Command>& Table() {
       {"command", -1, "", 0, 0, 0, "server", "Describes the commands.", CommandCommand},
       {"info", -1, "", 0, 0, 0, "server", "Returns information about the server.", Info},
       {"time", 1, "fast", 0, 0, 0, "server", "Returns the server's time.", Time},
-  };
+  });
   return table;
 }
 
@@ -1246,13 +1264,61 @@ void Execute(ServerState& server, Client& client, const Args& args, ReplyWriter&
       std::string_view(command.flags).find("noauth") == std::string_view::npos) {
     return reply.Error("NOAUTH Authentication required.");
   }
-  if (std::string_view(command.flags).find("denyoom") != std::string_view::npos &&
-      !server.keyspace->MakeRoom()) {
+  kv::KeyspaceLog* log = command.write ? server.keyspace->log() : nullptr;
+  if (log != nullptr) {
+    if (Status writable = log->Writable(); !writable.ok()) {
+      return reply.Error(
+          "MISCONF changes are refused while the write-ahead log cannot be "
+          "written: " +
+          writable.message());
+    }
+  }
+  if (command.denyoom && !server.keyspace->MakeRoom()) {
     return reply.Error("OOM command not allowed when used memory > 'maxmemory'.");
   }
   client.last_command.assign(name);
   Context context{server, client, args, reply};
+  if (log == nullptr) return command.run(context);
+  const size_t mark = reply.size();
+  kv::TakeLogOutcome();
   command.run(context);
+  kv::LogOutcome logged = kv::TakeLogOutcome();
+  Status status = std::move(logged.error);
+  if (status.ok() && logged.lsn != 0) {
+    if (log->SyncsOnCommit()) {
+      status = log->Commit(logged.lsn);
+    } else {
+      client.unwritten_lsn = std::max(client.unwritten_lsn, logged.lsn);
+      client.unwritten_replies.emplace_back(mark, reply.size());
+    }
+  }
+  if (!status.ok()) {
+    // Applied in memory, but not durable: the client must not take it as done.
+    reply.Truncate(mark);
+    reply.Error("MISCONF the change was applied in memory but could not be logged: " +
+                status.message());
+  }
+}
+
+void Flush(ServerState& server, Client& client, std::string* output) {
+  if (client.unwritten_lsn == 0) return;
+  const uint64_t lsn = std::exchange(client.unwritten_lsn, 0);
+  const auto replies = std::exchange(client.unwritten_replies, {});
+  const Status written = server.keyspace->log()->Commit(lsn);
+  if (written.ok()) return;
+  QUIVER_LOG(kWarn, "key-value changes not written to the log yet (retried every second)",
+             {{"lsn", std::to_string(lsn)}, {"error", written.message()}});
+  std::string rebuilt;
+  ReplyWriter writer(&rebuilt);
+  size_t at = 0;
+  for (const auto& [begin, end] : replies) {
+    rebuilt.append(*output, at, begin - at);
+    writer.Error("MISCONF the change was applied in memory but could not be logged: " +
+                 written.message());
+    at = end;
+  }
+  rebuilt.append(*output, at);
+  output->swap(rebuilt);
 }
 
 }  // namespace quiver::resp

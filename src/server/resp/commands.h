@@ -27,6 +27,10 @@ struct Client {
   bool authenticated = false;
   bool close_after_reply = false;  // QUIT
   std::string last_command;
+  // The last log record of this client's changes not yet written, and where their replies are
+  // in the output: Flush writes the records before the replies go out.
+  uint64_t unwritten_lsn = 0;
+  std::vector<std::pair<size_t, size_t>> unwritten_replies;  // [begin, end) offsets
 };
 
 struct ServerState {
@@ -46,9 +50,17 @@ struct ServerState {
   std::function<size_t()> client_count;
 };
 
-// Runs one command (args[0] is its name, any case) and appends its reply.
+// Runs one command (args[0] is its name, any case) and appends its reply. With a logged keyspace,
+// a change is refused (MISCONF) while the log cannot be written; under fsync=always its reply
+// waits for the log's fsync, otherwise the caller runs Flush before sending replies.
 void Execute(ServerState& server, Client& client, const std::vector<std::string_view>& args,
              ReplyWriter& reply);
+
+// Writes the log records of the client's changes (one write for a whole pipeline) before the
+// replies in `output` go out. When that fails, their replies become MISCONF errors (the changes
+// stay in memory and their records buffered, retried each second; later changes are refused
+// until a retry succeeds).
+void Flush(ServerState& server, Client& client, std::string* output);
 
 // The number of commands in the table (COMMAND COUNT).
 size_t CommandCount();

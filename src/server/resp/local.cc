@@ -102,6 +102,7 @@ Reply LocalClient::Call(const std::vector<std::string_view>& args) {
   writer.set_protocol(3);
   if (args.empty()) return Reply{Reply::Kind::kError, "ERR empty command"};
   Execute(state_, client, args, writer);
+  Flush(state_, client, &out);
   size_t consumed = 0;
   Result<Reply> reply = ParseReply(out, &consumed);
   if (!reply.ok()) return Reply{Reply::Kind::kError, "ERR " + reply.status().message()};
@@ -111,6 +112,7 @@ Reply LocalClient::Call(const std::vector<std::string_view>& args) {
 Status LocalClient::ToStatus(const Reply& reply) {
   if (reply.kind != Reply::Kind::kError) return Status::OK();
   if (reply.text.starts_with("OOM ")) return Status::OutOfMemory(reply.text);
+  if (reply.text.starts_with("MISCONF ")) return Status::IOError(reply.text);
   return Status::InvalidArgument(reply.text);
 }
 

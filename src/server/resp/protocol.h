@@ -54,6 +54,10 @@ class ReplyWriter {
   void Double(double value);             // ,1.5 (RESP3) or a bulk string
   void Verbatim(std::string_view text);  // =N\r\ntxt:... (RESP3) or a bulk string
 
+  // The bytes written so far, and taking back what was written after a mark.
+  size_t size() const { return out_->size(); }
+  void Truncate(size_t size) { out_->resize(size); }
+
  private:
   void Header(char kind, int64_t count);
   std::string* out_;

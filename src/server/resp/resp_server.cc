@@ -99,6 +99,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
       Execute(server_.state_, client_, args_, reply);
       reply.set_protocol(client_.protocol);  // HELLO may have changed it
     }
+    Flush(server_.state_, client_, &output_);  // this batch's log records, in one write
     // What is left (a partial request) moves to the front.
     if (rest.size() != used_) std::memmove(input_.data(), rest.data(), rest.size());
     used_ = rest.size();

@@ -1,0 +1,32 @@
+// Test helper: a keyspace's contents as text, for comparing keyspaces (tests only).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "kv/keyspace.h"
+
+namespace quiver::kv::testing {
+
+// Every live key with its type, expiry time and value (hash fields sorted): equal keyspaces
+// describe equally.
+inline std::map<std::string, std::string> Describe(Keyspace& keyspace) {
+  std::map<std::string, std::string> out;
+  for (const std::string& key : keyspace.Keys("*")) {
+    auto view = keyspace.Lock(key);
+    const Entry* entry = view.Find(key);
+    if (entry == nullptr) continue;
+    std::string text =
+        std::string(TypeName(entry->type)) + " ttl=" + std::to_string(entry->expire_at) + " ";
+    if (entry->type == Type::kString) {
+      text += entry->string;
+    } else {
+      const std::map<std::string, std::string> fields(entry->hash->begin(), entry->hash->end());
+      for (const auto& [field, value] : fields) text += field + "=" + value + ",";
+    }
+    out[key] = text;
+  }
+  return out;
+}
+
+}  // namespace quiver::kv::testing
