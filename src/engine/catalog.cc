@@ -1,6 +1,7 @@
 #include "engine/catalog.h"
 
 #include <algorithm>
+#include <chrono>
 #include <mutex>
 
 namespace quiver {
@@ -127,6 +128,38 @@ std::vector<std::shared_ptr<Table>> Catalog::Tables() const {
   std::vector<std::shared_ptr<Table>> tables;
   for (const auto& [name, table] : tables_) tables.push_back(table);
   return tables;
+}
+
+Catalog::~Catalog() {
+  {
+    std::lock_guard lock(loop_mutex_);
+    stop_ = true;
+  }
+  loop_wake_.notify_all();
+  if (expiry_thread_.joinable()) expiry_thread_.join();
+}
+
+int64_t Catalog::ExpireCycle(int64_t budget_us) {
+  const std::vector<std::shared_ptr<Table>> tables = Tables();
+  int64_t reclaimed = 0;
+  for (const std::shared_ptr<Table>& table : tables) {
+    reclaimed += table->ExpireCycle(budget_us / static_cast<int64_t>(tables.size()) + 1);
+  }
+  return reclaimed;
+}
+
+void Catalog::StartActiveExpiry(int hz) {
+  const auto period = std::chrono::microseconds(1'000'000 / std::max(1, hz));
+  expiry_thread_ = std::thread([this, period] {
+    std::unique_lock lock(loop_mutex_);
+    while (!stop_) {
+      loop_wake_.wait_for(lock, period);
+      if (stop_) break;
+      lock.unlock();
+      ExpireCycle(period.count() / 4);
+      lock.lock();
+    }
+  });
 }
 
 }  // namespace quiver

@@ -10,12 +10,14 @@
 // the same name is a different table to it.
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/result.h"
@@ -36,6 +38,9 @@ struct CatalogOptions {
 class Catalog {
  public:
   explicit Catalog(CatalogOptions options = {}) : options_(options) {}
+  ~Catalog();  // stops the active expiry thread
+  Catalog(const Catalog&) = delete;
+  Catalog& operator=(const Catalog&) = delete;
 
   // kAlreadyExists when the name is taken; kInvalidArgument for a bad name.
   Result<std::shared_ptr<Table>> CreateTable(std::string_view name, TableSchema schema);
@@ -59,12 +64,23 @@ class Catalog {
   // journal's CatalogChanged runs with this lock already held.
   std::unique_lock<std::mutex> LockDdl() { return std::unique_lock(ddl_mutex_); }
 
+  // Active expiry of the tables' rows: one Table::ExpireCycle per table with a share of
+  // `budget_us`; returns the rows reclaimed. StartActiveExpiry runs it `hz` times a second on a
+  // background thread (each run within a quarter of the period).
+  int64_t ExpireCycle(int64_t budget_us);
+  void StartActiveExpiry(int hz = 10);
+
  private:
   const CatalogOptions options_;
   std::mutex ddl_mutex_;  // creates and drops, in journal order
   uint64_t next_id_ = 1;  // under mutex_
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::shared_ptr<Table>, std::less<>> tables_;
+
+  std::mutex loop_mutex_;
+  std::condition_variable loop_wake_;
+  bool stop_ = false;
+  std::thread expiry_thread_;
 };
 
 }  // namespace quiver

@@ -76,7 +76,8 @@ Status HashIndex::Reserve(size_t additional) {
 
 void HashIndex::Insert(uint64_t hash, uint32_t row) {
   size_t position = 0;
-  FindForInsert(hash, [](uint32_t) { return false; }, &position);
+  FindForInsert(
+      hash, [](uint32_t) { return false; }, &position);
   InsertAt(position, hash, row);
 }
 

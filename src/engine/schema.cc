@@ -4,6 +4,7 @@
 #include <arrow/util/key_value_metadata.h>
 
 #include <charconv>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -291,9 +292,9 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
   if (json.is_discarded()) return Status::InvalidArgument("table schema is not valid JSON");
   if (!json.is_object()) return Status::InvalidArgument("table schema must be a JSON object");
   for (const auto& [field, value] : json.items()) {
-    if (field != "key" && field != "columns" && field != "event_time") {
+    if (field != "key" && field != "columns" && field != "event_time" && field != "ttl") {
       return Status::InvalidArgument("table schema has unknown field '" + field +
-                                     "' (expected key, columns, event_time)");
+                                     "' (expected key, columns, event_time, ttl)");
     }
   }
   auto key_it = json.find("key");
@@ -337,7 +338,35 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
     }
     columns.push_back(ColumnSpec{name, std::move(type).value(), nullable});
   }
-  return Make(std::move(columns), key, event_time, limits);
+  int64_t ttl_ms = 0;
+  if (auto it = json.find("ttl"); it != json.end() && !it->is_null()) {
+    if (!it->is_number()) {
+      return Status::InvalidArgument("\"ttl\" must be a number of seconds");
+    }
+    QUIVER_ASSIGN_OR_RETURN(ttl_ms, TtlFromSeconds(it->get<double>(), "the table's \"ttl\""));
+  }
+  QUIVER_ASSIGN_OR_RETURN(TableSchema schema, Make(std::move(columns), key, event_time, limits));
+  return schema.WithTtl(ttl_ms);
+}
+
+Result<int64_t> TtlFromSeconds(double seconds, std::string_view what) {
+  const double ms = seconds * 1000;
+  if (!(ms >= 1) || ms > static_cast<double>(kMaxTtlMs)) {
+    return Status::InvalidArgument(std::string(what) +
+                                   " must be a number of seconds from 0.001 to 100 years, not " +
+                                   std::to_string(seconds));
+  }
+  return static_cast<int64_t>(std::llround(ms));
+}
+
+Result<TableSchema> TableSchema::WithTtl(int64_t ttl_ms) const {
+  if (ttl_ms < 0 || ttl_ms > kMaxTtlMs) {
+    return Status::InvalidArgument("a table's TTL must be from 1 ms to 100 years, not " +
+                                   std::to_string(ttl_ms) + " ms");
+  }
+  TableSchema schema = *this;
+  schema.ttl_ms_ = ttl_ms;
+  return schema;
 }
 
 Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::string_view key,
@@ -369,7 +398,18 @@ Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::str
   for (ColumnSpec& column : columns) {
     if (column.name == key_name) column.nullable = false;
   }
-  return Make(std::move(columns), key_name, event_time, limits);
+  QUIVER_ASSIGN_OR_RETURN(TableSchema made, Make(std::move(columns), key_name, event_time, limits));
+  int64_t ttl_ms = 0;
+  if (schema.metadata() != nullptr) {
+    if (auto ttl = schema.metadata()->Get(std::string(kTtlMetadata)); ttl.ok()) {
+      const char* end = ttl->data() + ttl->size();
+      if (std::from_chars(ttl->data(), end, ttl_ms).ptr != end) {
+        return Status::InvalidArgument("schema metadata " + std::string(kTtlMetadata) +
+                                       " must be a number of milliseconds, not '" + *ttl + "'");
+      }
+    }
+  }
+  return made.WithTtl(ttl_ms);
 }
 
 std::string TableSchema::ToJson() const {
@@ -381,6 +421,7 @@ std::string TableSchema::ToJson() const {
   }
   json["columns"] = std::move(columns);
   if (event_time_index_ >= 0) json["event_time"] = columns_[event_time_index_].name;
+  if (ttl_ms_ != 0) json["ttl"] = static_cast<double>(ttl_ms_) / 1000;
   return json.dump();
 }
 
@@ -396,6 +437,10 @@ std::shared_ptr<arrow::Schema> TableSchema::ToArrow() const {
     }
     fields.push_back(arrow::field(column.name, column.type, column.nullable, metadata));
   }
+  if (ttl_ms_ != 0) {
+    return arrow::schema(std::move(fields), arrow::key_value_metadata({std::string(kTtlMetadata)},
+                                                                      {std::to_string(ttl_ms_)}));
+  }
   return arrow::schema(std::move(fields));
 }
 
@@ -408,7 +453,7 @@ int TableSchema::FindColumn(std::string_view name) const {
 
 bool TableSchema::Equals(const TableSchema& other) const {
   if (key_index_ != other.key_index_ || event_time_index_ != other.event_time_index_ ||
-      columns_.size() != other.columns_.size()) {
+      ttl_ms_ != other.ttl_ms_ || columns_.size() != other.columns_.size()) {
     return false;
   }
   for (size_t i = 0; i < columns_.size(); ++i) {

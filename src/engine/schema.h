@@ -31,6 +31,8 @@ namespace quiver {
 
 inline constexpr std::string_view kKeyMetadata = "quiver.key";
 inline constexpr std::string_view kEventTimeMetadata = "quiver.event_time";
+// Schema metadata: the table's default TTL in milliseconds.
+inline constexpr std::string_view kTtlMetadata = "quiver.ttl_ms";
 
 struct ColumnSpec {
   std::string name;
@@ -61,6 +63,10 @@ class TableSchema {
   int event_time_index() const { return event_time_index_; }
   // -1 when absent.
   int FindColumn(std::string_view name) const;
+  // The table's default time to live of a written row, in milliseconds (0: rows never expire).
+  int64_t ttl_ms() const { return ttl_ms_; }
+  // This schema with a default TTL (0: none); InvalidArgument outside 0..kMaxTtlMs.
+  Result<TableSchema> WithTtl(int64_t ttl_ms) const;
 
   bool Equals(const TableSchema& other) const;
 
@@ -69,7 +75,14 @@ class TableSchema {
   std::vector<ColumnSpec> columns_;
   int key_index_ = -1;
   int event_time_index_ = -1;
+  int64_t ttl_ms_ = 0;
 };
+
+// The longest TTL, of a table or a write: 100 years.
+inline constexpr int64_t kMaxTtlMs = int64_t{100} * 365 * 24 * 3600 * 1000;
+// Seconds (JSON, Python: a number, fractions allowed) as TTL milliseconds; InvalidArgument
+// naming `what` unless 0 < seconds and the TTL is at most kMaxTtlMs.
+Result<int64_t> TtlFromSeconds(double seconds, std::string_view what);
 
 // The canonical dtype spelling of a supported type ("float32", "timestamp[ms, tz=UTC]", ...).
 std::string DtypeName(const arrow::DataType& type);

@@ -123,8 +123,28 @@ TEST(SchemaTest, InvalidSchemasNameTheColumn) {
   expect("{not json", StatusCode::kInvalidArgument, "not valid JSON");
   expect(R"([1, 2])", StatusCode::kInvalidArgument, "must be a JSON object");
   expect(R"({"columns": {}})", StatusCode::kInvalidArgument, "\"key\"");
-  expect(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}}, "ttl": 5})",
-         StatusCode::kInvalidArgument, "unknown field 'ttl'");
+  expect(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}}, "expiry": 5})",
+         StatusCode::kInvalidArgument, "unknown field 'expiry'");
+  for (const char* ttl : {"0", "-1", "0.0001", "4e9"}) {
+    expect(
+        std::string(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}}, "ttl": )") + ttl + "}",
+        StatusCode::kInvalidArgument, "the table's \"ttl\" must be a number of seconds");
+  }
+  expect(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}}, "ttl": "1h"})",
+         StatusCode::kInvalidArgument, "\"ttl\" must be a number of seconds");
+}
+
+TEST(SchemaTest, TableTtlRoundTripsThroughJsonAndArrow) {
+  TableSchema schema =
+      SchemaFromJson(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}}, "ttl": 1.5})");
+  EXPECT_EQ(schema.ttl_ms(), 1500);
+  EXPECT_NE(schema.ToJson().find("\"ttl\":1.5"), std::string::npos) << schema.ToJson();
+  TableSchema from_json = testing::ValueOrFail(TableSchema::FromJson(schema.ToJson()));
+  EXPECT_TRUE(from_json.Equals(schema));
+  TableSchema from_arrow = testing::ValueOrFail(TableSchema::FromArrow(*schema.ToArrow()));
+  EXPECT_EQ(from_arrow.ttl_ms(), 1500);
+  EXPECT_FALSE(
+      SchemaFromJson(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}}})").Equals(schema));
 }
 
 TEST(SchemaTest, ArrowRoundTripMarksKeyAndEventTime) {

@@ -7,6 +7,8 @@
 #include <arrow/util/bitmap_ops.h>
 
 #include <algorithm>
+#include <charconv>
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <optional>
@@ -135,6 +137,22 @@ inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
   // A torn reference may point anywhere: View() checks bounds, and heap bytes are immutable.
   const std::byte* stored = heap.View(heap_ref, ref.length);
   return stored != nullptr && std::memcmp(stored, key.data(), ref.length) == 0;
+}
+
+// The key bytes a row holds, as KeyColumn::Bytes gives them (the writer's, on its own rows).
+std::string StoredKey(const std::byte* row, const ColumnLayout& layout, const Heap& heap) {
+  if (layout.physical == Physical::kFixed) {
+    std::string key(sizeof(int64_t), '\0');
+    CopyFromRow(key.data(), row + layout.offset, sizeof(int64_t));
+    return key;
+  }
+  const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
+  if (ref.length <= kVarInlineBytes) {
+    return std::string(reinterpret_cast<const char*>(ref.payload), ref.length);
+  }
+  HeapRef heap_ref;
+  std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
+  return std::string(reinterpret_cast<const char*>(heap.View(heap_ref, ref.length)), ref.length);
 }
 
 }  // namespace
@@ -758,6 +776,70 @@ void ReleaseVarRef(const std::byte* source, uint32_t width, Heap& heap) {
 
 }  // namespace
 
+namespace {
+
+constexpr uint64_t kExpiryMask = (uint64_t{1} << 48) - 1;  // row meta bits 0..47
+
+int64_t ExpiryOf(const std::byte* row) {
+  return static_cast<int64_t>(LoadFromRow<uint64_t>(row + kRowMetaOffset) & kExpiryMask);
+}
+
+bool IsDue(int64_t expire_at, int64_t now) { return expire_at != 0 && expire_at <= now; }
+
+// An integer of schema metadata (a logged write's clock or expiry); 0 when absent.
+int64_t MetadataInt(const arrow::Schema& schema, std::string_view key) {
+  if (schema.metadata() == nullptr) return 0;
+  auto value = schema.metadata()->Get(std::string(key));
+  int64_t number = 0;
+  if (value.ok()) std::from_chars(value->data(), value->data() + value->size(), number);
+  return number;
+}
+
+bool IsExpiryField(const arrow::Field& field) {
+  return field.metadata() != nullptr &&
+         field.metadata()->Get(std::string(kExpireAtMetadata)).ValueOr("") == "true";
+}
+
+}  // namespace
+
+int64_t UnixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool Table::ExpiredAt(uint32_t row_id, int64_t now) const {
+  return now != 0 && IsDue(ExpiryOf(rows_.Row(row_id)), now);
+}
+
+void Table::TrackExpiry(uint32_t row_id, bool expires) {
+  if (expires) {
+    if (expiring_slot_.size() <= row_id) expiring_slot_.resize(size_t{row_id} + 1);
+    if (expiring_slot_[row_id] == 0) {
+      expiring_.push_back(row_id);
+      expiring_slot_[row_id] = static_cast<uint32_t>(expiring_.size());
+    }
+  } else if (row_id < expiring_slot_.size() && expiring_slot_[row_id] != 0) {
+    const uint32_t slot = expiring_slot_[row_id] - 1;
+    const uint32_t last = expiring_.back();
+    expiring_[slot] = last;
+    expiring_slot_[last] = slot + 1;
+    expiring_.pop_back();
+    expiring_slot_[row_id] = 0;
+  }
+}
+
+void Table::Reclaim(uint32_t row_id, uint64_t hash) {
+  std::byte* row = rows_.Row(row_id);
+  const uint32_t sequence = SeqlockWriteBegin(row);
+  ReleaseVarValues(row);
+  SeqlockWriteEnd(row, sequence, /*live=*/false);
+  index_->Erase(hash, row_id);
+  free_rows_.push_back(row_id);
+  row_count_.fetch_sub(1, std::memory_order_relaxed);
+  TrackExpiry(row_id, false);
+}
+
 void Table::ReleaseVarValues(const std::byte* row) {
   for (int i = 0; i < schema_.num_columns(); ++i) {
     const ColumnLayout& layout = layout_.column(i);
@@ -768,11 +850,11 @@ void Table::ReleaseVarValues(const std::byte* row) {
 }
 
 void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i,
-                     std::string_view key) {
+                     std::string_view key, int64_t expire_at) {
   std::byte* row = rows_.Row(row_id);
   const uint32_t sequence = SeqlockWriteBegin(row);
+  StoreToRow<uint64_t>(row + kRowMetaOffset, static_cast<uint64_t>(expire_at) & kExpiryMask);
   if (is_new) {
-    ZeroRow(row + kRowMetaOffset, sizeof(uint64_t));
     ZeroRow(row + kRowHeaderBytes, layout_.row_width() - kRowHeaderBytes);
     const ColumnLayout& key_layout = layout_.column(schema_.key_index());
     if (key_layout.physical == Physical::kFixed) {
@@ -819,12 +901,13 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
     }
   }
   SeqlockWriteEnd(row, sequence, /*live=*/true);
+  TrackExpiry(row_id, expire_at != 0);
 }
 
-Result<UpsertResult> Table::Upsert(const arrow::Table& table) {
+Result<UpsertResult> Table::Upsert(const arrow::Table& table, const WriteOptions& options) {
   QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::RecordBatch> batch,
                                 table.CombineChunksToBatch());
-  return Upsert(*batch);
+  return Upsert(*batch, options);
 }
 
 template <typename T, typename Locked>
@@ -847,9 +930,9 @@ Result<T> Table::Replayed(uint64_t lsn, Locked locked) {
   return result;
 }
 
-Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch) {
+Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch, const WriteOptions& options) {
   return Journaled<UpsertResult>(
-      [&](WriteMode mode, uint64_t* lsn) { return UpsertLocked(batch, mode, lsn); });
+      [&](WriteMode mode, uint64_t* lsn) { return UpsertLocked(batch, mode, lsn, options); });
 }
 
 std::pair<uint64_t, uint64_t> Table::QuiescedLsn(const std::function<uint64_t()>& position) {
@@ -858,12 +941,45 @@ std::pair<uint64_t, uint64_t> Table::QuiescedLsn(const std::function<uint64_t()>
 }
 
 Result<UpsertResult> Table::Replay(const arrow::RecordBatch& batch, uint64_t lsn) {
-  return Replayed<UpsertResult>(
-      lsn, [&](WriteMode mode, uint64_t* unused) { return UpsertLocked(batch, mode, unused); });
+  return Replayed<UpsertResult>(lsn, [&](WriteMode mode, uint64_t* unused) {
+    return UpsertLocked(batch, mode, unused, WriteOptions{});
+  });
 }
 
-Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& batch, WriteMode mode,
-                                         uint64_t* lsn) {
+Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteMode mode,
+                                         uint64_t* lsn, const WriteOptions& options) {
+  // The write's clock (for the expiry of stored rows) and the written rows' expiry: now, or as
+  // logged when replaying; a snapshot's batch carries each row's expiry in a last column.
+  int64_t now = 0, expire_at = 0;
+  const arrow::RecordBatch* batch_pointer = &input;
+  std::shared_ptr<arrow::RecordBatch> without_expiry;
+  std::shared_ptr<arrow::Int64Array> row_expiry;
+  if (mode == WriteMode::kJournaled) {
+    if (options.ttl_ms < 0 || options.ttl_ms > kMaxTtlMs) {
+      return Status::InvalidArgument("table '" + name_ +
+                                     "': a write's TTL must be from 1 ms to 100 years, not " +
+                                     std::to_string(options.ttl_ms) + " ms");
+    }
+    now = UnixMillis();
+    const int64_t ttl = options.ttl_ms != 0 ? options.ttl_ms : schema_.ttl_ms();
+    if (ttl != 0) expire_at = now + ttl;
+  } else {
+    now = MetadataInt(*input.schema(), kLoggedNowMetadata);
+    expire_at = MetadataInt(*input.schema(), kLoggedExpireAtMetadata);
+    const int last = input.num_columns() - 1;
+    if (last > 0 && IsExpiryField(*input.schema()->field(last))) {
+      if (input.column(last)->type_id() != arrow::Type::INT64) {
+        return Status::Corruption("table '" + name_ + "': the expiry column is not int64");
+      }
+      row_expiry = std::static_pointer_cast<arrow::Int64Array>(input.column(last));
+      QUIVER_ASSIGN_OR_RETURN_ARROW(without_expiry, input.RemoveColumn(last));
+      batch_pointer = without_expiry.get();
+    }
+  }
+  const arrow::RecordBatch& batch = *batch_pointer;
+  const auto expiry_of = [&](int64_t i) {
+    return row_expiry == nullptr ? expire_at : row_expiry->IsNull(i) ? 0 : row_expiry->Value(i);
+  };
   PreparedBatch prepared;
   QUIVER_RETURN_NOT_OK(Prepare(batch, &prepared));
   const int64_t n = prepared.length;
@@ -882,7 +998,8 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& batch, WriteM
     for (int64_t i = 0; i < n; ++i) {
       if (i + kAhead < n) HashIndex::Prefetch(index, hashes[i + kAhead]);
       existing[i] = FindRowForWriter(hashes[i], key_column.Bytes(i));
-      if (existing[i] == HashIndex::kNoRow) {
+      // An expired row is gone: its key is written as a new one (pass 2 reclaims the row).
+      if (existing[i] == HashIndex::kNoRow || ExpiredAt(existing[i], now)) {
         if (!prepared.missing_required.empty() && mode == WriteMode::kJournaled) {
           return Status::InvalidArgument(
               "table '" + name_ + "' row " + std::to_string(i) + ": new key " +
@@ -897,8 +1014,27 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& batch, WriteM
   QUIVER_RETURN_NOT_OK(rows_.Reserve(size_t{next_row_} + (new_keys - reused)));
   QUIVER_RETURN_NOT_OK(index_->Reserve(new_keys));
   QUIVER_RETURN_NOT_OK(heap_.Reserve(prepared.heap_bytes));
+  if (expire_at != 0 || row_expiry != nullptr) {
+    try {  // so that pass 2 allocates nothing
+      expiring_slot_.resize(std::max(expiring_slot_.size(), size_t{next_row_} + new_keys));
+      expiring_.reserve(expiring_.size() + static_cast<size_t>(n));
+    } catch (const std::bad_alloc&) {
+      return Status::OutOfMemory("table '" + name_ + "': no memory for the TTL index");
+    }
+  }
   if (journal_ != nullptr && mode == WriteMode::kJournaled && n > 0) {
-    QUIVER_ASSIGN_OR_RETURN(*lsn, journal_->LogUpsert(id_, batch));
+    if (expire_at != 0 || !expiring_.empty()) {
+      // Replay decides expiry with the writer's clock, and gives the rows this expiry.
+      auto metadata = batch.schema()->metadata() != nullptr
+                          ? batch.schema()->metadata()->Copy()
+                          : std::make_shared<arrow::KeyValueMetadata>();
+      metadata->Append(std::string(kLoggedNowMetadata), std::to_string(now));
+      metadata->Append(std::string(kLoggedExpireAtMetadata), std::to_string(expire_at));
+      QUIVER_ASSIGN_OR_RETURN(*lsn,
+                              journal_->LogUpsert(id_, *batch.ReplaceSchemaMetadata(metadata)));
+    } else {
+      QUIVER_ASSIGN_OR_RETURN(*lsn, journal_->LogUpsert(id_, batch));
+    }
   }
 
   // Pass 2: apply, row after row. Nothing below can fail.
@@ -917,6 +1053,13 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& batch, WriteM
     }
     uint32_t row_id = existing[i];
     size_t insert_at = 0;
+    if (row_id != HashIndex::kNoRow && ExpiredAt(row_id, now)) {
+      // Freed and, below, taken again at once for this key (the last free row is reused first),
+      // so a later row of the batch with this key still finds it at existing[].
+      Reclaim(row_id, hashes[i]);
+      stat_expired_.fetch_add(1, std::memory_order_relaxed);
+      row_id = HashIndex::kNoRow;
+    }
     if (row_id == HashIndex::kNoRow) {
       // Absent before the batch, but an earlier row of this batch may have inserted it; the same
       // walk finds where to insert it otherwise.
@@ -939,7 +1082,7 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& batch, WriteM
           continue;
         }
       }
-      WriteRow(row_id, /*is_new=*/false, prepared, i, key_column.Bytes(i));
+      WriteRow(row_id, /*is_new=*/false, prepared, i, key_column.Bytes(i), expiry_of(i));
     } else {
       if (!free_rows_.empty()) {
         row_id = free_rows_.back();
@@ -947,7 +1090,7 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& batch, WriteM
       } else {
         row_id = next_row_++;
       }
-      WriteRow(row_id, /*is_new=*/true, prepared, i, key_column.Bytes(i));
+      WriteRow(row_id, /*is_new=*/true, prepared, i, key_column.Bytes(i), expiry_of(i));
       index_->InsertAt(insert_at, hashes[i], row_id);
       row_count_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -974,19 +1117,15 @@ Result<int64_t> Table::DeleteLocked(const arrow::Array& keys_in, WriteMode mode,
     QUIVER_ASSIGN_OR_RETURN(*lsn, journal_->LogDelete(id_, *keys));
   }
   KeyColumn key_column(*keys);
+  // Replay only needs the state right, not the count: it never sees a row as expired.
+  const int64_t now = mode == WriteMode::kJournaled ? UnixMillis() : 0;
   int64_t deleted = 0;
   for (int64_t i = 0; i < keys->length(); ++i) {
     const uint64_t hash = HashBytes(key_column.Bytes(i));
     const uint32_t row_id = FindRowForWriter(hash, key_column.Bytes(i));
     if (row_id == HashIndex::kNoRow) continue;
-    std::byte* row = rows_.Row(row_id);
-    const uint32_t sequence = SeqlockWriteBegin(row);
-    ReleaseVarValues(row);
-    SeqlockWriteEnd(row, sequence, /*live=*/false);
-    index_->Erase(hash, row_id);
-    free_rows_.push_back(row_id);
-    row_count_.fetch_sub(1, std::memory_order_relaxed);
-    ++deleted;
+    if (!ExpiredAt(row_id, now)) ++deleted;  // an expired row was gone already
+    Reclaim(row_id, hash);
   }
   if (*lsn != 0) applied_lsn_.store(*lsn, std::memory_order_release);
   FinishWrite();
@@ -1063,6 +1202,39 @@ void Table::FinishWrite() {
   stat_heap_garbage_.store(heap_.garbage_bytes(), std::memory_order_relaxed);
   stat_row_capacity_.store(rows_.capacity(), std::memory_order_relaxed);
   stat_heap_compactions_.store(heap_compactions_, std::memory_order_relaxed);
+  stat_expiring_.store(static_cast<int64_t>(expiring_.size()), std::memory_order_relaxed);
+}
+
+int64_t Table::ExpireCycle(int64_t budget_us) {
+  constexpr int kSample = 20;
+  constexpr int kAcceptablePercent = 25;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(budget_us);
+  int64_t reclaimed = 0;
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  if (expiring_.empty()) return 0;
+  const int64_t now = UnixMillis();
+  for (;;) {
+    int sampled = 0, expired = 0;
+    for (; sampled < kSample && !expiring_.empty(); ++sampled) {
+      sample_state_ ^= sample_state_ << 13;
+      sample_state_ ^= sample_state_ >> 7;
+      sample_state_ ^= sample_state_ << 17;
+      const uint32_t row_id = expiring_[sample_state_ % expiring_.size()];
+      if (!ExpiredAt(row_id, now)) continue;
+      const std::string key =
+          StoredKey(rows_.Row(row_id), layout_.column(schema_.key_index()), heap_);
+      Reclaim(row_id, HashBytes(key));
+      ++expired;
+    }
+    reclaimed += expired;
+    if (expired * 100 <= sampled * kAcceptablePercent || expiring_.empty() ||
+        std::chrono::steady_clock::now() >= deadline) {
+      break;
+    }
+  }
+  stat_expired_.fetch_add(reclaimed, std::memory_order_relaxed);
+  FinishWrite();
+  return reclaimed;
 }
 
 TableStats Table::Stats() const {
@@ -1076,6 +1248,8 @@ TableStats Table::Stats() const {
   stats.heap_compactions = stat_heap_compactions_.load(std::memory_order_relaxed);
   stats.bytes = stats.row_bytes + stats.index_bytes + stats.heap_bytes;
   stats.row_width = layout_.row_width();
+  stats.rows_with_ttl = stat_expiring_.load(std::memory_order_relaxed);
+  stats.expired = stat_expired_.load(std::memory_order_relaxed);
   return stats;
 }
 
@@ -1100,6 +1274,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
   // Scratch, not zero-filled: every element is written before it is read.
   std::unique_ptr<uint64_t[]> hashes(new uint64_t[n]);
   int64_t found_count = 0;
+  const int64_t now = UnixMillis();
   arrow::ArrayVector arrays;
   {
     ReaderGate::Section section = gate_.Enter();
@@ -1132,20 +1307,21 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
       // Copy key i from the first row that holds it, while that row is in L1.
       const std::string_view key = key_column.Bytes(i);
       size_t position = next_position[i];
-      bool matched = false;
+      bool matched = false, expired = false;
       // Stop at the first row holding the key: probing on would touch more index lines.
       for (std::byte* row = first_row[i]; row != nullptr;) {
         uint32_t sequence;
         do {
           sequence = SeqlockReadBegin(row);
           matched = (sequence & kSeqLive) && KeyMatches(row, key_layout, key, heap_);
-          if (matched) gather.Copy(row, i);
+          expired = matched && IsDue(ExpiryOf(row), now);  // passive expiry
+          if (matched && !expired) gather.Copy(row, i);
         } while (!SeqlockReadValidate(row, sequence));
         if (matched) break;
         const uint32_t next = HashIndex::NextCandidate(index, hashes[i], &position);
         row = next == HashIndex::kNoRow ? nullptr : rows_.Row(next);
       }
-      if (matched) {
+      if (matched && !expired) {
         arrow::bit_util::SetBit(found, i);
         ++found_count;
       } else {
@@ -1167,11 +1343,18 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
 
 class Table::Scanner : public arrow::RecordBatchReader {
  public:
-  Scanner(std::shared_ptr<const Table> table, int64_t max_batch_rows)
+  Scanner(std::shared_ptr<const Table> table, int64_t max_batch_rows, bool with_expiry)
       : table_(std::move(table)),
         schema_(table_->schema_.ToArrow()),
-        max_batch_rows_(max_batch_rows) {
+        max_batch_rows_(max_batch_rows),
+        with_expiry_(with_expiry) {
     for (int i = 0; i < table_->schema_.num_columns(); ++i) columns_.push_back(i);
+    if (with_expiry) {
+      schema_ = *schema_->AddField(
+          schema_->num_fields(),
+          arrow::field("quiver_expire_at_ms", arrow::int64(), /*nullable=*/true,
+                       arrow::key_value_metadata({std::string(kExpireAtMetadata)}, {"true"})));
+    }
   }
 
   std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
@@ -1188,24 +1371,41 @@ class Table::Scanner : public arrow::RecordBatchReader {
     int64_t produced = 0;
     uint64_t var_bytes = 0;
     arrow::ArrayVector arrays;
+    const int64_t now = UnixMillis();
+    std::vector<int64_t> expiry;
+    if (with_expiry_) expiry.resize(static_cast<size_t>(max_batch_rows_));
     {
       ReaderGate::Section section = table_->gate_.Enter();
       // Stretches of deleted rows produce nothing: go on until a row is live or the end.
       while (cursor_ < limit && produced < max_batch_rows_ && var_bytes < kMaxBatchVarBytes) {
         std::byte* row = table_->rows_.Row(cursor_++);
         bool live;
+        int64_t expire_at;
         uint32_t sequence;
         do {
           sequence = SeqlockReadBegin(row);
-          live = sequence & kSeqLive;
+          expire_at = ExpiryOf(row);
+          live = (sequence & kSeqLive) && !IsDue(expire_at, now);
           if (live) gather.Copy(row, produced);
         } while (!SeqlockReadValidate(row, sequence));
-        if (live) var_bytes += gather.VarBytes(produced++);
+        if (!live) continue;
+        if (with_expiry_) expiry[static_cast<size_t>(produced)] = expire_at;
+        var_bytes += gather.VarBytes(produced++);
       }
       if (produced == 0) return arrow::Status::OK();  // the end
       auto finished = gather.Finish(produced, nullptr);
       if (!finished.ok()) return arrow::Status::Invalid(finished.status().message());
       arrays = std::move(finished).value();
+    }
+    if (with_expiry_) {
+      arrow::Int64Builder builder;
+      ARROW_RETURN_NOT_OK(builder.Reserve(produced));
+      for (int64_t i = 0; i < produced; ++i) {
+        const int64_t at = expiry[static_cast<size_t>(i)];
+        at == 0 ? builder.UnsafeAppendNull() : builder.UnsafeAppend(at);
+      }
+      ARROW_ASSIGN_OR_RAISE(std::shared_ptr<arrow::Array> column, builder.Finish());
+      arrays.push_back(std::move(column));
     }
     *batch = arrow::RecordBatch::Make(schema_, produced, std::move(arrays));
     return arrow::Status::OK();
@@ -1216,15 +1416,17 @@ class Table::Scanner : public arrow::RecordBatchReader {
   std::shared_ptr<arrow::Schema> schema_;
   std::vector<int> columns_;
   int64_t max_batch_rows_;
+  bool with_expiry_;
   uint32_t cursor_ = 0;
 };
 
-Result<std::shared_ptr<arrow::RecordBatchReader>> Table::Scan(int64_t max_batch_rows) const {
+Result<std::shared_ptr<arrow::RecordBatchReader>> Table::Scan(int64_t max_batch_rows,
+                                                              bool with_expiry) const {
   if (max_batch_rows <= 0) {
     return Status::InvalidArgument("scan batch size must be positive");
   }
   return std::shared_ptr<arrow::RecordBatchReader>(
-      std::make_shared<Scanner>(shared_from_this(), max_batch_rows));
+      std::make_shared<Scanner>(shared_from_this(), max_batch_rows, with_expiry));
 }
 
 }  // namespace quiver

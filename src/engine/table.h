@@ -13,6 +13,13 @@
 //            key gives a row of nulls and found[i] = false. Output fields are all nullable.
 //   Delete   removes keys; returns how many were present.
 //   Scan     every live row (key first, then the value columns, schema order), in batches.
+//   TTL      a written row expires the write's TTL (WriteOptions) or the table's default TTL
+//            (TableSchema::ttl_ms) after the write; a write without either makes it never
+//            expire. An expired row is gone at once for every operation (passive expiry: a read
+//            finds nothing, an upsert writes a new row, a delete does not count it); its memory
+//            is reclaimed by the next write of its key or by ExpireCycle (Redis's active expiry
+//            over the rows that carry a TTL). Expiry deletes nothing in the journal: the expiry
+//            time is logged with each write, with the writer's clock, so replay decides alike.
 //
 // Concurrency: any number of threads may Read / Scan / Stats while one thread at a time writes
 // (Upsert / Delete take the table's write mutex). Readers never block: each row is read under its
@@ -50,6 +57,19 @@
 
 namespace quiver {
 
+struct WriteOptions {
+  int64_t ttl_ms = 0;  // the rows' time to live; 0: the table's default (none without one)
+};
+
+// Field metadata marking the extra column of Scan(…, with_expiry): each row's expiry time.
+inline constexpr std::string_view kExpireAtMetadata = "quiver.expire_at";
+// Schema metadata of a logged upsert: its expiry time and its writer's clock (Unix ms).
+inline constexpr std::string_view kLoggedExpireAtMetadata = "quiver.expire_at_ms";
+inline constexpr std::string_view kLoggedNowMetadata = "quiver.now_ms";
+
+// Unix time in milliseconds (the clock of expiry).
+int64_t UnixMillis();
+
 struct UpsertResult {
   int64_t rows_written = 0;  // inserted or updated
   int64_t rows_skipped = 0;  // older than the stored event time
@@ -74,6 +94,9 @@ struct TableStats {
   uint64_t heap_compactions = 0;
   uint64_t row_capacity = 0;
   uint32_t row_width = 0;
+  int64_t rows_with_ttl =
+      0;  // stored rows carrying an expiry time (expired ones not yet reclaimed included)
+  int64_t expired = 0;  // rows reclaimed because they expired, since the table was loaded
 };
 
 class Table : public std::enable_shared_from_this<Table> {
@@ -98,21 +121,29 @@ class Table : public std::enable_shared_from_this<Table> {
   const TableSchema& schema() const { return schema_; }
   const RowLayout& layout() const { return layout_; }
 
-  Result<UpsertResult> Upsert(const arrow::RecordBatch& batch);
-  Result<UpsertResult> Upsert(const arrow::Table& table);
+  Result<UpsertResult> Upsert(const arrow::RecordBatch& batch, const WriteOptions& options = {});
+  Result<UpsertResult> Upsert(const arrow::Table& table, const WriteOptions& options = {});
   // `keys`: an array of the key type (or one castable to it), no nulls.
   Result<int64_t> Delete(const arrow::Array& keys);
   // Recovery: applies the change recorded as `lsn` again, without the journal. A row whose key is
   // new here but existed when the change was first made (a snapshot may hold later changes) is
   // inserted even when a non-nullable column is missing; the later changes replayed after it
-  // restore the row as it was.
+  // restore the row as it was. The batch's schema metadata gives the write's expiry and clock
+  // (as logged); a last column marked kExpireAtMetadata (a snapshot's) gives each row's expiry.
   Result<UpsertResult> Replay(const arrow::RecordBatch& batch, uint64_t lsn);
   Result<int64_t> ReplayDelete(const arrow::Array& keys, uint64_t lsn);
   Result<ReadResult> Read(const arrow::Array& keys,
                           const std::vector<std::string>& columns = {}) const;
-  // A reader over every live row. Each batch reflects the table at the time it is produced.
-  Result<std::shared_ptr<arrow::RecordBatchReader>> Scan(int64_t max_batch_rows = 65536) const;
+  // A reader over every live row (expired ones left out). Each batch reflects the table at the
+  // time it is produced. `with_expiry`: a last column (int64, Unix ms, null: never; field
+  // metadata kExpireAtMetadata) holds each row's expiry time, as snapshots keep it.
+  Result<std::shared_ptr<arrow::RecordBatchReader>> Scan(int64_t max_batch_rows = 65536,
+                                                         bool with_expiry = false) const;
   TableStats Stats() const;
+  // Active expiry, Redis's cycle: samples 20 rows among those with an expiry time, reclaims the
+  // expired ones, and goes on while more than 25% of a sample had expired and `budget_us`
+  // lasts. Returns the rows reclaimed. Costs follow the rows with a TTL, not the table's size.
+  int64_t ExpireCycle(int64_t budget_us);
 
   // The Arrow schema of Read results for `columns` (all value columns when empty).
   Result<std::shared_ptr<arrow::Schema>> ReadSchema(const std::vector<std::string>& columns) const;
@@ -134,7 +165,8 @@ class Table : public std::enable_shared_from_this<Table> {
   template <typename T, typename Locked>
   Result<T> Replayed(uint64_t lsn, Locked locked);
   // Under the write lock. `lsn` receives the journal's LSN (0 when nothing was recorded).
-  Result<UpsertResult> UpsertLocked(const arrow::RecordBatch& batch, WriteMode mode, uint64_t* lsn);
+  Result<UpsertResult> UpsertLocked(const arrow::RecordBatch& batch, WriteMode mode, uint64_t* lsn,
+                                    const WriteOptions& options);
   Result<int64_t> DeleteLocked(const arrow::Array& keys, WriteMode mode, uint64_t* lsn);
 
   Status Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) const;
@@ -144,7 +176,13 @@ class Table : public std::enable_shared_from_this<Table> {
   // Writer-side lookup (no seqlock needed: only the writer changes rows).
   uint32_t FindRowForWriter(uint64_t hash, std::string_view key) const;
   void WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i,
-                std::string_view key);
+                std::string_view key, int64_t expire_at);
+  // Writer: whether the row's expiry time has come at `now` (0: never checked).
+  bool ExpiredAt(uint32_t row_id, int64_t now) const;
+  // Writer: removes an expired row (not journaled: its expiry is).
+  void Reclaim(uint32_t row_id, uint64_t hash);
+  // Writer: keeps `expiring_` in step with a row's expiry time.
+  void TrackExpiry(uint32_t row_id, bool expires);
   void ReleaseVarValues(const std::byte* row);
   // Writer, at the end of every write: compacts the heap when due, frees what was retired once
   // no reader can use it, publishes statistics.
@@ -176,6 +214,12 @@ class Table : public std::enable_shared_from_this<Table> {
   std::atomic<uint64_t> stat_row_bytes_{0}, stat_index_bytes_{0}, stat_heap_bytes_{0},
       stat_heap_garbage_{0}, stat_row_capacity_{0}, stat_heap_compactions_{0};
   uint64_t heap_compactions_ = 0;  // writer only
+  // Writer only: the rows with an expiry time (for ExpireCycle's samples), and each row's
+  // position in it plus one (0: none), grown on demand.
+  std::vector<uint32_t> expiring_;
+  std::vector<uint32_t> expiring_slot_;
+  uint64_t sample_state_ = 0x9e3779b97f4a7c15ULL;
+  std::atomic<int64_t> stat_expiring_{0}, stat_expired_{0};
 };
 
 }  // namespace quiver

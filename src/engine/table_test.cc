@@ -3,7 +3,9 @@
 #include <arrow/api.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <thread>
 
 #include "engine/test_util.h"
 
@@ -165,7 +167,8 @@ TEST(TableTest, ReadLaysFixedColumnsOutForAMatrixView) {
   EXPECT_EQ(a[0], 3);
   EXPECT_TRUE(std::isnan(a[1]));  // missing key
   EXPECT_TRUE(std::isnan(b[2]));  // stored null
-  const auto& e = static_cast<const arrow::FixedSizeListArray&>(*result.batch->GetColumnByName("e"));
+  const auto& e =
+      static_cast<const arrow::FixedSizeListArray&>(*result.batch->GetColumnByName("e"));
   const auto* e_values = e.values()->data()->GetValues<double>(1);
   EXPECT_EQ(e_values[0], 5);
   EXPECT_TRUE(std::isnan(e_values[2]) && std::isnan(e_values[3]));  // missing key
@@ -491,6 +494,135 @@ TEST(TableTest, UpsertOfAChunkedTable) {
   EXPECT_EQ(ValueOrFail(table->Upsert(*chunked)).rows_written, 4);
   ReadResult result = ValueOrFail(table->Read(*Keys(R"(["a", "b", "c"])")));
   ExpectColumn(result, "v", arrow::int16(), "[1, 3, 4]");
+}
+
+// ---------------------------------------------------------------------------------------------
+// TTL. Real time: TTLs of 100-150 ms and sleeps past them.
+
+constexpr char kTtlSchema[] = R"({"key": "id", "columns": {
+    "id": {"dtype": "utf8"}, "x": {"dtype": "int64"}, "s": {"dtype": "utf8"},
+    "req": {"dtype": "int64", "nullable": false}}})";
+
+void Sleep(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+std::shared_ptr<arrow::RecordBatch> TtlRows(const std::string& ids, const std::string& xs) {
+  const int64_t n = Keys(ids)->length();
+  std::string ss = "[", reqs = "[";
+  for (int64_t i = 0; i < n; ++i) {
+    ss += std::string(i ? ", " : "") + "\"a long string value " + std::to_string(i) + "\"";
+    reqs += std::string(i ? ", " : "") + "1";
+  }
+  return BatchFromJson({{"id", arrow::utf8(), ids},
+                        {"x", arrow::int64(), xs},
+                        {"s", arrow::utf8(), ss + "]"},
+                        {"req", arrow::int64(), reqs + "]"}});
+}
+
+TEST(TableTtlTest, RowsExpireAfterTheTablesTtlAndAreReclaimed) {
+  auto table = ValueOrFail(Table::Make("t", ValueOrFail(SchemaFromJson(kTtlSchema).WithTtl(100))));
+  ValueOrFail(table->Upsert(*TtlRows(R"(["a", "b"])", "[1, 2]")));
+  ExpectFound(ValueOrFail(table->Read(*Keys(R"(["a", "b"])"))), "[true, true]");
+  EXPECT_EQ(table->Stats().rows_with_ttl, 2);
+  Sleep(150);
+  ReadResult gone = ValueOrFail(table->Read(*Keys(R"(["a", "b"])")));
+  ExpectFound(gone, "[false, false]");
+  EXPECT_EQ(gone.found_count, 0);
+  EXPECT_EQ(ScanAll(*table)->num_rows(), 0) << "a scan leaves expired rows out";
+  EXPECT_EQ(ValueOrFail(table->Delete(*Keys(R"(["a"])"))), 0) << "an expired row is gone";
+  EXPECT_EQ(table->ExpireCycle(10'000), 1);  // "b"; the delete reclaimed "a"
+  const TableStats stats = table->Stats();
+  EXPECT_EQ(stats.rows, 0);
+  EXPECT_EQ(stats.rows_with_ttl, 0);
+  EXPECT_EQ(stats.expired, 1);
+}
+
+TEST(TableTtlTest, AWritesTtlOverridesAndAnExpiredKeyIsWrittenAsNew) {
+  auto table = MakeTable(kTtlSchema);  // no default TTL
+  ValueOrFail(
+      table->Upsert(*TtlRows(R"(["short", "plain", "again"])", "[1, 2, 3]"), WriteOptions{100}));
+  ValueOrFail(table->Upsert(*TtlRows(R"(["plain"])", "[20]")));  // without a TTL: never expires
+  Sleep(150);
+  ReadResult read = ValueOrFail(table->Read(*Keys(R"(["short", "plain", "again"])")));
+  ExpectFound(read, "[false, true, false]");
+  ExpectColumn(read, "x", arrow::int64(), "[null, 20, null]");
+  // A partial write of an expired key makes a new row: the other columns are null, not the
+  // expired row's, and a non-nullable column it lacks is an error as for any new key.
+  auto partial = BatchFromJson({{"id", arrow::utf8(), R"(["again"])"},
+                                {"x", arrow::int64(), "[30]"},
+                                {"req", arrow::int64(), "[5]"}});
+  ValueOrFail(table->Upsert(*partial));
+  read = ValueOrFail(table->Read(*Keys(R"(["again"])")));
+  ExpectColumn(read, "x", arrow::int64(), "[30]");
+  ExpectColumn(read, "s", arrow::utf8(), "[null]");
+  auto lacking =
+      BatchFromJson({{"id", arrow::utf8(), R"(["short"])"}, {"x", arrow::int64(), "[1]"}});
+  QUIVER_EXPECT_ERROR(table->Upsert(*lacking), StatusCode::kInvalidArgument,
+                      "new key 'short' has no value for non-nullable column 'req'");
+  QUIVER_EXPECT_ERROR(table->Upsert(*partial, WriteOptions{-5}), StatusCode::kInvalidArgument,
+                      "TTL must be from 1 ms to 100 years");
+  EXPECT_EQ(table->Stats().rows, 3) << "the expired 'short' waits for reclaiming";
+  EXPECT_EQ(table->ExpireCycle(10'000), 1);
+  EXPECT_EQ(table->Stats().rows, 2);
+}
+
+TEST(TableTtlTest, ActiveExpiryTouchesOnlyRowsWithATtl) {
+  auto table = MakeTable(kTtlSchema);
+  std::string ids = "[", xs = "[";
+  for (int i = 0; i < 20000; ++i) {
+    ids += std::string(i ? ", " : "") + "\"k" + std::to_string(i) + "\"";
+    xs += std::string(i ? ", " : "") + std::to_string(i);
+  }
+  ValueOrFail(table->Upsert(*TtlRows(ids + "]", xs + "]")));
+  std::string short_ids = "[", short_xs = "[";
+  for (int i = 0; i < 2000; ++i) {
+    short_ids += std::string(i ? ", " : "") + "\"t" + std::to_string(i) + "\"";
+    short_xs += std::string(i ? ", " : "") + std::to_string(i);
+  }
+  ValueOrFail(table->Upsert(*TtlRows(short_ids + "]", short_xs + "]"), WriteOptions{100}));
+  ValueOrFail(table->Upsert(*TtlRows(R"(["long"])", "[0]"), WriteOptions{3'600'000}));
+  EXPECT_EQ(table->Stats().rows_with_ttl, 2001);
+  Sleep(150);
+  int64_t reclaimed = 0;
+  for (int cycle = 0; cycle < 100 && table->Stats().rows_with_ttl > 1; ++cycle) {
+    reclaimed += table->ExpireCycle(100'000);
+  }
+  EXPECT_EQ(reclaimed, 2000);
+  EXPECT_EQ(table->Stats().rows, 20001);
+  EXPECT_EQ(table->Stats().rows_with_ttl, 1);
+  ExpectFound(ValueOrFail(table->Read(*Keys(R"(["k0", "k19999", "long", "t5"])"))),
+              "[true, true, true, false]");
+  EXPECT_EQ(table->ExpireCycle(100'000), 0) << "a live row with a TTL stays";
+}
+
+TEST(TableTtlTest, ScanWithExpiryAndReplayKeepEachRowsExpiry) {
+  auto table = MakeTable(kTtlSchema);
+  ValueOrFail(table->Upsert(*TtlRows(R"(["a"])", "[1]"), WriteOptions{3'600'000}));
+  ValueOrFail(table->Upsert(*TtlRows(R"(["b"])", "[2]")));
+  auto scan = [](const Table& t) {
+    auto table = ValueOrFail(t.Scan(7, true))->ToTable();
+    EXPECT_TRUE(table.ok()) << table.status().ToString();
+    return *table;
+  };
+  std::shared_ptr<arrow::Table> scanned = scan(*table);
+  ASSERT_EQ(scanned->num_columns(), 5);
+  // "a" expires in an hour, "b" never (null).
+  const int64_t now = UnixMillis();
+  int64_t a_expiry = 0, nulls = 0;
+  for (const auto& chunk : scanned->column(4)->chunks()) {
+    const auto& expiry = static_cast<const arrow::Int64Array&>(*chunk);
+    for (int64_t i = 0; i < expiry.length(); ++i) {
+      expiry.IsNull(i) ? ++nulls : a_expiry = expiry.Value(i);
+    }
+  }
+  EXPECT_EQ(nulls, 1);
+  EXPECT_NEAR(static_cast<double>(a_expiry - now), 3'600'000, 5'000);
+  // Replayed into a fresh table (a snapshot's load): the same expiry times.
+  auto copy = MakeTable(kTtlSchema);
+  auto batch = scanned->CombineChunksToBatch();
+  ASSERT_TRUE(batch.ok());
+  ValueOrFail(copy->Replay(**batch, 1));
+  EXPECT_TRUE(scan(*copy)->Equals(*scanned)) << scan(*copy)->ToString();
+  EXPECT_EQ(copy->Stats().rows_with_ttl, 1);
 }
 
 }  // namespace

@@ -100,11 +100,14 @@ Result<SnapshotFile> WriteSnapshot(const Table& table, uint64_t lsn, const std::
                         {"quiver.table", "quiver.table_id", "quiver.lsn", "quiver.schema"},
                         {table.name(), std::to_string(table.id()), std::to_string(lsn),
                          table.schema().ToJson()});
-                    auto schema = table.schema().ToArrow()->WithMetadata(metadata);
+                    // Rows that expire keep their expiry time in a last column.
+                    const bool with_expiry =
+                        table.schema().ttl_ms() != 0 || table.Stats().rows_with_ttl > 0;
+                    QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatchReader> reader,
+                                            table.Scan(65536, with_expiry));
+                    auto schema = reader->schema()->WithMetadata(metadata);
                     QUIVER_ASSIGN_OR_RETURN_ARROW(auto writer,
                                                   arrow::ipc::MakeFileWriter(buffered, schema));
-                    QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatchReader> reader,
-                                            table.Scan());
                     for (;;) {
                       std::shared_ptr<arrow::RecordBatch> batch;
                       QUIVER_RETURN_NOT_OK_ARROW(reader->ReadNext(&batch));
@@ -187,7 +190,15 @@ Status LoadSnapshot(const std::string& dir, const SnapshotFile& expected, Table*
   auto reader = arrow::ipc::RecordBatchFileReader::Open(file);
   if (!reader.ok())
     return Corrupt(path, "is not a valid Arrow IPC file: " + reader.status().message());
-  if (!(*reader)->schema()->Equals(*table->schema().ToArrow(), /*check_metadata=*/false)) {
+  std::shared_ptr<arrow::Schema> stored = (*reader)->schema();
+  if (stored->num_fields() > 0) {  // a last column of expiry times is the rows' TTL, not data
+    const auto& last = stored->field(stored->num_fields() - 1);
+    if (last->metadata() != nullptr &&
+        last->metadata()->Get(std::string(kExpireAtMetadata)).ValueOr("") == "true") {
+      QUIVER_ASSIGN_OR_RETURN_ARROW(stored, stored->RemoveField(stored->num_fields() - 1));
+    }
+  }
+  if (!stored->Equals(*table->schema().ToArrow(), /*check_metadata=*/false)) {
     return Corrupt(path, "has the schema " + (*reader)->schema()->ToString() + ", not the table's");
   }
   int64_t rows = 0;

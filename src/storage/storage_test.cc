@@ -833,6 +833,53 @@ TEST_F(StorageTest, DamagedKeyspaceSnapshotStopsTheStart) {
                       "cannot be read");
 }
 
+TEST_F(StorageTest, RowTtlsSurviveTheLogAndSnapshotsAndReplayDecidesExpiryAsTheWriterDid) {
+  const std::string keys = R"(["short", "plain", "hour", "mid", "late"])";
+  auto read = [&](Database& db) {
+    auto t = ValueOrFail(db.catalog().GetTable("t"));
+    return ValueOrFail(t->Read(*ArrayFromJson(arrow::utf8(), keys), {"x", "s"}));
+  };
+  auto sleep = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
+  for (bool snapshot : {false, true}) {
+    SCOPED_TRACE(snapshot ? "snapshot and log" : "log only");
+    fs::remove_all(dir_);
+    {
+      auto db = Open();
+      auto t = ValueOrFail(db->catalog().CreateTable(
+          "t", ValueOrFail(SchemaFromJson(kSchema).WithTtl(3'600'000))));  // default: an hour
+      ValueOrFail(t->Upsert(*Rows(R"(["short"])", "[1]", R"(["a"])", "[1]"), WriteOptions{150}));
+      ValueOrFail(t->Upsert(*Rows(R"(["mid"])", "[5]", R"(["m"])", "[5]"), WriteOptions{300}));
+      ValueOrFail(t->Upsert(*Rows(R"(["plain", "hour"])", "[2, 3]", R"(["b", "c"])", "[2, 3]")));
+      sleep(200);
+      // "short" has expired: this partial write makes it a new row (s null). "mid" has not: it
+      // keeps its s. Replay, later, must decide the same with the writer's clock, though by
+      // then "mid"'s first write has expired too.
+      auto partial = BatchFromJson({{"id", arrow::utf8(), R"(["short", "plain", "mid"])"},
+                                    {"x", arrow::float32(), "[10, 20, 30]"},
+                                    {"n", arrow::int64(), "[1, 2, 3]"}});
+      ValueOrFail(t->Upsert(*partial, WriteOptions{400}));
+      if (snapshot) ValueOrFail(db->Snapshot());
+      ValueOrFail(t->Upsert(*Rows(R"(["late"])", "[4]", R"(["d"])", "[4]"), WriteOptions{1000}));
+    }
+    sleep(150);  // past "mid"'s first expiry
+    {
+      auto db = Open();
+      ReadResult after = read(*db);
+      EXPECT_EQ(after.found_count, 5);
+      EXPECT_EQ(after.batch->column(0)->ToString(),
+                ArrayFromJson(arrow::float32(), "[10, 20, 3, 30, 4]")->ToString());
+      EXPECT_EQ(after.batch->column(1)->ToString(),
+                ArrayFromJson(arrow::utf8(), R"([null, "b", "c", "m", "d"])")->ToString());
+    }
+    sleep(300);  // past the partial write's 400 ms
+    auto db = Open();
+    ReadResult later = read(*db);
+    EXPECT_EQ(later.found->ToString(),
+              ArrayFromJson(arrow::boolean(), "[false, false, true, false, true]")->ToString());
+    EXPECT_EQ(ValueOrFail(db->catalog().GetTable("t"))->schema().ttl_ms(), 3'600'000);
+  }
+}
+
 TEST(TableReplayTest, ReplayInsertsRowsMissingARequiredColumn) {
   // A snapshot may lack a row that a later change deleted; replaying an earlier partial update of
   // it must not fail (the later delete, replayed next, removes it again).
