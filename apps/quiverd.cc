@@ -486,6 +486,7 @@ int Run(const Options& options) {
   keyspace.SetMaxMemory(static_cast<uint64_t>(options.maxmemory));
   keyspace.SetPolicy(*kv::ParsePolicy(options.maxmemory_policy));
   keyspace.StartActiveExpiry();
+  (*database)->catalog().StartActiveExpiry();
   resp::RespServerOptions resp;
   resp.bind = options.bind;
   resp.port = static_cast<uint16_t>(options.resp_port);

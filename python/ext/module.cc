@@ -122,6 +122,7 @@ class Engine {
       memory_ = std::make_unique<Catalog>();
       memory_keyspace_ = std::make_unique<kv::Keyspace>();
       memory_keyspace_->StartActiveExpiry();
+      memory_->StartActiveExpiry();
       kv_ = std::make_unique<resp::LocalClient>(*memory_keyspace_, memory_.get());
       return;
     }
@@ -140,6 +141,7 @@ class Engine {
     }
     database_ = ValueOrRaise(std::move(opened));
     database_->keyspace().StartActiveExpiry();
+    database_->catalog().StartActiveExpiry();
     kv_ = std::make_unique<resp::LocalClient>(database_->keyspace(), &database_->catalog());
   }
 
@@ -218,8 +220,12 @@ class Engine {
     return ValueOrRaise(catalog().GetTable(name))->schema().ToJson();
   }
 
-  // Upserts every batch of an Arrow C stream as one write. Returns (rows_written, rows_skipped).
-  std::pair<int64_t, int64_t> Write(const std::string& name, nb::handle stream_capsule) {
+  // Upserts every batch of an Arrow C stream as one write, the rows living `ttl` seconds (None:
+  // the table's TTL). Returns (rows_written, rows_skipped).
+  std::pair<int64_t, int64_t> Write(const std::string& name, nb::handle stream_capsule,
+                                    std::optional<double> ttl) {
+    WriteOptions options;
+    if (ttl) options.ttl_ms = ValueOrRaise(TtlFromSeconds(*ttl, "ttl"));
     auto* stream = CapsulePointer<ArrowArrayStream>(stream_capsule, "arrow_array_stream");
     std::shared_ptr<Table> table = ValueOrRaise(catalog().GetTable(name));
     Result<UpsertResult> result = Status::OK();
@@ -229,7 +235,7 @@ class Engine {
         QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::RecordBatchReader> reader,
                                       arrow::ImportRecordBatchReader(stream));
         QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Table> data, reader->ToTable());
-        return table->Upsert(*data);
+        return table->Upsert(*data, options);
       }();
     }
     UpsertResult counts = ValueOrRaise(std::move(result));
@@ -275,6 +281,8 @@ class Engine {
     out["heap_bytes"] = stats.heap_bytes;
     out["heap_garbage_bytes"] = stats.heap_garbage_bytes;
     out["heap_compactions"] = stats.heap_compactions;
+    out["rows_with_ttl"] = stats.rows_with_ttl;
+    out["expired"] = stats.expired;
     return out;
   }
 
@@ -357,7 +365,7 @@ NB_MODULE(_quiver, m) {
       .def("drop_table", &Engine::DropTable, nb::arg("name"))
       .def("list_tables", &Engine::ListTables, "Table names, sorted.")
       .def("schema", &Engine::Schema, nb::arg("name"), "The table's TableSchema JSON.")
-      .def("write", &Engine::Write, nb::arg("name"), nb::arg("stream"),
+      .def("write", &Engine::Write, nb::arg("name"), nb::arg("stream"), nb::arg("ttl").none(),
            "Upserts an 'arrow_array_stream' capsule as one write; returns (written, skipped).")
       .def("read", &Engine::Read, nb::arg("name"), nb::arg("keys_schema"), nb::arg("keys_array"),
            nb::arg("columns"),

@@ -7,12 +7,13 @@ backend gives the same results and raises the same errors.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Mapping, NamedTuple
 
 import pyarrow as pa
 
 from . import _convert, _schema
-from ._errors import Unsupported
+from ._errors import InvalidRequest, Unsupported
 from ._result import ReadResult
 
 
@@ -27,6 +28,15 @@ def _columns(columns: Iterable[str] | str | None) -> list[str]:
     if isinstance(columns, str):
         return [columns]
     return [str(c) for c in columns]
+
+
+def _ttl(ttl: Any) -> float | None:
+    """A TTL in seconds as a float (None: none given); the server checks its range."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl):
+        raise InvalidRequest(f"ttl must be a number of seconds, not {ttl!r}", "INVALID_ARGUMENT")
+    return float(ttl)
 
 
 class Client:
@@ -65,12 +75,13 @@ class Client:
         return f"<quiver.Client {self.backend} {where}>"
 
     def create_table(self, name: str, schema: pa.Schema | Mapping[str, Any], key: str | None = None,
-                     event_time: str | None = None) -> pa.Schema:
+                     event_time: str | None = None, ttl: float | None = None) -> pa.Schema:
         """Creates a table. ``schema``: a pyarrow.Schema (``key`` names the key column unless a
-        field is marked with metadata ``quiver.key``) or murr's TableSchema dict. Returns the
-        stored schema."""
+        field is marked with metadata ``quiver.key``) or murr's TableSchema dict. ``ttl``: the
+        seconds a written row lives unless its write says otherwise (default: forever). Returns
+        the stored schema."""
         return _schema.from_json(
-            self._backend.create_table(name, _schema.to_json(schema, key, event_time)))
+            self._backend.create_table(name, _schema.to_json(schema, key, event_time, _ttl(ttl))))
 
     def drop_table(self, name: str) -> None:
         self._backend.drop_table(name)
@@ -87,13 +98,14 @@ class Client:
         """The table's schema as murr's TableSchema dict."""
         return self._backend.schema(name)
 
-    def write(self, name: str, data: Any) -> WriteResult:
+    def write(self, name: str, data: Any, ttl: float | None = None) -> WriteResult:
         """Upserts rows: a pyarrow Table or RecordBatch, a pandas or polars DataFrame, a dict of
         columns, or any Arrow stream. The key column and any subset of value columns; values are
-        converted to the table's types when that is safe."""
+        converted to the table's types when that is safe. ``ttl``: the seconds the written rows
+        live (default: the table's TTL; rows written without either never expire)."""
         schema = self.schema(name)
         table = _convert.conform(_convert.to_table(data, schema), schema, name)
-        return WriteResult(*self._backend.write(name, table))
+        return WriteResult(*self._backend.write(name, table, _ttl(ttl)))
 
     def read(self, name: str, keys: Any, columns: Iterable[str] | str | None = None) -> ReadResult:
         """One row per key (a list, NumPy array, Series or Arrow array), in order; ``columns``:
@@ -134,9 +146,10 @@ class AsyncClient:
         await self.close()
 
     async def create_table(self, name: str, schema: pa.Schema | Mapping[str, Any],
-                           key: str | None = None, event_time: str | None = None) -> pa.Schema:
-        return _schema.from_json(
-            await self._backend.create_table(name, _schema.to_json(schema, key, event_time)))
+                           key: str | None = None, event_time: str | None = None,
+                           ttl: float | None = None) -> pa.Schema:
+        return _schema.from_json(await self._backend.create_table(
+            name, _schema.to_json(schema, key, event_time, _ttl(ttl))))
 
     async def drop_table(self, name: str) -> None:
         await self._backend.drop_table(name)
@@ -150,10 +163,10 @@ class AsyncClient:
     async def table_schema(self, name: str) -> dict[str, Any]:
         return await self._backend.schema(name)
 
-    async def write(self, name: str, data: Any) -> WriteResult:
+    async def write(self, name: str, data: Any, ttl: float | None = None) -> WriteResult:
         schema = await self.schema(name)
         table = _convert.conform(_convert.to_table(data, schema), schema, name)
-        return WriteResult(*await self._backend.write(name, table))
+        return WriteResult(*await self._backend.write(name, table, _ttl(ttl)))
 
     async def read(self, name: str, keys: Any,
                    columns: Iterable[str] | str | None = None) -> ReadResult:

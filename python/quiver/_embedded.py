@@ -58,8 +58,8 @@ class EmbeddedBackend:
     def schema(self, name: str) -> dict[str, Any]:
         return json.loads(self._call(self._engine.schema, name))
 
-    def write(self, name: str, data: pa.Table) -> tuple[int, int]:
-        return self._call(self._engine.write, name, data.__arrow_c_stream__())
+    def write(self, name: str, data: pa.Table, ttl: float | None = None) -> tuple[int, int]:
+        return self._call(self._engine.write, name, data.__arrow_c_stream__(), ttl)
 
     def read(self, name: str, keys: pa.Array,
              columns: list[str]) -> tuple[pa.RecordBatch, pa.Array, int]:

@@ -98,11 +98,12 @@ class FlightBackend:
             raise self._error(e) from None
         return to_json(result.schema)
 
-    def write(self, name: str, data: pa.Table) -> tuple[int, int]:
+    def write(self, name: str, data: pa.Table, ttl: float | None = None) -> tuple[int, int]:
         written = skipped = 0
+        descriptor = (flight.FlightDescriptor.for_path(name) if ttl is None else
+                      flight.FlightDescriptor.for_command(json.dumps({"table": name, "ttl": ttl})))
         try:
-            writer, acks = self._client.do_put(flight.FlightDescriptor.for_path(name), data.schema,
-                                               self._options)
+            writer, acks = self._client.do_put(descriptor, data.schema, self._options)
             with writer:
                 for batch in data.to_batches(max_chunksize=65536):
                     writer.write_batch(batch)

@@ -87,7 +87,7 @@ def schema_call(name: str) -> _Call:
     return _Call("GET", _path(name, "/schema"), None, None, JSON, json.loads)
 
 
-def write_calls(name: str, data: pa.Table) -> Iterator[_Call]:
+def write_calls(name: str, data: pa.Table, ttl: float | None = None) -> Iterator[_Call]:
     def counts(body: bytes) -> tuple[int, int]:
         answer = json.loads(body)
         return answer["rows_written"], answer["rows_skipped"]
@@ -96,7 +96,8 @@ def write_calls(name: str, data: pa.Table) -> Iterator[_Call]:
     per_call = max(1, int(rows * WRITE_CHUNK_BYTES / max(1, data.nbytes)))
     for offset in range(0, max(1, data.num_rows), per_call):
         body = ipc_bytes(data.slice(offset, per_call))
-        yield _Call("PUT", _path(name, "/write"), body, IPC, JSON, counts)
+        path = _path(name, "/write") + ("" if ttl is None else f"?ttl={float(ttl)!r}")
+        yield _Call("PUT", path, body, IPC, JSON, counts)
 
 
 def read_call(name: str, keys: pa.Array, columns: list[str]) -> _Call:
@@ -223,9 +224,9 @@ class HttpBackend(_Routes):
             raise error_of(call, status, body)
         return call.decode(body)
 
-    def write(self, name: str, data: pa.Table) -> tuple[int, int]:
+    def write(self, name: str, data: pa.Table, ttl: float | None = None) -> tuple[int, int]:
         written = skipped = 0
-        for call in write_calls(name, data):
+        for call in write_calls(name, data, ttl):
             w, s = self.run(call)
             written, skipped = written + w, skipped + s
         return written, skipped
@@ -264,9 +265,9 @@ class AsyncHttpBackend(_Routes):
             raise error_of(call, response.status_code, response.content)
         return call.decode(response.content)
 
-    async def write(self, name: str, data: pa.Table) -> tuple[int, int]:
+    async def write(self, name: str, data: pa.Table, ttl: float | None = None) -> tuple[int, int]:
         written = skipped = 0
-        for call in write_calls(name, data):
+        for call in write_calls(name, data, ttl):
             w, s = await self.run(call)
             written, skipped = written + w, skipped + s
         return written, skipped

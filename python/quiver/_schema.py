@@ -15,6 +15,7 @@ from ._errors import SchemaError
 
 KEY_METADATA = {b"quiver.key": b"true"}
 EVENT_TIME_METADATA = {b"quiver.event_time": b"true"}
+TTL_METADATA = b"quiver.ttl_ms"  # schema metadata: the table's default TTL in milliseconds
 
 _SIMPLE: dict[str, pa.DataType] = {
     "bool": pa.bool_(),
@@ -80,12 +81,13 @@ def _marked(schema: pa.Schema, mark: dict[bytes, bytes]) -> str | None:
 
 
 def to_json(schema: pa.Schema | Mapping[str, Any], key: str | None = None,
-            event_time: str | None = None) -> dict[str, Any]:
+            event_time: str | None = None, ttl: float | None = None) -> dict[str, Any]:
     """TableSchema JSON from a pyarrow.Schema (key from ``key`` or the field marked as key) or from
-    a TableSchema dict (``key`` / ``event_time``, when given, must agree with it or fill it in)."""
+    a TableSchema dict (``key`` / ``event_time`` / ``ttl``, when given, must agree with it or fill
+    it in)."""
     if isinstance(schema, Mapping):
         out = dict(schema)
-        for name, value in (("key", key), ("event_time", event_time)):
+        for name, value in (("key", key), ("event_time", event_time), ("ttl", ttl)):
             if value is None:
                 continue
             if out.get(name) not in (None, value):
@@ -110,6 +112,10 @@ def to_json(schema: pa.Schema | Mapping[str, Any], key: str | None = None,
     out = {"key": key, "columns": columns}
     if event_time:
         out["event_time"] = event_time
+    if ttl is None and schema.metadata and TTL_METADATA in schema.metadata:
+        ttl = int(schema.metadata[TTL_METADATA]) / 1000
+    if ttl is not None:
+        out["ttl"] = ttl
     return out
 
 
@@ -122,4 +128,5 @@ def from_json(schema: Mapping[str, Any]) -> pa.Schema:
         metadata = KEY_METADATA if name == key else EVENT_TIME_METADATA if name == event_time else None
         nullable = bool(spec.get("nullable", name != key))
         fields.append(pa.field(name, parse_dtype(spec["dtype"]), nullable, metadata))
-    return pa.schema(fields)
+    ttl = schema.get("ttl")
+    return pa.schema(fields, {TTL_METADATA: str(round(ttl * 1000))} if ttl else None)

@@ -352,9 +352,11 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
 Result<int64_t> TtlFromSeconds(double seconds, std::string_view what) {
   const double ms = seconds * 1000;
   if (!(ms >= 1) || ms > static_cast<double>(kMaxTtlMs)) {
+    char text[32];
+    const char* end = std::to_chars(text, text + sizeof(text), seconds).ptr;
     return Status::InvalidArgument(std::string(what) +
                                    " must be a number of seconds from 0.001 to 100 years, not " +
-                                   std::to_string(seconds));
+                                   std::string(text, static_cast<size_t>(end - text)));
   }
   return static_cast<int64_t>(std::llround(ms));
 }

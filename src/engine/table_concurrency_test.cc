@@ -1,7 +1,8 @@
 // Concurrency: one writer keeps rewriting rows between states whose columns must agree, inserts
 // new keys (so the index and the regions grow underneath the readers) and deletes some; reader
-// threads check every row they read, and a scanner checks every row it scans. Run under
-// ThreadSanitizer by `make test-tsan`.
+// threads check every row they read, and a scanner checks every row it scans. A quarter of the
+// writes give their rows a TTL of a few milliseconds, and an expiry thread runs the active expiry
+// cycle all along. Run under ThreadSanitizer by `make test-tsan`.
 //
 // Row invariant for value a: b == 7 * a, s == "v<a>" padded with (a % 23) dots (so some values
 // are inline and some in the heap), e[j] == a + j.
@@ -125,9 +126,18 @@ TEST(TableConcurrencyTest, ReadersNeverSeeTornRowsWhileTheTableGrows) {
     }
   };
 
+  std::atomic<int64_t> reclaimed{0};
+  auto expirer = [&]() {
+    while (!stop.load()) {
+      reclaimed += table->ExpireCycle(1000);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+
   std::vector<std::thread> threads;
   for (uint32_t i = 0; i < 3; ++i) threads.emplace_back(reader, i + 1);
   threads.emplace_back(scanner);
+  threads.emplace_back(expirer);
 
   std::mt19937_64 rng(42);
   // At least 2 s, 400 write batches and one heap compaction (sanitizer builds are much slower),
@@ -152,7 +162,8 @@ TEST(TableConcurrencyTest, ReadersNeverSeeTornRowsWhileTheTableGrows) {
       }
     }
     if (!keys.empty()) {
-      auto written = table->Upsert(*MakeBatch(keys, values));
+      const WriteOptions options{rng() % 4 == 0 ? static_cast<int64_t>(1 + rng() % 5) : 0};
+      auto written = table->Upsert(*MakeBatch(keys, values), options);
       ASSERT_TRUE(written.ok()) << written.status().ToString();
       key_limit.store(next_key);
       ++writes;
@@ -169,6 +180,7 @@ TEST(TableConcurrencyTest, ReadersNeverSeeTornRowsWhileTheTableGrows) {
   EXPECT_GT(scans.load(), 0);
   EXPECT_GT(writes.load(), 10);
   EXPECT_GT(table->Stats().heap_compactions, 0u);
+  EXPECT_GT(reclaimed.load() + table->Stats().expired, 0);
   std::printf("writes %lld, rows checked %lld, full scans %lld, heap compactions %llu, rows %lld\n",
               static_cast<long long>(writes.load()), static_cast<long long>(rows_checked.load()),
               static_cast<long long>(scans.load()),

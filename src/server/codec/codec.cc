@@ -330,7 +330,22 @@ Result<FetchTicket> ParseFetchTicket(
     if (!found->is_boolean()) return Status::InvalidArgument("\"found\" must be true or false");
     ticket.found_column = found->get<bool>();
   }
+  if (auto ttl = json.find("ttl"); ttl != json.end() && !ttl->is_null()) {
+    if (!ttl->is_number()) return Status::InvalidArgument("ttl must be a number of seconds");
+    QUIVER_ASSIGN_OR_RETURN(ticket.ttl_ms, TtlFromSeconds(ttl->get<double>(), "ttl"));
+  }
   return ticket;
+}
+
+Result<int64_t> ParseTtl(std::string_view seconds) {
+  double value = 0;
+  const char* end = seconds.data() + seconds.size();
+  auto [stop, error] = std::from_chars(seconds.data(), end, value);
+  if (seconds.empty() || error != std::errc() || stop != end) {
+    return Status::InvalidArgument("ttl must be a number of seconds, not '" +
+                                   std::string(seconds.substr(0, 64)) + "'");
+  }
+  return TtlFromSeconds(value, "ttl");
 }
 
 Result<std::shared_ptr<arrow::Array>> ParseJsonKeys(std::string_view body,

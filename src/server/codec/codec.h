@@ -44,7 +44,11 @@ struct FetchTicket {
   std::shared_ptr<arrow::Array> keys;  // null: every row
   std::vector<std::string> columns;    // empty: all value columns
   bool found_column = false;
+  int64_t ttl_ms = 0;  // "ttl" (seconds): the written rows' TTL (DoPut); 0: the table's
 };
+// A TTL given as text, in seconds ("60", "0.5"), as milliseconds. InvalidArgument naming the
+// value unless it is a number of seconds from 0.001 to 100 years.
+Result<int64_t> ParseTtl(std::string_view seconds);
 Result<FetchTicket> ParseFetchTicket(
     std::string_view body,
     const std::function<Result<std::shared_ptr<Table>>(std::string_view)>& find_table);

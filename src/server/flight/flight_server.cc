@@ -202,6 +202,7 @@ class FlightServer::Service : public flight::FlightServerBase {
     return Answer("DoGet", [&]() -> Status {
       QUIVER_ASSIGN_OR_RETURN(codec::FetchTicket request,
                               codec::ParseFetchTicket(ticket.ticket, FindTable()));
+      if (request.ttl_ms != 0) return TtlIsForWrites();
       std::shared_ptr<arrow::RecordBatchReader> reader;
       if (request.keys) {
         QUIVER_ASSIGN_OR_RETURN(ReadResult result,
@@ -225,11 +226,12 @@ class FlightServer::Service : public flight::FlightServerBase {
                       std::unique_ptr<flight::FlightMessageReader> reader,
                       std::unique_ptr<flight::FlightMetadataWriter> writer) override {
     return Answer("DoPut", [&]() -> Status {
-      QUIVER_ASSIGN_OR_RETURN(codec::FetchTicket target, Resolve(reader->descriptor(), false));
+      QUIVER_ASSIGN_OR_RETURN(codec::FetchTicket target,
+                              Resolve(reader->descriptor(), false, /*write=*/true));
       for (int64_t index = 0;; ++index) {
         QUIVER_ASSIGN_OR_RETURN(auto batch, NextBatch(*reader, index));
         if (!batch) return Status::OK();
-        auto written = target.table->Upsert(*batch);
+        auto written = target.table->Upsert(*batch, WriteOptions{target.ttl_ms});
         if (!written.ok()) {
           return written.status().WithContext("batch " + std::to_string(index) + " (batches " +
                                               "before it were written)");
@@ -324,14 +326,19 @@ class FlightServer::Service : public flight::FlightServerBase {
     return ToArrow(status);
   }
 
+  static Status TtlIsForWrites() {
+    return Status::InvalidArgument("\"ttl\" belongs to writes (DoPut), not to this call");
+  }
+
   std::function<Result<std::shared_ptr<Table>>(std::string_view)> FindTable() const {
     return [this](std::string_view name) { return catalog_.GetTable(name); };
   }
 
   // A descriptor names a table: PATH [table] (then, where `columns` is allowed, the wanted
-  // columns: [table, column, ...]) or CMD, a JSON object {"table", "columns", "found"}.
-  Result<codec::FetchTicket> Resolve(const flight::FlightDescriptor& descriptor,
-                                     bool columns) const {
+  // columns: [table, column, ...]) or CMD, a JSON object {"table", "columns", "found"}, or for
+  // a write (DoPut) {"table", "ttl"}.
+  Result<codec::FetchTicket> Resolve(const flight::FlightDescriptor& descriptor, bool columns,
+                                     bool write = false) const {
     codec::FetchTicket target;
     if (descriptor.type == flight::FlightDescriptor::PATH) {
       if (descriptor.path.empty()) {
@@ -351,6 +358,7 @@ class FlightServer::Service : public flight::FlightServerBase {
       return Status::InvalidArgument(
           "this call takes a descriptor that names only the table: path [table]");
     }
+    if (!write && target.ttl_ms != 0) return TtlIsForWrites();
     return target;
   }
 

@@ -201,7 +201,7 @@ HttpResponse Router::Handle(const HttpRequest& request, std::string_view* route)
     if (action == "write") {
       *route = "/api/v1/table/{name}/write";
       if (method != http::verb::put) return MethodNotAllowed(request, "PUT");
-      return Write(request, table);
+      return Write(request, table, query);
     }
     if (action == "delete") {
       *route = "/api/v1/table/{name}/delete";
@@ -228,16 +228,27 @@ HttpResponse Router::Metrics(const HttpRequest& request) const {
   const auto tables = catalog_.Tables();
   std::vector<TableStats> stats;  // one snapshot per table for both gauges
   for (const auto& table : tables) stats.push_back(table->Stats());
-  AppendFamilyHeader(&body, "quiver_table_rows", "gauge", "Rows held, per table");
-  for (size_t i = 0; i < tables.size(); ++i) {
-    AppendSample(&body, "quiver_table_rows", {{"table", tables[i]->name()}},
-                 static_cast<double>(stats[i].rows));
-  }
-  AppendFamilyHeader(&body, "quiver_table_bytes", "gauge",
-                     "Bytes held (rows, index and heap), per table");
-  for (size_t i = 0; i < tables.size(); ++i) {
-    AppendSample(&body, "quiver_table_bytes", {{"table", tables[i]->name()}},
-                 static_cast<double>(stats[i].bytes));
+  const struct {
+    const char* name;
+    const char* type;
+    const char* help;
+    double (*value)(const TableStats&);
+  } per_table[] = {
+      {"quiver_table_rows", "gauge", "Rows held (expired ones not yet reclaimed included)",
+       [](const TableStats& s) { return static_cast<double>(s.rows); }},
+      {"quiver_table_bytes", "gauge", "Bytes held (rows, index and heap)",
+       [](const TableStats& s) { return static_cast<double>(s.bytes); }},
+      {"quiver_table_rows_with_ttl", "gauge", "Rows held that carry an expiry time",
+       [](const TableStats& s) { return static_cast<double>(s.rows_with_ttl); }},
+      {"quiver_table_expired_rows_total", "counter",
+       "Rows reclaimed because they expired, since the table was loaded",
+       [](const TableStats& s) { return static_cast<double>(s.expired); }},
+  };
+  for (const auto& family : per_table) {
+    AppendFamilyHeader(&body, family.name, family.type, std::string(family.help) + ", per table");
+    for (size_t i = 0; i < tables.size(); ++i) {
+      AppendSample(&body, family.name, {{"table", tables[i]->name()}}, family.value(stats[i]));
+    }
   }
   AppendFamilyHeader(&body, "quiver_tables", "gauge", "Tables in the catalog");
   AppendSample(&body, "quiver_tables", {}, static_cast<double>(tables.size()));
@@ -363,8 +374,18 @@ HttpResponse Router::Fetch(const HttpRequest& request, std::string_view name,
   return response;
 }
 
-HttpResponse Router::Write(const HttpRequest& request, std::string_view name) const {
+HttpResponse Router::Write(const HttpRequest& request, std::string_view name,
+                           std::string_view query) const {
   if (auto error = CheckLength(request, "write")) return *error;
+  WriteOptions options;
+  if (const std::vector<std::string> ttl = QueryValues(query, "ttl"); !ttl.empty()) {
+    auto ttl_ms = codec::ParseTtl(ttl.front());
+    if (!ttl_ms.ok() || ttl.size() > 1) {
+      return ErrorResponse(request, ttl.size() > 1 ? Status::InvalidArgument("ttl is given twice")
+                                                   : ttl_ms.status());
+    }
+    options.ttl_ms = *ttl_ms;
+  }
   auto table = catalog_.GetTable(name);
   if (!table.ok()) return ErrorResponse(request, table.status());
   const std::string content_type = RequestContentType(request);
@@ -375,12 +396,12 @@ HttpResponse Router::Write(const HttpRequest& request, std::string_view name) co
       return ErrorResponse(request,
                            batch.status().WithContext("table '" + std::string(name) + "'"));
     }
-    written = (*table)->Upsert(**batch);
+    written = (*table)->Upsert(**batch, options);
   } else if (content_type == kArrowStreamType || content_type == kParquetType) {
     auto data = content_type == kArrowStreamType ? codec::ParseIpcTable(request.body())
                                                  : codec::ParseParquetTable(request.body());
     if (!data.ok()) return ErrorResponse(request, data.status());
-    written = (*table)->Upsert(**data);
+    written = (*table)->Upsert(**data, options);
   } else {
     return UnsupportedContentType(request, std::string(kJsonType) + ", " +
                                                std::string(kArrowStreamType) + " or " +

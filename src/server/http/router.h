@@ -30,7 +30,8 @@ class Router {
   HttpResponse DropTable(const HttpRequest& request, std::string_view table) const;
   HttpResponse Fetch(const HttpRequest& request, std::string_view table,
                      std::string_view query) const;
-  HttpResponse Write(const HttpRequest& request, std::string_view table) const;
+  HttpResponse Write(const HttpRequest& request, std::string_view table,
+                     std::string_view query) const;
   HttpResponse Delete(const HttpRequest& request, std::string_view table) const;
   HttpResponse Snapshot(const HttpRequest& request, std::string_view query) const;
 
