@@ -6,8 +6,11 @@ which goes first: SET, GET and HSET (`-t set,get,hset`) and MGET of 10 keys (a c
 redis-benchmark has no mget test), 50 clients, random keys among 1,000,000 (`-r`), pipelines of
 1 and 16, with one server thread each (quiverd --resp-threads 1; redis-server's default) and
 then two (quiverd --resp-threads 2; redis-server --io-threads 2 --io-threads-do-reads yes).
-Then memory per key: 1,000,000 keys of 16-byte values loaded into fresh servers, resident
-memory growth and used_memory per key. Writes bench/results/resp-<UTC timestamp>/results.json
+Each in two modes: "memory" (quiverd --kv-memory-only; redis-server without persistence) and
+"durable" (quiverd's default, every change in the write-ahead log, fsync once a second;
+redis-server --appendonly yes --appendfsync everysec). Then memory per key: 1,000,000 keys of
+16-byte values loaded into fresh servers (memory mode), resident memory growth and used_memory
+per key. Writes bench/results/resp-<UTC timestamp>/results.json
 and results.md.
 
 Environment (defaults in brackets):
@@ -16,6 +19,7 @@ Environment (defaults in brackets):
   BENCH_KEYS [1000000]       keys for the memory measurement and redis-benchmark's -r
   BENCH_THREADS [1,2]        server threads
   BENCH_PIPELINES [1,16]
+  BENCH_MODES [memory,durable]
   BENCH_OUT [bench/results/resp-<timestamp>]
   QUIVERD [build/quiverd]
 """
@@ -54,16 +58,21 @@ def settings() -> dict:
             "runs": int(os.environ.get("BENCH_RUNS", "3")),
             "keys": int(os.environ.get("BENCH_KEYS", "1000000")),
             "threads": ints("BENCH_THREADS", "1,2"), "pipelines": ints("BENCH_PIPELINES", "1,16"),
+            "modes": [m for m in os.environ.get("BENCH_MODES", "memory,durable").split(",") if m],
             "clients": 50}
 
 
-def start(system: str, threads: int, directory: pathlib.Path):
-    """(port, pid, stop) of a fresh server with `threads` threads serving commands."""
+def start(system: str, threads: int, directory: pathlib.Path, mode: str = "memory"):
+    """(port, pid, stop) of a fresh server with `threads` threads serving commands; `mode`:
+    "memory" (no persistence) or "durable" (a log fsynced once a second)."""
     directory.mkdir(parents=True, exist_ok=True)
     if system == "quiverd":
-        server = Server(directory, "--resp-threads", str(threads), "--log-level", "warn")
+        memory = ("--kv-memory-only",) if mode == "memory" else ()
+        server = Server(directory, "--resp-threads", str(threads), "--log-level", "warn", *memory)
         return server.resp_port, server.process.pid, server.stop
     extra = ("--io-threads", str(threads), "--io-threads-do-reads", "yes") if threads > 1 else ()
+    if mode == "durable":
+        extra += ("--appendonly", "yes", "--appendfsync", "everysec")
     server = RedisServer(directory / f"redis-{time.monotonic_ns()}", *extra)
     return server.port, server.process.pid, server.stop
 
@@ -88,7 +97,11 @@ def redis_benchmark(port: int, config: dict, pipeline: int, *test: str) -> dict[
 
 
 def throughput(config: dict, tmp: pathlib.Path, log) -> dict:
-    """{threads: {pipeline: {system: {test: figures (medians) + runs}}}}."""
+    """{mode: {threads: {pipeline: {system: {test: figures (medians) + runs}}}}}."""
+    return {mode: throughput_of(mode, config, tmp, log) for mode in config["modes"]}
+
+
+def throughput_of(mode: str, config: dict, tmp: pathlib.Path, log) -> dict:
     mget = ["MGET", *["key:__rand_int__"] * MGET_KEYS]
     out: dict = {}
     for threads in config["threads"]:
@@ -97,14 +110,15 @@ def throughput(config: dict, tmp: pathlib.Path, log) -> dict:
             for run in range(config["runs"]):
                 order = SYSTEMS if run % 2 == 0 else SYSTEMS[::-1]
                 for system in order:
-                    port, _, stop = start(system, threads, tmp / f"{system}-{threads}-{pipeline}")
+                    port, _, stop = start(system, threads,
+                                          tmp / f"{system}-{mode}-{threads}-{pipeline}", mode)
                     try:
                         figures = redis_benchmark(port, config, pipeline, "-t", "set,get,hset")
                         figures.update(redis_benchmark(port, config, pipeline, *mget))
                     finally:
                         stop()
                     runs[system].append(figures)
-                    log(f"threads {threads} -P {pipeline} run {run + 1} {system}: " + ", ".join(
+                    log(f"{mode} threads {threads} -P {pipeline} run {run + 1} {system}: " + ", ".join(
                         f"{test} {f['rps']:,.0f}/s p99 {f['p99_ms']} ms"
                         for test, f in figures.items()))
             level = out.setdefault(str(threads), {}).setdefault(str(pipeline), {})
@@ -147,6 +161,18 @@ def memory_per_key(config: dict, tmp: pathlib.Path, log) -> dict:
     return out
 
 
+def table(title: str, systems: dict) -> list[str]:
+    lines = [f"## {title}", "",
+             "| Test | quiverd req/s | redis req/s | ratio | quiverd p50 / p99 ms | "
+             "redis p50 / p99 ms |", "|---|---|---|---|---|---|"]
+    for test, q in systems["quiverd"].items():
+        r = systems["redis-server"][test]
+        lines.append(f"| {test} | {q['rps']:,.0f} | {r['rps']:,.0f} | "
+                     f"{q['rps_ratio_vs_redis']:.2f}x | {q['p50_ms']:.3f} / "
+                     f"{q['p99_ms']:.3f} | {r['p50_ms']:.3f} / {r['p99_ms']:.3f} |")
+    return lines + [""]
+
+
 def markdown(data: dict) -> str:
     s = data["settings"]
     lines = [f"# quiverd against redis-server over RESP ({data['date']})", "",
@@ -156,17 +182,11 @@ def markdown(data: dict) -> str:
              f"-c {s['clients']} -r {s['keys']} -P <pipeline> --csv -t set,get,hset` and "
              f"`... MGET key:__rand_int__ (x{MGET_KEYS})`; medians of {s['runs']} runs, fresh "
              f"servers per run, client and server on the same machine.", ""]
-    for threads, levels in data["throughput"].items():
-        for pipeline, systems in levels.items():
-            lines += [f"## {threads} server thread(s), pipeline {pipeline}", "",
-                      "| Test | quiverd req/s | redis req/s | ratio | quiverd p50 / p99 ms | "
-                      "redis p50 / p99 ms |", "|---|---|---|---|---|---|"]
-            for test, q in systems["quiverd"].items():
-                r = systems["redis-server"][test]
-                lines.append(f"| {test} | {q['rps']:,.0f} | {r['rps']:,.0f} | "
-                             f"{q['rps_ratio_vs_redis']:.2f}x | {q['p50_ms']:.3f} / "
-                             f"{q['p99_ms']:.3f} | {r['p50_ms']:.3f} / {r['p99_ms']:.3f} |")
-            lines.append("")
+    for mode, by_threads in data["throughput"].items():
+        for threads, levels in by_threads.items():
+            for pipeline, systems in levels.items():
+                lines += table(f"{mode}: {threads} server thread(s), pipeline {pipeline}",
+                               systems)
     if data.get("memory"):
         lines += [f"## Memory per key ({s['keys']:,} keys, 16-byte values)", "",
                   "| Server | resident bytes/key | used_memory bytes/key |", "|---|---|---|"]

@@ -88,8 +88,8 @@ def rss_bytes(pid: int) -> int:
 
 
 class RedisServer:
-    """Debian's redis-server on a free loopback port, without persistence (quiverd has none yet
-    either), otherwise its defaults (one thread serving commands)."""
+    """Debian's redis-server on a free loopback port, without persistence (unless `extra` turns
+    it on), otherwise its defaults (one thread serving commands)."""
 
     def __init__(self, directory: pathlib.Path, *extra: str) -> None:
         binary = shutil.which("redis-server")

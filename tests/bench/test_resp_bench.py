@@ -17,16 +17,20 @@ def test_resp_comparison_runs_and_reports(tmp_path):
                    timeout=600, env={**os.environ, **SETTINGS, "BENCH_OUT": str(tmp_path)},
                    stdout=subprocess.DEVNULL)
     data = json.loads((tmp_path / "results.json").read_text())
-    assert set(data["throughput"]) == {"1", "2"}
-    for levels in data["throughput"].values():
-        assert set(levels) == {"1", "16"}
-        for systems in levels.values():
-            assert set(systems) == {"quiverd", "redis-server"}
-            for figures in systems.values():
-                assert set(figures) == {"SET", "GET", "HSET", "MGET (10 keys)"}
-                assert all(f["rps"] > 0 and f["p99_ms"] >= f["p50_ms"] for f in figures.values())
-            assert all(f["rps_ratio_vs_redis"] > 0 for f in systems["quiverd"].values())
+    assert set(data["throughput"]) == {"memory", "durable"}
+    for by_threads in data["throughput"].values():
+        assert set(by_threads) == {"1", "2"}
+        for levels in by_threads.values():
+            assert set(levels) == {"1", "16"}
+            for systems in levels.values():
+                assert set(systems) == {"quiverd", "redis-server"}
+                for figures in systems.values():
+                    assert set(figures) == {"SET", "GET", "HSET", "MGET (10 keys)"}
+                    assert all(f["rps"] > 0 and f["p99_ms"] >= f["p50_ms"]
+                               for f in figures.values())
+                assert all(f["rps_ratio_vs_redis"] > 0 for f in systems["quiverd"].values())
     for system in ("quiverd", "redis-server"):
         assert 16 < data["memory"][system]["used_memory_bytes_per_key"] < 2000
     report = (tmp_path / "results.md").read_text()
     assert "| MGET (10 keys) |" in report and "Memory per key" in report
+    assert "## durable: 1 server thread(s), pipeline 16" in report
