@@ -1023,13 +1023,23 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
     }
   }
   if (journal_ != nullptr && mode == WriteMode::kJournaled && n > 0) {
-    if (expire_at != 0 || !expiring_.empty()) {
-      // Replay decides expiry with the writer's clock, and gives the rows this expiry.
-      auto metadata = batch.schema()->metadata() != nullptr
-                          ? batch.schema()->metadata()->Copy()
-                          : std::make_shared<arrow::KeyValueMetadata>();
-      metadata->Append(std::string(kLoggedNowMetadata), std::to_string(now));
-      metadata->Append(std::string(kLoggedExpireAtMetadata), std::to_string(expire_at));
+    const std::shared_ptr<const arrow::KeyValueMetadata>& given = batch.schema()->metadata();
+    const auto reserved = [](const std::string& key) {
+      return key == kLoggedNowMetadata || key == kLoggedExpireAtMetadata;
+    };
+    const bool spoofed =
+        given != nullptr && std::any_of(given->keys().begin(), given->keys().end(), reserved);
+    if (expire_at != 0 || !expiring_.empty() || spoofed) {
+      // Replay decides expiry with the writer's clock, and gives the rows this expiry; what a
+      // client put under those keys is not kept.
+      auto metadata = std::make_shared<arrow::KeyValueMetadata>();
+      for (int64_t k = 0; given != nullptr && k < given->size(); ++k) {
+        if (!reserved(given->key(k))) metadata->Append(given->key(k), given->value(k));
+      }
+      if (expire_at != 0 || !expiring_.empty()) {
+        metadata->Append(std::string(kLoggedNowMetadata), std::to_string(now));
+        metadata->Append(std::string(kLoggedExpireAtMetadata), std::to_string(expire_at));
+      }
       QUIVER_ASSIGN_OR_RETURN(*lsn,
                               journal_->LogUpsert(id_, *batch.ReplaceSchemaMetadata(metadata)));
     } else {

@@ -2,6 +2,7 @@
 // torn and corrupt files and a disk that fills up or fails (FaultOps).
 #include <arrow/io/file.h>
 #include <arrow/ipc/api.h>
+#include <arrow/util/key_value_metadata.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -878,6 +879,25 @@ TEST_F(StorageTest, RowTtlsSurviveTheLogAndSnapshotsAndReplayDecidesExpiryAsTheW
               ArrayFromJson(arrow::boolean(), "[false, false, true, false, true]")->ToString());
     EXPECT_EQ(ValueOrFail(db->catalog().GetTable("t"))->schema().ttl_ms(), 3'600'000);
   }
+}
+
+TEST_F(StorageTest, AClientsMetadataCannotPassForTheLoggedExpiry) {
+  {
+    auto db = Open();
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    auto batch = Rows(R"(["a"])", "[1]", R"(["x"])", "[1]");
+    // Keys the log uses for a write's clock and expiry, sent by a client: an expiry in 1970
+    // and a clock far in the future would make replay drop the row.
+    auto spoofed = batch->ReplaceSchemaMetadata(arrow::key_value_metadata(
+        {"quiver.expire_at_ms", "quiver.now_ms", "origin"}, {"1", "99999999999999", "client"}));
+    ValueOrFail(t->Upsert(*spoofed));
+    ValueOrFail(t->Upsert(*Rows(R"(["b"])", "[2]", R"(["y"])", "[2]"), WriteOptions{3'600'000}));
+    ValueOrFail(t->Upsert(*spoofed->Slice(0, 1)));
+  }
+  auto db = Open();
+  auto t = ValueOrFail(db->catalog().GetTable("t"));
+  EXPECT_EQ(ValueOrFail(t->Read(*ArrayFromJson(arrow::utf8(), R"(["a", "b"])"))).found_count, 2);
+  EXPECT_EQ(t->Stats().rows_with_ttl, 1) << "only 'b' expires";
 }
 
 TEST(TableReplayTest, ReplayInsertsRowsMissingARequiredColumn) {
