@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import resource
 import signal
 import socket
 import subprocess
@@ -36,9 +37,12 @@ def free_port() -> int:
 class Server:
     """A running quiverd: .url, .port, .flight_url, .flight_port, .resp_port, .data_dir, .stop() -> exit
     status, .log() -> stderr so far. Each server gets its own data directory under tmp_path
-    unless `data_dir` names one (to restart on the same data)."""
+    unless `data_dir` names one (to restart on the same data). `file_size_limit`: RLIMIT_FSIZE in
+    bytes, so that writes past it fail with EFBIG like a full disk (lift_file_size_limit() ends
+    it)."""
 
-    def __init__(self, tmp_path: pathlib.Path, *args: str, data_dir: pathlib.Path | None = None):
+    def __init__(self, tmp_path: pathlib.Path, *args: str, data_dir: pathlib.Path | None = None,
+                 file_size_limit: int | None = None):
         self.port = free_port()
         self.flight_port = free_port()
         self.resp_port = free_port()
@@ -52,6 +56,8 @@ class Server:
              "--resp-port", str(self.resp_port),
              "--data-dir", str(self.data_dir), *args],
             stderr=self._stderr,
+            preexec_fn=None if file_size_limit is None else lambda: resource.setrlimit(
+                resource.RLIMIT_FSIZE, (file_size_limit, resource.RLIM_INFINITY)),
         )
         deadline = time.monotonic() + 10
         while True:
@@ -63,6 +69,10 @@ class Server:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"quiverd did not start:\n{self.log()}")
             time.sleep(0.02)
+
+    def lift_file_size_limit(self) -> None:
+        resource.prlimit(self.process.pid, resource.RLIMIT_FSIZE,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 
     def log(self) -> str:
         return self.stderr_path.read_text()

@@ -130,14 +130,7 @@ std::vector<std::shared_ptr<Table>> Catalog::Tables() const {
   return tables;
 }
 
-Catalog::~Catalog() {
-  {
-    std::lock_guard lock(loop_mutex_);
-    stop_ = true;
-  }
-  loop_wake_.notify_all();
-  if (expiry_thread_.joinable()) expiry_thread_.join();
-}
+Catalog::~Catalog() { expiry_.Stop(); }
 
 int64_t Catalog::ExpireCycle(int64_t budget_us) {
   const std::vector<std::shared_ptr<Table>> tables = Tables();
@@ -150,16 +143,7 @@ int64_t Catalog::ExpireCycle(int64_t budget_us) {
 
 void Catalog::StartActiveExpiry(int hz) {
   const auto period = std::chrono::microseconds(1'000'000 / std::max(1, hz));
-  expiry_thread_ = std::thread([this, period] {
-    std::unique_lock lock(loop_mutex_);
-    while (!stop_) {
-      loop_wake_.wait_for(lock, period);
-      if (stop_) break;
-      lock.unlock();
-      ExpireCycle(period.count() / 4);
-      lock.lock();
-    }
-  });
+  expiry_.Start(period, [this, period] { ExpireCycle(period.count() / 4); });
 }
 
 }  // namespace quiver

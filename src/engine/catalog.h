@@ -10,16 +10,15 @@
 // the same name is a different table to it.
 #pragma once
 
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
+#include "common/periodic.h"
 #include "common/result.h"
 #include "engine/journal.h"
 #include "engine/limits.h"
@@ -77,10 +76,7 @@ class Catalog {
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::shared_ptr<Table>, std::less<>> tables_;
 
-  std::mutex loop_mutex_;
-  std::condition_variable loop_wake_;
-  bool stop_ = false;
-  std::thread expiry_thread_;
+  PeriodicTask expiry_;  // last: stopped before the tables go
 };
 
 }  // namespace quiver

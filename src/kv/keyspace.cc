@@ -223,14 +223,7 @@ std::string_view TypeName(Type type) { return type == Type::kString ? "string" :
 
 Keyspace::Keyspace(std::function<Millis()> clock) : clock_(std::move(clock)) {}
 
-Keyspace::~Keyspace() {
-  {
-    std::lock_guard lock(loop_mutex_);
-    stop_ = true;
-  }
-  loop_wake_.notify_all();
-  if (expiry_thread_.joinable()) expiry_thread_.join();
-}
+Keyspace::~Keyspace() { expiry_.Stop(); }
 
 // ---------------------------------------------------------------------------------------------
 // Views.
@@ -840,17 +833,8 @@ int64_t Keyspace::ActiveExpireCycle(int64_t budget_us) {
 
 void Keyspace::StartActiveExpiry(int hz) {
   const auto period = std::chrono::microseconds(1'000'000 / std::max(1, hz));
-  expiry_thread_ = std::thread([this, period] {
-    std::unique_lock lock(loop_mutex_);
-    while (!stop_) {
-      loop_wake_.wait_for(lock, period);
-      if (stop_) break;
-      lock.unlock();
-      // At most a quarter of each period, as Redis's slow cycle.
-      ActiveExpireCycle(std::chrono::duration_cast<std::chrono::microseconds>(period).count() / 4);
-      lock.lock();
-    }
-  });
+  // At most a quarter of each period, as Redis's slow cycle.
+  expiry_.Start(period, [this, period] { ActiveExpireCycle(period.count() / 4); });
 }
 
 // ---------------------------------------------------------------------------------------------

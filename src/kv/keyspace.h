@@ -34,7 +34,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -43,11 +42,11 @@
 #include <random>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "common/hash.h"
+#include "common/periodic.h"
 #include "common/result.h"
 
 namespace quiver::kv {
@@ -302,10 +301,7 @@ class Keyspace {
   std::atomic<uint64_t> last_logged_{0};
   uint64_t floors_[kShards] = {};  // recovery: the log position each shard was loaded at
 
-  std::mutex loop_mutex_;
-  std::condition_variable loop_wake_;
-  bool stop_ = false;
-  std::thread expiry_thread_;
+  PeriodicTask expiry_;  // last: stopped first
 };
 
 }  // namespace quiver::kv

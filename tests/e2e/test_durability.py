@@ -6,7 +6,6 @@ runs many more."""
 
 import os
 import random
-import resource
 import signal
 import subprocess
 import threading
@@ -230,29 +229,12 @@ def test_missing_or_damaged_snapshot_and_damaged_catalog_stop_the_start(tmp_path
 
 def test_full_disk_fails_writes_with_a_clear_error_and_keeps_reads(tmp_path):
     """RLIMIT_FSIZE makes writes past 256 KiB fail (EFBIG) like a full disk."""
-    limit = 256 << 10
-
-    def limited():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-
     data = tmp_path / "d"
-    port, flight_port = free_port(), free_port()
-    log = open(tmp_path / "full.log", "wb")
-    process = subprocess.Popen(
-        [str(QUIVERD), "--data-dir", str(data), "--http-port", str(port), "--flight-port",
-         str(flight_port), "--resp-port", "0", "--fsync", "always", "--snapshot-wal-bytes", "0",
-         "--wal-segment-bytes", "1g", "--log-level", "error"],
-        stderr=log, preexec_fn=limited)
-    url = f"http://127.0.0.1:{port}"
+    full = Server(tmp_path, "--fsync", "always", "--snapshot-wal-bytes", "0",
+                  "--wal-segment-bytes", "1g", "--log-level", "error", data_dir=data,
+                  file_size_limit=256 << 10)
+    url = full.url
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                requests.get(url + "/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
         db = quiver.connect(url)
         db.create_table("t", SCHEMA, key="id")
         acked, failure = -1, None
@@ -273,14 +255,11 @@ def test_full_disk_fails_writes_with_a_clear_error_and_keeps_reads(tmp_path):
         assert values_of(db, ["w0-k0", f"w0-b{acked + 1}-0", "x"]) == [acked, None, None]
         assert requests.get(url + "/health").status_code == 200
         # Space again: writes go on.
-        resource.prlimit(process.pid, resource.RLIMIT_FSIZE,
-                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        full.lift_file_size_limit()
         db.write("t", batch(0, acked + 1))
         db.close()
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        log.close()
+        full.stop(signal.SIGKILL)
     server = start(tmp_path, data)
     assert read_v(server, ["w0-k0", f"w0-b{acked + 1}-0", f"w0-b{acked}-4"]) == [
         acked + 1, acked + 1, acked]

@@ -374,3 +374,17 @@ def test_resident_memory_stays_within_the_limit(start_server):
     # The documented margin (docs/resp.md): 10% + 4 MiB for the allocator and buffers.
     assert growth <= (32 << 20) * 1.10 + (4 << 20), growth
     r.close()
+
+
+def test_stop_with_idle_connections_open(start_server):
+    """SIGTERM while clients keep idle connections: quiverd closes them and exits 0 (a race in
+    stopping, where the last reference to a closing connection dropped under the server's lock,
+    once hung the exit)."""
+    for _ in range(15):
+        server = start_server()
+        clients = [redis.Redis(port=server.resp_port) for _ in range(3)]
+        for client in clients:
+            assert client.set("k", "v") and client.get("k") == b"v"
+        assert server.stop() == 0
+        for client in clients:
+            client.close()

@@ -2,9 +2,7 @@
 SIGKILL under pipelined redis-py writers, snapshots of the keyspace, TTLs across restarts, and the
 in-memory-only mode."""
 
-import resource
 import signal
-import subprocess
 import threading
 import time
 
@@ -12,7 +10,7 @@ import pytest
 import redis
 import requests
 
-from quiverd import QUIVERD, Server, free_port
+from quiverd import Server
 
 
 def connect(server: Server) -> redis.Redis:
@@ -126,29 +124,11 @@ def test_kv_memory_only_starts_empty_and_keeps_tables(tmp_path):
 @pytest.mark.parametrize("fsync", ["everysec", "always"])
 def test_full_disk_refuses_changes_with_a_clear_error_and_keeps_reads(tmp_path, fsync):
     """RLIMIT_FSIZE makes log writes past 256 KiB fail (EFBIG) like a full disk."""
-    limit = 256 << 10
-
-    def limited():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-
     data = tmp_path / "d"
-    port, resp_port = free_port(), free_port()
-    log = open(tmp_path / "full.log", "wb")
-    process = subprocess.Popen(
-        [str(QUIVERD), "--data-dir", str(data), "--http-port", str(port), "--flight-port",
-         str(free_port()), "--resp-port", str(resp_port), "--fsync", fsync,
-         "--snapshot-wal-bytes", "0", "--wal-segment-bytes", "1g"],
-        stderr=log, preexec_fn=limited)
+    full = Server(tmp_path, "--fsync", fsync, "--snapshot-wal-bytes", "0", "--wal-segment-bytes",
+                  "1g", data_dir=data, file_size_limit=256 << 10)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-        client = redis.Redis(port=resp_port, decode_responses=True)
+        client = connect(full)
         acked, failure = 0, None
         for n in range(1, 100_000):
             try:
@@ -166,8 +146,7 @@ def test_full_disk_refuses_changes_with_a_clear_error_and_keeps_reads(tmp_path, 
         assert client.get("refused") is None, "a refused change changes nothing"
         assert client.get("k1") == "v" * 100, "reads go on"
         # Space again: the buffered change is written within a second, then changes go on.
-        resource.prlimit(process.pid, resource.RLIMIT_FSIZE,
-                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        full.lift_file_size_limit()
         deadline = time.monotonic() + 5
         while True:
             try:
@@ -178,9 +157,7 @@ def test_full_disk_refuses_changes_with_a_clear_error_and_keeps_reads(tmp_path, 
                 time.sleep(0.1)
         client.close()
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        log.close()
+        full.stop(signal.SIGKILL)
     server = Server(tmp_path, data_dir=data)
     client = connect(server)
     assert client.get("after") == "space"

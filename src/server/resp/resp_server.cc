@@ -45,11 +45,9 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
     Read();
   }
 
-  // On any thread: closes the socket on its own thread (unless it is already going away).
+  // On any thread: closes the socket on its own thread.
   void Close() {
-    std::shared_ptr<Connection> self = weak_from_this().lock();
-    if (self == nullptr) return;
-    net::post(socket_.get_executor(), [self] { self->Shutdown(); });
+    net::post(socket_.get_executor(), [self = shared_from_this()] { self->Shutdown(); });
   }
 
   // Under the server's connections_mutex_.
@@ -225,10 +223,18 @@ void RespServer::Stop() {
     boost::system::error_code ignored;
     io_->acceptor->close(ignored);
   });
+  // The open connections are held here, outside the lock: the last reference to one may drop
+  // here, and its destructor takes the lock.
+  std::vector<std::shared_ptr<Connection>> open;
   {
     std::lock_guard lock(connections_mutex_);
-    for (Connection* connection : connections_) connection->Close();
+    for (Connection* connection : connections_) {
+      // Null when its destructor has begun (and waits for the lock to leave the set).
+      if (auto held = connection->weak_from_this().lock()) open.push_back(std::move(held));
+    }
   }
+  for (const auto& connection : open) connection->Close();
+  open.clear();
   io_->guards.clear();
   for (std::thread& thread : threads_) thread.join();
 }
