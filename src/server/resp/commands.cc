@@ -1303,9 +1303,12 @@ void Execute(ServerState& server, Client& client, const Args& args, ReplyWriter&
 void Flush(ServerState& server, Client& client, std::string* output) {
   if (client.unwritten_lsn == 0) return;
   const uint64_t lsn = std::exchange(client.unwritten_lsn, 0);
-  const auto replies = std::exchange(client.unwritten_replies, {});
   const Status written = server.keyspace->log()->Commit(lsn);
-  if (written.ok()) return;
+  if (written.ok()) {
+    client.unwritten_replies.clear();  // keeps its capacity for the next pipeline
+    return;
+  }
+  const auto replies = std::exchange(client.unwritten_replies, {});
   QUIVER_LOG(kWarn, "key-value changes not written to the log yet (retried every second)",
              {{"lsn", std::to_string(lsn)}, {"error", written.message()}});
   std::string rebuilt;
