@@ -68,6 +68,7 @@ class Catalog {
   // background thread (each run within a quarter of the period).
   int64_t ExpireCycle(int64_t budget_us);
   void StartActiveExpiry(int hz = 10);
+  void StopActiveExpiry() { expiry_.Stop(); }  // waits for a cycle in progress
 
  private:
   const CatalogOptions options_;

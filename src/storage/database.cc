@@ -575,6 +575,7 @@ void Database::Close() {
   }
   loop_wake_.notify_all();
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
+  if (catalog_ != nullptr) catalog_->StopActiveExpiry();  // its cycles end before the log
   if (wal_ != nullptr) wal_->Close();
   lock_.reset();  // another process may open the directory now
 }
