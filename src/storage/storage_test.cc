@@ -849,20 +849,20 @@ TEST_F(StorageTest, RowTtlsSurviveTheLogAndSnapshotsAndReplayDecidesExpiryAsTheW
       auto t = ValueOrFail(db->catalog().CreateTable(
           "t", ValueOrFail(SchemaFromJson(kSchema).WithTtl(3'600'000))));  // default: an hour
       ValueOrFail(t->Upsert(*Rows(R"(["short"])", "[1]", R"(["a"])", "[1]"), WriteOptions{150}));
-      ValueOrFail(t->Upsert(*Rows(R"(["mid"])", "[5]", R"(["m"])", "[5]"), WriteOptions{300}));
+      ValueOrFail(t->Upsert(*Rows(R"(["mid"])", "[5]", R"(["m"])", "[5]"), WriteOptions{700}));
       ValueOrFail(t->Upsert(*Rows(R"(["plain", "hour"])", "[2, 3]", R"(["b", "c"])", "[2, 3]")));
-      sleep(200);
+      sleep(300);
       // "short" has expired: this partial write makes it a new row (s null). "mid" has not: it
       // keeps its s. Replay, later, must decide the same with the writer's clock, though by
       // then "mid"'s first write has expired too.
       auto partial = BatchFromJson({{"id", arrow::utf8(), R"(["short", "plain", "mid"])"},
                                     {"x", arrow::float32(), "[10, 20, 30]"},
                                     {"n", arrow::int64(), "[1, 2, 3]"}});
-      ValueOrFail(t->Upsert(*partial, WriteOptions{400}));
+      ValueOrFail(t->Upsert(*partial, WriteOptions{1000}));
       if (snapshot) ValueOrFail(db->Snapshot());
-      ValueOrFail(t->Upsert(*Rows(R"(["late"])", "[4]", R"(["d"])", "[4]"), WriteOptions{1000}));
+      ValueOrFail(t->Upsert(*Rows(R"(["late"])", "[4]", R"(["d"])", "[4]"), WriteOptions{3000}));
     }
-    sleep(150);  // past "mid"'s first expiry
+    sleep(500);  // past "mid"'s first expiry (700 ms)
     {
       auto db = Open();
       ReadResult after = read(*db);
@@ -872,7 +872,7 @@ TEST_F(StorageTest, RowTtlsSurviveTheLogAndSnapshotsAndReplayDecidesExpiryAsTheW
       EXPECT_EQ(after.batch->column(1)->ToString(),
                 ArrayFromJson(arrow::utf8(), R"([null, "b", "c", "m", "d"])")->ToString());
     }
-    sleep(300);  // past the partial write's 400 ms
+    sleep(600);  // past the partial write's 1000 ms (written ~300 ms in)
     auto db = Open();
     ReadResult later = read(*db);
     EXPECT_EQ(later.found->ToString(),

@@ -23,16 +23,17 @@ def found(db, name, keys):
 
 
 def test_table_ttl_and_write_ttl(db, name):
-    db.create_table(name, SCHEMA, key="id", ttl=0.3)
-    assert db.table_schema(name)["ttl"] == 0.3
-    assert db.schema(name).metadata == {b"quiver.ttl_ms": b"300"}
+    # TTLs with room to spare on a loaded machine: 0.5 s for "short", 1.2 s by default.
+    db.create_table(name, SCHEMA, key="id", ttl=1.2)
+    assert db.table_schema(name)["ttl"] == 1.2
+    assert db.schema(name).metadata == {b"quiver.ttl_ms": b"1200"}
     db.write(name, {"id": ["default", "long"], "x": [1, 2], "s": ["a", "b"]})
     db.write(name, {"id": ["long"], "x": [2]}, ttl=3600)  # a partial write sets the TTL too
-    db.write(name, {"id": ["short"], "x": [3], "s": ["c"]}, ttl=0.1)
+    db.write(name, {"id": ["short"], "x": [3], "s": ["c"]}, ttl=0.5)
     assert found(db, name, ["default", "long", "short"]) == [True, True, True]
-    time.sleep(0.15)
+    time.sleep(0.6)
     assert found(db, name, ["default", "long", "short"]) == [True, True, False]
-    time.sleep(0.25)
+    time.sleep(0.7)
     result = db.read(name, ["default", "long", "short"])
     assert result.found.tolist() == [False, True, False]
     assert result.to_arrow().to_pydict()["s"] == [None, "b", None]
@@ -58,7 +59,7 @@ def test_wire_forms(quiverd, name):
         db.create_table(name, SCHEMA, key="id")
     url = f"{quiverd.url}/api/v1/table/{name}/write"
     body = {"columns": {"id": ["h"], "x": [1], "s": ["v"]}}
-    assert requests.put(url + "?ttl=0.1", json=body).json() == {"rows_written": 1,
+    assert requests.put(url + "?ttl=0.5", json=body).json() == {"rows_written": 1,
                                                                  "rows_skipped": 0}
     for bad, text in (("abc", "not 'abc'"), ("0", "from 0.001 to 100 years")):
         response = requests.put(f"{url}?ttl={bad}", json=body)
@@ -67,7 +68,7 @@ def test_wire_forms(quiverd, name):
     client = flight.connect(quiverd.flight_url)
     table = pa.table({"id": ["f"], "x": [2], "s": ["w"]})
     writer, _ = client.do_put(
-        flight.FlightDescriptor.for_command(json.dumps({"table": name, "ttl": 0.1})), table.schema)
+        flight.FlightDescriptor.for_command(json.dumps({"table": name, "ttl": 0.5})), table.schema)
     writer.write_table(table)
     writer.close()
     with pytest.raises(pa.ArrowInvalid, match="belongs to writes"):
@@ -76,7 +77,7 @@ def test_wire_forms(quiverd, name):
     with quiver.connect(quiverd.url) as db:
         assert found(db, name, ["h", "f"]) == [True, True]
         assert r.hgetall(f"{name}:h") == {"x": "1", "s": "v"}
-        time.sleep(0.15)
+        time.sleep(0.6)
         assert found(db, name, ["h", "f"]) == [False, False]
         assert r.hgetall(f"{name}:h") == {}, "RESP reads expire rows alike"
     client.close()
@@ -87,9 +88,9 @@ def test_async_client_writes_with_a_ttl(quiverd, name):
     async def scenario():
         async with await quiver.aio.connect(quiverd.url) as db:
             await db.create_table(name, SCHEMA, key="id", ttl=60)
-            await db.write(name, {"id": ["a"], "x": [1]}, ttl=0.1)
+            await db.write(name, {"id": ["a"], "x": [1]}, ttl=0.5)
             assert (await db.read(name, ["a"])).found.tolist() == [True]
-            await asyncio.sleep(0.15)
+            await asyncio.sleep(0.6)
             assert (await db.read(name, ["a"])).found.tolist() == [False]
 
     asyncio.run(scenario())
@@ -113,7 +114,7 @@ def test_active_expiry_reclaims_rows_nobody_reads(tmp_path):
 def test_quiverd_reclaims_expired_rows_and_counts_them(quiverd, name):
     with quiver.connect(quiverd.url) as db:
         db.create_table(name, SCHEMA, key="id")
-        db.write(name, {"id": [f"k{i}" for i in range(500)], "x": list(range(500))}, ttl=0.1)
+        db.write(name, {"id": [f"k{i}" for i in range(500)], "x": list(range(500))}, ttl=1)
         db.write(name, {"id": ["kept"], "x": [1]})
 
     def metric(family):
