@@ -264,18 +264,13 @@ Keyspace::View::~View() {
 
 std::string* Keyspace::View::ops() { return log_ != nullptr ? &log_->ops : nullptr; }
 
-bool Keyspace::View::IsDirty(const std::string* key) const {
-  return std::any_of(log_->dirty.begin(), log_->dirty.end(),
-                     [&](const auto& dirty) { return dirty.first == key; });
-}
-
-bool Keyspace::View::IsDirtyEntry(const Entry* entry) const {
+bool Keyspace::View::IsDirty(const Entry* entry) const {
   return std::any_of(log_->dirty.begin(), log_->dirty.end(),
                      [&](const auto& dirty) { return dirty.second == entry; });
 }
 
 void Keyspace::View::MarkDirty(const std::string* key, Entry* entry) {
-  if (log_ != nullptr && !IsDirty(key)) log_->dirty.emplace_back(key, entry);
+  if (log_ != nullptr && !IsDirty(entry)) log_->dirty.emplace_back(key, entry);
 }
 
 void Keyspace::View::Forget(const std::string* key, bool log_delete) {
@@ -368,7 +363,7 @@ bool Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_vie
   auto [it, inserted] = hash.try_emplace(std::string(field));
   const uint64_t old_field = inserted ? 0 : FieldBytes(it->first, it->second);
   it->second.assign(value);
-  if (log_ != nullptr && !IsDirtyEntry(entry)) {
+  if (log_ != nullptr && !IsDirty(entry)) {
     PutKeyOp(&log_->ops, kHashSet, key);
     PutBytes(&log_->ops, field);
     PutBytes(&log_->ops, value);
@@ -384,7 +379,7 @@ bool Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_
   auto it = entry->hash->find(field);
   if (it == entry->hash->end()) return false;
   const uint64_t bytes = FieldBytes(it->first, it->second);
-  if (log_ != nullptr && !IsDirtyEntry(entry)) {
+  if (log_ != nullptr && !IsDirty(entry)) {
     PutKeyOp(&log_->ops, kHashDelete, key);
     PutBytes(&log_->ops, field);
   }
@@ -416,7 +411,7 @@ std::optional<Entry> Keyspace::View::Take(std::string_view key) {
 
 void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire_at) {
   Shard& shard = keyspace_.shards_[ShardOf(key)];
-  if (log_ != nullptr && !IsDirtyEntry(entry)) {
+  if (log_ != nullptr && !IsDirty(entry)) {
     PutKeyOp(&log_->ops, kExpire, key);
     PutInt<int64_t>(&log_->ops, expire_at);
   }
@@ -440,7 +435,7 @@ void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire
 }
 
 void Keyspace::View::Resized(std::string_view key, const Entry& entry, uint64_t before) {
-  if (log_ != nullptr && !IsDirtyEntry(&entry)) PutState(&log_->ops, key, entry);
+  if (log_ != nullptr && !IsDirty(&entry)) PutState(&log_->ops, key, entry);
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
                    static_cast<int64_t>(BytesOf(key, entry)) - static_cast<int64_t>(before));
 }

@@ -169,11 +169,10 @@ class Keyspace {
     // Locks the shards of the mask, in order. `replaying`: recovery's view, which neither logs
     // nor expires keys (a key's later records may extend its TTL).
     View(Keyspace& keyspace, uint64_t shards, bool replaying = false);
-    // Whether a key whose whole state is logged at the end was changed through this view.
-    bool IsDirty(const std::string* key) const;
-    bool IsDirtyEntry(const Entry* entry) const;
+    // Whether the entry's whole state is logged at the end (created or rewritten in this view).
+    bool IsDirty(const Entry* entry) const;
     void MarkDirty(const std::string* key, Entry* entry);
-    // A key leaves the map: a DELETE is logged when it had been logged before (or changed here).
+    // A key leaves the map: a DELETE is logged when asked, or when the key was dirty here.
     void Forget(const std::string* key, bool log_delete);
     // Passive expiry through this view; true when the key was due (and is gone).
     template <typename It>
