@@ -1,4 +1,4 @@
-"""The real quiverd binary on free loopback ports, for tests: Server, free_port."""
+"""The real quiverd binary on free loopback ports, for tests: Server, free_port, free_ports."""
 
 import os
 import pathlib
@@ -28,10 +28,26 @@ def _asan_build() -> bool:
 ASAN = _asan_build()
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports: every socket stays bound until all are chosen, so the
+    kernel cannot hand out one port twice (separate free_port() calls can)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+# What quiverd prints when a port it was given is taken (by another process between free_ports()
+# and its bind): Server then starts it again on other ports.
+_PORT_TAKEN = ("Address already in use", "address already in use", "each front end needs a port")
 
 
 class Server:
@@ -43,9 +59,17 @@ class Server:
 
     def __init__(self, tmp_path: pathlib.Path, *args: str, data_dir: pathlib.Path | None = None,
                  file_size_limit: int | None = None):
-        self.port = free_port()
-        self.flight_port = free_port()
-        self.resp_port = free_port()
+        for attempt in range(5):
+            self._start(tmp_path, args, data_dir, file_size_limit)
+            try:
+                self._wait_healthy()
+                return
+            except RuntimeError as error:
+                if attempt == 4 or not any(sign in str(error) for sign in _PORT_TAKEN):
+                    raise
+
+    def _start(self, tmp_path, args, data_dir, file_size_limit) -> None:
+        self.port, self.flight_port, self.resp_port = free_ports(3)
         self.url = f"http://127.0.0.1:{self.port}"
         self.flight_url = f"grpc://127.0.0.1:{self.flight_port}"
         self.data_dir = data_dir or tmp_path / f"data-{self.port}"
@@ -59,14 +83,20 @@ class Server:
             preexec_fn=None if file_size_limit is None else lambda: resource.setrlimit(
                 resource.RLIMIT_FSIZE, (file_size_limit, resource.RLIM_INFINITY)),
         )
+
+    def _wait_healthy(self) -> None:
         deadline = time.monotonic() + 10
         while True:
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200:
-                    break
+                    return
             except requests.ConnectionError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
+                if self.process.poll() is None:
+                    self.process.kill()
+                self.process.wait()
+                self._stderr.close()
                 raise RuntimeError(f"quiverd did not start:\n{self.log()}")
             time.sleep(0.02)
 

@@ -8,7 +8,8 @@ import time
 import pytest
 import requests
 
-from quiverd import QUIVERD, free_port
+import quiverd
+from quiverd import QUIVERD, free_ports
 
 
 def run_until_healthy(args, env_extra, port):
@@ -38,7 +39,7 @@ def run_until_healthy(args, env_extra, port):
 
 
 def test_precedence_file_then_environment_then_flags(tmp_path):
-    file_port, env_port, flag_port, flight_port = free_port(), free_port(), free_port(), free_port()
+    file_port, env_port, flag_port, flight_port = free_ports(4)
     config = tmp_path / "quiver.yaml"
     config.write_text(f"http:\n  port: {file_port}\n  max_connections: 7\nlog:\n  level: debug\n"
                       f"flight:\n  port: {flight_port}\n"
@@ -88,3 +89,29 @@ def test_missing_config_file(tmp_path):
                             capture_output=True, text=True, timeout=10)
     assert result.returncode == 2
     assert "cannot read" in result.stderr
+
+
+def test_free_ports_are_distinct():
+    for _ in range(50):
+        ports = free_ports(3)
+        assert len(set(ports)) == 3
+
+
+def test_server_helper_starts_again_when_its_port_is_taken(tmp_path, monkeypatch):
+    """The helper's retry: a port taken between choosing it and quiverd's bind (here the same port
+    handed to two front ends) makes it start quiverd again on other ports."""
+    calls = []
+    real = quiverd.free_ports
+
+    def colliding(count):
+        calls.append(count)
+        ports = real(count)
+        return [ports[0]] * count if len(calls) == 1 else ports
+
+    monkeypatch.setattr(quiverd, "free_ports", colliding)
+    server = quiverd.Server(tmp_path)
+    try:
+        assert len(calls) == 2
+        assert requests.get(server.url + "/health", timeout=5).status_code == 200
+    finally:
+        assert server.stop() == 0

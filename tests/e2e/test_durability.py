@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import quiver
-from quiverd import QUIVERD, Server, free_port
+from quiverd import QUIVERD, Server, free_ports
 
 SCHEMA = pa.schema([("id", pa.string()), ("v", pa.int64()), ("s", pa.string()),
                     ("emb", pa.list_(pa.float32(), 4))])
@@ -44,9 +44,10 @@ def start(tmp_path, data_dir, *args) -> Server:
 
 def run_quiverd(data_dir, *args, timeout=30):
     """quiverd expected to fail at start: (exit status, stderr)."""
+    http_port, flight_port = free_ports(2)
     done = subprocess.run(
-        [str(QUIVERD), "--data-dir", str(data_dir), "--http-port", str(free_port()),
-         "--flight-port", str(free_port()), "--resp-port", "0", *args],
+        [str(QUIVERD), "--data-dir", str(data_dir), "--http-port", str(http_port),
+         "--flight-port", str(flight_port), "--resp-port", "0", *args],
         capture_output=True, text=True, timeout=timeout)
     return done.returncode, done.stderr
 

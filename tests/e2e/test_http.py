@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from quiverd import QUIVERD, free_port
+from quiverd import QUIVERD
 
 ARROW = "application/vnd.apache.arrow.stream"
 PARQUET = "application/vnd.apache.parquet"
