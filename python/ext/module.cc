@@ -119,8 +119,10 @@ class Engine {
   Engine(std::optional<std::string> data_dir, const std::string& fsync, uint64_t snapshot_wal_bytes,
          int64_t snapshot_interval) {
     if (!data_dir) {
-      memory_ = std::make_unique<Catalog>();
+      memory_limit_ = std::make_unique<MemoryLimit>();  // the tables' and the keyspace's
+      memory_ = std::make_unique<Catalog>(CatalogOptions{.memory_limit = memory_limit_.get()});
       memory_keyspace_ = std::make_unique<kv::Keyspace>();
+      memory_keyspace_->SetMemoryLimit(memory_limit_.get());
       memory_keyspace_->StartActiveExpiry();
       memory_->StartActiveExpiry();
       kv_ = std::make_unique<resp::LocalClient>(*memory_keyspace_, memory_.get());
@@ -169,8 +171,9 @@ class Engine {
     out["keys"] = stats.keys;
     out["keys_with_ttl"] = stats.keys_with_ttl;
     out["expired"] = stats.expired;
-    out["evicted"] = stats.evicted;
-    out["used_memory"] = stats.bytes;
+    out["evicted"] = keyspace.memory_limit().Evicted();         // table rows included, as INFO
+    out["used_memory"] = keyspace.memory_limit().UsedMemory();  // tables included, as INFO
+    out["used_memory_keyspace"] = stats.bytes;
     out["maxmemory"] = keyspace.MaxMemory();
     out["maxmemory_policy"] = std::string(kv::PolicyName(keyspace.Policy()));
     return out;
@@ -283,6 +286,8 @@ class Engine {
     out["heap_compactions"] = stats.heap_compactions;
     out["rows_with_ttl"] = stats.rows_with_ttl;
     out["expired"] = stats.expired;
+    out["evicted"] = stats.evicted;
+    out["used_bytes"] = stats.used_bytes;
     return out;
   }
 
@@ -327,7 +332,8 @@ class Engine {
     return nb::none();
   }
 
-  // Without a data directory; with one, the database holds both. kv_ goes first.
+  // Without a data directory; with one, the database holds them. kv_ goes first, the limit last.
+  std::unique_ptr<MemoryLimit> memory_limit_;
   std::unique_ptr<kv::Keyspace> memory_keyspace_;
   std::unique_ptr<Catalog> memory_;
   std::unique_ptr<storage::Database> database_;

@@ -28,6 +28,7 @@ Result<std::shared_ptr<Table>> Catalog::CreateTable(std::string_view name, Table
       QUIVER_ASSIGN_OR_RETURN(lsn, options_.journal->LogCreate(id, name, table->schema()));
       table->set_applied_lsn(lsn);
     }
+    table->AttachMemoryLimit(options_.memory_limit);
     {
       std::unique_lock lock(mutex_);
       tables_.emplace(std::string(name), table);
@@ -61,6 +62,7 @@ Status Catalog::DropTable(std::string_view name) {
     }
     if (options_.journal != nullptr) options_.journal->CatalogChanged(lsn);
   }
+  dropped->AttachMemoryLimit(nullptr);  // its memory no longer counts (nor may it be evicted)
   if (lsn != 0) return options_.journal->Commit(lsn);
   return Status::OK();
 }
@@ -78,6 +80,7 @@ Result<std::shared_ptr<Table>> Catalog::RestoreTable(uint64_t id, std::string_vi
   QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table,
                           Table::Make(std::string(name), std::move(schema), options_.limits,
                                       options_.backing, id, options_.journal));
+  table->AttachMemoryLimit(options_.memory_limit);
   std::unique_lock lock(mutex_);
   tables_.emplace(std::string(name), table);
   next_id_ = std::max(next_id_, id + 1);
@@ -90,6 +93,7 @@ bool Catalog::RemoveTable(uint64_t id) {
   std::unique_lock lock(mutex_);
   for (auto it = tables_.begin(); it != tables_.end(); ++it) {
     if (it->second->id() == id) {
+      it->second->AttachMemoryLimit(nullptr);
       removed = std::move(it->second);
       tables_.erase(it);
       return true;
@@ -130,7 +134,11 @@ std::vector<std::shared_ptr<Table>> Catalog::Tables() const {
   return tables;
 }
 
-Catalog::~Catalog() { expiry_.Stop(); }
+Catalog::~Catalog() {
+  expiry_.Stop();
+  // A table a reader still holds outlives the catalog, not its memory limit.
+  for (const auto& [name, table] : tables_) table->AttachMemoryLimit(nullptr);
+}
 
 int64_t Catalog::ExpireCycle(int64_t budget_us) {
   const std::vector<std::shared_ptr<Table>> tables = Tables();

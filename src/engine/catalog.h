@@ -32,6 +32,9 @@ struct CatalogOptions {
   EngineLimits limits;
   RegionBacking backing = RegionBacking::kAnonymous;
   Journal* journal = nullptr;  // records creates, drops and every table's writes; may be null
+  // Every table counts towards this limit and may be evicted from by it; may be null. It must
+  // outlive the catalog.
+  MemoryLimit* memory_limit = nullptr;
 };
 
 class Catalog {

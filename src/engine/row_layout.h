@@ -2,8 +2,11 @@
 //
 // Row (row_width bytes, a multiple of 8; rows are contiguous in RowStore chunks):
 //
-//   offset 0   uint64 meta     bits 0..47: expiry, ms since the Unix epoch, 0 = never (for TTL);
-//                              bits 48..63: access clock (for eviction). Reserved until then.
+//   offset 0   uint64 meta     bits 0..43: expiry, ms since the Unix epoch, 0 = never (for TTL;
+//                              44 bits reach the year 2527); bits 44..63: access clock (for
+//                              eviction): seconds mod 2^20 of the last access (LRU), or Redis's
+//                              LFU word with 12 bits of minutes and the 8-bit counter (LFU).
+//                              Accessed atomically: readers update the clock (RowMeta).
 //   offset 8   uint32 seq      seqlock word: bit 0 = write in progress, bit 1 = live,
 //                              bits 2..31 = version
 //   offset 12  validity bitmap one bit per nullable value column, 1 = valid (Arrow convention)
@@ -20,7 +23,10 @@
 // Seqlock protocol. Writer (one per table): seq |= 1, release fence, write, then seq = next
 // version | live flag, with release. Reader: s1 = seq (acquire), retry while odd; copy; acquire
 // fence; retry if seq != s1. A reader acts on nothing it copied (a heap reference, a length)
-// before the check passed; liveness comes from s1 itself.
+// before the check passed; liveness comes from s1 itself. The meta word is the exception to
+// "only the writer writes a row": under an LRU or LFU memory policy a reader stamps the access
+// clock with a compare-and-swap, at most once per second per row for LRU (the writer's stores
+// may overwrite such a stamp; the clock is approximate by design).
 //
 // Thread safety: RowLayout is immutable.
 #pragma once
@@ -106,6 +112,15 @@ class RowLayout {
   uint32_t row_width_ = 0;
   uint32_t bitmap_bytes_ = 0;
 };
+
+inline constexpr int kRowAccessShift = 44;
+inline constexpr uint64_t kRowExpiryMask = (uint64_t{1} << kRowAccessShift) - 1;
+inline constexpr uint32_t kRowAccessMask = (uint32_t{1} << (64 - kRowAccessShift)) - 1;
+inline constexpr int kRowLfuMinuteBits = 64 - kRowAccessShift - 8;
+
+inline std::atomic<uint64_t>& RowMeta(const std::byte* row) {
+  return *reinterpret_cast<std::atomic<uint64_t>*>(const_cast<std::byte*>(row) + kRowMetaOffset);
+}
 
 inline std::atomic<uint32_t>& RowSeq(std::byte* row) {
   return *reinterpret_cast<std::atomic<uint32_t>*>(row + kRowSeqOffset);

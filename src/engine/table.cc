@@ -5,6 +5,7 @@
 #include <arrow/compute/initialize.h>
 #include <arrow/util/bit_util.h>
 #include <arrow/util/bitmap_ops.h>
+#include <arrow/util/byte_size.h>
 
 #include <algorithm>
 #include <charconv>
@@ -500,7 +501,7 @@ Table::Table(std::string name, TableSchema schema, EngineLimits limits, RegionBa
       rows_(layout_.row_width(), backing),
       heap_(backing) {}
 
-Table::~Table() = default;
+Table::~Table() { AttachMemoryLimit(nullptr); }
 
 Result<std::shared_ptr<Table>> Table::Make(std::string name, TableSchema schema,
                                            EngineLimits limits, RegionBacking backing, uint64_t id,
@@ -778,13 +779,35 @@ void ReleaseVarRef(const std::byte* source, uint32_t width, Heap& heap) {
 
 namespace {
 
-constexpr uint64_t kExpiryMask = (uint64_t{1} << 48) - 1;  // row meta bits 0..47
-
 int64_t ExpiryOf(const std::byte* row) {
-  return static_cast<int64_t>(LoadFromRow<uint64_t>(row + kRowMetaOffset) & kExpiryMask);
+  return static_cast<int64_t>(RowMeta(row).load(std::memory_order_relaxed) & kRowExpiryMask);
 }
 
 bool IsDue(int64_t expire_at, int64_t now) { return expire_at != 0 && expire_at <= now; }
+
+// The row's access clock after an access at `now_ms` (row_layout.h): seconds for LRU (and when
+// no policy needs one), Redis's LFU word under an LFU policy (`fresh`: a new row's).
+uint32_t AccessAfter(uint64_t meta, bool lfu, bool fresh, int64_t now_ms) {
+  if (!lfu) return static_cast<uint32_t>(now_ms / 1000) & kRowAccessMask;
+  return (fresh ? LfuNew(now_ms, kRowLfuMinuteBits)
+                : LfuTouched(static_cast<uint32_t>(meta >> kRowAccessShift), now_ms,
+                             kRowLfuMinuteBits)) &
+         kRowAccessMask;
+}
+
+// A reader's access: stamps the clock unless it already says so (LRU: once per second per row).
+// A lost race (the writer or another reader changed the word) leaves the stamp out.
+void TouchRow(const std::byte* row, bool lfu, int64_t now_ms) {
+  std::atomic<uint64_t>& meta = RowMeta(row);
+  uint64_t word = meta.load(std::memory_order_relaxed);
+  const uint64_t access = AccessAfter(word, lfu, /*fresh=*/false, now_ms);
+  if (access == (word >> kRowAccessShift)) return;
+  meta.compare_exchange_strong(word, (word & kRowExpiryMask) | access << kRowAccessShift,
+                               std::memory_order_relaxed);
+}
+
+// Index bytes per row, about (8-byte slots at a load of at most 3/4).
+constexpr uint64_t kIndexBytesPerRow = 11;
 
 // An integer of schema metadata (a logged write's clock or expiry); 0 when absent.
 int64_t MetadataInt(const arrow::Schema& schema, std::string_view key) {
@@ -850,10 +873,15 @@ void Table::ReleaseVarValues(const std::byte* row) {
 }
 
 void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i,
-                     std::string_view key, int64_t expire_at) {
+                     std::string_view key, int64_t expire_at, const WriteClock& clock) {
   std::byte* row = rows_.Row(row_id);
   const uint32_t sequence = SeqlockWriteBegin(row);
-  StoreToRow<uint64_t>(row + kRowMetaOffset, static_cast<uint64_t>(expire_at) & kExpiryMask);
+  std::atomic<uint64_t>& meta = RowMeta(row);
+  const uint64_t access =
+      AccessAfter(meta.load(std::memory_order_relaxed), clock.lfu, is_new, clock.now_ms);
+  // An expiry past the meta word's range (a damaged snapshot) is kept as the furthest it holds.
+  const uint64_t expiry = expire_at <= 0 ? 0 : std::min<uint64_t>(expire_at, kRowExpiryMask);
+  meta.store(expiry | access << kRowAccessShift, std::memory_order_relaxed);
   if (is_new) {
     ZeroRow(row + kRowHeaderBytes, layout_.row_width() - kRowHeaderBytes);
     const ColumnLayout& key_layout = layout_.column(schema_.key_index());
@@ -931,6 +959,7 @@ Result<T> Table::Replayed(uint64_t lsn, Locked locked) {
 }
 
 Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch, const WriteOptions& options) {
+  QUIVER_RETURN_NOT_OK(MakeRoomFor(batch));
   return Journaled<UpsertResult>(
       [&](WriteMode mode, uint64_t* lsn) { return UpsertLocked(batch, mode, lsn, options); });
 }
@@ -977,6 +1006,8 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
     }
   }
   const arrow::RecordBatch& batch = *batch_pointer;
+  const MemoryLimit* limit = limit_.load(std::memory_order_acquire);
+  const WriteClock clock{limit != nullptr && IsLfu(limit->Policy()), UnixMillis()};
   const auto expiry_of = [&](int64_t i) {
     return row_expiry == nullptr ? expire_at : row_expiry->IsNull(i) ? 0 : row_expiry->Value(i);
   };
@@ -1092,7 +1123,7 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
           continue;
         }
       }
-      WriteRow(row_id, /*is_new=*/false, prepared, i, key_column.Bytes(i), expiry_of(i));
+      WriteRow(row_id, /*is_new=*/false, prepared, i, key_column.Bytes(i), expiry_of(i), clock);
     } else {
       if (!free_rows_.empty()) {
         row_id = free_rows_.back();
@@ -1100,7 +1131,7 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
       } else {
         row_id = next_row_++;
       }
-      WriteRow(row_id, /*is_new=*/true, prepared, i, key_column.Bytes(i), expiry_of(i));
+      WriteRow(row_id, /*is_new=*/true, prepared, i, key_column.Bytes(i), expiry_of(i), clock);
       index_->InsertAt(insert_at, hashes[i], row_id);
       row_count_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -1185,10 +1216,13 @@ Result<size_t> Table::MoveHeapValues() {
 
 void Table::FinishWrite() {
   // Compaction keeps the heap within about twice its live bytes, amortized over the writes that
-  // made the garbage.
+  // made the garbage; under a memory limit (whose accounting leaves garbage out) within 1.25
+  // times, at four times the copying.
+  const MemoryLimit* limit = limit_.load(std::memory_order_acquire);
+  const uint64_t garbage_divisor = limit != nullptr && limit->MaxMemory() != 0 ? 4 : 1;
   std::optional<size_t> compacted_below;
   if (heap_.garbage_bytes() >= limits_.heap_compaction_min_garbage &&
-      heap_.garbage_bytes() >= heap_.live_bytes()) {
+      heap_.garbage_bytes() >= heap_.live_bytes() / garbage_divisor) {
     Result<size_t> first_fresh = MoveHeapValues();
     // On failure (no memory for the new chunks) every row is still valid; the garbage stays and
     // the next write tries again.
@@ -1210,6 +1244,7 @@ void Table::FinishWrite() {
   stat_index_bytes_.store(index_->bytes(), std::memory_order_relaxed);
   stat_heap_bytes_.store(heap_.bytes(), std::memory_order_relaxed);
   stat_heap_garbage_.store(heap_.garbage_bytes(), std::memory_order_relaxed);
+  stat_heap_live_.store(heap_.live_bytes(), std::memory_order_relaxed);
   stat_row_capacity_.store(rows_.capacity(), std::memory_order_relaxed);
   stat_heap_compactions_.store(heap_compactions_, std::memory_order_relaxed);
   stat_expiring_.store(static_cast<int64_t>(expiring_.size()), std::memory_order_relaxed);
@@ -1260,7 +1295,201 @@ TableStats Table::Stats() const {
   stats.row_width = layout_.row_width();
   stats.rows_with_ttl = stat_expiring_.load(std::memory_order_relaxed);
   stats.expired = stat_expired_.load(std::memory_order_relaxed);
+  stats.evicted = stat_evicted_.load(std::memory_order_relaxed);
+  stats.used_bytes = UsedMemory();
   return stats;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory limit and eviction.
+
+void Table::AttachMemoryLimit(MemoryLimit* limit) {
+  std::lock_guard lock(limit_mutex_);
+  MemoryLimit* old = limit_.exchange(limit, std::memory_order_acq_rel);
+  if (old == limit) return;
+  if (old != nullptr) old->RemoveSource(this);
+  if (limit != nullptr) limit->AddSource(this);
+}
+
+uint64_t Table::UsedMemory() const {
+  return static_cast<uint64_t>(std::max<int64_t>(0, row_count_.load(std::memory_order_relaxed))) *
+             layout_.row_width() +
+         stat_index_bytes_.load(std::memory_order_relaxed) +
+         stat_heap_live_.load(std::memory_order_relaxed);
+}
+
+int64_t Table::EvictableKeys(EvictionPolicy policy) {
+  return IsVolatile(policy) ? stat_expiring_.load(std::memory_order_relaxed)
+                            : row_count_.load(std::memory_order_relaxed);
+}
+
+uint64_t Table::HeapBytesOf(const std::byte* row) const {
+  uint64_t bytes = 0;
+  for (int c = 0; c < schema_.num_columns(); ++c) {
+    const ColumnLayout& layout = layout_.column(c);  // the key's too, when a string
+    if (layout.physical != Physical::kBytes && layout.physical != Physical::kList) continue;
+    const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
+    if (ref.length > kVarInlineBytes) bytes += ref.length;
+  }
+  return bytes;
+}
+
+bool Table::Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms, EvictionCandidate* out) {
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  uint32_t row_id = HashIndex::kNoRow;
+  if (IsVolatile(policy)) {
+    if (expiring_.empty()) return false;
+    row_id = expiring_[random % expiring_.size()];
+  } else {
+    if (next_row_ == 0 || row_count_.load(std::memory_order_relaxed) == 0) return false;
+    // The first row in use at or after a random row. Rows in use are dense unless many were
+    // deleted (their slots are reused first): the walk is 1 / density rows long on average.
+    const uint64_t start = random % next_row_;
+    for (uint64_t k = 0; k < next_row_; ++k) {
+      const auto candidate = static_cast<uint32_t>((start + k) % next_row_);
+      if (RowLiveForWriter(rows_.Row(candidate))) {
+        row_id = candidate;
+        break;
+      }
+    }
+    if (row_id == HashIndex::kNoRow) return false;
+  }
+  std::byte* row = rows_.Row(row_id);
+  const uint64_t meta = RowMeta(row).load(std::memory_order_relaxed);
+  const auto expire_at = static_cast<int64_t>(meta & kRowExpiryMask);
+  const auto access = static_cast<uint32_t>(meta >> kRowAccessShift);
+  if (IsDue(expire_at, now_ms)) {
+    out->score = std::numeric_limits<uint64_t>::max();  // gone already: reclaimed first
+  } else if (IsLfu(policy)) {
+    out->score = 255 - LfuCounter(access, now_ms, kRowLfuMinuteBits);
+  } else if (policy == EvictionPolicy::kVolatileTtl) {
+    out->score = std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(expire_at);
+  } else {  // idle milliseconds, at the clock's resolution of a second
+    const auto seconds = static_cast<uint32_t>(now_ms / 1000) & kRowAccessMask;
+    out->score = uint64_t{(seconds - access) & kRowAccessMask} * 1000;
+  }
+  out->bytes = layout_.row_width() + kIndexBytesPerRow + HeapBytesOf(row);
+  out->id = row_id;
+  out->version = RowSeq(row).load(std::memory_order_relaxed);
+  out->key = StoredKey(row, layout_.column(schema_.key_index()), heap_);
+  return true;
+}
+
+int64_t Table::Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) {
+  const bool int_keys = schema_.key().type->id() == arrow::Type::INT64;
+  Result<int64_t> evicted = Journaled<int64_t>([&](WriteMode mode,
+                                                   uint64_t* lsn) -> Result<int64_t> {
+    const int64_t now = UnixMillis();
+    arrow::Int64Builder ints;
+    arrow::StringBuilder strings;
+    int64_t reclaimed = 0;
+    for (const EvictionCandidate& victim : victims) {
+      if (victim.id >= next_row_) continue;
+      const auto row_id = static_cast<uint32_t>(victim.id);
+      std::byte* row = rows_.Row(row_id);
+      // Gone or rewritten since it was sampled (a write is an access: it no longer qualifies).
+      if (!RowLiveForWriter(row) || RowSeq(row).load(std::memory_order_relaxed) != victim.version) {
+        continue;
+      }
+      if (IsVolatile(policy) && ExpiryOf(row) == 0) continue;
+      if (ExpiredAt(row_id, now)) {  // expired meanwhile: reclaimed, as by active expiry
+        Reclaim(row_id, HashBytes(victim.key));
+        ++reclaimed;
+        continue;
+      }
+      if (int_keys) {
+        int64_t key;
+        std::memcpy(&key, victim.key.data(), sizeof(key));
+        QUIVER_RETURN_NOT_OK_ARROW(ints.Append(key));
+      } else {
+        QUIVER_RETURN_NOT_OK_ARROW(strings.Append(victim.key));
+      }
+    }
+    stat_expired_.fetch_add(reclaimed, std::memory_order_relaxed);
+    std::shared_ptr<arrow::Array> keys;
+    QUIVER_RETURN_NOT_OK_ARROW(int_keys ? ints.Finish(&keys) : strings.Finish(&keys));
+    if (keys->length() == 0) {
+      FinishWrite();
+      return int64_t{0};
+    }
+    return DeleteLocked(*keys, mode, lsn);
+  });
+  if (!evicted.ok()) {
+    // The journal refused the delete (changed nothing): the limit sees no room made.
+    return 0;
+  }
+  stat_evicted_.fetch_add(*evicted, std::memory_order_relaxed);
+  return *evicted;
+}
+
+int64_t Table::CountLive(const arrow::Array& keys) const {
+  KeyColumn key_column(keys);
+  const ColumnLayout& key_layout = layout_.column(schema_.key_index());
+  const int64_t now = UnixMillis();
+  ReaderGate::Section section = gate_.Enter();
+  const HashIndex::Array& index = *index_->current();
+  int64_t live = 0;
+  for (int64_t i = 0; i < keys.length(); ++i) {
+    const std::string_view key = key_column.Bytes(i);
+    const uint64_t hash = HashBytes(key);
+    size_t position = HashIndex::Home(index, hash);
+    for (uint32_t candidate = HashIndex::NextCandidate(index, hash, &position);
+         candidate != HashIndex::kNoRow;
+         candidate = HashIndex::NextCandidate(index, hash, &position)) {
+      std::byte* row = rows_.Row(candidate);
+      bool matched;
+      uint32_t sequence;
+      do {
+        sequence = SeqlockReadBegin(row);
+        matched = (sequence & kSeqLive) && KeyMatches(row, key_layout, key, heap_) &&
+                  !IsDue(ExpiryOf(row), now);
+      } while (!SeqlockReadValidate(row, sequence));
+      if (matched) {
+        ++live;
+        break;
+      }
+    }
+  }
+  return live;
+}
+
+Status Table::MakeRoomFor(const arrow::RecordBatch& batch) {
+  MemoryLimit* limit = limit_.load(std::memory_order_acquire);
+  if (limit == nullptr || limit->MaxMemory() == 0) return Status::OK();
+  // What the batch may add: each row as a new one, and every variable-length value.
+  uint64_t need =
+      static_cast<uint64_t>(batch.num_rows()) * (layout_.row_width() + kIndexBytesPerRow);
+  for (int c = 0; c < batch.num_columns(); ++c) {
+    if (!arrow::is_fixed_width(batch.column(c)->type_id())) {
+      need += static_cast<uint64_t>(arrow::util::TotalBufferSize(*batch.column_data(c)));
+    }
+  }
+  if (limit->UsedMemory() + need > limit->MaxMemory()) {
+    // Near the limit, only new keys count: rewriting stored rows adds about nothing (a value's
+    // old bytes become garbage, which is compacted), so it must not evict.
+    // (Bad keys are left for the write itself to report.)
+    const std::shared_ptr<arrow::Array> key_column = batch.GetColumnByName(schema_.key().name);
+    if (key_column != nullptr && batch.num_rows() > 0) {
+      Result<std::shared_ptr<arrow::Array>> keys = NormalizeKeys(*key_column, "write");
+      if (keys.ok()) {
+        const int64_t fresh = batch.num_rows() - CountLive(**keys);
+        need = need * static_cast<uint64_t>(fresh) / static_cast<uint64_t>(batch.num_rows());
+      }
+    }
+  }
+  if (limit->MakeRoom(need)) return Status::OK();
+  const uint64_t max_memory = limit->MaxMemory();
+  std::string message = "table '" + name_ + "': out of memory: this write may add about " +
+                        std::to_string(need) + " bytes";
+  if (need > max_memory) {
+    message += ", more than maxmemory (" + std::to_string(max_memory) +
+               " bytes) allows; write smaller batches or raise maxmemory";
+  } else {
+    message += " and used memory is " + std::to_string(limit->UsedMemory()) + " of maxmemory " +
+               std::to_string(max_memory) + " bytes with nothing left to evict (maxmemory-policy " +
+               std::string(PolicyName(limit->Policy())) + ")";
+  }
+  return Status::OutOfMemory(std::move(message));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1285,6 +1514,10 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
   std::unique_ptr<uint64_t[]> hashes(new uint64_t[n]);
   int64_t found_count = 0;
   const int64_t now = UnixMillis();
+  // Under an LRU or LFU memory policy each row found has its access clock stamped.
+  const MemoryLimit* limit = limit_.load(std::memory_order_acquire);
+  const EvictionPolicy policy = limit != nullptr ? limit->Policy() : EvictionPolicy::kNoEviction;
+  const bool touch = IsLru(policy) || IsLfu(policy), lfu = IsLfu(policy);
   arrow::ArrayVector arrays;
   {
     ReaderGate::Section section = gate_.Enter();
@@ -1318,6 +1551,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
       const std::string_view key = key_column.Bytes(i);
       size_t position = next_position[i];
       bool matched = false, expired = false;
+      const std::byte* hit = nullptr;
       // Stop at the first row holding the key: probing on would touch more index lines.
       for (std::byte* row = first_row[i]; row != nullptr;) {
         uint32_t sequence;
@@ -1327,13 +1561,17 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
           expired = matched && IsDue(ExpiryOf(row), now);  // passive expiry
           if (matched && !expired) gather.Copy(row, i);
         } while (!SeqlockReadValidate(row, sequence));
-        if (matched) break;
+        if (matched) {
+          hit = row;
+          break;
+        }
         const uint32_t next = HashIndex::NextCandidate(index, hashes[i], &position);
         row = next == HashIndex::kNoRow ? nullptr : rows_.Row(next);
       }
       if (matched && !expired) {
         arrow::bit_util::SetBit(found, i);
         ++found_count;
+        if (touch) TouchRow(hit, lfu, now);
       } else {
         gather.SetMissing(i);
       }

@@ -45,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "common/eviction.h"
 #include "common/result.h"
 #include "engine/hash_index.h"
 #include "engine/heap.h"
@@ -96,10 +97,12 @@ struct TableStats {
   uint32_t row_width = 0;
   int64_t rows_with_ttl =
       0;  // stored rows carrying an expiry time (expired ones not yet reclaimed included)
-  int64_t expired = 0;  // rows reclaimed because they expired, since the table was loaded
+  int64_t expired = 0;      // rows reclaimed because they expired, since the table was loaded
+  int64_t evicted = 0;      // rows evicted to stay under the memory limit, since it was loaded
+  uint64_t used_bytes = 0;  // what counts towards the memory limit (Table::UsedMemory)
 };
 
-class Table : public std::enable_shared_from_this<Table> {
+class Table final : public std::enable_shared_from_this<Table>, public EvictionSource {
  public:
   // `id` identifies this table (this incarnation of the name) in the journal; `journal` may be
   // null (nothing is recorded) and must outlive the table.
@@ -107,7 +110,7 @@ class Table : public std::enable_shared_from_this<Table> {
                                              EngineLimits limits = {},
                                              RegionBacking backing = RegionBacking::kAnonymous,
                                              uint64_t id = 0, Journal* journal = nullptr);
-  ~Table();
+  ~Table() override;
 
   const std::string& name() const { return name_; }
   uint64_t id() const { return id_; }
@@ -145,6 +148,21 @@ class Table : public std::enable_shared_from_this<Table> {
   // lasts. Returns the rows reclaimed. Costs follow the rows with a TTL, not the table's size.
   int64_t ExpireCycle(int64_t budget_us);
 
+  // Memory limit: from AttachMemoryLimit until it is detached (null) or the table goes away, the
+  // table counts towards `limit` and may be evicted from by it; each Upsert first makes room for
+  // what it may add (or fails with kOutOfMemory, changing nothing), reads and writes keep each
+  // row's access clock for LRU / LFU. Call detached before the table is dropped.
+  void AttachMemoryLimit(MemoryLimit* limit);
+  // EvictionSource. UsedMemory: the rows in use (row width each, expired ones not yet reclaimed
+  // included), the index, and the heap's live bytes (not its garbage, compacted sooner under a
+  // limit, nor the untouched rest of its newest chunk: docs/engine.md).
+  uint64_t UsedMemory() const override;
+  int64_t EvictableKeys(EvictionPolicy policy) override;
+  bool Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms,
+              EvictionCandidate* out) override;
+  // Deletes the victims still unchanged since they were sampled, as one journaled delete.
+  int64_t Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) override;
+
   // The Arrow schema of Read results for `columns` (all value columns when empty).
   Result<std::shared_ptr<arrow::Schema>> ReadSchema(const std::vector<std::string>& columns) const;
 
@@ -175,8 +193,20 @@ class Table : public std::enable_shared_from_this<Table> {
   Result<std::vector<int>> ResolveColumns(const std::vector<std::string>& columns) const;
   // Writer-side lookup (no seqlock needed: only the writer changes rows).
   uint32_t FindRowForWriter(uint64_t hash, std::string_view key) const;
+  // The writer's clock for the rows' access times, once per write.
+  struct WriteClock {
+    bool lfu;  // the policy keeps LFU words
+    int64_t now_ms;
+  };
   void WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i,
-                std::string_view key, int64_t expire_at);
+                std::string_view key, int64_t expire_at, const WriteClock& clock);
+  // Before a write: asks the memory limit for room for what `batch` may add (kOutOfMemory when
+  // it cannot be had).
+  Status MakeRoomFor(const arrow::RecordBatch& batch);
+  // How many of `keys` (normalized) are stored and live now (a reader's view).
+  int64_t CountLive(const arrow::Array& keys) const;
+  // The bytes a row's variable-length values take in the heap.
+  uint64_t HeapBytesOf(const std::byte* row) const;
   // Writer: whether the row's expiry time has come at `now` (0: never checked).
   bool ExpiredAt(uint32_t row_id, int64_t now) const;
   // Writer: removes an expired row (not journaled: its expiry is).
@@ -212,14 +242,17 @@ class Table : public std::enable_shared_from_this<Table> {
   std::atomic<int64_t> row_count_{0};
   // Published by the writer after each operation, for Stats() from any thread.
   std::atomic<uint64_t> stat_row_bytes_{0}, stat_index_bytes_{0}, stat_heap_bytes_{0},
-      stat_heap_garbage_{0}, stat_row_capacity_{0}, stat_heap_compactions_{0};
+      stat_heap_garbage_{0}, stat_heap_live_{0}, stat_row_capacity_{0}, stat_heap_compactions_{0};
   uint64_t heap_compactions_ = 0;  // writer only
   // Writer only: the rows with an expiry time (for ExpireCycle's samples), and each row's
   // position in it plus one (0: none), grown on demand.
   std::vector<uint32_t> expiring_;
   std::vector<uint32_t> expiring_slot_;
   uint64_t sample_state_ = 0x9e3779b97f4a7c15ULL;
-  std::atomic<int64_t> stat_expiring_{0}, stat_expired_{0};
+  std::atomic<int64_t> stat_expiring_{0}, stat_expired_{0}, stat_evicted_{0};
+
+  std::mutex limit_mutex_;  // AttachMemoryLimit
+  std::atomic<MemoryLimit*> limit_{nullptr};
 };
 
 }  // namespace quiver

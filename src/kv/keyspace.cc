@@ -36,46 +36,8 @@ uint64_t FieldBytes(const std::string& field, const std::string& value) {
   return kFieldNodeBytes + HeapBytes(field.capacity()) + HeapBytes(value.capacity());
 }
 
-// Redis's LFU: a logarithmic 8-bit counter that new keys start at 5, halved in likelihood to grow
-// as it grows (lfu-log-factor 10), decremented once per minute without access (lfu-decay-time 1).
-constexpr uint32_t kLfuInitial = 5;
-constexpr double kLfuLogFactor = 10;
-
-uint32_t Minutes(Millis now) { return static_cast<uint32_t>(now / 60'000) & 0xffff; }
-
-uint32_t LfuDecayed(uint32_t word, Millis now) {
-  const uint32_t last = word >> 8, counter = word & 0xff;
-  const uint32_t minutes = Minutes(now);
-  const uint32_t elapsed = minutes >= last ? minutes - last : 0xffff - last + minutes;
-  return elapsed > counter ? 0 : counter - elapsed;
-}
-
-uint64_t NextRandom() {
-  thread_local uint64_t state = 0x9e3779b97f4a7c15ULL ^ reinterpret_cast<uintptr_t>(&state);
-  state ^= state << 13;
-  state ^= state >> 7;
-  state ^= state << 17;
-  return state;
-}
-
-constexpr std::pair<EvictionPolicy, std::string_view> kPolicies[] = {
-    {EvictionPolicy::kNoEviction, "noeviction"},
-    {EvictionPolicy::kAllKeysLru, "allkeys-lru"},
-    {EvictionPolicy::kAllKeysLfu, "allkeys-lfu"},
-    {EvictionPolicy::kAllKeysRandom, "allkeys-random"},
-    {EvictionPolicy::kVolatileLru, "volatile-lru"},
-    {EvictionPolicy::kVolatileLfu, "volatile-lfu"},
-    {EvictionPolicy::kVolatileRandom, "volatile-random"},
-    {EvictionPolicy::kVolatileTtl, "volatile-ttl"},
-};
-
-bool IsLfu(EvictionPolicy policy) {
-  return policy == EvictionPolicy::kAllKeysLfu || policy == EvictionPolicy::kVolatileLfu;
-}
-bool IsVolatile(EvictionPolicy policy) { return policy >= EvictionPolicy::kVolatileLru; }
-bool IsRandom(EvictionPolicy policy) {
-  return policy == EvictionPolicy::kAllKeysRandom || policy == EvictionPolicy::kVolatileRandom;
-}
+// LFU words keep 16 bits of minutes (Redis's).
+constexpr int kLfuMinuteBits = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Log records and dumps: a sequence of operations, integers little-endian, bytes as a u32 length
@@ -194,25 +156,6 @@ thread_local ViewLog tls_view_log;
 
 LogOutcome TakeLogOutcome() { return std::exchange(tls_outcome, LogOutcome{}); }
 
-std::string_view PolicyName(EvictionPolicy policy) {
-  for (const auto& [value, name] : kPolicies) {
-    if (value == policy) return name;
-  }
-  return "noeviction";
-}
-
-std::optional<EvictionPolicy> ParsePolicy(std::string_view name) {
-  for (const auto& [value, known] : kPolicies) {
-    if (known.size() == name.size() &&
-        std::equal(known.begin(), known.end(), name.begin(), [](char a, char b) {
-          return a == std::tolower(static_cast<unsigned char>(b));
-        })) {
-      return value;
-    }
-  }
-  return std::nullopt;
-}
-
 Millis SystemMillis() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -221,9 +164,14 @@ Millis SystemMillis() {
 
 std::string_view TypeName(Type type) { return type == Type::kString ? "string" : "hash"; }
 
-Keyspace::Keyspace(std::function<Millis()> clock) : clock_(std::move(clock)) {}
+Keyspace::Keyspace(std::function<Millis()> clock) : clock_(std::move(clock)) {
+  own_limit_.AddSource(this);
+}
 
-Keyspace::~Keyspace() { expiry_.Stop(); }
+Keyspace::~Keyspace() {
+  expiry_.Stop();
+  limit_->RemoveSource(this);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Views.
@@ -347,9 +295,8 @@ Entry* Keyspace::View::Insert(std::string_view key, Type type) {
     entry.hash = std::make_unique<HashValue>();
     entry.hash_bytes = kHashTableBytes;
   }
-  entry.access = IsLfu(keyspace_.policy_.load(std::memory_order_relaxed))
-                     ? Minutes(now_) << 8 | kLfuInitial
-                     : static_cast<uint32_t>(now_);
+  entry.access =
+      IsLfu(keyspace_.Policy()) ? LfuNew(now_, kLfuMinuteBits) : static_cast<uint32_t>(now_);
   keyspace_.Charge(shard, static_cast<int64_t>(BytesOf(key, entry)));
   keyspace_.Restructure(shard);
   return &entry;
@@ -836,24 +783,15 @@ void Keyspace::StartActiveExpiry(int hz) {
 // Eviction.
 
 void Keyspace::Touch(Entry& entry, Millis now) {
-  if (!IsLfu(policy_.load(std::memory_order_relaxed))) {
-    entry.access = static_cast<uint32_t>(now);
-    return;
-  }
-  uint32_t counter = LfuDecayed(entry.access, now);
-  if (counter < 255) {
-    const double base = counter > kLfuInitial ? counter - kLfuInitial : 0;
-    const double r = static_cast<double>(NextRandom() >> 11) * 0x1.0p-53;
-    if (r < 1.0 / (base * kLfuLogFactor + 1)) ++counter;
-  }
-  entry.access = Minutes(now) << 8 | counter;
+  entry.access =
+      IsLfu(Policy()) ? LfuTouched(entry.access, now, kLfuMinuteBits) : static_cast<uint32_t>(now);
 }
 
 uint64_t Keyspace::EvictionScore(const Entry& entry, EvictionPolicy policy, Millis now) const {
   switch (policy) {
     case EvictionPolicy::kAllKeysLfu:
     case EvictionPolicy::kVolatileLfu:
-      return 255 - LfuDecayed(entry.access, now);
+      return 255 - LfuCounter(entry.access, now, kLfuMinuteBits);
     case EvictionPolicy::kVolatileTtl:  // the sooner it expires, the better
       return std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(entry.expire_at);
     default:  // idle milliseconds (the clock's low 32 bits wrap after 49 days)
@@ -861,106 +799,66 @@ uint64_t Keyspace::EvictionScore(const Entry& entry, EvictionPolicy policy, Mill
   }
 }
 
-bool Keyspace::MakeRoom() {
-  const uint64_t limit = max_memory_.load(std::memory_order_relaxed);
-  if (limit == 0 || UsedMemory() <= limit) return true;
-  const EvictionPolicy policy = policy_.load(std::memory_order_relaxed);
-  if (policy == EvictionPolicy::kNoEviction) return false;
-  std::lock_guard lock(evict_mutex_);
-  while (UsedMemory() > limit) {
-    if (!EvictOne(policy)) return false;
-  }
-  return true;
+void Keyspace::SetMemoryLimit(MemoryLimit* limit) {
+  limit_->RemoveSource(this);
+  limit_ = limit != nullptr ? limit : &own_limit_;
+  limit_->AddSource(this);
 }
 
-bool Keyspace::EvictOne(EvictionPolicy policy) {
-  if (IsRandom(policy)) {
-    // A random key (with a TTL for volatile-random), from the first shard with one at or after
-    // a random shard.
-    const uint64_t pick = evict_rng_();
-    for (size_t i = 0; i < kShards; ++i) {
-      Shard& shard = shards_[(pick + i) % kShards];
-      std::lock_guard lock(shard.mutex);
-      if (IsVolatile(policy)) {
-        if (shard.volatile_keys.empty()) continue;
-        const std::string* key = shard.volatile_keys[(pick >> 6) % shard.volatile_keys.size()];
-        LogDelete(*key);
-        EraseIt(shard, shard.map.find(*key));
-      } else {
-        if (shard.map.empty()) continue;
-        const size_t buckets = shard.map.bucket_count();
-        size_t b = (pick >> 6) % buckets;
-        while (shard.map.bucket_size(b) == 0) b = (b + 1) % buckets;
-        auto begin = shard.map.begin(b);
-        LogDelete(begin->first);
-        EraseIt(shard, shard.map.find(begin->first));
-      }
-      ++shard.evicted;
-      return true;
-    }
-    return false;
+int64_t Keyspace::EvictableKeys(EvictionPolicy policy) {
+  int64_t keys = 0;
+  for (Shard& shard : shards_) {
+    std::lock_guard lock(shard.mutex);
+    keys +=
+        static_cast<int64_t>(IsVolatile(policy) ? shard.volatile_keys.size() : shard.map.size());
   }
-  // LRU, LFU, TTL: the best candidate of the pool, refilled by sampling; a candidate that is gone
-  // (or lost its TTL, for volatile policies) since it was sampled is dropped.
-  for (;;) {
-    if (!SamplePool(policy) && pool_.empty()) return false;
-    while (!pool_.empty()) {
-      Candidate best = std::move(pool_.back());
-      pool_.pop_back();
-      Shard& shard = shards_[best.shard];
-      std::lock_guard lock(shard.mutex);
-      auto it = shard.map.find(best.key);
-      if (it == shard.map.end() || (IsVolatile(policy) && it->second.expire_at == 0)) continue;
-      LogDelete(it->first);
-      EraseIt(shard, it);
-      ++shard.evicted;
-      return true;
-    }
-  }
+  return keys;
 }
 
-bool Keyspace::SamplePool(EvictionPolicy policy) {
-  constexpr size_t kPoolSize = 16;
-  const int samples = samples_.load(std::memory_order_relaxed);
-  bool found = false;
-  for (int s = 0; s < samples; ++s) {
-    const uint64_t pick = evict_rng_();
-    Candidate candidate;
-    bool sampled = false;
-    for (size_t i = 0; i < kShards && !sampled; ++i) {
-      const size_t index = (pick + i) % kShards;
-      Shard& shard = shards_[index];
-      std::lock_guard lock(shard.mutex);
-      const std::string* key = nullptr;
-      if (IsVolatile(policy)) {
-        if (shard.volatile_keys.empty()) continue;
-        key = shard.volatile_keys[(pick >> 6) % shard.volatile_keys.size()];
-      } else {
-        if (shard.map.empty()) continue;
-        const size_t buckets = shard.map.bucket_count();
-        size_t b = (pick >> 6) % buckets;
-        while (shard.map.bucket_size(b) == 0) b = (b + 1) % buckets;
-        key = &shard.map.begin(b)->first;
-      }
-      const Entry& entry = shard.map.find(*key)->second;
-      candidate = {EvictionScore(entry, policy, clock_()), index, *key};
-      sampled = true;
+bool Keyspace::Sample(EvictionPolicy policy, uint64_t random, int64_t /*now_ms*/,
+                      EvictionCandidate* out) {
+  const Millis now = clock_();  // the clock the keys' access times come from
+  // A random key (with a TTL, for volatile policies) of the first shard with one at or after a
+  // random shard: a random bucket's first key, or a random entry of the shard's TTL index.
+  for (size_t i = 0; i < kShards; ++i) {
+    const size_t index = (random + i) % kShards;
+    Shard& shard = shards_[index];
+    std::lock_guard lock(shard.mutex);
+    const std::string* key = nullptr;
+    if (IsVolatile(policy)) {
+      if (shard.volatile_keys.empty()) continue;
+      key = shard.volatile_keys[(random >> 6) % shard.volatile_keys.size()];
+    } else {
+      if (shard.map.empty()) continue;
+      const size_t buckets = shard.map.bucket_count();
+      size_t b = (random >> 6) % buckets;
+      while (shard.map.bucket_size(b) == 0) b = (b + 1) % buckets;
+      key = &shard.map.begin(b)->first;
     }
-    if (!sampled) break;  // no key qualifies in any shard
-    found = true;
-    const bool known = std::any_of(pool_.begin(), pool_.end(), [&](const Candidate& c) {
-      return c.shard == candidate.shard && c.key == candidate.key;
-    });
-    if (known) continue;
-    if (pool_.size() == kPoolSize) {
-      if (candidate.score <= pool_.front().score) continue;
-      pool_.erase(pool_.begin());
-    }
-    auto at = std::upper_bound(pool_.begin(), pool_.end(), candidate.score,
-                               [](uint64_t score, const Candidate& c) { return score < c.score; });
-    pool_.insert(at, std::move(candidate));
+    const Entry& entry = shard.map.find(*key)->second;
+    out->score = EvictionScore(entry, policy, now);
+    out->bytes = View::BytesOf(*key, entry);
+    out->id = index;
+    out->key = *key;
+    return true;
   }
-  return found;
+  return false;
+}
+
+int64_t Keyspace::Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) {
+  int64_t evicted = 0;
+  for (const EvictionCandidate& victim : victims) {
+    Shard& shard = shards_[victim.id];
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.map.find(victim.key);
+    // Gone since it was sampled, or (volatile policies) no longer carrying a TTL.
+    if (it == shard.map.end() || (IsVolatile(policy) && it->second.expire_at == 0)) continue;
+    LogDelete(it->first);
+    EraseIt(shard, it);
+    ++shard.evicted;
+    ++evicted;
+  }
+  return evicted;
 }
 
 }  // namespace quiver::kv

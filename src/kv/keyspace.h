@@ -14,11 +14,11 @@
 //
 // Memory: every allocation the keyspace makes is counted as the chunk glibc's malloc takes for it
 // (map nodes, key and value buffers, hash tables and their fields, bucket arrays), so
-// UsedMemory() is exact, not an estimate (keyspace_test checks it against mallinfo2). With a
-// limit set, MakeRoom() — called before every write that may grow memory — evicts keys by the
-// policy until the usage is under the limit again, or reports that it cannot (noeviction, or a
-// volatile-* policy with no key carrying a TTL). Eviction samples keys (Redis's approximation,
-// with a pool of the 16 best candidates seen), so its cost does not grow with the number of keys.
+// UsedMemory() is exact, not an estimate (keyspace_test checks it against mallinfo2). The
+// keyspace is an EvictionSource of a MemoryLimit (common/eviction.h), its own or one shared with
+// the feature tables: MakeRoom() — called before every write that may grow memory — evicts keys
+// (of every source) by the policy until the usage is under the limit again, or reports that it
+// cannot (noeviction, or a volatile-* policy with no key carrying a TTL).
 //
 // Persistence: with a KeyspaceLog attached (SetLog), every change is logged as one record per
 // View — the whole new state of each key it created or rewrote, and single operations (a field
@@ -45,6 +45,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/eviction.h"
 #include "common/hash.h"
 #include "common/periodic.h"
 #include "common/result.h"
@@ -75,18 +76,9 @@ struct Entry {
   uint32_t volatile_index = 0;      // position in its shard's volatile_keys while expire_at != 0
 };
 
-enum class EvictionPolicy : uint8_t {
-  kNoEviction,
-  kAllKeysLru,
-  kAllKeysLfu,
-  kAllKeysRandom,
-  kVolatileLru,
-  kVolatileLfu,
-  kVolatileRandom,
-  kVolatileTtl,
-};
-std::string_view PolicyName(EvictionPolicy policy);  // "allkeys-lru", ...
-std::optional<EvictionPolicy> ParsePolicy(std::string_view name);
+using quiver::EvictionPolicy;
+using quiver::ParsePolicy;
+using quiver::PolicyName;
 
 struct KeyspaceStats {
   int64_t keys = 0;
@@ -128,13 +120,13 @@ LogOutcome TakeLogOutcome();
 struct ViewLog;    // a View's record under construction (keyspace.cc)
 struct Operation;  // a decoded operation of a record (keyspace.cc)
 
-class Keyspace {
+class Keyspace final : public EvictionSource {
  public:
   static constexpr size_t kShards = 64;  // a View's lock mask is one 64-bit word
 
   // `clock`: the time used for expiry (tests pass their own).
   explicit Keyspace(std::function<Millis()> clock = SystemMillis);
-  ~Keyspace();
+  ~Keyspace() override;
   Keyspace(const Keyspace&) = delete;
   Keyspace& operator=(const Keyspace&) = delete;
 
@@ -202,17 +194,30 @@ class Keyspace {
   void Clear();
   KeyspaceStats Stats();
 
-  // The memory limit (0: none) and what happens at it. Readable and settable at any time.
-  void SetMaxMemory(uint64_t bytes) { max_memory_.store(bytes); }
-  uint64_t MaxMemory() const { return max_memory_.load(); }
-  void SetPolicy(EvictionPolicy policy) { policy_.store(policy); }
-  EvictionPolicy Policy() const { return policy_.load(); }
-  void SetEvictionSamples(int samples) { samples_.store(std::clamp(samples, 1, 64)); }
-  int EvictionSamples() const { return samples_.load(); }
-  uint64_t UsedMemory() const { return static_cast<uint64_t>(std::max<int64_t>(0, used_.load())); }
-  // Evicts until UsedMemory() <= MaxMemory(); false when still over the limit and nothing more
-  // may be evicted. Call without holding a View.
-  bool MakeRoom();
+  // The memory limit this keyspace counts towards: its own until SetMemoryLimit names a shared
+  // one (storage::Database shares one between the keyspace and the tables). The setters below
+  // change that limit.
+  void SetMemoryLimit(MemoryLimit* limit);
+  MemoryLimit& memory_limit() { return *limit_; }
+  void SetMaxMemory(uint64_t bytes) { limit_->SetMaxMemory(bytes); }
+  uint64_t MaxMemory() const { return limit_->MaxMemory(); }
+  void SetPolicy(EvictionPolicy policy) { limit_->SetPolicy(policy); }
+  EvictionPolicy Policy() const { return limit_->Policy(); }
+  void SetEvictionSamples(int samples) { limit_->SetSamples(samples); }
+  int EvictionSamples() const { return limit_->Samples(); }
+  // This keyspace's bytes (exact accounting).
+  uint64_t UsedMemory() const override {
+    return static_cast<uint64_t>(std::max<int64_t>(0, used_.load(std::memory_order_relaxed)));
+  }
+  // Evicts (from every source of the limit) until its used memory is within it; false when still
+  // over and nothing more may be evicted. Call without holding a View.
+  bool MakeRoom() { return limit_->MakeRoom(0); }
+
+  // EvictionSource, for the limit.
+  int64_t EvictableKeys(EvictionPolicy policy) override;
+  bool Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms,
+              EvictionCandidate* out) override;
+  int64_t Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) override;
 
   // One active expiry pass over every shard, within `budget_us` microseconds; returns the keys
   // deleted. The background thread (StartActiveExpiry) runs it `hz` times a second.
@@ -252,12 +257,6 @@ class Keyspace {
     int64_t expired = 0;
     int64_t evicted = 0;
   };
-  struct Candidate {
-    uint64_t score;  // higher: better to evict
-    size_t shard;
-    std::string key;
-  };
-
   static size_t ShardOf(std::string_view key) { return HashBytes(key) >> 58; }  // top 6 bits
   void ClearShard(Shard& shard, decltype(Shard::map)* doomed);                  // under its lock
   // Applies one decoded operation of a record or dump (recovery), without logging or expiry.
@@ -278,10 +277,6 @@ class Keyspace {
   void Restructure(Shard& shard);
   void Touch(Entry& entry, Millis now);
   uint64_t EvictionScore(const Entry& entry, EvictionPolicy policy, Millis now) const;
-  // Under evict_mutex_: evicts one key by `policy`; false when none can be.
-  bool EvictOne(EvictionPolicy policy);
-  // Under evict_mutex_: adds up to samples_ candidates to pool_; false when no key qualifies.
-  bool SamplePool(EvictionPolicy policy);
 
   const std::function<Millis()> clock_;
   Shard shards_[kShards];
@@ -289,12 +284,8 @@ class Keyspace {
   std::mutex rng_mutex_;
 
   std::atomic<int64_t> used_{0};
-  std::atomic<uint64_t> max_memory_{0};
-  std::atomic<EvictionPolicy> policy_{EvictionPolicy::kNoEviction};
-  std::atomic<int> samples_{5};
-  std::mutex evict_mutex_;
-  std::vector<Candidate> pool_;    // under evict_mutex_, ascending score
-  std::mt19937_64 evict_rng_{42};  // under evict_mutex_
+  MemoryLimit own_limit_;
+  MemoryLimit* limit_ = &own_limit_;
 
   KeyspaceLog* log_ = nullptr;
   std::atomic<uint64_t> last_logged_{0};

@@ -87,8 +87,10 @@ Result<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options)
   catalog_options.limits = options.limits;
   catalog_options.backing = options.backing;
   catalog_options.journal = db.get();
+  catalog_options.memory_limit = &db->memory_limit_;
   db->catalog_ = std::make_unique<Catalog>(catalog_options);
   db->keyspace_ = std::make_unique<kv::Keyspace>();
+  db->keyspace_->SetMemoryLimit(&db->memory_limit_);
   QUIVER_RETURN_NOT_OK(db->Recover());
   if (options.keyspace_durable) db->keyspace_->SetLog(&db->keyspace_journal_);
   if (options.snapshot_wal_bytes > 0 || options.snapshot_interval_seconds > 0) {

@@ -94,6 +94,8 @@ class Database final : public Journal {
 
   Catalog& catalog() { return *catalog_; }
   kv::Keyspace& keyspace() { return *keyspace_; }
+  // One limit over the tables and the keyspace (the keyspace's SetMaxMemory etc. change it).
+  MemoryLimit& memory_limit() { return memory_limit_; }
   const RecoveryReport& recovery() const { return recovery_; }
   const DatabaseOptions& options() const { return options_; }
 
@@ -157,6 +159,7 @@ class Database final : public Journal {
 
   const DatabaseOptions options_;
   std::unique_ptr<DirectoryLock> lock_;
+  MemoryLimit memory_limit_;  // the tables' and the keyspace's; outlives both
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<Wal> wal_;
   KeyspaceJournal keyspace_journal_{*this};

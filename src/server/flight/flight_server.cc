@@ -459,7 +459,11 @@ class FlightServer::Service : public flight::FlightServerBase {
                         {"index_bytes", stats.index_bytes},
                         {"heap_bytes", stats.heap_bytes},
                         {"heap_garbage_bytes", stats.heap_garbage_bytes},
-                        {"heap_compactions", stats.heap_compactions}});
+                        {"heap_compactions", stats.heap_compactions},
+                        {"rows_with_ttl", stats.rows_with_ttl},
+                        {"expired", stats.expired},
+                        {"evicted", stats.evicted},
+                        {"used_bytes", stats.used_bytes}});
       }
       return Json{{"tables", std::move(list)}};
     }

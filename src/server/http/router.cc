@@ -243,6 +243,11 @@ HttpResponse Router::Metrics(const HttpRequest& request) const {
       {"quiver_table_expired_rows_total", "counter",
        "Rows reclaimed because they expired, since the table was loaded",
        [](const TableStats& s) { return static_cast<double>(s.expired); }},
+      {"quiver_table_evicted_rows_total", "counter",
+       "Rows evicted to stay under maxmemory, since the table was loaded",
+       [](const TableStats& s) { return static_cast<double>(s.evicted); }},
+      {"quiver_table_used_bytes", "gauge", "Bytes counted towards maxmemory",
+       [](const TableStats& s) { return static_cast<double>(s.used_bytes); }},
   };
   for (const auto& family : per_table) {
     AppendFamilyHeader(&body, family.name, family.type, std::string(family.help) + ", per table");
@@ -252,6 +257,19 @@ HttpResponse Router::Metrics(const HttpRequest& request) const {
   }
   AppendFamilyHeader(&body, "quiver_tables", "gauge", "Tables in the catalog");
   AppendSample(&body, "quiver_tables", {}, static_cast<double>(tables.size()));
+  const MemoryLimit& limit = database_.memory_limit();
+  const std::tuple<const char*, const char*, const char*, double> memory[] = {
+      {"quiver_memory_used_bytes", "gauge", "Bytes counted towards maxmemory (tables and keyspace)",
+       static_cast<double>(limit.UsedMemory())},
+      {"quiver_memory_max_bytes", "gauge", "maxmemory (0: no limit)",
+       static_cast<double>(limit.MaxMemory())},
+      {"quiver_evicted_keys_total", "counter",
+       "Keys and table rows evicted to stay under maxmemory since the start",
+       static_cast<double>(limit.Evicted())}};
+  for (const auto& [name, type, help, value] : memory) {
+    AppendFamilyHeader(&body, name, type, help);
+    AppendSample(&body, name, {}, value);
+  }
   const storage::DatabaseStats durable = database_.Stats();
   const std::pair<const char*, double> counters[] = {
       {"quiver_wal_bytes_total", static_cast<double>(durable.wal_bytes)},

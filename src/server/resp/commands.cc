@@ -1002,7 +1002,9 @@ void Info(Context& c) {
         "# Clients\r\nconnected_clients:" + std::to_string(c.server.client_count()) + "\r\n\r\n";
   }
   if (wanted("memory")) {
-    text += "# Memory\r\nused_memory:" + std::to_string(stats.bytes) +
+    // used_memory: what counts towards maxmemory, the feature tables included.
+    text += "# Memory\r\nused_memory:" + std::to_string(c.keyspace().memory_limit().UsedMemory()) +
+            "\r\nused_memory_keyspace:" + std::to_string(stats.bytes) +
             "\r\nmaxmemory:" + std::to_string(c.keyspace().MaxMemory()) +
             "\r\nmaxmemory_policy:" + std::string(kv::PolicyName(c.keyspace().Policy())) +
             "\r\n\r\n";
@@ -1012,7 +1014,8 @@ void Info(Context& c) {
             std::to_string(c.server.connections_received.load()) +
             "\r\ntotal_commands_processed:" + std::to_string(c.server.commands.load()) +
             "\r\nexpired_keys:" + std::to_string(stats.expired) +
-            "\r\nevicted_keys:" + std::to_string(stats.evicted) + "\r\n\r\n";
+            "\r\nevicted_keys:" + std::to_string(c.keyspace().memory_limit().Evicted()) +
+            "\r\n\r\n";
   }
   if (wanted("keyspace")) {
     text += "# Keyspace\r\n";
