@@ -35,7 +35,8 @@ def _code_of(error: pa.ArrowException) -> str:
         return "NOT_FOUND"
     if isinstance(error, pa.ArrowCapacityError):
         return "LIMIT_EXCEEDED"
-    if isinstance(error, pa.ArrowMemoryError):
+    if isinstance(error, pa.ArrowMemoryError) or (
+            isinstance(error, flight.FlightError) and error.extra_info == b"OUT_OF_MEMORY"):
         return "OUT_OF_MEMORY"
     if isinstance(error, pa.ArrowNotImplementedError):
         return "NOT_IMPLEMENTED"

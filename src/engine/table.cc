@@ -1364,9 +1364,12 @@ bool Table::Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms, Evict
     out->score = 255 - LfuCounter(access, now_ms, kRowLfuMinuteBits);
   } else if (policy == EvictionPolicy::kVolatileTtl) {
     out->score = std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(expire_at);
-  } else {  // idle milliseconds, at the clock's resolution of a second
+  } else {
+    // Idle milliseconds, comparable with the keyspace's: the clock counts seconds, so the access
+    // is taken to be in the middle of its second.
     const auto seconds = static_cast<uint32_t>(now_ms / 1000) & kRowAccessMask;
-    out->score = uint64_t{(seconds - access) & kRowAccessMask} * 1000;
+    const int64_t idle = int64_t{(seconds - access) & kRowAccessMask} * 1000 + now_ms % 1000 - 500;
+    out->score = static_cast<uint64_t>(std::max<int64_t>(0, idle));
   }
   out->bytes = layout_.row_width() + kIndexBytesPerRow + HeapBytesOf(row);
   out->id = row_id;

@@ -90,10 +90,15 @@ int64_t CheckRows(const arrow::RecordBatch& batch, const arrow::BooleanArray* fo
 TEST(TableConcurrencyTest, ReadersNeverSeeTornRowsWhileTheTableGrows) {
   EngineLimits limits;
   limits.heap_compaction_min_garbage = 64 << 10;  // compactions happen under the readers too
+  // Under a memory limit with an LFU policy, readers stamp rows' access words while the writer
+  // writes and evicts them (the limit is set once the table has grown).
+  MemoryLimit memory;
+  memory.SetPolicy(EvictionPolicy::kAllKeysLfu);
   auto table = ValueOrFail(Table::Make("concurrent", testing::SchemaFromJson(R"({"key": "id",
       "columns": {"id": {"dtype": "int64"}, "a": {"dtype": "int64"}, "b": {"dtype": "int64"},
       "s": {"dtype": "utf8"}, "e": {"dtype": "fixed_size_list[int32, 16]"}}})"),
                                        limits));
+  table->AttachMemoryLimit(&memory);
   std::atomic<int64_t> key_limit{0};
   std::atomic<bool> stop{false};
   std::atomic<int64_t> rows_checked{0}, scans{0}, writes{0};
@@ -138,6 +143,12 @@ TEST(TableConcurrencyTest, ReadersNeverSeeTornRowsWhileTheTableGrows) {
   for (uint32_t i = 0; i < 3; ++i) threads.emplace_back(reader, i + 1);
   threads.emplace_back(scanner);
   threads.emplace_back(expirer);
+  threads.emplace_back([&] {  // evictions from another thread, as a keyspace write makes them
+    while (!stop.load()) {
+      memory.MakeRoom(4096);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  });
 
   std::mt19937_64 rng(42);
   // At least 2 s, 400 write batches and one heap compaction (sanitizer builds are much slower),
@@ -161,6 +172,7 @@ TEST(TableConcurrencyTest, ReadersNeverSeeTornRowsWhileTheTableGrows) {
         values.push_back(static_cast<int64_t>(rng() % 1000000));
       }
     }
+    if (next_key >= 20000 && memory.MaxMemory() == 0) memory.SetMaxMemory(memory.UsedMemory());
     if (!keys.empty()) {
       const WriteOptions options{rng() % 4 == 0 ? static_cast<int64_t>(1 + rng() % 5) : 0};
       auto written = table->Upsert(*MakeBatch(keys, values), options);
@@ -181,6 +193,7 @@ TEST(TableConcurrencyTest, ReadersNeverSeeTornRowsWhileTheTableGrows) {
   EXPECT_GT(writes.load(), 10);
   EXPECT_GT(table->Stats().heap_compactions, 0u);
   EXPECT_GT(reclaimed.load() + table->Stats().expired, 0);
+  EXPECT_GT(table->Stats().evicted, 0);
   std::printf("writes %lld, rows checked %lld, full scans %lld, heap compactions %llu, rows %lld\n",
               static_cast<long long>(writes.load()), static_cast<long long>(rows_checked.load()),
               static_cast<long long>(scans.load()),

@@ -813,6 +813,52 @@ TEST_F(StorageTest, KeyspaceEvictionsAreDurable) {
   EXPECT_EQ(Describe(db->keyspace()), expected) << "evicted keys do not come back";
 }
 
+// n rows "<prefix>0".."<prefix><n-1>" with 60-byte strings.
+std::shared_ptr<arrow::RecordBatch> ManyRows(const std::string& prefix, int n) {
+  std::string ids = "[", xs = "[", ss = "[", ns = "[";
+  for (int i = 0; i < n; ++i) {
+    const std::string sep = i ? ", " : "";
+    ids += sep + "\"" + prefix + std::to_string(i) + "\"";
+    xs += sep + std::to_string(i);
+    ss += sep + "\"" + std::string(60, 'v') + "\"";
+    ns += sep + std::to_string(i);
+  }
+  return Rows(ids + "]", xs + "]", ss + "]", ns + "]");
+}
+
+TEST_F(StorageTest, TableRowsAndKeysShareOneLimitAndEvictionsAreDurable) {
+  std::map<std::string, std::map<std::string, std::string>> tables;
+  std::map<std::string, std::string> keys;
+  {
+    auto db = Open();
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    for (int batch = 0; batch < 4; ++batch) {
+      ValueOrFail(t->Upsert(*ManyRows("b" + std::to_string(batch) + "-", 500)));
+    }
+    EXPECT_EQ(db->memory_limit().UsedMemory(), t->UsedMemory() + db->keyspace().UsedMemory());
+    // The keyspace's setters set the database's one limit.
+    db->keyspace().SetPolicy(kv::EvictionPolicy::kAllKeysRandom);
+    db->keyspace().SetMaxMemory(t->UsedMemory() + (16 << 10));
+    EXPECT_EQ(db->memory_limit().MaxMemory(), db->keyspace().MaxMemory());
+    resp::LocalClient kv(db->keyspace());
+    for (int i = 0; i < 1000; ++i) {
+      RunAll(kv, {"SET k" + std::to_string(i) + " " + std::string(100, 'x')});
+    }
+    EXPECT_GT(t->Stats().evicted, 300) << "keyspace writes evicted table rows";
+    EXPECT_GT(db->keyspace().Stats().evicted, 100) << "and keys";
+    EXPECT_EQ(db->memory_limit().Evicted(), t->Stats().evicted + db->keyspace().Stats().evicted);
+    // A table write evicts keys and rows alike.
+    ValueOrFail(t->Upsert(*ManyRows("late-", 300)));
+    EXPECT_LE(db->memory_limit().UsedMemory(),
+              db->memory_limit().MaxMemory() + t->Stats().index_bytes / 2);
+    tables = Contents(db->catalog());
+    keys = Describe(db->keyspace());
+  }
+  auto db = Open();
+  EXPECT_EQ(Contents(db->catalog()), tables) << "evicted rows do not come back";
+  EXPECT_EQ(Describe(db->keyspace()), keys);
+}
+
 TEST_F(StorageTest, DamagedKeyspaceSnapshotStopsTheStart) {
   {
     auto db = Open();

@@ -41,7 +41,9 @@ arrow::Status ToArrow(const Status& status) {
     case StatusCode::kNotImplemented:
       return arrow::Status::NotImplemented(message);  // UNIMPLEMENTED
     case StatusCode::kOutOfMemory:
-      return arrow::Status::OutOfMemory(message);  // pyarrow raises ArrowMemoryError
+      // gRPC has no code Arrow maps an OutOfMemory status to (it arrives as UNKNOWN): the
+      // error's extra info names it, for clients to tell (pyarrow: FlightError.extra_info).
+      return flight::MakeFlightError(flight::FlightStatusCode::Failed, message, "OUT_OF_MEMORY");
     case StatusCode::kIOError:  // the disk failed a write (the message says so); reads go on
     case StatusCode::kCorruption:
     case StatusCode::kInternal:
