@@ -1,4 +1,5 @@
-"""The real quiverd binary on free loopback ports, for tests: Server, free_port, free_ports."""
+"""The real quiverd binary on free loopback ports, for tests: Server, free_port, free_ports,
+rss_bytes."""
 
 import os
 import pathlib
@@ -26,6 +27,15 @@ def _asan_build() -> bool:
 
 
 ASAN = _asan_build()
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory (VmRSS) in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
 
 
 def free_ports(count: int) -> list[int]:

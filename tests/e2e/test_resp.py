@@ -7,7 +7,7 @@ import time
 
 import pytest
 import redis
-from quiverd import ASAN
+from quiverd import ASAN, rss_bytes
 
 
 def raw(client, *args):
@@ -258,14 +258,6 @@ def test_redis_cli_and_redis_benchmark_smoke(server):
     for test in ("SET", "GET", "MSET (10 keys)", "HSET"):
         assert f"{test}: " in bench.stdout and "requests per second" in bench.stdout, bench.stdout
     assert "ERR" not in bench.stdout + bench.stderr
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def fill(r, prefix, count, size=100, ex=None):

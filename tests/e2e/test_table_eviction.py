@@ -8,7 +8,7 @@ import redis
 import requests
 
 import quiver
-from quiverd import ASAN
+from quiverd import ASAN, rss_bytes
 
 SCHEMA = pa.schema([("id", pa.int64()), ("x", pa.int64()), ("s", pa.string())])
 
@@ -23,14 +23,6 @@ def metric(server, name, labels=""):
         if line.startswith(name + labels + " "):
             return float(line.split()[-1])
     raise AssertionError(f"no {name}{labels} in /metrics")
-
-
-def rss_bytes(pid):
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.parametrize("backend", ["http", "flight"])
