@@ -113,11 +113,13 @@ bool MemoryLimit::MakeRoom(uint64_t need) {
   if (policy == EvictionPolicy::kNoEviction) return false;
   std::lock_guard evict(evict_mutex_);
   std::shared_lock lock(sources_mutex_);
-  // Each source's weight in sampling, taken once per call (counts change slowly meanwhile).
+  // Each source's weight in sampling, taken once per call (counts change slowly meanwhile); a
+  // lone source needs none (counting the keyspace's keys locks every shard).
   std::vector<int64_t> weights;
   weights.reserve(sources_.size());
   for (EvictionSource* source : sources_) {
-    weights.push_back(std::max<int64_t>(0, source->EvictableKeys(policy)));
+    weights.push_back(sources_.size() == 1 ? 1
+                                           : std::max<int64_t>(0, source->EvictableKeys(policy)));
   }
   int fruitless = 0;
   for (;;) {
