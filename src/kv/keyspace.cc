@@ -18,11 +18,27 @@ struct Operation {
   std::vector<std::pair<std::string_view, std::string_view>> fields;  // kPutHash
 };
 
+// A key's node: its Entry, then the key's bytes right behind the struct (one allocation). The key
+// size sits in Entry's tail padding (Itanium C++ ABI), so the key starts at sizeof(Entry).
+struct Node : Entry {
+  uint32_t key_size = 0;
+  std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), key_size}; }
+};
+
 namespace {
 
-// A shard map node: the next pointer, the key and entry, the cached hash code (libstdc++).
-constexpr uint64_t kNodeBytes =
-    ChunkBytes(sizeof(void*) + sizeof(std::pair<const std::string, Entry>) + sizeof(size_t));
+Node* NewNode(std::string_view key) {
+  Node* node = new (::operator new(sizeof(Node) + key.size())) Node;
+  node->key_size = static_cast<uint32_t>(key.size());
+  std::memcpy(reinterpret_cast<char*>(node + 1), key.data(), key.size());
+  return node;
+}
+
+void FreeNode(Node* node) {
+  node->~Node();
+  ::operator delete(node);
+}
+
 constexpr uint64_t kFieldNodeBytes =
     ChunkBytes(sizeof(void*) + sizeof(std::pair<const std::string, std::string>) + sizeof(size_t));
 constexpr uint64_t kHashTableBytes = ChunkBytes(sizeof(HashValue));
@@ -145,7 +161,7 @@ thread_local LogOutcome tls_outcome;
 // it created or rewrote (`dirty`), appended when it ends. One per thread, reused.
 struct ViewLog {
   std::string ops;
-  std::vector<std::pair<const std::string*, Entry*>> dirty;  // node key, entry
+  std::vector<Node*> dirty;
   bool busy = false;
   bool owned = false;  // a nested View's own (the thread's is busy)
 };
@@ -171,6 +187,7 @@ Keyspace::Keyspace(std::function<Millis()> clock) : clock_(std::move(clock)) {
 Keyspace::~Keyspace() {
   expiry_.Stop();
   limit_->RemoveSource(this);
+  for (Shard& shard : shards_) FreeNodes(shard.index);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -195,7 +212,7 @@ Keyspace::View::View(Keyspace& keyspace, uint64_t shards, bool replaying)
 
 Keyspace::View::~View() {
   if (log_ != nullptr) {
-    for (const auto& [key, entry] : log_->dirty) PutState(&log_->ops, *key, *entry);
+    for (const Node* node : log_->dirty) PutState(&log_->ops, node->key(), *node);
     if (!log_->ops.empty()) keyspace_.NoteLogged(keyspace_.log_->Append(log_->ops), true);
     log_->ops.clear();
     log_->dirty.clear();
@@ -213,31 +230,35 @@ Keyspace::View::~View() {
 std::string* Keyspace::View::ops() { return log_ != nullptr ? &log_->ops : nullptr; }
 
 bool Keyspace::View::IsDirty(const Entry* entry) const {
-  return std::any_of(log_->dirty.begin(), log_->dirty.end(),
-                     [&](const auto& dirty) { return dirty.second == entry; });
+  return std::find(log_->dirty.begin(), log_->dirty.end(), entry) != log_->dirty.end();
 }
 
-void Keyspace::View::MarkDirty(const std::string* key, Entry* entry) {
-  if (log_ != nullptr && !IsDirty(entry)) log_->dirty.emplace_back(key, entry);
+void Keyspace::View::MarkDirty(Node* node) {
+  if (log_ != nullptr && !IsDirty(node)) log_->dirty.push_back(node);
 }
 
-void Keyspace::View::Forget(const std::string* key, bool log_delete) {
+void Keyspace::View::Forget(const Node* node, bool log_delete) {
   if (log_ == nullptr) return;
   auto& dirty = log_->dirty;
-  auto it = std::find_if(dirty.begin(), dirty.end(), [&](const auto& d) { return d.first == key; });
+  auto it = std::find(dirty.begin(), dirty.end(), node);
   const bool was_dirty = it != dirty.end();
   if (was_dirty) dirty.erase(it);
-  if (log_delete || was_dirty) PutKeyOp(&log_->ops, kDelete, *key);
+  if (log_delete || was_dirty) PutKeyOp(&log_->ops, kDelete, node->key());
 }
 
-template <typename It>
-bool Keyspace::View::Expired(It it) {
-  if (replaying_ || it->second.expire_at == 0 || it->second.expire_at > now_) return false;
-  Forget(&it->first, /*log_delete=*/false);  // logged only when changed in this view
-  Shard& shard = keyspace_.shards_[ShardOf(it->first)];
-  keyspace_.EraseIt(shard, it);
+bool Keyspace::View::Expired(Node* node, uint64_t hash) {
+  if (replaying_ || node->expire_at == 0 || node->expire_at > now_) return false;
+  Forget(node, /*log_delete=*/false);  // logged only when changed in this view
+  Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
+  keyspace_.Remove(shard, node, hash);
   ++shard.expired;
   return true;
+}
+
+Node* Keyspace::View::FindNode(std::string_view key, uint64_t* hash) {
+  *hash = HashBytes(key);
+  Node* node = keyspace_.shards_[ShardOfHash(*hash)].index.Find(key, *hash);
+  return node == nullptr || Expired(node, *hash) ? nullptr : node;
 }
 
 void Keyspace::NoteLogged(const Result<uint64_t>& appended, bool report) {
@@ -259,37 +280,54 @@ void Keyspace::LogDelete(std::string_view key) {
   NoteLogged(log_->Append(record), /*report=*/false);  // an eviction: no command waits for it
 }
 
-Keyspace::View Keyspace::Lock(const std::vector<std::string_view>& keys) {
+Keyspace::View Keyspace::Lock(std::span<const std::string_view> keys) {
   uint64_t shards = 0;
   for (std::string_view key : keys) shards |= uint64_t{1} << ShardOf(key);
   return View(*this, shards);
 }
 
+void Keyspace::Prefetch(std::span<const std::string_view> keys) {
+  constexpr size_t kBatch = 64;
+  uint64_t hashes[kBatch];
+  for (size_t begin = 0; begin < keys.size(); begin += kBatch) {
+    const size_t n = std::min(kBatch, keys.size() - begin);
+    for (size_t i = 0; i < n; ++i) {
+      hashes[i] = HashBytes(keys[begin + i]);
+      shards_[ShardOfHash(hashes[i])].index.PrefetchSlot(hashes[i]);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      Shard& shard = shards_[ShardOfHash(hashes[i])];
+      std::lock_guard lock(shard.mutex);
+      shard.index.PrefetchItem(hashes[i]);
+    }
+  }
+}
+
 uint64_t Keyspace::View::BytesOf(std::string_view key, const Entry& entry) {
-  // The key in the node was built from a string_view: its capacity is its size.
-  return kNodeBytes + HeapBytes(key.size()) +
+  return ChunkBytes(sizeof(Node) + key.size()) +
          (entry.hash ? entry.hash_bytes : HeapBytes(entry.string.capacity()));
 }
 
 Entry* Keyspace::View::Find(std::string_view key) {
-  Shard& shard = keyspace_.shards_[ShardOf(key)];
-  auto it = shard.map.find(key);
-  if (it == shard.map.end() || Expired(it)) return nullptr;
-  keyspace_.Touch(it->second, now_);
-  return &it->second;
+  uint64_t hash;
+  Node* node = FindNode(key, &hash);
+  if (node != nullptr) keyspace_.Touch(*node, now_);
+  return node;
 }
 
 Entry* Keyspace::View::Insert(std::string_view key, Type type) {
-  Shard& shard = keyspace_.shards_[ShardOf(key)];
-  auto it = shard.map.find(key);
-  if (it != shard.map.end()) {  // a fresh entry in the same node
-    keyspace_.Unindex(shard, it->first, it->second);
-    it->second = Entry{};
+  const uint64_t hash = HashBytes(key);
+  Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
+  Node* node = shard.index.Find(key, hash);
+  if (node != nullptr) {  // a fresh entry in the same node
+    keyspace_.Unindex(shard, *node);
+    static_cast<Entry&>(*node) = Entry{};
   } else {
-    it = shard.map.emplace(std::string(key), Entry{}).first;
+    node = NewNode(key);
+    shard.index.Insert(hash, node);
   }
-  Entry& entry = it->second;
-  MarkDirty(&it->first, &entry);
+  Entry& entry = *node;
+  MarkDirty(node);
   entry.type = type;
   if (type == Type::kHash) {
     entry.hash = std::make_unique<HashValue>();
@@ -337,23 +375,24 @@ bool Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_
 }
 
 bool Keyspace::View::Erase(std::string_view key) {
-  Shard& shard = keyspace_.shards_[ShardOf(key)];
-  auto it = shard.map.find(key);
-  if (it == shard.map.end() || Expired(it)) return false;
-  Forget(&it->first, /*log_delete=*/true);
-  keyspace_.EraseIt(shard, it);
+  uint64_t hash;
+  Node* node = FindNode(key, &hash);
+  if (node == nullptr) return false;
+  Forget(node, /*log_delete=*/true);
+  keyspace_.Remove(keyspace_.shards_[ShardOfHash(hash)], node, hash);
   return true;
 }
 
 std::optional<Entry> Keyspace::View::Take(std::string_view key) {
-  Shard& shard = keyspace_.shards_[ShardOf(key)];
-  auto it = shard.map.find(key);
-  if (it == shard.map.end() || Expired(it)) return std::nullopt;
-  Forget(&it->first, /*log_delete=*/true);
-  auto node = shard.map.extract(it);
-  Entry& entry = node.mapped();
-  keyspace_.Unindex(shard, node.key(), entry);
-  return std::move(entry);
+  uint64_t hash;
+  Node* node = FindNode(key, &hash);
+  if (node == nullptr) return std::nullopt;
+  Forget(node, /*log_delete=*/true);
+  Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
+  keyspace_.Unindex(shard, *node);
+  std::optional<Entry> entry(std::move(static_cast<Entry&>(*node)));
+  keyspace_.Drop(shard, node, hash);
+  return entry;
 }
 
 void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire_at) {
@@ -367,14 +406,13 @@ void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire
     return;
   }
   if (expire_at != 0) {  // joins the keys with a TTL
-    auto it = shard.map.find(key);
     entry->volatile_index = static_cast<uint32_t>(shard.volatile_keys.size());
-    shard.volatile_keys.push_back(&it->first);
+    shard.volatile_keys.push_back(static_cast<Node*>(entry));
   } else {  // leaves them: the last one takes its place
     const uint32_t index = entry->volatile_index;
-    const std::string* last = shard.volatile_keys.back();
+    Node* last = shard.volatile_keys.back();
     shard.volatile_keys[index] = last;
-    shard.map.find(*last)->second.volatile_index = index;
+    last->volatile_index = index;
     shard.volatile_keys.pop_back();
   }
   entry->expire_at = expire_at;
@@ -394,31 +432,37 @@ void Keyspace::Charge(Shard& shard, int64_t delta) {
 
 void Keyspace::Restructure(Shard& shard) {
   const int64_t structure =
-      static_cast<int64_t>(BucketBytes(shard.map.bucket_count()) +
+      static_cast<int64_t>(ChunkBytes(shard.index.SlotBytes()) +
                            ChunkBytes(shard.volatile_keys.capacity() * sizeof(void*)));
   Charge(shard, structure - shard.structure);
   shard.structure = structure;
 }
 
-void Keyspace::Unindex(Shard& shard, const std::string& key, const Entry& entry) {
-  if (entry.expire_at != 0) {
-    const uint32_t index = entry.volatile_index;
-    const std::string* last = shard.volatile_keys.back();
+void Keyspace::Unindex(Shard& shard, const Node& node) {
+  if (node.expire_at != 0) {
+    const uint32_t index = node.volatile_index;
+    Node* last = shard.volatile_keys.back();
     shard.volatile_keys[index] = last;
-    if (last != &key) shard.map.find(*last)->second.volatile_index = index;
+    last->volatile_index = index;
     shard.volatile_keys.pop_back();
   }
-  Charge(shard, -static_cast<int64_t>(View::BytesOf(key, entry)));
+  Charge(shard, -static_cast<int64_t>(View::BytesOf(node.key(), node)));
 }
 
-void Keyspace::EraseIt(Shard& shard, decltype(Shard::map)::iterator it) {
-  Unindex(shard, it->first, it->second);
-  shard.map.erase(it);
+void Keyspace::Drop(Shard& shard, Node* node, uint64_t hash) {
+  shard.index.Erase(node, hash);
+  FreeNode(node);
+  Restructure(shard);
 }
 
-bool Keyspace::ExpireIfDue(Shard& shard, decltype(Shard::map)::iterator it, Millis now) {
-  if (it->second.expire_at == 0 || it->second.expire_at > now) return false;
-  EraseIt(shard, it);
+void Keyspace::Remove(Shard& shard, Node* node, uint64_t hash) {
+  Unindex(shard, *node);
+  Drop(shard, node, hash);
+}
+
+bool Keyspace::ExpireIfDue(Shard& shard, Node* node, Millis now) {
+  if (node->expire_at == 0 || node->expire_at > now) return false;
+  Remove(shard, node, HashBytes(node->key()));
   ++shard.expired;
   return true;
 }
@@ -491,48 +535,45 @@ std::vector<std::string> Keyspace::Keys(std::string_view pattern) {
   const Millis now = clock_();
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mutex);
-    for (const auto& [key, entry] : shard.map) {
-      if (entry.expire_at != 0 && entry.expire_at <= now) continue;
-      if (Match(pattern, key)) keys.push_back(key);
-    }
+    shard.index.ForEach([&](const Node* node) {
+      if (node->expire_at != 0 && node->expire_at <= now) return;
+      if (Match(pattern, node->key())) keys.emplace_back(node->key());
+    });
   }
   return keys;
 }
 
 uint64_t Keyspace::Scan(uint64_t cursor, size_t count, std::string_view pattern,
                         std::optional<Type> type, std::vector<std::string>* out) {
-  // Cursor: shard (6 bits), bucket (29 bits), and the shard's bucket count when it was issued
-  // (29 bits). Buckets are walked in order; a key stays in its bucket until the map rehashes, and
-  // after a rehash (a different bucket count) the shard is walked again from its first bucket:
-  // keys may come twice, but none present for the whole scan is missed.
-  constexpr uint64_t kBucketBits = 29;
-  constexpr uint64_t kMask = (uint64_t{1} << kBucketBits) - 1;
+  // Cursor: shard (6 bits), slot position (29 bits), and the low 29 bits of the shard index's
+  // generation when it was issued. Positions are walked in order; a key keeps its position until
+  // the index is rebuilt, and after a rebuild (another generation) the shard is walked again
+  // from its first position: keys may come twice, but none present for the whole scan is missed.
+  constexpr uint64_t kPositionBits = 29;
+  constexpr uint64_t kMask = (uint64_t{1} << kPositionBits) - 1;
   size_t shard_index = cursor % kShards;
-  uint64_t bucket = (cursor >> 6) & kMask;
-  uint64_t tag = cursor >> (6 + kBucketBits);
+  uint64_t position = (cursor >> 6) & kMask;
+  const uint64_t tag = cursor >> (6 + kPositionBits);
   const Millis now = clock_();
   size_t visited = 0, empty = 0;
-  for (; shard_index < kShards; ++shard_index, bucket = 0) {
+  for (; shard_index < kShards; ++shard_index, position = 0) {
     Shard& shard = shards_[shard_index];
     std::lock_guard lock(shard.mutex);
-    const size_t buckets = shard.map.bucket_count();
-    if (bucket != 0 && tag != (buckets & kMask)) bucket = 0;
-    for (; bucket < buckets; ++bucket) {
+    const uint64_t generation = shard.index.generation() & kMask;
+    if (position != 0 && tag != generation) position = 0;
+    for (; position < shard.index.capacity(); ++position) {
       if (visited >= count || empty >= 10 * count) {
-        return (static_cast<uint64_t>(buckets & kMask) << (6 + kBucketBits)) | (bucket << 6) |
-               shard_index;
+        return (generation << (6 + kPositionBits)) | (position << 6) | shard_index;
       }
-      if (shard.map.bucket_size(bucket) == 0) {
+      const Node* node = shard.index.At(position);
+      if (node == nullptr) {
         ++empty;
         continue;
       }
-      for (auto it = shard.map.begin(bucket); it != shard.map.end(bucket); ++it) {
-        ++visited;
-        const Entry& entry = it->second;
-        if (entry.expire_at != 0 && entry.expire_at <= now) continue;
-        if (type && entry.type != *type) continue;
-        if (Match(pattern, it->first)) out->push_back(it->first);
-      }
+      ++visited;
+      if (node->expire_at != 0 && node->expire_at <= now) continue;
+      if (type && node->type != *type) continue;
+      if (Match(pattern, node->key())) out->emplace_back(node->key());
     }
   }
   return 0;
@@ -548,20 +589,19 @@ std::optional<std::string> Keyspace::RandomKey() {
     }
     Shard& shard = shards_[pick % kShards];
     std::lock_guard lock(shard.mutex);
-    if (shard.map.empty()) continue;
-    const size_t buckets = shard.map.bucket_count();
-    for (size_t i = 0; i < buckets; ++i) {
-      const size_t b = (pick / kShards + i) % buckets;
-      for (auto it = shard.map.begin(b); it != shard.map.end(b); ++it) {
-        if (it->second.expire_at == 0 || it->second.expire_at > now) return it->first;
-      }
+    const Node* node = shard.index.NextFrom(pick / kShards);
+    if (node != nullptr && (node->expire_at == 0 || node->expire_at > now)) {
+      return std::string(node->key());
     }
   }
   // Sparse or mostly expired: a full walk.
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mutex);
-    for (const auto& [key, entry] : shard.map) {
-      if (entry.expire_at == 0 || entry.expire_at > now) return key;
+    for (size_t i = 0; i < shard.index.capacity(); ++i) {
+      const Node* node = shard.index.At(i);
+      if (node != nullptr && (node->expire_at == 0 || node->expire_at > now)) {
+        return std::string(node->key());
+      }
     }
   }
   return std::nullopt;
@@ -572,35 +612,40 @@ int64_t Keyspace::Size() {
   const Millis now = clock_();
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mutex);
-    size += static_cast<int64_t>(shard.map.size());
+    size += static_cast<int64_t>(shard.index.size());
     // Keys whose time has come but that no one touched yet do not count.
-    for (const std::string* key : shard.volatile_keys) {
-      const Millis at = shard.map.find(*key)->second.expire_at;
-      if (at <= now) --size;
-    }
+    for (const Node* node : shard.volatile_keys) size -= node->expire_at <= now;
   }
   return size;
 }
 
 void Keyspace::Clear() {
-  std::vector<decltype(Shard::map)> doomed(kShards);  // freed outside the locks
-  View all(*this, ~uint64_t{0});                      // one atomic change, logged as one operation
-  for (size_t i = 0; i < kShards; ++i) ClearShard(shards_[i], &doomed[i]);
-  if (std::string* ops = all.ops()) ops->push_back(static_cast<char>(kClear));
+  std::vector<OpenIndex<Node>> doomed(kShards);  // freed outside the locks
+  {
+    View all(*this, ~uint64_t{0});  // one atomic change, logged as one operation
+    for (size_t i = 0; i < kShards; ++i) ClearShard(shards_[i], &doomed[i]);
+    if (std::string* ops = all.ops()) ops->push_back(static_cast<char>(kClear));
+  }
+  for (auto& index : doomed) FreeNodes(index);
 }
 
-void Keyspace::ClearShard(Shard& shard, decltype(Shard::map)* doomed) {
-  doomed->swap(shard.map);
-  std::vector<const std::string*>().swap(shard.volatile_keys);
+void Keyspace::ClearShard(Shard& shard, OpenIndex<Node>* doomed) {
+  doomed->swap(shard.index);
+  std::vector<Node*>().swap(shard.volatile_keys);
   Charge(shard, -shard.bytes);
   shard.structure = 0;
+}
+
+void Keyspace::FreeNodes(OpenIndex<Node>& index) {
+  index.ForEach(FreeNode);
+  index = OpenIndex<Node>();
 }
 
 KeyspaceStats Keyspace::Stats() {
   KeyspaceStats stats;
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mutex);
-    stats.keys += static_cast<int64_t>(shard.map.size());
+    stats.keys += static_cast<int64_t>(shard.index.size());
     stats.keys_with_ttl += static_cast<int64_t>(shard.volatile_keys.size());
     stats.expired += shard.expired;
     stats.evicted += shard.evicted;
@@ -628,11 +673,11 @@ Result<int64_t> Keyspace::Dump(const std::function<Status(std::string_view)>& si
       PutInt<uint64_t>(&section, 0);  // the key count, set below
       const Millis now = clock_();
       uint64_t count = 0;
-      for (const auto& [key, entry] : shard.map) {
-        if (entry.expire_at != 0 && entry.expire_at <= now) continue;
-        PutState(&section, key, entry);
+      shard.index.ForEach([&](const Node* node) {
+        if (node->expire_at != 0 && node->expire_at <= now) return;
+        PutState(&section, node->key(), *node);
         ++count;
-      }
+      });
       std::memcpy(section.data() + sizeof(uint64_t), &count, sizeof(count));
       keys += static_cast<int64_t>(count);
     }
@@ -688,9 +733,12 @@ Status Keyspace::Replay(std::string_view record, uint64_t lsn) {
     if (op.op == kClear) {
       for (size_t s = 0; s < kShards; ++s) {
         if (lsn <= floors_[s]) continue;
-        decltype(Shard::map) doomed;
-        std::lock_guard lock(shards_[s].mutex);
-        ClearShard(shards_[s], &doomed);
+        OpenIndex<Node> doomed;
+        {
+          std::lock_guard lock(shards_[s].mutex);
+          ClearShard(shards_[s], &doomed);
+        }
+        FreeNodes(doomed);
       }
     } else if (lsn > floors_[ShardOf(op.key)]) {
       Apply(op);
@@ -760,8 +808,8 @@ int64_t Keyspace::ActiveExpireCycle(int64_t budget_us) {
             std::lock_guard rng_lock(rng_mutex_);
             pick = rng_();
           }
-          const std::string* key = shard.volatile_keys[pick % shard.volatile_keys.size()];
-          if (ExpireIfDue(shard, shard.map.find(*key), now)) ++expired;
+          Node* node = shard.volatile_keys[pick % shard.volatile_keys.size()];
+          if (ExpireIfDue(shard, node, now)) ++expired;
         }
       }
       deleted += expired;
@@ -810,7 +858,7 @@ int64_t Keyspace::EvictableKeys(EvictionPolicy policy) {
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mutex);
     keys +=
-        static_cast<int64_t>(IsVolatile(policy) ? shard.volatile_keys.size() : shard.map.size());
+        static_cast<int64_t>(IsVolatile(policy) ? shard.volatile_keys.size() : shard.index.size());
   }
   return keys;
 }
@@ -819,27 +867,24 @@ bool Keyspace::Sample(EvictionPolicy policy, uint64_t random, int64_t /*now_ms*/
                       EvictionCandidate* out) {
   const Millis now = clock_();  // the clock the keys' access times come from
   // A random key (with a TTL, for volatile policies) of the first shard with one at or after a
-  // random shard: a random bucket's first key, or a random entry of the shard's TTL index.
+  // random shard: the first key at or after a random position, or a random entry of the shard's
+  // TTL index.
   for (size_t i = 0; i < kShards; ++i) {
     const size_t index = (random + i) % kShards;
     Shard& shard = shards_[index];
     std::lock_guard lock(shard.mutex);
-    const std::string* key = nullptr;
+    const Node* node = nullptr;
     if (IsVolatile(policy)) {
       if (shard.volatile_keys.empty()) continue;
-      key = shard.volatile_keys[(random >> 6) % shard.volatile_keys.size()];
+      node = shard.volatile_keys[(random >> 6) % shard.volatile_keys.size()];
     } else {
-      if (shard.map.empty()) continue;
-      const size_t buckets = shard.map.bucket_count();
-      size_t b = (random >> 6) % buckets;
-      while (shard.map.bucket_size(b) == 0) b = (b + 1) % buckets;
-      key = &shard.map.begin(b)->first;
+      node = shard.index.NextFrom(random >> 6);
+      if (node == nullptr) continue;
     }
-    const Entry& entry = shard.map.find(*key)->second;
-    out->score = EvictionScore(entry, policy, now);
-    out->bytes = View::BytesOf(*key, entry);
+    out->score = EvictionScore(*node, policy, now);
+    out->bytes = View::BytesOf(node->key(), *node);
     out->id = index;
-    out->key = *key;
+    out->key = node->key();
     return true;
   }
   return false;
@@ -850,11 +895,12 @@ int64_t Keyspace::Evict(EvictionPolicy policy, const std::vector<EvictionCandida
   for (const EvictionCandidate& victim : victims) {
     Shard& shard = shards_[victim.id];
     std::lock_guard lock(shard.mutex);
-    auto it = shard.map.find(victim.key);
+    const uint64_t hash = HashBytes(victim.key);
+    Node* node = shard.index.Find(victim.key, hash);
     // Gone since it was sampled, or (volatile policies) no longer carrying a TTL.
-    if (it == shard.map.end() || (IsVolatile(policy) && it->second.expire_at == 0)) continue;
-    LogDelete(it->first);
-    EraseIt(shard, it);
+    if (node == nullptr || (IsVolatile(policy) && node->expire_at == 0)) continue;
+    LogDelete(node->key());
+    Remove(shard, node, hash);
     ++shard.evicted;
     ++evicted;
   }

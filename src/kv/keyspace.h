@@ -7,13 +7,14 @@
 // more than 25% of a sample was expired and the time budget lasts. Only keys with a TTL are
 // sampled, so the cost follows their number, not the keyspace's size.
 //
-// Structure: kShards shards, each a hash map under its own mutex, chosen by the key's hash; an
-// operation on one key locks one shard; multi-key operations lock the shards they touch in shard
-// order (so MSET, DEL and RENAME are atomic). Each shard keeps the keys that carry a TTL in a
-// vector for uniform sampling (an entry knows its position there: O(1) removal).
+// Structure: kShards shards, each an OpenIndex (kv/open_index.h) of nodes under its own mutex,
+// chosen by the top bits of the key's hash; a node is one allocation holding the Entry and the
+// key's bytes. An operation on one key locks one shard; multi-key operations lock the shards they
+// touch in shard order (so MSET, DEL and RENAME are atomic). Each shard keeps its nodes that carry
+// a TTL in a vector for uniform sampling (a node knows its position there: O(1) removal).
 //
 // Memory: every allocation the keyspace makes is counted as the chunk glibc's malloc takes for it
-// (map nodes, key and value buffers, hash tables and their fields, bucket arrays), so
+// (nodes, value buffers, hash tables and their fields, slot arrays), so
 // UsedMemory() is exact, not an estimate (keyspace_test checks it against mallinfo2). The
 // keyspace is an EvictionSource of a MemoryLimit (common/eviction.h), its own or one shared with
 // the feature tables: MakeRoom() — called before every write that may grow memory — evicts keys
@@ -40,6 +41,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -49,6 +51,7 @@
 #include "common/hash.h"
 #include "common/periodic.h"
 #include "common/result.h"
+#include "kv/open_index.h"
 
 namespace quiver::kv {
 
@@ -119,6 +122,7 @@ LogOutcome TakeLogOutcome();
 
 struct ViewLog;    // a View's record under construction (keyspace.cc)
 struct Operation;  // a decoded operation of a record (keyspace.cc)
+struct Node;       // an Entry and its key's bytes, in one allocation (keyspace.cc)
 
 class Keyspace final : public EvictionSource {
  public:
@@ -163,12 +167,13 @@ class Keyspace final : public EvictionSource {
     View(Keyspace& keyspace, uint64_t shards, bool replaying = false);
     // Whether the entry's whole state is logged at the end (created or rewritten in this view).
     bool IsDirty(const Entry* entry) const;
-    void MarkDirty(const std::string* key, Entry* entry);
-    // A key leaves the map: a DELETE is logged when asked, or when the key was dirty here.
-    void Forget(const std::string* key, bool log_delete);
+    void MarkDirty(Node* node);
+    // A key leaves the keyspace: a DELETE is logged when asked, or when the key was dirty here.
+    void Forget(const Node* node, bool log_delete);
     // Passive expiry through this view; true when the key was due (and is gone).
-    template <typename It>
-    bool Expired(It it);
+    bool Expired(Node* node, uint64_t hash);
+    // The live node of `key` (passive expiry applied) and its hash, or null.
+    Node* FindNode(std::string_view key, uint64_t* hash);
     std::string* ops();  // the record being built, or null when not logging
 
     Keyspace& keyspace_;
@@ -179,8 +184,17 @@ class Keyspace final : public EvictionSource {
   };
 
   // Locks the shards of `keys` (in shard order) for one atomic operation.
-  View Lock(const std::vector<std::string_view>& keys);
+  View Lock(std::span<const std::string_view> keys);
+  View Lock(std::initializer_list<std::string_view> keys) {
+    return Lock({keys.begin(), keys.size()});
+  }
   View Lock(std::string_view key) { return View(*this, uint64_t{1} << ShardOf(key)); }
+
+  // Brings what operations on `keys` will touch (their index slots, then their nodes) towards
+  // the CPU's caches: a pipeline's keys, before its commands run, so that their cache misses
+  // overlap instead of coming one after another. Changes nothing; locks each key's shard
+  // briefly.
+  void Prefetch(std::span<const std::string_view> keys);
 
   // Every live key matching a glob pattern (Redis's KEYS patterns), in no order.
   std::vector<std::string> Keys(std::string_view pattern);
@@ -250,15 +264,18 @@ class Keyspace final : public EvictionSource {
  private:
   struct Shard {
     std::mutex mutex;
-    std::unordered_map<std::string, Entry, StringHash, std::equal_to<>> map;
-    std::vector<const std::string*> volatile_keys;  // keys with a TTL (point into `map`)
-    int64_t bytes = 0;                              // entries and the structures below
-    int64_t structure = 0;                          // bytes of the bucket array and volatile_keys
+    OpenIndex<Node> index;
+    std::vector<Node*> volatile_keys;  // nodes with a TTL
+    int64_t bytes = 0;                 // entries and the structures below
+    int64_t structure = 0;             // bytes of the slot array and volatile_keys
     int64_t expired = 0;
     int64_t evicted = 0;
   };
-  static size_t ShardOf(std::string_view key) { return HashBytes(key) >> 58; }  // top 6 bits
-  void ClearShard(Shard& shard, decltype(Shard::map)* doomed);                  // under its lock
+  static size_t ShardOfHash(uint64_t hash) { return hash >> 58; }  // top 6 bits
+  static size_t ShardOf(std::string_view key) { return ShardOfHash(HashBytes(key)); }
+  // Under its lock: empties a shard into `doomed`, whose nodes FreeNodes then frees.
+  void ClearShard(Shard& shard, OpenIndex<Node>* doomed);
+  static void FreeNodes(OpenIndex<Node>& index);
   // Applies one decoded operation of a record or dump (recovery), without logging or expiry.
   void Apply(const Operation& op);
   // Logs a key's deletion outside a View (eviction), under its shard's lock.
@@ -266,14 +283,16 @@ class Keyspace final : public EvictionSource {
   // Records an appended record's LSN (or error) for LastLoggedLsn and, when `report`, this
   // thread's LogOutcome.
   void NoteLogged(const Result<uint64_t>& appended, bool report);
-  // Under the shard's lock.
-  void EraseIt(Shard& shard, decltype(Shard::map)::iterator it);
-  // Takes a key's entry out of the TTL index and the byte count (before it leaves the map).
-  void Unindex(Shard& shard, const std::string& key, const Entry& entry);
-  bool ExpireIfDue(Shard& shard, decltype(Shard::map)::iterator it, Millis now);
+  // Under the shard's lock: removes a node (with its key's hash) from the shard and frees it.
+  void Remove(Shard& shard, Node* node, uint64_t hash);
+  // Remove's second half, for a node already Unindexed.
+  void Drop(Shard& shard, Node* node, uint64_t hash);
+  // Takes a node's entry out of the TTL index and the byte count (before it leaves the shard).
+  void Unindex(Shard& shard, const Node& node);
+  bool ExpireIfDue(Shard& shard, Node* node, Millis now);
   // Under the shard's lock: adds `delta` to its bytes and the total.
   void Charge(Shard& shard, int64_t delta);
-  // Under the shard's lock: charges a change in the bucket array's or volatile_keys' size.
+  // Under the shard's lock: charges a change in the slot array's or volatile_keys' size.
   void Restructure(Shard& shard);
   void Touch(Entry& entry, Millis now);
   uint64_t EvictionScore(const Entry& entry, EvictionPolicy policy, Millis now) const;

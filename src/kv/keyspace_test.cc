@@ -396,7 +396,9 @@ TEST(KeyspaceEvictionTest, EveryPolicyStaysUnderTheLimit) {
       ++clock.now;
       ASSERT_TRUE(keyspace.MakeRoom()) << PolicyName(policy) << " at " << i;
       Put(keyspace, "ttl" + std::to_string(i), std::string(100, 'v'), clock.now + 100'000);
-      ASSERT_LE(keyspace.UsedMemory(), limit + 1024) << PolicyName(policy);
+      // One write past the limit: its node, and maybe its shard's slot array and TTL vector
+      // doubling.
+      ASSERT_LE(keyspace.UsedMemory(), limit + 2048) << PolicyName(policy);
     }
     EXPECT_GT(keyspace.Stats().evicted, 3000) << PolicyName(policy);
     if (policy >= EvictionPolicy::kVolatileLru) {

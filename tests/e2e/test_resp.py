@@ -221,6 +221,25 @@ def test_pipelining_partial_reads_inline_and_protocol_errors(server):
         assert s.recv(1024) == b""
 
 
+def test_a_pipeline_runs_in_order_and_stops_at_quit(server):
+    """A pipeline is parsed ahead and its keys prefetched; it still runs strictly in order (a
+    GET sees the SET before it, an inline command between array requests keeps its arguments) and
+    nothing after QUIT runs."""
+    r = redis.Redis(port=server.resp_port)
+    with socket.create_connection(("127.0.0.1", server.resp_port)) as s:
+        s.sendall(b"*3\r\n$3\r\nSET\r\n$2\r\nq1\r\n$1\r\na\r\n"
+                  b"*2\r\n$3\r\nGET\r\n$2\r\nq1\r\n"
+                  b"APPEND q1 \"b c\"\r\n"
+                  b"*2\r\n$3\r\nGET\r\n$2\r\nq1\r\n"
+                  b"*1\r\n$4\r\nQUIT\r\n"
+                  b"*3\r\n$3\r\nSET\r\n$2\r\nq2\r\n$1\r\nx\r\n")
+        received = b""
+        while chunk := s.recv(65536):
+            received += chunk
+    assert received == b"+OK\r\n$1\r\na\r\n:4\r\n$4\r\nab c\r\n+OK\r\n"
+    assert r.get("q1") == b"ab c" and r.get("q2") is None
+
+
 def test_requirepass(start_server):
     server = start_server("--requirepass", "s3cret")
     client = redis.Redis(port=server.resp_port)

@@ -21,7 +21,7 @@ using kv::HashValue;
 using kv::Keyspace;
 using kv::Millis;
 using kv::Type;
-using Args = std::vector<std::string_view>;
+using Args = std::span<const std::string_view>;
 
 constexpr std::string_view kWrongType =
     "WRONGTYPE Operation against a key holding the wrong kind of value";
@@ -206,7 +206,7 @@ void MSet(Context& c, bool only_if_none) {
   if (c.args.size() % 2 != 1) {
     return c.reply.Error("ERR wrong number of arguments for '" + Lower(c.args[0]) + "' command");
   }
-  Args keys;
+  std::vector<std::string_view> keys;
   for (size_t i = 1; i < c.args.size(); i += 2) keys.push_back(c.args[i]);
   auto view = c.keyspace().Lock(keys);
   if (only_if_none) {
@@ -667,7 +667,7 @@ void QuiverFetch(Context& c) {
   if (static_cast<size_t>(count) > c.args.size() - 3) {
     return c.reply.Error("ERR numkeys is larger than the number of keys given");
   }
-  const Args keys(c.args.begin() + 3, c.args.begin() + 3 + count);
+  const std::vector<std::string_view> keys(c.args.begin() + 3, c.args.begin() + 3 + count);
   bool found = false;
   std::vector<std::string> columns;
   for (size_t i = 3 + static_cast<size_t>(count); i < c.args.size(); ++i) {
@@ -1239,17 +1239,36 @@ void CommandCommand(Context& c) {
 
 size_t CommandCount() { return Table().size(); }
 
-void Execute(ServerState& server, Client& client, const Args& args, ReplyWriter& reply) {
+namespace {
+
+// The command named `name` (any case), or null.
+const Command* Lookup(std::string_view name) {
+  char lowered[24];  // longer than every command name
+  if (name.size() > sizeof(lowered)) return nullptr;
+  for (size_t i = 0; i < name.size(); ++i) {
+    lowered[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+  }
+  auto it = Index().find(std::string_view(lowered, name.size()));
+  return it == Index().end() ? nullptr : it->second;
+}
+
+}  // namespace
+
+void AppendKeys(Args args, std::vector<std::string_view>* keys) {
+  const Command* command = args.empty() ? nullptr : Lookup(args[0]);
+  if (command == nullptr || command->first_key <= 0) return;
+  const auto size = static_cast<int>(args.size());
+  const int last = command->last_key < 0 ? size + command->last_key : command->last_key;
+  for (int i = command->first_key; i <= last && i < size; i += command->step) {
+    keys->push_back(args[i]);
+  }
+}
+
+void Execute(ServerState& server, Client& client, Args args, ReplyWriter& reply) {
   if (args.empty()) return;
   server.commands.fetch_add(1, std::memory_order_relaxed);
-  char lowered[24];  // longer than every command name
-  const size_t length = std::min(args[0].size(), sizeof(lowered));
-  for (size_t i = 0; i < length; ++i) {
-    lowered[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(args[0][i])));
-  }
-  const std::string_view name(lowered, args[0].size() <= sizeof(lowered) ? length : 0);
-  auto it = Index().find(name);
-  if (it == Index().end()) {
+  const Command* found = Lookup(args[0]);
+  if (found == nullptr) {
     std::string message = "ERR unknown command '" + std::string(args[0].substr(0, 128)) +
                           "', with args beginning with: ";
     for (size_t i = 1; i < args.size() && message.size() < 256; ++i) {
@@ -1257,11 +1276,12 @@ void Execute(ServerState& server, Client& client, const Args& args, ReplyWriter&
     }
     return reply.Error(message);
   }
-  const Command& command = *it->second;
+  const Command& command = *found;
   const int arity = command.arity;
   if ((arity > 0 && static_cast<int>(args.size()) != arity) ||
       (arity < 0 && static_cast<int>(args.size()) < -arity)) {
-    return reply.Error("ERR wrong number of arguments for '" + std::string(name) + "' command");
+    return reply.Error("ERR wrong number of arguments for '" + std::string(command.name) +
+                       "' command");
   }
   if (!server.requirepass.empty() && !client.authenticated &&
       std::string_view(command.flags).find("noauth") == std::string_view::npos) {
@@ -1279,7 +1299,7 @@ void Execute(ServerState& server, Client& client, const Args& args, ReplyWriter&
   if (command.denyoom && !server.keyspace->MakeRoom()) {
     return reply.Error("OOM command not allowed when used memory > 'maxmemory'.");
   }
-  client.last_command.assign(name);
+  client.last_command.assign(command.name);
   Context context{server, client, args, reply};
   if (log == nullptr) return command.run(context);
   const size_t mark = reply.size();

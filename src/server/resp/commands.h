@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -53,8 +54,12 @@ struct ServerState {
 // Runs one command (args[0] is its name, any case) and appends its reply. With a logged keyspace,
 // a change is refused (MISCONF) while the log cannot be written; under fsync=always its reply
 // waits for the log's fsync, otherwise the caller runs Flush before sending replies.
-void Execute(ServerState& server, Client& client, const std::vector<std::string_view>& args,
+void Execute(ServerState& server, Client& client, std::span<const std::string_view> args,
              ReplyWriter& reply);
+
+// Appends the keyspace keys a request names (its command's key positions) to `keys`: what a
+// pipeline prefetches (Keyspace::Prefetch) before its commands run. None for an unknown command.
+void AppendKeys(std::span<const std::string_view> args, std::vector<std::string_view>* keys);
 
 // Writes the log records of the client's changes (one write for a whole pipeline) before the
 // replies in `output` go out. When that fails, their replies become MISCONF errors (the changes

@@ -78,25 +78,32 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
         });
   }
 
-  // Runs every complete request in the input, then writes all replies at once.
+  // Runs every complete request in the input, then writes all replies at once. Requests are
+  // parsed a batch at a time, and a batch's keys prefetched before any of it runs
+  // (Keyspace::Prefetch). A batch ends at an inline command: its arguments live in parsed_ only
+  // until the next parse.
   void Process() {
     std::string_view rest(input_.data(), used_);
     ReplyWriter reply(&output_);
-    reply.set_protocol(client_.protocol);
-    bool protocol_error = false;
-    while (!rest.empty() && !client_.close_after_reply) {
-      ParseRequest(rest, &args_, &parsed_);
-      if (parsed_.status == ParseStatus::kIncomplete) break;
-      if (parsed_.status == ParseStatus::kError) {
-        reply.Error("ERR " + parsed_.error);
-        protocol_error = true;
-        break;
+    bool protocol_error = false, incomplete = false;
+    while (!rest.empty() && !incomplete && !protocol_error && !client_.close_after_reply) {
+      batch_args_.clear();
+      batch_.clear();
+      while (!rest.empty()) {
+        const bool is_inline = rest.front() != '*';
+        ParseRequest(rest, &args_, &parsed_);
+        incomplete = parsed_.status == ParseStatus::kIncomplete;
+        protocol_error = parsed_.status == ParseStatus::kError;
+        if (incomplete || protocol_error) break;
+        rest.remove_prefix(parsed_.consumed);
+        if (args_.empty()) continue;
+        batch_.emplace_back(batch_args_.size(), args_.size());
+        batch_args_.insert(batch_args_.end(), args_.begin(), args_.end());
+        if (is_inline) break;
       }
-      rest.remove_prefix(parsed_.consumed);
-      if (args_.empty()) continue;
-      Execute(server_.state_, client_, args_, reply);
-      reply.set_protocol(client_.protocol);  // HELLO may have changed it
+      RunBatch(reply);
     }
+    if (protocol_error && !client_.close_after_reply) reply.Error("ERR " + parsed_.error);
     Flush(server_.state_, client_, &output_);  // this batch's log records, in one write
     // What is left (a partial request) moves to the front.
     if (rest.size() != used_) std::memmove(input_.data(), rest.data(), rest.size());
@@ -111,6 +118,21 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
     if (output_.size() > kMaxPendingReplyBytes) return Shutdown();
     if (output_.empty()) return Read();
     Write();
+  }
+
+  void RunBatch(ReplyWriter& reply) {
+    if (batch_.size() > 1) {
+      keys_.clear();
+      for (const auto& [begin, size] : batch_) {
+        AppendKeys(std::span(batch_args_).subspan(begin, size), &keys_);
+      }
+      server_.state_.keyspace->Prefetch(keys_);
+    }
+    for (const auto& [begin, size] : batch_) {
+      if (client_.close_after_reply) break;  // QUIT: what follows is not run
+      reply.set_protocol(client_.protocol);  // HELLO may have changed it
+      Execute(server_.state_, client_, std::span(batch_args_).subspan(begin, size), reply);
+    }
   }
 
   void Write() {
@@ -132,6 +154,11 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   std::string output_, writing_;
   std::vector<std::string_view> args_;
   Parsed parsed_;
+  // The requests of one Process: their arguments, each request's [begin, size) in them, and
+  // their keys.
+  std::vector<std::string_view> batch_args_;
+  std::vector<std::pair<size_t, size_t>> batch_;
+  std::vector<std::string_view> keys_;
   std::string client_line_;
 };
 
