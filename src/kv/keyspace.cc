@@ -39,17 +39,12 @@ void FreeNode(Node* node) {
   ::operator delete(node);
 }
 
-constexpr uint64_t kFieldNodeBytes =
-    ChunkBytes(sizeof(void*) + sizeof(std::pair<const std::string, std::string>) + sizeof(size_t));
 constexpr uint64_t kHashTableBytes = ChunkBytes(sizeof(HashValue));
 
 // Heap bytes of a string: none while it fits in the object (libstdc++'s 15-byte buffer).
 uint64_t HeapBytes(size_t capacity) { return capacity > 15 ? ChunkBytes(capacity + 1) : 0; }
-uint64_t BucketBytes(size_t buckets) {
-  return buckets > 1 ? ChunkBytes(buckets * sizeof(void*)) : 0;
-}
-uint64_t FieldBytes(const std::string& field, const std::string& value) {
-  return kFieldNodeBytes + HeapBytes(field.capacity()) + HeapBytes(value.capacity());
+uint64_t FieldBytes(const HashField& field) {
+  return ChunkBytes(sizeof(HashField) + field.name_size) + HeapBytes(field.value.capacity());
 }
 
 // LFU words keep 16 bits of minutes (Redis's).
@@ -188,6 +183,43 @@ Keyspace::~Keyspace() {
   expiry_.Stop();
   limit_->RemoveSource(this);
   for (Shard& shard : shards_) FreeNodes(shard.index);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hash values.
+
+HashValue::~HashValue() {
+  index_.ForEach([](HashField* field) {
+    field->~HashField();
+    ::operator delete(field);
+  });
+}
+
+const std::string* HashValue::Find(std::string_view field) const {
+  const HashField* found = FindField(field);
+  return found != nullptr ? &found->value : nullptr;
+}
+
+HashField* HashValue::FindField(std::string_view field) const {
+  return index_.Find(field, HashBytes(field));
+}
+
+HashField* HashValue::Emplace(std::string_view field, bool* added) {
+  const uint64_t hash = HashBytes(field);
+  HashField* found = index_.Find(field, hash);
+  *added = found == nullptr;
+  if (found != nullptr) return found;
+  found = new (::operator new(sizeof(HashField) + field.size())) HashField;
+  found->name_size = static_cast<uint32_t>(field.size());
+  std::memcpy(reinterpret_cast<char*>(found + 1), field.data(), field.size());
+  index_.Insert(hash, found);
+  return found;
+}
+
+void HashValue::Erase(HashField* field) {
+  index_.Erase(field, HashBytes(field->key()));
+  field->~HashField();
+  ::operator delete(field);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -344,31 +376,34 @@ bool Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_vie
                              std::string_view value) {
   HashValue& hash = *entry->hash;
   const uint64_t before = entry->hash_bytes;
-  const uint64_t buckets = BucketBytes(hash.bucket_count());
-  auto [it, inserted] = hash.try_emplace(std::string(field));
-  const uint64_t old_field = inserted ? 0 : FieldBytes(it->first, it->second);
-  it->second.assign(value);
+  const uint64_t slots = ChunkBytes(hash.SlotBytes());
+  bool inserted;
+  HashField* set = hash.Emplace(field, &inserted);
+  const uint64_t old_field = inserted ? 0 : FieldBytes(*set);
+  set->value.assign(value);
   if (log_ != nullptr && !IsDirty(entry)) {
     PutKeyOp(&log_->ops, kHashSet, key);
     PutBytes(&log_->ops, field);
     PutBytes(&log_->ops, value);
   }
-  entry->hash_bytes +=
-      FieldBytes(it->first, it->second) - old_field + BucketBytes(hash.bucket_count()) - buckets;
+  entry->hash_bytes += FieldBytes(*set) - old_field + ChunkBytes(hash.SlotBytes()) - slots;
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
                    static_cast<int64_t>(entry->hash_bytes) - static_cast<int64_t>(before));
   return inserted;
 }
 
 bool Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_view field) {
-  auto it = entry->hash->find(field);
-  if (it == entry->hash->end()) return false;
-  const uint64_t bytes = FieldBytes(it->first, it->second);
+  HashValue& hash = *entry->hash;
+  HashField* found = hash.FindField(field);
+  if (found == nullptr) return false;
   if (log_ != nullptr && !IsDirty(entry)) {
     PutKeyOp(&log_->ops, kHashDelete, key);
     PutBytes(&log_->ops, field);
   }
-  entry->hash->erase(it);
+  const uint64_t slots = ChunkBytes(hash.SlotBytes());
+  uint64_t bytes = FieldBytes(*found);
+  hash.Erase(found);  // the slot array may shrink
+  bytes += slots - ChunkBytes(hash.SlotBytes());
   entry->hash_bytes -= bytes;
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)], -static_cast<int64_t>(bytes));
   return true;

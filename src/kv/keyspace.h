@@ -61,11 +61,70 @@ Millis SystemMillis();
 enum class Type : uint8_t { kString, kHash };
 std::string_view TypeName(Type type);  // "string", "hash"
 
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view bytes) const { return HashBytes(bytes); }
+// A field of a hash: its value, then the field's name right behind the struct (one allocation).
+struct HashField {
+  std::string value;
+  uint32_t name_size = 0;
+  std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), name_size}; }
 };
-using HashValue = std::unordered_map<std::string, std::string, StringHash, std::equal_to<>>;
+
+// A hash's fields: an OpenIndex of HashFields, which it owns. Iterating yields
+// (field, value) pairs of string_views, in no order.
+class HashValue {
+ public:
+  HashValue() = default;
+  ~HashValue();
+  HashValue(const HashValue&) = delete;
+  HashValue& operator=(const HashValue&) = delete;
+
+  // The value of `field`, or null.
+  const std::string* Find(std::string_view field) const;
+  HashField* FindField(std::string_view field) const;
+  // The field, added with an empty value when absent (`*added` says which).
+  HashField* Emplace(std::string_view field, bool* added);
+  // Removes and frees a field of this hash.
+  void Erase(HashField* field);
+  size_t size() const { return index_.size(); }
+  bool empty() const { return index_.empty(); }
+  size_t SlotBytes() const { return index_.SlotBytes(); }
+
+  class Iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = std::pair<std::string_view, std::string_view>;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = value_type;
+
+    value_type operator*() const {
+      const HashField* field = index_->At(position_);
+      return {field->key(), field->value};
+    }
+    Iterator& operator++() {
+      ++position_;
+      Skip();
+      return *this;
+    }
+    bool operator==(const Iterator& other) const { return position_ == other.position_; }
+
+   private:
+    friend class HashValue;
+    Iterator(const OpenIndex<HashField>* index, size_t position)
+        : index_(index), position_(position) {
+      Skip();
+    }
+    void Skip() {
+      while (position_ < index_->capacity() && index_->At(position_) == nullptr) ++position_;
+    }
+    const OpenIndex<HashField>* index_;
+    size_t position_;
+  };
+  Iterator begin() const { return Iterator(&index_, 0); }
+  Iterator end() const { return Iterator(&index_, index_.capacity()); }
+
+ private:
+  OpenIndex<HashField> index_;
+};
 
 struct Entry {
   Type type = Type::kString;

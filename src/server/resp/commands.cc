@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <unordered_map>
@@ -577,8 +578,7 @@ void ReadHash(Context& c, Reply&& reply) {
 
 // A field's value in a hash or a row; null when absent.
 const std::string* FieldOf(const HashValue& hash, std::string_view field) {
-  auto it = hash.find(field);
-  return it == hash.end() ? nullptr : &it->second;
+  return hash.Find(field);
 }
 const std::string* FieldOf(const std::optional<TableRow>& row, std::string_view field) {
   if (!row) return nullptr;
@@ -694,8 +694,8 @@ void HIncrBy(Context& c) {
   if (wrong) return;
   int64_t value = 0;
   if (entry != nullptr) {
-    auto it = entry->hash->find(c.args[2]);
-    if (it != entry->hash->end() && !ParseInt(it->second, &value)) {
+    const std::string* old = entry->hash->Find(c.args[2]);
+    if (old != nullptr && !ParseInt(*old, &value)) {
       return c.reply.Error("ERR hash value is not an integer");
     }
   }
@@ -1241,15 +1241,28 @@ size_t CommandCount() { return Table().size(); }
 
 namespace {
 
-// The command named `name` (any case), or null.
+// The command named `name` (any case), or null. A pipeline repeats its command: the last name
+// this thread looked up, as sent, answers without the table.
 const Command* Lookup(std::string_view name) {
-  char lowered[24];  // longer than every command name
-  if (name.size() > sizeof(lowered)) return nullptr;
+  constexpr size_t kLongest = 24;  // longer than every command name
+  thread_local char last[kLongest];
+  thread_local size_t last_size = 0;
+  thread_local const Command* last_command = nullptr;
+  if (name.size() > kLongest) return nullptr;
+  if (name.size() == last_size && std::memcmp(name.data(), last, last_size) == 0) {
+    return last_command;
+  }
+  char lowered[kLongest];
   for (size_t i = 0; i < name.size(); ++i) {
-    lowered[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[i])));
+    const char c = name[i];
+    lowered[i] = c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
   }
   auto it = Index().find(std::string_view(lowered, name.size()));
-  return it == Index().end() ? nullptr : it->second;
+  const Command* found = it == Index().end() ? nullptr : it->second;
+  std::memcpy(last, name.data(), name.size());
+  last_size = name.size();
+  last_command = found;
+  return found;
 }
 
 }  // namespace

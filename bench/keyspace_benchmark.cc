@@ -1,0 +1,87 @@
+// The keyspace's lookups without the network (docs/benchmarks.md): GET and SET of random keys
+// among 1,000,000 (16-byte keys `key:%012d`, 3-byte values, redis-benchmark's shape), one at a
+// time and as pipelines of 16 with Keyspace::Prefetch first, as the RESP server runs them.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kv/keyspace.h"
+
+namespace quiver::kv {
+namespace {
+
+constexpr int kKeys = 1'000'000;
+constexpr int kPipeline = 16;
+
+std::string KeyName(int i) {
+  char buffer[24];
+  std::snprintf(buffer, sizeof(buffer), "key:%012d", i);
+  return buffer;
+}
+
+// One keyspace of kKeys keys, built once, and random keys to look up in it.
+struct Fixture {
+  Keyspace keyspace;
+  std::vector<std::string> lookups;
+  Fixture() {
+    for (int i = 0; i < kKeys; ++i) {
+      const std::string key = KeyName(i);
+      auto view = keyspace.Lock(key);
+      view.Insert(key, Type::kString)->string = "xxx";
+    }
+    std::mt19937 rng(1);
+    for (int i = 0; i < 1 << 20; ++i) lookups.push_back(KeyName(static_cast<int>(rng() % kKeys)));
+  }
+};
+
+Fixture& Shared() {
+  static Fixture fixture;
+  return fixture;
+}
+
+// state.range(0): 1 to prefetch each pipeline's keys first.
+void BM_Get(benchmark::State& state) {
+  Fixture& f = Shared();
+  const bool prefetch = state.range(0) != 0;
+  std::vector<std::string_view> keys(kPipeline);
+  size_t next = 0, found = 0;
+  for (auto _ : state) {
+    for (auto& key : keys) key = f.lookups[next++ & (f.lookups.size() - 1)];
+    if (prefetch) f.keyspace.Prefetch(keys);
+    for (std::string_view key : keys) {
+      auto view = f.keyspace.Lock(key);
+      const Entry* entry = view.Find(key);
+      found += entry != nullptr && entry->string.size() == 3;
+    }
+  }
+  benchmark::DoNotOptimize(found);
+  state.SetItemsProcessed(state.iterations() * kPipeline);
+}
+BENCHMARK(BM_Get)->Arg(0)->Arg(1);
+
+void BM_Set(benchmark::State& state) {
+  Fixture& f = Shared();
+  const bool prefetch = state.range(0) != 0;
+  std::vector<std::string_view> keys(kPipeline);
+  size_t next = 0;
+  for (auto _ : state) {
+    for (auto& key : keys) key = f.lookups[next++ & (f.lookups.size() - 1)];
+    if (prefetch) f.keyspace.Prefetch(keys);
+    for (std::string_view key : keys) {
+      auto view = f.keyspace.Lock(key);
+      Entry* entry = view.Insert(key, Type::kString);
+      entry->string = "yyy";
+      view.Resized(key, *entry, Keyspace::View::BytesOf(key, Entry{}));
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * kPipeline);
+}
+BENCHMARK(BM_Set)->Arg(0)->Arg(1);
+
+}  // namespace
+}  // namespace quiver::kv
+
+BENCHMARK_MAIN();
