@@ -804,8 +804,11 @@ void Hello(Context& c) {
         "authenticate the client and select the RESP protocol version at the "
         "same time");
   }
-  if (set_name) c.client.name = std::string(name);
-  c.client.protocol = static_cast<int>(protocol);
+  {
+    std::lock_guard lock(c.client.mutex);
+    if (set_name) c.client.name = std::string(name);
+    c.client.protocol = static_cast<int>(protocol);
+  }
   c.reply.set_protocol(c.client.protocol);
   c.reply.Map(7);
   c.reply.Bulk("server");
@@ -824,12 +827,6 @@ void Hello(Context& c) {
   c.reply.Array(0);
 }
 
-std::string ClientLine(const Client& client) {
-  return "id=" + std::to_string(client.id) + " addr=" + client.address + " name=" + client.name +
-         " age=" + std::to_string((kv::SystemMillis() - client.created_ms) / 1000) +
-         " db=0 resp=" + std::to_string(client.protocol) + " cmd=" + client.last_command;
-}
-
 void ClientCommand(Context& c) {
   const std::string_view sub = c.args[1];
   if (Is(sub, "setname") && c.args.size() == 3) {
@@ -840,6 +837,7 @@ void ClientCommand(Context& c) {
             "characters.");
       }
     }
+    std::lock_guard lock(c.client.mutex);
     c.client.name = std::string(c.args[2]);
     return c.reply.Simple("OK");
   }
@@ -1239,6 +1237,14 @@ void CommandCommand(Context& c) {
 
 size_t CommandCount() { return Table().size(); }
 
+std::string ClientLine(const Client& client) {
+  std::lock_guard lock(client.mutex);
+  return "id=" + std::to_string(client.id) + " addr=" + client.address + " name=" + client.name +
+         " age=" + std::to_string((kv::SystemMillis() - client.created_ms) / 1000) +
+         " db=0 resp=" + std::to_string(client.protocol) +
+         " cmd=" + client.last_command.load(std::memory_order_relaxed);
+}
+
 namespace {
 
 // The command named `name` (any case), or null. A pipeline repeats its command: the last name
@@ -1312,7 +1318,7 @@ void Execute(ServerState& server, Client& client, Args args, ReplyWriter& reply)
   if (command.denyoom && !server.keyspace->MakeRoom()) {
     return reply.Error("OOM command not allowed when used memory > 'maxmemory'.");
   }
-  client.last_command.assign(command.name);
+  client.last_command.store(command.name, std::memory_order_relaxed);
   Context context{server, client, args, reply};
   if (log == nullptr) return command.run(context);
   const size_t mark = reply.size();

@@ -19,6 +19,8 @@
 
 namespace quiver::resp {
 
+// A connection's state. Its own thread reads and writes it; CLIENT LIST on other threads reads it
+// through ClientLine: `name` and `protocol` are written under `mutex`, `last_command` is atomic.
 struct Client {
   int64_t id = 0;
   std::string name;
@@ -26,8 +28,9 @@ struct Client {
   int64_t created_ms = 0;
   int protocol = 2;
   bool authenticated = false;
-  bool close_after_reply = false;  // QUIT
-  std::string last_command;
+  bool close_after_reply = false;             // QUIT
+  std::atomic<const char*> last_command{""};  // a name from the command table
+  mutable std::mutex mutex;
   // The last log record of this client's changes not yet written, and where their replies are
   // in the output: Flush writes the records before the replies go out.
   uint64_t unwritten_lsn = 0;
@@ -66,6 +69,9 @@ void AppendKeys(std::span<const std::string_view> args, std::vector<std::string_
 // stay in memory and their records buffered, retried each second; later changes are refused
 // until a retry succeeds).
 void Flush(ServerState& server, Client& client, std::string* output);
+
+// CLIENT INFO's line for a client (CLIENT LIST has one per connection); any thread.
+std::string ClientLine(const Client& client);
 
 // The number of commands in the table (COMMAND COUNT).
 size_t CommandCount();

@@ -50,8 +50,8 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
     net::post(socket_.get_executor(), [self = shared_from_this()] { self->Shutdown(); });
   }
 
-  // Under the server's connections_mutex_.
-  const std::string& Line() const { return client_line_; }
+  // Under the server's connections_mutex_ (which keeps the connection alive).
+  std::string Line() const { return ClientLine(client_); }
 
   ~Connection() {
     std::lock_guard lock(server_.connections_mutex_);
@@ -108,12 +108,6 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
     // What is left (a partial request) moves to the front.
     if (rest.size() != used_) std::memmove(input_.data(), rest.data(), rest.size());
     used_ = rest.size();
-    {
-      std::lock_guard lock(server_.connections_mutex_);
-      client_line_ = "id=" + std::to_string(client_.id) + " addr=" + client_.address +
-                     " name=" + client_.name + " resp=" + std::to_string(client_.protocol) +
-                     " cmd=" + client_.last_command;
-    }
     if (protocol_error) client_.close_after_reply = true;
     if (output_.size() > kMaxPendingReplyBytes) return Shutdown();
     if (output_.empty()) return Read();
@@ -159,7 +153,6 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::string_view> batch_args_;
   std::vector<std::pair<size_t, size_t>> batch_;
   std::vector<std::string_view> keys_;
-  std::string client_line_;
 };
 
 RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace,
