@@ -76,11 +76,13 @@ demo: build
 bench: build python
 	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/run.py
 
-# The C++ microbenchmarks: engine, HTTP and Flight from C++ clients (BENCH_ROWS, default 10,000,000).
+# The C++ microbenchmarks: engine, HTTP and Flight from C++ clients (BENCH_ROWS, default 10,000,000),
+# and the keyspace's lookups.
 bench-cpp: build
 	@./$(BUILD)/bench/engine_benchmark --benchmark_counters_tabular=true
 	@./$(BUILD)/bench/http_benchmark
 	@./$(BUILD)/bench/flight_benchmark
+	@./$(BUILD)/bench/keyspace_benchmark
 
 # quiverd's Redis protocol against redis-server with redis-benchmark, 1 and 2 server threads,
 # pipelines 1 and 16, and memory per key (bench/suite/resp.py; BENCH_REQUESTS, BENCH_RUNS, ...).
