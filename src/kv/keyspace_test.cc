@@ -155,6 +155,9 @@ TEST(KeyspaceConcurrencyTest, WritersReadersActiveExpiryAndEviction) {
         const std::string key = "k" + std::to_string(rng() % 300);
         const std::string other = "k" + std::to_string(rng() % 300);
         if (t % 2 == 0) (void)keyspace.MakeRoom();
+        // As a pipeline does, racing other threads' index rebuilds.
+        const std::string_view both[] = {key, other};
+        keyspace.Prefetch(both);
         auto view = keyspace.Lock({key, other});
         Entry* entry = view.Find(key);
         switch (rng() % 4) {
