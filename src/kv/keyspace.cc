@@ -225,8 +225,9 @@ void HashValue::Erase(HashField* field) {
 // ---------------------------------------------------------------------------------------------
 // Views.
 
-Keyspace::View::View(Keyspace& keyspace, uint64_t shards, bool replaying)
-    : keyspace_(keyspace), locked_(shards), replaying_(replaying) {
+Keyspace::View::View(Keyspace& keyspace, uint64_t shards, bool replaying, std::string_view key,
+                     uint64_t key_hash)
+    : keyspace_(keyspace), locked_(shards), replaying_(replaying), key_(key), key_hash_(key_hash) {
   for (uint64_t rest = locked_; rest != 0; rest &= rest - 1) {
     keyspace_.shards_[std::countr_zero(rest)].mutex.lock();
   }
@@ -288,7 +289,7 @@ bool Keyspace::View::Expired(Node* node, uint64_t hash) {
 }
 
 Node* Keyspace::View::FindNode(std::string_view key, uint64_t* hash) {
-  *hash = HashBytes(key);
+  *hash = HashOf(key);
   Node* node = keyspace_.shards_[ShardOfHash(*hash)].index.Find(key, *hash);
   return node == nullptr || Expired(node, *hash) ? nullptr : node;
 }
@@ -348,7 +349,7 @@ Entry* Keyspace::View::Find(std::string_view key) {
 }
 
 Entry* Keyspace::View::Insert(std::string_view key, Type type) {
-  const uint64_t hash = HashBytes(key);
+  const uint64_t hash = HashOf(key);
   Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
   Node* node = shard.index.Find(key, hash);
   if (node != nullptr) {  // a fresh entry in the same node

@@ -223,7 +223,9 @@ class Keyspace final : public EvictionSource {
     friend class Keyspace;
     // Locks the shards of the mask, in order. `replaying`: recovery's view, which neither logs
     // nor expires keys (a key's later records may extend its TTL).
-    View(Keyspace& keyspace, uint64_t shards, bool replaying = false);
+    // `key`, `key_hash`: the one key it is locked for, and its hash (Lock(key)).
+    View(Keyspace& keyspace, uint64_t shards, bool replaying = false, std::string_view key = {},
+         uint64_t key_hash = 0);
     // Whether the entry's whole state is logged at the end (created or rewritten in this view).
     bool IsDirty(const Entry* entry) const;
     void MarkDirty(Node* node);
@@ -240,6 +242,14 @@ class Keyspace final : public EvictionSource {
     Millis now_;
     bool replaying_;
     ViewLog* log_ = nullptr;  // while the keyspace has a log (and not replaying)
+    // A view locked for one key remembers that key's hash (the lookup that follows needs it).
+    std::string_view key_;
+    uint64_t key_hash_;
+    uint64_t HashOf(std::string_view key) const {
+      const bool same =
+          key_.data() != nullptr && key.data() == key_.data() && key.size() == key_.size();
+      return same ? key_hash_ : HashBytes(key);
+    }
   };
 
   // Locks the shards of `keys` (in shard order) for one atomic operation.
@@ -247,7 +257,10 @@ class Keyspace final : public EvictionSource {
   View Lock(std::initializer_list<std::string_view> keys) {
     return Lock({keys.begin(), keys.size()});
   }
-  View Lock(std::string_view key) { return View(*this, uint64_t{1} << ShardOf(key)); }
+  View Lock(std::string_view key) {
+    const uint64_t hash = HashBytes(key);
+    return View(*this, uint64_t{1} << ShardOfHash(hash), /*replaying=*/false, key, hash);
+  }
 
   // Brings what operations on `keys` will touch (their index slots, then their nodes) towards
   // the CPU's caches: a pipeline's keys, before its commands run, so that their cache misses
