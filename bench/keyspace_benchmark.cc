@@ -29,8 +29,7 @@ struct Fixture {
   Fixture() {
     for (int i = 0; i < kKeys; ++i) {
       const std::string key = KeyName(i);
-      auto view = keyspace.Lock(key);
-      view.Insert(key, Type::kString)->string = "xxx";
+      keyspace.Lock(key).SetString(key, "xxx");
     }
     std::mt19937 rng(1);
     for (int i = 0; i < 1 << 20; ++i) lookups.push_back(KeyName(static_cast<int>(rng() % kKeys)));
@@ -54,7 +53,7 @@ void BM_Get(benchmark::State& state) {
     for (std::string_view key : keys) {
       auto view = f.keyspace.Lock(key);
       const Entry* entry = view.Find(key);
-      found += entry != nullptr && entry->string.size() == 3;
+      found += entry != nullptr && entry->string().size() == 3;
     }
   }
   benchmark::DoNotOptimize(found);
@@ -71,10 +70,7 @@ void BM_Set(benchmark::State& state) {
     for (auto& key : keys) key = f.lookups[next++ & (f.lookups.size() - 1)];
     if (prefetch) f.keyspace.Prefetch(keys);
     for (std::string_view key : keys) {
-      auto view = f.keyspace.Lock(key);
-      Entry* entry = view.Insert(key, Type::kString);
-      entry->string = "yyy";
-      view.Resized(key, *entry, Keyspace::View::BytesOf(key, Entry{}));
+      f.keyspace.Lock(key).SetString(key, "yyy");
     }
   }
   state.SetItemsProcessed(state.iterations() * kPipeline);

@@ -1,5 +1,7 @@
 #include "kv/keyspace.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <bit>
 #include <cctype>
@@ -18,26 +20,7 @@ struct Operation {
   std::vector<std::pair<std::string_view, std::string_view>> fields;  // kPutHash
 };
 
-// A key's node: its Entry, then the key's bytes right behind the struct (one allocation). The key
-// size sits in Entry's tail padding (Itanium C++ ABI), so the key starts at sizeof(Entry).
-struct Node : Entry {
-  uint32_t key_size = 0;
-  std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), key_size}; }
-};
-
 namespace {
-
-Node* NewNode(std::string_view key) {
-  Node* node = new (::operator new(sizeof(Node) + key.size())) Node;
-  node->key_size = static_cast<uint32_t>(key.size());
-  std::memcpy(reinterpret_cast<char*>(node + 1), key.data(), key.size());
-  return node;
-}
-
-void FreeNode(Node* node) {
-  node->~Node();
-  ::operator delete(node);
-}
 
 constexpr uint64_t kHashTableBytes = ChunkBytes(sizeof(HashValue));
 
@@ -85,11 +68,11 @@ void PutState(std::string* out, std::string_view key, const Entry& entry) {
   PutKeyOp(out, entry.type == Type::kString ? kPutString : kPutHash, key);
   PutInt<int64_t>(out, entry.expire_at);
   if (entry.type == Type::kString) {
-    PutBytes(out, entry.string);
+    PutBytes(out, entry.string());
     return;
   }
-  PutInt(out, static_cast<uint32_t>(entry.hash->size()));
-  for (const auto& [field, value] : *entry.hash) {
+  PutInt(out, static_cast<uint32_t>(entry.hash()->size()));
+  for (const auto& [field, value] : *entry.hash()) {
     PutBytes(out, field);
     PutBytes(out, value);
   }
@@ -156,7 +139,7 @@ thread_local LogOutcome tls_outcome;
 // it created or rewrote (`dirty`), appended when it ends. One per thread, reused.
 struct ViewLog {
   std::string ops;
-  std::vector<Node*> dirty;
+  std::vector<Entry*> dirty;
   bool busy = false;
   bool owned = false;  // a nested View's own (the thread's is busy)
 };
@@ -245,7 +228,7 @@ Keyspace::View::View(Keyspace& keyspace, uint64_t shards, bool replaying, std::s
 
 Keyspace::View::~View() {
   if (log_ != nullptr) {
-    for (const Node* node : log_->dirty) PutState(&log_->ops, node->key(), *node);
+    for (const Entry* node : log_->dirty) PutState(&log_->ops, node->key(), *node);
     if (!log_->ops.empty()) keyspace_.NoteLogged(keyspace_.log_->Append(log_->ops), true);
     log_->ops.clear();
     log_->dirty.clear();
@@ -266,11 +249,11 @@ bool Keyspace::View::IsDirty(const Entry* entry) const {
   return std::find(log_->dirty.begin(), log_->dirty.end(), entry) != log_->dirty.end();
 }
 
-void Keyspace::View::MarkDirty(Node* node) {
+void Keyspace::View::MarkDirty(Entry* node) {
   if (log_ != nullptr && !IsDirty(node)) log_->dirty.push_back(node);
 }
 
-void Keyspace::View::Forget(const Node* node, bool log_delete) {
+void Keyspace::View::Forget(const Entry* node, bool log_delete) {
   if (log_ == nullptr) return;
   auto& dirty = log_->dirty;
   auto it = std::find(dirty.begin(), dirty.end(), node);
@@ -279,7 +262,7 @@ void Keyspace::View::Forget(const Node* node, bool log_delete) {
   if (log_delete || was_dirty) PutKeyOp(&log_->ops, kDelete, node->key());
 }
 
-bool Keyspace::View::Expired(Node* node, uint64_t hash) {
+bool Keyspace::View::Expired(Entry* node, uint64_t hash) {
   if (replaying_ || node->expire_at == 0 || node->expire_at > now_) return false;
   Forget(node, /*log_delete=*/false);  // logged only when changed in this view
   Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
@@ -288,9 +271,9 @@ bool Keyspace::View::Expired(Node* node, uint64_t hash) {
   return true;
 }
 
-Node* Keyspace::View::FindNode(std::string_view key, uint64_t* hash) {
+Entry* Keyspace::View::FindNode(std::string_view key, uint64_t* hash) {
   *hash = HashOf(key);
-  Node* node = keyspace_.shards_[ShardOfHash(*hash)].index.Find(key, *hash);
+  Entry* node = keyspace_.shards_[ShardOfHash(*hash)].index.Find(key, *hash);
   return node == nullptr || Expired(node, *hash) ? nullptr : node;
 }
 
@@ -336,47 +319,138 @@ void Keyspace::Prefetch(std::span<const std::string_view> keys) {
   }
 }
 
-uint64_t Keyspace::View::BytesOf(std::string_view key, const Entry& entry) {
-  return ChunkBytes(sizeof(Node) + key.size()) +
-         (entry.hash ? entry.hash_bytes : HeapBytes(entry.string.capacity()));
+uint64_t Keyspace::View::BytesOf(const Entry& entry) {
+  return ChunkBytes(sizeof(Entry) + entry.key_size_ + entry.capacity_) +
+         (entry.type == Type::kHash ? entry.hash()->bytes_ : 0);
+}
+
+Entry* Keyspace::NewNode(std::string_view key, size_t capacity) {
+  // The whole chunk malloc hands out (which may be 16 bytes more than the request's): the room
+  // past the value is free to grow into, and the count (BytesOf) is the chunk's size.
+  void* memory = ::operator new(sizeof(Entry) + key.size() + capacity);
+  const size_t room = malloc_usable_size(memory);
+  Entry* node = new (memory) Entry;
+  node->key_size_ = static_cast<uint32_t>(key.size());
+  node->capacity_ = static_cast<uint32_t>(room - sizeof(Entry) - key.size());
+  std::memcpy(reinterpret_cast<char*>(node + 1), key.data(), key.size());
+  return node;
+}
+
+void Keyspace::FreeNode(Entry* node) {
+  if (node->type == Type::kHash) delete node->hash();
+  node->~Entry();
+  ::operator delete(node);
 }
 
 Entry* Keyspace::View::Find(std::string_view key) {
   uint64_t hash;
-  Node* node = FindNode(key, &hash);
+  Entry* node = FindNode(key, &hash);
   if (node != nullptr) keyspace_.Touch(*node, now_);
   return node;
 }
 
-Entry* Keyspace::View::Insert(std::string_view key, Type type) {
+Entry* Keyspace::View::Place(std::string_view key, Type type, std::string_view value,
+                             HashValue* hash_value) {
   const uint64_t hash = HashOf(key);
   Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
-  Node* node = shard.index.Find(key, hash);
-  if (node != nullptr) {  // a fresh entry in the same node
+  const size_t capacity = type == Type::kHash ? sizeof(HashValue*) : value.size();
+  Entry* node = shard.index.Find(key, hash);
+  if (node != nullptr) {  // a fresh entry, in the same node when its chunk is the one needed
     keyspace_.Unindex(shard, *node);
-    static_cast<Entry&>(*node) = Entry{};
+    if (node->type == Type::kHash) delete node->hash();
+    node->type = Type::kString;
+    node->expire_at = 0;
+    if (ChunkBytes(sizeof(Entry) + key.size() + capacity) !=
+        ChunkBytes(sizeof(Entry) + key.size() + node->capacity_)) {
+      Entry* fresh = keyspace_.NewNode(key, capacity);
+      shard.index.Replace(node, fresh, hash);
+      if (log_ != nullptr) std::replace(log_->dirty.begin(), log_->dirty.end(), node, fresh);
+      FreeNode(node);
+      node = fresh;
+    }
   } else {
-    node = NewNode(key);
+    node = NewNode(key, capacity);
     shard.index.Insert(hash, node);
   }
-  Entry& entry = *node;
   MarkDirty(node);
-  entry.type = type;
+  node->type = type;
   if (type == Type::kHash) {
-    entry.hash = std::make_unique<HashValue>();
-    entry.hash_bytes = kHashTableBytes;
+    node->set_hash(hash_value);
+  } else {
+    std::memcpy(node->value_bytes(), value.data(), value.size());
+    node->size_ = static_cast<uint32_t>(value.size());
   }
-  entry.access =
+  node->access =
       IsLfu(keyspace_.Policy()) ? LfuNew(now_, kLfuMinuteBits) : static_cast<uint32_t>(now_);
-  keyspace_.Charge(shard, static_cast<int64_t>(BytesOf(key, entry)));
+  keyspace_.Charge(shard, static_cast<int64_t>(BytesOf(*node)));
   keyspace_.Restructure(shard);
-  return &entry;
+  return node;
+}
+
+Entry* Keyspace::View::SetString(std::string_view key, std::string_view value, Millis expire_at) {
+  Entry* entry = Place(key, Type::kString, value, nullptr);
+  if (expire_at != 0) SetExpire(key, entry, expire_at);
+  return entry;
+}
+
+Entry* Keyspace::View::NewHash(std::string_view key) {
+  auto hash = std::make_unique<HashValue>();
+  hash->bytes_ = kHashTableBytes;
+  return Place(key, Type::kHash, {}, hash.release());
+}
+
+Entry* Keyspace::View::Move(Entry* node, size_t capacity) {
+  const std::string_view key = node->key();
+  const uint64_t hash = HashBytes(key);
+  Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
+  Entry* fresh = NewNode(key, capacity);
+  fresh->type = node->type;
+  fresh->access = node->access;
+  fresh->expire_at = node->expire_at;
+  fresh->volatile_index_ = node->volatile_index_;
+  // The value bytes that fit (a Rewrite to a shorter value moves into a smaller node).
+  fresh->size_ = std::min(node->size_, fresh->capacity_);
+  std::memcpy(fresh->value_bytes(), node->value_bytes(),
+              node->type == Type::kHash ? sizeof(HashValue*) : fresh->size_);
+  shard.index.Replace(node, fresh, hash);
+  if (node->expire_at != 0) shard.volatile_keys[node->volatile_index_] = fresh;
+  if (log_ != nullptr) std::replace(log_->dirty.begin(), log_->dirty.end(), node, fresh);
+  keyspace_.Charge(shard,
+                   static_cast<int64_t>(BytesOf(*fresh)) - static_cast<int64_t>(BytesOf(*node)));
+  node->type = Type::kString;  // the hash, if any, is the new node's now
+  FreeNode(node);
+  return fresh;
+}
+
+Entry* Keyspace::View::Rewrite(Entry* entry, std::string_view value) {
+  const std::string_view key = entry->key();
+  if (ChunkBytes(sizeof(Entry) + key.size() + value.size()) !=
+      ChunkBytes(sizeof(Entry) + key.size() + entry->capacity_)) {
+    entry = Move(entry, value.size());
+  }
+  std::memcpy(entry->value_bytes(), value.data(), value.size());
+  entry->size_ = static_cast<uint32_t>(value.size());
+  MarkDirty(entry);
+  return entry;
+}
+
+Entry* Keyspace::View::Append(Entry* entry, std::string_view tail) {
+  const size_t size = entry->size_ + tail.size();
+  if (size > entry->capacity_) {
+    // Twice the size, or a megabyte more once that is larger (Redis's sds growth).
+    constexpr size_t kStep = size_t{1} << 20;
+    entry = Move(entry, size < kStep ? 2 * size : size + kStep);
+  }
+  std::memcpy(entry->value_bytes() + entry->size_, tail.data(), tail.size());
+  entry->size_ = static_cast<uint32_t>(size);
+  MarkDirty(entry);
+  return entry;
 }
 
 bool Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_view field,
                              std::string_view value) {
-  HashValue& hash = *entry->hash;
-  const uint64_t before = entry->hash_bytes;
+  HashValue& hash = *entry->hash();
+  const uint64_t before = hash.bytes_;
   const uint64_t slots = ChunkBytes(hash.SlotBytes());
   bool inserted;
   HashField* set = hash.Emplace(field, &inserted);
@@ -387,14 +461,14 @@ bool Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_vie
     PutBytes(&log_->ops, field);
     PutBytes(&log_->ops, value);
   }
-  entry->hash_bytes += FieldBytes(*set) - old_field + ChunkBytes(hash.SlotBytes()) - slots;
+  hash.bytes_ += FieldBytes(*set) - old_field + ChunkBytes(hash.SlotBytes()) - slots;
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
-                   static_cast<int64_t>(entry->hash_bytes) - static_cast<int64_t>(before));
+                   static_cast<int64_t>(hash.bytes_) - static_cast<int64_t>(before));
   return inserted;
 }
 
 bool Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_view field) {
-  HashValue& hash = *entry->hash;
+  HashValue& hash = *entry->hash();
   HashField* found = hash.FindField(field);
   if (found == nullptr) return false;
   if (log_ != nullptr && !IsDirty(entry)) {
@@ -405,30 +479,36 @@ bool Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_
   uint64_t bytes = FieldBytes(*found);
   hash.Erase(found);  // the slot array may shrink
   bytes += slots - ChunkBytes(hash.SlotBytes());
-  entry->hash_bytes -= bytes;
+  hash.bytes_ -= bytes;
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)], -static_cast<int64_t>(bytes));
   return true;
 }
 
 bool Keyspace::View::Erase(std::string_view key) {
   uint64_t hash;
-  Node* node = FindNode(key, &hash);
+  Entry* node = FindNode(key, &hash);
   if (node == nullptr) return false;
   Forget(node, /*log_delete=*/true);
   keyspace_.Remove(keyspace_.shards_[ShardOfHash(hash)], node, hash);
   return true;
 }
 
-std::optional<Entry> Keyspace::View::Take(std::string_view key) {
+bool Keyspace::View::Rename(std::string_view from, std::string_view to) {
   uint64_t hash;
-  Node* node = FindNode(key, &hash);
-  if (node == nullptr) return std::nullopt;
-  Forget(node, /*log_delete=*/true);
+  Entry* source = FindNode(from, &hash);
+  if (source == nullptr) return false;
+  if (from == to) return true;
+  const Millis expire_at = source->expire_at;
+  Entry* target = source->type == Type::kHash ? Place(to, Type::kHash, {}, source->hash())
+                                              : Place(to, Type::kString, source->string(), nullptr);
+  // The source leaves (counted out with its hash, which the target now holds).
+  Forget(source, /*log_delete=*/true);
   Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
-  keyspace_.Unindex(shard, *node);
-  std::optional<Entry> entry(std::move(static_cast<Entry&>(*node)));
-  keyspace_.Drop(shard, node, hash);
-  return entry;
+  keyspace_.Unindex(shard, *source);
+  source->type = Type::kString;
+  keyspace_.Drop(shard, source, hash);
+  if (expire_at != 0) SetExpire(to, target, expire_at);
+  return true;
 }
 
 void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire_at) {
@@ -442,23 +522,17 @@ void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire
     return;
   }
   if (expire_at != 0) {  // joins the keys with a TTL
-    entry->volatile_index = static_cast<uint32_t>(shard.volatile_keys.size());
-    shard.volatile_keys.push_back(static_cast<Node*>(entry));
+    entry->volatile_index_ = static_cast<uint32_t>(shard.volatile_keys.size());
+    shard.volatile_keys.push_back(entry);
   } else {  // leaves them: the last one takes its place
-    const uint32_t index = entry->volatile_index;
-    Node* last = shard.volatile_keys.back();
+    const uint32_t index = entry->volatile_index_;
+    Entry* last = shard.volatile_keys.back();
     shard.volatile_keys[index] = last;
-    last->volatile_index = index;
+    last->volatile_index_ = index;
     shard.volatile_keys.pop_back();
   }
   entry->expire_at = expire_at;
   keyspace_.Restructure(shard);
-}
-
-void Keyspace::View::Resized(std::string_view key, const Entry& entry, uint64_t before) {
-  if (log_ != nullptr && !IsDirty(&entry)) PutState(&log_->ops, key, entry);
-  keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
-                   static_cast<int64_t>(BytesOf(key, entry)) - static_cast<int64_t>(before));
 }
 
 void Keyspace::Charge(Shard& shard, int64_t delta) {
@@ -474,29 +548,29 @@ void Keyspace::Restructure(Shard& shard) {
   shard.structure = structure;
 }
 
-void Keyspace::Unindex(Shard& shard, const Node& node) {
+void Keyspace::Unindex(Shard& shard, const Entry& node) {
   if (node.expire_at != 0) {
-    const uint32_t index = node.volatile_index;
-    Node* last = shard.volatile_keys.back();
+    const uint32_t index = node.volatile_index_;
+    Entry* last = shard.volatile_keys.back();
     shard.volatile_keys[index] = last;
-    last->volatile_index = index;
+    last->volatile_index_ = index;
     shard.volatile_keys.pop_back();
   }
-  Charge(shard, -static_cast<int64_t>(View::BytesOf(node.key(), node)));
+  Charge(shard, -static_cast<int64_t>(View::BytesOf(node)));
 }
 
-void Keyspace::Drop(Shard& shard, Node* node, uint64_t hash) {
+void Keyspace::Drop(Shard& shard, Entry* node, uint64_t hash) {
   shard.index.Erase(node, hash);
   FreeNode(node);
   Restructure(shard);
 }
 
-void Keyspace::Remove(Shard& shard, Node* node, uint64_t hash) {
+void Keyspace::Remove(Shard& shard, Entry* node, uint64_t hash) {
   Unindex(shard, *node);
   Drop(shard, node, hash);
 }
 
-bool Keyspace::ExpireIfDue(Shard& shard, Node* node, Millis now) {
+bool Keyspace::ExpireIfDue(Shard& shard, Entry* node, Millis now) {
   if (node->expire_at == 0 || node->expire_at > now) return false;
   Remove(shard, node, HashBytes(node->key()));
   ++shard.expired;
@@ -571,7 +645,7 @@ std::vector<std::string> Keyspace::Keys(std::string_view pattern) {
   const Millis now = clock_();
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mutex);
-    shard.index.ForEach([&](const Node* node) {
+    shard.index.ForEach([&](const Entry* node) {
       if (node->expire_at != 0 && node->expire_at <= now) return;
       if (Match(pattern, node->key())) keys.emplace_back(node->key());
     });
@@ -601,7 +675,7 @@ uint64_t Keyspace::Scan(uint64_t cursor, size_t count, std::string_view pattern,
       if (visited >= count || empty >= 10 * count) {
         return (generation << (6 + kPositionBits)) | (position << 6) | shard_index;
       }
-      const Node* node = shard.index.At(position);
+      const Entry* node = shard.index.At(position);
       if (node == nullptr) {
         ++empty;
         continue;
@@ -625,7 +699,7 @@ std::optional<std::string> Keyspace::RandomKey() {
     }
     Shard& shard = shards_[pick % kShards];
     std::lock_guard lock(shard.mutex);
-    const Node* node = shard.index.NextFrom(pick / kShards);
+    const Entry* node = shard.index.NextFrom(pick / kShards);
     if (node != nullptr && (node->expire_at == 0 || node->expire_at > now)) {
       return std::string(node->key());
     }
@@ -634,7 +708,7 @@ std::optional<std::string> Keyspace::RandomKey() {
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mutex);
     for (size_t i = 0; i < shard.index.capacity(); ++i) {
-      const Node* node = shard.index.At(i);
+      const Entry* node = shard.index.At(i);
       if (node != nullptr && (node->expire_at == 0 || node->expire_at > now)) {
         return std::string(node->key());
       }
@@ -650,13 +724,13 @@ int64_t Keyspace::Size() {
     std::lock_guard lock(shard.mutex);
     size += static_cast<int64_t>(shard.index.size());
     // Keys whose time has come but that no one touched yet do not count.
-    for (const Node* node : shard.volatile_keys) size -= node->expire_at <= now;
+    for (const Entry* node : shard.volatile_keys) size -= node->expire_at <= now;
   }
   return size;
 }
 
 void Keyspace::Clear() {
-  std::vector<OpenIndex<Node>> doomed(kShards);  // freed outside the locks
+  std::vector<OpenIndex<Entry>> doomed(kShards);  // freed outside the locks
   {
     View all(*this, ~uint64_t{0});  // one atomic change, logged as one operation
     for (size_t i = 0; i < kShards; ++i) ClearShard(shards_[i], &doomed[i]);
@@ -665,16 +739,16 @@ void Keyspace::Clear() {
   for (auto& index : doomed) FreeNodes(index);
 }
 
-void Keyspace::ClearShard(Shard& shard, OpenIndex<Node>* doomed) {
+void Keyspace::ClearShard(Shard& shard, OpenIndex<Entry>* doomed) {
   doomed->swap(shard.index);
-  std::vector<Node*>().swap(shard.volatile_keys);
+  std::vector<Entry*>().swap(shard.volatile_keys);
   Charge(shard, -shard.bytes);
   shard.structure = 0;
 }
 
-void Keyspace::FreeNodes(OpenIndex<Node>& index) {
+void Keyspace::FreeNodes(OpenIndex<Entry>& index) {
   index.ForEach(FreeNode);
-  index = OpenIndex<Node>();
+  index = OpenIndex<Entry>();
 }
 
 KeyspaceStats Keyspace::Stats() {
@@ -709,7 +783,7 @@ Result<int64_t> Keyspace::Dump(const std::function<Status(std::string_view)>& si
       PutInt<uint64_t>(&section, 0);  // the key count, set below
       const Millis now = clock_();
       uint64_t count = 0;
-      shard.index.ForEach([&](const Node* node) {
+      shard.index.ForEach([&](const Entry* node) {
         if (node->expire_at != 0 && node->expire_at <= now) return;
         PutState(&section, node->key(), *node);
         ++count;
@@ -769,7 +843,7 @@ Status Keyspace::Replay(std::string_view record, uint64_t lsn) {
     if (op.op == kClear) {
       for (size_t s = 0; s < kShards; ++s) {
         if (lsn <= floors_[s]) continue;
-        OpenIndex<Node> doomed;
+        OpenIndex<Entry> doomed;
         {
           std::lock_guard lock(shards_[s].mutex);
           ClearShard(shards_[s], &doomed);
@@ -791,12 +865,10 @@ void Keyspace::Apply(const Operation& op) {
       op.op == kPutString || op.op == kPutHash || op.op == kDelete ? nullptr : view.Find(op.key);
   switch (op.op) {
     case kPutString:
-      entry = view.Insert(op.key, Type::kString);
-      entry->string = std::string(op.value);
-      view.Resized(op.key, *entry, View::BytesOf(op.key, Entry{}));
+      entry = view.SetString(op.key, op.value);
       break;
     case kPutHash:
-      entry = view.Insert(op.key, Type::kHash);
+      entry = view.NewHash(op.key);
       for (const auto& [field, value] : op.fields) view.HashSet(op.key, entry, field, value);
       break;
     case kDelete:
@@ -806,13 +878,13 @@ void Keyspace::Apply(const Operation& op) {
       if (entry != nullptr) view.SetExpire(op.key, entry, op.expire_at);
       break;
     case kHashSet:
-      if (entry == nullptr || entry->type != Type::kHash) entry = view.Insert(op.key, Type::kHash);
+      if (entry == nullptr || entry->type != Type::kHash) entry = view.NewHash(op.key);
       view.HashSet(op.key, entry, op.field, op.value);
       break;
     case kHashDelete:
       if (entry != nullptr && entry->type == Type::kHash) {
         view.HashDelete(op.key, entry, op.field);
-        if (entry->hash->empty()) view.Erase(op.key);
+        if (entry->hash()->empty()) view.Erase(op.key);
       }
       break;
     case kClear:
@@ -844,7 +916,7 @@ int64_t Keyspace::ActiveExpireCycle(int64_t budget_us) {
             std::lock_guard rng_lock(rng_mutex_);
             pick = rng_();
           }
-          Node* node = shard.volatile_keys[pick % shard.volatile_keys.size()];
+          Entry* node = shard.volatile_keys[pick % shard.volatile_keys.size()];
           if (ExpireIfDue(shard, node, now)) ++expired;
         }
       }
@@ -909,7 +981,7 @@ bool Keyspace::Sample(EvictionPolicy policy, uint64_t random, int64_t /*now_ms*/
     const size_t index = (random + i) % kShards;
     Shard& shard = shards_[index];
     std::lock_guard lock(shard.mutex);
-    const Node* node = nullptr;
+    const Entry* node = nullptr;
     if (IsVolatile(policy)) {
       if (shard.volatile_keys.empty()) continue;
       node = shard.volatile_keys[(random >> 6) % shard.volatile_keys.size()];
@@ -918,7 +990,7 @@ bool Keyspace::Sample(EvictionPolicy policy, uint64_t random, int64_t /*now_ms*/
       if (node == nullptr) continue;
     }
     out->score = EvictionScore(*node, policy, now);
-    out->bytes = View::BytesOf(node->key(), *node);
+    out->bytes = View::BytesOf(*node);
     out->id = index;
     out->key = node->key();
     return true;
@@ -932,7 +1004,7 @@ int64_t Keyspace::Evict(EvictionPolicy policy, const std::vector<EvictionCandida
     Shard& shard = shards_[victim.id];
     std::lock_guard lock(shard.mutex);
     const uint64_t hash = HashBytes(victim.key);
-    Node* node = shard.index.Find(victim.key, hash);
+    Entry* node = shard.index.Find(victim.key, hash);
     // Gone since it was sampled, or (volatile policies) no longer carrying a TTL.
     if (node == nullptr || (IsVolatile(policy) && node->expire_at == 0)) continue;
     LogDelete(node->key());

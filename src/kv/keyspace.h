@@ -8,18 +8,20 @@
 // sampled, so the cost follows their number, not the keyspace's size.
 //
 // Structure: kShards shards, each an OpenIndex (kv/open_index.h) of nodes under its own mutex,
-// chosen by the top bits of the key's hash; a node is one allocation holding the Entry and the
-// key's bytes. An operation on one key locks one shard; multi-key operations lock the shards they
-// touch in shard order (so MSET, DEL and RENAME are atomic). Each shard keeps its nodes that carry
-// a TTL in a vector for uniform sampling (a node knows its position there: O(1) removal).
+// chosen by the top bits of the key's hash; a node is one allocation holding the Entry, the key's
+// bytes and a string's value (a 16-byte key with a 16-byte value takes one 80-byte chunk, where
+// Redis takes three allocations). An operation on one key locks one shard; multi-key operations
+// lock the shards they touch in shard order (so MSET, DEL and RENAME are atomic). Each shard keeps
+// its nodes that carry a TTL in a vector for uniform sampling (a node knows its position there:
+// O(1) removal).
 //
 // Memory: every allocation the keyspace makes is counted as the chunk glibc's malloc takes for it
-// (nodes, value buffers, hash tables and their fields, slot arrays), so
-// UsedMemory() is exact, not an estimate (keyspace_test checks it against mallinfo2). The
-// keyspace is an EvictionSource of a MemoryLimit (common/eviction.h), its own or one shared with
-// the feature tables: MakeRoom() — called before every write that may grow memory — evicts keys
-// (of every source) by the policy until the usage is under the limit again, or reports that it
-// cannot (noeviction, or a volatile-* policy with no key carrying a TTL).
+// (nodes, hash tables and their fields, slot arrays), so UsedMemory() is exact, not an estimate
+// (keyspace_test checks it against mallinfo2). The keyspace is an EvictionSource of a MemoryLimit
+// (common/eviction.h), its own or one shared with the feature tables: MakeRoom() — called before
+// every write that may grow memory — evicts keys (of every source) by the policy until the usage is
+// under the limit again, or reports that it cannot (noeviction, or a volatile-* policy with no key
+// carrying a TTL).
 //
 // Persistence: with a KeyspaceLog attached (SetLog), every change is logged as one record per
 // View — the whole new state of each key it created or rewrote, and single operations (a field
@@ -36,6 +38,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -87,6 +90,8 @@ class HashValue {
   size_t size() const { return index_.size(); }
   bool empty() const { return index_.empty(); }
   size_t SlotBytes() const { return index_.SlotBytes(); }
+  // Bytes of this object, its slot array and its fields (kept by Keyspace::View).
+  uint64_t bytes() const { return bytes_; }
 
   class Iterator {
    public:
@@ -123,20 +128,46 @@ class HashValue {
   Iterator end() const { return Iterator(&index_, index_.capacity()); }
 
  private:
+  friend class Keyspace;
   OpenIndex<HashField> index_;
+  uint64_t bytes_ = 0;
 };
 
-struct Entry {
+// A key's state, at the head of its node: one allocation holding this header, the key's bytes,
+// and the value behind them — a string's bytes (the node's room for them reaches the end of its
+// malloc chunk, so a value may grow a little in place), or a hash's HashValue pointer. Entries
+// are made and changed only through Keyspace::View; a change that needs a larger node moves the
+// entry and returns its new address.
+class Entry {
+ public:
   Type type = Type::kString;
   // The eviction clock: the last access (Unix ms, low 32 bits) or, under an LFU policy, Redis's
   // LFU word (minutes of the last decay << 8 | logarithmic access counter).
   uint32_t access = 0;
-  std::string string;               // kString
-  std::unique_ptr<HashValue> hash;  // kHash: change it through View::HashSet / HashDelete
-  Millis expire_at = 0;             // 0: no TTL
-  uint64_t hash_bytes = 0;          // kHash: bytes of the hash table and its fields
-  uint32_t volatile_index = 0;      // position in its shard's volatile_keys while expire_at != 0
+  Millis expire_at = 0;  // 0: no TTL
+
+  std::string_view key() const { return {tail(), key_size_}; }
+  std::string_view string() const { return {tail() + key_size_, size_}; }  // kString
+  HashValue* hash() const {                                                // kHash
+    HashValue* hash;
+    std::memcpy(&hash, tail() + key_size_, sizeof(hash));
+    return hash;
+  }
+
+ private:
+  friend class Keyspace;
+  Entry() = default;
+  ~Entry() = default;
+  const char* tail() const { return reinterpret_cast<const char*>(this + 1); }
+  char* value_bytes() { return reinterpret_cast<char*>(this + 1) + key_size_; }
+  void set_hash(HashValue* hash) { std::memcpy(value_bytes(), &hash, sizeof(hash)); }
+
+  uint32_t volatile_index_ = 0;  // position in its shard's volatile_keys while expire_at != 0
+  uint32_t key_size_ = 0;
+  uint32_t size_ = 0;      // kString: the value's bytes
+  uint32_t capacity_ = 0;  // the node's room behind the key
 };
+static_assert(sizeof(Entry) == 32);
 
 using quiver::EvictionPolicy;
 using quiver::ParsePolicy;
@@ -181,7 +212,6 @@ LogOutcome TakeLogOutcome();
 
 struct ViewLog;    // a View's record under construction (keyspace.cc)
 struct Operation;  // a decoded operation of a record (keyspace.cc)
-struct Node;       // an Entry and its key's bytes, in one allocation (keyspace.cc)
 
 class Keyspace final : public EvictionSource {
  public:
@@ -193,26 +223,34 @@ class Keyspace final : public EvictionSource {
   Keyspace(const Keyspace&) = delete;
   Keyspace& operator=(const Keyspace&) = delete;
 
-  // A locked view of the shards an operation touches. Find() applies passive expiry; Insert()
-  // creates a key (no TTL); SetExpire(0) clears a TTL. Pointers stay valid while the view lives
-  // and the key is not erased.
+  // A locked view of the shards an operation touches. Find() applies passive expiry; SetString()
+  // and NewHash() replace whatever the key held (its TTL included); SetExpire(0) clears a TTL.
+  // Pointers stay valid while the view lives and the key is neither erased nor moved (Rewrite,
+  // Append and a SetString of the same key return where it went).
   class View {
    public:
     Entry* Find(std::string_view key);
-    Entry* Insert(std::string_view key, Type type);  // replaces an existing key (and its TTL)
+    // Sets `key` to a string value with an expiry time (0: none).
+    Entry* SetString(std::string_view key, std::string_view value, Millis expire_at = 0);
+    // Sets `key` to an empty hash (fill it with HashSet; an empty hash must not outlive the view).
+    Entry* NewHash(std::string_view key);
+    // Replaces the value of the string `entry`, keeping its TTL; returns where the entry is now.
+    Entry* Rewrite(Entry* entry, std::string_view value);
+    // Appends to the value of the string `entry` (its room grows geometrically, so repeated
+    // appends take amortized O(1) per byte); returns where the entry is now.
+    Entry* Append(Entry* entry, std::string_view tail);
     bool Erase(std::string_view key);
-    // Removes a live key and returns its entry (value and TTL), or nullopt.
-    std::optional<Entry> Take(std::string_view key);
+    // Moves the value and TTL of the live key `from` to `to` (which loses what it held); false
+    // when `from` is missing.
+    bool Rename(std::string_view from, std::string_view to);
     void SetExpire(std::string_view key, Entry* entry, Millis expire_at);
     // Sets a field of the hash `entry` (at `key`); true when the field is new.
     bool HashSet(std::string_view key, Entry* entry, std::string_view field,
                  std::string_view value);
     // Removes a field; true when it was there. The caller erases a hash left empty.
     bool HashDelete(std::string_view key, Entry* entry, std::string_view field);
-    // Call after changing a string value in place, with the bytes it had before (BytesOf).
-    void Resized(std::string_view key, const Entry& entry, uint64_t before);
-    // The bytes an entry takes (node, key, value), O(1).
-    static uint64_t BytesOf(std::string_view key, const Entry& entry);
+    // The bytes an entry takes (its node, and a hash's table and fields), O(1).
+    static uint64_t BytesOf(const Entry& entry);
     Millis now() const { return now_; }
 
     ~View();
@@ -228,13 +266,19 @@ class Keyspace final : public EvictionSource {
          uint64_t key_hash = 0);
     // Whether the entry's whole state is logged at the end (created or rewritten in this view).
     bool IsDirty(const Entry* entry) const;
-    void MarkDirty(Node* node);
+    void MarkDirty(Entry* node);
     // A key leaves the keyspace: a DELETE is logged when asked, or when the key was dirty here.
-    void Forget(const Node* node, bool log_delete);
+    void Forget(const Entry* node, bool log_delete);
     // Passive expiry through this view; true when the key was due (and is gone).
-    bool Expired(Node* node, uint64_t hash);
+    bool Expired(Entry* node, uint64_t hash);
     // The live node of `key` (passive expiry applied) and its hash, or null.
-    Node* FindNode(std::string_view key, uint64_t* hash);
+    Entry* FindNode(std::string_view key, uint64_t* hash);
+    // Makes `key` a fresh entry of `type` (no TTL; a string with `value`, a hash with `hash`),
+    // in its node when the node's chunk fits, else in a new one. Logged whole at the view's end.
+    Entry* Place(std::string_view key, Type type, std::string_view value, HashValue* hash);
+    // Moves a node to a new one with room for `capacity` value bytes: its value, TTL, place in
+    // the index and in this view's dirty list go with it. Returns the new node.
+    Entry* Move(Entry* node, size_t capacity);
     std::string* ops();  // the record being built, or null when not logging
 
     Keyspace& keyspace_;
@@ -336,18 +380,21 @@ class Keyspace final : public EvictionSource {
  private:
   struct Shard {
     std::mutex mutex;
-    OpenIndex<Node> index;
-    std::vector<Node*> volatile_keys;  // nodes with a TTL
-    int64_t bytes = 0;                 // entries and the structures below
-    int64_t structure = 0;             // bytes of the slot array and volatile_keys
+    OpenIndex<Entry> index;
+    std::vector<Entry*> volatile_keys;  // nodes with a TTL
+    int64_t bytes = 0;                  // entries and the structures below
+    int64_t structure = 0;              // bytes of the slot array and volatile_keys
     int64_t expired = 0;
     int64_t evicted = 0;
   };
   static size_t ShardOfHash(uint64_t hash) { return hash >> 58; }  // top 6 bits
   static size_t ShardOf(std::string_view key) { return ShardOfHash(HashBytes(key)); }
   // Under its lock: empties a shard into `doomed`, whose nodes FreeNodes then frees.
-  void ClearShard(Shard& shard, OpenIndex<Node>* doomed);
-  static void FreeNodes(OpenIndex<Node>& index);
+  void ClearShard(Shard& shard, OpenIndex<Entry>* doomed);
+  static void FreeNodes(OpenIndex<Entry>& index);
+  // A node for `key` with room for at least `capacity` value bytes (up to its chunk's end).
+  static Entry* NewNode(std::string_view key, size_t capacity);
+  static void FreeNode(Entry* node);
   // Applies one decoded operation of a record or dump (recovery), without logging or expiry.
   void Apply(const Operation& op);
   // Logs a key's deletion outside a View (eviction), under its shard's lock.
@@ -356,12 +403,12 @@ class Keyspace final : public EvictionSource {
   // thread's LogOutcome.
   void NoteLogged(const Result<uint64_t>& appended, bool report);
   // Under the shard's lock: removes a node (with its key's hash) from the shard and frees it.
-  void Remove(Shard& shard, Node* node, uint64_t hash);
+  void Remove(Shard& shard, Entry* node, uint64_t hash);
   // Remove's second half, for a node already Unindexed.
-  void Drop(Shard& shard, Node* node, uint64_t hash);
+  void Drop(Shard& shard, Entry* node, uint64_t hash);
   // Takes a node's entry out of the TTL index and the byte count (before it leaves the shard).
-  void Unindex(Shard& shard, const Node& node);
-  bool ExpireIfDue(Shard& shard, Node* node, Millis now);
+  void Unindex(Shard& shard, const Entry& node);
+  bool ExpireIfDue(Shard& shard, Entry* node, Millis now);
   // Under the shard's lock: adds `delta` to its bytes and the total.
   void Charge(Shard& shard, int64_t delta);
   // Under the shard's lock: charges a change in the slot array's or volatile_keys' size.

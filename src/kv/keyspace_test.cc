@@ -29,12 +29,7 @@ struct FakeClock {
 };
 
 void Put(Keyspace& keyspace, const std::string& key, const std::string& value, Millis expire_at) {
-  auto view = keyspace.Lock(key);
-  Entry* entry = view.Insert(key, Type::kString);
-  const uint64_t before = Keyspace::View::BytesOf(key, *entry);
-  entry->string = value;
-  view.Resized(key, *entry, before);
-  if (expire_at != 0) view.SetExpire(key, entry, expire_at);
+  keyspace.Lock(key).SetString(key, value, expire_at);
 }
 
 bool Present(Keyspace& keyspace, const std::string& key) {
@@ -93,8 +88,7 @@ TEST(KeyspaceTest, TtlIndexStaysConsistentUnderRandomOperations) {
     }
     ASSERT_EQ(entry != nullptr, it != model.end()) << key;
     if (op == 0) {
-      Entry* fresh = view.Insert(key, Type::kString);
-      (void)fresh;
+      view.SetString(key, "v");
       model[key] = 0;
     } else if (op == 1 && entry != nullptr) {
       const Millis at = clock.now + 1 + static_cast<Millis>(rng() % 50);
@@ -162,13 +156,14 @@ TEST(KeyspaceConcurrencyTest, WritersReadersActiveExpiryAndEviction) {
         Entry* entry = view.Find(key);
         switch (rng() % 4) {
           case 0:
-            entry = view.Insert(key, Type::kString);
-            entry->string = std::to_string(i) + std::string(rng() % 40, 'x');
-            view.Resized(key, *entry, Keyspace::View::BytesOf(key, Entry{}));
-            if (rng() % 2) view.SetExpire(key, entry, view.now() + static_cast<Millis>(rng() % 5));
+            view.SetString(key, std::to_string(i) + std::string(rng() % 40, 'x'),
+                           rng() % 2 ? view.now() + static_cast<Millis>(rng() % 5) : 0);
             break;
           case 1:
-            if (entry != nullptr && entry->type == Type::kString && entry->string.empty()) ++errors;
+            if (entry != nullptr && entry->type == Type::kString) {
+              errors += entry->string().empty();
+              if (rng() % 2) view.Append(entry, std::string(rng() % 100, 'a'));
+            }
             break;
           case 2:
             view.Erase(other);
@@ -202,28 +197,77 @@ TEST(KeyspaceConcurrencyTest, WritersReadersActiveExpiryAndEviction) {
   EXPECT_EQ(keyspace.UsedMemory(), 0u) << "every change was counted";
 }
 
-TEST(KeyspaceTest, TakeMovesAValueOutAndKeepsTheCountsExact) {
+TEST(KeyspaceTest, RenameMovesValueAndTtlAndCountsAsIfWrittenThere) {
   FakeClock clock;
   Keyspace keyspace(clock.Function());
   Put(keyspace, "a", std::string(1000, 'x'), clock.now + 100);
   Put(keyspace, "b", "small", 0);
   {
-    auto view = keyspace.Lock("a");
-    std::optional<Entry> taken = view.Take("a");
-    ASSERT_TRUE(taken);
-    EXPECT_EQ(taken->string.size(), 1000u);
-    EXPECT_EQ(taken->expire_at, clock.now + 100);
-    EXPECT_FALSE(view.Take("a"));
+    auto view = keyspace.Lock({"a", "b"});
+    EXPECT_TRUE(view.Rename("a", "b"));
+    EXPECT_FALSE(view.Rename("a", "b"));
+    const Entry* b = view.Find("b");
+    ASSERT_NE(b, nullptr);
+    EXPECT_EQ(b->string(), std::string(1000, 'x'));
+    EXPECT_EQ(b->expire_at, clock.now + 100);
+    EXPECT_EQ(view.Find("a"), nullptr);
   }
-  const KeyspaceStats stats = keyspace.Stats();
-  EXPECT_EQ(stats.keys, 1);
-  EXPECT_EQ(stats.keys_with_ttl, 0);
-  // The same keys, "a" erased instead of taken: the same structures, the same count.
-  Keyspace erased(clock.Function());
-  Put(erased, "a", std::string(1000, 'x'), clock.now + 100);
-  Put(erased, "b", "small", 0);
-  erased.Lock("a").Erase("a");
-  EXPECT_EQ(erased.Stats().bytes, stats.bytes) << "what Take removed is no longer counted";
+  {
+    auto view = keyspace.Lock({"h", "g"});
+    Entry* hash = view.NewHash("h");
+    for (int f = 0; f < 100; ++f) view.HashSet("h", hash, "f" + std::to_string(f), "v");
+    EXPECT_TRUE(view.Rename("h", "g"));
+    EXPECT_EQ(view.Find("g")->hash()->size(), 100u);
+  }
+  // The same keys written where they ended (after "a" and "h" came and went, for the same index
+  // and TTL vector sizes): the same count.
+  Keyspace direct(clock.Function());
+  Put(direct, "a", "", clock.now + 100);
+  Put(direct, "h", "", 0);
+  direct.Lock({"a", "h"}).Erase("a");
+  direct.Lock("h").Erase("h");
+  Put(direct, "b", std::string(1000, 'x'), clock.now + 100);
+  {
+    auto view = direct.Lock("g");
+    Entry* hash = view.NewHash("g");
+    for (int f = 0; f < 100; ++f) view.HashSet("g", hash, "f" + std::to_string(f), "v");
+  }
+  EXPECT_EQ(keyspace.Stats().keys, 2);
+  EXPECT_EQ(keyspace.Stats().keys_with_ttl, 1);
+  EXPECT_EQ(keyspace.UsedMemory(), direct.UsedMemory());
+}
+
+TEST(KeyspaceTest, AppendAndRewriteMoveTheNodeAndKeepItsState) {
+  FakeClock clock;
+  Keyspace keyspace(clock.Function());
+  Put(keyspace, "k", "", clock.now + 1000);
+  std::string expected;
+  std::mt19937 rng(5);
+  for (int i = 0; i < 2000; ++i) {
+    auto view = keyspace.Lock("k");
+    Entry* entry = view.Find("k");
+    const std::string tail(rng() % 64, static_cast<char>('a' + i % 26));
+    entry = view.Append(entry, tail);
+    expected += tail;
+    ASSERT_EQ(entry, view.Find("k")) << "the index points at the node the entry moved to";
+    ASSERT_EQ(entry->string(), expected);
+    ASSERT_EQ(entry->expire_at, clock.now + 1000);
+  }
+  // Rewrites to shorter and longer values move it to nodes of their size.
+  for (const size_t size : {1, 5000, 40, 40, 100000, 0}) {
+    auto view = keyspace.Lock("k");
+    Entry* entry = view.Rewrite(view.Find("k"), std::string(size, 'r'));
+    EXPECT_EQ(entry->string(), std::string(size, 'r'));
+    EXPECT_EQ(entry->expire_at, clock.now + 1000);
+  }
+  EXPECT_EQ(keyspace.Stats().keys_with_ttl, 1);
+  Keyspace direct(clock.Function());
+  Put(direct, "k", "", clock.now + 1000);
+  EXPECT_EQ(keyspace.UsedMemory(), direct.UsedMemory()) << "no room kept from larger values";
+  clock.now += 1000;
+  EXPECT_EQ(keyspace.ActiveExpireCycle(1'000'000), 1) << "the TTL index holds the moved node";
+  direct.Lock("k").Erase("k");
+  EXPECT_EQ(keyspace.UsedMemory(), direct.UsedMemory());
 }
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
@@ -265,7 +309,7 @@ TEST(KeyspaceTest, UsedMemoryEqualsWhatTheAllocatorHandedOut) {
   for (int i = 0; i < 500; ++i) {
     const std::string key = "hash:" + std::to_string(i);
     auto view = keyspace->Lock(key);
-    Entry* entry = view.Insert(key, Type::kHash);
+    Entry* entry = view.NewHash(key);
     for (uint32_t f = 0; f < 1 + rng() % 40; ++f) {
       view.HashSet(key, entry, "field-" + std::to_string(f), std::string(rng() % 40, 'h'));
     }
@@ -274,14 +318,26 @@ TEST(KeyspaceTest, UsedMemoryEqualsWhatTheAllocatorHandedOut) {
   }
   for (int i = 0; i < 20000; i += 5) {
     const std::string key = (i % 3 == 0 ? "a-rather-long-key-name:" : "k") + std::to_string(i);
-    auto view = keyspace->Lock(key);
-    if (i % 10 == 0) {
-      view.Erase(key);
-    } else {  // an append: the buffer grows in place
-      Entry* entry = view.Find(key);
-      const uint64_t before = Keyspace::View::BytesOf(key, *entry);
-      entry->string.append(std::string(50, 'a'));
-      view.Resized(key, *entry, before);
+    const std::string other = "k" + std::to_string(i + 1);
+    auto view = keyspace->Lock({key, other});
+    Entry* entry = view.Find(key);
+    switch (i % 25) {
+      case 0:
+        view.Erase(key);
+        break;
+      case 5:  // appends: in the node's room, then moving to a larger node
+        for (int j = 0; j < 8; ++j) entry = view.Append(entry, std::string(rng() % 30, 'a'));
+        break;
+      case 10:  // rewrites, shorter and longer (INCR)
+        entry = view.Rewrite(entry, std::string(rng() % 200, 'r'));
+        view.Rewrite(entry, "1");
+        break;
+      case 15:  // overwritten by a value of another size, then by a hash
+        view.SetString(key, std::string(rng() % 300, 'o'), clock.now + 500);
+        view.HashSet(key, view.NewHash(key), "f", "v");
+        break;
+      default:  // renamed, onto a key that exists
+        view.Rename(key, other);
     }
   }
   const int64_t allocated = chunk_bytes.load() - base;
@@ -468,7 +524,7 @@ void RandomChange(Keyspace& keyspace, std::mt19937& rng, Millis now) {
       auto view = keyspace.Lock(key);
       Entry* entry = view.Find(key);
       if (entry != nullptr && entry->type != Type::kHash) break;
-      if (entry == nullptr) entry = view.Insert(key, Type::kHash);
+      if (entry == nullptr) entry = view.NewHash(key);
       view.HashSet(key, entry, "f" + std::to_string(rng() % 5), value);
       break;
     }
@@ -477,7 +533,7 @@ void RandomChange(Keyspace& keyspace, std::mt19937& rng, Millis now) {
       Entry* entry = view.Find(key);
       if (entry == nullptr || entry->type != Type::kHash) break;
       view.HashDelete(key, entry, "f" + std::to_string(rng() % 5));
-      if (entry->hash->empty()) view.Erase(key);
+      if (entry->hash()->empty()) view.Erase(key);
       break;
     }
     case 4: {  // DEL
@@ -496,22 +552,12 @@ void RandomChange(Keyspace& keyspace, std::mt19937& rng, Millis now) {
       auto view = keyspace.Lock(key);
       Entry* entry = view.Find(key);
       if (entry == nullptr || entry->type != Type::kString) break;
-      const uint64_t before = Keyspace::View::BytesOf(key, *entry);
-      entry->string += value;
-      view.Resized(key, *entry, before);
+      view.Append(entry, value);
       break;
     }
     case 7: {  // RENAME
       auto view = keyspace.Lock({key, other});
-      if (key == other || view.Find(key) == nullptr) break;
-      Entry moved = std::move(*view.Take(key));
-      Entry* target = view.Insert(other, moved.type);
-      const uint64_t before = Keyspace::View::BytesOf(other, *target);
-      target->string = std::move(moved.string);
-      target->hash = std::move(moved.hash);
-      target->hash_bytes = moved.hash_bytes;
-      view.Resized(other, *target, before);
-      if (moved.expire_at != 0) view.SetExpire(other, target, moved.expire_at);
+      view.Rename(key, other);
       break;
     }
     case 8:
@@ -594,7 +640,7 @@ TEST(KeyspacePersistenceTest, DamagedDumpsAndRecordsAreErrorsAndLeaveNothing) {
   Put(keyspace, "b", std::string(30, 'b'), clock.now + 1000);
   {
     auto view = keyspace.Lock("h");
-    view.HashSet("h", view.Insert("h", Type::kHash), "f", "v");
+    view.HashSet("h", view.NewHash("h"), "f", "v");
   }
   std::string dump;
   ASSERT_EQ(*keyspace.Dump([&](std::string_view bytes) {

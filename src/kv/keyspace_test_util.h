@@ -19,9 +19,9 @@ inline std::map<std::string, std::string> Describe(Keyspace& keyspace) {
     std::string text =
         std::string(TypeName(entry->type)) + " ttl=" + std::to_string(entry->expire_at) + " ";
     if (entry->type == Type::kString) {
-      text += entry->string;
+      text += entry->string();
     } else {
-      const std::map<std::string, std::string> fields(entry->hash->begin(), entry->hash->end());
+      const std::map<std::string, std::string> fields(entry->hash()->begin(), entry->hash()->end());
       for (const auto& [field, value] : fields) text += field + "=" + value + ",";
     }
     out[key] = text;

@@ -97,6 +97,17 @@ class OpenIndex {
     if (capacity() > kMinCapacity && size_ * 8 < capacity()) Rebuild(size_);
   }
 
+  // Puts `now` in the place of `old` (present, with this hash; `now` has the same key). Positions
+  // do not change.
+  void Replace(const Item* old, Item* now, uint64_t hash) {
+    for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
+      if (slots_[i].item == old) {
+        slots_[i].item = now;
+        return;
+      }
+    }
+  }
+
   void PrefetchSlot(uint64_t hash) const {
     const Slot* slots = hint_slots_.load(std::memory_order_relaxed);
     if (slots != nullptr)

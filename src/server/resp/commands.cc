@@ -120,15 +120,7 @@ void Get(Context& c) {
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Null();
   if (entry->type != Type::kString) return c.reply.Error(kWrongType);
-  c.reply.Bulk(entry->string);
-}
-
-// Writes a string with an optional TTL (SET, SETEX, PSETEX, SETNX, MSET).
-void Store(Keyspace::View& view, std::string_view key, std::string_view value, Millis expire_at) {
-  Entry* entry = view.Insert(key, Type::kString);
-  entry->string = std::string(value);  // exact capacity (assign would round up)
-  view.Resized(key, *entry, Keyspace::View::BytesOf(key, Entry{}));
-  if (expire_at != 0) view.SetExpire(key, entry, expire_at);
+  c.reply.Bulk(entry->string());
 }
 
 // SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
@@ -154,16 +146,16 @@ void Set(Context& c) {
     }
   }
   auto view = c.keyspace().Lock(c.args[1]);
-  // A plain SET needs no look at the old value (Insert replaces it in place).
+  // A plain SET needs no look at the old value (SetString replaces it, in its node if it fits).
   const bool plain = condition == kAny && !get && !keep_ttl;
   Entry* entry = plain ? nullptr : view.Find(c.args[1]);
   if (get && entry != nullptr && entry->type != Type::kString) return c.reply.Error(kWrongType);
   std::optional<std::string> old;
-  if (get && entry != nullptr) old = entry->string;
+  if (get && entry != nullptr) old = entry->string();
   const bool write = condition == kAny || (condition == kNx) == (entry == nullptr);
   if (write) {
     const Millis kept = keep_ttl && entry != nullptr ? entry->expire_at : 0;
-    Store(view, c.args[1], c.args[2], has_expire ? expire_at : kept);
+    view.SetString(c.args[1], c.args[2], has_expire ? expire_at : kept);
   }
   if (get) return old ? c.reply.Bulk(*old) : c.reply.Null();
   if (!write) return c.reply.Null();
@@ -178,14 +170,14 @@ void SetEx(Context& c, int64_t unit_ms, const char* name) {
     return c.reply.Error(std::string("ERR invalid expire time in '") + name + "' command");
   }
   auto view = c.keyspace().Lock(c.args[1]);
-  Store(view, c.args[1], c.args[3], at);
+  view.SetString(c.args[1], c.args[3], at);
   c.reply.Simple("OK");
 }
 
 void SetNx(Context& c) {
   auto view = c.keyspace().Lock(c.args[1]);
   if (view.Find(c.args[1]) != nullptr) return c.reply.Integer(0);
-  Store(view, c.args[1], c.args[2], 0);
+  view.SetString(c.args[1], c.args[2]);
   c.reply.Integer(1);
 }
 
@@ -198,7 +190,7 @@ void MGet(Context& c) {
     if (entry == nullptr || entry->type != Type::kString) {
       c.reply.Null();
     } else {
-      c.reply.Bulk(entry->string);
+      c.reply.Bulk(entry->string());
     }
   }
 }
@@ -215,7 +207,7 @@ void MSet(Context& c, bool only_if_none) {
       if (view.Find(key) != nullptr) return c.reply.Integer(0);
     }
   }
-  for (size_t i = 1; i < c.args.size(); i += 2) Store(view, c.args[i], c.args[i + 1], 0);
+  for (size_t i = 1; i < c.args.size(); i += 2) view.SetString(c.args[i], c.args[i + 1]);
   if (only_if_none) return c.reply.Integer(1);
   c.reply.Simple("OK");
 }
@@ -225,7 +217,8 @@ void GetDel(Context& c) {
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Null();
   if (entry->type != Type::kString) return c.reply.Error(kWrongType);
-  c.reply.Bulk(view.Take(c.args[1])->string);
+  c.reply.Bulk(entry->string());
+  view.Erase(c.args[1]);
 }
 
 // GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]
@@ -247,7 +240,7 @@ void GetEx(Context& c) {
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Null();
   if (entry->type != Type::kString) return c.reply.Error(kWrongType);
-  c.reply.Bulk(entry->string);
+  c.reply.Bulk(entry->string());
   if (new_expire) view.SetExpire(c.args[1], entry, *new_expire);
 }
 
@@ -255,17 +248,15 @@ void Append(Context& c) {
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) {
-    Store(view, c.args[1], c.args[2], 0);
+    view.SetString(c.args[1], c.args[2]);
     return c.reply.Integer(static_cast<int64_t>(c.args[2].size()));
   }
   if (entry->type != Type::kString) return c.reply.Error(kWrongType);
-  if (entry->string.size() + c.args[2].size() > kMaxBulkBytes) {
+  if (entry->string().size() + c.args[2].size() > kMaxBulkBytes) {
     return c.reply.Error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
   }
-  const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
-  entry->string.append(c.args[2]);
-  view.Resized(c.args[1], *entry, before);
-  c.reply.Integer(static_cast<int64_t>(entry->string.size()));
+  entry = view.Append(entry, c.args[2]);
+  c.reply.Integer(static_cast<int64_t>(entry->string().size()));
 }
 
 void StrLen(Context& c) {
@@ -273,7 +264,7 @@ void StrLen(Context& c) {
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Integer(0);
   if (entry->type != Type::kString) return c.reply.Error(kWrongType);
-  c.reply.Integer(static_cast<int64_t>(entry->string.size()));
+  c.reply.Integer(static_cast<int64_t>(entry->string().size()));
 }
 
 // INCR, DECR, INCRBY, DECRBY: the TTL stays.
@@ -291,19 +282,14 @@ void IncrBy(Context& c, int64_t sign, bool has_argument) {
   int64_t value = 0;
   if (entry != nullptr) {
     if (entry->type != Type::kString) return c.reply.Error(kWrongType);
-    if (!ParseInt(entry->string, &value)) return c.reply.Error(kNotInteger);
+    if (!ParseInt(entry->string(), &value)) return c.reply.Error(kNotInteger);
   }
   int64_t result;
   if (__builtin_add_overflow(value, delta, &result)) {
     return c.reply.Error("ERR increment or decrement would overflow");
   }
-  if (entry == nullptr) {
-    Store(view, c.args[1], std::to_string(result), 0);
-  } else {
-    const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
-    entry->string = std::to_string(result);
-    view.Resized(c.args[1], *entry, before);
-  }
+  const std::string text = std::to_string(result);
+  entry == nullptr ? view.SetString(c.args[1], text) : view.Rewrite(entry, text);
   c.reply.Integer(result);
 }
 
@@ -315,20 +301,14 @@ void IncrByFloat(Context& c) {
   long double value = 0;
   if (entry != nullptr) {
     if (entry->type != Type::kString) return c.reply.Error(kWrongType);
-    if (!ParseDouble(entry->string, &value)) return c.reply.Error(kNotFloat);
+    if (!ParseDouble(entry->string(), &value)) return c.reply.Error(kNotFloat);
   }
   const long double result = value + delta;
   if (std::isnan(result) || std::isinf(result)) {
     return c.reply.Error("ERR increment would produce NaN or Infinity");
   }
   const std::string text = FormatDouble(result);
-  if (entry == nullptr) {
-    Store(view, c.args[1], text, 0);
-  } else {
-    const uint64_t before = Keyspace::View::BytesOf(c.args[1], *entry);
-    entry->string = text;
-    view.Resized(c.args[1], *entry, before);
-  }
+  entry == nullptr ? view.SetString(c.args[1], text) : view.Rewrite(entry, text);
   c.reply.Bulk(text);
 }
 
@@ -429,19 +409,10 @@ void Persist(Context& c) {
 
 void Rename(Context& c, bool only_if_none) {
   auto view = c.keyspace().Lock({c.args[1], c.args[2]});
-  Entry* source = view.Find(c.args[1]);
-  if (source == nullptr) return c.reply.Error("ERR no such key");
+  if (view.Find(c.args[1]) == nullptr) return c.reply.Error("ERR no such key");
   if (c.args[1] == c.args[2]) return only_if_none ? c.reply.Integer(0) : c.reply.Simple("OK");
   if (only_if_none && view.Find(c.args[2]) != nullptr) return c.reply.Integer(0);
-  Entry moved = std::move(*view.Take(c.args[1]));
-  const Millis expire_at = moved.expire_at;
-  Entry* target = view.Insert(c.args[2], moved.type);
-  const uint64_t before = Keyspace::View::BytesOf(c.args[2], *target);
-  target->string = std::move(moved.string);
-  target->hash = std::move(moved.hash);
-  target->hash_bytes = moved.hash_bytes;
-  view.Resized(c.args[2], *target, before);
-  if (expire_at != 0) view.SetExpire(c.args[2], target, expire_at);
+  view.Rename(c.args[1], c.args[2]);
   only_if_none ? c.reply.Integer(1) : c.reply.Simple("OK");
 }
 
@@ -548,7 +519,7 @@ void HSet(Context& c, bool reply_ok) {
   bool wrong;
   Entry* entry = FindHash(c, view, &wrong);
   if (wrong) return;
-  if (entry == nullptr) entry = view.Insert(c.args[1], Type::kHash);
+  if (entry == nullptr) entry = view.NewHash(c.args[1]);
   int64_t added = 0;
   for (size_t i = 2; i < c.args.size(); i += 2) {
     added += view.HashSet(c.args[1], entry, c.args[i], c.args[i + 1]) ? 1 : 0;
@@ -567,7 +538,7 @@ void ReadHash(Context& c, Reply&& reply) {
     bool wrong;
     Entry* entry = FindHash(c, view, &wrong);
     if (wrong) return;
-    if (entry != nullptr) return reply(*entry->hash);
+    if (entry != nullptr) return reply(*entry->hash());
   }
   std::optional<TableRow> row;
   if (c.server.catalog != nullptr) {
@@ -640,7 +611,7 @@ void HDel(Context& c) {
   for (size_t i = 2; i < c.args.size(); ++i) {
     deleted += view.HashDelete(c.args[1], entry, c.args[i]) ? 1 : 0;
   }
-  if (entry->hash->empty()) view.Erase(c.args[1]);  // an empty hash is no key
+  if (entry->hash()->empty()) view.Erase(c.args[1]);  // an empty hash is no key
   c.reply.Integer(deleted);
 }
 
@@ -694,7 +665,7 @@ void HIncrBy(Context& c) {
   if (wrong) return;
   int64_t value = 0;
   if (entry != nullptr) {
-    const std::string* old = entry->hash->Find(c.args[2]);
+    const std::string* old = entry->hash()->Find(c.args[2]);
     if (old != nullptr && !ParseInt(*old, &value)) {
       return c.reply.Error("ERR hash value is not an integer");
     }
@@ -703,7 +674,7 @@ void HIncrBy(Context& c) {
   if (__builtin_add_overflow(value, delta, &result)) {
     return c.reply.Error("ERR increment or decrement would overflow");
   }
-  if (entry == nullptr) entry = view.Insert(c.args[1], Type::kHash);
+  if (entry == nullptr) entry = view.NewHash(c.args[1]);
   view.HashSet(c.args[1], entry, c.args[2], std::to_string(result));
   c.reply.Integer(result);
 }
@@ -718,7 +689,7 @@ void HScan(Context& c) {
   if (entry != nullptr && entry->type != Type::kHash) return c.reply.Error(kWrongType);
   std::vector<std::pair<std::string_view, std::string_view>> matched;
   if (entry != nullptr) {
-    for (const auto& [field, value] : *entry->hash) {
+    for (const auto& [field, value] : *entry->hash()) {
       if (kv::Keyspace::Match(scan.pattern, field)) matched.emplace_back(field, value);
     }
   }
