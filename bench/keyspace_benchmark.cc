@@ -3,6 +3,8 @@
 // time and as pipelines of 16 with Keyspace::Prefetch first, as the RESP server runs them.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -76,6 +78,32 @@ void BM_Set(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kPipeline);
 }
 BENCHMARK(BM_Set)->Arg(0)->Arg(1);
+
+// Builds one hash of 2^20 fields, one HSET at a time as HSET commands do; counters: the slowest
+// single HSET (`max_us`) and the mean. The slowest is the one whose insert grows the hash's index.
+void BM_HashGrowth(benchmark::State& state) {
+  constexpr int kFields = 1 << 20;
+  std::vector<std::string> fields;
+  for (int i = 0; i < kFields; ++i) fields.push_back("field:" + std::to_string(i));
+  double max_us = 0;
+  for (auto _ : state) {
+    Keyspace keyspace;
+    {
+      auto view = keyspace.Lock("big");
+      view.NewHash("big");
+    }
+    for (const std::string& field : fields) {
+      const auto start = std::chrono::steady_clock::now();
+      auto view = keyspace.Lock("big");
+      view.HashSet("big", view.Find("big"), field, "v");
+      const auto took = std::chrono::steady_clock::now() - start;
+      max_us = std::max(max_us, std::chrono::duration<double, std::micro>(took).count());
+    }
+  }
+  state.counters["max_us"] = max_us;
+  state.SetItemsProcessed(state.iterations() * kFields);
+}
+BENCHMARK(BM_HashGrowth)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 }  // namespace
 }  // namespace quiver::kv

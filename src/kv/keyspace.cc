@@ -336,6 +336,12 @@ Entry* Keyspace::NewNode(std::string_view key, size_t capacity) {
   return node;
 }
 
+bool Keyspace::Fits(const Entry& node, size_t capacity) {
+  const size_t header = sizeof(Entry) + node.key_size_;
+  return capacity <= node.capacity_ &&
+         ChunkBytes(header + capacity) == ChunkBytes(header + node.capacity_);
+}
+
 void Keyspace::FreeNode(Entry* node) {
   if (node->type == Type::kHash) delete node->hash();
   node->~Entry();
@@ -360,8 +366,7 @@ Entry* Keyspace::View::Place(std::string_view key, Type type, std::string_view v
     if (node->type == Type::kHash) delete node->hash();
     node->type = Type::kString;
     node->expire_at = 0;
-    if (ChunkBytes(sizeof(Entry) + key.size() + capacity) !=
-        ChunkBytes(sizeof(Entry) + key.size() + node->capacity_)) {
+    if (!Fits(*node, capacity)) {
       Entry* fresh = keyspace_.NewNode(key, capacity);
       shard.index.Replace(node, fresh, hash);
       if (log_ != nullptr) std::replace(log_->dirty.begin(), log_->dirty.end(), node, fresh);
@@ -423,11 +428,7 @@ Entry* Keyspace::View::Move(Entry* node, size_t capacity) {
 }
 
 Entry* Keyspace::View::Rewrite(Entry* entry, std::string_view value) {
-  const std::string_view key = entry->key();
-  if (ChunkBytes(sizeof(Entry) + key.size() + value.size()) !=
-      ChunkBytes(sizeof(Entry) + key.size() + entry->capacity_)) {
-    entry = Move(entry, value.size());
-  }
+  if (!Fits(*entry, value.size())) entry = Move(entry, value.size());
   std::memcpy(entry->value_bytes(), value.data(), value.size());
   entry->size_ = static_cast<uint32_t>(value.size());
   MarkDirty(entry);
@@ -451,7 +452,7 @@ bool Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_vie
                              std::string_view value) {
   HashValue& hash = *entry->hash();
   const uint64_t before = hash.bytes_;
-  const uint64_t slots = ChunkBytes(hash.SlotBytes());
+  const uint64_t slots = hash.SlotBytes();
   bool inserted;
   HashField* set = hash.Emplace(field, &inserted);
   const uint64_t old_field = inserted ? 0 : FieldBytes(*set);
@@ -461,7 +462,7 @@ bool Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_vie
     PutBytes(&log_->ops, field);
     PutBytes(&log_->ops, value);
   }
-  hash.bytes_ += FieldBytes(*set) - old_field + ChunkBytes(hash.SlotBytes()) - slots;
+  hash.bytes_ += FieldBytes(*set) - old_field + hash.SlotBytes() - slots;
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
                    static_cast<int64_t>(hash.bytes_) - static_cast<int64_t>(before));
   return inserted;
@@ -475,10 +476,10 @@ bool Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_
     PutKeyOp(&log_->ops, kHashDelete, key);
     PutBytes(&log_->ops, field);
   }
-  const uint64_t slots = ChunkBytes(hash.SlotBytes());
+  const uint64_t slots = hash.SlotBytes();
   uint64_t bytes = FieldBytes(*found);
   hash.Erase(found);  // the slot array may shrink
-  bytes += slots - ChunkBytes(hash.SlotBytes());
+  bytes += slots - hash.SlotBytes();
   hash.bytes_ -= bytes;
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)], -static_cast<int64_t>(bytes));
   return true;
@@ -541,9 +542,8 @@ void Keyspace::Charge(Shard& shard, int64_t delta) {
 }
 
 void Keyspace::Restructure(Shard& shard) {
-  const int64_t structure =
-      static_cast<int64_t>(ChunkBytes(shard.index.SlotBytes()) +
-                           ChunkBytes(shard.volatile_keys.capacity() * sizeof(void*)));
+  const int64_t structure = static_cast<int64_t>(
+      shard.index.SlotBytes() + ChunkBytes(shard.volatile_keys.capacity() * sizeof(void*)));
   Charge(shard, structure - shard.structure);
   shard.structure = structure;
 }
@@ -669,9 +669,14 @@ uint64_t Keyspace::Scan(uint64_t cursor, size_t count, std::string_view pattern,
   for (; shard_index < kShards; ++shard_index, position = 0) {
     Shard& shard = shards_[shard_index];
     std::lock_guard lock(shard.mutex);
+    // Positions hold from one call to the next only without a rebuild under way.
+    if (shard.index.rebuilding()) {
+      shard.index.FinishRebuild();
+      Restructure(shard);
+    }
     const uint64_t generation = shard.index.generation() & kMask;
     if (position != 0 && tag != generation) position = 0;
-    for (; position < shard.index.capacity(); ++position) {
+    for (; position < shard.index.positions(); ++position) {
       if (visited >= count || empty >= 10 * count) {
         return (generation << (6 + kPositionBits)) | (position << 6) | shard_index;
       }
@@ -707,7 +712,7 @@ std::optional<std::string> Keyspace::RandomKey() {
   // Sparse or mostly expired: a full walk.
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mutex);
-    for (size_t i = 0; i < shard.index.capacity(); ++i) {
+    for (size_t i = 0; i < shard.index.positions(); ++i) {
       const Entry* node = shard.index.At(i);
       if (node != nullptr && (node->expire_at == 0 || node->expire_at > now)) {
         return std::string(node->key());

@@ -89,7 +89,7 @@ class HashValue {
   void Erase(HashField* field);
   size_t size() const { return index_.size(); }
   bool empty() const { return index_.empty(); }
-  size_t SlotBytes() const { return index_.SlotBytes(); }
+  uint64_t SlotBytes() const { return index_.SlotBytes(); }  // malloc's chunks
   // Bytes of this object, its slot array and its fields (kept by Keyspace::View).
   uint64_t bytes() const { return bytes_; }
 
@@ -119,13 +119,13 @@ class HashValue {
       Skip();
     }
     void Skip() {
-      while (position_ < index_->capacity() && index_->At(position_) == nullptr) ++position_;
+      while (position_ < index_->positions() && index_->At(position_) == nullptr) ++position_;
     }
     const OpenIndex<HashField>* index_;
     size_t position_;
   };
   Iterator begin() const { return Iterator(&index_, 0); }
-  Iterator end() const { return Iterator(&index_, index_.capacity()); }
+  Iterator end() const { return Iterator(&index_, index_.positions()); }
 
  private:
   friend class Keyspace;
@@ -180,11 +180,6 @@ struct KeyspaceStats {
   int64_t evicted = 0;  // keys removed to stay under the memory limit
   uint64_t bytes = 0;   // UsedMemory()
 };
-
-// Bytes glibc's malloc takes for a request of `n` bytes: the chunk, its header included.
-constexpr uint64_t ChunkBytes(uint64_t n) {
-  return n == 0 ? 0 : std::max<uint64_t>(32, (n + 8 + 15) & ~uint64_t{15});
-}
 
 // Where a keyspace logs its changes (storage::Database implements it over its write-ahead log).
 class KeyspaceLog {
@@ -395,6 +390,9 @@ class Keyspace final : public EvictionSource {
   // A node for `key` with room for at least `capacity` value bytes (up to its chunk's end).
   static Entry* NewNode(std::string_view key, size_t capacity);
   static void FreeNode(Entry* node);
+  // Whether a value of `capacity` bytes belongs in this node: it fits, and a node made for it
+  // would take the same chunk (so a shorter value moves to a smaller node).
+  static bool Fits(const Entry& node, size_t capacity);
   // Applies one decoded operation of a record or dump (recovery), without logging or expiry.
   void Apply(const Operation& op);
   // Logs a key's deletion outside a View (eviction), under its shard's lock.

@@ -48,12 +48,18 @@ TEST(OpenIndexTest, MatchesAReferenceMapUnderRandomOperations) {
       reference.erase(it);
     }
     ASSERT_EQ(index.size(), reference.size());
+    if (step % 1000 == 0) {  // a walk meets every item once, a rebuild under way or not
+      std::map<std::string, const Item*> expected;
+      for (const auto& [name, item] : reference) expected.emplace(name, item.get());
+      ASSERT_EQ(Contents(index), expected) << step;
+    }
   }
   std::map<std::string, const Item*> expected;
   for (const auto& [key, item] : reference) expected.emplace(key, item.get());
   EXPECT_EQ(Contents(index), expected);
-  // Deleting shrank the array: at most 4 slots per item left (or the minimum).
-  EXPECT_LE(index.capacity(), std::max<size_t>(OpenIndex<Item>::kMinCapacity, 8 * index.size()));
+  // Deleting shrank the array: at most 8 slots per item left (or the minimum).
+  index.FinishRebuild();
+  EXPECT_LE(index.positions(), std::max<size_t>(OpenIndex<Item>::kMinCapacity, 8 * index.size()));
 }
 
 TEST(OpenIndexTest, ItemsKeepTheirPositionsUntilARebuild) {
@@ -65,7 +71,7 @@ TEST(OpenIndexTest, ItemsKeepTheirPositionsUntilARebuild) {
   }
   auto positions = [&] {
     std::map<const Item*, size_t> at;
-    for (size_t i = 0; i < index.capacity(); ++i) {
+    for (size_t i = 0; i < index.positions(); ++i) {
       if (const Item* item = index.At(i)) at.emplace(item, i);
     }
     return at;
@@ -86,6 +92,70 @@ TEST(OpenIndexTest, ItemsKeepTheirPositionsUntilARebuild) {
     EXPECT_EQ(index.Find(items[i]->name, HashBytes(items[i]->name)), items[i].get());
   }
   EXPECT_EQ(index.size(), 2900u);
+}
+
+TEST(OpenIndexTest, ALargeArrayIsRebuiltAFewSlotsPerChange) {
+  using Index = OpenIndex<Item>;
+  Index index;
+  std::vector<std::unique_ptr<Item>> items;
+  auto add = [&] {
+    items.push_back(std::make_unique<Item>(Item{"key" + std::to_string(items.size())}));
+    index.Insert(HashBytes(items.back()->name), items.back().get());
+  };
+  while (!index.rebuilding()) add();
+  // The new array was made; the old one (more than kIncrementalFrom slots) empties over the
+  // following changes, kMigrateStep old slots each, and every item stays found meanwhile.
+  const size_t old_slots = index.positions() / 3;  // the old array is half the new one
+  ASSERT_GT(old_slots, Index::kIncrementalFrom);
+  size_t changes = 0;
+  Item* replaced = items[1].get();
+  Item replacement{replaced->name};
+  index.Replace(replaced, &replacement, HashBytes(replaced->name));
+  while (index.rebuilding()) {
+    if (changes % 2 == 0) {
+      add();
+    } else {  // erase one, still in the old array or moved
+      const size_t victim = 2 + changes;
+      index.Erase(items[victim].get(), HashBytes(items[victim]->name));
+      items[victim]->name.clear();
+    }
+    ++changes;
+    if (changes % 7 == 0) {
+      size_t walked = 0;
+      index.ForEach([&](const Item*) { ++walked; });
+      ASSERT_EQ(walked, index.size()) << "a walk meets each item once";
+    }
+    for (size_t i = 0; i < items.size(); i += 97) {
+      if (items[i]->name.empty()) continue;
+      const Item* expected = i == 1 ? &replacement : items[i].get();
+      ASSERT_EQ(index.Find(items[i]->name, HashBytes(items[i]->name)), expected) << i;
+    }
+  }
+  EXPECT_LE(changes, old_slots / Index::kMigrateStep + 1);
+  size_t found = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i]->name.empty()) continue;  // erased
+    const Item* expected = i == 1 ? &replacement : items[i].get();
+    EXPECT_EQ(index.Find(items[i]->name, HashBytes(items[i]->name)), expected);
+    ++found;
+  }
+  EXPECT_EQ(found, index.size());
+}
+
+TEST(OpenIndexTest, FinishRebuildMovesTheRestAtOnce) {
+  OpenIndex<Item> index;
+  std::vector<std::unique_ptr<Item>> items;
+  while (!index.rebuilding()) {
+    items.push_back(std::make_unique<Item>(Item{"key" + std::to_string(items.size())}));
+    index.Insert(HashBytes(items.back()->name), items.back().get());
+  }
+  const uint64_t bytes = index.SlotBytes();
+  index.FinishRebuild();
+  EXPECT_FALSE(index.rebuilding());
+  EXPECT_LT(index.SlotBytes(), bytes) << "the old array is freed";
+  EXPECT_EQ(index.SlotBytes(), ChunkBytes(index.positions() * 16));
+  for (const auto& item : items)
+    EXPECT_EQ(index.Find(item->name, HashBytes(item->name)), item.get());
 }
 
 TEST(OpenIndexTest, EmptyIndexAndNextFrom) {
