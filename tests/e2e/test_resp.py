@@ -60,6 +60,29 @@ def test_strings_and_set_options(r):
         r.execute_command("SET", "k", "v", "EX", "10", "PX", "100")
 
 
+def test_values_that_change_size_keep_their_ttl_and_bytes(r):
+    # A value lives in its key's node; growing or shrinking it moves the key to another node.
+    used = r.info("memory")["used_memory_keyspace"]
+    r.set("s", "", ex=1000)
+    expected = b""
+    for i in range(300):
+        piece = bytes([97 + i % 26]) * (i % 50)
+        assert r.append("s", piece) == len(expected) + len(piece)
+        expected += piece
+    assert r.get("s") == expected and r.ttl("s") > 990
+    for size in (0, 1, 40, 4000, 3, 100000, 16):
+        r.set("s", b"x" * size, keepttl=True)
+        assert r.strlen("s") == size and r.ttl("s") > 990
+    r.set("n", "9", ex=1000)
+    for expected_value in (10, 100, 1000, 10**12):
+        r.incrby("n", expected_value - int(r.get("n")))
+        assert int(r.get("n")) == expected_value and r.ttl("n") > 990
+    assert r.incrbyfloat("n", -(10**12) + 0.5) == 0.5 and r.ttl("n") > 990
+    assert r.rename("s", "t") is True and r.get("t") == b"x" * 16 and r.ttl("t") > 990
+    assert r.delete("t", "n") == 2
+    assert r.info("memory")["used_memory_keyspace"] <= used + 4096  # index slots may remain
+
+
 def test_ttl_edge_cases(r):
     r.set("k", "v", ex=100)
     assert 99 <= r.ttl("k") <= 100 and 99000 <= r.pttl("k") <= 100000
