@@ -10,7 +10,7 @@ Each in two modes: "memory" (quiverd --kv-memory-only; redis-server without pers
 "durable" (quiverd's default, every change in the write-ahead log, fsync once a second;
 redis-server --appendonly yes --appendfsync everysec). Then memory per key: 1,000,000 keys of
 16-byte values loaded into fresh servers (memory mode), resident memory growth and used_memory
-per key. Writes bench/results/resp-<UTC timestamp>/results.json
+per key; and per hash field: 100,000 hashes of 10 fields (`f0`..`f9`, 16-byte values). Writes bench/results/resp-<UTC timestamp>/results.json
 and results.md.
 
 Environment (defaults in brackets):
@@ -48,6 +48,7 @@ from quiverd import Server  # noqa: E402
 
 SYSTEMS = ("quiverd", "redis-server")
 MGET_KEYS = 10
+HASH_FIELDS = 10  # fields per hash in the memory measurement
 
 
 def settings() -> dict:
@@ -135,30 +136,55 @@ def throughput_of(mode: str, config: dict, tmp: pathlib.Path, log) -> dict:
     return out
 
 
-def memory_per_key(config: dict, tmp: pathlib.Path, log) -> dict:
-    """Resident-memory growth and used_memory per key for `keys` keys of 16-byte values."""
-    out = {}
+def memory_growth(system: str, directory: pathlib.Path, load) -> tuple[int, int]:
+    """(resident growth, used_memory growth) of a fresh server while `load(client)` runs."""
+    port, pid, stop = start(system, 1, directory)
+    try:
+        client = redis.Redis(port=port)
+        used_before = client.info("memory")["used_memory"]
+        rss_before = rss_bytes(pid)
+        load(client)
+        time.sleep(0.5)
+        growth = (rss_bytes(pid) - rss_before, client.info("memory")["used_memory"] - used_before)
+        client.close()
+        return growth
+    finally:
+        stop()
+
+
+def memory_per_key(config: dict, tmp: pathlib.Path, log) -> tuple[dict, dict]:
+    """Resident-memory growth and used_memory per key for `keys` keys of 16-byte values, and per
+    field for keys/10 hashes of 10 fields with 16-byte values."""
+    keys, hashes = config["keys"], max(1, config["keys"] // HASH_FIELDS)
+
+    def strings(client) -> None:
+        for first in range(0, keys, 10000):
+            last = min(keys, first + 10000)
+            client.mset({f"key:{i:012d}": f"{i:016d}" for i in range(first, last)})
+        assert client.dbsize() == keys, client.dbsize()
+
+    def fields(client) -> None:
+        pipe = client.pipeline(transaction=False)
+        for i in range(hashes):
+            pipe.hset(f"hash:{i:012d}",
+                      mapping={f"f{j}": f"{i * HASH_FIELDS + j:016d}" for j in range(HASH_FIELDS)})
+            if i % 1000 == 999:
+                pipe.execute()
+        pipe.execute()
+        assert client.dbsize() == hashes, client.dbsize()
+
+    per_key, per_field = {}, {}
     for system in SYSTEMS:
-        port, pid, stop = start(system, 1, tmp / f"{system}-memory")
-        try:
-            client = redis.Redis(port=port)
-            used_before = client.info("memory")["used_memory"]
-            rss_before = rss_bytes(pid)
-            for first in range(0, config["keys"], 10000):
-                last = min(config["keys"], first + 10000)
-                client.mset({f"key:{i:012d}": f"{i:016d}" for i in range(first, last)})
-            assert client.dbsize() == config["keys"], client.dbsize()
-            time.sleep(0.5)
-            out[system] = {
-                "rss_bytes_per_key": (rss_bytes(pid) - rss_before) / config["keys"],
-                "used_memory_bytes_per_key":
-                    (client.info("memory")["used_memory"] - used_before) / config["keys"]}
-            client.close()
-        finally:
-            stop()
-        log(f"memory {system}: {out[system]['rss_bytes_per_key']:.1f} resident bytes per key, "
-            f"{out[system]['used_memory_bytes_per_key']:.1f} used_memory bytes per key")
-    return out
+        rss, used = memory_growth(system, tmp / f"{system}-memory", strings)
+        per_key[system] = {"rss_bytes_per_key": rss / keys, "used_memory_bytes_per_key": used / keys}
+        rss, used = memory_growth(system, tmp / f"{system}-hash-memory", fields)
+        per_field[system] = {"rss_bytes_per_field": rss / (hashes * HASH_FIELDS),
+                             "used_memory_bytes_per_field": used / (hashes * HASH_FIELDS)}
+        log(f"memory {system}: {per_key[system]['rss_bytes_per_key']:.1f} resident bytes per key, "
+            f"{per_key[system]['used_memory_bytes_per_key']:.1f} used_memory bytes per key; "
+            f"hashes: {per_field[system]['rss_bytes_per_field']:.1f} resident bytes per field, "
+            f"{per_field[system]['used_memory_bytes_per_field']:.1f} used_memory bytes per field")
+    return per_key, per_field
 
 
 def table(title: str, systems: dict) -> list[str]:
@@ -193,6 +219,14 @@ def markdown(data: dict) -> str:
         for system, figures in data["memory"].items():
             lines.append(f"| {system} | {figures['rss_bytes_per_key']:.1f} | "
                          f"{figures['used_memory_bytes_per_key']:.1f} |")
+    if data.get("hash_memory"):
+        hashes = max(1, s["keys"] // HASH_FIELDS)
+        lines += ["", f"## Memory per hash field ({hashes:,} hashes of {HASH_FIELDS} fields, "
+                  "16-byte values)", "",
+                  "| Server | resident bytes/field | used_memory bytes/field |", "|---|---|---|"]
+        for system, figures in data["hash_memory"].items():
+            lines.append(f"| {system} | {figures['rss_bytes_per_field']:.1f} | "
+                         f"{figures['used_memory_bytes_per_field']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -209,7 +243,7 @@ def main() -> None:
             "machine": machine(), "versions": versions()}
     with tempfile.TemporaryDirectory() as tmp:
         data["throughput"] = throughput(config, pathlib.Path(tmp), log)
-        data["memory"] = memory_per_key(config, pathlib.Path(tmp), log)
+        data["memory"], data["hash_memory"] = memory_per_key(config, pathlib.Path(tmp), log)
     (out_dir / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     (out_dir / "results.md").write_text(markdown(data))
     print(markdown(data))

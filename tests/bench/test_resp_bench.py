@@ -31,6 +31,8 @@ def test_resp_comparison_runs_and_reports(tmp_path):
                 assert all(f["rps_ratio_vs_redis"] > 0 for f in systems["quiverd"].values())
     for system in ("quiverd", "redis-server"):
         assert 16 < data["memory"][system]["used_memory_bytes_per_key"] < 2000
+        assert 16 < data["hash_memory"][system]["used_memory_bytes_per_field"] < 2000
     report = (tmp_path / "results.md").read_text()
     assert "| MGET (10 keys) |" in report and "Memory per key" in report
+    assert "Memory per hash field" in report
     assert "## durable: 1 server thread(s), pipeline 16" in report
