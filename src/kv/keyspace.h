@@ -89,7 +89,7 @@ class HashValue {
   void Erase(HashField* field);
   size_t size() const { return index_.size(); }
   bool empty() const { return index_.empty(); }
-  uint64_t SlotBytes() const { return index_.SlotBytes(); }  // malloc's chunks
+  uint64_t SlotBytes() const { return index_.SlotBytes(); }  // what its slot arrays take
   // Bytes of this object, its slot array and its fields (kept by Keyspace::View).
   uint64_t bytes() const { return bytes_; }
 
