@@ -64,7 +64,8 @@ Millis SystemMillis();
 enum class Type : uint8_t { kString, kHash };
 std::string_view TypeName(Type type);  // "string", "hash"
 
-// A field of a hash: its value, then the field's name right behind the struct (one allocation).
+// A field of a hash: its value, then the field's name right behind the struct (one allocation,
+// and one more for a value longer than std::string's 15-byte inline buffer).
 struct HashField {
   std::string value;
   uint32_t name_size = 0;
