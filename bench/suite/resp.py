@@ -49,6 +49,8 @@ from quiverd import Server  # noqa: E402
 SYSTEMS = ("quiverd", "redis-server")
 MGET_KEYS = 10
 HASH_FIELDS = 10  # fields per hash in the memory measurement
+# Hash encodings measured: the value of hash-max-listpack-entries set first ("": the default).
+HASH_ENCODINGS = {"packed": "", "table": "0"}
 
 
 def settings() -> dict:
@@ -154,7 +156,8 @@ def memory_growth(system: str, directory: pathlib.Path, load) -> tuple[int, int]
 
 def memory_per_key(config: dict, tmp: pathlib.Path, log) -> tuple[dict, dict]:
     """Resident-memory growth and used_memory per key for `keys` keys of 16-byte values, and per
-    field for keys/10 hashes of 10 fields with 16-byte values."""
+    field for keys/10 hashes of 10 fields with 16-byte values, in each hash encoding
+    (HASH_ENCODINGS: small hashes packed, as both servers do by default, or as hash tables)."""
     keys, hashes = config["keys"], max(1, config["keys"] // HASH_FIELDS)
 
     def strings(client) -> None:
@@ -163,7 +166,9 @@ def memory_per_key(config: dict, tmp: pathlib.Path, log) -> tuple[dict, dict]:
             client.mset({f"key:{i:012d}": f"{i:016d}" for i in range(first, last)})
         assert client.dbsize() == keys, client.dbsize()
 
-    def fields(client) -> None:
+    def fields(client, max_packed: str) -> None:
+        if max_packed:
+            client.config_set("hash-max-listpack-entries", max_packed)
         pipe = client.pipeline(transaction=False)
         for i in range(hashes):
             pipe.hset(f"hash:{i:012d}",
@@ -177,13 +182,17 @@ def memory_per_key(config: dict, tmp: pathlib.Path, log) -> tuple[dict, dict]:
     for system in SYSTEMS:
         rss, used = memory_growth(system, tmp / f"{system}-memory", strings)
         per_key[system] = {"rss_bytes_per_key": rss / keys, "used_memory_bytes_per_key": used / keys}
-        rss, used = memory_growth(system, tmp / f"{system}-hash-memory", fields)
-        per_field[system] = {"rss_bytes_per_field": rss / (hashes * HASH_FIELDS),
-                             "used_memory_bytes_per_field": used / (hashes * HASH_FIELDS)}
         log(f"memory {system}: {per_key[system]['rss_bytes_per_key']:.1f} resident bytes per key, "
-            f"{per_key[system]['used_memory_bytes_per_key']:.1f} used_memory bytes per key; "
-            f"hashes: {per_field[system]['rss_bytes_per_field']:.1f} resident bytes per field, "
-            f"{per_field[system]['used_memory_bytes_per_field']:.1f} used_memory bytes per field")
+            f"{per_key[system]['used_memory_bytes_per_key']:.1f} used_memory bytes per key")
+        for encoding, max_packed in HASH_ENCODINGS.items():
+            rss, used = memory_growth(system, tmp / f"{system}-hash-memory-{encoding}",
+                                      lambda client: fields(client, max_packed))
+            figures = {"rss_bytes_per_field": rss / (hashes * HASH_FIELDS),
+                       "used_memory_bytes_per_field": used / (hashes * HASH_FIELDS)}
+            per_field.setdefault(system, {})[encoding] = figures
+            log(f"memory {system}, {encoding} hashes: {figures['rss_bytes_per_field']:.1f} "
+                f"resident bytes per field, {figures['used_memory_bytes_per_field']:.1f} "
+                "used_memory bytes per field")
     return per_key, per_field
 
 
@@ -223,10 +232,14 @@ def markdown(data: dict) -> str:
         hashes = max(1, s["keys"] // HASH_FIELDS)
         lines += ["", f"## Memory per hash field ({hashes:,} hashes of {HASH_FIELDS} fields, "
                   "16-byte values)", "",
-                  "| Server | resident bytes/field | used_memory bytes/field |", "|---|---|---|"]
-        for system, figures in data["hash_memory"].items():
-            lines.append(f"| {system} | {figures['rss_bytes_per_field']:.1f} | "
-                         f"{figures['used_memory_bytes_per_field']:.1f} |")
+                  "Packed: small hashes as both servers keep them by default (quiverd's packed "
+                  "fields, Redis's listpack); table: with `hash-max-listpack-entries 0`.", "",
+                  "| Server | encoding | resident bytes/field | used_memory bytes/field |",
+                  "|---|---|---|---|"]
+        for system, encodings in data["hash_memory"].items():
+            for encoding, figures in encodings.items():
+                lines.append(f"| {system} | {encoding} | {figures['rss_bytes_per_field']:.1f} | "
+                             f"{figures['used_memory_bytes_per_field']:.1f} |")
     return "\n".join(lines) + "\n"
 
 

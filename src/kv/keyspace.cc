@@ -22,12 +22,29 @@ struct Operation {
 
 namespace {
 
-constexpr uint64_t kHashTableBytes = ChunkBytes(sizeof(HashValue));
+// The bytes usable in `memory`, which malloc handed out for a request of `request` bytes: up to
+// the end of the chunk such a request takes (ChunkBytes). Not malloc_usable_size alone: a free
+// chunk 16 bytes larger than asked for is sometimes handed out whole, and the count would then
+// depend on the heap's history (sanitizers' allocators give no room past the request at all).
+size_t ChunkRoom(void* memory, size_t request) {
+  return std::min<size_t>(malloc_usable_size(memory), ChunkBytes(request) - 8);
+}
 
-// Heap bytes of a string: none while it fits in the object (libstdc++'s 15-byte buffer).
-uint64_t HeapBytes(size_t capacity) { return capacity > 15 ? ChunkBytes(capacity + 1) : 0; }
-uint64_t FieldBytes(const HashField& field) {
-  return ChunkBytes(sizeof(HashField) + field.name_size) + HeapBytes(field.value.capacity());
+// A packed hash's field: [u8 name size][u8 value size][name][value] (keyspace.h).
+constexpr size_t kPackedHeader = 2;
+size_t PackedBytesAt(const char* at) {
+  return kPackedHeader + static_cast<uint8_t>(at[0]) + static_cast<uint8_t>(at[1]);
+}
+// The offset of `field` in packed fields, or npos.
+size_t PackedFind(std::string_view packed, std::string_view field) {
+  for (size_t at = 0; at < packed.size(); at += PackedBytesAt(packed.data() + at)) {
+    const size_t name = static_cast<uint8_t>(packed[at]);
+    if (name == field.size() &&
+        std::memcmp(packed.data() + at + kPackedHeader, field.data(), name) == 0) {
+      return at;
+    }
+  }
+  return std::string_view::npos;
 }
 
 // LFU words keep 16 bits of minutes (Redis's).
@@ -71,8 +88,9 @@ void PutState(std::string* out, std::string_view key, const Entry& entry) {
     PutBytes(out, entry.string());
     return;
   }
-  PutInt(out, static_cast<uint32_t>(entry.hash()->size()));
-  for (const auto& [field, value] : *entry.hash()) {
+  const Hash hash = entry.hash();
+  PutInt(out, static_cast<uint32_t>(hash.size()));
+  for (const auto& [field, value] : hash) {
     PutBytes(out, field);
     PutBytes(out, value);
   }
@@ -169,40 +187,83 @@ Keyspace::~Keyspace() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hash values.
+// Hashes.
 
-HashValue::~HashValue() {
+std::optional<std::string_view> Hash::Find(std::string_view field) const {
+  if (table_ != nullptr) {
+    const HashField* found = table_->Find(field);
+    if (found == nullptr) return std::nullopt;
+    return found->value();
+  }
+  const size_t at = PackedFind(packed_, field);
+  if (at == std::string_view::npos) return std::nullopt;
+  const char* bytes = packed_.data() + at;
+  return std::string_view(bytes + kPackedHeader + field.size(), static_cast<uint8_t>(bytes[1]));
+}
+
+HashTable::~HashTable() {
   index_.ForEach([](HashField* field) {
     field->~HashField();
     ::operator delete(field);
   });
 }
 
-const std::string* HashValue::Find(std::string_view field) const {
-  const HashField* found = FindField(field);
-  return found != nullptr ? &found->value : nullptr;
+HashField* HashTable::NewField(std::string_view name, size_t capacity) {
+  const size_t request = sizeof(HashField) + name.size() + capacity;
+  void* memory = ::operator new(request);
+  HashField* field = new (memory) HashField;
+  field->name_size_ = static_cast<uint32_t>(name.size());
+  field->capacity_ =
+      static_cast<uint32_t>(ChunkRoom(memory, request) - sizeof(HashField) - name.size());
+  std::memcpy(field + 1, name.data(), name.size());
+  return field;
 }
 
-HashField* HashValue::FindField(std::string_view field) const {
+uint64_t HashTable::FieldBytes(const HashField& field) {
+  return ChunkBytes(sizeof(HashField) + field.name_size_ + field.capacity_);
+}
+
+const HashField* HashTable::Find(std::string_view field) const {
   return index_.Find(field, HashBytes(field));
 }
 
-HashField* HashValue::Emplace(std::string_view field, bool* added) {
+bool HashTable::Set(std::string_view field, std::string_view value) {
   const uint64_t hash = HashBytes(field);
+  const uint64_t slots = index_.SlotBytes();
   HashField* found = index_.Find(field, hash);
-  *added = found == nullptr;
-  if (found != nullptr) return found;
-  found = new (::operator new(sizeof(HashField) + field.size())) HashField;
-  found->name_size = static_cast<uint32_t>(field.size());
-  std::memcpy(reinterpret_cast<char*>(found + 1), field.data(), field.size());
-  index_.Insert(hash, found);
-  return found;
+  const bool added = found == nullptr;
+  const size_t header = sizeof(HashField) + field.size();
+  if (added) {
+    found = NewField(field, value.size());
+    index_.Insert(hash, found);
+    bytes_ += FieldBytes(*found);
+  } else if (value.size() > found->capacity_ ||
+             ChunkBytes(header + value.size()) != ChunkBytes(header + found->capacity_)) {
+    // Not in its room, or a smaller chunk would do: a new field in the same slot.
+    HashField* fresh = NewField(field, value.size());
+    index_.Replace(found, fresh, hash);
+    bytes_ += FieldBytes(*fresh) - FieldBytes(*found);
+    found->~HashField();
+    ::operator delete(found);
+    found = fresh;
+  }
+  std::memcpy(reinterpret_cast<char*>(found + 1) + field.size(), value.data(), value.size());
+  found->value_size_ = static_cast<uint32_t>(value.size());
+  bytes_ = bytes_ + index_.SlotBytes() - slots;
+  return added;
 }
 
-void HashValue::Erase(HashField* field) {
-  index_.Erase(field, HashBytes(field->key()));
-  field->~HashField();
-  ::operator delete(field);
+bool HashTable::Delete(std::string_view field) {
+  const uint64_t hash = HashBytes(field);
+  HashField* found = index_.Find(field, hash);
+  if (found == nullptr) return false;
+  const uint64_t slots = index_.SlotBytes();
+  bytes_ -= FieldBytes(*found);
+  index_.Erase(found, hash);
+  bytes_ = bytes_ + index_.SlotBytes() - slots;
+  found->~HashField();
+  ::operator delete(found);
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -321,14 +382,15 @@ void Keyspace::Prefetch(std::span<const std::string_view> keys) {
 
 uint64_t Keyspace::View::BytesOf(const Entry& entry) {
   return ChunkBytes(sizeof(Entry) + entry.key_size_ + entry.capacity_) +
-         (entry.type == Type::kHash ? entry.hash()->bytes_ : 0);
+         (entry.table_ ? entry.table()->bytes() : 0);
 }
 
 Entry* Keyspace::NewNode(std::string_view key, size_t capacity) {
-  // The whole chunk malloc hands out (which may be 16 bytes more than the request's): the room
-  // past the value is free to grow into, and the count (BytesOf) is the chunk's size.
-  void* memory = ::operator new(sizeof(Entry) + key.size() + capacity);
-  const size_t room = malloc_usable_size(memory);
+  // The whole chunk: the room past the value is free to grow into, and the count (BytesOf) is
+  // the chunk's size.
+  const size_t request = sizeof(Entry) + key.size() + capacity;
+  void* memory = ::operator new(request);
+  const size_t room = ChunkRoom(memory, request);
   Entry* node = new (memory) Entry;
   node->key_size_ = static_cast<uint32_t>(key.size());
   node->capacity_ = static_cast<uint32_t>(room - sizeof(Entry) - key.size());
@@ -343,7 +405,7 @@ bool Keyspace::Fits(const Entry& node, size_t capacity) {
 }
 
 void Keyspace::FreeNode(Entry* node) {
-  if (node->type == Type::kHash) delete node->hash();
+  if (node->table_) delete node->table();
   node->~Entry();
   ::operator delete(node);
 }
@@ -356,15 +418,15 @@ Entry* Keyspace::View::Find(std::string_view key) {
 }
 
 Entry* Keyspace::View::Place(std::string_view key, Type type, std::string_view value,
-                             HashValue* hash_value) {
+                             size_t capacity) {
   const uint64_t hash = HashOf(key);
   Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
-  const size_t capacity = type == Type::kHash ? sizeof(HashValue*) : value.size();
   Entry* node = shard.index.Find(key, hash);
   if (node != nullptr) {  // a fresh entry, in the same node when its chunk is the one needed
     keyspace_.Unindex(shard, *node);
-    if (node->type == Type::kHash) delete node->hash();
-    node->type = Type::kString;
+    if (node->table_) delete node->table();
+    node->table_ = false;
+    node->fields_ = 0;
     node->expire_at = 0;
     if (!Fits(*node, capacity)) {
       Entry* fresh = keyspace_.NewNode(key, capacity);
@@ -379,12 +441,8 @@ Entry* Keyspace::View::Place(std::string_view key, Type type, std::string_view v
   }
   MarkDirty(node);
   node->type = type;
-  if (type == Type::kHash) {
-    node->set_hash(hash_value);
-  } else {
-    std::memcpy(node->value_bytes(), value.data(), value.size());
-    node->size_ = static_cast<uint32_t>(value.size());
-  }
+  if (!value.empty()) std::memcpy(node->value_bytes(), value.data(), value.size());  // not null
+  node->size_ = static_cast<uint32_t>(value.size());
   node->access =
       IsLfu(keyspace_.Policy()) ? LfuNew(now_, kLfuMinuteBits) : static_cast<uint32_t>(now_);
   keyspace_.Charge(shard, static_cast<int64_t>(BytesOf(*node)));
@@ -393,15 +451,16 @@ Entry* Keyspace::View::Place(std::string_view key, Type type, std::string_view v
 }
 
 Entry* Keyspace::View::SetString(std::string_view key, std::string_view value, Millis expire_at) {
-  Entry* entry = Place(key, Type::kString, value, nullptr);
+  Entry* entry = Place(key, Type::kString, value, value.size());
   if (expire_at != 0) SetExpire(key, entry, expire_at);
   return entry;
 }
 
-Entry* Keyspace::View::NewHash(std::string_view key) {
-  auto hash = std::make_unique<HashValue>();
-  hash->bytes_ = kHashTableBytes;
-  return Place(key, Type::kHash, {}, hash.release());
+Entry* Keyspace::View::NewHash(std::string_view key, size_t packed_bytes) {
+  // No room for more than the largest packed hash: such fields make a table.
+  const size_t largest = size_t{keyspace_.MaxPackedFields()} *
+                         (kPackedHeader + 2 * size_t{keyspace_.MaxPackedBytes()});
+  return Place(key, Type::kHash, {}, packed_bytes <= largest ? packed_bytes : 0);
 }
 
 Entry* Keyspace::View::Move(Entry* node, size_t capacity) {
@@ -410,19 +469,20 @@ Entry* Keyspace::View::Move(Entry* node, size_t capacity) {
   Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
   Entry* fresh = NewNode(key, capacity);
   fresh->type = node->type;
+  fresh->table_ = node->table_;
+  fresh->fields_ = node->fields_;
   fresh->access = node->access;
   fresh->expire_at = node->expire_at;
   fresh->volatile_index_ = node->volatile_index_;
   // The value bytes that fit (a Rewrite to a shorter value moves into a smaller node).
   fresh->size_ = std::min(node->size_, fresh->capacity_);
-  std::memcpy(fresh->value_bytes(), node->value_bytes(),
-              node->type == Type::kHash ? sizeof(HashValue*) : fresh->size_);
+  std::memcpy(fresh->value_bytes(), node->value_bytes(), fresh->size_);
   shard.index.Replace(node, fresh, hash);
   if (node->expire_at != 0) shard.volatile_keys[node->volatile_index_] = fresh;
   if (log_ != nullptr) std::replace(log_->dirty.begin(), log_->dirty.end(), node, fresh);
   keyspace_.Charge(shard,
                    static_cast<int64_t>(BytesOf(*fresh)) - static_cast<int64_t>(BytesOf(*node)));
-  node->type = Type::kString;  // the hash, if any, is the new node's now
+  node->table_ = false;  // the table, if any, is the new node's now
   FreeNode(node);
   return fresh;
 }
@@ -448,41 +508,96 @@ Entry* Keyspace::View::Append(Entry* entry, std::string_view tail) {
   return entry;
 }
 
-bool Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_view field,
-                             std::string_view value) {
-  HashValue& hash = *entry->hash();
-  const uint64_t before = hash.bytes_;
-  const uint64_t slots = hash.SlotBytes();
-  bool inserted;
-  HashField* set = hash.Emplace(field, &inserted);
-  const uint64_t old_field = inserted ? 0 : FieldBytes(*set);
-  set->value.assign(value);
+Entry* Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_view field,
+                               std::string_view value, bool* added) {
   if (log_ != nullptr && !IsDirty(entry)) {
     PutKeyOp(&log_->ops, kHashSet, key);
     PutBytes(&log_->ops, field);
     PutBytes(&log_->ops, value);
   }
-  hash.bytes_ += FieldBytes(*set) - old_field + hash.SlotBytes() - slots;
+  bool fresh;
+  if (!entry->table_) {
+    const size_t at = PackedFind(entry->value(), field);
+    fresh = at == std::string_view::npos;
+    const uint32_t max_bytes = keyspace_.MaxPackedBytes();
+    const bool fits = field.size() <= max_bytes && value.size() <= max_bytes &&
+                      (!fresh || entry->fields_ < keyspace_.MaxPackedFields());
+    if (fits) {
+      if (added != nullptr) *added = fresh;
+      return SetPacked(entry, at, field, value);
+    }
+    entry = Unpack(entry);
+  }
+  HashTable& table = *entry->table();
+  const uint64_t before = table.bytes();
+  fresh = table.Set(field, value);
   keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
-                   static_cast<int64_t>(hash.bytes_) - static_cast<int64_t>(before));
-  return inserted;
+                   static_cast<int64_t>(table.bytes()) - static_cast<int64_t>(before));
+  if (added != nullptr) *added = fresh;
+  return entry;
 }
 
-bool Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_view field) {
-  HashValue& hash = *entry->hash();
-  HashField* found = hash.FindField(field);
-  if (found == nullptr) return false;
-  if (log_ != nullptr && !IsDirty(entry)) {
+Entry* Keyspace::View::SetPacked(Entry* entry, size_t at, std::string_view field,
+                                 std::string_view value) {
+  const bool fresh = at == std::string_view::npos;
+  if (fresh) at = entry->size_;  // added at the end
+  const size_t old_bytes = fresh ? 0 : PackedBytesAt(entry->value_bytes() + at);
+  const size_t new_bytes = HashPackedBytes(field, value);
+  const size_t size = entry->size_ - old_bytes + new_bytes;
+  if (size > entry->capacity_) entry = Move(entry, size);  // exactly: small hashes stay small
+  char* bytes = entry->value_bytes();
+  std::memmove(bytes + at + new_bytes, bytes + at + old_bytes, entry->size_ - at - old_bytes);
+  bytes[at] = static_cast<char>(field.size());
+  bytes[at + 1] = static_cast<char>(value.size());
+  std::memcpy(bytes + at + kPackedHeader, field.data(), field.size());
+  std::memcpy(bytes + at + kPackedHeader + field.size(), value.data(), value.size());
+  entry->size_ = static_cast<uint32_t>(size);
+  if (fresh) ++entry->fields_;
+  // A shorter value: a smaller chunk (a longer one may be filling room made for it: NewHash).
+  return new_bytes >= old_bytes || Fits(*entry, size) ? entry : Move(entry, size);
+}
+
+Entry* Keyspace::View::Unpack(Entry* entry) {
+  auto table = std::make_unique<HashTable>();
+  for (const auto& [field, value] : entry->hash()) table->Set(field, value);
+  if (!Fits(*entry, sizeof(HashTable*))) entry = Move(entry, sizeof(HashTable*));
+  keyspace_.Charge(keyspace_.shards_[ShardOf(entry->key())], static_cast<int64_t>(table->bytes()));
+  HashTable* owned = table.release();
+  std::memcpy(entry->value_bytes(), &owned, sizeof(owned));
+  entry->size_ = sizeof(owned);
+  entry->table_ = true;
+  entry->fields_ = 0;
+  return entry;
+}
+
+Entry* Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::string_view field,
+                                  bool* deleted) {
+  bool found;
+  if (entry->table_) {
+    HashTable& table = *entry->table();
+    const uint64_t before = table.bytes();
+    found = table.Delete(field);
+    keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
+                     static_cast<int64_t>(table.bytes()) - static_cast<int64_t>(before));
+  } else {
+    const size_t at = PackedFind(entry->value(), field);
+    found = at != std::string_view::npos;
+    if (found) {
+      char* bytes = entry->value_bytes();
+      const size_t gone = PackedBytesAt(bytes + at);
+      std::memmove(bytes + at, bytes + at + gone, entry->size_ - at - gone);
+      entry->size_ -= static_cast<uint32_t>(gone);
+      --entry->fields_;
+      // A smaller chunk (not for a hash left empty: the caller erases it).
+      if (entry->fields_ != 0 && !Fits(*entry, entry->size_)) entry = Move(entry, entry->size_);
+    }
+  }
+  if (found && log_ != nullptr && !IsDirty(entry)) {
     PutKeyOp(&log_->ops, kHashDelete, key);
     PutBytes(&log_->ops, field);
   }
-  const uint64_t slots = hash.SlotBytes();
-  uint64_t bytes = FieldBytes(*found);
-  hash.Erase(found);  // the slot array may shrink
-  bytes += slots - hash.SlotBytes();
-  hash.bytes_ -= bytes;
-  keyspace_.Charge(keyspace_.shards_[ShardOf(key)], -static_cast<int64_t>(bytes));
-  return true;
+  if (deleted != nullptr) *deleted = found;
+  return entry;
 }
 
 bool Keyspace::View::Erase(std::string_view key) {
@@ -500,13 +615,17 @@ bool Keyspace::View::Rename(std::string_view from, std::string_view to) {
   if (source == nullptr) return false;
   if (from == to) return true;
   const Millis expire_at = source->expire_at;
-  Entry* target = source->type == Type::kHash ? Place(to, Type::kHash, {}, source->hash())
-                                              : Place(to, Type::kString, source->string(), nullptr);
-  // The source leaves (counted out with its hash, which the target now holds).
+  // The value's bytes (a large hash's: its table's pointer) go to the target.
+  Entry* target = Place(to, source->type, source->value(), source->size_);
+  target->table_ = source->table_;
+  target->fields_ = source->fields_;
+  keyspace_.Charge(keyspace_.shards_[ShardOf(to)],
+                   target->table_ ? static_cast<int64_t>(target->table()->bytes()) : 0);
+  // The source leaves (counted out with its table, which the target now holds).
   Forget(source, /*log_delete=*/true);
   Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
   keyspace_.Unindex(shard, *source);
-  source->type = Type::kString;
+  source->table_ = false;
   keyspace_.Drop(shard, source, hash);
   if (expire_at != 0) SetExpire(to, target, expire_at);
   return true;
@@ -872,10 +991,15 @@ void Keyspace::Apply(const Operation& op) {
     case kPutString:
       entry = view.SetString(op.key, op.value);
       break;
-    case kPutHash:
-      entry = view.NewHash(op.key);
-      for (const auto& [field, value] : op.fields) view.HashSet(op.key, entry, field, value);
+    case kPutHash: {
+      size_t packed_bytes = 0;
+      for (const auto& [field, value] : op.fields) packed_bytes += HashPackedBytes(field, value);
+      entry = view.NewHash(op.key, packed_bytes);
+      for (const auto& [field, value] : op.fields) {
+        entry = view.HashSet(op.key, entry, field, value);
+      }
       break;
+    }
     case kDelete:
       view.Erase(op.key);
       break;
@@ -884,12 +1008,12 @@ void Keyspace::Apply(const Operation& op) {
       break;
     case kHashSet:
       if (entry == nullptr || entry->type != Type::kHash) entry = view.NewHash(op.key);
-      view.HashSet(op.key, entry, op.field, op.value);
+      entry = view.HashSet(op.key, entry, op.field, op.value);
       break;
     case kHashDelete:
       if (entry != nullptr && entry->type == Type::kHash) {
-        view.HashDelete(op.key, entry, op.field);
-        if (entry->hash()->empty()) view.Erase(op.key);
+        entry = view.HashDelete(op.key, entry, op.field);
+        if (entry->hash().empty()) view.Erase(op.key);
       }
       break;
     case kClear:

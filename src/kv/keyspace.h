@@ -64,36 +64,69 @@ Millis SystemMillis();
 enum class Type : uint8_t { kString, kHash };
 std::string_view TypeName(Type type);  // "string", "hash"
 
-// A field of a hash: its value, then the field's name right behind the struct (one allocation,
-// and one more for a value longer than std::string's 15-byte inline buffer).
-struct HashField {
-  std::string value;
-  uint32_t name_size = 0;
-  std::string_view key() const { return {reinterpret_cast<const char*>(this + 1), name_size}; }
+// A field of a large hash: one allocation of this header, the field's name and its value (the
+// room for the value reaches the end of the malloc chunk, so a value may grow a little in place).
+class HashField {
+ public:
+  std::string_view key() const { return {tail(), name_size_}; }
+  std::string_view value() const { return {tail() + name_size_, value_size_}; }
+
+ private:
+  friend class HashTable;
+  const char* tail() const { return reinterpret_cast<const char*>(this + 1); }
+  uint32_t name_size_ = 0;
+  uint32_t value_size_ = 0;
+  uint32_t capacity_ = 0;  // room for the value
 };
 
-// A hash's fields: an OpenIndex of HashFields, which it owns. Iterating yields
-// (field, value) pairs of string_views, in no order.
-class HashValue {
+// A large hash's fields: an OpenIndex of HashFields, which it owns, and the bytes they take.
+class HashTable {
  public:
-  HashValue() = default;
-  ~HashValue();
-  HashValue(const HashValue&) = delete;
-  HashValue& operator=(const HashValue&) = delete;
+  HashTable() = default;
+  ~HashTable();
+  HashTable(const HashTable&) = delete;
+  HashTable& operator=(const HashTable&) = delete;
 
-  // The value of `field`, or null.
-  const std::string* Find(std::string_view field) const;
-  HashField* FindField(std::string_view field) const;
-  // The field, added with an empty value when absent (`*added` says which).
-  HashField* Emplace(std::string_view field, bool* added);
-  // Removes and frees a field of this hash.
-  void Erase(HashField* field);
+  const HashField* Find(std::string_view field) const;
+  // Sets a field; true when it is new.
+  bool Set(std::string_view field, std::string_view value);
+  // Removes a field; false when it was not there. The slot array may shrink.
+  bool Delete(std::string_view field);
   size_t size() const { return index_.size(); }
-  bool empty() const { return index_.empty(); }
-  uint64_t SlotBytes() const { return index_.SlotBytes(); }  // what its slot arrays take
-  // Bytes of this object, its slot array and its fields (kept by Keyspace::View).
+  // Bytes of this object, its slot array and its fields.
   uint64_t bytes() const { return bytes_; }
 
+ private:
+  friend class Hash;
+  // A field holding `name` with room for `capacity` value bytes (its value left empty).
+  static HashField* NewField(std::string_view name, size_t capacity);
+  static uint64_t FieldBytes(const HashField& field);
+  OpenIndex<HashField> index_;
+  uint64_t bytes_ = ChunkBytes(sizeof(HashTable));
+};
+
+// A hash's fields, read-only, whichever their encoding (valid while the View that found the
+// entry lives and the hash is not changed). A small hash is packed into its key's node: fields
+// in the order they were added, each as [u8 name size][u8 value size][name][value]; lookups
+// scan them, which for a few dozen short fields costs less than hashing, and takes ~2 bytes per
+// field beyond the bytes themselves (Redis's listpack encoding, in spirit). A hash that gets
+// more fields than the keyspace's packed-field limit (128 unless set), or a name or value longer
+// than its packed-bytes limit (64), becomes a HashTable for good.
+class Hash {
+ public:
+  static constexpr uint32_t kMaxPackedFields = 128;  // Redis's hash-max-listpack-entries
+  static constexpr uint32_t kMaxPackedBytes = 64;    // Redis's hash-max-listpack-value
+  // What the limits may be set to: the field count and sizes a packed hash can record.
+  static constexpr uint32_t kPackedFieldsCeiling = 65535;
+  static constexpr uint32_t kPackedBytesCeiling = 255;
+
+  // The value of `field`, if the hash has it.
+  std::optional<std::string_view> Find(std::string_view field) const;
+  size_t size() const { return table_ != nullptr ? table_->size() : fields_; }
+  bool empty() const { return size() == 0; }
+  bool packed() const { return table_ == nullptr; }
+
+  // Yields (field, value) pairs: a packed hash's in the order added, a table's in no order.
   class Iterator {
    public:
     using iterator_category = std::forward_iterator_tag;
@@ -103,57 +136,83 @@ class HashValue {
     using reference = value_type;
 
     value_type operator*() const {
-      const HashField* field = index_->At(position_);
-      return {field->key(), field->value};
+      if (table_ != nullptr) {
+        const HashField* field = table_->index_.At(position_);
+        return {field->key(), field->value()};
+      }
+      const char* at = packed_ + position_;
+      const size_t name = static_cast<uint8_t>(at[0]);
+      return {{at + 2, name}, {at + 2 + name, static_cast<uint8_t>(at[1])}};
     }
     Iterator& operator++() {
-      ++position_;
-      Skip();
+      if (table_ != nullptr) {
+        ++position_;
+        Skip();
+      } else {
+        const char* at = packed_ + position_;
+        position_ += 2 + static_cast<uint8_t>(at[0]) + static_cast<uint8_t>(at[1]);
+      }
       return *this;
     }
     bool operator==(const Iterator& other) const { return position_ == other.position_; }
 
    private:
-    friend class HashValue;
-    Iterator(const OpenIndex<HashField>* index, size_t position)
-        : index_(index), position_(position) {
-      Skip();
+    friend class Hash;
+    Iterator(const HashTable* table, const char* packed, size_t position)
+        : table_(table), packed_(packed), position_(position) {
+      if (table_ != nullptr) Skip();
     }
     void Skip() {
-      while (position_ < index_->positions() && index_->At(position_) == nullptr) ++position_;
+      while (position_ < table_->index_.positions() && table_->index_.At(position_) == nullptr) {
+        ++position_;
+      }
     }
-    const OpenIndex<HashField>* index_;
+    const HashTable* table_;
+    const char* packed_;
     size_t position_;
   };
-  Iterator begin() const { return Iterator(&index_, 0); }
-  Iterator end() const { return Iterator(&index_, index_.positions()); }
+  Iterator begin() const { return {table_, packed_.data(), 0}; }
+  Iterator end() const {
+    return {table_, packed_.data(),
+            table_ != nullptr ? table_->index_.positions() : packed_.size()};
+  }
 
  private:
-  friend class Keyspace;
-  OpenIndex<HashField> index_;
-  uint64_t bytes_ = 0;
+  friend class Entry;
+  Hash(const HashTable* table, std::string_view packed, size_t fields)
+      : table_(table), packed_(packed), fields_(fields) {}
+  const HashTable* table_;  // null: packed
+  std::string_view packed_;
+  size_t fields_;
 };
 
+// The bytes a field takes in a packed hash.
+constexpr size_t HashPackedBytes(std::string_view field, std::string_view value) {
+  return 2 + field.size() + value.size();
+}
+
 // A key's state, at the head of its node: one allocation holding this header, the key's bytes,
-// and the value behind them — a string's bytes (the node's room for them reaches the end of its
-// malloc chunk, so a value may grow a little in place), or a hash's HashValue pointer. Entries
-// are made and changed only through Keyspace::View; a change that needs a larger node moves the
-// entry and returns its new address.
+// and the value behind them — a string's bytes or a packed hash's fields (the node's room for
+// them reaches the end of its malloc chunk, so a value may grow a little in place), or a large
+// hash's HashTable pointer. Entries are made and changed only through Keyspace::View; a change
+// that needs a larger node moves the entry and returns its new address.
 class Entry {
  public:
   Type type = Type::kString;
+
+ private:
+  bool table_ = false;   // kHash: the value is a HashTable pointer, not packed fields
+  uint16_t fields_ = 0;  // kHash, packed: the number of fields
+
+ public:
   // The eviction clock: the last access (Unix ms, low 32 bits) or, under an LFU policy, Redis's
   // LFU word (minutes of the last decay << 8 | logarithmic access counter).
   uint32_t access = 0;
   Millis expire_at = 0;  // 0: no TTL
 
   std::string_view key() const { return {tail(), key_size_}; }
-  std::string_view string() const { return {tail() + key_size_, size_}; }  // kString
-  HashValue* hash() const {                                                // kHash
-    HashValue* hash;
-    std::memcpy(&hash, tail() + key_size_, sizeof(hash));
-    return hash;
-  }
+  std::string_view string() const { return value(); }                           // kString
+  Hash hash() const { return {table_ ? table() : nullptr, value(), fields_}; }  // kHash
 
  private:
   friend class Keyspace;
@@ -161,11 +220,17 @@ class Entry {
   ~Entry() = default;
   const char* tail() const { return reinterpret_cast<const char*>(this + 1); }
   char* value_bytes() { return reinterpret_cast<char*>(this + 1) + key_size_; }
-  void set_hash(HashValue* hash) { std::memcpy(value_bytes(), &hash, sizeof(hash)); }
+  // The value's bytes: a string's, a packed hash's fields, or a table's pointer.
+  std::string_view value() const { return {tail() + key_size_, size_}; }
+  HashTable* table() const {
+    HashTable* table;
+    std::memcpy(&table, tail() + key_size_, sizeof(table));
+    return table;
+  }
 
   uint32_t volatile_index_ = 0;  // position in its shard's volatile_keys while expire_at != 0
   uint32_t key_size_ = 0;
-  uint32_t size_ = 0;      // kString: the value's bytes
+  uint32_t size_ = 0;      // the value's bytes (a table's: its pointer's)
   uint32_t capacity_ = 0;  // the node's room behind the key
 };
 static_assert(sizeof(Entry) == 32);
@@ -228,8 +293,9 @@ class Keyspace final : public EvictionSource {
     Entry* Find(std::string_view key);
     // Sets `key` to a string value with an expiry time (0: none).
     Entry* SetString(std::string_view key, std::string_view value, Millis expire_at = 0);
-    // Sets `key` to an empty hash (fill it with HashSet; an empty hash must not outlive the view).
-    Entry* NewHash(std::string_view key);
+    // Sets `key` to an empty hash (fill it with HashSet; an empty hash must not outlive the view),
+    // with room for `packed_bytes` bytes of packed fields (HashPackedBytes of those to come).
+    Entry* NewHash(std::string_view key, size_t packed_bytes = 0);
     // Replaces the value of the string `entry`, keeping its TTL; returns where the entry is now.
     Entry* Rewrite(Entry* entry, std::string_view value);
     // Appends to the value of the string `entry` (its room grows geometrically, so repeated
@@ -240,12 +306,15 @@ class Keyspace final : public EvictionSource {
     // when `from` is missing.
     bool Rename(std::string_view from, std::string_view to);
     void SetExpire(std::string_view key, Entry* entry, Millis expire_at);
-    // Sets a field of the hash `entry` (at `key`); true when the field is new.
-    bool HashSet(std::string_view key, Entry* entry, std::string_view field,
-                 std::string_view value);
-    // Removes a field; true when it was there. The caller erases a hash left empty.
-    bool HashDelete(std::string_view key, Entry* entry, std::string_view field);
-    // The bytes an entry takes (its node, and a hash's table and fields), O(1).
+    // Sets a field of the hash `entry` (at `key`); `*added` (when given) says whether the field
+    // is new. Returns where the entry is now (a packed hash's node grows, or it becomes a table).
+    Entry* HashSet(std::string_view key, Entry* entry, std::string_view field,
+                   std::string_view value, bool* added = nullptr);
+    // Removes a field; `*deleted` (when given) says whether it was there. Returns where the entry
+    // is now (a packed hash's node shrinks). The caller erases a hash left empty.
+    Entry* HashDelete(std::string_view key, Entry* entry, std::string_view field,
+                      bool* deleted = nullptr);
+    // The bytes an entry takes (its node, and a large hash's table and fields), O(1).
     static uint64_t BytesOf(const Entry& entry);
     Millis now() const { return now_; }
 
@@ -269,9 +338,14 @@ class Keyspace final : public EvictionSource {
     bool Expired(Entry* node, uint64_t hash);
     // The live node of `key` (passive expiry applied) and its hash, or null.
     Entry* FindNode(std::string_view key, uint64_t* hash);
-    // Makes `key` a fresh entry of `type` (no TTL; a string with `value`, a hash with `hash`),
+    // Makes `key` a fresh entry of `type` (no TTL) with the value bytes `value` (a string's or
+    // a packed hash's; the caller sets a hash's encoding) and room for `capacity` >= its size,
     // in its node when the node's chunk fits, else in a new one. Logged whole at the view's end.
-    Entry* Place(std::string_view key, Type type, std::string_view value, HashValue* hash);
+    Entry* Place(std::string_view key, Type type, std::string_view value, size_t capacity);
+    // Sets a field of a packed hash that stays packed; `at`: the field's offset, or npos (new).
+    Entry* SetPacked(Entry* entry, size_t at, std::string_view field, std::string_view value);
+    // Makes a packed hash a HashTable.
+    Entry* Unpack(Entry* entry);
     // Moves a node to a new one with room for `capacity` value bytes: its value, TTL, place in
     // the index and in this view's dirty list go with it. Returns the new node.
     Entry* Move(Entry* node, size_t capacity);
@@ -331,6 +405,18 @@ class Keyspace final : public EvictionSource {
   EvictionPolicy Policy() const { return limit_->Policy(); }
   void SetEvictionSamples(int samples) { limit_->SetSamples(samples); }
   int EvictionSamples() const { return limit_->Samples(); }
+  // When a hash stops being packed (Hash): past this many fields (at most
+  // Hash::kPackedFieldsCeiling), or with a name or value longer than this many bytes (at most
+  // Hash::kPackedBytesCeiling). Hashes already converted stay tables.
+  void SetMaxPackedFields(uint32_t fields) {
+    max_packed_fields_.store(std::min(fields, Hash::kPackedFieldsCeiling),
+                             std::memory_order_relaxed);
+  }
+  void SetMaxPackedBytes(uint32_t bytes) {
+    max_packed_bytes_.store(std::min(bytes, Hash::kPackedBytesCeiling), std::memory_order_relaxed);
+  }
+  uint32_t MaxPackedFields() const { return max_packed_fields_.load(std::memory_order_relaxed); }
+  uint32_t MaxPackedBytes() const { return max_packed_bytes_.load(std::memory_order_relaxed); }
   // This keyspace's bytes (exact accounting).
   uint64_t UsedMemory() const override {
     return static_cast<uint64_t>(std::max<int64_t>(0, used_.load(std::memory_order_relaxed)));
@@ -421,6 +507,8 @@ class Keyspace final : public EvictionSource {
   std::mutex rng_mutex_;
 
   std::atomic<int64_t> used_{0};
+  std::atomic<uint32_t> max_packed_fields_{Hash::kMaxPackedFields};
+  std::atomic<uint32_t> max_packed_bytes_{Hash::kMaxPackedBytes};
   MemoryLimit own_limit_;
   MemoryLimit* limit_ = &own_limit_;
 

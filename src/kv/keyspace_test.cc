@@ -212,27 +212,33 @@ TEST(KeyspaceTest, RenameMovesValueAndTtlAndCountsAsIfWrittenThere) {
     EXPECT_EQ(b->expire_at, clock.now + 100);
     EXPECT_EQ(view.Find("a"), nullptr);
   }
-  {
-    auto view = keyspace.Lock({"h", "g"});
-    Entry* hash = view.NewHash("h");
-    for (int f = 0; f < 100; ++f) view.HashSet("h", hash, "f" + std::to_string(f), "v");
-    EXPECT_TRUE(view.Rename("h", "g"));
-    EXPECT_EQ(view.Find("g")->hash()->size(), 100u);
+  // A packed hash and a table.
+  for (const auto& [from, to, fields] : {std::tuple{"h", "g", 100}, std::tuple{"t", "u", 300}}) {
+    auto view = keyspace.Lock({from, to});
+    Entry* hash = view.NewHash(from);
+    for (int f = 0; f < fields; ++f) hash = view.HashSet(from, hash, "f" + std::to_string(f), "v");
+    EXPECT_TRUE(view.Rename(from, to));
+    const Hash renamed = view.Find(to)->hash();
+    EXPECT_EQ(renamed.size(), static_cast<size_t>(fields));
+    EXPECT_EQ(renamed.packed(), fields <= 128);
+    EXPECT_EQ(renamed.Find("f7"), "v");
   }
   // The same keys written where they ended (after "a" and "h" came and went, for the same index
   // and TTL vector sizes): the same count.
   Keyspace direct(clock.Function());
   Put(direct, "a", "", clock.now + 100);
   Put(direct, "h", "", 0);
+  Put(direct, "t", "", 0);
   direct.Lock({"a", "h"}).Erase("a");
   direct.Lock("h").Erase("h");
+  direct.Lock("t").Erase("t");
   Put(direct, "b", std::string(1000, 'x'), clock.now + 100);
-  {
-    auto view = direct.Lock("g");
-    Entry* hash = view.NewHash("g");
-    for (int f = 0; f < 100; ++f) view.HashSet("g", hash, "f" + std::to_string(f), "v");
+  for (const auto& [key, fields] : {std::pair{"g", 100}, std::pair{"u", 300}}) {
+    auto view = direct.Lock(key);
+    Entry* hash = view.NewHash(key);
+    for (int f = 0; f < fields; ++f) hash = view.HashSet(key, hash, "f" + std::to_string(f), "v");
   }
-  EXPECT_EQ(keyspace.Stats().keys, 2);
+  EXPECT_EQ(keyspace.Stats().keys, 3);
   EXPECT_EQ(keyspace.Stats().keys_with_ttl, 1);
   EXPECT_EQ(keyspace.UsedMemory(), direct.UsedMemory());
 }
@@ -268,6 +274,108 @@ TEST(KeyspaceTest, AppendAndRewriteMoveTheNodeAndKeepItsState) {
   EXPECT_EQ(keyspace.ActiveExpireCycle(1'000'000), 1) << "the TTL index holds the moved node";
   direct.Lock("k").Erase("k");
   EXPECT_EQ(keyspace.UsedMemory(), direct.UsedMemory());
+}
+
+// The fields of `key`'s hash, in the order it yields them.
+std::vector<std::pair<std::string, std::string>> FieldsOf(Keyspace& keyspace,
+                                                          const std::string& key) {
+  auto view = keyspace.Lock(key);
+  const Hash hash = view.Find(key)->hash();
+  return {hash.begin(), hash.end()};
+}
+
+// Sets fields of `key`'s hash (made when missing) in one view.
+void HashPut(Keyspace& keyspace, const std::string& key,
+             const std::vector<std::pair<std::string, std::string>>& fields) {
+  auto view = keyspace.Lock(key);
+  Entry* entry = view.Find(key);
+  if (entry == nullptr) entry = view.NewHash(key);
+  for (const auto& [field, value] : fields) {
+    entry = view.HashSet(key, entry, field, value);
+    ASSERT_EQ(entry, view.Find(key)) << "the index points at the node the hash moved to";
+  }
+}
+
+TEST(KeyspaceTest, SmallHashesArePackedInOrderAndChangedInPlace) {
+  Keyspace keyspace;
+  HashPut(keyspace, "h", {{"f1", "one"}, {"f10", "ten"}, {"", "empty name"}, {"f", ""}});
+  using Fields = std::vector<std::pair<std::string, std::string>>;
+  EXPECT_EQ(FieldsOf(keyspace, "h"),
+            (Fields{{"f1", "one"}, {"f10", "ten"}, {"", "empty name"}, {"f", ""}}));
+  // Values rewritten longer, shorter and alike keep their place; a deleted field leaves none.
+  HashPut(keyspace, "h", {{"f10", std::string(64, 'x')}, {"f1", "1"}, {"f", "f"}});
+  {
+    auto view = keyspace.Lock("h");
+    bool deleted;
+    Entry* entry = view.HashDelete("h", view.Find("h"), "", &deleted);
+    EXPECT_TRUE(deleted);
+    view.HashDelete("h", entry, "f100", &deleted);
+    EXPECT_FALSE(deleted);
+    const Hash hash = view.Find("h")->hash();
+    EXPECT_TRUE(hash.packed());
+    EXPECT_EQ(hash.size(), 3u);
+    EXPECT_EQ(hash.Find("f1"), "1");
+    EXPECT_EQ(hash.Find("f10"), std::string(64, 'x'));
+    EXPECT_EQ(hash.Find("f"), "f");
+    EXPECT_EQ(hash.Find(""), std::nullopt);
+    EXPECT_EQ(hash.Find("f2"), std::nullopt);
+  }
+  EXPECT_EQ(FieldsOf(keyspace, "h"),
+            (Fields{{"f1", "1"}, {"f10", std::string(64, 'x')}, {"f", "f"}}));
+  // The same fields set directly take the same bytes: nothing is kept from longer values; nor
+  // when the node was made with room for them (as HSET makes it).
+  const Fields fields = {{"f1", "1"}, {"f10", std::string(64, 'x')}, {"f", "f"}};
+  Keyspace direct;
+  HashPut(direct, "h", fields);
+  EXPECT_EQ(keyspace.UsedMemory(), direct.UsedMemory());
+  Keyspace roomy;
+  {
+    auto view = roomy.Lock("h");
+    size_t room = 0;
+    for (const auto& [field, value] : fields) room += HashPackedBytes(field, value);
+    Entry* entry = view.NewHash("h", room);
+    for (const auto& [field, value] : fields) {
+      Entry* now = view.HashSet("h", entry, field, value);
+      EXPECT_EQ(now, entry) << "set in the room made for it";
+      entry = now;
+    }
+  }
+  EXPECT_EQ(roomy.UsedMemory(), direct.UsedMemory());
+  EXPECT_EQ(FieldsOf(roomy, "h"), fields);
+}
+
+TEST(KeyspaceTest, AHashBecomesATableWithManyFieldsOrLongNamesOrValues) {
+  const std::string long_text(Hash::kMaxPackedBytes + 1, 'L');
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"fields", ""}, {"name", long_text}, {"value", long_text}};
+  for (const auto& [why, text] : cases) {
+    Keyspace keyspace;
+    std::map<std::string, std::string> expected;
+    const size_t packed = why == "fields" ? Hash::kMaxPackedFields : 10;
+    for (size_t f = 0; f < packed; ++f) {
+      expected["field:" + std::to_string(f)] = "value:" + std::to_string(f);
+    }
+    HashPut(keyspace, "h", {expected.begin(), expected.end()});
+    {
+      auto view = keyspace.Lock("h");
+      EXPECT_TRUE(view.Find("h")->hash().packed()) << why;
+    }
+    const std::string field = why == "name" ? text : "one more";
+    const std::string value = why == "value" ? text : "v";
+    HashPut(keyspace, "h", {{field, value}});
+    expected[field] = value;
+    auto view = keyspace.Lock("h");
+    const Hash hash = view.Find("h")->hash();
+    EXPECT_FALSE(hash.packed()) << why;
+    const std::map<std::string, std::string> fields(hash.begin(), hash.end());
+    EXPECT_EQ(fields, expected) << why;
+    EXPECT_EQ(hash.Find(field), value) << why;
+    // A table stays one as it empties (Redis's hashes never convert back either).
+    Entry* entry = view.Find("h");
+    for (const auto& [name, ignored] : expected) entry = view.HashDelete("h", entry, name);
+    EXPECT_TRUE(entry->hash().empty());
+    EXPECT_FALSE(entry->hash().packed());
+  }
 }
 
 #if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
@@ -310,11 +418,16 @@ TEST(KeyspaceTest, UsedMemoryEqualsWhatTheAllocatorHandedOut) {
     const std::string key = "hash:" + std::to_string(i);
     auto view = keyspace->Lock(key);
     Entry* entry = view.NewHash(key);
-    for (uint32_t f = 0; f < 1 + rng() % 40; ++f) {
-      view.HashSet(key, entry, "field-" + std::to_string(f), std::string(rng() % 40, 'h'));
+    // Packed hashes (a few large enough to become tables), values rewritten longer and
+    // shorter, fields deleted.
+    const uint32_t fields = 1 + rng() % (i % 10 == 0 ? 200 : 40);
+    for (uint32_t f = 0; f < fields; ++f) {
+      entry = view.HashSet(key, entry, "field-" + std::to_string(f), std::string(rng() % 40, 'h'));
     }
-    view.HashDelete(key, entry, "field-0");
-    view.HashSet(key, entry, "field-1", std::string(200, 'x'));  // a value grows in place
+    entry = view.HashSet(key, entry, "field-0", std::string(rng() % 60, 'i'));
+    entry = view.HashDelete(key, entry, "field-1");
+    if (i % 3 == 0) entry = view.HashSet(key, entry, "field-2", std::string(200, 'x'));  // a table
+    entry = view.HashSet(key, entry, "field-3", "short");
   }
   for (int i = 0; i < 20000; i += 5) {
     const std::string key = (i % 3 == 0 ? "a-rather-long-key-name:" : "k") + std::to_string(i);
@@ -514,7 +627,8 @@ class MemoryLog : public KeyspaceLog {
 void RandomChange(Keyspace& keyspace, std::mt19937& rng, Millis now) {
   const std::string key = "k" + std::to_string(rng() % 300);
   const std::string other = "k" + std::to_string(rng() % 300);
-  const std::string value(rng() % 40, static_cast<char>('a' + rng() % 26));
+  // Values over 64 bytes make a hash a table.
+  const std::string value(rng() % 80, static_cast<char>('a' + rng() % 26));
   switch (rng() % 9) {
     case 0:
     case 1:
@@ -525,15 +639,15 @@ void RandomChange(Keyspace& keyspace, std::mt19937& rng, Millis now) {
       Entry* entry = view.Find(key);
       if (entry != nullptr && entry->type != Type::kHash) break;
       if (entry == nullptr) entry = view.NewHash(key);
-      view.HashSet(key, entry, "f" + std::to_string(rng() % 5), value);
+      entry = view.HashSet(key, entry, "f" + std::to_string(rng() % 5), value);
       break;
     }
     case 3: {  // HDEL, erasing a hash left empty
       auto view = keyspace.Lock(key);
       Entry* entry = view.Find(key);
       if (entry == nullptr || entry->type != Type::kHash) break;
-      view.HashDelete(key, entry, "f" + std::to_string(rng() % 5));
-      if (entry->hash()->empty()) view.Erase(key);
+      entry = view.HashDelete(key, entry, "f" + std::to_string(rng() % 5));
+      if (entry->hash().empty()) view.Erase(key);
       break;
     }
     case 4: {  // DEL

@@ -21,7 +21,8 @@ inline std::map<std::string, std::string> Describe(Keyspace& keyspace) {
     if (entry->type == Type::kString) {
       text += entry->string();
     } else {
-      const std::map<std::string, std::string> fields(entry->hash()->begin(), entry->hash()->end());
+      const Hash hash = entry->hash();
+      const std::map<std::string, std::string> fields(hash.begin(), hash.end());
       for (const auto& [field, value] : fields) text += field + "=" + value + ",";
     }
     out[key] = text;

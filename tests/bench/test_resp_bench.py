@@ -31,7 +31,11 @@ def test_resp_comparison_runs_and_reports(tmp_path):
                 assert all(f["rps_ratio_vs_redis"] > 0 for f in systems["quiverd"].values())
     for system in ("quiverd", "redis-server"):
         assert 16 < data["memory"][system]["used_memory_bytes_per_key"] < 2000
-        assert 16 < data["hash_memory"][system]["used_memory_bytes_per_field"] < 2000
+        hashes = data["hash_memory"][system]
+        assert set(hashes) == {"packed", "table"}
+        assert 16 < hashes["packed"]["used_memory_bytes_per_field"] < 2000
+        assert hashes["packed"]["used_memory_bytes_per_field"] < hashes["table"][
+            "used_memory_bytes_per_field"]
     report = (tmp_path / "results.md").read_text()
     assert "| MGET (10 keys) |" in report and "Memory per key" in report
     assert "Memory per hash field" in report

@@ -168,6 +168,66 @@ def test_hashes_and_wrong_type(r):
     assert r.type("h") == b"hash" and r.type("s") == b"string" and r.type("x") == b"none"
 
 
+def test_small_hashes_are_packed_and_grow_into_tables(r):
+    """Small hashes take a few bytes per field beyond their bytes (docs/resp.md#hashes); a hash
+    with more than 128 fields, or a name or value over 64 bytes, keeps working as a table."""
+    before = r.info("memory")["used_memory"]
+    pipe = r.pipeline(transaction=False)
+    for i in range(1000):
+        pipe.hset(f"hash:{i:012d}", mapping={f"f{j}": f"{i * 10 + j:016d}" for j in range(10)})
+    pipe.execute()
+    per_field = (r.info("memory")["used_memory"] - before) / 10000
+    assert per_field < 40, per_field  # 2 + 2 + 16 bytes, and a tenth of the key's node and slot
+    assert r.hget("hash:000000000007", "f3") == b"0000000000000073"
+
+    fields = {f"field:{j}".encode(): f"{j}".encode() for j in range(128)}
+    r.hset("big", mapping=fields)
+    packed = r.info("memory")["used_memory"]
+    assert r.hset("big", "field:128", "x") == 1  # the 129th field: a table
+    assert r.info("memory")["used_memory"] > packed
+    fields[b"field:128"] = b"x"
+    assert r.hgetall("big") == fields and r.hlen("big") == 129
+    assert r.hincrby("big", "field:5", 10) == 15
+
+    long_value = b"v" * 65
+    r.hset("long", mapping={b"\x00\xff": b"", b"n": b"1"})
+    assert r.hincrby("long", "n", 41) == 42
+    assert r.hset("long", b"\x00\xff", long_value) == 0
+    assert r.hgetall("long") == {b"\x00\xff": long_value, b"n": b"42"}
+    assert r.hdel("long", "n") == 1 and r.hgetall("long") == {b"\x00\xff": long_value}
+
+    # Fields rewritten to longer and shorter values, and deleted, in a packed hash.
+    r.hset("h", mapping={"a": "1", "b": "2", "c": "3"})
+    r.hset("h", mapping={"b": "two" * 20, "a": ""})
+    assert r.hdel("h", "c", "nope") == 1
+    assert r.hgetall("h") == {b"a": b"", b"b": b"two" * 20}
+    assert r.hkeys("h") == [b"a", b"b"]  # a small hash keeps its fields in the order added
+
+    # The limits are Redis's parameters (under both names); a lower one applies to later writes.
+    assert r.config_get("hash-max-*") == {
+        "hash-max-listpack-entries": "128", "hash-max-listpack-value": "64",
+        "hash-max-ziplist-entries": "128", "hash-max-ziplist-value": "64"}
+    with pytest.raises(redis.ResponseError, match="between 0 and 255 inclusive"):
+        r.config_set("hash-max-listpack-value", "256")
+    with pytest.raises(redis.ResponseError, match="between 0 and 65535 inclusive"):
+        r.execute_command("CONFIG", "SET", "hash-max-ziplist-value", "10",
+                          "hash-max-ziplist-entries", "-1")
+    assert r.config_get("hash-max-listpack-value") == {"hash-max-listpack-value": "64"}
+    r.config_set("hash-max-ziplist-entries", "2")
+    assert r.config_get("hash-max-listpack-entries") == {"hash-max-listpack-entries": "2"}
+    before_small = r.info("memory")["used_memory"]
+    r.hset("small", mapping={"a": "1", "b": "2"})
+    packed_small = r.info("memory")["used_memory"] - before_small
+    r.hset("small2", mapping={"a": "1", "b": "2", "c": "3"})  # a table: more bytes
+    assert r.info("memory")["used_memory"] - before_small - packed_small > 2 * packed_small
+    assert r.hgetall("small2") == {b"a": b"1", b"b": b"2", b"c": b"3"}
+    r.config_set("hash-max-listpack-entries", "128")
+    for key in ("big", "long", "h", "small", "small2"):
+        r.delete(key)
+    r.delete(*(f"hash:{i:012d}" for i in range(1000)))
+    assert r.info("memory")["used_memory"] <= before + 64 * 1024  # shards keep small slot arrays
+
+
 def test_keys_scan_and_server_commands(r):
     r.mset({f"user:{i}": i for i in range(300)})
     r.set("other", 1)

@@ -18,7 +18,7 @@ namespace quiver::resp {
 namespace {
 
 using kv::Entry;
-using kv::HashValue;
+using kv::Hash;
 using kv::Keyspace;
 using kv::Millis;
 using kv::Type;
@@ -519,15 +519,23 @@ void HSet(Context& c, bool reply_ok) {
   bool wrong;
   Entry* entry = FindHash(c, view, &wrong);
   if (wrong) return;
-  if (entry == nullptr) entry = view.NewHash(c.args[1]);
+  if (entry == nullptr) {
+    size_t packed_bytes = 0;  // one node for the whole command, when the hash stays packed
+    for (size_t i = 2; i < c.args.size(); i += 2) {
+      packed_bytes += kv::HashPackedBytes(c.args[i], c.args[i + 1]);
+    }
+    entry = view.NewHash(c.args[1], packed_bytes);
+  }
   int64_t added = 0;
   for (size_t i = 2; i < c.args.size(); i += 2) {
-    added += view.HashSet(c.args[1], entry, c.args[i], c.args[i + 1]) ? 1 : 0;
+    bool fresh;
+    entry = view.HashSet(c.args[1], entry, c.args[i], c.args[i + 1], &fresh);
+    added += fresh ? 1 : 0;
   }
   reply_ok ? c.reply.Simple("OK") : c.reply.Integer(added);
 }
 
-// The hash read commands: `reply(hash)` runs with the keyspace's HashValue, under its shard's
+// The hash read commands: `reply(hash)` runs with the keyspace's Hash, under its shard's
 // lock, when the keyspace holds a hash at c.args[1]; otherwise with the feature table's row there
 // (an optional<TableRow>; keyspace keys shadow rows, tables.h). It does not run after a WRONGTYPE
 // reply. FieldOf, SizeOf and PairsOf read either.
@@ -538,7 +546,7 @@ void ReadHash(Context& c, Reply&& reply) {
     bool wrong;
     Entry* entry = FindHash(c, view, &wrong);
     if (wrong) return;
-    if (entry != nullptr) return reply(*entry->hash());
+    if (entry != nullptr) return reply(entry->hash());
   }
   std::optional<TableRow> row;
   if (c.server.catalog != nullptr) {
@@ -548,27 +556,28 @@ void ReadHash(Context& c, Reply&& reply) {
 }
 
 // A field's value in a hash or a row; null when absent.
-const std::string* FieldOf(const HashValue& hash, std::string_view field) {
+std::optional<std::string_view> FieldOf(const Hash& hash, std::string_view field) {
   return hash.Find(field);
 }
-const std::string* FieldOf(const std::optional<TableRow>& row, std::string_view field) {
-  if (!row) return nullptr;
+std::optional<std::string_view> FieldOf(const std::optional<TableRow>& row,
+                                        std::string_view field) {
+  if (!row) return std::nullopt;
   for (const auto& [name, value] : row->fields) {
-    if (name == field) return &value;
+    if (name == field) return value;
   }
-  return nullptr;
+  return std::nullopt;
 }
-size_t SizeOf(const HashValue& hash) { return hash.size(); }
+size_t SizeOf(const Hash& hash) { return hash.size(); }
 size_t SizeOf(const std::optional<TableRow>& row) { return row ? row->fields.size() : 0; }
 // The (field, value) pairs.
-const HashValue& PairsOf(const HashValue& hash) { return hash; }
+const Hash& PairsOf(const Hash& hash) { return hash; }
 const std::vector<std::pair<std::string, std::string>>& PairsOf(
     const std::optional<TableRow>& row) {
   static const std::vector<std::pair<std::string, std::string>> kNone;
   return row ? row->fields : kNone;
 }
 
-void ReplyField(ReplyWriter& reply, const std::string* value) {
+void ReplyField(ReplyWriter& reply, std::optional<std::string_view> value) {
   value ? reply.Bulk(*value) : reply.Null();
 }
 
@@ -609,15 +618,17 @@ void HDel(Context& c) {
   if (entry == nullptr) return c.reply.Integer(0);
   int64_t deleted = 0;
   for (size_t i = 2; i < c.args.size(); ++i) {
-    deleted += view.HashDelete(c.args[1], entry, c.args[i]) ? 1 : 0;
+    bool found;
+    entry = view.HashDelete(c.args[1], entry, c.args[i], &found);
+    deleted += found ? 1 : 0;
   }
-  if (entry->hash()->empty()) view.Erase(c.args[1]);  // an empty hash is no key
+  if (entry->hash().empty()) view.Erase(c.args[1]);  // an empty hash is no key
   c.reply.Integer(deleted);
 }
 
 void HExists(Context& c) {
   auto reply = [&](const auto& hash) {
-    c.reply.Integer(FieldOf(hash, c.args[2]) != nullptr ? 1 : 0);
+    c.reply.Integer(FieldOf(hash, c.args[2]).has_value() ? 1 : 0);
   };
   ReadHash(c, reply);
 }
@@ -665,8 +676,8 @@ void HIncrBy(Context& c) {
   if (wrong) return;
   int64_t value = 0;
   if (entry != nullptr) {
-    const std::string* old = entry->hash()->Find(c.args[2]);
-    if (old != nullptr && !ParseInt(*old, &value)) {
+    const std::optional<std::string_view> old = entry->hash().Find(c.args[2]);
+    if (old && !ParseInt(*old, &value)) {
       return c.reply.Error("ERR hash value is not an integer");
     }
   }
@@ -689,7 +700,7 @@ void HScan(Context& c) {
   if (entry != nullptr && entry->type != Type::kHash) return c.reply.Error(kWrongType);
   std::vector<std::pair<std::string_view, std::string_view>> matched;
   if (entry != nullptr) {
-    for (const auto& [field, value] : *entry->hash()) {
+    for (const auto& [field, value] : entry->hash()) {
       if (kv::Keyspace::Match(scan.pattern, field)) matched.emplace_back(field, value);
     }
   }
@@ -850,8 +861,9 @@ bool ParseMemory(std::string_view text, uint64_t* bytes) {
   return false;
 }
 
-// CONFIG GET | SET: the parameters Quiver has; maxmemory, maxmemory-policy and
-// maxmemory-samples can be set (CONFIG SET takes several pairs and applies all or none).
+// CONFIG GET | SET: the parameters Quiver has; maxmemory, maxmemory-policy, maxmemory-samples
+// and the packed-hash limits (hash-max-listpack-entries | -value, and their old ziplist names)
+// can be set (CONFIG SET takes several pairs and applies all or none).
 void Config(Context& c) {
   Keyspace& keyspace = c.keyspace();
   if (Is(c.args[1], "get") && c.args.size() >= 3) {
@@ -862,6 +874,10 @@ void Config(Context& c) {
         {"maxmemory", std::to_string(keyspace.MaxMemory())},
         {"maxmemory-policy", std::string(kv::PolicyName(keyspace.Policy()))},
         {"maxmemory-samples", std::to_string(keyspace.EvictionSamples())},
+        {"hash-max-listpack-entries", std::to_string(keyspace.MaxPackedFields())},
+        {"hash-max-listpack-value", std::to_string(keyspace.MaxPackedBytes())},
+        {"hash-max-ziplist-entries", std::to_string(keyspace.MaxPackedFields())},
+        {"hash-max-ziplist-value", std::to_string(keyspace.MaxPackedBytes())},
         {"appendonly", "no"},
         {"save", ""},
         {"timeout", "0"},
@@ -889,6 +905,7 @@ void Config(Context& c) {
     std::optional<uint64_t> max_memory;
     std::optional<kv::EvictionPolicy> policy;
     std::optional<int> samples;
+    std::optional<uint32_t> packed_fields, packed_bytes;
     for (size_t i = 2; i < c.args.size(); i += 2) {
       const std::string name = Lower(c.args[i]);
       const std::string_view value = c.args[i + 1];
@@ -914,6 +931,16 @@ void Config(Context& c) {
           return failed("argument must be between 1 and 64 inclusive");
         }
         samples = static_cast<int>(number);
+      } else if (name == "hash-max-listpack-entries" || name == "hash-max-ziplist-entries" ||
+                 name == "hash-max-listpack-value" || name == "hash-max-ziplist-value") {
+        const bool entries = name.ends_with("entries");
+        const uint32_t ceiling =
+            entries ? kv::Hash::kPackedFieldsCeiling : kv::Hash::kPackedBytesCeiling;
+        int64_t number;
+        if (!ParseInt(value, &number) || number < 0 || number > ceiling) {
+          return failed("argument must be between 0 and " + std::to_string(ceiling) + " inclusive");
+        }
+        (entries ? packed_fields : packed_bytes) = static_cast<uint32_t>(number);
       } else {
         return c.reply.Error("ERR Unknown option or number of arguments for CONFIG SET - '" +
                              std::string(c.args[i]) + "'");
@@ -921,6 +948,8 @@ void Config(Context& c) {
     }
     if (policy) keyspace.SetPolicy(*policy);
     if (samples) keyspace.SetEvictionSamples(*samples);
+    if (packed_fields) keyspace.SetMaxPackedFields(*packed_fields);
+    if (packed_bytes) keyspace.SetMaxPackedBytes(*packed_bytes);
     if (max_memory) {
       keyspace.SetMaxMemory(*max_memory);
       keyspace.MakeRoom();  // a lower limit evicts now, as Redis does
