@@ -2,7 +2,8 @@
 (docs/benchmarks.md, "Redis protocol").
 
 Runs redis-benchmark (Debian's redis-tools) against both servers in the same run, alternating
-which goes first: SET, GET and HSET (`-t set,get,hset`) and MGET of 10 keys (a custom command:
+which goes first: SET, GET and HSET (`-t set`, `-t get`, `-t hset`, one run each, on the same
+server) and MGET of 10 keys (a custom command:
 redis-benchmark has no mget test), 50 clients, random keys among 1,000,000 (`-r`), pipelines of
 1 and 16, with one server thread each (quiverd --resp-threads 1; redis-server's default) and
 then two (quiverd --resp-threads 2; redis-server --io-threads 2 --io-threads-do-reads yes).
@@ -10,8 +11,9 @@ Each in two modes: "memory" (quiverd --kv-memory-only; redis-server without pers
 "durable" (quiverd's default, every change in the write-ahead log, fsync once a second;
 redis-server --appendonly yes --appendfsync everysec). Then memory per key: 1,000,000 keys of
 16-byte values loaded into fresh servers (memory mode), resident memory growth and used_memory
-per key; and per hash field: 100,000 hashes of 10 fields (`f0`..`f9`, 16-byte values). Writes bench/results/resp-<UTC timestamp>/results.json
-and results.md.
+per key; and per hash field: 100,000 hashes of 10 fields (`f0`..`f9`, 16-byte values), packed
+and as tables. Each test also reports the server's user and system CPU time per request (from
+/proc). Writes bench/results/resp-<UTC timestamp>/results.json and results.md.
 
 Environment (defaults in brackets):
   BENCH_REQUESTS [1000000]   requests per redis-benchmark test
@@ -80,12 +82,25 @@ def start(system: str, threads: int, directory: pathlib.Path, mode: str = "memor
     return server.port, server.process.pid, server.stop
 
 
-def redis_benchmark(port: int, config: dict, pipeline: int, *test: str) -> dict[str, dict]:
-    """{test name: {rps, p50_ms, p99_ms, ...}} from one redis-benchmark --csv run."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds a process (all its threads) has used."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime
+
+
+def redis_benchmark(port: int, pid: int, config: dict, pipeline: int,
+                    *test: str) -> dict[str, dict]:
+    """{test name: {rps, p50_ms, p99_ms, ..., server CPU µs per request}} from one
+    redis-benchmark --csv run of one test against the server `pid`."""
     command = ["redis-benchmark", "-p", str(port), "-n", str(config["requests"]),
                "-c", str(config["clients"]), "-P", str(pipeline), "-r", str(config["keys"]),
                "--csv", *test]
+    user, system = cpu_seconds(pid)
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=True)
+    user_after, system_after = cpu_seconds(pid)
+    cpu = {"user_us_per_request": (user_after - user) * 1e6 / config["requests"],
+           "system_us_per_request": (system_after - system) * 1e6 / config["requests"]}
     figures = {}
     for row in csv.DictReader(io.StringIO(done.stdout)):
         name = "MGET (10 keys)" if row["test"].startswith("MGET") else row["test"]
@@ -93,7 +108,9 @@ def redis_benchmark(port: int, config: dict, pipeline: int, *test: str) -> dict[
                          "p50_ms": float(row["p50_latency_ms"]),
                          "p95_ms": float(row["p95_latency_ms"]),
                          "p99_ms": float(row["p99_latency_ms"]),
-                         "max_ms": float(row["max_latency_ms"])}
+                         "max_ms": float(row["max_latency_ms"]), **cpu}
+    if len(figures) > 1:
+        raise SystemExit("one redis-benchmark test at a time (its CPU time is the server's)")
     if not figures:
         raise SystemExit(f"redis-benchmark printed nothing: {done.stderr}")
     return figures
@@ -113,11 +130,12 @@ def throughput_of(mode: str, config: dict, tmp: pathlib.Path, log) -> dict:
             for run in range(config["runs"]):
                 order = SYSTEMS if run % 2 == 0 else SYSTEMS[::-1]
                 for system in order:
-                    port, _, stop = start(system, threads,
-                                          tmp / f"{system}-{mode}-{threads}-{pipeline}", mode)
+                    port, pid, stop = start(system, threads,
+                                            tmp / f"{system}-{mode}-{threads}-{pipeline}", mode)
                     try:
-                        figures = redis_benchmark(port, config, pipeline, "-t", "set,get,hset")
-                        figures.update(redis_benchmark(port, config, pipeline, *mget))
+                        figures = {}
+                        for test in (("-t", "set"), ("-t", "get"), ("-t", "hset"), mget):
+                            figures.update(redis_benchmark(port, pid, config, pipeline, *test))
                     finally:
                         stop()
                     runs[system].append(figures)
@@ -199,12 +217,15 @@ def memory_per_key(config: dict, tmp: pathlib.Path, log) -> tuple[dict, dict]:
 def table(title: str, systems: dict) -> list[str]:
     lines = [f"## {title}", "",
              "| Test | quiverd req/s | redis req/s | ratio | quiverd p50 / p99 ms | "
-             "redis p50 / p99 ms |", "|---|---|---|---|---|---|"]
+             "redis p50 / p99 ms | quiverd CPU µs/req user + sys | redis CPU µs/req user + sys |",
+             "|---|---|---|---|---|---|---|---|"]
     for test, q in systems["quiverd"].items():
         r = systems["redis-server"][test]
         lines.append(f"| {test} | {q['rps']:,.0f} | {r['rps']:,.0f} | "
                      f"{q['rps_ratio_vs_redis']:.2f}x | {q['p50_ms']:.3f} / "
-                     f"{q['p99_ms']:.3f} | {r['p50_ms']:.3f} / {r['p99_ms']:.3f} |")
+                     f"{q['p99_ms']:.3f} | {r['p50_ms']:.3f} / {r['p99_ms']:.3f} | "
+                     f"{q['user_us_per_request']:.2f} + {q['system_us_per_request']:.2f} | "
+                     f"{r['user_us_per_request']:.2f} + {r['system_us_per_request']:.2f} |")
     return lines + [""]
 
 
@@ -214,9 +235,10 @@ def markdown(data: dict) -> str:
              f"Machine: {data['machine']['cpu']}, {data['machine']['cores']} cores, "
              f"{data['machine']['virtualization']}; {data['versions']['redis_server']}.", "",
              f"Command: `{data['command']}`; each test: `redis-benchmark -n {s['requests']} "
-             f"-c {s['clients']} -r {s['keys']} -P <pipeline> --csv -t set,get,hset` and "
+             f"-c {s['clients']} -r {s['keys']} -P <pipeline> --csv -t set` (then get, hset) and "
              f"`... MGET key:__rand_int__ (x{MGET_KEYS})`; medians of {s['runs']} runs, fresh "
-             f"servers per run, client and server on the same machine.", ""]
+             f"servers per run, client and server on the same machine. CPU: the server "
+             f"process's user and system time during the test over its requests.", ""]
     for mode, by_threads in data["throughput"].items():
         for threads, levels in by_threads.items():
             for pipeline, systems in levels.items():

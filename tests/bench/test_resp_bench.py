@@ -28,6 +28,9 @@ def test_resp_comparison_runs_and_reports(tmp_path):
                     assert set(figures) == {"SET", "GET", "HSET", "MGET (10 keys)"}
                     assert all(f["rps"] > 0 and f["p99_ms"] >= f["p50_ms"]
                                for f in figures.values())
+                    # The server's CPU time over the requests (10 ms ticks: may be 0 at this size).
+                    assert all(0 <= f["user_us_per_request"] + f["system_us_per_request"] < 1e6
+                               for f in figures.values())
                 assert all(f["rps_ratio_vs_redis"] > 0 for f in systems["quiverd"].values())
     for system in ("quiverd", "redis-server"):
         assert 16 < data["memory"][system]["used_memory_bytes_per_key"] < 2000
