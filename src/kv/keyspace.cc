@@ -334,7 +334,12 @@ bool Keyspace::View::Expired(Entry* node, uint64_t hash) {
 
 Entry* Keyspace::View::FindNode(std::string_view key, uint64_t* hash) {
   *hash = HashOf(key);
-  Entry* node = keyspace_.shards_[ShardOfHash(*hash)].index.Find(key, *hash);
+  Shard& shard = keyspace_.shards_[ShardOfHash(*hash)];
+  if (shard.index.rebuilding()) {  // lookups move a rebuild on too (reads alone end it)
+    shard.index.RebuildStep();
+    keyspace_.Restructure(shard);
+  }
+  Entry* node = shard.index.Find(key, *hash);
   return node == nullptr || Expired(node, *hash) ? nullptr : node;
 }
 

@@ -14,10 +14,11 @@
 // (a million items would stall their shard or hash for tens of milliseconds). The new array is
 // made and the old one kept; each Insert and Erase then moves the next kMigrateStep old slots,
 // so the old array is gone after capacity/kMigrateStep changes, long before the new one fills
-// (Redis rehashes its dicts the same way). Meanwhile Find looks in the new array, then the old;
-// Insert always adds to the new. Positions (At, NextFrom) cover both arrays: the new one's, then
-// the old one's. A walk over positions that must not miss items moved meanwhile (SCAN) calls
-// FinishRebuild() first; a walk under the caller's lock (no change in between) needs nothing.
+// (Redis rehashes its dicts the same way); the keyspace's lookups step too (RebuildStep). Meanwhile
+// Find looks in the new array, then the old; Insert always adds to the new. Positions (At,
+// NextFrom) cover both arrays: the new one's, then the old one's. A walk over positions that must
+// not miss items moved meanwhile (SCAN) calls FinishRebuild() first; a walk under the caller's lock
+// (no change in between) needs nothing.
 //
 // The index owns neither its items nor their keys; the caller frees them. Memory comes from
 // ::operator new, or for large arrays from mmap (below); SlotBytes() is what it takes.
@@ -111,6 +112,12 @@ class OpenIndex {
   // do not change.
   void Replace(const Item* old, Item* now, uint64_t hash) {
     if (!Swap(slots_, mask_, old, now, hash)) Swap(old_slots_, old_mask_, old, now, hash);
+  }
+
+  // Moves the next kMigrateStep old slots of a rebuild under way (positions change): for lookups,
+  // so that a rebuild also ends under a load that only reads (Insert and Erase step themselves).
+  void RebuildStep() {
+    if (old_slots_ != nullptr) Migrate(kMigrateStep);
   }
 
   // Moves whatever an incremental rebuild has left in the old array (positions change).

@@ -158,6 +158,29 @@ TEST(OpenIndexTest, FinishRebuildMovesTheRestAtOnce) {
     EXPECT_EQ(index.Find(item->name, HashBytes(item->name)), item.get());
 }
 
+TEST(OpenIndexTest, RebuildStepsEndARebuildWithoutChanges) {
+  OpenIndex<Item> index;
+  std::vector<std::unique_ptr<Item>> items;
+  while (!index.rebuilding()) {
+    items.push_back(std::make_unique<Item>(Item{"key" + std::to_string(items.size())}));
+    index.Insert(HashBytes(items.back()->name), items.back().get());
+  }
+  const size_t old_capacity = index.positions() / 3;  // positions: the new array (2x), the old
+  const size_t step = OpenIndex<Item>::kMigrateStep;
+  size_t steps = 0;
+  while (index.rebuilding()) {
+    index.RebuildStep();
+    ++steps;
+    ASSERT_LE(steps, (old_capacity + step - 1) / step) << "a step moves 64 old slots";
+  }
+  EXPECT_EQ(index.size(), items.size());
+  for (const auto& item : items) {
+    EXPECT_EQ(index.Find(item->name, HashBytes(item->name)), item.get());
+  }
+  index.RebuildStep();  // none under way: nothing to do
+  EXPECT_EQ(Contents(index).size(), items.size());
+}
+
 TEST(OpenIndexTest, EmptyIndexAndNextFrom) {
   OpenIndex<Item> index;
   EXPECT_EQ(index.Find("a", HashBytes("a")), nullptr);
