@@ -31,7 +31,7 @@ size_t ChunkRoom(void* memory, size_t request) {
 }
 
 // A packed hash's field: [u8 name size][u8 value size][name][value] (keyspace.h).
-constexpr size_t kPackedHeader = 2;
+constexpr size_t kPackedHeader = Hash::kFieldHeader;
 size_t PackedBytesAt(const char* at) {
   return kPackedHeader + static_cast<uint8_t>(at[0]) + static_cast<uint8_t>(at[1]);
 }

@@ -9,8 +9,9 @@
 //
 // Structure: kShards shards, each an OpenIndex (kv/open_index.h) of nodes under its own mutex,
 // chosen by the top bits of the key's hash; a node is one allocation holding the Entry, the key's
-// bytes and a string's value (a 16-byte key with a 16-byte value takes one 80-byte chunk, where
-// Redis takes three allocations). An operation on one key locks one shard; multi-key operations
+// bytes and a string's value or a small hash's packed fields (a 16-byte key with a 16-byte value
+// takes one 80-byte chunk, where Redis takes three allocations); a large hash's fields are a
+// HashTable of their own. An operation on one key locks one shard; multi-key operations
 // lock the shards they touch in shard order (so MSET, DEL and RENAME are atomic). Each shard keeps
 // its nodes that carry a TTL in a vector for uniform sampling (a node knows its position there:
 // O(1) removal).
@@ -119,6 +120,7 @@ class Hash {
   // What the limits may be set to: the field count and sizes a packed hash can record.
   static constexpr uint32_t kPackedFieldsCeiling = 65535;
   static constexpr uint32_t kPackedBytesCeiling = 255;
+  static constexpr size_t kFieldHeader = 2;  // a packed field's [u8 name size][u8 value size]
 
   // The value of `field`, if the hash has it.
   std::optional<std::string_view> Find(std::string_view field) const;
@@ -142,7 +144,7 @@ class Hash {
       }
       const char* at = packed_ + position_;
       const size_t name = static_cast<uint8_t>(at[0]);
-      return {{at + 2, name}, {at + 2 + name, static_cast<uint8_t>(at[1])}};
+      return {{at + kFieldHeader, name}, {at + kFieldHeader + name, static_cast<uint8_t>(at[1])}};
     }
     Iterator& operator++() {
       if (table_ != nullptr) {
@@ -150,7 +152,7 @@ class Hash {
         Skip();
       } else {
         const char* at = packed_ + position_;
-        position_ += 2 + static_cast<uint8_t>(at[0]) + static_cast<uint8_t>(at[1]);
+        position_ += kFieldHeader + static_cast<uint8_t>(at[0]) + static_cast<uint8_t>(at[1]);
       }
       return *this;
     }
@@ -188,7 +190,7 @@ class Hash {
 
 // The bytes a field takes in a packed hash.
 constexpr size_t HashPackedBytes(std::string_view field, std::string_view value) {
-  return 2 + field.size() + value.size();
+  return Hash::kFieldHeader + field.size() + value.size();
 }
 
 // A key's state, at the head of its node: one allocation holding this header, the key's bytes,
