@@ -142,13 +142,18 @@ TEST(OpenIndexTest, ALargeArrayIsRebuiltAFewSlotsPerChange) {
   EXPECT_EQ(found, index.size());
 }
 
+// Inserts items until the index starts an incremental rebuild (past kIncrementalFrom slots).
+void InsertUntilRebuilding(OpenIndex<Item>& index, std::vector<std::unique_ptr<Item>>* items) {
+  while (!index.rebuilding()) {
+    items->push_back(std::make_unique<Item>(Item{"key" + std::to_string(items->size())}));
+    index.Insert(HashBytes(items->back()->name), items->back().get());
+  }
+}
+
 TEST(OpenIndexTest, FinishRebuildMovesTheRestAtOnce) {
   OpenIndex<Item> index;
   std::vector<std::unique_ptr<Item>> items;
-  while (!index.rebuilding()) {
-    items.push_back(std::make_unique<Item>(Item{"key" + std::to_string(items.size())}));
-    index.Insert(HashBytes(items.back()->name), items.back().get());
-  }
+  InsertUntilRebuilding(index, &items);
   const uint64_t bytes = index.SlotBytes();
   index.FinishRebuild();
   EXPECT_FALSE(index.rebuilding());
@@ -161,10 +166,7 @@ TEST(OpenIndexTest, FinishRebuildMovesTheRestAtOnce) {
 TEST(OpenIndexTest, RebuildStepsEndARebuildWithoutChanges) {
   OpenIndex<Item> index;
   std::vector<std::unique_ptr<Item>> items;
-  while (!index.rebuilding()) {
-    items.push_back(std::make_unique<Item>(Item{"key" + std::to_string(items.size())}));
-    index.Insert(HashBytes(items.back()->name), items.back().get());
-  }
+  InsertUntilRebuilding(index, &items);
   const size_t old_capacity = index.positions() / 3;  // positions: the new array (2x), the old
   const size_t step = OpenIndex<Item>::kMigrateStep;
   size_t steps = 0;
