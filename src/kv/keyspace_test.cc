@@ -251,8 +251,8 @@ TEST(KeyspaceTest, RenameMovesValueAndTtlAndCountsAsIfWrittenThere) {
     EXPECT_EQ(renamed.packed(), fields <= 128);
     EXPECT_EQ(renamed.Find("f7"), "v");
   }
-  // The same keys written where they ended (after "a" and "h" came and went, for the same index
-  // and TTL vector sizes): the same count.
+  // The same keys written where they ended (after "a", "h" and "t" came and went, for the same
+  // index and TTL vector sizes): the same count.
   Keyspace direct(clock.Function());
   Put(direct, "a", "", clock.now + 100);
   Put(direct, "h", "", 0);
