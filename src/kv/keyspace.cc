@@ -470,7 +470,7 @@ Entry* Keyspace::View::NewHash(std::string_view key, size_t packed_bytes) {
 
 Entry* Keyspace::View::Move(Entry* node, size_t capacity) {
   const std::string_view key = node->key();
-  const uint64_t hash = HashBytes(key);
+  const uint64_t hash = HashOf(key);
   Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
   Entry* fresh = NewNode(key, capacity);
   fresh->type = node->type;
@@ -536,7 +536,7 @@ Entry* Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_v
   HashTable& table = *entry->table();
   const uint64_t before = table.bytes();
   fresh = table.Set(field, value);
-  keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
+  keyspace_.Charge(keyspace_.shards_[ShardOfHash(HashOf(key))],
                    static_cast<int64_t>(table.bytes()) - static_cast<int64_t>(before));
   if (added != nullptr) *added = fresh;
   return entry;
@@ -566,7 +566,8 @@ Entry* Keyspace::View::Unpack(Entry* entry) {
   auto table = std::make_unique<HashTable>();
   for (const auto& [field, value] : entry->hash()) table->Set(field, value);
   if (!Fits(*entry, sizeof(HashTable*))) entry = Move(entry, sizeof(HashTable*));
-  keyspace_.Charge(keyspace_.shards_[ShardOf(entry->key())], static_cast<int64_t>(table->bytes()));
+  keyspace_.Charge(keyspace_.shards_[ShardOfHash(HashOf(entry->key()))],
+                   static_cast<int64_t>(table->bytes()));
   HashTable* owned = table.release();
   std::memcpy(entry->value_bytes(), &owned, sizeof(owned));
   entry->size_ = sizeof(owned);
@@ -582,7 +583,7 @@ Entry* Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::strin
     HashTable& table = *entry->table();
     const uint64_t before = table.bytes();
     found = table.Delete(field);
-    keyspace_.Charge(keyspace_.shards_[ShardOf(key)],
+    keyspace_.Charge(keyspace_.shards_[ShardOfHash(HashOf(key))],
                      static_cast<int64_t>(table.bytes()) - static_cast<int64_t>(before));
   } else {
     const size_t at = PackedFind(entry->value(), field);
@@ -624,7 +625,7 @@ bool Keyspace::View::Rename(std::string_view from, std::string_view to) {
   Entry* target = Place(to, source->type, source->value(), source->size_);
   target->table_ = source->table_;
   target->fields_ = source->fields_;
-  keyspace_.Charge(keyspace_.shards_[ShardOf(to)],
+  keyspace_.Charge(keyspace_.shards_[ShardOfHash(HashOf(to))],
                    target->table_ ? static_cast<int64_t>(target->table()->bytes()) : 0);
   // The source leaves (counted out with its table, which the target now holds).
   Forget(source, /*log_delete=*/true);
@@ -637,7 +638,7 @@ bool Keyspace::View::Rename(std::string_view from, std::string_view to) {
 }
 
 void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire_at) {
-  Shard& shard = keyspace_.shards_[ShardOf(key)];
+  Shard& shard = keyspace_.shards_[ShardOfHash(HashOf(key))];
   if (log_ != nullptr && !IsDirty(entry)) {
     PutKeyOp(&log_->ops, kExpire, key);
     PutInt<int64_t>(&log_->ops, expire_at);

@@ -358,12 +358,12 @@ class Keyspace final : public EvictionSource {
     Millis now_;
     bool replaying_;
     ViewLog* log_ = nullptr;  // while the keyspace has a log (and not replaying)
-    // A view locked for one key remembers that key's hash (the lookup that follows needs it).
+    // A view locked for one key remembers that key's hash (the lookup that follows needs it, and
+    // so do the changes to that key, which may name it by its node's copy).
     std::string_view key_;
     uint64_t key_hash_;
     uint64_t HashOf(std::string_view key) const {
-      const bool same =
-          key_.data() != nullptr && key.data() == key_.data() && key.size() == key_.size();
+      const bool same = key_.data() != nullptr && key == key_;
       return same ? key_hash_ : HashBytes(key);
     }
   };
