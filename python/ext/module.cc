@@ -284,6 +284,7 @@ class Engine {
     out["heap_bytes"] = stats.heap_bytes;
     out["heap_garbage_bytes"] = stats.heap_garbage_bytes;
     out["heap_compactions"] = stats.heap_compactions;
+    out["heap_moved_bytes"] = stats.heap_moved_bytes;
     out["rows_with_ttl"] = stats.rows_with_ttl;
     out["expired"] = stats.expired;
     out["evicted"] = stats.evicted;

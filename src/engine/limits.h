@@ -14,9 +14,10 @@ struct EngineLimits {
   size_t max_value_bytes = 16 << 20;  // one utf8 / binary / list value
   int max_columns = 4096;             // key and value columns together
   int max_embedding_elements = 8192;  // fixed_size_list length
-  // The heap is compacted after a write once its garbage is at least this many bytes and at
-  // least as large as its live values.
-  size_t heap_compaction_min_garbage = 16 << 20;
+  // Heap chunks holding live values are emptied only once the heap's garbage is at least this
+  // many bytes (and 2 bytes a row: a compaction visits every row); chunks holding only garbage
+  // are freed whatever their size (Table::FinishWrite).
+  size_t heap_compaction_min_garbage = 1 << 20;
 };
 
 }  // namespace quiver

@@ -488,6 +488,13 @@ struct Table::PreparedBatch {
   int event_time_input = -1;     // index into inputs
   std::string missing_required;  // a non-nullable value column the batch lacks
   size_t heap_bytes = 0;         // upper bound of heap appends
+  size_t heap_largest = 0;       // the largest of them
+
+  void AddHeapValue(size_t size) {
+    if (size <= kVarInlineBytes) return;
+    heap_bytes += size;
+    heap_largest = std::max(heap_largest, size);
+  }
 };
 
 Table::Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing,
@@ -616,7 +623,7 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
                                        " bytes is over the limit of " +
                                        std::to_string(limits_.max_key_bytes));
         }
-        if (size > kVarInlineBytes) prepared->heap_bytes += size;
+        prepared->AddHeapValue(static_cast<size_t>(size));
       }
     }
   }
@@ -703,7 +710,7 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
                                          std::to_string(size) + " bytes is over the limit of " +
                                          std::to_string(limits_.max_value_bytes));
           }
-          if (size > kVarInlineBytes) prepared->heap_bytes += size;
+          prepared->AddHeapValue(size);
         }
         break;
       }
@@ -730,7 +737,7 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
             return Status::InvalidArgument(where + " row " + std::to_string(i) +
                                            ": list elements must not be null");
           }
-          if (size > kVarInlineBytes) prepared->heap_bytes += size;
+          prepared->AddHeapValue(size);
         }
         break;
       }
@@ -772,7 +779,10 @@ void WriteVarRef(std::byte* destination, uint32_t width, const void* bytes, size
 
 void ReleaseVarRef(const std::byte* source, uint32_t width, Heap& heap) {
   const VarRef ref = LoadVarRef(source, width);
-  if (ref.length > kVarInlineBytes) heap.Release(ref.length);
+  if (ref.length <= kVarInlineBytes) return;
+  HeapRef heap_ref;
+  std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
+  heap.Release(heap_ref, ref.length);
 }
 
 }  // namespace
@@ -1044,7 +1054,7 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
   const size_t reused = std::min(free_rows_.size(), new_keys);
   QUIVER_RETURN_NOT_OK(rows_.Reserve(size_t{next_row_} + (new_keys - reused)));
   QUIVER_RETURN_NOT_OK(index_->Reserve(new_keys));
-  QUIVER_RETURN_NOT_OK(heap_.Reserve(prepared.heap_bytes));
+  QUIVER_RETURN_NOT_OK(heap_.Reserve(prepared.heap_bytes, prepared.heap_largest));
   if (expire_at != 0 || row_expiry != nullptr) {
     try {  // so that pass 2 allocates nothing
       expiring_slot_.resize(std::max(expiring_slot_.size(), size_t{next_row_} + new_keys));
@@ -1173,69 +1183,76 @@ Result<int64_t> Table::DeleteLocked(const arrow::Array& keys_in, WriteMode mode,
   return deleted;
 }
 
-Result<size_t> Table::MoveHeapValues() {
-  const size_t first_fresh = heap_.BeginCompaction();
+Status Table::MoveHeapValues(const std::vector<bool>& victims) {
   std::vector<int> var_columns;
   for (int c = 0; c < schema_.num_columns(); ++c) {
     const Physical physical = layout_.column(c).physical;
     if (physical == Physical::kBytes || physical == Physical::kList) var_columns.push_back(c);
   }
-  uint64_t moved = 0;  // old copies of moved values: garbage only if the compaction fails
+  // Whether a value's bytes are in a chunk being emptied (chunks opened by the move are not).
+  const auto in_victim = [&victims](const VarRef& ref, HeapRef* heap_ref) {
+    if (ref.length <= kVarInlineBytes) return false;
+    std::memcpy(heap_ref, ref.payload, sizeof(*heap_ref));
+    const size_t chunk = Heap::ChunkOf(*heap_ref);
+    return chunk < victims.size() && victims[chunk];
+  };
   for (uint32_t id = 0; id < next_row_; ++id) {
     std::byte* row = rows_.Row(id);
     if (!RowLiveForWriter(row)) continue;
-    size_t bytes = 0;
+    size_t bytes = 0, largest = 0;
+    HeapRef heap_ref;
     for (int c : var_columns) {
       const ColumnLayout& layout = layout_.column(c);
       const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
-      HeapRef heap_ref;
-      std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
-      if (ref.length > kVarInlineBytes && Heap::Before(heap_ref, first_fresh)) bytes += ref.length;
+      if (!in_victim(ref, &heap_ref)) continue;
+      bytes += ref.length;
+      largest = std::max<size_t>(largest, ref.length);
     }
     if (bytes == 0) continue;
-    if (Status reserved = heap_.Reserve(bytes); !reserved.ok()) {
-      heap_.Release(moved);
-      return reserved;
-    }
+    QUIVER_RETURN_NOT_OK(heap_.Reserve(bytes, largest));
     const uint32_t sequence = SeqlockWriteBegin(row);
     for (int c : var_columns) {
       const ColumnLayout& layout = layout_.column(c);
       VarRef ref = LoadVarRef(row + layout.offset, layout.width);
-      HeapRef heap_ref;
-      std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
-      if (ref.length <= kVarInlineBytes || !Heap::Before(heap_ref, first_fresh)) continue;
-      heap_ref = heap_.Append(heap_.View(heap_ref, ref.length), ref.length);
-      std::memcpy(ref.payload, &heap_ref, sizeof(heap_ref));
+      if (!in_victim(ref, &heap_ref)) continue;
+      const HeapRef moved = heap_.Append(heap_.View(heap_ref, ref.length), ref.length);
+      std::memcpy(ref.payload, &moved, sizeof(moved));
       StoreVarRef(row + layout.offset, layout.width, ref);
-      moved += ref.length;
+      heap_.Release(heap_ref, ref.length);  // the old copy: freed with its chunk
+      heap_moved_bytes_ += ref.length;
     }
     SeqlockWriteEnd(row, sequence, /*live=*/true);
   }
-  return first_fresh;
+  return Status::OK();
 }
 
 void Table::FinishWrite() {
-  // Compaction keeps the heap within about twice its live bytes, amortized over the writes that
-  // made the garbage; under a memory limit (whose accounting leaves garbage out) within 1.25
-  // times, at four times the copying.
+  // Chunks holding only garbage are freed at once (free of copying). Past that, the heap's
+  // garbage stays under its live bytes (the heap within about twice them: when garbage is spread
+  // evenly, a byte copied per byte given back), or a quarter of them under a memory limit (whose
+  // accounting leaves garbage out: four bytes copied per byte then); and at least the configured
+  // minimum and 2 bytes a row, as a compaction visits every row.
   const MemoryLimit* limit = limit_.load(std::memory_order_acquire);
   const uint64_t garbage_divisor = limit != nullptr && limit->MaxMemory() != 0 ? 4 : 1;
-  std::optional<size_t> compacted_below;
-  if (heap_.garbage_bytes() >= limits_.heap_compaction_min_garbage &&
-      heap_.garbage_bytes() >= heap_.live_bytes() / garbage_divisor) {
-    Result<size_t> first_fresh = MoveHeapValues();
-    // On failure (no memory for the new chunks) every row is still valid; the garbage stays and
-    // the next write tries again.
-    if (first_fresh.ok()) compacted_below = *first_fresh;
+  const uint64_t garbage_threshold =
+      std::max({uint64_t{limits_.heap_compaction_min_garbage}, uint64_t{next_row_} * 2,
+                heap_.live_bytes() / garbage_divisor});
+  std::vector<bool> victims;
+  if (heap_.CompactionDue(garbage_threshold)) {
+    victims = heap_.ChooseVictims(garbage_threshold);
+    // On failure (no memory for a moved value) every row is still valid, a moved value's old
+    // copy is garbage of its chunk, and a later write tries again.
+    if (heap_.LiveBytesIn(victims) > 0 && !MoveHeapValues(victims).ok()) victims.clear();
   }
-  if (compacted_below || index_->has_retired() || rows_.regions().has_retired() ||
+  const bool compacted = std::find(victims.begin(), victims.end(), true) != victims.end();
+  if (compacted || index_->has_retired() || rows_.regions().has_retired() ||
       heap_.regions().has_retired()) {
     gate_.Synchronize();  // from here no reader holds a pointer or reference to what goes below
     index_->FreeRetired();
     rows_.regions().FreeRetired();
     heap_.regions().FreeRetired();
-    if (compacted_below) {
-      heap_.FinishCompaction(*compacted_below);
+    if (compacted) {
+      heap_.FreeChunks(victims);
       ++heap_compactions_;
     }
   }
@@ -1247,6 +1264,7 @@ void Table::FinishWrite() {
   stat_heap_live_.store(heap_.live_bytes(), std::memory_order_relaxed);
   stat_row_capacity_.store(rows_.capacity(), std::memory_order_relaxed);
   stat_heap_compactions_.store(heap_compactions_, std::memory_order_relaxed);
+  stat_heap_moved_.store(heap_moved_bytes_, std::memory_order_relaxed);
   stat_expiring_.store(static_cast<int64_t>(expiring_.size()), std::memory_order_relaxed);
 }
 
@@ -1291,6 +1309,7 @@ TableStats Table::Stats() const {
   stats.heap_garbage_bytes = stat_heap_garbage_.load(std::memory_order_relaxed);
   stats.row_capacity = stat_row_capacity_.load(std::memory_order_relaxed);
   stats.heap_compactions = stat_heap_compactions_.load(std::memory_order_relaxed);
+  stats.heap_moved_bytes = stat_heap_moved_.load(std::memory_order_relaxed);
   stats.bytes = stats.row_bytes + stats.index_bytes + stats.heap_bytes;
   stats.row_width = layout_.row_width();
   stats.rows_with_ttl = stat_expiring_.load(std::memory_order_relaxed);

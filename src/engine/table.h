@@ -93,6 +93,7 @@ struct TableStats {
   uint64_t heap_bytes = 0;          // heap chunks
   uint64_t heap_garbage_bytes = 0;  // heap bytes no longer referenced
   uint64_t heap_compactions = 0;
+  uint64_t heap_moved_bytes = 0;  // value bytes compactions copied out of chunks they freed
   uint64_t row_capacity = 0;
   uint32_t row_width = 0;
   int64_t rows_with_ttl =
@@ -217,10 +218,10 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   // Writer, at the end of every write: compacts the heap when due, frees what was retired once
   // no reader can use it, publishes statistics.
   void FinishWrite();
-  // Writer: re-appends every live heap value of every row to fresh chunks (swapping references
-  // under the rows' seqlocks) and returns the first fresh chunk; the older chunks may be freed
-  // after a ReaderGate grace period. An error leaves every row valid.
-  Result<size_t> MoveHeapValues();
+  // Writer: re-appends every live heap value in the chunks marked in `victims` (by chunk number)
+  // outside them, swapping references under the rows' seqlocks; the chunks may be freed after a
+  // ReaderGate grace period. An error leaves every row valid.
+  Status MoveHeapValues(const std::vector<bool>& victims);
 
   const std::string name_;
   const uint64_t id_;
@@ -242,8 +243,10 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   std::atomic<int64_t> row_count_{0};
   // Published by the writer after each operation, for Stats() from any thread.
   std::atomic<uint64_t> stat_row_bytes_{0}, stat_index_bytes_{0}, stat_heap_bytes_{0},
-      stat_heap_garbage_{0}, stat_heap_live_{0}, stat_row_capacity_{0}, stat_heap_compactions_{0};
+      stat_heap_garbage_{0}, stat_heap_live_{0}, stat_row_capacity_{0}, stat_heap_compactions_{0},
+      stat_heap_moved_{0};
   uint64_t heap_compactions_ = 0;  // writer only
+  uint64_t heap_moved_bytes_ = 0;  // writer only
   // Writer only: the rows with an expiry time (for ExpireCycle's samples), and each row's
   // position in it plus one (0: none), grown on demand.
   std::vector<uint32_t> expiring_;

@@ -462,6 +462,7 @@ class FlightServer::Service : public flight::FlightServerBase {
                         {"heap_bytes", stats.heap_bytes},
                         {"heap_garbage_bytes", stats.heap_garbage_bytes},
                         {"heap_compactions", stats.heap_compactions},
+                        {"heap_moved_bytes", stats.heap_moved_bytes},
                         {"rows_with_ttl", stats.rows_with_ttl},
                         {"expired", stats.expired},
                         {"evicted", stats.evicted},
