@@ -78,6 +78,17 @@ uint64_t FastRandom() {
   return state;
 }
 
+void MemoryLimit::SetMaxMemory(uint64_t bytes) {
+  std::lock_guard lock(hook_mutex_);
+  max_memory_.store(bytes);
+  if (on_set_max_memory_) on_set_max_memory_(bytes);
+}
+
+void MemoryLimit::OnSetMaxMemory(std::function<void(uint64_t bytes)> hook) {
+  std::lock_guard lock(hook_mutex_);
+  on_set_max_memory_ = std::move(hook);
+}
+
 void MemoryLimit::SetSamples(int samples) { samples_.store(std::clamp(samples, 1, 64)); }
 
 void MemoryLimit::AddSource(EvictionSource* source) {

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -100,7 +101,10 @@ class MemoryLimit {
   MemoryLimit(const MemoryLimit&) = delete;
   MemoryLimit& operator=(const MemoryLimit&) = delete;
 
-  void SetMaxMemory(uint64_t bytes) { max_memory_.store(bytes); }
+  void SetMaxMemory(uint64_t bytes);
+  // `hook` runs (on the setting thread) after every SetMaxMemory from now on, with the new limit:
+  // for the process's own adjustments to a limit (quiverd's allocator settings).
+  void OnSetMaxMemory(std::function<void(uint64_t bytes)> hook);
   uint64_t MaxMemory() const { return max_memory_.load(std::memory_order_relaxed); }
   void SetPolicy(EvictionPolicy policy) { policy_.store(policy); }
   EvictionPolicy Policy() const { return policy_.load(std::memory_order_relaxed); }
@@ -130,6 +134,8 @@ class MemoryLimit {
   size_t PickSource(const std::vector<int64_t>& weights);
 
   std::atomic<uint64_t> max_memory_{0};
+  std::mutex hook_mutex_;
+  std::function<void(uint64_t)> on_set_max_memory_;  // under hook_mutex_
   std::atomic<EvictionPolicy> policy_{EvictionPolicy::kNoEviction};
   std::atomic<int> samples_{5};
   std::atomic<int64_t> evicted_{0};
