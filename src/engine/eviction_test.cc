@@ -200,6 +200,19 @@ TEST_F(TableEvictionTest, TwoTablesShareTheLimit) {
   EXPECT_EQ(other->Stats().evicted, evicted);
 }
 
+TEST(MemoryLimitTest, TheHookSeesEveryLimitSetAfterIt) {
+  MemoryLimit limit;
+  limit.SetMaxMemory(1 << 20);  // before the hook: not seen
+  std::vector<uint64_t> seen;
+  limit.OnSetMaxMemory([&](uint64_t bytes) {
+    EXPECT_EQ(limit.MaxMemory(), bytes);  // already in effect
+    seen.push_back(bytes);
+  });
+  limit.SetMaxMemory(2 << 20);
+  limit.SetMaxMemory(0);
+  EXPECT_EQ(seen, (std::vector<uint64_t>{2 << 20, 0}));
+}
+
 TEST(TableEvictionHeapTest, HeapGarbageIsCompactedSoonerUnderALimit) {
   EngineLimits limits;
   limits.heap_compaction_min_garbage = 64 << 10;
