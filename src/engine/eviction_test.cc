@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -213,17 +214,28 @@ TEST(MemoryLimitTest, TheHookSeesEveryLimitSetAfterIt) {
   EXPECT_EQ(seen, (std::vector<uint64_t>{2 << 20, 0}));
 }
 
-TEST(TableEvictionHeapTest, HeapGarbageIsCompactedSoonerUnderALimit) {
-  EngineLimits limits;
-  limits.heap_compaction_min_garbage = 64 << 10;
-  MemoryLimit limit;
-  CatalogOptions options;
-  options.limits = limits;
-  options.memory_limit = &limit;
-  Catalog catalog(options);
-  auto table = ValueOrFail(catalog.CreateTable("t", SchemaFromJson(kSchema)));
-  limit.SetMaxMemory(64 << 20);  // far away: only the compaction rule matters
-  limit.SetPolicy(EvictionPolicy::kAllKeysLru);
+// A table under a limit far away: only the heap's compaction rules matter.
+class TableEvictionHeapTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    EngineLimits limits;
+    limits.heap_compaction_min_garbage = 64 << 10;
+    CatalogOptions options;
+    options.limits = limits;
+    options.memory_limit = &limit_;
+    catalog_ = std::make_unique<Catalog>(options);
+    table_ = ValueOrFail(catalog_->CreateTable("t", SchemaFromJson(kSchema)));
+    limit_.SetMaxMemory(64 << 20);
+    limit_.SetPolicy(EvictionPolicy::kAllKeysLru);
+  }
+
+  MemoryLimit limit_;
+  std::unique_ptr<Catalog> catalog_;
+  std::shared_ptr<Table> table_;
+};
+
+TEST_F(TableEvictionHeapTest, HeapGarbageIsCompactedSoonerUnderALimit) {
+  Table* table = table_.get();
   for (int round = 0; round < 20; ++round) {
     ValueOrFail(table->Upsert(*Rows(0, 5000, static_cast<char>('a' + round))));
     const TableStats stats = table->Stats();
@@ -234,17 +246,9 @@ TEST(TableEvictionHeapTest, HeapGarbageIsCompactedSoonerUnderALimit) {
   EXPECT_GT(table->Stats().heap_compactions, 2);
 }
 
-TEST(TableEvictionHeapTest, RowsLeavingOldestFirstFreeTheirChunksWithLittleCopying) {
+TEST_F(TableEvictionHeapTest, RowsLeavingOldestFirstFreeTheirChunksWithLittleCopying) {
   // As under LRU eviction of rows written once: the oldest rows go, and with them whole chunks.
-  EngineLimits limits;
-  limits.heap_compaction_min_garbage = 64 << 10;
-  MemoryLimit limit;
-  CatalogOptions options;
-  options.limits = limits;
-  options.memory_limit = &limit;
-  Catalog catalog(options);
-  auto table = ValueOrFail(catalog.CreateTable("t", SchemaFromJson(kSchema)));
-  limit.SetMaxMemory(64 << 20);             // far away: only the compaction rules matter
+  Table* table = table_.get();
   constexpr int kBatch = 5000, kKept = 20;  // 200 KB of values a batch, 4 MB kept
   uint64_t released = 0;
   for (int round = 0; round < 100; ++round) {
