@@ -13,7 +13,9 @@ redis-server --appendonly yes --appendfsync everysec). Then memory per key: 1,00
 16-byte values loaded into fresh servers (memory mode), resident memory growth and used_memory
 per key; and per hash field: 100,000 hashes of 10 fields (`f0`..`f9`, 16-byte values), packed
 and as tables. Each test also reports the server's user and system CPU time per request (from
-/proc). Writes bench/results/resp-<UTC timestamp>/results.json and results.md.
+/proc). Last, the ceiling: GET at each pipeline depth against noop_resp_server (bench/), a server
+that does no work, with the client's share of a CPU. Writes
+bench/results/resp-<UTC timestamp>/results.json and results.md.
 
 Environment (defaults in brackets):
   BENCH_REQUESTS [1000000]   requests per redis-benchmark test
@@ -34,6 +36,8 @@ import io
 import json
 import os
 import pathlib
+import resource
+import socket
 import statistics
 import subprocess
 import sys
@@ -46,7 +50,7 @@ sys.path.insert(0, str(HERE))
 import redis  # noqa: E402
 
 from run import ROOT, RedisServer, machine, rss_bytes, versions  # noqa: E402
-from quiverd import Server  # noqa: E402
+from quiverd import QUIVERD, Server, free_port  # noqa: E402
 
 SYSTEMS = ("quiverd", "redis-server")
 MGET_KEYS = 10
@@ -156,6 +160,45 @@ def throughput_of(mode: str, config: dict, tmp: pathlib.Path, log) -> dict:
     return out
 
 
+def noop_ceiling(config: dict, log) -> dict:
+    """{pipeline: GET figures (medians) + the client's CPU share} against noop_resp_server, which
+    answers every request with the same bulk string: no server gets more out of this machine and
+    this client at that pipeline depth."""
+    binary = QUIVERD.parent / "bench" / "noop_resp_server"
+    out = {}
+    for pipeline in config["pipelines"]:
+        runs = []
+        for _ in range(config["runs"]):
+            port = free_port()
+            process = subprocess.Popen([str(binary), str(port)])
+            try:
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.05)
+                # redis-benchmark is a waited child: its CPU time lands in RUSAGE_CHILDREN.
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                started = time.monotonic()
+                figures = redis_benchmark(port, process.pid, config, pipeline, "-t", "get")["GET"]
+                wall = time.monotonic() - started
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                figures["client_cpu_share"] = (after.ru_utime + after.ru_stime -
+                                               before.ru_utime - before.ru_stime) / wall
+            finally:
+                process.kill()
+                process.wait()
+            runs.append(figures)
+            log(f"no-op server -P {pipeline}: GET {figures['rps']:,.0f}/s p99 "
+                f"{figures['p99_ms']} ms, client {figures['client_cpu_share']:.0%} of a CPU")
+        out[str(pipeline)] = {field: statistics.median(r[field] for r in runs) for field in runs[0]}
+    return out
+
+
 def memory_growth(system: str, directory: pathlib.Path, load) -> tuple[int, int]:
     """(resident growth, used_memory growth) of a fresh server while `load(client)` runs."""
     port, pid, stop = start(system, 1, directory)
@@ -262,6 +305,22 @@ def markdown(data: dict) -> str:
             for encoding, figures in encodings.items():
                 lines.append(f"| {system} | {encoding} | {figures['rss_bytes_per_field']:.1f} | "
                              f"{figures['used_memory_bytes_per_field']:.1f} |")
+    if data.get("noop"):
+        lines += ["", "## Ceiling: a server that does no work", "",
+                  "GET against `noop_resp_server` (bench/), which answers each request with the "
+                  "same bulk string after one read and before one write per ready connection; "
+                  "Redis's GET from the memory-mode, one-thread runs above.", "",
+                  "| Pipeline | no-op req/s | no-op p50 / p99 ms | no-op server CPU µs/req user + "
+                  "sys | client CPU share | redis GET req/s | no-op / redis |",
+                  "|---|---|---|---|---|---|---|"]
+        for pipeline, f in data["noop"].items():
+            redis_get = (data["throughput"].get("memory", {}).get("1", {}).get(pipeline, {})
+                         .get("redis-server", {}).get("GET", {}).get("rps"))
+            lines.append(
+                f"| {pipeline} | {f['rps']:,.0f} | {f['p50_ms']:.3f} / {f['p99_ms']:.3f} | "
+                f"{f['user_us_per_request']:.2f} + {f['system_us_per_request']:.2f} | "
+                f"{f['client_cpu_share']:.0%} | "
+                + (f"{redis_get:,.0f} | {f['rps'] / redis_get:.2f}x |" if redis_get else "- | - |"))
     return "\n".join(lines) + "\n"
 
 
@@ -279,6 +338,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data["throughput"] = throughput(config, pathlib.Path(tmp), log)
         data["memory"], data["hash_memory"] = memory_per_key(config, pathlib.Path(tmp), log)
+    data["noop"] = noop_ceiling(config, log)
     (out_dir / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     (out_dir / "results.md").write_text(markdown(data))
     print(markdown(data))

@@ -1,5 +1,6 @@
 """The RESP comparison (bench/suite/resp.py, `make bench-resp`) end to end at a tiny size: both
-servers, every test and pipeline, memory per key, the results directory complete."""
+servers, every test and pipeline, memory per key, the no-op server's ceiling, the results
+directory complete."""
 
 import json
 import os
@@ -39,7 +40,13 @@ def test_resp_comparison_runs_and_reports(tmp_path):
         assert 16 < hashes["packed"]["used_memory_bytes_per_field"] < 2000
         assert hashes["packed"]["used_memory_bytes_per_field"] < hashes["table"][
             "used_memory_bytes_per_field"]
+    # The ceiling: redis-benchmark's GET answered by a server that does no work.
+    assert set(data["noop"]) == {"1", "16"}
+    for figures in data["noop"].values():
+        assert figures["rps"] > 0 and figures["p99_ms"] >= figures["p50_ms"]
+        assert 0 < figures["client_cpu_share"] <= 2.5
     report = (tmp_path / "results.md").read_text()
+    assert "## Ceiling: a server that does no work" in report
     assert "| MGET (10 keys) |" in report and "Memory per key" in report
     assert "Memory per hash field" in report
     assert "## durable: 1 server thread(s), pipeline 16" in report
