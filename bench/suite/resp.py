@@ -164,7 +164,12 @@ def noop_ceiling(config: dict, log) -> dict:
     """{pipeline: GET figures (medians) + the client's CPU share} against noop_resp_server, which
     answers every request with the same bulk string: no server gets more out of this machine and
     this client at that pipeline depth."""
-    binary = QUIVERD.parent / "bench" / "noop_resp_server"
+    # Beside QUIVERD's build, or build/'s (sanitizer builds leave the benchmarks out).
+    candidates = [QUIVERD.parent / "bench" / "noop_resp_server",
+                  ROOT / "build" / "bench" / "noop_resp_server"]
+    binary = next((c for c in candidates if c.exists()), None)
+    if binary is None:
+        raise SystemExit("no noop_resp_server: cmake --build build --target noop_resp_server")
     out = {}
     for pipeline in config["pipelines"]:
         runs = []
