@@ -125,7 +125,7 @@ bool MemoryLimit::MakeRoom(uint64_t need) {
   std::lock_guard evict(evict_mutex_);
   std::shared_lock lock(sources_mutex_);
   // Each source's weight in sampling, taken once per call (counts change slowly meanwhile); a
-  // lone source needs none (counting the keyspace's keys locks every shard).
+  // lone source needs none.
   std::vector<int64_t> weights;
   weights.reserve(sources_.size());
   for (EvictionSource* source : sources_) {

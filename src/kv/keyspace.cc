@@ -671,6 +671,20 @@ void Keyspace::Restructure(Shard& shard) {
       shard.index.SlotBytes() + ChunkBytes(shard.volatile_keys.capacity() * sizeof(void*)));
   Charge(shard, structure - shard.structure);
   shard.structure = structure;
+  Recount(shard);
+}
+
+void Keyspace::Recount(Shard& shard) {
+  const auto keys = static_cast<int64_t>(shard.index.size());
+  const auto volatile_keys = static_cast<int64_t>(shard.volatile_keys.size());
+  if (keys != shard.counted_keys) {
+    keys_.fetch_add(keys - shard.counted_keys, std::memory_order_relaxed);
+    shard.counted_keys = keys;
+  }
+  if (volatile_keys != shard.counted_volatile) {
+    volatile_count_.fetch_add(volatile_keys - shard.counted_volatile, std::memory_order_relaxed);
+    shard.counted_volatile = volatile_keys;
+  }
 }
 
 void Keyspace::Unindex(Shard& shard, const Entry& node) {
@@ -874,6 +888,7 @@ void Keyspace::ClearShard(Shard& shard, OpenIndex<Entry>* doomed) {
   std::vector<Entry*>().swap(shard.volatile_keys);
   Charge(shard, -shard.bytes);
   shard.structure = 0;
+  Recount(shard);
 }
 
 void Keyspace::FreeNodes(OpenIndex<Entry>& index) {
@@ -1097,13 +1112,7 @@ void Keyspace::SetMemoryLimit(MemoryLimit* limit) {
 }
 
 int64_t Keyspace::EvictableKeys(EvictionPolicy policy) {
-  int64_t keys = 0;
-  for (Shard& shard : shards_) {
-    std::lock_guard lock(shard.mutex);
-    keys +=
-        static_cast<int64_t>(IsVolatile(policy) ? shard.volatile_keys.size() : shard.index.size());
-  }
-  return keys;
+  return (IsVolatile(policy) ? volatile_count_ : keys_).load(std::memory_order_relaxed);
 }
 
 bool Keyspace::Sample(EvictionPolicy policy, uint64_t random, int64_t /*now_ms*/,

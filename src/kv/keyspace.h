@@ -468,6 +468,8 @@ class Keyspace final : public EvictionSource {
     std::vector<Entry*> volatile_keys;  // nodes with a TTL
     int64_t bytes = 0;                  // entries and the structures below
     int64_t structure = 0;              // bytes of the slot array and volatile_keys
+    int64_t counted_keys = 0;           // index.size() and volatile_keys.size() as last added
+    int64_t counted_volatile = 0;       // to the keyspace's counts (Recount)
     int64_t expired = 0;
     int64_t evicted = 0;
   };
@@ -498,8 +500,11 @@ class Keyspace final : public EvictionSource {
   bool ExpireIfDue(Shard& shard, Entry* node, Millis now);
   // Under the shard's lock: adds `delta` to its bytes and the total.
   void Charge(Shard& shard, int64_t delta);
-  // Under the shard's lock: charges a change in the slot array's or volatile_keys' size.
+  // Under the shard's lock: charges a change in the slot array's or volatile_keys' size, and
+  // carries a change in the shard's key counts to the keyspace's (Recount). Every change to a
+  // shard's index or volatile_keys ends in one of these or in ClearShard.
   void Restructure(Shard& shard);
+  void Recount(Shard& shard);
   void Touch(Entry& entry, Millis now);
   uint64_t EvictionScore(const Entry& entry, EvictionPolicy policy, Millis now) const;
 
@@ -509,6 +514,9 @@ class Keyspace final : public EvictionSource {
   std::mutex rng_mutex_;
 
   std::atomic<int64_t> used_{0};
+  // The keys, and those with a TTL, over every shard (EvictableKeys reads them without a lock).
+  std::atomic<int64_t> keys_{0};
+  std::atomic<int64_t> volatile_count_{0};
   std::atomic<uint32_t> max_packed_fields_{Hash::kMaxPackedFields};
   std::atomic<uint32_t> max_packed_bytes_{Hash::kMaxPackedBytes};
   MemoryLimit own_limit_;

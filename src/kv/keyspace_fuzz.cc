@@ -1,7 +1,7 @@
 // Fuzz target for the keyspace's persistence decoders: the input is a dump (Load) or a log
 // record (Replay), as recovery reads them from disk. No input may crash, leak or trip a
 // sanitizer; a refused dump leaves nothing behind; whatever was loaded or replayed dumps and
-// loads again to the same keyspace.
+// loads again to the same keyspace, and its lock-free key counts equal the shards'.
 #include <string>
 #include <string_view>
 
@@ -48,9 +48,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(replayed.ok() || replayed.code() == quiver::StatusCode::kCorruption,
           "a bad record is corruption");
   }
+  Check(quiver::kv::testing::CountsAgree(keyspace), "the lock-free key counts are the shards'");
   Keyspace again(clock);
   auto loaded = again.Load(DumpOf(keyspace));
   Check(loaded.ok(), "a dump loads");
   Check(Describe(again) == Describe(keyspace), "a dump loads to the same keyspace");
+  Check(quiver::kv::testing::CountsAgree(again), "the lock-free key counts are the shards'");
   return 0;
 }

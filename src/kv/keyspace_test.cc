@@ -19,6 +19,7 @@
 namespace quiver::kv {
 namespace {
 
+using testing::CountsAgree;
 using testing::Describe;
 
 struct FakeClock {
@@ -109,7 +110,9 @@ TEST(KeyspaceTest, TtlIndexStaysConsistentUnderRandomOperations) {
   const KeyspaceStats stats = keyspace.Stats();
   // Keys due but untouched are still held (and indexed) until touched or sampled.
   EXPECT_GE(stats.keys_with_ttl, with_ttl);
+  EXPECT_TRUE(CountsAgree(keyspace));
   keyspace.ActiveExpireCycle(1'000'000);
+  EXPECT_TRUE(CountsAgree(keyspace));
   int64_t live = 0;
   for (const auto& [key, at] : model) live += at == 0 || at > clock.now;
   EXPECT_EQ(keyspace.Size(), live);
@@ -601,6 +604,7 @@ TEST(KeyspaceEvictionTest, EveryPolicyStaysUnderTheLimit) {
       ASSERT_LE(keyspace.UsedMemory(), limit + 2048) << PolicyName(policy);
     }
     EXPECT_GT(keyspace.Stats().evicted, 3000) << PolicyName(policy);
+    EXPECT_TRUE(CountsAgree(keyspace)) << PolicyName(policy);
     if (policy >= EvictionPolicy::kVolatileLru) {
       EXPECT_EQ(CountPresent(keyspace, "forever", 500), 500) << PolicyName(policy);
     }
@@ -749,6 +753,12 @@ TEST(KeyspacePersistenceTest, ReplayingTheLogOntoAFuzzyDumpGivesTheSameKeyspace)
   Keyspace fresh(clock.Function());
   for (const auto& [lsn, record] : records) ASSERT_TRUE(fresh.Replay(record, lsn).ok());
   EXPECT_EQ(Describe(fresh), expected) << "the log alone gives it too";
+  EXPECT_TRUE(CountsAgree(keyspace));
+  EXPECT_TRUE(CountsAgree(from_dump));
+  EXPECT_TRUE(CountsAgree(fresh));
+  keyspace.Clear();
+  EXPECT_EQ(keyspace.EvictableKeys(EvictionPolicy::kAllKeysLru), 0);
+  EXPECT_EQ(keyspace.EvictableKeys(EvictionPolicy::kVolatileLru), 0);
 }
 
 TEST(KeyspacePersistenceTest, EvictedKeysAreLoggedAndExpiredOnesAreNot) {

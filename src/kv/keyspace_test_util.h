@@ -30,4 +30,11 @@ inline std::map<std::string, std::string> Describe(Keyspace& keyspace) {
   return out;
 }
 
+// Whether the key counts the limit reads without locks (EvictableKeys) equal the shards' own.
+inline bool CountsAgree(Keyspace& keyspace) {
+  const KeyspaceStats stats = keyspace.Stats();
+  return keyspace.EvictableKeys(EvictionPolicy::kAllKeysLru) == stats.keys &&
+         keyspace.EvictableKeys(EvictionPolicy::kVolatileTtl) == stats.keys_with_ttl;
+}
+
 }  // namespace quiver::kv::testing
