@@ -105,6 +105,13 @@ bool ConversionAllowed(const arrow::DataType& from, const arrow::DataType& to) {
   }
 }
 
+// The heap reference a value's VarRef holds (when its length is over kVarInlineBytes).
+inline HeapRef HeapRefOf(const VarRef& ref) {
+  HeapRef heap_ref;
+  std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
+  return heap_ref;
+}
+
 // Equality of two byte strings of `size` <= 8 bytes, without a call to memcmp.
 inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
   const auto* x = static_cast<const uint8_t*>(a);
@@ -133,10 +140,8 @@ inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
   const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
   if (ref.length != key.size()) return false;
   if (ref.length <= kVarInlineBytes) return ShortBytesEqual(ref.payload, key.data(), ref.length);
-  HeapRef heap_ref;
-  std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
   // A torn reference may point anywhere: View() checks bounds, and heap bytes are immutable.
-  const std::byte* stored = heap.View(heap_ref, ref.length);
+  const std::byte* stored = heap.View(HeapRefOf(ref), ref.length);
   return stored != nullptr && std::memcmp(stored, key.data(), ref.length) == 0;
 }
 
@@ -151,9 +156,8 @@ std::string StoredKey(const std::byte* row, const ColumnLayout& layout, const He
   if (ref.length <= kVarInlineBytes) {
     return std::string(reinterpret_cast<const char*>(ref.payload), ref.length);
   }
-  HeapRef heap_ref;
-  std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
-  return std::string(reinterpret_cast<const char*>(heap.View(heap_ref, ref.length)), ref.length);
+  return std::string(reinterpret_cast<const char*>(heap.View(HeapRefOf(ref), ref.length)),
+                     ref.length);
 }
 
 }  // namespace
@@ -429,9 +433,7 @@ class Table::Gather {
       if (size <= kVarInlineBytes) {
         std::memcpy(out_bytes + position, ref.payload, size);
       } else {
-        HeapRef heap_ref;
-        std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
-        const std::byte* source = table_.heap_.View(heap_ref, size);
+        const std::byte* source = table_.heap_.View(HeapRefOf(ref), size);
         if (source == nullptr) {
           return Status::Internal("table '" + table_.name_ +
                                   "': a validated value reference "
@@ -779,10 +781,7 @@ void WriteVarRef(std::byte* destination, uint32_t width, const void* bytes, size
 
 void ReleaseVarRef(const std::byte* source, uint32_t width, Heap& heap) {
   const VarRef ref = LoadVarRef(source, width);
-  if (ref.length <= kVarInlineBytes) return;
-  HeapRef heap_ref;
-  std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
-  heap.Release(heap_ref, ref.length);
+  if (ref.length > kVarInlineBytes) heap.Release(HeapRefOf(ref), ref.length);
 }
 
 }  // namespace
@@ -1190,21 +1189,19 @@ Status Table::MoveHeapValues(const std::vector<bool>& victims) {
     if (physical == Physical::kBytes || physical == Physical::kList) var_columns.push_back(c);
   }
   // Whether a value's bytes are in a chunk being emptied (chunks opened by the move are not).
-  const auto in_victim = [&victims](const VarRef& ref, HeapRef* heap_ref) {
+  const auto in_victim = [&victims](const VarRef& ref) {
     if (ref.length <= kVarInlineBytes) return false;
-    std::memcpy(heap_ref, ref.payload, sizeof(*heap_ref));
-    const size_t chunk = Heap::ChunkOf(*heap_ref);
+    const size_t chunk = Heap::ChunkOf(HeapRefOf(ref));
     return chunk < victims.size() && victims[chunk];
   };
   for (uint32_t id = 0; id < next_row_; ++id) {
     std::byte* row = rows_.Row(id);
     if (!RowLiveForWriter(row)) continue;
     size_t bytes = 0, largest = 0;
-    HeapRef heap_ref;
     for (int c : var_columns) {
       const ColumnLayout& layout = layout_.column(c);
       const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
-      if (!in_victim(ref, &heap_ref)) continue;
+      if (!in_victim(ref)) continue;
       bytes += ref.length;
       largest = std::max<size_t>(largest, ref.length);
     }
@@ -1214,7 +1211,8 @@ Status Table::MoveHeapValues(const std::vector<bool>& victims) {
     for (int c : var_columns) {
       const ColumnLayout& layout = layout_.column(c);
       VarRef ref = LoadVarRef(row + layout.offset, layout.width);
-      if (!in_victim(ref, &heap_ref)) continue;
+      if (!in_victim(ref)) continue;
+      const HeapRef heap_ref = HeapRefOf(ref);
       const HeapRef moved = heap_.Append(heap_.View(heap_ref, ref.length), ref.length);
       std::memcpy(ref.payload, &moved, sizeof(moved));
       StoreVarRef(row + layout.offset, layout.width, ref);
