@@ -11,6 +11,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -25,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "common/byte_size.h"
 #include "common/log.h"
 #include "kv/keyspace.h"
 #include "server/flight/flight_server.h"
@@ -52,6 +54,7 @@ struct Options {
   int64_t header_timeout = 30;
   int64_t body_timeout = 60;
   int64_t max_connections = 1024;
+  int64_t resp_max_clients = 10000;
   bool access_log = false;
   int64_t busy_poll_us = 0;
   std::string fsync = "everysec";
@@ -86,20 +89,10 @@ std::string EnvName(const char* key) {
 std::string ParseInteger(const std::string& where, const std::string& text, int64_t low,
                          int64_t high, int64_t* out) {
   int64_t value = 0;
-  int64_t multiplier = 1;
-  std::string_view digits = text;
-  if (!digits.empty() && (digits.back() == 'k' || digits.back() == 'K')) multiplier = 1 << 10;
-  if (!digits.empty() && (digits.back() == 'm' || digits.back() == 'M')) multiplier = 1 << 20;
-  if (!digits.empty() && (digits.back() == 'g' || digits.back() == 'G')) multiplier = 1 << 30;
-  if (multiplier != 1) digits.remove_suffix(1);
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size()) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
     return where + ": '" + text + "' is not an integer";
   }
-  if (value > high / multiplier || value < low / multiplier) {
-    return where + ": " + text + " is outside " + std::to_string(low) + ".." + std::to_string(high);
-  }
-  value *= multiplier;
   if (value < low || value > high) {
     return where + ": " + text + " is outside " + std::to_string(low) + ".." + std::to_string(high);
   }
@@ -116,6 +109,31 @@ Option IntegerOption(const char* flag, const char* key, const char* value_name, 
                 help,
                 [member, low, high](Options& o, const std::string& v, const std::string& where) {
                   return ParseInteger(where, v, low, high, &(o.*member));
+                },
+                [member](const Options& o) { return std::to_string(o.*member); }};
+}
+
+// A size in bytes stored in `member`, within [low, high], read as Redis reads sizes
+// (common/byte_size.h: 64m is 64,000,000 bytes, 64mb is 64 MiB).
+Option SizeOption(const char* flag, const char* key, const char* help, int64_t Options::*member,
+                  int64_t low, int64_t high) {
+  return Option{flag,
+                key,
+                "BYTES",
+                help,
+                [member, low, high](Options& o, const std::string& v, const std::string& where) {
+                  uint64_t bytes = 0;
+                  if (!ParseByteSize(v, &bytes)) {
+                    return where + ": '" + v +
+                           "' is not a size (bytes, or a number with k, m, g for 10^3, 10^6, "
+                           "10^9 or kb, mb, gb for 2^10, 2^20, 2^30)";
+                  }
+                  if (bytes < static_cast<uint64_t>(low) || bytes > static_cast<uint64_t>(high)) {
+                    return where + ": " + v + " is outside " + std::to_string(low) + ".." +
+                           std::to_string(high) + " bytes";
+                  }
+                  o.*member = static_cast<int64_t>(bytes);
+                  return std::string();
                 },
                 [member](const Options& o) { return std::to_string(o.*member); }};
 }
@@ -172,10 +190,10 @@ const std::vector<Option>& AllOptions() {
          return std::string();
        },
        [](const Options& o) { return o.resp_table_separator; }},
-      IntegerOption("--maxmemory", "maxmemory", "N",
-                    "memory limit of the key-value data in bytes (suffixes k, m, g; 0: none); "
-                    "CONFIG SET maxmemory changes it at run time",
-                    &Options::maxmemory, 0, int64_t{1} << 50),
+      SizeOption("--maxmemory", "maxmemory",
+                 "memory limit of the feature tables and the key-value keyspace together (0: "
+                 "none); CONFIG SET maxmemory changes it at run time",
+                 &Options::maxmemory, 0, int64_t{1} << 50),
       {"--maxmemory-policy", "maxmemory_policy", "POLICY",
        "what happens at the memory limit: noeviction (writes fail), allkeys-lru, allkeys-lfu, "
        "allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl",
@@ -209,9 +227,8 @@ const std::vector<Option>& AllOptions() {
          return std::string();
        },
        [](const Options& o) { return o.log_level; }},
-      IntegerOption("--max-request-bytes", "http.max_request_bytes", "N",
-                    "largest request body accepted (suffixes k, m, g)", &Options::max_request_bytes,
-                    1, int64_t{1} << 40),
+      SizeOption("--max-request-bytes", "http.max_request_bytes", "largest request body accepted",
+                 &Options::max_request_bytes, 1, int64_t{1} << 40),
       IntegerOption("--header-timeout", "http.header_timeout", "SECONDS",
                     "close a connection whose request headers (or next request) take longer",
                     &Options::header_timeout, 1, 86400),
@@ -219,8 +236,13 @@ const std::vector<Option>& AllOptions() {
                     "close a connection whose request body takes longer", &Options::body_timeout, 1,
                     86400),
       IntegerOption("--max-connections", "http.max_connections", "N",
-                    "connections beyond this are answered 503 and closed",
+                    "HTTP connections at most; at the limit a new one closes the oldest that "
+                    "sent no request yet (else one idle between requests), or is answered 503",
                     &Options::max_connections, 1, 1000000),
+      IntegerOption("--maxclients", "resp.maxclients", "N",
+                    "RESP connections at most; at the limit a new one closes the oldest that "
+                    "sent nothing yet, or is refused (ERR max number of clients reached)",
+                    &Options::resp_max_clients, 1, 1000000),
       IntegerOption("--busy-poll-us", "server.busy_poll_us", "MICROSECONDS",
                     "after each request an io thread polls this long before it sleeps, which "
                     "saves the wake-up on the next request at the price of a busy CPU (0: off)",
@@ -239,15 +261,15 @@ const std::vector<Option>& AllOptions() {
          return std::string();
        },
        [](const Options& o) { return o.fsync; }},
-      IntegerOption("--snapshot-wal-bytes", "snapshot.wal_bytes", "N",
-                    "snapshot the tables once the log grew this much (suffixes k, m, g; 0: never)",
-                    &Options::snapshot_wal_bytes, 0, int64_t{1} << 50),
+      SizeOption("--snapshot-wal-bytes", "snapshot.wal_bytes",
+                 "snapshot the tables once the log grew this much (0: never)",
+                 &Options::snapshot_wal_bytes, 0, int64_t{1} << 50),
       IntegerOption("--snapshot-interval", "snapshot.interval", "SECONDS",
                     "snapshot changed tables this often (0: never)", &Options::snapshot_interval, 0,
                     int64_t{10} * 365 * 86400),
-      IntegerOption("--wal-segment-bytes", "wal.segment_bytes", "N",
-                    "start a new log segment once one is this long (suffixes k, m, g)",
-                    &Options::wal_segment_bytes, 4096, int64_t{1} << 40),
+      SizeOption("--wal-segment-bytes", "wal.segment_bytes",
+                 "start a new log segment once one is this long", &Options::wal_segment_bytes,
+                 4096, int64_t{1} << 40),
       SwitchOption("--wal-truncate-corrupt", "wal.truncate_corrupt",
                    "start even when the write-ahead log is corrupt, dropping the corrupt record "
                    "and everything after it (an operator's decision, for one start)",
@@ -270,7 +292,10 @@ const Option* FindOption(std::string_view name, bool by_key) {
 void PrintHelp() {
   const Options defaults;
   std::printf(
-      "usage: quiverd [--config FILE] [OPTION]...\n\nServes Quiver's feature tables over HTTP.\n"
+      "usage: quiverd [--config FILE] [OPTION]...\n\n"
+      "Serves Quiver's feature tables over HTTP and Arrow Flight, and its key-value keyspace\n"
+      "(and the tables, read-only) over the Redis protocol.\n"
+      "Sizes (BYTES) are read as Redis reads them: 64m is 64,000,000 bytes, 64mb is 64 MiB.\n"
       "Settings come from the YAML file, then QUIVER_* environment variables, then flags, each\n"
       "overriding the one before (docs/operations.md).\n\n");
   std::printf("  %-26s %s\n", "--config FILE", "YAML configuration file");
@@ -427,7 +452,39 @@ std::string ParseSettings(int argc, char** argv, Options* options, bool* exit_no
   return "";
 }
 
-int Run(const Options& options) {
+// Descriptors kept for what is not a client connection: data files, log segments, snapshots
+// being written, Flight's connections, the listening sockets.
+constexpr int64_t kReservedDescriptors = 256;
+
+// Raises the soft limit on open descriptors to the hard one, then cuts the HTTP and RESP
+// connection limits, in proportion, until both fit in it beside kReservedDescriptors: running out
+// of descriptors fails accepts, and worse, the log's and snapshots' files.
+void FitConnectionsToDescriptors(Options* options) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return;
+  const int64_t room =
+      std::max<int64_t>(static_cast<int64_t>(limit.rlim_cur) - kReservedDescriptors, 2);
+  const int64_t wanted = options->max_connections + options->resp_max_clients;
+  if (wanted <= room) return;
+  const int64_t http = std::max<int64_t>(1, room * options->max_connections / wanted);
+  const int64_t resp = std::max<int64_t>(1, room - http);
+  QUIVER_LOG(kWarn, "connection limits cut to fit the descriptor limit",
+             {{"nofile", std::to_string(limit.rlim_cur)},
+              {"http_max_connections", std::to_string(options->max_connections) + "->" +
+                                           std::to_string(http)},
+              {"resp_maxclients",
+               std::to_string(options->resp_max_clients) + "->" + std::to_string(resp)}});
+  options->max_connections = http;
+  options->resp_max_clients = resp;
+}
+
+int Run(Options options) {
   LogLevel level = LogLevel::kInfo;
   ParseLogLevel(options.log_level, &level);
   SetLogLevel(level);
@@ -439,6 +496,7 @@ int Run(const Options& options) {
                  error.message().c_str());
     return 2;
   }
+  FitConnectionsToDescriptors(&options);
   // A file over RLIMIT_FSIZE fails its write with EFBIG, like a full disk, instead of killing us.
   signal(SIGXFSZ, SIG_IGN);
 
@@ -503,6 +561,7 @@ int Run(const Options& options) {
   resp.threads = static_cast<int>(options.resp_threads);
   resp.requirepass = options.requirepass;
   resp.table_separator = options.resp_table_separator;
+  resp.max_connections = static_cast<size_t>(options.resp_max_clients);
   auto resp_server = resp::RespServer::Start(resp, keyspace, &(*database)->catalog());
   if (!resp_server.ok()) {
     QUIVER_LOG(kError, "cannot start", {{"error", resp_server.status().message()}});

@@ -16,8 +16,8 @@ def start_server(tmp_path):
     """Starts quiverd with extra flags; every server is stopped (and must exit 0) at the end."""
     servers = []
 
-    def start(*args: str) -> Server:
-        server = Server(tmp_path, *args)
+    def start(*args: str, **options) -> Server:
+        server = Server(tmp_path, *args, **options)
         servers.append(server)
         return server
 

@@ -38,6 +38,15 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def peak_rss_bytes(pid: int) -> int:
+    """A process's peak resident memory since it started (VmHWM) in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct free loopback ports: every socket stays bound until all are chosen, so the
     kernel cannot hand out one port twice (separate free_port() calls can)."""
@@ -65,12 +74,17 @@ class Server:
     status, .log() -> stderr so far. Each server gets its own data directory under tmp_path
     unless `data_dir` names one (to restart on the same data). `file_size_limit`: RLIMIT_FSIZE in
     bytes, so that writes past it fail with EFBIG like a full disk (lift_file_size_limit() ends
-    it)."""
+    it). `nofile`: RLIMIT_NOFILE (soft and hard), as `ulimit -n` would set it."""
 
     def __init__(self, tmp_path: pathlib.Path, *args: str, data_dir: pathlib.Path | None = None,
-                 file_size_limit: int | None = None):
+                 file_size_limit: int | None = None, nofile: int | None = None):
+        limits = {}
+        if file_size_limit is not None:
+            limits[resource.RLIMIT_FSIZE] = (file_size_limit, resource.RLIM_INFINITY)
+        if nofile is not None:
+            limits[resource.RLIMIT_NOFILE] = (nofile, nofile)
         for attempt in range(5):
-            self._start(tmp_path, args, data_dir, file_size_limit)
+            self._start(tmp_path, args, data_dir, limits)
             try:
                 self._wait_healthy()
                 return
@@ -78,7 +92,7 @@ class Server:
                 if attempt == 4 or not any(sign in str(error) for sign in _PORT_TAKEN):
                     raise
 
-    def _start(self, tmp_path, args, data_dir, file_size_limit) -> None:
+    def _start(self, tmp_path, args, data_dir, limits) -> None:
         self.port, self.flight_port, self.resp_port = free_ports(3)
         self.url = f"http://127.0.0.1:{self.port}"
         self.flight_url = f"grpc://127.0.0.1:{self.flight_port}"
@@ -90,8 +104,8 @@ class Server:
              "--resp-port", str(self.resp_port),
              "--data-dir", str(self.data_dir), *args],
             stderr=self._stderr,
-            preexec_fn=None if file_size_limit is None else lambda: resource.setrlimit(
-                resource.RLIMIT_FSIZE, (file_size_limit, resource.RLIM_INFINITY)),
+            preexec_fn=None if not limits else lambda: [
+                resource.setrlimit(which, value) for which, value in limits.items()],
         )
 
     def _wait_healthy(self) -> None:

@@ -70,7 +70,21 @@ void SetLogLevel(LogLevel level) { g_level.store(static_cast<int>(level)); }
 
 bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
 
-void Log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields) {
+bool LogRateLimiter::Allow(uint64_t* repeated) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  int64_t next = next_ms_.load(std::memory_order_relaxed);
+  if (now < next || !next_ms_.compare_exchange_strong(next, now + interval_ms_)) {
+    held_back_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  *repeated = held_back_.exchange(0, std::memory_order_relaxed);
+  return true;
+}
+
+void Log(LogLevel level, std::string_view message, std::initializer_list<LogField> fields,
+         uint64_t repeated) {
   const auto now = std::chrono::system_clock::now();
   const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
   const auto millis =
@@ -92,6 +106,10 @@ void Log(LogLevel level, std::string_view message, std::initializer_list<LogFiel
     line += key;
     line += '=';
     AppendValue(line, value);
+  }
+  if (repeated != 0) {
+    line += " repeated=";
+    line += std::to_string(repeated);
   }
   line += '\n';
   // One write per line: concurrent lines do not interleave.

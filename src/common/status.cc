@@ -28,8 +28,17 @@ std::string_view StatusCodeName(StatusCode code) {
   return "UNKNOWN";
 }
 
+std::string Excerpt(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  size_t cut = max_bytes;
+  // Back off to the first byte of a UTF-8 character (continuation bytes are 10xxxxxx).
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(text.substr(0, cut)) + "... (" + std::to_string(text.size()) + " bytes)";
+}
+
 Status::Status(StatusCode code, std::string message) {
   if (code != StatusCode::kOk) {
+    if (message.size() > kMaxStatusMessageBytes) message = Excerpt(message, kMaxStatusMessageBytes);
     state_ = std::make_shared<const State>(State{code, std::move(message)});
   }
 }

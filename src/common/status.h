@@ -29,6 +29,15 @@ enum class StatusCode : uint8_t {
   kInternal,  // a bug: an invariant did not hold
 };
 
+// A message holds at most this many bytes; a longer one is cut (at a UTF-8 character boundary)
+// and says how long it was. Messages echo a client's input (a name, a value), and an error about
+// a 50 MB name must not send 50 MB back.
+inline constexpr size_t kMaxStatusMessageBytes = 1024;
+
+// `text` as it goes into a message that echoes input: whole when it is at most `max_bytes`
+// long, else its first `max_bytes` (cut at a character boundary) and "... (N bytes)".
+std::string Excerpt(std::string_view text, size_t max_bytes = 200);
+
 // The stable spelling of a code, used in logs and as the machine code of API errors
 // ("INVALID_ARGUMENT", "NOT_FOUND", ...).
 std::string_view StatusCodeName(StatusCode code);
@@ -36,6 +45,7 @@ std::string_view StatusCodeName(StatusCode code);
 class [[nodiscard]] Status {
  public:
   Status() = default;  // OK
+  // A message longer than kMaxStatusMessageBytes is cut.
   Status(StatusCode code, std::string message);
 
   static Status OK() { return Status(); }

@@ -523,6 +523,20 @@ def test_connection_cap(start_server):
         for sock in (first, second):  # both accepted and served
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        # Both idle between requests: a third client makes the oldest (first) close, and is served.
+        with socket.create_connection(("127.0.0.1", server.port)) as third:
+            third.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply, closed = recv_all(third, 5)
+            assert reply.startswith(b"HTTP/1.1 200"), reply
+        _, closed = recv_all(first, 5)
+        assert closed, "the oldest idle connection was not closed to make room"
+        first.close()
+        # Two busy connections (each in the middle of a request body): a third is refused.
+        first = socket.create_connection(("127.0.0.1", server.port))
+        for sock in (first, second):
+            sock.sendall(b"PUT /api/v1/table/x/write HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.2)
         with socket.create_connection(("127.0.0.1", server.port)) as third:
             reply, closed = recv_all(third, 5)
         assert reply.startswith(b"HTTP/1.1 503"), reply

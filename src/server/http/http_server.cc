@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/log.h"
+#include "server/net/io_loop.h"
 
 namespace quiver::http_server {
 
@@ -23,32 +24,42 @@ namespace {
 constexpr size_t kInitialReadBytes = 8 << 10;
 constexpr size_t kMaxReadBytes = 64 << 10;
 
-// Runs `context` until stopped. With spin_us > 0 the thread keeps polling for that long after its
-// last handler before it blocks: a request that arrives within the window is picked up without a
-// sleep/wake-up (tens of microseconds on a virtual CPU), at the price of a busy CPU meanwhile.
-void RunLoop(net::io_context& context, int spin_us) {
-  if (spin_us <= 0) {
-    context.run();
-    return;
-  }
-  const auto window = std::chrono::microseconds(spin_us);
-  auto last_work = std::chrono::steady_clock::now();
-  while (!context.stopped()) {
-    if (context.poll() > 0) {
-      last_work = std::chrono::steady_clock::now();
-      continue;
+// Request headers, and a chunked body's trailer, are refused with 431 past this size. Beast
+// stores a field's length in 16 bits and throws on a longer one, so this stays under 64 KiB.
+constexpr uint32_t kMaxHeaderBytes = 32 << 10;
+// A connection's read buffer never holds more than this: Beast bounds the headers (header_limit)
+// and the body (body_limit), not a chunked body's trailer, which it gathers whole before parsing.
+constexpr size_t kMaxBufferBytes = 1 << 20;
+
+// Beast's request parser with every field, trailer fields included, bounded: over
+// kMaxHeaderBytes in all is the header_limit error (431), where Beast would throw
+// std::length_error on one field of 64 KiB and take any number of trailer fields.
+class RequestParser : public http::request_parser<http::string_body> {
+ private:
+  void on_field_impl(http::field name, std::string_view name_string, std::string_view value,
+                     beast::error_code& error) override {
+    field_bytes_ += name_string.size() + value.size() + 4;
+    if (field_bytes_ > kMaxHeaderBytes) {
+      error = http::error::header_limit;
+      return;
     }
-    if (std::chrono::steady_clock::now() - last_work < window) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#else
-      std::this_thread::yield();
-#endif
-      continue;
-    }
-    context.run_one();
-    last_work = std::chrono::steady_clock::now();
+    get().insert(name, name_string, value);
   }
+
+  size_t field_bytes_ = 0;
+};
+
+// The transfer codings a request may use: none, or chunked alone. Beast would read
+// "gzip, chunked" as chunked and hand the compressed bytes on as the body.
+bool SupportedTransferEncoding(const HttpRequest& request) {
+  const auto value = request[http::field::transfer_encoding];
+  if (value.empty()) return true;
+  std::string coding;
+  for (char c : value) {
+    if (c == ' ' || c == '\t') continue;
+    coding += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return coding == "chunked";
 }
 
 }  // namespace
@@ -57,6 +68,8 @@ struct HttpServer::Contexts {
   std::vector<std::unique_ptr<net::io_context>> io;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
   std::unique_ptr<tcp::acceptor> acceptor;
+  std::unique_ptr<net::steady_timer> accept_retry;  // on io[0], with the acceptor
+  net_util::AcceptBackoff backoff;
 };
 
 class HttpServer::Session : public std::enable_shared_from_this<Session> {
@@ -74,17 +87,23 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     Read();
   }
 
-  // On the session's thread, when the server stops: an idle connection is closed now; a busy one
-  // closes after its response.
+  // On the session's thread, when the server stops or sheds connections: an idle connection is
+  // closed now; a busy one closes after its response.
   void CloseIfIdle() {
-    if (!busy_) Close();
+    if (phase_.load(std::memory_order_relaxed) != Phase::kBusy) Close();
   }
+
+  // Where the connection is, for shedding at the connection limit (read from any thread).
+  enum class Phase { kFresh, kIdle, kBusy };
+  Phase phase() const { return phase_.load(std::memory_order_relaxed); }
+  // True the first time only: a connection is chosen to be shed once.
+  bool MarkShed() { return !shed_.exchange(true, std::memory_order_relaxed); }
 
   net::any_io_executor executor() { return socket_.get_executor(); }
 
   // Answers 503 and closes: the server is at its connection cap.
   void Refuse() {
-    busy_ = true;
+    phase_.store(Phase::kBusy, std::memory_order_relaxed);
     SetDeadline(server_.options_.body_timeout_seconds);
     WaitForDeadline();
     Respond(ErrorResponse(HttpRequest(), http::status::service_unavailable, "TOO_MANY_CONNECTIONS",
@@ -112,11 +131,13 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   }
 
   void Read() {
-    busy_ = false;
+    if (phase_.load(std::memory_order_relaxed) == Phase::kBusy) {
+      phase_.store(Phase::kIdle, std::memory_order_relaxed);
+    }
     if (server_.stopping_.load()) return Close();
     parser_.emplace();
     parser_->body_limit(server_.options_.max_request_bytes);
-    parser_->header_limit(64 << 10);
+    parser_->header_limit(kMaxHeaderBytes);
     SetDeadline(server_.options_.header_timeout_seconds);
     http::async_read_header(socket_, buffer_, *parser_,
                             beast::bind_front_handler(&Session::OnHeader, shared_from_this()));
@@ -124,6 +145,16 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
   void OnHeader(beast::error_code error, size_t) {
     if (error) return OnRead(error, 0);
+    phase_.store(Phase::kBusy, std::memory_order_relaxed);
+    if (!SupportedTransferEncoding(parser_->get())) {
+      return Respond(ErrorResponse(parser_->get(), http::status::not_implemented,
+                                   "NOT_IMPLEMENTED",
+                                   "Transfer-Encoding '" +
+                                       Excerpt(parser_->get()[http::field::transfer_encoding]) +
+                                       "' is not supported; send the body as it is, with "
+                                       "Content-Length or Transfer-Encoding: chunked"),
+                     /*keep_alive=*/false);
+    }
     // Beast reads into the buffer's free capacity (at least 512 bytes, at most 64 KiB a call):
     // without room, a 40 KB body would take 80 reads (and as many epoll and timer calls).
     const auto length = parser_->content_length();
@@ -136,7 +167,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   }
 
   void OnRead(beast::error_code error, size_t) {
-    busy_ = true;
+    phase_.store(Phase::kBusy, std::memory_order_relaxed);
     if (error == http::error::body_limit) {
       return Respond(
           ErrorResponse(parser_->get(), http::status::payload_too_large, "PAYLOAD_TOO_LARGE",
@@ -145,9 +176,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
                             " bytes (--max-request-bytes)"),
           /*keep_alive=*/false);
     }
-    if (error == http::error::header_limit) {
+    if (error == http::error::header_limit || error == http::error::buffer_overflow) {
       return Respond(ErrorResponse(parser_->get(), http::status::request_header_fields_too_large,
-                                   "HEADERS_TOO_LARGE", "the request headers are over 64 KiB"),
+                                   "HEADERS_TOO_LARGE",
+                                   "the request headers (or a chunked body's trailer) are over " +
+                                       std::to_string(kMaxHeaderBytes >> 10) + " KiB"),
                      false);
     }
     if (error && error.category() == http::make_error_code(http::error::bad_method).category() &&
@@ -199,10 +232,13 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   net::steady_timer timer_;
   std::chrono::steady_clock::time_point deadline_;
   bool closed_ = false;
-  beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  beast::flat_buffer buffer_{kMaxBufferBytes};
+  std::optional<RequestParser> parser_;
   HttpServer& server_;
-  bool busy_ = false;  // a request is being handled or answered
+  // kFresh until its first request's headers are in, kBusy while a request is read, handled or
+  // answered, kIdle between requests. Written on the session's thread only.
+  std::atomic<Phase> phase_{Phase::kFresh};
+  std::atomic<bool> shed_{false};
 };
 
 HttpServer::HttpServer(const HttpServerOptions& options, storage::Database& database,
@@ -276,10 +312,13 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
                                 : ""));
   }
   server->port_ = contexts.acceptor->local_endpoint().port();
+  contexts.accept_retry = std::make_unique<net::steady_timer>(*contexts.io[0]);
   server->Accept();
   for (int i = 0; i < threads; ++i) {
     server->threads_.emplace_back(
-        [context = contexts.io[i].get(), spin = options.busy_poll_us] { RunLoop(*context, spin); });
+        [context = contexts.io[i].get(), spin = options.busy_poll_us] {
+          net_util::RunIoLoop(*context, spin, "http");
+        });
   }
   return server;
 }
@@ -289,25 +328,59 @@ HttpServer::~HttpServer() { Stop(); }
 void HttpServer::Accept() {
   net::io_context& target = *contexts_->io[next_context_.fetch_add(1) % contexts_->io.size()];
   contexts_->acceptor->async_accept(target, [this](beast::error_code error, tcp::socket socket) {
-    if (stopping_.load()) return;
-    if (!error) {
-      // Responses leave as soon as they are written: no Nagle delay between header and body.
-      beast::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);
-      // Counted before this one is made: open_sessions_ includes every live session.
-      const bool refuse = open_sessions_.load() >= options_.max_connections;
-      auto session = std::make_shared<Session>(std::move(socket), *this);
-      Register(session);
-      net::dispatch(session->executor(), [session, refuse] {
-        if (refuse) {
-          session->Refuse();
-        } else {
-          session->Start();
-        }
+    if (stopping_.load() || error == net::error::operation_aborted) return;
+    if (error) {
+      QUIVER_LOG_EVERY_SECOND(kWarn, "http accept failed", {{"error", error.message()}});
+      if (!net_util::AcceptBackoff::IsResourceError(error)) return Accept();
+      // Out of descriptors: the connection waits in the listen queue until one is free.
+      contexts_->accept_retry->expires_after(contexts_->backoff.Next());
+      contexts_->accept_retry->async_wait([this](beast::error_code waited) {
+        if (!waited && !stopping_.load()) Accept();
       });
+      return;
     }
+    contexts_->backoff.Reset();
+    // Responses leave as soon as they are written: no Nagle delay between header and body.
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    // Counted before this one is made: open_sessions_ includes every live session. At the
+    // limit a connection that has not sent a request yet makes room (an idle flood cannot lock
+    // clients out), else one idle between requests; only when every one is busy is this one
+    // refused.
+    const bool refuse =
+        open_sessions_.load() >= options_.max_connections && !ShedIdleSession();
+    auto session = std::make_shared<Session>(std::move(socket), *this);
+    Register(session);
+    net::dispatch(session->executor(), [session, refuse] {
+      if (refuse) {
+        session->Refuse();
+      } else {
+        session->Start();
+      }
+    });
     Accept();
   });
+}
+
+bool HttpServer::ShedIdleSession() {
+  std::shared_ptr<Session> victim;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mutex_);
+    for (Session::Phase wanted : {Session::Phase::kFresh, Session::Phase::kIdle}) {
+      for (const auto& weak : sessions_) {  // oldest first
+        auto session = weak.lock();
+        if (session && session->phase() == wanted && session->MarkShed()) {
+          victim = std::move(session);
+          break;
+        }
+      }
+      if (victim) break;
+    }
+  }
+  if (!victim) return false;
+  shed_sessions_.fetch_add(1, std::memory_order_relaxed);
+  net::post(victim->executor(), [victim] { victim->CloseIfIdle(); });
+  return true;
 }
 
 void HttpServer::Register(const std::shared_ptr<Session>& session) {
@@ -321,6 +394,7 @@ void HttpServer::Stop() {
   net::post(*contexts_->io[0], [this] {
     beast::error_code ignored;
     contexts_->acceptor->close(ignored);
+    contexts_->accept_retry->cancel();
   });
   {
     std::lock_guard<std::mutex> lock(sessions_mutex_);

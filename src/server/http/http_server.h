@@ -35,7 +35,9 @@ struct HttpServerOptions {
   // connection is closed. Reading its body: past this it is closed too.
   int header_timeout_seconds = 30;
   int body_timeout_seconds = 60;
-  // Connections beyond this many are answered 503 and closed.
+  // At this many connections a new one closes the oldest that has not sent its request headers
+  // yet, else the oldest idle between requests; when every one is busy the new one is answered
+  // 503 and closed.
   int max_connections = 1024;
   // One log line per request: method, route, target, status, bytes in and out, microseconds.
   bool access_log = false;
@@ -65,6 +67,8 @@ class HttpServer {
              MetricsRegistry& metrics);
   void Accept();
   void Register(const std::shared_ptr<Session>& session);
+  // Closes the oldest fresh (else idle) connection; false when there is none.
+  bool ShedIdleSession();
 
   void Record(std::string_view route, const HttpRequest& request, const HttpResponse& response,
               double seconds);
@@ -78,6 +82,7 @@ class HttpServer {
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> next_context_{0};
   std::atomic<int> open_sessions_{0};
+  std::atomic<uint64_t> shed_sessions_{0};
   std::mutex sessions_mutex_;
   std::list<std::weak_ptr<Session>> sessions_;
 };

@@ -11,6 +11,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "common/byte_size.h"
 #include "common/log.h"
 #include "server/resp/tables.h"
 
@@ -843,24 +844,6 @@ void ClientCommand(Context& c) {
                 "'. Try CLIENT HELP.");
 }
 
-// A memory size as Redis reads one: bytes, or a number with k/m/g (10^3...) or kb/mb/gb
-// (2^10...), in any case.
-bool ParseMemory(std::string_view text, uint64_t* bytes) {
-  size_t digits = 0;
-  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
-  if (digits == 0) return false;
-  uint64_t value;
-  if (std::from_chars(text.data(), text.data() + digits, value).ec != std::errc()) return false;
-  const std::string unit = Lower(text.substr(digits));
-  static const std::pair<const char*, uint64_t> kUnits[] = {
-      {"", 1},        {"b", 1},        {"k", 1000},       {"kb", 1024},
-      {"m", 1000000}, {"mb", 1 << 20}, {"g", 1000000000}, {"gb", uint64_t{1} << 30}};
-  for (const auto& [name, multiplier] : kUnits) {
-    if (unit == name) return !__builtin_mul_overflow(value, multiplier, bytes);
-  }
-  return false;
-}
-
 // CONFIG GET | SET: the parameters Quiver has; maxmemory, maxmemory-policy, maxmemory-samples
 // and the packed-hash limits (hash-max-listpack-entries | -value, and their old ziplist names)
 // can be set (CONFIG SET takes several pairs and applies all or none).
@@ -915,7 +898,7 @@ void Config(Context& c) {
       };
       if (name == "maxmemory") {
         uint64_t bytes;
-        if (!ParseMemory(value, &bytes)) return failed("argument must be a memory value");
+        if (!ParseByteSize(value, &bytes)) return failed("argument must be a memory value");
         max_memory = bytes;
       } else if (name == "maxmemory-policy") {
         policy = kv::ParsePolicy(value);

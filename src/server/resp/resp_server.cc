@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "server/net/io_loop.h"
 
 namespace quiver::resp {
 
@@ -22,6 +23,8 @@ struct RespServer::Io {
   std::vector<std::unique_ptr<net::io_context>> contexts;
   std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
   std::unique_ptr<tcp::acceptor> acceptor;
+  std::unique_ptr<net::steady_timer> accept_retry;  // on contexts[0], with the acceptor
+  net_util::AcceptBackoff backoff;
 };
 
 class RespServer::Connection : public std::enable_shared_from_this<Connection> {
@@ -52,6 +55,12 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
 
   // Under the server's connections_mutex_ (which keeps the connection alive).
   std::string Line() const { return ClientLine(client_); }
+  int64_t id() const { return client_.id; }
+  // True until the client's first bytes arrive (read from any thread).
+  bool Silent() const { return silent_.load(std::memory_order_relaxed); }
+  // True the first time only: a connection is chosen to be shed once.
+  bool MarkShed() { return !shed_.exchange(true, std::memory_order_relaxed); }
+  bool Shed() const { return shed_.load(std::memory_order_relaxed); }
 
   ~Connection() {
     std::lock_guard lock(server_.connections_mutex_);
@@ -74,6 +83,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
         [self = shared_from_this()](boost::system::error_code error, size_t bytes) {
           self->used_ += bytes;
           if (error) return self->Shutdown();
+          self->silent_.store(false, std::memory_order_relaxed);
           self->Process();
         });
   }
@@ -143,6 +153,8 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   tcp::socket socket_;
   RespServer& server_;
   Client client_;
+  std::atomic<bool> silent_{true};
+  std::atomic<bool> shed_{false};
   std::string input_;  // bytes [0, used_) are received and not yet parsed
   size_t used_ = 0;
   std::string output_, writing_;
@@ -202,10 +214,12 @@ Result<std::unique_ptr<RespServer>> RespServer::Start(const RespServerOptions& o
                            std::to_string(options.port) + ": " + error.message());
   }
   server->port_ = io.acceptor->local_endpoint().port();
+  io.accept_retry = std::make_unique<net::steady_timer>(*io.contexts[0]);
   server->state_.port = server->port_;
   server->Accept();
   for (auto& context : io.contexts) {
-    server->threads_.emplace_back([context = context.get()] { context->run(); });
+    server->threads_.emplace_back(
+        [context = context.get()] { net_util::RunIoLoop(*context, 0, "resp"); });
   }
   return server;
 }
@@ -213,18 +227,20 @@ Result<std::unique_ptr<RespServer>> RespServer::Start(const RespServerOptions& o
 void RespServer::Accept() {
   net::io_context& target = *io_->contexts[next_context_.fetch_add(1) % io_->contexts.size()];
   io_->acceptor->async_accept(target, [this](boost::system::error_code error, tcp::socket socket) {
+    if (error == net::error::operation_aborted) return;
     if (error) {
-      if (error == net::error::operation_aborted) return;
-      QUIVER_LOG(kWarn, "resp accept failed", {{"error", error.message()}});
-      return Accept();
+      QUIVER_LOG_EVERY_SECOND(kWarn, "resp accept failed", {{"error", error.message()}});
+      if (!net_util::AcceptBackoff::IsResourceError(error)) return Accept();
+      // Out of descriptors: the connection waits in the listen queue until one is free.
+      io_->accept_retry->expires_after(io_->backoff.Next());
+      io_->accept_retry->async_wait([this](boost::system::error_code waited) {
+        if (!waited) Accept();
+      });
+      return;
     }
+    io_->backoff.Reset();
     state_.connections_received.fetch_add(1, std::memory_order_relaxed);
-    size_t open;
-    {
-      std::lock_guard lock(connections_mutex_);
-      open = connections_.size();
-    }
-    if (open >= options_.max_connections) {
+    if (!RoomForConnection()) {
       static constexpr char kRefusal[] = "-ERR max number of clients reached\r\n";
       boost::system::error_code ignored;
       net::write(socket, net::buffer(kRefusal, sizeof(kRefusal) - 1), ignored);
@@ -236,12 +252,36 @@ void RespServer::Accept() {
   });
 }
 
+bool RespServer::RoomForConnection() {
+  std::shared_ptr<Connection> victim;
+  {
+    std::lock_guard lock(connections_mutex_);
+    if (connections_.size() < options_.max_connections) return true;
+    // At the limit, the oldest connection that never sent a byte makes room: an idle flood
+    // cannot lock clients out.
+    Connection* oldest = nullptr;
+    for (Connection* connection : connections_) {
+      if (connection->Silent() && !connection->Shed() &&
+          (oldest == nullptr || connection->id() < oldest->id())) {
+        oldest = connection;
+      }
+    }
+    // Null when its destructor has begun. Taken last: a reference dropped under the lock could
+    // be the last one, and the destructor takes the lock.
+    if (oldest != nullptr && oldest->MarkShed()) victim = oldest->weak_from_this().lock();
+  }
+  if (!victim) return false;
+  victim->Close();
+  return true;
+}
+
 void RespServer::Stop() {
   if (stopped_) return;
   stopped_ = true;
   net::post(*io_->contexts[0], [this] {
     boost::system::error_code ignored;
     io_->acceptor->close(ignored);
+    io_->accept_retry->cancel();
   });
   // The open connections are held here, outside the lock: the last reference to one may drop
   // here, and its destructor takes the lock.

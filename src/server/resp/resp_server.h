@@ -29,6 +29,8 @@ struct RespServerOptions {
   int threads = 1;
   std::string requirepass;            // empty: no AUTH needed
   std::string table_separator = ":";  // HGETALL <table><separator><key> reads a table's row
+  // Redis's maxclients. At the limit a new connection closes the oldest one that has not sent a
+  // byte yet; when there is none it is answered "-ERR max number of clients reached".
   size_t max_connections = 10000;
 };
 
@@ -52,6 +54,8 @@ class RespServer {
 
   RespServer(const RespServerOptions& options, kv::Keyspace& keyspace, const Catalog* catalog);
   void Accept();
+  // True when a new connection may be served: under the limit, or a silent one was closed.
+  bool RoomForConnection();
 
   const RespServerOptions options_;
   ServerState state_;

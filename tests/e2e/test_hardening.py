@@ -1,0 +1,201 @@
+"""Hostile clients against the real quiverd (issue 21): each case asserts that the server is
+still up and the data intact afterwards, and for the memory cases that its peak resident memory
+stayed within a stated bound."""
+
+import socket
+import time
+
+import pytest
+import redis
+import requests
+
+from quiverd import ASAN, peak_rss_bytes, rss_bytes
+
+SCHEMA = {
+    "key": "id",
+    "columns": {
+        "id": {"dtype": "utf8", "nullable": False},
+        "name": {"dtype": "utf8"},
+        "score": {"dtype": "float64"},
+    },
+}
+
+
+def make_table(server, name="t"):
+    response = requests.put(f"{server.url}/api/v1/table/{name}", json=SCHEMA)
+    assert response.status_code == 201, response.text
+    response = requests.put(f"{server.url}/api/v1/table/{name}/write",
+                            json={"columns": {"id": ["a", "b"], "name": ["x", "y"],
+                                              "score": [1.5, 2.5]}})
+    assert response.status_code == 200, response.text
+
+
+def assert_intact(server, name="t"):
+    """The server answers, and the rows make_table wrote are there."""
+    assert requests.get(f"{server.url}/health", timeout=10).status_code == 200
+    response = requests.post(f"{server.url}/api/v1/table/{name}/fetch",
+                             json={"keys": ["a", "b"]}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["columns"]["score"] == [1.5, 2.5]
+
+
+def raw_request(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Sends `data` on a fresh connection and reads until the server closes it or goes quiet."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(data)
+        chunks = []
+        try:
+            while chunk := conn.recv(65536):
+                chunks.append(chunk)
+                if b"\r\n\r\n" in b"".join(chunks) and b"Connection: close" not in chunks[0]:
+                    break
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return b"".join(chunks)
+
+
+# --- 1. exceptions on the request path -------------------------------------------------------
+
+@pytest.mark.parametrize("size", [65_535, 70_000, 200_000])
+def test_huge_chunked_trailer_is_refused_not_fatal(server, size):
+    make_table(server)
+    request = (b"GET /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"0\r\nX-T: " + b"t" * size + b"\r\n\r\n")
+    answer = raw_request(server.port, request)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert_intact(server)
+
+
+def test_huge_header_is_refused_not_fatal(server):
+    make_table(server)
+    answer = raw_request(server.port, b"GET /health HTTP/1.1\r\nX-Big: " + b"v" * 65_534 +
+                         b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    assert_intact(server)
+
+
+def test_transfer_codings_other_than_chunked_are_refused(server):
+    make_table(server)
+    body = b'{"keys": ["a"]}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    for coding in [b"gzip, chunked", b"deflate", b"chunked, chunked"]:
+        answer = raw_request(server.port,
+                             b"POST /api/v1/table/t/fetch HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/json\r\nTransfer-Encoding: " + coding +
+                             b"\r\n\r\n" + chunked)
+        assert answer.startswith(b"HTTP/1.1 501") or answer.startswith(b"HTTP/1.1 400"), \
+            (coding, answer[:300])
+    answer = raw_request(server.port,
+                         b"POST /api/v1/table/t/fetch HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                         chunked)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert_intact(server)
+
+
+def test_echoed_names_are_cut(server):
+    make_table(server)
+    name = "n" * 5_000_000
+    response = requests.post(f"{server.url}/api/v1/table/t/fetch",
+                             json={"keys": ["a"], "columns": [name]})
+    assert response.status_code == 404
+    assert len(response.content) < 2048, len(response.content)
+    assert "bytes)" in response.json()["error"]
+    response = requests.get(f"{server.url}/api/v1/table/{'q' * 30_000}/schema")
+    assert response.status_code in (400, 404)
+    assert len(response.content) < 2048
+    assert_intact(server)
+
+
+# --- 6. descriptors and connection floods ----------------------------------------------------
+
+def _open_idle(port: int, count: int) -> list[socket.socket]:
+    sockets = []
+    for _ in range(count):
+        sockets.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+    return sockets
+
+
+def test_idle_flood_under_a_low_descriptor_limit(start_server):
+    # ulimit -n 1024, then 1,100 idle connections to each of HTTP and RESP: clients still get in,
+    # and no log flood.
+    server = start_server(nofile=1024)
+    make_table(server)
+    log = server.log()
+    assert "connection limits cut to fit the descriptor limit" in log
+    held = []
+    try:
+        held += _open_idle(server.port, 1100)
+        time.sleep(0.3)
+        assert_intact(server)
+        held += _open_idle(server.resp_port, 1100)
+        time.sleep(0.3)
+        assert redis.Redis(port=server.resp_port, socket_timeout=10).ping()
+        assert_intact(server)
+    finally:
+        for s in held:
+            s.close()
+    lines = server.log().count("\n")
+    assert lines < 100, server.log()[-2000:]
+    assert_intact(server)
+
+
+def test_accept_backs_off_when_descriptors_run_out(start_server):
+    # Descriptors used up by Flight connections (which quiverd does not limit): the HTTP and RESP
+    # accept loops fail with EMFILE, back off and log at most a line a second each; once the
+    # descriptors are free again, clients get in.
+    server = start_server(nofile=300)
+    make_table(server)
+    held = []
+    try:
+        for _ in range(400):
+            try:
+                held.append(socket.create_connection(("127.0.0.1", server.flight_port), timeout=2))
+                held[-1].sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            except OSError:
+                break
+        for _ in range(50):
+            try:
+                held.append(socket.create_connection(("127.0.0.1", server.port), timeout=2))
+                held.append(socket.create_connection(("127.0.0.1", server.resp_port), timeout=2))
+            except OSError:
+                break
+        time.sleep(2)
+        cpu_before = sum(_cpu_seconds(server.process.pid))
+        time.sleep(1)
+        cpu_used = sum(_cpu_seconds(server.process.pid)) - cpu_before
+    finally:
+        for s in held:
+            s.close()
+    log = server.log()
+    assert 0 < log.count("accept failed") < 20, log[-3000:]
+    assert cpu_used < 0.5, f"{cpu_used:.2f} s of CPU in 1 s while out of descriptors"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert_intact(server)
+            break
+        except (requests.RequestException, AssertionError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = 100.0
+    return int(fields[11]) / ticks, int(fields[12]) / ticks
+
+
+# --- smaller ones ----------------------------------------------------------------------------
+
+def test_sizes_are_read_the_redis_way_everywhere(start_server):
+    server = start_server("--maxmemory", "20m")
+    client = redis.Redis(port=server.resp_port)
+    assert client.config_get("maxmemory")["maxmemory"] == "20000000"
+    client.config_set("maxmemory", "20mb")
+    assert client.config_get("maxmemory")["maxmemory"] == str(20 << 20)
+    server2 = start_server("--maxmemory", "20mb")
+    assert redis.Redis(port=server2.resp_port).config_get("maxmemory")["maxmemory"] == \
+        str(20 << 20)
