@@ -11,7 +11,7 @@ APT_PACKAGES=(
   python3 python3-venv python3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libxxhash-dev nlohmann-json3-dev libboost-dev libyaml-cpp-dev
-  clang-format clang-tidy curl redis-server redis-tools
+  clang-format clang-tidy curl redis-server redis-tools tzdata
 )
 
 missing=()

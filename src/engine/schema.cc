@@ -5,9 +5,12 @@
 
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+
+#include "common/json_shape.h"
 
 namespace quiver {
 namespace {
@@ -174,6 +177,29 @@ Result<std::shared_ptr<arrow::DataType>> ParseDtype(std::string_view spelling) {
                                  "'; accepted: " + std::string(kAcceptedDtypes));
 }
 
+// A time zone Arrow and its clients can convert with: "UTC", an offset "+HH:MM" / "-HH:MM", or an
+// IANA name from the system's time zone database (/usr/share/zoneinfo, Debian's tzdata, which
+// pyarrow and pandas read too).
+bool KnownTimeZone(std::string_view zone) {
+  if (zone == "UTC" || zone == "Z") return true;
+  if (zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && zone[3] == ':') {
+    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    return digit(zone[1]) && digit(zone[2]) && digit(zone[4]) && digit(zone[5]) &&
+           (zone[1] - '0') * 10 + (zone[2] - '0') <= 23 && zone[4] <= '5';
+  }
+  if (zone.empty() || zone.size() > 64 || zone.front() == '/' ||
+      zone.find("..") != std::string_view::npos) {
+    return false;
+  }
+  for (char c : zone) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '/' || c == '_' || c == '-' || c == '+';
+    if (!ok) return false;
+  }
+  std::error_code error;
+  return std::filesystem::is_regular_file("/usr/share/zoneinfo/" + std::string(zone), error);
+}
+
 Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits) {
   if (IsNumeric(type)) return Status::OK();
   switch (type.id()) {
@@ -181,8 +207,16 @@ Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits) {
     case arrow::Type::STRING:
     case arrow::Type::BINARY:
     case arrow::Type::DATE32:
-    case arrow::Type::TIMESTAMP:
       return Status::OK();
+    case arrow::Type::TIMESTAMP: {
+      const std::string& zone = static_cast<const arrow::TimestampType&>(type).timezone();
+      if (!zone.empty() && !KnownTimeZone(zone)) {
+        return Status::InvalidArgument("unknown time zone '" + Excerpt(zone, 64) +
+                                       "' (an IANA name like Europe/Paris, UTC, or an offset "
+                                       "like +02:00)");
+      }
+      return Status::OK();
+    }
     case arrow::Type::LIST: {
       const auto& list = static_cast<const arrow::ListType&>(type);
       if (!IsNumeric(*list.value_type())) {
@@ -288,6 +322,14 @@ Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns, std::stri
 }
 
 Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLimits& limits) {
+  // Before the parse: an ordered_json object takes time quadratic in its members.
+  if (Status shape = CheckJsonShape(text, "table schema",
+                                    {.max_object_members = static_cast<size_t>(limits.max_columns)});
+      !shape.ok()) {
+    if (shape.code() != StatusCode::kLimitExceeded) return shape;
+    return Status::LimitExceeded("a table has at most " + std::to_string(limits.max_columns) +
+                                 " columns; this schema has more");
+  }
   Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) return Status::InvalidArgument("table schema is not valid JSON");
   if (!json.is_object()) return Status::InvalidArgument("table schema must be a JSON object");

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/crc32c.h"
+#include "common/json_shape.h"
 
 namespace quiver::storage {
 namespace {
@@ -82,6 +83,9 @@ Result<CatalogFile> DecodeCatalog(const std::string& path, std::string_view text
   }
   const std::string_view body = text.substr(newline + 1);
   if (Crc32c(body) != recorded) return corrupt("fails its checksum");
+  if (Status shape = CheckJsonShape(body, "the catalog"); !shape.ok()) {
+    return corrupt("is not a catalog: " + shape.message());
+  }
   CatalogFile catalog;
   try {
     const nlohmann::ordered_json document = nlohmann::ordered_json::parse(body);

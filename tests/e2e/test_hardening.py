@@ -5,6 +5,7 @@ stayed within a stated bound."""
 import socket
 import time
 
+import pyarrow as pa
 import pytest
 import redis
 import requests
@@ -199,3 +200,96 @@ def test_sizes_are_read_the_redis_way_everywhere(start_server):
     server2 = start_server("--maxmemory", "20mb")
     assert redis.Redis(port=server2.resp_port).config_get("maxmemory")["maxmemory"] == \
         str(20 << 20)
+
+
+# --- 2. deep JSON ----------------------------------------------------------------------------
+
+DEEP = 60_000
+
+
+def deep(depth: int = DEEP) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_deeply_nested_json_is_refused_everywhere(server):
+    import pyarrow.flight as flight
+    make_table(server)
+    url = f"{server.url}/api/v1/table/t"
+    headers = {"Content-Type": "application/json"}
+    for path, body, method in [
+        ("/fetch", '{"keys": ' + deep() + "}", requests.post),
+        ("/write", '{"columns": {"name": ' + deep() + "}}", requests.put),
+        ("/delete", '{"keys": ' + deep() + "}", requests.post),
+        ("", '{"key": "id", "columns": ' + deep() + "}", requests.put),
+    ]:
+        response = method(url + path, data=body, headers=headers)
+        assert response.status_code == 400, (path, response.text[:300])
+        assert "levels deep" in response.json()["error"], response.text[:300]
+    response = requests.post(f"{server.url}/api/v1/admin/snapshot", data=deep(), headers=headers)
+    assert response.status_code == 400 and "levels deep" in response.text
+    client = flight.connect(server.flight_url)
+    ticket = ('{"table": "t", "keys": ' + deep() + "}").encode()
+    with pytest.raises(pa.ArrowInvalid) as error:
+        client.do_get(flight.Ticket(ticket)).read_all()
+    assert "levels deep" in str(error.value)
+    with pytest.raises(pa.ArrowInvalid) as error:
+        client.get_flight_info(flight.FlightDescriptor.for_command(ticket))
+    assert "levels deep" in str(error.value) and "descriptor" in str(error.value)
+    with pytest.raises(pa.ArrowInvalid) as error:
+        list(client.do_action(flight.Action("create_table", deep().encode())))
+    assert "levels deep" in str(error.value)
+    # 64 levels are fine where the shape allows nesting at all (a list column's values).
+    assert_intact(server)
+
+
+def test_deep_yaml_config_is_refused(tmp_path):
+    import subprocess
+    from quiverd import QUIVERD
+    config = tmp_path / "deep.yaml"
+    config.write_text("server: " + deep(100_000) + "\n")
+    result = subprocess.run([str(QUIVERD), "--config", str(config)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2, result.stderr[-500:]
+    assert "config" in result.stderr
+
+
+# --- 3. huge schemas -------------------------------------------------------------------------
+
+def test_schema_with_100k_columns_is_refused_at_once(server):
+    import pyarrow.flight as flight
+    columns = {"id": {"dtype": "utf8", "nullable": False}}
+    columns.update({f"c{i:06d}": {"dtype": "float64"} for i in range(100_000)})
+    body = {"key": "id", "columns": columns}
+    started = time.monotonic()
+    response = requests.put(f"{server.url}/api/v1/table/wide", json=body)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 413, response.text[:300]
+    assert "at most 4096 columns" in response.json()["error"]
+    client = flight.connect(server.flight_url)
+    started = time.monotonic()
+    import json
+    with pytest.raises(pa.ArrowInvalid) as error:
+        list(client.do_action(flight.Action(
+            "create_table", json.dumps({"table": "wide", "schema": body}).encode())))
+    elapsed = max(elapsed, time.monotonic() - started)
+    assert "members" in str(error.value)
+    # Sending 3 MB twice over loopback and refusing it: well under a second, not a minute.
+    assert elapsed < 2, elapsed
+    assert requests.get(f"{server.url}/api/v1/table/wide/schema").status_code == 404
+    # 4,096 columns are accepted.
+    columns = dict(list(columns.items())[:4096])
+    response = requests.put(f"{server.url}/api/v1/table/wide", json={"key": "id",
+                                                                     "columns": columns})
+    assert response.status_code == 201, response.text[:300]
+
+
+def test_unknown_time_zone_is_refused(server):
+    for zone, status in [("Bogus/Zone", 400), ("../../etc/passwd", 400), ("Europe/Paris", 201),
+                         ("+02:00", 201), ("UTC", 201)]:
+        schema = {"key": "id", "columns": {"id": {"dtype": "utf8", "nullable": False},
+                                           "at": {"dtype": f"timestamp[ms, tz={zone}]"}}}
+        name = "tz" + str(abs(hash(zone)))
+        response = requests.put(f"{server.url}/api/v1/table/{name}", json=schema)
+        assert response.status_code == status, (zone, response.text)
+        if status == 400:
+            assert "time zone" in response.json()["error"]

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/arrow_status.h"
+#include "common/json_shape.h"
 #include "server/codec/fetch_scanner.h"
 
 namespace quiver::codec {
@@ -21,6 +22,7 @@ namespace {
 using Json = nlohmann::json;
 
 Result<Json> ParseJsonBody(std::string_view body) {
+  QUIVER_RETURN_NOT_OK(CheckJsonShape(body, "the request body"));
   Json json = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) return Status::InvalidArgument("the request body is not valid JSON");
   if (!json.is_object()) return Status::InvalidArgument("the request body must be a JSON object");
@@ -297,7 +299,8 @@ Result<FetchRequest> ParseJsonFetchGeneral(std::string_view body, const TableSch
 
 Result<FetchTicket> ParseFetchTicket(
     std::string_view body,
-    const std::function<Result<std::shared_ptr<Table>>(std::string_view)>& find_table) {
+    const std::function<Result<std::shared_ptr<Table>>(std::string_view)>& find_table,
+    std::string_view what) {
   if (auto scanned = ScanFetchJson(body); scanned && scanned->table) {
     FetchTicket ticket;
     QUIVER_ASSIGN_OR_RETURN(ticket.table, find_table(*scanned->table));
@@ -310,14 +313,15 @@ Result<FetchTicket> ParseFetchTicket(
       return ticket;
     }
   }
+  QUIVER_RETURN_NOT_OK(CheckJsonShape(body, what));
   Json json = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) {
-    return Status::InvalidArgument(
-        "the ticket is not a JSON object like {\"table\": ..., \"keys\": [...]}");
+    return Status::InvalidArgument(std::string(what) +
+                                   " is not a JSON object like {\"table\": ..., \"keys\": [...]}");
   }
   auto table = json.find("table");
   if (table == json.end() || !table->is_string()) {
-    return Status::InvalidArgument("the ticket has no \"table\" (a string)");
+    return Status::InvalidArgument(std::string(what) + " has no \"table\" (a string)");
   }
   FetchTicket ticket;
   QUIVER_ASSIGN_OR_RETURN(ticket.table, find_table(table->get_ref<const std::string&>()));
@@ -498,6 +502,7 @@ constexpr char kBase64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 Result<std::vector<std::string>> ParseSnapshotRequest(std::string_view body) {
   std::vector<std::string> tables;
   if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return tables;
+  QUIVER_RETURN_NOT_OK(CheckJsonShape(body, "the snapshot request"));
   const nlohmann::json json = nlohmann::json::parse(body, nullptr, false);
   if (json.is_discarded() || !json.is_object()) {
     return Status::InvalidArgument("a snapshot request is empty or a JSON object");

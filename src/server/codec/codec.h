@@ -49,9 +49,11 @@ struct FetchTicket {
 // A TTL given as text, in seconds ("60", "0.5"), as milliseconds. InvalidArgument naming the
 // value unless it is a number of seconds from 0.001 to 100 years.
 Result<int64_t> ParseTtl(std::string_view seconds);
+// `what` names the bytes in errors: "the ticket", or a descriptor's command.
 Result<FetchTicket> ParseFetchTicket(
     std::string_view body,
-    const std::function<Result<std::shared_ptr<Table>>(std::string_view)>& find_table);
+    const std::function<Result<std::shared_ptr<Table>>(std::string_view)>& find_table,
+    std::string_view what = "the ticket");
 // {"keys": [...]}.
 Result<std::shared_ptr<arrow::Array>> ParseJsonKeys(std::string_view body,
                                                     const TableSchema& schema);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/arrow_status.h"
+#include "common/json_shape.h"
 #include "common/log.h"
 #include "server/codec/codec.h"
 
@@ -349,7 +350,8 @@ class FlightServer::Service : public flight::FlightServerBase {
       QUIVER_ASSIGN_OR_RETURN(target.table, catalog_.GetTable(descriptor.path[0]));
       target.columns.assign(descriptor.path.begin() + 1, descriptor.path.end());
     } else if (descriptor.type == flight::FlightDescriptor::CMD) {
-      QUIVER_ASSIGN_OR_RETURN(target, codec::ParseFetchTicket(descriptor.cmd, FindTable()));
+      QUIVER_ASSIGN_OR_RETURN(
+          target, codec::ParseFetchTicket(descriptor.cmd, FindTable(), "the descriptor's command"));
       if (target.keys) {
         return Status::InvalidArgument("this descriptor names a table and columns, not keys");
       }
@@ -403,6 +405,12 @@ class FlightServer::Service : public flight::FlightServerBase {
   }
 
   Result<Json> RunAction(const std::string& type, std::string_view body) const {
+    // An action body holds at most a schema: as many members as a table has columns. The cap
+    // comes first: an ordered_json object takes time quadratic in its members.
+    const std::string what = "the body of action '" + Excerpt(type, 64) + "'";
+    QUIVER_RETURN_NOT_OK(CheckJsonShape(
+        body, what,
+        {.max_object_members = static_cast<size_t>(catalog_.options().limits.max_columns) + 8}));
     Json json = body.empty() ? Json::object() : Json::parse(body, nullptr, false);
     if (json.is_discarded() || !json.is_object()) {
       return Status::InvalidArgument("the body of action '" + type + "' is not a JSON object");
