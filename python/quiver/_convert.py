@@ -28,10 +28,25 @@ def _column(values: Any, target: pa.DataType | None) -> pa.Array | pa.ChunkedArr
         return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
     if _module_of(values) == "polars":
         return values.to_arrow()
+    # Inferred first, then cast to the target in conform() with safe=True, which refuses what
+    # loses information (5.5 into int64, 2**53 + 1 into float64, microseconds into timestamp[ms]).
+    # Building straight into the target instead truncates silently: pa.array([5.5], pa.int64())
+    # is [5].
+    errors = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError)
     try:
-        return pa.array(values, type=target, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-        return pa.array(values, from_pandas=True)  # the cast in conform() names the problem
+        return pa.array(values, from_pandas=True)
+    except errors as inferred_error:
+        # Inference fails where the target alone can say (an integer past int64 for uint64);
+        # with no float among the values, building into the target truncates nothing.
+        if target is None or any(isinstance(v, float) for v in values):
+            wanted = dtype_name(target) if target is not None else "an Arrow type"
+            raise SchemaError(f"cannot convert the values to {wanted}: {inferred_error}",
+                              "INVALID_ARGUMENT") from None
+        try:
+            return pa.array(values, type=target, from_pandas=True)
+        except errors as e:
+            raise SchemaError(f"cannot convert the values to {dtype_name(target)}: {e}",
+                              "INVALID_ARGUMENT") from None
 
 
 def to_table(data: Any, schema: pa.Schema | None = None) -> pa.Table:
@@ -43,9 +58,14 @@ def to_table(data: Any, schema: pa.Schema | None = None) -> pa.Table:
         return pa.Table.from_batches([data])
     if isinstance(data, Mapping):
         names = list(data.keys())
-        columns = [_column(data[name], schema.field(name).type
-                           if schema is not None and name in schema.names else None)
-                   for name in names]
+        columns = []
+        for name in names:
+            target = (schema.field(name).type
+                      if schema is not None and name in schema.names else None)
+            try:
+                columns.append(_column(data[name], target))
+            except SchemaError as e:
+                raise SchemaError(f"column '{name}': {e.message}", e.code) from None
         lengths = {len(c) for c in columns}
         if len(lengths) > 1:
             raise InvalidRequest(f"columns of unequal length: {sorted(lengths)}", "INVALID_ARGUMENT")

@@ -45,6 +45,12 @@ def scenarios(name):
          quiver.SchemaError, "column 'x': cannot convert string to int32"),
         ("write overflow", lambda db: db.write(name, {"id": ["a"], "x": [2**40], "v": ["v"]}),
          quiver.SchemaError, "column 'x': cannot convert int64 to int32"),
+        ("float into an integer column", lambda db: db.write(name, {"id": ["a"], "x": [5.5],
+                                                                   "v": ["v"]}),
+         quiver.SchemaError, "column 'x': cannot convert double to int32"),
+        ("float into an integer column beside valid ones", lambda db: db.write(
+            name, {"id": ["a", "b"], "x": [1, 2.25], "v": ["v", "w"]}),
+         quiver.SchemaError, "was truncated"),
         ("null in non-nullable", lambda db: db.write(name, {"id": ["a"], "v": [None]}),
          quiver.InvalidRequest, "'v'"),
         ("null key", lambda db: db.write(name, {"id": ["a", None], "v": ["v", "w"]}),
@@ -119,3 +125,27 @@ def test_a_stopped_server_is_a_connection_error(start_server, name):
     server.stop()
     with pytest.raises(quiver.ConnectionError):
         db.read(name, ["a"])
+
+
+def test_conversions_refuse_only_what_loses_information(all_dbs, name):
+    import datetime
+    schema = pa.schema([("flight_id", pa.string()), ("dep_time", pa.int64()),
+                        ("at", pa.timestamp("ms")), ("ratio", pa.float32())])
+    all_dbs["embedded"].create_table(name, schema, key="flight_id")
+    all_dbs["http"].create_table(name, schema, key="flight_id")
+    for kind, db in all_dbs.items():
+        with pytest.raises(quiver.SchemaError, match="dep_time"):
+            db.write(name, {"flight_id": [kind], "dep_time": [5.5]})
+        with pytest.raises(quiver.SchemaError, match="at"):
+            db.write(name, {"flight_id": [kind],
+                            "at": [datetime.datetime(2026, 1, 1, 0, 0, 0, 1500)]})
+        with pytest.raises(quiver.SchemaError, match="dep_time"):
+            db.write(name, {"flight_id": [kind], "dep_time": [2.0**70]})
+        assert db.read(name, [kind]).found.tolist() == [False], kind
+        # Whole floats, whole milliseconds and float32 rounding lose nothing an int64, a
+        # timestamp[ms] or a float32 column can hold.
+        written = db.write(name, {"flight_id": [kind], "dep_time": [5.0], "ratio": [0.1],
+                                  "at": [datetime.datetime(2026, 1, 1, 0, 0, 0, 2000)]})
+        assert written.rows_written == 1
+        assert db.read(name, [kind], columns=["dep_time"]).to_arrow().to_pydict() == \
+            {"dep_time": [5]}
