@@ -62,6 +62,7 @@ struct Options {
   int64_t snapshot_interval = 3600;
   int64_t wal_segment_bytes = int64_t{64} << 20;
   bool wal_truncate_corrupt = false;
+  bool accept_data_loss = false;
   bool kv_memory_only = false;
 };
 
@@ -274,6 +275,11 @@ const std::vector<Option>& AllOptions() {
                    "start even when the write-ahead log is corrupt, dropping the corrupt record "
                    "and everything after it (an operator's decision, for one start)",
                    &Options::wal_truncate_corrupt),
+      SwitchOption("--accept-data-loss", "recovery.accept_data_loss",
+                   "start even when recovery finds data lost (a missing catalog, missing log "
+                   "segments) or a corrupt log, with what is there (implies "
+                   "--wal-truncate-corrupt; an operator's decision, for one start)",
+                   &Options::accept_data_loss),
       SwitchOption("--kv-memory-only", "kv.memory_only",
                    "keep the key-value keyspace (RESP) in memory only: not logged, not "
                    "snapshotted, empty at each start (a pure cache; tables stay durable)",
@@ -514,6 +520,7 @@ int Run(Options options) {
   storage.snapshot_interval_seconds = options.snapshot_interval;
   storage.wal_segment_bytes = static_cast<uint64_t>(options.wal_segment_bytes);
   storage.wal_truncate_corrupt = options.wal_truncate_corrupt;
+  storage.accept_data_loss = options.accept_data_loss;
   storage.keyspace_durable = !options.kv_memory_only;
   QUIVER_LOG(kInfo, "recovering", {{"data_dir", options.data_dir}, {"fsync", options.fsync}});
   auto database = storage::Database::Open(storage);

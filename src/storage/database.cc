@@ -99,11 +99,31 @@ Result<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options)
   return db;
 }
 
+Result<std::vector<std::string>> Database::UnnamedSnapshots(const CatalogFile& saved) const {
+  std::vector<std::string> unnamed;
+  std::error_code error;
+  std::filesystem::directory_iterator files(dir("snapshots"), error);
+  if (error) {
+    return Status::IOError("cannot list '" + dir("snapshots") + "': " + error.message());
+  }
+  for (const auto& file : files) {
+    const std::string name = file.path().filename().string();
+    const bool named =
+        std::any_of(saved.tables.begin(), saved.tables.end(),
+                    [&](const auto& t) { return t.snapshot && t.snapshot->name == name; }) ||
+        (saved.keyspace.snapshot && saved.keyspace.snapshot->name == name);
+    if (!named) unnamed.push_back(name);
+  }
+  std::sort(unnamed.begin(), unnamed.end());
+  return unnamed;
+}
+
 Status Database::Recover() {
   const auto start = Clock::now();
   const std::string catalog_path = dir("catalog");
   CatalogFile saved;
-  if (std::filesystem::exists(catalog_path)) {
+  const bool has_catalog = std::filesystem::exists(catalog_path);
+  if (has_catalog) {
     QUIVER_ASSIGN_OR_RETURN(std::string text, ReadFile(catalog_path));
     QUIVER_ASSIGN_OR_RETURN(saved, DecodeCatalog(catalog_path, text));
   }
@@ -147,7 +167,9 @@ Status Database::Recover() {
   // The log.
   const auto wal_start = Clock::now();
   const uint64_t replay_from = saved.replay_from();
-  Result<WalScan> scan = ScanWal(dir("wal"), options_.wal_truncate_corrupt, options_.ops,
+  Result<WalScan> scan = ScanWal(dir("wal"),
+                                 options_.wal_truncate_corrupt || options_.accept_data_loss,
+                                 options_.ops,
                                  [&](const WalRecord& record) {
                                    ++recovery_.wal_records;
                                    if (record.lsn < replay_from) return Status::OK();
@@ -159,16 +181,49 @@ Status Database::Recover() {
   if (!scan->dropped.empty()) {
     QUIVER_LOG(kWarn, "write-ahead log: dropped", {{"what", scan->dropped}});
   }
-  // Every record from replay_from to the catalog's LSN must have been there.
-  if (replay_from <= saved.lsn &&
-      (scan->first_lsn == 0 || scan->first_lsn > replay_from || scan->last_lsn < saved.lsn)) {
-    const std::string missing = "the write-ahead log in '" + dir("wal") + "' holds LSNs " +
-                                (scan->first_lsn == 0 ? std::string("none")
-                                                      : std::to_string(scan->first_lsn) + ".." +
-                                                            std::to_string(scan->last_lsn)) +
-                                " but the catalog needs " + std::to_string(replay_from) + ".." +
-                                std::to_string(saved.lsn) + " (a segment is missing or was cut)";
-    if (!options_.wal_truncate_corrupt) {
+  // The directory checks itself: every file another one says must exist is there.
+  QUIVER_ASSIGN_OR_RETURN(const std::vector<std::string> unnamed, UnnamedSnapshots(saved));
+  if (!has_catalog) {
+    // A directory without a catalog is new, or lost it: a catalog is written whenever a table is
+    // created or a snapshot taken, and log segments go only once a snapshot holds their records.
+    std::string found;
+    if (!unnamed.empty()) {
+      found = std::to_string(unnamed.size()) + " snapshot file(s) (" + unnamed.front() + ", ...)";
+    } else if (!scan->segments.empty() && scan->segments.front().first_lsn > 1) {
+      found = "a write-ahead log starting at LSN " +
+              std::to_string(scan->segments.front().first_lsn);
+    }
+    if (!found.empty()) {
+      const std::string missing = "the catalog '" + catalog_path + "' is missing, but the data "
+                                  "directory holds " + found + ": the tables it named are lost";
+      if (!options_.accept_data_loss) {
+        return Status::Corruption(missing +
+                                  ". Nothing was changed; to start with what the log holds "
+                                  "(keeping the snapshot files), pass --accept-data-loss");
+      }
+      QUIVER_LOG(kWarn, "starting without the catalog", {{"what", missing}});
+      cut = true;
+    }
+  }
+  // Every record from replay_from on must be there, up to the catalog's LSN at least (all of
+  // them were synced before it was written). The first segment starts at or before replay_from
+  // in a whole log (segments go only once every record in them is older), and a log that was
+  // opened once always has a segment.
+  const uint64_t log_start = scan->segments.empty() ? 0 : scan->segments.front().first_lsn;
+  const uint64_t log_end = scan->segments.empty() ? 0 : scan->end_lsn - 1;
+  const bool log_missing = has_catalog && (scan->segments.empty() ? saved.lsn > 0
+                                                                   : log_start > replay_from ||
+                                                                         log_end < saved.lsn);
+  if (log_missing) {
+    const std::string missing =
+        "the write-ahead log in '" + dir("wal") + "' holds " +
+        (scan->segments.empty() ? std::string("no segment")
+                                : "LSNs " + std::to_string(log_start) + ".." +
+                                      std::to_string(log_end)) +
+        " but the catalog needs " + std::to_string(replay_from) + ".." +
+        std::to_string(std::max(saved.lsn, replay_from)) +
+        " at least (a segment is missing or was cut)";
+    if (!options_.wal_truncate_corrupt && !options_.accept_data_loss) {
       return Status::Corruption(missing +
                                 ". Nothing was changed; to start with what is there, "
                                 "pass --wal-truncate-corrupt");
@@ -177,16 +232,17 @@ Status Database::Recover() {
     cut = true;
   }
   recovery_.wal_seconds = SecondsSince(wal_start);
-  // Files the catalog does not name: a snapshot whose publication a crash interrupted, or a
-  // temporary file.
-  std::error_code error;  // an unlistable directory only leaves garbage
-  for (const auto& file : std::filesystem::directory_iterator(dir("snapshots"), error)) {
-    const std::string name = file.path().filename().string();
-    const bool named =
-        std::any_of(saved.tables.begin(), saved.tables.end(),
-                    [&](const auto& t) { return t.snapshot && t.snapshot->name == name; }) ||
-        (saved.keyspace.snapshot && saved.keyspace.snapshot->name == name);
-    if (!named) QUIVER_RETURN_NOT_OK(RemoveFile(file.path().string()));
+  // Files the catalog does not name: a snapshot whose publication a crash interrupted, a
+  // temporary file, a snapshot a finished one replaced. Removed only now that recovery found
+  // everything it needs without them; kept when the catalog was lost (they may be all that is
+  // left of its tables).
+  if (has_catalog) {
+    for (const std::string& name : unnamed) {
+      QUIVER_RETURN_NOT_OK(RemoveFile(dir("snapshots") + "/" + name));
+    }
+  } else if (!unnamed.empty()) {
+    QUIVER_LOG(kWarn, "snapshot files kept for the operator",
+               {{"dir", dir("snapshots")}, {"files", std::to_string(unnamed.size())}});
   }
 
   const uint64_t next_lsn = std::max({scan->end_lsn, saved.lsn + 1, uint64_t{1}});
@@ -578,7 +634,15 @@ void Database::Close() {
   loop_wake_.notify_all();
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
   if (catalog_ != nullptr) catalog_->StopActiveExpiry();  // its cycles end before the log
-  if (wal_ != nullptr) wal_->Close();
+  if (wal_ != nullptr) {
+    wal_->Close();
+    // The catalog's LSN moves to the log's end: a later start then knows every record up to it
+    // must be there, and stops when a segment went missing (the newest one included).
+    std::lock_guard lock(file_mutex_);
+    if (Result<uint64_t> written = WriteCatalogLocked(); !written.ok()) {
+      QUIVER_LOG(kWarn, "catalog not rewritten at close", {{"error", written.status().message()}});
+    }
+  }
   lock_.reset();  // another process may open the directory now
 }
 

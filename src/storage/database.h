@@ -44,6 +44,9 @@ struct DatabaseOptions {
   uint64_t snapshot_wal_bytes = 256 << 20;   // snapshot after the log grew this much (0: never)
   int64_t snapshot_interval_seconds = 3600;  // snapshot changed tables this often (0: never)
   bool wal_truncate_corrupt = false;         // cut a corrupt log instead of refusing to start
+  // Start even though recovery finds data lost (a missing catalog, a log with missing segments),
+  // with what is there; implies wal_truncate_corrupt. An operator's decision, for one start.
+  bool accept_data_loss = false;
   bool keyspace_durable = true;  // false: the keyspace lives in memory only (a pure cache)
   EngineLimits limits;
   RegionBacking backing = RegionBacking::kAnonymous;
@@ -138,6 +141,8 @@ class Database final : public Journal {
 
   explicit Database(DatabaseOptions options) : options_(std::move(options)) {}
   Status Recover();
+  // The files in snapshots/ the catalog does not name, sorted.
+  Result<std::vector<std::string>> UnnamedSnapshots(const CatalogFile& saved) const;
   Status ApplyRecord(const WalRecord& record, const CatalogFile& saved,
                      std::map<uint64_t, std::shared_ptr<Table>>* tables);
   // `floor`: snapshot every table (changed or not) at an LSN of at least `floor` (after a cut log).

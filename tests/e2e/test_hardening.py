@@ -293,3 +293,73 @@ def test_unknown_time_zone_is_refused(server):
         assert response.status_code == status, (zone, response.text)
         if status == 400:
             assert "time zone" in response.json()["error"]
+
+
+# --- 7. missing files ------------------------------------------------------------------------
+
+def _filled_data_dir(start_server):
+    server = start_server("--wal-segment-bytes", "4096", "--snapshot-wal-bytes", "0",
+                          "--snapshot-interval", "0")
+    make_table(server)
+    for batch in range(20):
+        response = requests.put(f"{server.url}/api/v1/table/t/write", json={"columns": {
+            "id": [f"k{batch}_{i}" for i in range(30)], "score": [float(batch)] * 30}})
+        assert response.status_code == 200
+        if batch == 9:
+            assert requests.post(f"{server.url}/api/v1/admin/snapshot", json={}).ok
+    assert server.stop() == 0
+    return server.data_dir
+
+
+def _start_on(data_dir, *flags):
+    import subprocess
+    from quiverd import QUIVERD, free_ports
+    http, flight, resp = free_ports(3)
+    return subprocess.Popen([str(QUIVERD), "--data-dir", str(data_dir), "--http-port", str(http),
+                             "--flight-port", str(flight), "--resp-port", str(resp), *flags],
+                            stderr=subprocess.PIPE, text=True), http
+
+
+@pytest.mark.parametrize("remove", ["catalog", "middle segment", "newest segment",
+                                    "every segment"])
+def test_missing_files_stop_the_start(start_server, remove):
+    data_dir = _filled_data_dir(start_server)
+    segments = sorted((data_dir / "wal").iterdir())
+    if remove == "catalog":
+        (data_dir / "catalog").unlink()
+    elif remove == "middle segment":
+        segments[len(segments) // 2].unlink()
+    elif remove == "newest segment":
+        segments[-1].unlink()
+    else:
+        for segment in segments:
+            segment.unlink()
+    before = sorted(p.name for p in data_dir.rglob("*") if p.name != "LOCK")
+    process, _ = _start_on(data_dir)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 1, stderr
+    assert "cannot start" in stderr and ("catalog" in stderr or "write-ahead log" in stderr), stderr
+    assert sorted(p.name for p in data_dir.rglob("*") if p.name != "LOCK") == before, \
+        "a refused start deleted files"
+    # The operator accepts the loss: the server starts with what is there, and the next start
+    # needs no flag.
+    process, port = _start_on(data_dir, "--accept-data-loss")
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/health", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)
+    assert process.returncode == 0
+    process, _ = _start_on(data_dir)
+    time.sleep(1)
+    assert process.poll() is None
+    process.terminate()
+    process.communicate(timeout=20)
