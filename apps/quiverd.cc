@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "common/byte_size.h"
+#include "common/decode_memory.h"
 #include "common/log.h"
 #include "kv/keyspace.h"
 #include "server/flight/flight_server.h"
@@ -51,6 +52,7 @@ struct Options {
   int64_t threads = 2;
   std::string log_level = "info";
   int64_t max_request_bytes = 64 << 20;
+  int64_t max_decode_bytes = int64_t{256} << 20;
   int64_t header_timeout = 30;
   int64_t body_timeout = 60;
   int64_t max_connections = 1024;
@@ -230,6 +232,10 @@ const std::vector<Option>& AllOptions() {
        [](const Options& o) { return o.log_level; }},
       SizeOption("--max-request-bytes", "http.max_request_bytes", "largest request body accepted",
                  &Options::max_request_bytes, 1, int64_t{1} << 40),
+      SizeOption("--max-decode-bytes", "max_decode_bytes",
+                 "memory decoding one write's Arrow IPC or Parquet body may take, and all bodies "
+                 "being decoded at once together (less when --maxmemory leaves less room)",
+                 &Options::max_decode_bytes, 1 << 20, int64_t{1} << 40),
       IntegerOption("--header-timeout", "http.header_timeout", "SECONDS",
                     "close a connection whose request headers (or next request) take longer",
                     &Options::header_timeout, 1, 86400),
@@ -521,6 +527,8 @@ int Run(Options options) {
   storage.wal_segment_bytes = static_cast<uint64_t>(options.wal_segment_bytes);
   storage.wal_truncate_corrupt = options.wal_truncate_corrupt;
   storage.accept_data_loss = options.accept_data_loss;
+  storage.limits.max_decode_bytes = static_cast<uint64_t>(options.max_decode_bytes);
+  DecodeMemory::SetProcessLimit(storage.limits.max_decode_bytes);
   storage.keyspace_durable = !options.kv_memory_only;
   QUIVER_LOG(kInfo, "recovering", {{"data_dir", options.data_dir}, {"fsync", options.fsync}});
   auto database = storage::Database::Open(storage);

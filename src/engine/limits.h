@@ -14,6 +14,9 @@ struct EngineLimits {
   size_t max_value_bytes = 16 << 20;  // one utf8 / binary / list value
   int max_columns = 4096;             // key and value columns together
   int max_embedding_elements = 8192;  // fixed_size_list length
+  // What decoding one write's Arrow IPC or Parquet body may allocate (common/decode_memory.h),
+  // and all requests being decoded at once together; less when maxmemory leaves less room.
+  uint64_t max_decode_bytes = uint64_t{256} << 20;
   // Heap chunks holding live values are emptied only once the heap's garbage is at least this
   // many bytes (and 2 bytes a row: a compaction visits every row); chunks holding only garbage
   // are freed whatever their size (Table::FinishWrite).

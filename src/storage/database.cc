@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "common/arrow_status.h"
+#include "common/decode_memory.h"
 #include "common/log.h"
 
 namespace quiver::storage {
@@ -54,20 +55,39 @@ Status SplitId(std::string_view payload, uint64_t* id, std::string_view* rest) {
 }
 
 // The batch of an IPC stream payload, decoded from an aligned copy (log records are not aligned).
-Result<std::shared_ptr<arrow::RecordBatch>> DecodeBatch(std::string_view bytes) {
-  QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> copy,
-                                arrow::AllocateBuffer(static_cast<int64_t>(bytes.size())));
-  std::memcpy(copy->mutable_data(), bytes.data(), bytes.size());
-  auto reader =
-      arrow::ipc::RecordBatchStreamReader::Open(std::make_shared<arrow::io::BufferReader>(copy));
-  if (!reader.ok())
-    return Status::Corruption("the record's Arrow data: " + reader.status().message());
-  std::shared_ptr<arrow::RecordBatch> batch;
-  arrow::Status read = (*reader)->ReadNext(&batch);
-  if (!read.ok() || batch == nullptr) {
-    return Status::Corruption("the record's Arrow data holds no batch");
+// Its memory is bounded as a request's was (DecodeMemory): the running server logged only batches
+// it had decoded within max_decode_bytes, so a record past that (one an older version logged)
+// stops the start with an error saying so, instead of the process being killed for memory.
+Result<std::shared_ptr<arrow::RecordBatch>> DecodeBatch(std::string_view bytes,
+                                                        uint64_t max_decode_bytes) {
+  DecodeMemory::Scope scope(max_decode_bytes + bytes.size());
+  auto decoded = [&]() -> Result<std::shared_ptr<arrow::RecordBatch>> {
+    QUIVER_ASSIGN_OR_RETURN_ARROW(
+        std::shared_ptr<arrow::Buffer> copy,
+        arrow::AllocateBuffer(static_cast<int64_t>(bytes.size()), DecodeMemory::pool()));
+    std::memcpy(copy->mutable_data(), bytes.data(), bytes.size());
+    arrow::ipc::IpcReadOptions options = arrow::ipc::IpcReadOptions::Defaults();
+    options.memory_pool = DecodeMemory::pool();
+    options.use_threads = false;
+    auto reader = arrow::ipc::RecordBatchStreamReader::Open(
+        std::make_shared<arrow::io::BufferReader>(copy), options);
+    if (!reader.ok())
+      return Status::Corruption("the record's Arrow data: " + reader.status().message());
+    std::shared_ptr<arrow::RecordBatch> batch;
+    arrow::Status read = (*reader)->ReadNext(&batch);
+    if (!read.ok() || batch == nullptr) {
+      if (!read.ok() && scope.exceeded()) return FromArrow(read);
+      return Status::Corruption("the record's Arrow data holds no batch");
+    }
+    return batch;
+  }();
+  if (!decoded.ok() && scope.exceeded()) {
+    return Status::LimitExceeded("the record decodes to more than " +
+                                 std::to_string(scope.limit()) +
+                                 " bytes; nothing was changed: start with a larger "
+                                 "--max-decode-bytes (or the embedded engine's limit)");
   }
-  return batch;
+  return decoded;
 }
 
 }  // namespace
@@ -324,7 +344,7 @@ Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
     case RecordType::kDelete: {
       auto it = tables->find(id);
       if (it == tables->end() || record.lsn <= saved_[id].lsn) return Status::OK();
-      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatch> batch, DecodeBatch(rest));
+      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatch> batch, DecodeBatch(rest, options_.limits.max_decode_bytes));
       if (record.type == RecordType::kUpsert) {
         QUIVER_RETURN_NOT_OK(it->second->Replay(*batch, record.lsn).status());
       } else {

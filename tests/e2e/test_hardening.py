@@ -363,3 +363,54 @@ def test_missing_files_stop_the_start(start_server, remove):
     assert process.poll() is None
     process.terminate()
     process.communicate(timeout=20)
+
+
+# --- 4. bodies that decode to gigabytes --------------------------------------------------------
+
+def _bomb_bodies():
+    """A 2 KB Parquet file and a 40 KB Arrow IPC stream (zstd) that each decode to 1 GB: one
+    1 MiB value in 1,000 rows."""
+    import io
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+    keys = [str(i) for i in range(1000)]
+    name = pa.DictionaryArray.from_arrays(pa.array([0] * 1000, pa.int32()),
+                                          pa.array(["a" * (1 << 20)]))
+    sink = io.BytesIO()
+    # Without the stored Arrow schema the column reads back as dense utf8, as the table wants.
+    pq.write_table(pa.table({"id": keys, "name": name}), sink, compression="zstd",
+                   store_schema=False)
+    parquet = sink.getvalue()
+    dense = pa.table({"id": keys, "name": name.cast(pa.string())})
+    sink = io.BytesIO()
+    with ipc.new_stream(sink, dense.schema,
+                        options=ipc.IpcWriteOptions(compression="zstd")) as writer:
+        writer.write_table(dense, max_chunksize=100)
+    return {"application/vnd.apache.parquet": parquet,
+            "application/vnd.apache.arrow.stream": sink.getvalue()}
+
+
+@pytest.mark.parametrize("flags, status, bound_mib", [
+    (("--max-decode-bytes", "64mb"), 413, 64),
+    (("--maxmemory", "64mb"), 507, 64),
+])
+def test_small_bodies_that_decode_to_gigabytes_are_refused_while_decoding(
+        start_server, flags, status, bound_mib):
+    server = start_server(*flags)
+    make_table(server)
+    before = rss_bytes(server.process.pid)
+    for content_type, body in _bomb_bodies().items():
+        assert len(body) < 64 << 10
+        response = requests.put(f"{server.url}/api/v1/table/t/write", data=body,
+                                headers={"Content-Type": content_type})
+        assert response.status_code == status, response.text
+        assert "decod" in response.json()["error"]
+    if not ASAN:
+        peak = peak_rss_bytes(server.process.pid)
+        # The decode budget, plus the allocator's and Arrow's working memory.
+        assert peak - before < (bound_mib + 48) << 20, (before >> 20, peak >> 20)
+    assert_intact(server)
+    # Nothing reached the log: a restart holds the same rows.
+    assert server.stop() == 0
+    again = start_server(data_dir=server.data_dir)
+    assert_intact(again)

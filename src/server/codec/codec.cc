@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/arrow_status.h"
+#include "common/byte_size.h"
+#include "common/decode_memory.h"
 #include "common/json_shape.h"
 #include "server/codec/fetch_scanner.h"
 
@@ -367,7 +369,8 @@ Result<std::shared_ptr<arrow::Table>> ParseIpcTable(std::string_view body) {
   // Buffer offsets come from the (untrusted) message: copy any misaligned buffer to aligned
   // memory rather than read an int32 offset from an odd address.
   options.ensure_alignment = arrow::ipc::Alignment::kDataTypeSpecificAlignment;
-  options.use_threads = false;  // a request's work stays on its thread
+  options.use_threads = false;  // a request's work stays on its thread (and its DecodeMemory scope)
+  options.memory_pool = DecodeMemory::pool();
   auto opened = arrow::ipc::RecordBatchStreamReader::Open(input, options);
   if (!opened.ok()) {
     return Status::InvalidArgument("the body is not an Arrow IPC stream: " +
@@ -406,11 +409,22 @@ Result<std::shared_ptr<arrow::Array>> ParseIpcKeys(std::string_view body) {
 
 Result<std::shared_ptr<arrow::Table>> ParseParquetTable(std::string_view body) {
   auto input = std::make_shared<arrow::io::BufferReader>(WrapBody(body));
-  auto reader = parquet::arrow::OpenFile(input, arrow::default_memory_pool());
-  if (!reader.ok()) {
-    return Status::InvalidArgument("the body is not a Parquet file: " + reader.status().message());
+  // Pages, dictionaries and arrays all come from DecodeMemory's pool, on this thread: a file
+  // that decodes to more than its scope allows fails at the allocation that goes past it.
+  parquet::arrow::FileReaderBuilder builder;
+  parquet::ReaderProperties properties(DecodeMemory::pool());
+  if (arrow::Status opened = builder.Open(input, properties); !opened.ok()) {
+    return Status::InvalidArgument("the body is not a Parquet file: " + opened.message());
   }
-  auto table = (*reader)->ReadTable();
+  parquet::ArrowReaderProperties arrow_properties;
+  arrow_properties.set_use_threads(false);
+  std::unique_ptr<parquet::arrow::FileReader> file;
+  arrow::Status built =
+      builder.memory_pool(DecodeMemory::pool())->properties(arrow_properties)->Build(&file);
+  if (!built.ok()) {
+    return Status::InvalidArgument("the body is not a Parquet file: " + built.message());
+  }
+  auto table = file->ReadTable();
   if (!table.ok()) {
     return Status::InvalidArgument("bad Parquet file: " + table.status().message());
   }
@@ -576,6 +590,39 @@ bool AppendNumberText(std::string& out, const arrow::Array& array, int64_t i) {
   }
   out.append(buffer, end);
   return true;
+}
+
+DecodeLimit WriteDecodeLimit(uint64_t max_decode_bytes, const MemoryLimit& memory) {
+  DecodeLimit limit{max_decode_bytes, false};
+  const uint64_t max_memory = memory.MaxMemory();
+  if (max_memory == 0) return limit;
+  // Under noeviction a write needs room that is free now; an evicting policy can free it all.
+  uint64_t room = max_memory;
+  if (memory.Policy() == EvictionPolicy::kNoEviction) {
+    const uint64_t used = memory.UsedMemory();
+    room = used >= max_memory ? 0 : max_memory - used;
+  }
+  if (room < limit.bytes) limit = DecodeLimit{room, true};
+  return limit;
+}
+
+Status DecodeFailure(const Status& status, const DecodeMemory::Scope& scope,
+                     const DecodeLimit& limit) {
+  if (!scope.exceeded()) return status;
+  if (scope.process_limit_hit()) {
+    return Status::OutOfMemory(
+        "decoding the request body would take the memory of all requests being decoded past " +
+        FormatBytes(DecodeMemory::ProcessLimit()) + " (--max-decode-bytes); retry later");
+  }
+  if (limit.memory_bound) {
+    return Status::OutOfMemory("decoding the request body needs more than the " +
+                               FormatBytes(limit.bytes) +
+                               " that maxmemory leaves free; write less at a time, free memory "
+                               "or raise maxmemory");
+  }
+  return Status::LimitExceeded("the request body decodes to more than " +
+                               FormatBytes(limit.bytes) +
+                               " (--max-decode-bytes); send smaller batches");
 }
 
 std::string Base64Encode(std::string_view bytes) {

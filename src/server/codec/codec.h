@@ -18,6 +18,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/decode_memory.h"
+#include "common/eviction.h"
 #include "common/result.h"
 #include "engine/schema.h"
 #include "engine/table.h"
@@ -62,7 +64,8 @@ Result<std::shared_ptr<arrow::Array>> ParseIpcKeys(std::string_view body);
 // {"columns": {name: [values], ...}}: the key column and any value columns, equal lengths.
 Result<std::shared_ptr<arrow::RecordBatch>> ParseJsonWrite(std::string_view body,
                                                            const TableSchema& schema);
-// Every batch of an Arrow IPC stream / every row group of a Parquet file, as one table.
+// Every batch of an Arrow IPC stream / every row group of a Parquet file, as one table. Both
+// decode into DecodeMemory::pool(): within the caller's DecodeMemory::Scope, if it opened one.
 Result<std::shared_ptr<arrow::Table>> ParseIpcTable(std::string_view body);
 Result<std::shared_ptr<arrow::Table>> ParseParquetTable(std::string_view body);
 
@@ -93,6 +96,19 @@ Result<std::vector<std::string>> ParseSnapshotRequest(std::string_view body);
 // {"tables": [{"table", "written", "rows", "bytes", "lsn", "seconds"}, ...],
 //  "wal_segments_removed": N, "seconds": S}
 std::string SnapshotReportToJson(const storage::SnapshotReport& report);
+
+// How much decoding one write body may allocate: max_decode_bytes, or less when maxmemory
+// leaves less room (under noeviction: what is free now; under an evicting policy: maxmemory).
+struct DecodeLimit {
+  uint64_t bytes = 0;
+  bool memory_bound = false;  // `bytes` is the room maxmemory leaves
+};
+DecodeLimit WriteDecodeLimit(uint64_t max_decode_bytes, const MemoryLimit& memory);
+// `status` of a decode run in `scope`; when the scope's limit made it fail, the error names the
+// limit instead: LIMIT_EXCEEDED for max_decode_bytes, OUT_OF_MEMORY for maxmemory's room or for
+// all requests' decoding together.
+Status DecodeFailure(const Status& status, const DecodeMemory::Scope& scope,
+                     const DecodeLimit& limit);
 
 std::string Base64Encode(std::string_view bytes);
 Result<std::string> Base64Decode(std::string_view text);

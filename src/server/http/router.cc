@@ -9,6 +9,8 @@
 #include <optional>
 #include <vector>
 
+#include "common/arrow_status.h"
+#include "common/decode_memory.h"
 #include "server/codec/codec.h"
 
 namespace quiver::http_server {
@@ -363,8 +365,12 @@ HttpResponse Router::Fetch(const HttpRequest& request, std::string_view name,
     if (!parsed.ok()) return ErrorResponse(request, parsed.status());
     fetch = std::move(parsed).value();
   } else if (content_type == kArrowStreamType) {
+    const codec::DecodeLimit limit{catalog_.options().limits.max_decode_bytes, false};
+    DecodeMemory::Scope scope(limit.bytes);
     auto keys = codec::ParseIpcKeys(request.body());
-    if (!keys.ok()) return ErrorResponse(request, keys.status());
+    if (!keys.ok()) {
+      return ErrorResponse(request, codec::DecodeFailure(keys.status(), scope, limit));
+    }
     fetch.keys = std::move(keys).value();
   } else {
     return UnsupportedContentType(request,
@@ -416,10 +422,23 @@ HttpResponse Router::Write(const HttpRequest& request, std::string_view name,
     }
     written = (*table)->Upsert(**batch, options);
   } else if (content_type == kArrowStreamType || content_type == kParquetType) {
+    // Bounded while it is decoded: a small compressed body may decode to gigabytes.
+    const codec::DecodeLimit limit = codec::WriteDecodeLimit(
+        catalog_.options().limits.max_decode_bytes, database_.memory_limit());
+    DecodeMemory::Scope scope(limit.bytes);
     auto data = content_type == kArrowStreamType ? codec::ParseIpcTable(request.body())
                                                  : codec::ParseParquetTable(request.body());
-    if (!data.ok()) return ErrorResponse(request, data.status());
-    written = (*table)->Upsert(**data, options);
+    Result<std::shared_ptr<arrow::RecordBatch>> batch = data.status();
+    if (data.ok()) {
+      auto combined = (*data)->CombineChunksToBatch(DecodeMemory::pool());
+      batch = combined.ok() ? Result<std::shared_ptr<arrow::RecordBatch>>(*combined)
+                            : FromArrow(combined.status());
+      data = std::shared_ptr<arrow::Table>();  // the chunks go: the batch holds the rows now
+    }
+    if (!batch.ok()) {
+      return ErrorResponse(request, codec::DecodeFailure(batch.status(), scope, limit));
+    }
+    written = (*table)->Upsert(**batch, options);
   } else {
     return UnsupportedContentType(request, std::string(kJsonType) + ", " +
                                                std::string(kArrowStreamType) + " or " +
