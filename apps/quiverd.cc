@@ -57,6 +57,11 @@ struct Options {
   int64_t body_timeout = 60;
   int64_t max_connections = 1024;
   int64_t resp_max_clients = 10000;
+  int64_t maxmemory_clients = -1;
+  int64_t query_buffer_limit = int64_t{1} << 30;
+  uint64_t output_hard_limit = uint64_t{1} << 30;
+  uint64_t output_soft_limit = uint64_t{256} << 20;
+  int64_t output_soft_seconds = 60;
   bool access_log = false;
   int64_t busy_poll_us = 0;
   std::string fsync = "everysec";
@@ -197,6 +202,42 @@ const std::vector<Option>& AllOptions() {
                  "memory limit of the feature tables and the key-value keyspace together (0: "
                  "none); CONFIG SET maxmemory changes it at run time",
                  &Options::maxmemory, 0, int64_t{1} << 50),
+      {"--maxmemory-clients", "maxmemory_clients", "BYTES",
+       "memory of all client buffers together (RESP requests and replies, HTTP bodies being "
+       "read); past it the RESP clients holding the most are closed and HTTP bodies refused "
+       "(auto: 128mb while --maxmemory is set, else none; 0: none)",
+       [](Options& o, const std::string& v, const std::string& where) {
+         if (v == "auto") {
+           o.maxmemory_clients = -1;
+           return std::string();
+         }
+         uint64_t bytes = 0;
+         if (!ParseByteSize(v, &bytes) || bytes > (uint64_t{1} << 50)) {
+           return where + ": '" + v + "' is not a size or auto";
+         }
+         o.maxmemory_clients = static_cast<int64_t>(bytes);
+         return std::string();
+       },
+       [](const Options& o) {
+         return o.maxmemory_clients < 0 ? std::string("auto") : std::to_string(o.maxmemory_clients);
+       }},
+      SizeOption("--client-query-buffer-limit", "resp.client_query_buffer_limit",
+                 "a RESP client whose unparsed request grows past this is closed",
+                 &Options::query_buffer_limit, 1 << 20, int64_t{1} << 40),
+      {"--client-output-buffer-limit", "resp.client_output_buffer_limit", "'HARD SOFT SECONDS'",
+       "a RESP client whose unsent replies pass HARD bytes, or stay over SOFT bytes for SECONDS, "
+       "is closed (0: no limit)",
+       [](Options& o, const std::string& v, const std::string& where) {
+         if (!resp::ParseOutputBufferLimit(v, &o.output_hard_limit, &o.output_soft_limit,
+                                           &o.output_soft_seconds)) {
+           return where + ": '" + v + "' is not 'HARD SOFT SECONDS' (e.g. '1gb 256mb 60')";
+         }
+         return std::string();
+       },
+       [](const Options& o) {
+         return std::to_string(o.output_hard_limit) + " " + std::to_string(o.output_soft_limit) +
+                " " + std::to_string(o.output_soft_seconds);
+       }},
       {"--maxmemory-policy", "maxmemory_policy", "POLICY",
        "what happens at the memory limit: noeviction (writes fail), allkeys-lru, allkeys-lfu, "
        "allkeys-random, volatile-lru, volatile-lfu, volatile-random or volatile-ttl",
@@ -577,6 +618,11 @@ int Run(Options options) {
   resp.requirepass = options.requirepass;
   resp.table_separator = options.resp_table_separator;
   resp.max_connections = static_cast<size_t>(options.resp_max_clients);
+  resp.maxmemory_clients = options.maxmemory_clients;
+  resp.query_buffer_limit = static_cast<uint64_t>(options.query_buffer_limit);
+  resp.output_hard_limit = options.output_hard_limit;
+  resp.output_soft_limit = options.output_soft_limit;
+  resp.output_soft_seconds = options.output_soft_seconds;
   auto resp_server = resp::RespServer::Start(resp, keyspace, &(*database)->catalog());
   if (!resp_server.ok()) {
     QUIVER_LOG(kError, "cannot start", {{"error", resp_server.status().message()}});

@@ -110,7 +110,7 @@ int main(int argc, char** argv) {
   }
   const int64_t rows = bench::EnvRows();
 
-  bench::Quiverd server(quiverd, {"--max-request-bytes", "1g", "--max-connections", "4096"});
+  bench::Quiverd server(quiverd, {"--max-request-bytes", "1gb", "--max-connections", "4096"});
   const uint16_t port = server.http_port();
   std::unique_ptr<Client> client;
   for (int attempt = 0; !client; ++attempt) {

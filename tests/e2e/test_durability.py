@@ -78,7 +78,7 @@ def test_sigkill_under_concurrent_writers_keeps_acknowledged_writes(tmp_path):
     rng = random.Random(int(os.environ.get("CRASH_SEED", "7")))
     data = tmp_path / "data"
     # Small segments and snapshot threshold: kills land during rotations and snapshots too.
-    args = ("--wal-segment-bytes", "64k", "--snapshot-wal-bytes", "256k")
+    args = ("--wal-segment-bytes", "64kb", "--snapshot-wal-bytes", "256kb")
     server = start(tmp_path, data, "--fsync", "always", *args)
     with quiver.connect(server.url) as db:
         db.create_table("t", SCHEMA, key="id")
@@ -232,7 +232,7 @@ def test_full_disk_fails_writes_with_a_clear_error_and_keeps_reads(tmp_path):
     """RLIMIT_FSIZE makes writes past 256 KiB fail (EFBIG) like a full disk."""
     data = tmp_path / "d"
     full = Server(tmp_path, "--fsync", "always", "--snapshot-wal-bytes", "0",
-                  "--wal-segment-bytes", "1g", "--log-level", "error", data_dir=data,
+                  "--wal-segment-bytes", "1gb", "--log-level", "error", data_dir=data,
                   file_size_limit=256 << 10)
     url = full.url
     try:
@@ -269,7 +269,7 @@ def test_full_disk_fails_writes_with_a_clear_error_and_keeps_reads(tmp_path):
 
 def test_snapshots_while_writes_and_reads_go_on(tmp_path):
     data = tmp_path / "d"
-    server = start(tmp_path, data, "--wal-segment-bytes", "64k", "--snapshot-wal-bytes", "0")
+    server = start(tmp_path, data, "--wal-segment-bytes", "64kb", "--snapshot-wal-bytes", "0")
     with quiver.connect(server.url) as db:
         db.create_table("t", SCHEMA, key="id")
         db.write("t", batch(0, 0))

@@ -414,3 +414,119 @@ def test_small_bodies_that_decode_to_gigabytes_are_refused_while_decoding(
     assert server.stop() == 0
     again = start_server(data_dir=server.data_dir)
     assert_intact(again)
+
+
+# --- 5. RESP buffers ---------------------------------------------------------------------------
+
+def _read_exactly(sock, count: int, timeout: float = 30) -> int:
+    sock.settimeout(timeout)
+    got = 0
+    while got < count:
+        chunk = sock.recv(min(1 << 20, count - got))
+        if not chunk:
+            break
+        got += len(chunk)
+    return got
+
+
+def test_pipelined_replies_are_paused_not_piled_up(start_server):
+    # SET bigv to 8 MiB, then GET bigv x 250 in one write, replies unread: the server stops
+    # running the pipeline while its replies wait, so it holds one or two, not 2 GB.
+    server = start_server()
+    r = redis.Redis(port=server.resp_port)
+    r.set("bigv", b"x" * (8 << 20))
+    before = rss_bytes(server.process.pid)
+    with socket.create_connection(("127.0.0.1", server.resp_port)) as conn:
+        conn.sendall(b"GET bigv\r\n" * 250)
+        time.sleep(1)
+        during = rss_bytes(server.process.pid)
+        assert r.ping()  # others are served meanwhile
+        # The replies arrive, whole, once the client reads (the first ten are read here).
+        reply = len(b"$%d\r\n" % (8 << 20)) + (8 << 20) + 2
+        conn.settimeout(30)
+        data = b""
+        while len(data) < 10 * reply:
+            data += conn.recv(1 << 20)
+        assert data[:reply] == b"$%d\r\n" % (8 << 20) + b"x" * (8 << 20) + b"\r\n"
+        assert data[9 * reply:10 * reply] == data[:reply]
+    if not ASAN:
+        assert during - before < 64 << 20, ((before >> 20), (during >> 20))
+        assert peak_rss_bytes(server.process.pid) - before < 96 << 20
+    assert r.get("bigv") == b"x" * (8 << 20)
+
+
+def test_output_buffer_limits_close_the_client(start_server):
+    server = start_server("--client-output-buffer-limit", "4mb 1mb 1")
+    r = redis.Redis(port=server.resp_port)
+    assert r.config_get("client-output-buffer-limit") == {
+        "client-output-buffer-limit": f"normal {4 << 20} {1 << 20} 1"}
+    r.set("big", b"x" * (5 << 20))
+    r.set("mid", b"x" * (3 << 20))
+    # One reply over the hard limit: the client is closed, others go on.
+    with socket.create_connection(("127.0.0.1", server.resp_port)) as conn:
+        conn.sendall(b"GET big\r\n")
+        assert _read_exactly(conn, 6 << 20, timeout=10) < 5 << 20
+    # Over the soft limit for more than a second, the client not reading: closed.
+    with socket.create_connection(("127.0.0.1", server.resp_port)) as conn:
+        # 30 MiB of replies, more than the kernel's socket buffers take: a 3 MiB write waits in
+        # the server until the client is closed for it.
+        conn.sendall(b"GET mid\r\n" * 10)
+        time.sleep(2.5)
+        assert _read_exactly(conn, 30 << 20, timeout=10) < 30 << 20
+    assert "output buffer limit" in server.log() or "soft output limit" in server.log()
+    r.config_set("client-output-buffer-limit", "normal 0 0 0")
+    assert len(r.get("big")) == 5 << 20
+    assert r.ping()
+
+
+def test_query_buffer_limit_and_client_memory(start_server):
+    # Six clients each sending 150 MiB of an unfinished value, under --maxmemory 64mb: client
+    # memory (maxmemory-clients, 128 MiB by default under maxmemory) stays bounded; the biggest
+    # clients are closed; INFO memory shows it.
+    server = start_server("--maxmemory", "64mb")
+    r = redis.Redis(port=server.resp_port)
+    r.set("kept", "yes")
+    before = rss_bytes(server.process.pid)
+    conns = []
+    for _ in range(6):
+        conn = socket.create_connection(("127.0.0.1", server.resp_port))
+        conn.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (200 << 20))
+        conns.append(conn)
+    chunk = b"y" * (1 << 20)
+    for _ in range(150):
+        for conn in conns:
+            try:
+                conn.sendall(chunk)
+            except OSError:
+                pass
+    time.sleep(0.5)
+    info = r.info("memory")
+    assert info["maxmemory_clients"] == 128 << 20
+    assert info["clients_closed_for_memory"] >= 4, info
+    if not ASAN:
+        assert peak_rss_bytes(server.process.pid) - before < (128 + 48) << 20
+    for conn in conns:
+        conn.close()
+    assert r.get("kept") == b"yes" and r.get("k") is None
+    # A query buffer limit of its own: a client past it is closed.
+    r.config_set("client-query-buffer-limit", "2mb")
+    with socket.create_connection(("127.0.0.1", server.resp_port)) as conn:
+        conn.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$%d\r\n" % (8 << 20))
+        try:
+            for _ in range(8):
+                conn.sendall(chunk)
+        except OSError:
+            pass
+        assert _read_exactly(conn, 10, timeout=10) == 0
+    assert "query buffer" in server.log()
+    assert r.get("q") is None and r.ping()
+
+
+def test_http_bodies_count_as_client_memory(start_server):
+    server = start_server("--maxmemory-clients", "8mb", "--max-request-bytes", "64mb")
+    make_table(server)
+    response = requests.put(f"{server.url}/api/v1/table/t/write", data=b"x" * (16 << 20),
+                            headers={"Content-Type": "application/json"})
+    assert response.status_code == 503, response.text[:300]
+    assert response.json()["code"] == "CLIENT_MEMORY"
+    assert_intact(server)

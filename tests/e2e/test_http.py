@@ -511,6 +511,22 @@ def test_stalled_headers_and_bodies_are_cut_off(start_server):
         assert closed
 
 
+def open_connections(server) -> int:
+    """quiverd's open HTTP connections, not counting the one asking."""
+    text = requests.get(server.url + "/metrics", headers={"Connection": "close"}).text
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("quiver_http_connections_")}
+    return int(values["quiver_http_connections_opened_total"]
+               - values["quiver_http_connections_closed_total"]) - 1
+
+
+def wait_for_open_connections(server, count, timeout=10):
+    deadline = time.monotonic() + timeout
+    while open_connections(server) != count:
+        assert time.monotonic() < deadline, f"{open_connections(server)} connections stay open"
+        time.sleep(0.02)
+
+
 def test_connection_cap(start_server):
     server = start_server("--max-connections", "2")
     # Connections of earlier requests (the fixture's readiness check) may wait in reference cycles
@@ -531,8 +547,11 @@ def test_connection_cap(start_server):
         _, closed = recv_all(first, 5)
         assert closed, "the oldest idle connection was not closed to make room"
         first.close()
+        second.close()
+        wait_for_open_connections(server, 0)  # the server saw them all close
         # Two busy connections (each in the middle of a request body): a third is refused.
         first = socket.create_connection(("127.0.0.1", server.port))
+        second = socket.create_connection(("127.0.0.1", server.port))
         for sock in (first, second):
             sock.sendall(b"PUT /api/v1/table/x/write HTTP/1.1\r\nHost: x\r\n"
                          b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")

@@ -252,7 +252,7 @@ def test_keys_scan_and_server_commands(r):
     assert isinstance(r.client_id(), int)
     assert any(c["name"] == "me" for c in r.client_list())
     assert r.config_get("maxmemory*") == {"maxmemory": "0", "maxmemory-policy": "noeviction",
-                                          "maxmemory-samples": "5"}
+                                          "maxmemory-samples": "5", "maxmemory-clients": "0"}
     assert r.command_count() > 50
     info = raw(r, "COMMAND", "INFO", "get", "nosuch")
     assert info[0][0] == b"get" and info[0][1] == 2 and info[1] is None
@@ -394,7 +394,8 @@ def test_config_set_maxmemory_and_noeviction(r):
     assert r.execute_command("CONFIG", "SET", "maxmemory", "1mb", "maxmemory-samples", "10")
     assert r.config_get("maxmemory*") == {"maxmemory": str(1 << 20),
                                           "maxmemory-policy": "noeviction",
-                                          "maxmemory-samples": "10"}
+                                          "maxmemory-samples": "10",
+                                          "maxmemory-clients": str(128 << 20)}
     r.config_set("maxmemory", used)  # at the limit: one more write goes over it
     r.set("one-more", b"x" * 1000)
     # Redis's reply, "-OOM command not allowed ...", which redis-py raises as OutOfMemoryError.
@@ -454,7 +455,7 @@ def test_lru_keeps_what_is_read(r):
 
 
 def test_resident_memory_stays_within_the_limit(start_server):
-    server = start_server("--maxmemory", "32m", "--maxmemory-policy", "allkeys-lru")
+    server = start_server("--maxmemory", "32mb", "--maxmemory-policy", "allkeys-lru")
     r = redis.Redis(port=server.resp_port)
     r.ping()
     before = rss_bytes(server.process.pid)

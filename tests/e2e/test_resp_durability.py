@@ -39,7 +39,7 @@ def writer(server: Server, number: int, acked: list, stop: threading.Event) -> N
 
 def test_sigkill_under_pipelined_writers_keeps_every_acknowledged_change(tmp_path):
     data = tmp_path / "data"
-    flags = ("--snapshot-wal-bytes", "256k", "--wal-segment-bytes", "64k")
+    flags = ("--snapshot-wal-bytes", "256kb", "--wal-segment-bytes", "64kb")
     for cycle in range(3):
         server = Server(tmp_path, *flags, data_dir=data)
         client = connect(server)
@@ -126,7 +126,7 @@ def test_full_disk_refuses_changes_with_a_clear_error_and_keeps_reads(tmp_path, 
     """RLIMIT_FSIZE makes log writes past 256 KiB fail (EFBIG) like a full disk."""
     data = tmp_path / "d"
     full = Server(tmp_path, "--fsync", fsync, "--snapshot-wal-bytes", "0", "--wal-segment-bytes",
-                  "1g", data_dir=data, file_size_limit=256 << 10)
+                  "1gb", data_dir=data, file_size_limit=256 << 10)
     try:
         client = connect(full)
         acked, failure = 0, None

@@ -27,7 +27,7 @@ def metric(server, name, labels=""):
 
 @pytest.mark.parametrize("backend", ["http", "flight"])
 def test_writes_evict_least_recently_used_rows(start_server, backend):
-    server = start_server("--maxmemory", "2m", "--maxmemory-policy", "allkeys-lru")
+    server = start_server("--maxmemory", "2mb", "--maxmemory-policy", "allkeys-lru")
     with quiver.connect(server.url if backend == "http" else server.flight_url) as db:
         db.create_table("t", SCHEMA, key="id")
         for batch in range(40):  # about 8.5 MB of rows through a 2 MiB limit
@@ -47,7 +47,7 @@ def test_writes_evict_least_recently_used_rows(start_server, backend):
 
 
 def test_noeviction_refuses_table_writes_with_a_clear_error_until_the_policy_changes(start_server):
-    server = start_server("--maxmemory", "1m")
+    server = start_server("--maxmemory", "1mb")
     r = redis.Redis(port=server.resp_port, decode_responses=True)
     with quiver.connect(server.url) as db, quiver.connect(server.flight_url) as flight_db:
         db.create_table("t", SCHEMA, key="id")
@@ -83,7 +83,7 @@ def test_noeviction_refuses_table_writes_with_a_clear_error_until_the_policy_cha
 
 
 def test_keyspace_writes_evict_table_rows(start_server):
-    server = start_server("--maxmemory", "1m", "--maxmemory-policy", "allkeys-random")
+    server = start_server("--maxmemory", "1mb", "--maxmemory-policy", "allkeys-random")
     with quiver.connect(server.url) as db:
         db.create_table("t", SCHEMA, key="id")
         db.write("t", rows(0, 3000))
@@ -115,7 +115,7 @@ def test_embedded_engine_shares_one_limit():
 
 
 def test_resident_memory_stays_within_the_limit_for_tables(start_server):
-    server = start_server("--maxmemory", "32m", "--maxmemory-policy", "allkeys-lru")
+    server = start_server("--maxmemory", "32mb", "--maxmemory-policy", "allkeys-lru")
     with quiver.connect(server.flight_url) as db:
         db.create_table("t", SCHEMA, key="id")
         before = rss_bytes(server.process.pid)

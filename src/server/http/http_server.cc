@@ -4,9 +4,12 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <thread>
 
+#include "common/byte_size.h"
+#include "common/client_memory.h"
 #include "common/log.h"
 #include "server/net/io_loop.h"
 
@@ -77,9 +80,24 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   Session(tcp::socket socket, HttpServer& server)
       : socket_(std::move(socket)), timer_(socket_.get_executor()), server_(server) {
     server_.open_sessions_.fetch_add(1);
+    server_.connections_opened_->Increment();
     buffer_.reserve(kInitialReadBytes);
+    // A chunked body is counted as client memory chunk by chunk (Beast then leaves storing it
+    // to this callback, which it holds by reference).
+    on_chunk_body_ = [this](uint64_t, std::string_view data, beast::error_code& error) {
+      if (!body_memory_.TrySet(body_memory_.bytes() + data.size())) {
+        client_memory_refused_ = true;
+        error = http::error::body_limit;
+        return size_t{0};
+      }
+      parser_->get().body().append(data);
+      return data.size();
+    };
   }
-  ~Session() { server_.open_sessions_.fetch_sub(1); }
+  ~Session() {
+    server_.connections_closed_->Increment();
+    server_.open_sessions_.fetch_sub(1);
+  }
 
   void Start() {
     SetDeadline(server_.options_.header_timeout_seconds);
@@ -135,7 +153,10 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       phase_.store(Phase::kIdle, std::memory_order_relaxed);
     }
     if (server_.stopping_.load()) return Close();
+    body_memory_.Set(0);  // the last request's body is gone
+    client_memory_refused_ = false;
     parser_.emplace();
+    parser_->on_chunk_body(on_chunk_body_);
     parser_->body_limit(server_.options_.max_request_bytes);
     parser_->header_limit(kMaxHeaderBytes);
     SetDeadline(server_.options_.header_timeout_seconds);
@@ -158,6 +179,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     // Beast reads into the buffer's free capacity (at least 512 bytes, at most 64 KiB a call):
     // without room, a 40 KB body would take 80 reads (and as many epoll and timer calls).
     const auto length = parser_->content_length();
+    if (length && *length <= server_.options_.max_request_bytes &&
+        !body_memory_.TrySet(*length)) {
+      client_memory_refused_ = true;
+      return OnRead(http::error::body_limit, 0);
+    }
     if (length && *length > buffer_.capacity() - buffer_.size()) {
       buffer_.reserve(std::min<uint64_t>(*length, kMaxReadBytes));
     }
@@ -168,6 +194,14 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
   void OnRead(beast::error_code error, size_t) {
     phase_.store(Phase::kBusy, std::memory_order_relaxed);
+    if (error == http::error::body_limit && client_memory_refused_) {
+      return Respond(
+          ErrorResponse(parser_->get(), http::status::service_unavailable, "CLIENT_MEMORY",
+                        "the server's client buffers are at their limit of " +
+                            FormatBytes(ClientMemory::Global().limit()) +
+                            " (--maxmemory-clients); retry later or send a smaller body"),
+          /*keep_alive=*/false);
+    }
     if (error == http::error::body_limit) {
       return Respond(
           ErrorResponse(parser_->get(), http::status::payload_too_large, "PAYLOAD_TOO_LARGE",
@@ -239,6 +273,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   // answered, kIdle between requests. Written on the session's thread only.
   std::atomic<Phase> phase_{Phase::kFresh};
   std::atomic<bool> shed_{false};
+  ClientMemoryCharge body_memory_;     // the request body being read
+  std::function<size_t(uint64_t, std::string_view, beast::error_code&)> on_chunk_body_;
+  bool client_memory_refused_ = false;  // its body did not fit under maxmemory-clients
 };
 
 HttpServer::HttpServer(const HttpServerOptions& options, storage::Database& database,
@@ -253,6 +290,15 @@ HttpServer::HttpServer(const HttpServerOptions& options, storage::Database& data
                     "HTTP requests answered with a status of 400 or more, by route and status");
   metrics_.Describe("quiver_http_request_duration_seconds", "histogram",
                     "Time to handle a request (decode, engine work, encode), by route template");
+  metrics_.Describe("quiver_http_connections_opened_total", "counter",
+                    "HTTP connections accepted (open now: opened minus closed)");
+  metrics_.Describe("quiver_http_connections_closed_total", "counter", "HTTP connections closed");
+  metrics_.Describe("quiver_http_connections_shed_total", "counter",
+                    "HTTP connections closed at --max-connections to make room for a new one "
+                    "(they had sent no request yet, or were idle between requests)");
+  connections_opened_ = &metrics_.Counter("quiver_http_connections_opened_total", {});
+  connections_closed_ = &metrics_.Counter("quiver_http_connections_closed_total", {});
+  connections_shed_ = &metrics_.Counter("quiver_http_connections_shed_total", {});
 }
 
 void HttpServer::Record(std::string_view route, const HttpRequest& request,
@@ -378,7 +424,7 @@ bool HttpServer::ShedIdleSession() {
     }
   }
   if (!victim) return false;
-  shed_sessions_.fetch_add(1, std::memory_order_relaxed);
+  connections_shed_->Increment();
   net::post(victim->executor(), [victim] { victim->CloseIfIdle(); });
   return true;
 }

@@ -82,7 +82,9 @@ class HttpServer {
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> next_context_{0};
   std::atomic<int> open_sessions_{0};
-  std::atomic<uint64_t> shed_sessions_{0};
+  CounterMetric* connections_opened_ = nullptr;  // in metrics_
+  CounterMetric* connections_closed_ = nullptr;
+  CounterMetric* connections_shed_ = nullptr;
   std::mutex sessions_mutex_;
   std::list<std::weak_ptr<Session>> sessions_;
 };

@@ -9,9 +9,11 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+#include <tuple>
 #include <unordered_map>
 
 #include "common/byte_size.h"
+#include "common/client_memory.h"
 #include "common/log.h"
 #include "server/resp/tables.h"
 
@@ -844,6 +846,32 @@ void ClientCommand(Context& c) {
                 "'. Try CLIENT HELP.");
 }
 
+}  // namespace
+
+void ApplyClientMemoryLimit(ServerState& server) {
+  const int64_t explicit_limit = server.maxmemory_clients.load();
+  uint64_t limit = static_cast<uint64_t>(explicit_limit);
+  if (explicit_limit < 0) limit = server.keyspace->MaxMemory() != 0 ? kDefaultClientMemory : 0;
+  ClientMemory::Global().SetLimit(limit);
+}
+
+bool ParseOutputBufferLimit(std::string_view text, uint64_t* hard, uint64_t* soft,
+                            int64_t* seconds) {
+  std::vector<std::string_view> words;
+  for (size_t start = 0; start < text.size();) {
+    const size_t end = std::min(text.find(' ', start), text.size());
+    if (end > start) words.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  if (words.size() == 4 && Lower(words[0]) == "normal") words.erase(words.begin());
+  if (words.size() != 3) return false;
+  int64_t number = 0;
+  return ParseByteSize(words[0], hard) && ParseByteSize(words[1], soft) &&
+         ParseInt(words[2], &number) && number >= 0 && (*seconds = number, true);
+}
+
+namespace {
+
 // CONFIG GET | SET: the parameters Quiver has; maxmemory, maxmemory-policy, maxmemory-samples
 // and the packed-hash limits (hash-max-listpack-entries | -value, and their old ziplist names)
 // can be set (CONFIG SET takes several pairs and applies all or none).
@@ -867,6 +895,12 @@ void Config(Context& c) {
         {"requirepass", c.server.requirepass},
         {"io-threads", std::to_string(c.server.threads)},
         {"proto-max-bulk-len", std::to_string(kMaxBulkBytes)},
+        {"client-output-buffer-limit",
+         "normal " + std::to_string(c.server.output_hard_limit.load()) + " " +
+             std::to_string(c.server.output_soft_limit.load()) + " " +
+             std::to_string(c.server.output_soft_seconds.load())},
+        {"client-query-buffer-limit", std::to_string(c.server.query_buffer_limit.load())},
+        {"maxmemory-clients", std::to_string(ClientMemory::Global().limit())},
     };
     std::vector<const std::pair<std::string, std::string>*> matched;
     for (const auto& parameter : parameters) {
@@ -889,6 +923,8 @@ void Config(Context& c) {
     std::optional<kv::EvictionPolicy> policy;
     std::optional<int> samples;
     std::optional<uint32_t> packed_fields, packed_bytes;
+    std::optional<uint64_t> query_buffer, client_memory;
+    std::optional<std::tuple<uint64_t, uint64_t, int64_t>> output_limit;
     for (size_t i = 2; i < c.args.size(); i += 2) {
       const std::string name = Lower(c.args[i]);
       const std::string_view value = c.args[i + 1];
@@ -924,11 +960,32 @@ void Config(Context& c) {
           return failed("argument must be between 0 and " + std::to_string(ceiling) + " inclusive");
         }
         (entries ? packed_fields : packed_bytes) = static_cast<uint32_t>(number);
+      } else if (name == "client-query-buffer-limit" || name == "maxmemory-clients") {
+        uint64_t bytes;
+        if (!ParseByteSize(value, &bytes)) return failed("argument must be a memory value");
+        if (name == "client-query-buffer-limit" && bytes < (1 << 20)) {
+          return failed("argument must be at least 1mb");
+        }
+        (name == "maxmemory-clients" ? client_memory : query_buffer) = bytes;
+      } else if (name == "client-output-buffer-limit") {
+        uint64_t hard, soft;
+        int64_t seconds;
+        if (!ParseOutputBufferLimit(value, &hard, &soft, &seconds)) {
+          return failed("argument must be 'normal <hard> <soft> <soft seconds>'");
+        }
+        output_limit = std::make_tuple(hard, soft, seconds);
       } else {
         return c.reply.Error("ERR Unknown option or number of arguments for CONFIG SET - '" +
                              std::string(c.args[i]) + "'");
       }
     }
+    if (query_buffer) c.server.query_buffer_limit.store(*query_buffer);
+    if (output_limit) {
+      c.server.output_hard_limit.store(std::get<0>(*output_limit));
+      c.server.output_soft_limit.store(std::get<1>(*output_limit));
+      c.server.output_soft_seconds.store(std::get<2>(*output_limit));
+    }
+    if (client_memory) c.server.maxmemory_clients.store(static_cast<int64_t>(*client_memory));
     if (policy) keyspace.SetPolicy(*policy);
     if (samples) keyspace.SetEvictionSamples(*samples);
     if (packed_fields) keyspace.SetMaxPackedFields(*packed_fields);
@@ -937,6 +994,7 @@ void Config(Context& c) {
       keyspace.SetMaxMemory(*max_memory);
       keyspace.MakeRoom();  // a lower limit evicts now, as Redis does
     }
+    ApplyClientMemoryLimit(c.server);
     return c.reply.Simple("OK");
   }
   if (Is(c.args[1], "set") && c.args.size() >= 3) {
@@ -986,6 +1044,10 @@ void Info(Context& c) {
     // used_memory: what counts towards maxmemory, the feature tables included.
     text += "# Memory\r\nused_memory:" + std::to_string(c.keyspace().memory_limit().UsedMemory()) +
             "\r\nused_memory_keyspace:" + std::to_string(stats.bytes) +
+            "\r\nmem_clients_normal:" + std::to_string(ClientMemory::Global().used()) +
+            "\r\nmaxmemory_clients:" + std::to_string(ClientMemory::Global().limit()) +
+            "\r\nclients_closed_for_memory:" +
+            std::to_string(c.server.clients_closed_for_memory.load()) +
             "\r\nmaxmemory:" + std::to_string(c.keyspace().MaxMemory()) +
             "\r\nmaxmemory_policy:" + std::string(kv::PolicyName(c.keyspace().Policy())) +
             "\r\n\r\n";

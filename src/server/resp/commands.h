@@ -52,7 +52,29 @@ struct ServerState {
   // The connected clients (CLIENT LIST, INFO clients): a callback filling one line per client.
   std::function<std::vector<std::string>()> list_clients;
   std::function<size_t()> client_count;
+  // Client buffer limits, as Redis's (docs/resp.md#client-limits); CONFIG SET changes them.
+  // client-output-buffer-limit normal <hard> <soft> <soft seconds>: a client whose unsent
+  // replies pass `hard`, or stay past `soft` that long, is closed (0: no limit).
+  std::atomic<uint64_t> output_hard_limit{uint64_t{1} << 30};
+  std::atomic<uint64_t> output_soft_limit{uint64_t{256} << 20};
+  std::atomic<int64_t> output_soft_seconds{60};
+  // client-query-buffer-limit: a client whose unparsed request grows past this is closed.
+  std::atomic<uint64_t> query_buffer_limit{uint64_t{1} << 30};
+  // maxmemory-clients (ClientMemory): -1 for the default, kDefaultClientMemory while maxmemory
+  // is set and no limit otherwise.
+  std::atomic<int64_t> maxmemory_clients{-1};
+  std::atomic<uint64_t> clients_closed_for_memory{0};
 };
+
+inline constexpr uint64_t kDefaultClientMemory = uint64_t{128} << 20;
+
+// Sets ClientMemory's limit from maxmemory-clients and maxmemory (after either changes).
+void ApplyClientMemoryLimit(ServerState& server);
+
+// "HARD SOFT SECONDS" (sizes as ParseByteSize reads them), optionally after the class "normal";
+// false for anything else.
+bool ParseOutputBufferLimit(std::string_view text, uint64_t* hard, uint64_t* soft,
+                            int64_t* seconds);
 
 // Runs one command (args[0] is its name, any case) and appends its reply. With a logged keyspace,
 // a change is refused (MISCONF) while the log cannot be written; under fsync=always its reply

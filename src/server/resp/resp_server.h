@@ -32,6 +32,12 @@ struct RespServerOptions {
   // Redis's maxclients. At the limit a new connection closes the oldest one that has not sent a
   // byte yet; when there is none it is answered "-ERR max number of clients reached".
   size_t max_connections = 10000;
+  // Client buffer limits (ServerState; docs/resp.md#client-limits).
+  uint64_t output_hard_limit = uint64_t{1} << 30;
+  uint64_t output_soft_limit = uint64_t{256} << 20;
+  int64_t output_soft_seconds = 60;
+  uint64_t query_buffer_limit = uint64_t{1} << 30;
+  int64_t maxmemory_clients = -1;  // -1: 128 MiB while maxmemory is set, else none
 };
 
 class RespServer {
@@ -56,6 +62,8 @@ class RespServer {
   void Accept();
   // True when a new connection may be served: under the limit, or a silent one was closed.
   bool RoomForConnection();
+  // Past maxmemory-clients: closes the clients holding the most buffer memory until the rest fit.
+  void CloseBiggestClients();
 
   const RespServerOptions options_;
   ServerState state_;

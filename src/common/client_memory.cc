@@ -1,0 +1,10 @@
+#include "common/client_memory.h"
+
+namespace quiver {
+
+ClientMemory& ClientMemory::Global() {
+  static ClientMemory instance;
+  return instance;
+}
+
+}  // namespace quiver
