@@ -39,7 +39,7 @@ test-asan: python
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
 	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz \
-	  codec_fuzz codec_test storage_test resp_test resp_fuzz keyspace_fuzz quiverd
+	  codec_fuzz codec_test storage_test storage_fuzz resp_test resp_fuzz keyspace_fuzz quiverd
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system QUIVERD=build-asan/quiverd \
@@ -98,7 +98,7 @@ FUZZ_SECONDS ?= 60
 fuzz: setup
 	@cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DQUIVER_FUZZ=ON \
 	  -DQUIVER_SANITIZE="address;undefined" -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
-	@cmake --build build-fuzz --target schema_fuzz codec_fuzz resp_fuzz
+	@cmake --build build-fuzz --target schema_fuzz codec_fuzz resp_fuzz keyspace_fuzz storage_fuzz
 	@mkdir -p build-fuzz/corpus/schema build-fuzz/corpus/codec
 	@cp src/engine/fuzz_corpus/schema/* build-fuzz/corpus/schema/
 	@cp src/server/codec/fuzz_corpus/codec/* build-fuzz/corpus/codec/
@@ -107,6 +107,11 @@ fuzz: setup
 	  ./build-fuzz/src/codec_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 build-fuzz/corpus/codec
 	@mkdir -p build-fuzz/corpus/resp && cp src/server/resp/fuzz_corpus/resp/* build-fuzz/corpus/resp/
 	@./build-fuzz/src/resp_fuzz -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/resp
+	@mkdir -p build-fuzz/corpus/keyspace && cp src/kv/fuzz_corpus/keyspace/* build-fuzz/corpus/keyspace/
+	@./build-fuzz/src/keyspace_fuzz -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/keyspace
+	@mkdir -p build-fuzz/corpus/storage && cp src/storage/fuzz_corpus/storage/* build-fuzz/corpus/storage/
+	@ARROW_DEFAULT_MEMORY_POOL=system ./build-fuzz/src/storage_fuzz -max_total_time=$(FUZZ_SECONDS) \
+	  -rss_limit_mb=4096 build-fuzz/corpus/storage
 
 format:
 	@find src apps bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
