@@ -445,7 +445,8 @@ TEST_F(StorageTest, SnapshotsWhileWritersAndReadersGoOn) {
       }
     });
     for (int i = 0; i < 6; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      // Each snapshot after a few more batches: counts, not time, so a busy machine passes too.
+      while (batches.load() < (i + 1) * 3) std::this_thread::yield();
       auto report = db->Snapshot();
       if (!report.ok()) ++errors;
     }
@@ -771,13 +772,19 @@ TEST_F(StorageTest, KeyspaceSnapshotsWhileWritersGoOnAndRetireTheLog) {
   std::map<std::string, std::string> expected;
   {
     auto db = Open(options);
+    // Driven by counts, not time: each snapshot waits for 2,000 more commands, so the test holds
+    // however fast the machine is (981 keys in 30 ms windows failed under ASan on a busy one).
     std::atomic<bool> stop{false};
+    std::atomic<int> commands{0};
+    auto wait_for_commands = [&](int count) {
+      while (commands.load() < count) std::this_thread::yield();
+    };
     std::vector<std::thread> writers;
     for (int t = 0; t < 2; ++t) {
       writers.emplace_back([&, t] {
         resp::LocalClient kv(db->keyspace());
         std::mt19937 rng(t);
-        for (int i = 0; !stop; ++i) {
+        for (int i = 0; !stop; ++i, ++commands) {
           const std::string key = "k" + std::to_string(rng() % 2000);
           switch (rng() % 4) {
             case 0:
@@ -798,11 +805,12 @@ TEST_F(StorageTest, KeyspaceSnapshotsWhileWritersGoOnAndRetireTheLog) {
       });
     }
     for (int s = 0; s < 5; ++s) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      wait_for_commands((s + 1) * 2000);
       SnapshotReport report = ValueOrFail(db->Snapshot());
       ASSERT_TRUE(report.keyspace.has_value());
       EXPECT_TRUE(report.keyspace->written);
     }
+    wait_for_commands(12000);
     stop = true;
     for (auto& writer : writers) writer.join();
     expected = Describe(db->keyspace());

@@ -59,7 +59,12 @@ def test_sigkill_under_pipelined_writers_keeps_every_acknowledged_change(tmp_pat
         threads = [threading.Thread(target=writer, args=(server, i, acked, stop)) for i in range(2)]
         for thread in threads:
             thread.start()
-        time.sleep(0.4 + 0.3 * cycle)
+        # Both writers have written (a condition, not a time: a busy machine is slower), then
+        # the kill lands at a moment that moves from cycle to cycle.
+        deadline = time.monotonic() + 30
+        while not all(a > 0 for a in acked) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2 + 0.3 * cycle)
         server.process.send_signal(signal.SIGKILL)
         stop.set()
         for thread in threads:
