@@ -530,3 +530,20 @@ def test_http_bodies_count_as_client_memory(start_server):
     assert response.status_code == 503, response.text[:300]
     assert response.json()["code"] == "CLIENT_MEMORY"
     assert_intact(server)
+
+
+def test_flight_batches_past_the_decode_limit_are_refused(start_server):
+    import pyarrow.flight as flight
+    server = start_server("--max-decode-bytes", "8mb")
+    make_table(server)
+    client = flight.connect(server.flight_url)
+    small = pa.table({"id": ["s"], "name": ["x"]})
+    big = pa.table({"id": [str(i) for i in range(10)], "name": ["n" * (1 << 20)] * 10})
+    writer, _ = client.do_put(flight.FlightDescriptor.for_path("t"), small.schema)
+    writer.write_table(small)
+    with pytest.raises(pa.ArrowInvalid, match="max-decode-bytes"):
+        writer.write_table(big)
+        writer.close()
+    assert_intact(server)
+    response = requests.post(f"{server.url}/api/v1/table/t/fetch", json={"keys": ["s", "0"]})
+    assert response.json()["found"] == [True, False]

@@ -4,6 +4,7 @@
 #include <arrow/api.h>
 #include <arrow/flight/api.h>
 #include <arrow/util/align_util.h>
+#include <arrow/util/byte_size.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/arrow_status.h"
+#include "common/byte_size.h"
 #include "common/json_shape.h"
 #include "common/log.h"
 #include "server/codec/codec.h"
@@ -234,6 +236,16 @@ class FlightServer::Service : public flight::FlightServerBase {
       for (int64_t index = 0;; ++index) {
         QUIVER_ASSIGN_OR_RETURN(auto batch, NextBatch(*reader, index));
         if (!batch) return Status::OK();
+        // A batch as received may hold far more than gRPC carried (compressed buffers): what
+        // an HTTP body may decode to is the most a batch may be, checked before it is logged.
+        const uint64_t max_bytes = catalog_.options().limits.max_decode_bytes;
+        if (const auto bytes = static_cast<uint64_t>(arrow::util::TotalBufferSize(*batch));
+            bytes > max_bytes) {
+          return Status::LimitExceeded(
+              "batch " + std::to_string(index) + " holds " + FormatBytes(bytes) +
+              ", more than --max-decode-bytes (" + FormatBytes(max_bytes) +
+              "); send smaller batches (batches before it were written)");
+        }
         auto written = target.table->Upsert(*batch, WriteOptions{target.ttl_ms});
         if (!written.ok()) {
           return written.status().WithContext("batch " + std::to_string(index) + " (batches " +
