@@ -91,6 +91,8 @@ void DecodeMemory::SetProcessLimit(uint64_t bytes) {
 
 uint64_t DecodeMemory::ProcessLimit() { return g_process_limit.load(std::memory_order_relaxed); }
 
+DecodeMemory::Scope* DecodeMemory::CurrentScope() { return t_scope; }
+
 DecodeMemory::Scope::Scope(uint64_t limit) : limit_(limit), outer_(t_scope) { t_scope = this; }
 
 DecodeMemory::Scope::~Scope() { t_scope = outer_; }

@@ -29,6 +29,10 @@ class DecodeMemory {
   static void SetProcessLimit(uint64_t bytes);
   static uint64_t ProcessLimit();
 
+  class Scope;
+  // The scope open on this thread, or null.
+  static Scope* CurrentScope();
+
   class Scope {
    public:
     explicit Scope(uint64_t limit);
@@ -42,6 +46,9 @@ class DecodeMemory {
     // True once an allocation failed because of this scope's or the process-wide limit; the
     // caller then names the limit in its error.
     bool exceeded() const { return exceeded_; }
+    // A decoder that knows beforehand it would need more than the scope's limit (a JSON body's
+    // document) refuses at once and says so here.
+    void MarkExceeded() { exceeded_ = true; }
     bool process_limit_hit() const { return process_limit_hit_; }
 
    private:

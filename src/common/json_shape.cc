@@ -6,7 +6,12 @@
 namespace quiver {
 
 Status CheckJsonShape(std::string_view text, std::string_view what,
-                      const JsonShapeLimits& limits) {
+                      const JsonShapeLimits& limits, JsonShape* shape) {
+  JsonShape counted;
+  // A value starts at every '[', '{', '"' (but a member's name) and at the first character of a
+  // number or literal; counted here as the containers, the strings, and the ',' and ':' that
+  // separate the rest, which bounds it closely enough for an estimate.
+  size_t separators = 0;
   // Per open container, outermost first: whether it is an object, and its members so far (one
   // ':' at its own level per member).
   constexpr int kMaxTracked = 256;
@@ -28,6 +33,10 @@ Status CheckJsonShape(std::string_view text, std::string_view what,
     switch (c) {
       case '"':
         in_string = true;
+        ++counted.strings;
+        break;
+      case ',':
+        ++separators;
         break;
       case '{':
       case '[':
@@ -38,12 +47,14 @@ Status CheckJsonShape(std::string_view text, std::string_view what,
         is_object[depth] = c == '{';
         members[depth] = 0;
         ++depth;
+        ++counted.containers;
         break;
       case '}':
       case ']':
         if (depth > 0) --depth;  // unbalanced text is the parser's to refuse
         break;
       case ':':
+        ++counted.members;
         if (depth > 0 && is_object[depth - 1] && limits.max_object_members != 0 &&
             ++members[depth - 1] > limits.max_object_members) {
           return Status::LimitExceeded(std::string(what) + " has an object of more than " +
@@ -53,6 +64,10 @@ Status CheckJsonShape(std::string_view text, std::string_view what,
       default:
         break;
     }
+  }
+  if (shape != nullptr) {
+    counted.values = separators + counted.containers + 1;
+    *shape = counted;
   }
   return Status::OK();
 }

@@ -24,7 +24,16 @@ namespace {
 using Json = nlohmann::json;
 
 Result<Json> ParseJsonBody(std::string_view body) {
-  QUIVER_RETURN_NOT_OK(CheckJsonShape(body, "the request body"));
+  JsonShape shape;
+  QUIVER_RETURN_NOT_OK(CheckJsonShape(body, "the request body", kJsonLimits, &shape));
+  // A document takes far more than its text (a 64 MB body of small numbers, about 600 MB): it
+  // is held to the caller's decode budget before it is built.
+  if (DecodeMemory::Scope* scope = DecodeMemory::CurrentScope();
+      scope != nullptr && shape.DocumentBytes() > scope->limit()) {
+    scope->MarkExceeded();
+    return Status::LimitExceeded("the JSON body would take about " +
+                                 FormatBytes(shape.DocumentBytes()) + " to parse");
+  }
   Json json = Json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) return Status::InvalidArgument("the request body is not valid JSON");
   if (!json.is_object()) return Status::InvalidArgument("the request body must be a JSON object");

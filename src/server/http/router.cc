@@ -360,13 +360,15 @@ HttpResponse Router::Fetch(const HttpRequest& request, std::string_view name,
   if (!table.ok()) return ErrorResponse(request, table.status());
   const std::string content_type = RequestContentType(request);
   FetchRequest fetch;
+  const codec::DecodeLimit limit{catalog_.options().limits.max_decode_bytes, false};
+  DecodeMemory::Scope scope(limit.bytes);
   if (content_type.empty() || content_type == kJsonType) {
     auto parsed = codec::ParseJsonFetch(request.body(), (*table)->schema());
-    if (!parsed.ok()) return ErrorResponse(request, parsed.status());
+    if (!parsed.ok()) {
+      return ErrorResponse(request, codec::DecodeFailure(parsed.status(), scope, limit));
+    }
     fetch = std::move(parsed).value();
   } else if (content_type == kArrowStreamType) {
-    const codec::DecodeLimit limit{catalog_.options().limits.max_decode_bytes, false};
-    DecodeMemory::Scope scope(limit.bytes);
     auto keys = codec::ParseIpcKeys(request.body());
     if (!keys.ok()) {
       return ErrorResponse(request, codec::DecodeFailure(keys.status(), scope, limit));
@@ -413,37 +415,39 @@ HttpResponse Router::Write(const HttpRequest& request, std::string_view name,
   auto table = catalog_.GetTable(name);
   if (!table.ok()) return ErrorResponse(request, table.status());
   const std::string content_type = RequestContentType(request);
-  Result<UpsertResult> written = Status::Internal("unreachable");
+  if (content_type != kJsonType && content_type != kArrowStreamType &&
+      content_type != kParquetType) {
+    return UnsupportedContentType(request, std::string(kJsonType) + ", " +
+                                               std::string(kArrowStreamType) + " or " +
+                                               std::string(kParquetType));
+  }
+  // Bounded while it is decoded: a small compressed body may decode to gigabytes, and a JSON
+  // body's document takes about ten times its text.
+  const codec::DecodeLimit limit = codec::WriteDecodeLimit(
+      catalog_.options().limits.max_decode_bytes, database_.memory_limit());
+  DecodeMemory::Scope scope(limit.bytes);
+  Result<std::shared_ptr<arrow::RecordBatch>> batch = Status::Internal("unreachable");
   if (content_type == kJsonType) {
-    auto batch = codec::ParseJsonWrite(request.body(), (*table)->schema());
-    if (!batch.ok()) {
+    batch = codec::ParseJsonWrite(request.body(), (*table)->schema());
+    if (!batch.ok() && !scope.exceeded()) {
       return ErrorResponse(request,
                            batch.status().WithContext("table '" + std::string(name) + "'"));
     }
-    written = (*table)->Upsert(**batch, options);
-  } else if (content_type == kArrowStreamType || content_type == kParquetType) {
-    // Bounded while it is decoded: a small compressed body may decode to gigabytes.
-    const codec::DecodeLimit limit = codec::WriteDecodeLimit(
-        catalog_.options().limits.max_decode_bytes, database_.memory_limit());
-    DecodeMemory::Scope scope(limit.bytes);
+  } else {
     auto data = content_type == kArrowStreamType ? codec::ParseIpcTable(request.body())
                                                  : codec::ParseParquetTable(request.body());
-    Result<std::shared_ptr<arrow::RecordBatch>> batch = data.status();
+    batch = data.status();
     if (data.ok()) {
       auto combined = (*data)->CombineChunksToBatch(DecodeMemory::pool());
       batch = combined.ok() ? Result<std::shared_ptr<arrow::RecordBatch>>(*combined)
                             : FromArrow(combined.status());
       data = std::shared_ptr<arrow::Table>();  // the chunks go: the batch holds the rows now
     }
-    if (!batch.ok()) {
-      return ErrorResponse(request, codec::DecodeFailure(batch.status(), scope, limit));
-    }
-    written = (*table)->Upsert(**batch, options);
-  } else {
-    return UnsupportedContentType(request, std::string(kJsonType) + ", " +
-                                               std::string(kArrowStreamType) + " or " +
-                                               std::string(kParquetType));
   }
+  if (!batch.ok()) {
+    return ErrorResponse(request, codec::DecodeFailure(batch.status(), scope, limit));
+  }
+  Result<UpsertResult> written = (*table)->Upsert(**batch, options);
   if (!written.ok()) return ErrorResponse(request, written.status());
   return JsonResponse(request, http::status::ok,
                       nlohmann::json{{"rows_written", written->rows_written},
@@ -456,8 +460,12 @@ HttpResponse Router::Delete(const HttpRequest& request, std::string_view name) c
   if (auto error = CheckJsonBody(request)) return *error;
   auto table = catalog_.GetTable(name);
   if (!table.ok()) return ErrorResponse(request, table.status());
+  const codec::DecodeLimit limit{catalog_.options().limits.max_decode_bytes, false};
+  DecodeMemory::Scope scope(limit.bytes);
   auto keys = codec::ParseJsonKeys(request.body(), (*table)->schema());
-  if (!keys.ok()) return ErrorResponse(request, keys.status());
+  if (!keys.ok()) {
+    return ErrorResponse(request, codec::DecodeFailure(keys.status(), scope, limit));
+  }
   auto deleted = (*table)->Delete(**keys);
   if (!deleted.ok()) return ErrorResponse(request, deleted.status());
   return JsonResponse(request, http::status::ok, nlohmann::json{{"deleted", *deleted}}.dump());
