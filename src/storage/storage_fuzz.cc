@@ -13,7 +13,6 @@
 // again to the same.
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -41,16 +40,24 @@ bool Refused(const Status& status) {
   return status.code() == StatusCode::kCorruption || status.code() == StatusCode::kLimitExceeded;
 }
 
-// A directory of this process's own, emptied for each input.
-const std::string& Scratch() {
-  static const std::string dir = [] {
+// A directory of this process's own, emptied for each input and removed at exit.
+struct ScratchDirectory {
+  ScratchDirectory() {
     std::string pattern = (fs::temp_directory_path() / "quiver-storage-fuzz-XXXXXX").string();
     const char* made = mkdtemp(pattern.data());
     Check(made != nullptr, "a scratch directory");
-    std::atexit([] { fs::remove_all(Scratch()); });
-    return std::string(made);
-  }();
-  return dir;
+    path = made;
+  }
+  ~ScratchDirectory() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+  std::string path;
+};
+
+const std::string& Scratch() {
+  static const ScratchDirectory directory;
+  return directory.path;
 }
 
 std::string Fresh(const std::string& name) {
