@@ -275,7 +275,7 @@ const std::vector<Option>& AllOptions() {
                  &Options::max_request_bytes, 1, int64_t{1} << 40),
       SizeOption("--max-decode-bytes", "max_decode_bytes",
                  "memory decoding one write's Arrow IPC or Parquet body may take, and all bodies "
-                 "being decoded at once together (less when --maxmemory leaves less room)",
+                 "being decoded at once together (--maxmemory when that is less)",
                  &Options::max_decode_bytes, 1 << 20, int64_t{1} << 40),
       IntegerOption("--header-timeout", "http.header_timeout", "SECONDS",
                     "close a connection whose request headers (or next request) take longer",

@@ -15,7 +15,7 @@ struct EngineLimits {
   int max_columns = 4096;             // key and value columns together
   int max_embedding_elements = 8192;  // fixed_size_list length
   // What decoding one write's Arrow IPC or Parquet body may allocate (common/decode_memory.h),
-  // and all requests being decoded at once together; less when maxmemory leaves less room.
+  // and all requests being decoded at once together; maxmemory when that is less.
   uint64_t max_decode_bytes = uint64_t{256} << 20;
   // Heap chunks holding live values are emptied only once the heap's garbage is at least this
   // many bytes (and 2 bytes a row: a compaction visits every row); chunks holding only garbage

@@ -603,15 +603,12 @@ bool AppendNumberText(std::string& out, const arrow::Array& array, int64_t i) {
 
 DecodeLimit WriteDecodeLimit(uint64_t max_decode_bytes, const MemoryLimit& memory) {
   DecodeLimit limit{max_decode_bytes, false};
+  // Not what is free now: decoding is transient, and a write that only rewrites stored rows
+  // needs its batch decoded even at the limit (the engine then admits it, or evicts, or refuses
+  // it before it is logged). Decoding is bounded by maxmemory itself, so that resident memory
+  // stays under twice maxmemory, and under maxmemory plus the decode budget.
   const uint64_t max_memory = memory.MaxMemory();
-  if (max_memory == 0) return limit;
-  // Under noeviction a write needs room that is free now; an evicting policy can free it all.
-  uint64_t room = max_memory;
-  if (memory.Policy() == EvictionPolicy::kNoEviction) {
-    const uint64_t used = memory.UsedMemory();
-    room = used >= max_memory ? 0 : max_memory - used;
-  }
-  if (room < limit.bytes) limit = DecodeLimit{room, true};
+  if (max_memory != 0 && max_memory < limit.bytes) limit = DecodeLimit{max_memory, true};
   return limit;
 }
 
@@ -624,10 +621,9 @@ Status DecodeFailure(const Status& status, const DecodeMemory::Scope& scope,
         FormatBytes(DecodeMemory::ProcessLimit()) + " (--max-decode-bytes); retry later");
   }
   if (limit.memory_bound) {
-    return Status::OutOfMemory("decoding the request body needs more than the " +
+    return Status::OutOfMemory("decoding the request body needs more than maxmemory (" +
                                FormatBytes(limit.bytes) +
-                               " that maxmemory leaves free; write less at a time, free memory "
-                               "or raise maxmemory");
+                               "); write less at a time or raise maxmemory");
   }
   return Status::LimitExceeded("the request body decodes to more than " +
                                FormatBytes(limit.bytes) +

@@ -97,11 +97,11 @@ Result<std::vector<std::string>> ParseSnapshotRequest(std::string_view body);
 //  "wal_segments_removed": N, "seconds": S}
 std::string SnapshotReportToJson(const storage::SnapshotReport& report);
 
-// How much decoding one write body may allocate: max_decode_bytes, or less when maxmemory
-// leaves less room (under noeviction: what is free now; under an evicting policy: maxmemory).
+// How much decoding one write body may allocate: max_decode_bytes, or maxmemory when that is
+// less.
 struct DecodeLimit {
   uint64_t bytes = 0;
-  bool memory_bound = false;  // `bytes` is the room maxmemory leaves
+  bool memory_bound = false;  // `bytes` is maxmemory
 };
 DecodeLimit WriteDecodeLimit(uint64_t max_decode_bytes, const MemoryLimit& memory);
 // `status` of a decode run in `scope`; when the scope's limit made it fail, the error names the
