@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp bench-resp bench-durability soak fuzz format tidy clean
+	bench bench-cpp bench-resp bench-durability bench-attacks soak fuzz format tidy clean
 
 all: build
 
@@ -88,6 +88,11 @@ bench-cpp: build
 # pipelines 1 and 16, and memory per key (bench/suite/resp.py; BENCH_REQUESTS, BENCH_RUNS, ...).
 bench-resp: build python
 	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/resp.py
+
+# Peak resident memory under the memory attacks of issue 21, with and without --maxmemory
+# (bench/suite/attacks.py; QUIVERD picks the binary, BENCH_FLAGS adds flags).
+bench-attacks: build python
+	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/attacks.py
 
 # Write throughput per fsync policy and restart time (docs/durability.md; BENCH_ROWS, BENCH_SECONDS).
 bench-durability: build

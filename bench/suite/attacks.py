@@ -1,0 +1,122 @@
+"""Peak resident memory of quiverd under the memory attacks of issue 21, one command:
+`make bench-attacks` (docs/benchmarks.md, "Hostile clients").
+
+Each attack runs against a fresh quiverd (QUIVERD, default build/quiverd; pass an older build to
+compare), and reports its resident memory before and its peak (VmHWM) after:
+
+  parquet-bomb   a 2 KB Parquet body (zstd) whose one 1 MiB value fills 1,000 rows: 1 GB decoded
+  ipc-bomb       a 40 KB Arrow IPC stream (zstd) of the same rows
+  json-bomb      a 40 MB JSON body of small numbers (a document of some 600 MB)
+  get-pipeline   SET an 8 MiB value, then GET it 250 times in one write, the replies left unread
+  slow-values    6 RESP clients each sending 150 MiB of an unfinished 200 MiB value
+
+each once without limits and once with --maxmemory of 64 MiB (BENCH_FLAGS adds flags to both).
+"""
+
+import io
+import os
+import pathlib
+import shlex
+import socket
+import sys
+import tempfile
+import time
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import redis
+import requests
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests"))
+from quiverd import QUIVERD, Server, peak_rss_bytes, rss_bytes  # noqa: E402
+
+SCHEMA = {"key": "id", "columns": {"id": {"dtype": "utf8", "nullable": False},
+                                   "name": {"dtype": "utf8"}, "score": {"dtype": "float64"}}}
+
+
+def bodies():
+    keys = [str(i) for i in range(1000)]
+    name = pa.DictionaryArray.from_arrays(pa.array([0] * 1000, pa.int32()),
+                                          pa.array(["a" * (1 << 20)]))
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"id": keys, "name": name}), sink, compression="zstd",
+                   store_schema=False)
+    parquet = sink.getvalue()
+    dense = pa.table({"id": keys, "name": name.cast(pa.string())})
+    sink = io.BytesIO()
+    with ipc.new_stream(sink, dense.schema,
+                        options=ipc.IpcWriteOptions(compression="zstd")) as writer:
+        writer.write_table(dense, max_chunksize=100)
+    return {"parquet-bomb": ("application/vnd.apache.parquet", parquet),
+            "ipc-bomb": ("application/vnd.apache.arrow.stream", sink.getvalue()),
+            "json-bomb": ("application/json",
+                          b'{"columns": {"score": [' + b"1," * 20_000_000 + b"1]}}")}
+
+
+def write_attack(content_type, body):
+    def run(server):
+        requests.put(f"{server.url}/api/v1/table/t", json=SCHEMA)
+        response = requests.put(f"{server.url}/api/v1/table/t/write", data=body,
+                                headers={"Content-Type": content_type}, timeout=600)
+        return f"HTTP {response.status_code}"
+    return run
+
+
+def get_pipeline(server):
+    client = redis.Redis(port=server.resp_port)
+    client.set("bigv", b"x" * (8 << 20))
+    with socket.create_connection(("127.0.0.1", server.resp_port)) as conn:
+        conn.sendall(b"GET bigv\r\n" * 250)
+        time.sleep(4)
+    return "replies unread for 4 s"
+
+
+def slow_values(server):
+    conns = []
+    for _ in range(6):
+        conn = socket.create_connection(("127.0.0.1", server.resp_port))
+        conn.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (200 << 20))
+        conns.append(conn)
+    chunk = b"y" * (1 << 20)
+    closed = 0
+    for _ in range(150):
+        for conn in conns:
+            try:
+                conn.sendall(chunk)
+            except OSError:
+                closed += 1
+    time.sleep(1)
+    for conn in conns:
+        conn.close()
+    return f"{closed} sends refused"
+
+
+def main() -> None:
+    attacks = {name: write_attack(*spec) for name, spec in bodies().items()}
+    attacks["get-pipeline"] = get_pipeline
+    attacks["slow-values"] = slow_values
+    extra = shlex.split(os.environ.get("BENCH_FLAGS", ""))
+    print(f"quiverd: {QUIVERD}")
+    print("| attack | flags | RSS before (MiB) | peak RSS (MiB) | outcome |")
+    print("|---|---|---|---|---|")
+    for name, attack in attacks.items():
+        # 64 MiB as a plain number: builds before sizes were read Redis's way read "64mb" not.
+        for flags in ([], ["--maxmemory", str(64 << 20)]):
+            with tempfile.TemporaryDirectory() as tmp:
+                server = Server(pathlib.Path(tmp), *flags, *extra)
+                before = rss_bytes(server.process.pid)
+                try:
+                    outcome = attack(server)
+                except (OSError, requests.RequestException, redis.RedisError) as error:
+                    outcome = f"client error: {type(error).__name__}"
+                alive = server.process.poll() is None
+                peak = peak_rss_bytes(server.process.pid) if alive else 0
+                server.process.kill()
+                server.process.wait()
+                print(f"| {name} | {' '.join(flags) or '-'} | {before >> 20} | "
+                      f"{peak >> 20 if alive else 'killed'} | {outcome} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
