@@ -436,8 +436,9 @@ HttpResponse Router::Write(const HttpRequest& request, std::string_view name,
   } else {
     auto data = content_type == kArrowStreamType ? codec::ParseIpcTable(request.body())
                                                  : codec::ParseParquetTable(request.body());
-    batch = data.status();
-    if (data.ok()) {
+    if (!data.ok()) {
+      batch = data.status();
+    } else {
       auto combined = (*data)->CombineChunksToBatch(DecodeMemory::pool());
       batch = combined.ok() ? Result<std::shared_ptr<arrow::RecordBatch>>(*combined)
                             : FromArrow(combined.status());
