@@ -34,8 +34,9 @@ std::string FormatBytes(uint64_t bytes) {
     ++unit;
   }
   char text[32];
-  std::snprintf(text, sizeof(text), value < 10 && value != static_cast<int>(value) ? "%.1f %s" : "%.0f %s",
-                value, kUnits[unit]);
+  std::snprintf(text, sizeof(text),
+                value < 10 && value != static_cast<int>(value) ? "%.1f %s" : "%.0f %s", value,
+                kUnits[unit]);
   return text;
 }
 

@@ -64,8 +64,8 @@ class DecodeMemoryPool final : public arrow::MemoryPool {
     if (limit != 0 && before + bytes > limit) {
       g_in_flight.fetch_sub(bytes, std::memory_order_relaxed);
       if (scope != nullptr) scope->exceeded_ = scope->process_limit_hit_ = true;
-      return arrow::Status::OutOfMemory("decoding in all requests together needs more than ",
-                                        limit, " bytes");
+      return arrow::Status::OutOfMemory("decoding in all requests together needs more than ", limit,
+                                        " bytes");
     }
     if (scope != nullptr) scope->used_ += bytes;
     return arrow::Status::OK();

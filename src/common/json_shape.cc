@@ -5,8 +5,8 @@
 
 namespace quiver {
 
-Status CheckJsonShape(std::string_view text, std::string_view what,
-                      const JsonShapeLimits& limits, JsonShape* shape) {
+Status CheckJsonShape(std::string_view text, std::string_view what, const JsonShapeLimits& limits,
+                      JsonShape* shape) {
   JsonShape counted;
   // A value starts at every '[', '{', '"' (but a member's name) and at the first character of a
   // number or literal; counted here as the containers, the strings, and the ',' and ':' that
@@ -41,7 +41,8 @@ Status CheckJsonShape(std::string_view text, std::string_view what,
       case '{':
       case '[':
         if (depth == max_depth) {
-          return Status::InvalidArgument(std::string(what) + " nests arrays and objects more than " +
+          return Status::InvalidArgument(std::string(what) +
+                                         " nests arrays and objects more than " +
                                          std::to_string(max_depth) + " levels deep");
         }
         is_object[depth] = c == '{';

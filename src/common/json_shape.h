@@ -17,8 +17,8 @@
 namespace quiver {
 
 struct JsonShapeLimits {
-  int max_depth = 64;               // arrays and objects inside one another
-  size_t max_object_members = 0;    // members of one object; 0: any number
+  int max_depth = 64;             // arrays and objects inside one another
+  size_t max_object_members = 0;  // members of one object; 0: any number
 };
 
 // What a document holds, counted by the same pass: enough to tell what parsing it costs.

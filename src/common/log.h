@@ -54,13 +54,13 @@ class LogRateLimiter {
 
 // QUIVER_LOG with fields, at most once a second from this call site: for a line that may repeat
 // on every failed request, accept or read.
-#define QUIVER_LOG_EVERY_SECOND(level, message, ...)                                        \
-  do {                                                                                      \
-    if (::quiver::LogEnabled(::quiver::LogLevel::level)) {                                  \
-      static ::quiver::LogRateLimiter quiver_log_limiter_(1000);                            \
-      uint64_t quiver_log_repeated_ = 0;                                                    \
-      if (quiver_log_limiter_.Allow(&quiver_log_repeated_)) {                               \
+#define QUIVER_LOG_EVERY_SECOND(level, message, ...)                                          \
+  do {                                                                                        \
+    if (::quiver::LogEnabled(::quiver::LogLevel::level)) {                                    \
+      static ::quiver::LogRateLimiter quiver_log_limiter_(1000);                              \
+      uint64_t quiver_log_repeated_ = 0;                                                      \
+      if (quiver_log_limiter_.Allow(&quiver_log_repeated_)) {                                 \
         ::quiver::Log(::quiver::LogLevel::level, message, __VA_ARGS__, quiver_log_repeated_); \
-      }                                                                                     \
-    }                                                                                       \
+      }                                                                                       \
+    }                                                                                         \
   } while (false)
