@@ -98,7 +98,9 @@ bench-attacks: build python
 bench-durability: build
 	@./$(BUILD)/bench/durability_benchmark
 
-# Coverage-guided fuzzing with libFuzzer (needs clang: apt-get install clang). FUZZ_SECONDS per target.
+# Coverage-guided fuzzing with libFuzzer (needs clang and its fuzzer runtime: apt-get install
+# clang libclang-rt-14-dev; Debian 12's clang leaves the runtime to a recommended package).
+# FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
 fuzz: setup
 	@cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DQUIVER_FUZZ=ON \
