@@ -203,15 +203,23 @@ Status Database::Recover() {
   }
   // The directory checks itself: every file another one says must exist is there.
   QUIVER_ASSIGN_OR_RETURN(const std::vector<std::string> unnamed, UnnamedSnapshots(saved));
-  if (!has_catalog) {
-    // A directory without a catalog is new, or lost it: a catalog is written whenever a table is
-    // created or a snapshot taken, and log segments go only once a snapshot holds their records.
+  // A log that still starts at LSN 1 holds every change ever made: with it, nothing is lost
+  // whatever else is missing. (A directory without a catalog is new, or crashed before its first
+  // catalog was written, or lost it; log segments go only once a catalog names a snapshot
+  // holding their records.)
+  const bool whole_log = !scan->segments.empty() && scan->segments.front().first_lsn == 1;
+  if (!has_catalog && !whole_log) {
     std::string found;
-    if (!unnamed.empty()) {
-      found = std::to_string(unnamed.size()) + " snapshot file(s) (" + unnamed.front() + ", ...)";
-    } else if (!scan->segments.empty() && scan->segments.front().first_lsn > 1) {
+    if (!scan->segments.empty()) {
       found = "a write-ahead log starting at LSN " +
               std::to_string(scan->segments.front().first_lsn);
+    } else {
+      for (const std::string& name : unnamed) {
+        if (!name.ends_with(".tmp")) {
+          found = "the snapshot '" + name + "' and no write-ahead log";
+          break;
+        }
+      }
     }
     if (!found.empty()) {
       const std::string missing = "the catalog '" + catalog_path + "' is missing, but the data "
@@ -254,9 +262,9 @@ Status Database::Recover() {
   recovery_.wal_seconds = SecondsSince(wal_start);
   // Files the catalog does not name: a snapshot whose publication a crash interrupted, a
   // temporary file, a snapshot a finished one replaced. Removed only now that recovery found
-  // everything it needs without them; kept when the catalog was lost (they may be all that is
-  // left of its tables).
-  if (has_catalog) {
+  // everything it needs without them; kept when the catalog was lost and the log is not whole
+  // (they may be all that is left of its tables).
+  if (has_catalog || whole_log) {
     for (const std::string& name : unnamed) {
       QUIVER_RETURN_NOT_OK(RemoveFile(dir("snapshots") + "/" + name));
     }

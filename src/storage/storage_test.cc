@@ -830,6 +830,26 @@ TEST_F(StorageTest, KeyspaceSnapshotsWhileWritersGoOnAndRetireTheLog) {
   EXPECT_EQ(Describe(db->keyspace()), expected);
 }
 
+// A crash between a first snapshot's rename and its catalog (a directory holding only keyspace
+// data has no catalog before that): the log still starts at LSN 1, so nothing is lost, and the
+// start goes on, the unnamed snapshot removed.
+TEST_F(StorageTest, ASnapshotWithoutACatalogBesideAWholeLogIsACrashNotALoss) {
+  std::map<std::string, std::string> expected;
+  {
+    auto db = Open();
+    resp::LocalClient kv(db->keyspace());
+    RunAll(kv, {"SET a 1", "HSET h f v"});
+    expected = Describe(db->keyspace());
+    ValueOrFail(db->Snapshot());
+  }
+  fs::remove(dir_ + "/catalog");
+  ASSERT_EQ(Files(dir_ + "/snapshots").size(), 1u);
+  auto db = Open();
+  EXPECT_EQ(Describe(db->keyspace()), expected);
+  EXPECT_TRUE(Files(dir_ + "/snapshots").empty() ||
+              fs::exists(dir_ + "/catalog"));  // the orphan went, or a new catalog names one
+}
+
 TEST_F(StorageTest, KeyspaceInMemoryOnlyStartsEmptyAndPinsNoLog) {
   DatabaseOptions options = Options();
   options.keyspace_durable = false;
