@@ -323,9 +323,9 @@ Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns, std::stri
 
 Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLimits& limits) {
   // Before the parse: an ordered_json object takes time quadratic in its members.
-  if (Status shape = CheckJsonShape(text, "table schema",
-                                    {.max_object_members = static_cast<size_t>(limits.max_columns)});
-      !shape.ok()) {
+  const JsonShapeLimits shape_limits{.max_object_members =
+                                         static_cast<size_t>(limits.max_columns)};
+  if (Status shape = CheckJsonShape(text, "table schema", shape_limits); !shape.ok()) {
     if (shape.code() != StatusCode::kLimitExceeded) return shape;
     return Status::LimitExceeded("a table has at most " + std::to_string(limits.max_columns) +
                                  " columns; this schema has more");

@@ -352,7 +352,8 @@ Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
     case RecordType::kDelete: {
       auto it = tables->find(id);
       if (it == tables->end() || record.lsn <= saved_[id].lsn) return Status::OK();
-      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatch> batch, DecodeBatch(rest, options_.limits.max_decode_bytes));
+      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatch> batch,
+                              DecodeBatch(rest, options_.limits.max_decode_bytes));
       if (record.type == RecordType::kUpsert) {
         QUIVER_RETURN_NOT_OK(it->second->Replay(*batch, record.lsn).status());
       } else {

@@ -378,7 +378,7 @@ Result<std::shared_ptr<arrow::Table>> ParseIpcTable(std::string_view body) {
   // Buffer offsets come from the (untrusted) message: copy any misaligned buffer to aligned
   // memory rather than read an int32 offset from an odd address.
   options.ensure_alignment = arrow::ipc::Alignment::kDataTypeSpecificAlignment;
-  options.use_threads = false;  // a request's work stays on its thread (and its DecodeMemory scope)
+  options.use_threads = false;  // the work stays on the request's thread (and DecodeMemory scope)
   options.memory_pool = DecodeMemory::pool();
   auto opened = arrow::ipc::RecordBatchStreamReader::Open(input, options);
   if (!opened.ok()) {
