@@ -1,5 +1,5 @@
 """The real quiverd binary on free loopback ports, for tests: Server, free_port, free_ports,
-rss_bytes."""
+rss_bytes, peak_rss_bytes."""
 
 import os
 import pathlib
@@ -29,22 +29,22 @@ def _asan_build() -> bool:
 ASAN = _asan_build()
 
 
-def rss_bytes(pid: int) -> int:
-    """A process's resident memory (VmRSS) in bytes."""
+def _status_bytes(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
+    raise AssertionError(f"no {field}")
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory (VmRSS) in bytes."""
+    return _status_bytes(pid, "VmRSS")
 
 
 def peak_rss_bytes(pid: int) -> int:
     """A process's peak resident memory since it started (VmHWM) in bytes."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
+    return _status_bytes(pid, "VmHWM")
 
 
 def free_ports(count: int) -> list[int]:

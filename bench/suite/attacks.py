@@ -13,7 +13,6 @@ compare), and reports its resident memory before and its peak (VmHWM) after:
 each once without limits and once with --maxmemory of 64 MiB (BENCH_FLAGS adds flags to both).
 """
 
-import io
 import os
 import pathlib
 import shlex
@@ -22,36 +21,15 @@ import sys
 import tempfile
 import time
 
-import pyarrow as pa
-import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
 import redis
 import requests
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests"))
+from hostile import decode_bombs  # noqa: E402
 from quiverd import QUIVERD, Server, peak_rss_bytes, rss_bytes  # noqa: E402
 
 SCHEMA = {"key": "id", "columns": {"id": {"dtype": "utf8", "nullable": False},
                                    "name": {"dtype": "utf8"}, "score": {"dtype": "float64"}}}
-
-
-def bodies():
-    keys = [str(i) for i in range(1000)]
-    name = pa.DictionaryArray.from_arrays(pa.array([0] * 1000, pa.int32()),
-                                          pa.array(["a" * (1 << 20)]))
-    sink = io.BytesIO()
-    pq.write_table(pa.table({"id": keys, "name": name}), sink, compression="zstd",
-                   store_schema=False)
-    parquet = sink.getvalue()
-    dense = pa.table({"id": keys, "name": name.cast(pa.string())})
-    sink = io.BytesIO()
-    with ipc.new_stream(sink, dense.schema,
-                        options=ipc.IpcWriteOptions(compression="zstd")) as writer:
-        writer.write_table(dense, max_chunksize=100)
-    return {"parquet-bomb": ("application/vnd.apache.parquet", parquet),
-            "ipc-bomb": ("application/vnd.apache.arrow.stream", sink.getvalue()),
-            "json-bomb": ("application/json",
-                          b'{"columns": {"score": [' + b"1," * 20_000_000 + b"1]}}")}
 
 
 def write_attack(content_type, body):
@@ -93,7 +71,7 @@ def slow_values(server):
 
 
 def main() -> None:
-    attacks = {name: write_attack(*spec) for name, spec in bodies().items()}
+    attacks = {name: write_attack(*spec) for name, spec in decode_bombs().items()}
     attacks["get-pipeline"] = get_pipeline
     attacks["slow-values"] = slow_values
     extra = shlex.split(os.environ.get("BENCH_FLAGS", ""))

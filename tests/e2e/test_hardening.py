@@ -10,6 +10,7 @@ import pytest
 import redis
 import requests
 
+from hostile import decode_bombs
 from quiverd import ASAN, peak_rss_bytes, rss_bytes
 
 SCHEMA = {
@@ -367,31 +368,6 @@ def test_missing_files_stop_the_start(start_server, remove):
 
 # --- 4. bodies that decode to gigabytes --------------------------------------------------------
 
-def _bomb_bodies():
-    """A 2 KB Parquet file and a 40 KB Arrow IPC stream (zstd) that each decode to 1 GB (one
-    1 MiB value in 1,000 rows), and a JSON body whose document would take ten times its size."""
-    import io
-    import pyarrow.ipc as ipc
-    import pyarrow.parquet as pq
-    keys = [str(i) for i in range(1000)]
-    name = pa.DictionaryArray.from_arrays(pa.array([0] * 1000, pa.int32()),
-                                          pa.array(["a" * (1 << 20)]))
-    sink = io.BytesIO()
-    # Without the stored Arrow schema the column reads back as dense utf8, as the table wants.
-    pq.write_table(pa.table({"id": keys, "name": name}), sink, compression="zstd",
-                   store_schema=False)
-    parquet = sink.getvalue()
-    dense = pa.table({"id": keys, "name": name.cast(pa.string())})
-    sink = io.BytesIO()
-    with ipc.new_stream(sink, dense.schema,
-                        options=ipc.IpcWriteOptions(compression="zstd")) as writer:
-        writer.write_table(dense, max_chunksize=100)
-    return {"application/vnd.apache.parquet": parquet,
-            "application/vnd.apache.arrow.stream": sink.getvalue(),
-            # 40 MB of small numbers: a document of some 600 MB, refused before it is built.
-            "application/json": b'{"columns": {"score": [' + b"1," * 20_000_000 + b"1]}}"}
-
-
 @pytest.mark.parametrize("flags, status, bound_mib", [
     (("--max-decode-bytes", "64mb"), 413, 64),
     (("--maxmemory", "64mb"), 507, 64),
@@ -401,7 +377,7 @@ def test_small_bodies_that_decode_to_gigabytes_are_refused_while_decoding(
     server = start_server(*flags)
     make_table(server)
     before = rss_bytes(server.process.pid)
-    for content_type, body in _bomb_bodies().items():
+    for content_type, body in decode_bombs().values():
         response = requests.put(f"{server.url}/api/v1/table/t/write", data=body,
                                 headers={"Content-Type": content_type})
         assert response.status_code == status, response.text
