@@ -8,6 +8,7 @@ namespace quiver {
 
 Result<std::shared_ptr<Table>> Catalog::CreateTable(std::string_view name, TableSchema schema) {
   QUIVER_RETURN_NOT_OK(CheckTableName(name));
+  QUIVER_RETURN_NOT_OK(CheckTimeZones(schema));
   uint64_t lsn = 0;
   std::shared_ptr<Table> table;
   {

@@ -30,5 +30,23 @@ TEST(CatalogTest, CreateListGetDrop) {
   EXPECT_EQ(catalog.ListTables(), (std::vector<std::string>{"a"}));
 }
 
+TEST(CatalogTest, UnknownTimeZonesAreRefusedForNewTablesOnly) {
+  Catalog catalog;
+  auto bogus = testing::SchemaFromJson(
+      R"({"key": "id", "columns": {"id": {"dtype": "utf8"},
+          "at": {"dtype": "timestamp[ms, tz=Bogus/Zone]"}}})");
+  QUIVER_EXPECT_ERROR(catalog.CreateTable("t", bogus), StatusCode::kInvalidArgument,
+                      "column 'at': unknown time zone 'Bogus/Zone'");
+  // A stored schema is read back as it was (a table created before the check still opens).
+  testing::ValueOrFail(catalog.RestoreTable(1, "t", bogus));
+  int created = 0;
+  for (const char* zone : {"UTC", "+02:00", "Europe/Paris"}) {
+    auto schema = testing::SchemaFromJson(
+        std::string(R"({"key": "id", "columns": {"id": {"dtype": "utf8"}, "at": {"dtype": )") +
+        "\"timestamp[ms, tz=" + zone + "]\"}}}");
+    testing::ValueOrFail(catalog.CreateTable("zone" + std::to_string(++created), schema));
+  }
+}
+
 }  // namespace
 }  // namespace quiver

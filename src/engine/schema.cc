@@ -207,16 +207,8 @@ Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits) {
     case arrow::Type::STRING:
     case arrow::Type::BINARY:
     case arrow::Type::DATE32:
+    case arrow::Type::TIMESTAMP:
       return Status::OK();
-    case arrow::Type::TIMESTAMP: {
-      const std::string& zone = static_cast<const arrow::TimestampType&>(type).timezone();
-      if (!zone.empty() && !KnownTimeZone(zone)) {
-        return Status::InvalidArgument("unknown time zone '" + Excerpt(zone, 64) +
-                                       "' (an IANA name like Europe/Paris, UTC, or an offset "
-                                       "like +02:00)");
-      }
-      return Status::OK();
-    }
     case arrow::Type::LIST: {
       const auto& list = static_cast<const arrow::ListType&>(type);
       if (!IsNumeric(*list.value_type())) {
@@ -242,6 +234,20 @@ Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits) {
       return Status::InvalidArgument("type " + type.ToString() + " is not supported; accepted: " +
                                      std::string(kAcceptedDtypes));
   }
+}
+
+Status CheckTimeZones(const TableSchema& schema) {
+  for (const ColumnSpec& column : schema.columns()) {
+    if (column.type->id() != arrow::Type::TIMESTAMP) continue;
+    const std::string& zone = static_cast<const arrow::TimestampType&>(*column.type).timezone();
+    if (!zone.empty() && !KnownTimeZone(zone)) {
+      return Status::InvalidArgument("column '" + column.name + "': unknown time zone '" +
+                                     Excerpt(zone, 64) +
+                                     "' (an IANA name like Europe/Paris, UTC, or an offset "
+                                     "like +02:00)");
+    }
+  }
+  return Status::OK();
 }
 
 Status CheckTableName(std::string_view name) {

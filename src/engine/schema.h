@@ -90,6 +90,11 @@ std::string DtypeName(const arrow::DataType& type);
 Result<std::shared_ptr<arrow::DataType>> ParseDtype(std::string_view name);
 // OK when `type` may be a value column; otherwise says why.
 Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits = {});
+// OK when every timestamp column's time zone is UTC, an offset (+02:00) or a name in the
+// system's time zone database (/usr/share/zoneinfo). Checked where a client creates a table
+// (Catalog::CreateTable), not where a stored schema is read back: a directory written before
+// the check, or on a machine with another database, still opens.
+Status CheckTimeZones(const TableSchema& schema);
 // A table name: 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'.
 Status CheckTableName(std::string_view name);
 
