@@ -41,8 +41,6 @@ class DecodeMemory {
     Scope& operator=(const Scope&) = delete;
 
     uint64_t limit() const { return limit_; }
-    // Net bytes this thread took from pool() while the scope was open.
-    uint64_t used() const { return used_; }
     // True once an allocation failed because of this scope's or the process-wide limit; the
     // caller then names the limit in its error.
     bool exceeded() const { return exceeded_; }

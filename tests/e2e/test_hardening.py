@@ -506,6 +506,9 @@ def test_http_bodies_count_as_client_memory(start_server):
                             headers={"Content-Type": "application/json"})
     assert response.status_code == 503, response.text[:300]
     assert response.json()["code"] == "CLIENT_MEMORY"
+    metrics = requests.get(f"{server.url}/metrics").text
+    assert f"quiver_client_memory_max_bytes {8 << 20}" in metrics
+    assert "quiver_decode_memory_bytes 0" in metrics  # nothing held once requests are done
     assert_intact(server)
 
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/arrow_status.h"
+#include "common/client_memory.h"
 #include "common/decode_memory.h"
 #include "server/codec/codec.h"
 
@@ -267,7 +268,15 @@ HttpResponse Router::Metrics(const HttpRequest& request) const {
        static_cast<double>(limit.MaxMemory())},
       {"quiver_evicted_keys_total", "counter",
        "Keys and table rows evicted to stay under maxmemory since the start",
-       static_cast<double>(limit.Evicted())}};
+       static_cast<double>(limit.Evicted())},
+      {"quiver_client_memory_bytes", "gauge",
+       "Bytes held in client buffers (RESP requests and replies, HTTP bodies being read)",
+       static_cast<double>(ClientMemory::Global().used())},
+      {"quiver_client_memory_max_bytes", "gauge", "maxmemory-clients (0: no limit)",
+       static_cast<double>(ClientMemory::Global().limit())},
+      {"quiver_decode_memory_bytes", "gauge",
+       "Bytes held by request bodies being decoded (Arrow IPC, Parquet)",
+       static_cast<double>(DecodeMemory::InFlight())}};
   for (const auto& [name, type, help, value] : memory) {
     AppendFamilyHeader(&body, name, type, help);
     AppendSample(&body, name, {}, value);
