@@ -2,6 +2,7 @@
 still up and the data intact afterwards, and for the memory cases that its peak resident memory
 stayed within a stated bound."""
 
+import os
 import socket
 import time
 
@@ -156,6 +157,13 @@ def test_accept_backs_off_when_descriptors_run_out(start_server):
                 held[-1].sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
             except OSError:
                 break
+        # gRPC accepts on its own threads, maybe later than HTTP and RESP would: wait until the
+        # Flight connections really hold every descriptor, so that the accepts below must fail.
+        deadline = time.monotonic() + 10
+        while len(os.listdir(f"/proc/{server.process.pid}/fd")) < 299 and \
+                "File descriptor limit reached" not in server.log():
+            assert time.monotonic() < deadline, "the Flight connections did not use up the descriptors"
+            time.sleep(0.05)
         for _ in range(50):
             try:
                 held.append(socket.create_connection(("127.0.0.1", server.port), timeout=2))
