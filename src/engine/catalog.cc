@@ -4,6 +4,8 @@
 #include <chrono>
 #include <mutex>
 
+#include "common/active_expiry.h"
+
 namespace quiver {
 
 Result<std::shared_ptr<Table>> Catalog::CreateTable(std::string_view name, TableSchema schema) {
@@ -151,8 +153,7 @@ int64_t Catalog::ExpireCycle(int64_t budget_us) {
 }
 
 void Catalog::StartActiveExpiry(int hz) {
-  const auto period = std::chrono::microseconds(1'000'000 / std::max(1, hz));
-  expiry_.Start(period, [this, period] { ExpireCycle(period.count() / 4); });
+  ActiveExpiry::Start(expiry_, hz, [this](int64_t budget_us) { ExpireCycle(budget_us); });
 }
 
 }  // namespace quiver

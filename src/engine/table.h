@@ -45,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/eviction.h"
 #include "common/result.h"
 #include "engine/hash_index.h"
@@ -67,9 +68,6 @@ inline constexpr std::string_view kExpireAtMetadata = "quiver.expire_at";
 // Schema metadata of a logged upsert: its expiry time and its writer's clock (Unix ms).
 inline constexpr std::string_view kLoggedExpireAtMetadata = "quiver.expire_at_ms";
 inline constexpr std::string_view kLoggedNowMetadata = "quiver.now_ms";
-
-// Unix time in milliseconds (the clock of expiry).
-int64_t UnixMillis();
 
 struct UpsertResult {
   int64_t rows_written = 0;  // inserted or updated
@@ -106,11 +104,13 @@ struct TableStats {
 class Table final : public std::enable_shared_from_this<Table>, public EvictionSource {
  public:
   // `id` identifies this table (this incarnation of the name) in the journal; `journal` may be
-  // null (nothing is recorded) and must outlive the table.
+  // null (nothing is recorded) and must outlive the table. `clock`: the time of expiry and of the
+  // rows' access stamps (tests pass their own).
   static Result<std::shared_ptr<Table>> Make(std::string name, TableSchema schema,
                                              EngineLimits limits = {},
                                              RegionBacking backing = RegionBacking::kAnonymous,
-                                             uint64_t id = 0, Journal* journal = nullptr);
+                                             uint64_t id = 0, Journal* journal = nullptr,
+                                             UnixClock clock = UnixMillis);
   ~Table() override;
 
   const std::string& name() const { return name_; }
@@ -175,7 +175,7 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   enum class WriteMode { kJournaled, kReplay };
 
   Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing,
-        uint64_t id, Journal* journal);
+        uint64_t id, Journal* journal, UnixClock clock);
 
   // `locked(mode, &lsn)` (UpsertLocked or DeleteLocked) under the write lock; then a journaled
   // write waits for its commit, and a replayed one marks `lsn` applied.
@@ -230,6 +230,7 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   const TableSchema schema_;
   const EngineLimits limits_;
   const RowLayout layout_;
+  const UnixClock clock_;
 
   mutable ReaderGate gate_;
   RowStore rows_;

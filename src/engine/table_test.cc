@@ -3,9 +3,8 @@
 #include <arrow/api.h>
 #include <gtest/gtest.h>
 
-#include <chrono>
+#include <atomic>
 #include <cmath>
-#include <thread>
 
 #include "engine/test_util.h"
 
@@ -497,13 +496,29 @@ TEST(TableTest, UpsertOfAChunkedTable) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// TTL. Real time: TTLs of 300 ms and sleeps past them (room for a loaded machine).
+// TTL: tables on a clock the test advances.
 
 constexpr char kTtlSchema[] = R"({"key": "id", "columns": {
     "id": {"dtype": "utf8"}, "x": {"dtype": "int64"}, "s": {"dtype": "utf8"},
     "req": {"dtype": "int64", "nullable": false}}})";
 
-void Sleep(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+class TestClock {
+ public:
+  UnixClock clock() {
+    return [this] { return now_.load(); };
+  }
+  void Advance(int64_t ms) { now_ += ms; }
+
+ private:
+  std::atomic<int64_t> now_{1'800'000'000'000};
+};
+
+std::shared_ptr<Table> MakeTtlTable(TestClock& clock, int64_t default_ttl_ms = 0) {
+  TableSchema schema = SchemaFromJson(kTtlSchema);
+  if (default_ttl_ms != 0) schema = ValueOrFail(schema.WithTtl(default_ttl_ms));
+  return ValueOrFail(Table::Make("t", std::move(schema), {}, RegionBacking::kAnonymous, 0, nullptr,
+                                 clock.clock()));
+}
 
 std::shared_ptr<arrow::RecordBatch> TtlRows(const std::string& ids, const std::string& xs) {
   const int64_t n = Keys(ids)->length();
@@ -519,11 +534,12 @@ std::shared_ptr<arrow::RecordBatch> TtlRows(const std::string& ids, const std::s
 }
 
 TEST(TableTtlTest, RowsExpireAfterTheTablesTtlAndAreReclaimed) {
-  auto table = ValueOrFail(Table::Make("t", ValueOrFail(SchemaFromJson(kTtlSchema).WithTtl(300))));
+  TestClock clock;
+  auto table = MakeTtlTable(clock, 300);
   ValueOrFail(table->Upsert(*TtlRows(R"(["a", "b"])", "[1, 2]")));
   ExpectFound(ValueOrFail(table->Read(*Keys(R"(["a", "b"])"))), "[true, true]");
   EXPECT_EQ(table->Stats().rows_with_ttl, 2);
-  Sleep(350);
+  clock.Advance(300);
   ReadResult gone = ValueOrFail(table->Read(*Keys(R"(["a", "b"])")));
   ExpectFound(gone, "[false, false]");
   EXPECT_EQ(gone.found_count, 0);
@@ -537,11 +553,12 @@ TEST(TableTtlTest, RowsExpireAfterTheTablesTtlAndAreReclaimed) {
 }
 
 TEST(TableTtlTest, AWritesTtlOverridesAndAnExpiredKeyIsWrittenAsNew) {
-  auto table = MakeTable(kTtlSchema);  // no default TTL
+  TestClock clock;
+  auto table = MakeTtlTable(clock);  // no default TTL
   ValueOrFail(
       table->Upsert(*TtlRows(R"(["short", "plain", "again"])", "[1, 2, 3]"), WriteOptions{300}));
   ValueOrFail(table->Upsert(*TtlRows(R"(["plain"])", "[20]")));  // without a TTL: never expires
-  Sleep(350);
+  clock.Advance(300);
   ReadResult read = ValueOrFail(table->Read(*Keys(R"(["short", "plain", "again"])")));
   ExpectFound(read, "[false, true, false]");
   ExpectColumn(read, "x", arrow::int64(), "[null, 20, null]");
@@ -566,7 +583,8 @@ TEST(TableTtlTest, AWritesTtlOverridesAndAnExpiredKeyIsWrittenAsNew) {
 }
 
 TEST(TableTtlTest, ActiveExpiryTouchesOnlyRowsWithATtl) {
-  auto table = MakeTable(kTtlSchema);
+  TestClock clock;
+  auto table = MakeTtlTable(clock);
   std::string ids = "[", xs = "[";
   for (int i = 0; i < 20000; ++i) {
     ids += std::string(i ? ", " : "") + "\"k" + std::to_string(i) + "\"";
@@ -581,7 +599,7 @@ TEST(TableTtlTest, ActiveExpiryTouchesOnlyRowsWithATtl) {
   ValueOrFail(table->Upsert(*TtlRows(short_ids + "]", short_xs + "]"), WriteOptions{300}));
   ValueOrFail(table->Upsert(*TtlRows(R"(["long"])", "[0]"), WriteOptions{3'600'000}));
   EXPECT_EQ(table->Stats().rows_with_ttl, 2001);
-  Sleep(350);
+  clock.Advance(300);
   int64_t reclaimed = 0;
   for (int cycle = 0; cycle < 100 && table->Stats().rows_with_ttl > 1; ++cycle) {
     reclaimed += table->ExpireCycle(100'000);

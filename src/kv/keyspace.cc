@@ -10,6 +10,8 @@
 #include <limits>
 #include <utility>
 
+#include "common/active_expiry.h"
+
 namespace quiver::kv {
 
 // One decoded operation of a log record or dump (its Op and what it carries).
@@ -82,9 +84,9 @@ void PutKeyOp(std::string* out, Op op, std::string_view key) {
 
 // The whole state of a key: kPutString or kPutHash.
 void PutState(std::string* out, std::string_view key, const Entry& entry) {
-  PutKeyOp(out, entry.type == Type::kString ? kPutString : kPutHash, key);
-  PutInt<int64_t>(out, entry.expire_at);
-  if (entry.type == Type::kString) {
+  PutKeyOp(out, entry.type() == Type::kString ? kPutString : kPutHash, key);
+  PutInt<int64_t>(out, entry.expire_at());
+  if (entry.type() == Type::kString) {
     PutBytes(out, entry.string());
     return;
   }
@@ -168,17 +170,9 @@ thread_local ViewLog tls_view_log;
 
 LogOutcome TakeLogOutcome() { return std::exchange(tls_outcome, LogOutcome{}); }
 
-Millis SystemMillis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string_view TypeName(Type type) { return type == Type::kString ? "string" : "hash"; }
 
-Keyspace::Keyspace(std::function<Millis()> clock) : clock_(std::move(clock)) {
-  own_limit_.AddSource(this);
-}
+Keyspace::Keyspace(UnixClock clock) : clock_(std::move(clock)) { own_limit_.AddSource(this); }
 
 Keyspace::~Keyspace() {
   expiry_.Stop();
@@ -324,7 +318,7 @@ void Keyspace::View::Forget(const Entry* node, bool log_delete) {
 }
 
 bool Keyspace::View::Expired(Entry* node, uint64_t hash) {
-  if (replaying_ || node->expire_at == 0 || node->expire_at > now_) return false;
+  if (replaying_ || node->expire_at_ == 0 || node->expire_at_ > now_) return false;
   Forget(node, /*log_delete=*/false);  // logged only when changed in this view
   Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
   keyspace_.Remove(shard, node, hash);
@@ -432,7 +426,7 @@ Entry* Keyspace::View::Place(std::string_view key, Type type, std::string_view v
     if (node->table_) delete node->table();
     node->table_ = false;
     node->fields_ = 0;
-    node->expire_at = 0;
+    node->expire_at_ = 0;
     if (!Fits(*node, capacity)) {
       Entry* fresh = keyspace_.NewNode(key, capacity);
       shard.index.Replace(node, fresh, hash);
@@ -445,10 +439,10 @@ Entry* Keyspace::View::Place(std::string_view key, Type type, std::string_view v
     shard.index.Insert(hash, node);
   }
   MarkDirty(node);
-  node->type = type;
+  node->type_ = type;
   if (!value.empty()) std::memcpy(node->value_bytes(), value.data(), value.size());  // not null
   node->size_ = static_cast<uint32_t>(value.size());
-  node->access =
+  node->access_ =
       IsLfu(keyspace_.Policy()) ? LfuNew(now_, kLfuMinuteBits) : static_cast<uint32_t>(now_);
   keyspace_.Charge(shard, static_cast<int64_t>(BytesOf(*node)));
   keyspace_.Restructure(shard);
@@ -473,17 +467,17 @@ Entry* Keyspace::View::Move(Entry* node, size_t capacity) {
   const uint64_t hash = HashOf(key);
   Shard& shard = keyspace_.shards_[ShardOfHash(hash)];
   Entry* fresh = NewNode(key, capacity);
-  fresh->type = node->type;
+  fresh->type_ = node->type_;
   fresh->table_ = node->table_;
   fresh->fields_ = node->fields_;
-  fresh->access = node->access;
-  fresh->expire_at = node->expire_at;
+  fresh->access_ = node->access_;
+  fresh->expire_at_ = node->expire_at_;
   fresh->volatile_index_ = node->volatile_index_;
   // The value bytes that fit (a Rewrite to a shorter value moves into a smaller node).
   fresh->size_ = std::min(node->size_, fresh->capacity_);
   std::memcpy(fresh->value_bytes(), node->value_bytes(), fresh->size_);
   shard.index.Replace(node, fresh, hash);
-  if (node->expire_at != 0) shard.volatile_keys[node->volatile_index_] = fresh;
+  if (node->expire_at_ != 0) shard.volatile_keys[node->volatile_index_] = fresh;
   if (log_ != nullptr) std::replace(log_->dirty.begin(), log_->dirty.end(), node, fresh);
   keyspace_.Charge(shard,
                    static_cast<int64_t>(BytesOf(*fresh)) - static_cast<int64_t>(BytesOf(*node)));
@@ -620,9 +614,9 @@ bool Keyspace::View::Rename(std::string_view from, std::string_view to) {
   Entry* source = FindNode(from, &hash);
   if (source == nullptr) return false;
   if (from == to) return true;
-  const Millis expire_at = source->expire_at;
+  const Millis expire_at = source->expire_at_;
   // The value's bytes (a large hash's: its table's pointer) go to the target.
-  Entry* target = Place(to, source->type, source->value(), source->size_);
+  Entry* target = Place(to, source->type_, source->value(), source->size_);
   target->table_ = source->table_;
   target->fields_ = source->fields_;
   keyspace_.Charge(keyspace_.shards_[ShardOfHash(HashOf(to))],
@@ -643,8 +637,8 @@ void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire
     PutKeyOp(&log_->ops, kExpire, key);
     PutInt<int64_t>(&log_->ops, expire_at);
   }
-  if ((entry->expire_at != 0) == (expire_at != 0)) {
-    entry->expire_at = expire_at;
+  if ((entry->expire_at_ != 0) == (expire_at != 0)) {
+    entry->expire_at_ = expire_at;
     return;
   }
   if (expire_at != 0) {  // joins the keys with a TTL
@@ -657,7 +651,7 @@ void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire
     last->volatile_index_ = index;
     shard.volatile_keys.pop_back();
   }
-  entry->expire_at = expire_at;
+  entry->expire_at_ = expire_at;
   keyspace_.Restructure(shard);
 }
 
@@ -688,7 +682,7 @@ void Keyspace::Recount(Shard& shard) {
 }
 
 void Keyspace::Unindex(Shard& shard, const Entry& node) {
-  if (node.expire_at != 0) {
+  if (node.expire_at_ != 0) {
     const uint32_t index = node.volatile_index_;
     Entry* last = shard.volatile_keys.back();
     shard.volatile_keys[index] = last;
@@ -710,7 +704,7 @@ void Keyspace::Remove(Shard& shard, Entry* node, uint64_t hash) {
 }
 
 bool Keyspace::ExpireIfDue(Shard& shard, Entry* node, Millis now) {
-  if (node->expire_at == 0 || node->expire_at > now) return false;
+  if (node->expire_at_ == 0 || node->expire_at_ > now) return false;
   Remove(shard, node, HashBytes(node->key()));
   ++shard.expired;
   return true;
@@ -785,7 +779,7 @@ std::vector<std::string> Keyspace::Keys(std::string_view pattern) {
   for (Shard& shard : shards_) {
     std::lock_guard lock(shard.mutex);
     shard.index.ForEach([&](const Entry* node) {
-      if (node->expire_at != 0 && node->expire_at <= now) return;
+      if (node->expire_at_ != 0 && node->expire_at_ <= now) return;
       if (Match(pattern, node->key())) keys.emplace_back(node->key());
     });
   }
@@ -825,8 +819,8 @@ uint64_t Keyspace::Scan(uint64_t cursor, size_t count, std::string_view pattern,
         continue;
       }
       ++visited;
-      if (node->expire_at != 0 && node->expire_at <= now) continue;
-      if (type && node->type != *type) continue;
+      if (node->expire_at_ != 0 && node->expire_at_ <= now) continue;
+      if (type && node->type_ != *type) continue;
       if (Match(pattern, node->key())) out->emplace_back(node->key());
     }
   }
@@ -844,7 +838,7 @@ std::optional<std::string> Keyspace::RandomKey() {
     Shard& shard = shards_[pick % kShards];
     std::lock_guard lock(shard.mutex);
     const Entry* node = shard.index.NextFrom(pick / kShards);
-    if (node != nullptr && (node->expire_at == 0 || node->expire_at > now)) {
+    if (node != nullptr && (node->expire_at_ == 0 || node->expire_at_ > now)) {
       return std::string(node->key());
     }
   }
@@ -853,7 +847,7 @@ std::optional<std::string> Keyspace::RandomKey() {
     std::lock_guard lock(shard.mutex);
     for (size_t i = 0; i < shard.index.positions(); ++i) {
       const Entry* node = shard.index.At(i);
-      if (node != nullptr && (node->expire_at == 0 || node->expire_at > now)) {
+      if (node != nullptr && (node->expire_at_ == 0 || node->expire_at_ > now)) {
         return std::string(node->key());
       }
     }
@@ -868,7 +862,7 @@ int64_t Keyspace::Size() {
     std::lock_guard lock(shard.mutex);
     size += static_cast<int64_t>(shard.index.size());
     // Keys whose time has come but that no one touched yet do not count.
-    for (const Entry* node : shard.volatile_keys) size -= node->expire_at <= now;
+    for (const Entry* node : shard.volatile_keys) size -= node->expire_at_ <= now;
   }
   return size;
 }
@@ -929,7 +923,7 @@ Result<int64_t> Keyspace::Dump(const std::function<Status(std::string_view)>& si
       const Millis now = clock_();
       uint64_t count = 0;
       shard.index.ForEach([&](const Entry* node) {
-        if (node->expire_at != 0 && node->expire_at <= now) return;
+        if (node->expire_at_ != 0 && node->expire_at_ <= now) return;
         PutState(&section, node->key(), *node);
         ++count;
       });
@@ -1028,11 +1022,11 @@ void Keyspace::Apply(const Operation& op) {
       if (entry != nullptr) view.SetExpire(op.key, entry, op.expire_at);
       break;
     case kHashSet:
-      if (entry == nullptr || entry->type != Type::kHash) entry = view.NewHash(op.key);
+      if (entry == nullptr || entry->type_ != Type::kHash) entry = view.NewHash(op.key);
       entry = view.HashSet(op.key, entry, op.field, op.value);
       break;
     case kHashDelete:
-      if (entry != nullptr && entry->type == Type::kHash) {
+      if (entry != nullptr && entry->type_ == Type::kHash) {
         entry = view.HashDelete(op.key, entry, op.field);
         if (entry->hash().empty()) view.Erase(op.key);
       }
@@ -1049,59 +1043,51 @@ void Keyspace::Apply(const Operation& op) {
 // Active expiry.
 
 int64_t Keyspace::ActiveExpireCycle(int64_t budget_us) {
-  constexpr int kSample = 20;
-  constexpr int kAcceptablePercent = 25;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::microseconds(budget_us);
+  ActiveExpiry cycle(budget_us);
   int64_t deleted = 0;
   for (Shard& shard : shards_) {
-    for (;;) {
-      int sampled = 0, expired = 0;
-      {
-        std::lock_guard lock(shard.mutex);
-        if (shard.volatile_keys.empty()) break;
-        const Millis now = clock_();
-        for (; sampled < kSample && !shard.volatile_keys.empty(); ++sampled) {
-          uint64_t pick;
-          {
-            std::lock_guard rng_lock(rng_mutex_);
-            pick = rng_();
-          }
-          Entry* node = shard.volatile_keys[pick % shard.volatile_keys.size()];
-          if (ExpireIfDue(shard, node, now)) ++expired;
+    deleted += cycle.Run([&] {
+      ActiveExpiry::Round round;
+      std::lock_guard lock(shard.mutex);
+      const Millis now = clock_();
+      for (; round.sampled < ActiveExpiry::kSample && !shard.volatile_keys.empty();
+           ++round.sampled) {
+        uint64_t pick;
+        {
+          std::lock_guard rng_lock(rng_mutex_);
+          pick = rng_();
         }
+        Entry* node = shard.volatile_keys[pick % shard.volatile_keys.size()];
+        if (ExpireIfDue(shard, node, now)) ++round.expired;
       }
-      deleted += expired;
-      if (expired * 100 <= sampled * kAcceptablePercent) break;
-      if (std::chrono::steady_clock::now() >= deadline) return deleted;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) break;
+      return round;
+    });
+    if (cycle.OutOfTime()) break;
   }
   return deleted;
 }
 
 void Keyspace::StartActiveExpiry(int hz) {
-  const auto period = std::chrono::microseconds(1'000'000 / std::max(1, hz));
-  // At most a quarter of each period, as Redis's slow cycle.
-  expiry_.Start(period, [this, period] { ActiveExpireCycle(period.count() / 4); });
+  ActiveExpiry::Start(expiry_, hz, [this](int64_t budget_us) { ActiveExpireCycle(budget_us); });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Eviction.
 
 void Keyspace::Touch(Entry& entry, Millis now) {
-  entry.access =
-      IsLfu(Policy()) ? LfuTouched(entry.access, now, kLfuMinuteBits) : static_cast<uint32_t>(now);
+  entry.access_ =
+      IsLfu(Policy()) ? LfuTouched(entry.access_, now, kLfuMinuteBits) : static_cast<uint32_t>(now);
 }
 
 uint64_t Keyspace::EvictionScore(const Entry& entry, EvictionPolicy policy, Millis now) const {
   switch (policy) {
     case EvictionPolicy::kAllKeysLfu:
     case EvictionPolicy::kVolatileLfu:
-      return 255 - LfuCounter(entry.access, now, kLfuMinuteBits);
+      return 255 - LfuCounter(entry.access_, now, kLfuMinuteBits);
     case EvictionPolicy::kVolatileTtl:  // the sooner it expires, the better
-      return std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(entry.expire_at);
+      return std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(entry.expire_at_);
     default:  // idle milliseconds (the clock's low 32 bits wrap after 49 days)
-      return static_cast<uint32_t>(static_cast<uint32_t>(now) - entry.access);
+      return static_cast<uint32_t>(static_cast<uint32_t>(now) - entry.access_);
   }
 }
 
@@ -1150,7 +1136,7 @@ int64_t Keyspace::Evict(EvictionPolicy policy, const std::vector<EvictionCandida
     const uint64_t hash = HashBytes(victim.key);
     Entry* node = shard.index.Find(victim.key, hash);
     // Gone since it was sampled, or (volatile policies) no longer carrying a TTL.
-    if (node == nullptr || (IsVolatile(policy) && node->expire_at == 0)) continue;
+    if (node == nullptr || (IsVolatile(policy) && node->expire_at_ == 0)) continue;
     LogDelete(node->key());
     Remove(shard, node, hash);
     ++shard.evicted;

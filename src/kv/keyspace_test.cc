@@ -191,7 +191,7 @@ TEST(KeyspaceConcurrencyTest, WritersReadersActiveExpiryAndEviction) {
                            rng() % 2 ? view.now() + static_cast<Millis>(rng() % 5) : 0);
             break;
           case 1:
-            if (entry != nullptr && entry->type == Type::kString) {
+            if (entry != nullptr && entry->type() == Type::kString) {
               errors += entry->string().empty();
               if (rng() % 2) view.Append(entry, std::string(rng() % 100, 'a'));
             }
@@ -240,7 +240,7 @@ TEST(KeyspaceTest, RenameMovesValueAndTtlAndCountsAsIfWrittenThere) {
     const Entry* b = view.Find("b");
     ASSERT_NE(b, nullptr);
     EXPECT_EQ(b->string(), std::string(1000, 'x'));
-    EXPECT_EQ(b->expire_at, clock.now + 100);
+    EXPECT_EQ(b->expire_at(), clock.now + 100);
     EXPECT_EQ(view.Find("a"), nullptr);
   }
   // A packed hash and a table.
@@ -288,14 +288,14 @@ TEST(KeyspaceTest, AppendAndRewriteMoveTheNodeAndKeepItsState) {
     expected += tail;
     ASSERT_EQ(entry, view.Find("k")) << "the index points at the node the entry moved to";
     ASSERT_EQ(entry->string(), expected);
-    ASSERT_EQ(entry->expire_at, clock.now + 1000);
+    ASSERT_EQ(entry->expire_at(), clock.now + 1000);
   }
   // Rewrites to shorter and longer values move it to nodes of their size.
   for (const size_t size : {1, 5000, 40, 40, 100000, 0}) {
     auto view = keyspace.Lock("k");
     Entry* entry = view.Rewrite(view.Find("k"), std::string(size, 'r'));
     EXPECT_EQ(entry->string(), std::string(size, 'r'));
-    EXPECT_EQ(entry->expire_at, clock.now + 1000);
+    EXPECT_EQ(entry->expire_at(), clock.now + 1000);
   }
   EXPECT_EQ(keyspace.Stats().keys_with_ttl, 1);
   Keyspace direct(clock.Function());
@@ -669,7 +669,7 @@ void RandomChange(Keyspace& keyspace, std::mt19937& rng, Millis now) {
     case 2: {  // HSET
       auto view = keyspace.Lock(key);
       Entry* entry = view.Find(key);
-      if (entry != nullptr && entry->type != Type::kHash) break;
+      if (entry != nullptr && entry->type() != Type::kHash) break;
       if (entry == nullptr) entry = view.NewHash(key);
       entry = view.HashSet(key, entry, "f" + std::to_string(rng() % 5), value);
       break;
@@ -677,7 +677,7 @@ void RandomChange(Keyspace& keyspace, std::mt19937& rng, Millis now) {
     case 3: {  // HDEL, erasing a hash left empty
       auto view = keyspace.Lock(key);
       Entry* entry = view.Find(key);
-      if (entry == nullptr || entry->type != Type::kHash) break;
+      if (entry == nullptr || entry->type() != Type::kHash) break;
       entry = view.HashDelete(key, entry, "f" + std::to_string(rng() % 5));
       if (entry->hash().empty()) view.Erase(key);
       break;
@@ -697,7 +697,7 @@ void RandomChange(Keyspace& keyspace, std::mt19937& rng, Millis now) {
     case 6: {  // APPEND
       auto view = keyspace.Lock(key);
       Entry* entry = view.Find(key);
-      if (entry == nullptr || entry->type != Type::kString) break;
+      if (entry == nullptr || entry->type() != Type::kString) break;
       view.Append(entry, value);
       break;
     }

@@ -17,8 +17,8 @@ inline std::map<std::string, std::string> Describe(Keyspace& keyspace) {
     const Entry* entry = view.Find(key);
     if (entry == nullptr) continue;
     std::string text =
-        std::string(TypeName(entry->type)) + " ttl=" + std::to_string(entry->expire_at) + " ";
-    if (entry->type == Type::kString) {
+        std::string(TypeName(entry->type())) + " ttl=" + std::to_string(entry->expire_at()) + " ";
+    if (entry->type() == Type::kString) {
       text += entry->string();
     } else {
       const Hash hash = entry->hash();

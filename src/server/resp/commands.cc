@@ -92,7 +92,7 @@ void Get(Context& c) {
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Null();
-  if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+  if (entry->type() != Type::kString) return c.reply.Error(kWrongType);
   c.reply.Bulk(entry->string());
 }
 
@@ -122,12 +122,12 @@ void Set(Context& c) {
   // A plain SET needs no look at the old value (SetString replaces it, in its node if it fits).
   const bool plain = condition == kAny && !get && !keep_ttl;
   Entry* entry = plain ? nullptr : view.Find(c.args[1]);
-  if (get && entry != nullptr && entry->type != Type::kString) return c.reply.Error(kWrongType);
+  if (get && entry != nullptr && entry->type() != Type::kString) return c.reply.Error(kWrongType);
   std::optional<std::string> old;
   if (get && entry != nullptr) old = entry->string();
   const bool write = condition == kAny || (condition == kNx) == (entry == nullptr);
   if (write) {
-    const Millis kept = keep_ttl && entry != nullptr ? entry->expire_at : 0;
+    const Millis kept = keep_ttl && entry != nullptr ? entry->expire_at() : 0;
     view.SetString(c.args[1], c.args[2], has_expire ? expire_at : kept);
   }
   if (get) return old ? c.reply.Bulk(*old) : c.reply.Null();
@@ -160,7 +160,7 @@ void MGet(Context& c) {
   c.reply.Array(keys.size());
   for (std::string_view key : keys) {
     Entry* entry = view.Find(key);
-    if (entry == nullptr || entry->type != Type::kString) {
+    if (entry == nullptr || entry->type() != Type::kString) {
       c.reply.Null();
     } else {
       c.reply.Bulk(entry->string());
@@ -189,7 +189,7 @@ void GetDel(Context& c) {
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Null();
-  if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+  if (entry->type() != Type::kString) return c.reply.Error(kWrongType);
   c.reply.Bulk(entry->string());
   view.Erase(c.args[1]);
 }
@@ -212,7 +212,7 @@ void GetEx(Context& c) {
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Null();
-  if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+  if (entry->type() != Type::kString) return c.reply.Error(kWrongType);
   c.reply.Bulk(entry->string());
   if (new_expire) view.SetExpire(c.args[1], entry, *new_expire);
 }
@@ -224,7 +224,7 @@ void Append(Context& c) {
     view.SetString(c.args[1], c.args[2]);
     return c.reply.Integer(static_cast<int64_t>(c.args[2].size()));
   }
-  if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+  if (entry->type() != Type::kString) return c.reply.Error(kWrongType);
   if (entry->string().size() + c.args[2].size() > kMaxBulkBytes) {
     return c.reply.Error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
   }
@@ -236,7 +236,7 @@ void StrLen(Context& c) {
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Integer(0);
-  if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+  if (entry->type() != Type::kString) return c.reply.Error(kWrongType);
   c.reply.Integer(static_cast<int64_t>(entry->string().size()));
 }
 
@@ -254,7 +254,7 @@ void IncrBy(Context& c, int64_t sign, bool has_argument) {
   Entry* entry = view.Find(c.args[1]);
   int64_t value = 0;
   if (entry != nullptr) {
-    if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+    if (entry->type() != Type::kString) return c.reply.Error(kWrongType);
     if (!ParseInt(entry->string(), &value)) return c.reply.Error(kNotInteger);
   }
   int64_t result;
@@ -273,7 +273,7 @@ void IncrByFloat(Context& c) {
   Entry* entry = view.Find(c.args[1]);
   long double value = 0;
   if (entry != nullptr) {
-    if (entry->type != Type::kString) return c.reply.Error(kWrongType);
+    if (entry->type() != Type::kString) return c.reply.Error(kWrongType);
     if (!ParseDouble(entry->string(), &value)) return c.reply.Error(kNotFloat);
   }
   const long double result = value + delta;
@@ -307,7 +307,7 @@ void Exists(Context& c) {
 void TypeOf(Context& c) {
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
-  c.reply.Simple(entry == nullptr ? "none" : kv::TypeName(entry->type));
+  c.reply.Simple(entry == nullptr ? "none" : kv::TypeName(entry->type()));
 }
 
 // EXPIRE key seconds [NX | XX | GT | LT] (and PEXPIRE, EXPIREAT, PEXPIREAT).
@@ -342,7 +342,7 @@ void Expire(Context& c, int64_t unit_ms, bool absolute) {
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Integer(0);
-  const Millis current = entry->expire_at;  // 0: none, which GT/LT treat as infinite
+  const Millis current = entry->expire_at();  // 0: none, which GT/LT treat as infinite
   if ((nx && current != 0) || (xx && current == 0) || (gt && (current == 0 || at <= current)) ||
       (lt && current != 0 && at >= current)) {
     return c.reply.Integer(0);
@@ -359,8 +359,8 @@ void Ttl(Context& c, bool millis) {
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Integer(-2);
-  if (entry->expire_at == 0) return c.reply.Integer(-1);
-  const Millis left = std::max<Millis>(0, entry->expire_at - view.now());
+  if (entry->expire_at() == 0) return c.reply.Integer(-1);
+  const Millis left = std::max<Millis>(0, entry->expire_at() - view.now());
   c.reply.Integer(millis ? left : (left + 500) / 1000);
 }
 
@@ -368,14 +368,14 @@ void ExpireTime(Context& c, bool millis) {
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
   if (entry == nullptr) return c.reply.Integer(-2);
-  if (entry->expire_at == 0) return c.reply.Integer(-1);
-  c.reply.Integer(millis ? entry->expire_at : entry->expire_at / 1000);
+  if (entry->expire_at() == 0) return c.reply.Integer(-1);
+  c.reply.Integer(millis ? entry->expire_at() : entry->expire_at() / 1000);
 }
 
 void Persist(Context& c) {
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
-  if (entry == nullptr || entry->expire_at == 0) return c.reply.Integer(0);
+  if (entry == nullptr || entry->expire_at() == 0) return c.reply.Integer(0);
   view.SetExpire(c.args[1], entry, 0);
   c.reply.Integer(1);
 }
@@ -479,7 +479,7 @@ void Flush(Context& c) {
 // The hash at key, or nullptr (a reply was written when the key holds another type).
 Entry* FindHash(Context& c, Keyspace::View& view, bool* wrong_type) {
   Entry* entry = view.Find(c.args[1]);
-  *wrong_type = entry != nullptr && entry->type != Type::kHash;
+  *wrong_type = entry != nullptr && entry->type() != Type::kHash;
   if (*wrong_type) c.reply.Error(kWrongType);
   return *wrong_type ? nullptr : entry;
 }
@@ -670,7 +670,7 @@ void HScan(Context& c) {
   if (!ParseScanArgs(c, 2, /*with_type=*/false, &scan)) return;
   auto view = c.keyspace().Lock(c.args[1]);
   Entry* entry = view.Find(c.args[1]);
-  if (entry != nullptr && entry->type != Type::kHash) return c.reply.Error(kWrongType);
+  if (entry != nullptr && entry->type() != Type::kHash) return c.reply.Error(kWrongType);
   std::vector<std::pair<std::string_view, std::string_view>> matched;
   if (entry != nullptr) {
     for (const auto& [field, value] : entry->hash()) {
@@ -901,7 +901,7 @@ size_t CommandCount() { return Table().size(); }
 std::string ClientLine(const Client& client) {
   std::lock_guard lock(client.mutex);
   return "id=" + std::to_string(client.id) + " addr=" + client.address + " name=" + client.name +
-         " age=" + std::to_string((kv::SystemMillis() - client.created_ms) / 1000) +
+         " age=" + std::to_string((UnixMillis() - client.created_ms) / 1000) +
          " db=0 resp=" + std::to_string(client.protocol) +
          " cmd=" + client.last_command.load(std::memory_order_relaxed);
 }

@@ -88,7 +88,7 @@ LocalClient::LocalClient(kv::Keyspace& keyspace, const Catalog* catalog,
   state_.keyspace = &keyspace;
   state_.catalog = catalog;
   state_.table_separator = std::move(table_separator);
-  state_.started_ms = kv::SystemMillis();
+  state_.started_ms = UnixMillis();
   state_.list_clients = [] { return std::vector<std::string>{}; };
   state_.client_count = [] { return size_t{0}; };
 }

@@ -1,7 +1,7 @@
 #include "server/resp/resp_server.h"
 
-#include <boost/asio.hpp>
 #include <algorithm>
+#include <boost/asio.hpp>
 #include <cstring>
 #include <functional>
 
@@ -44,7 +44,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   Connection(tcp::socket socket, RespServer& server)
       : socket_(std::move(socket)), soft_timer_(socket_.get_executor()), server_(server) {
     client_.id = server_.next_client_id_.fetch_add(1);
-    client_.created_ms = kv::SystemMillis();
+    client_.created_ms = UnixMillis();
     boost::system::error_code error;
     const auto remote = socket_.remote_endpoint(error);
     if (!error)
@@ -155,8 +155,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
       const size_t run = RunBatch(reply, &over_hard_limit);
       if (run < batch_.size()) {
         // Paused (or cut off) before request `run`: it and those after it stay in the input.
-        rest = std::string_view(input_.data() + batch_[run].offset,
-                                used_ - batch_[run].offset);
+        rest = std::string_view(input_.data() + batch_[run].offset, used_ - batch_[run].offset);
         protocol_error = incomplete = false;
       }
     }
@@ -293,7 +292,7 @@ RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace,
   state_.requirepass = options.requirepass;
   state_.bind = options.bind;
   state_.threads = options.threads;
-  state_.started_ms = kv::SystemMillis();
+  state_.started_ms = UnixMillis();
   state_.output_hard_limit.store(options.output_hard_limit);
   state_.output_soft_limit.store(options.output_soft_limit);
   state_.output_soft_seconds.store(options.output_soft_seconds);
@@ -400,10 +399,10 @@ void RespServer::CloseBiggestClients() {
   }
   for (const auto& victim : victims) {
     state_.clients_closed_for_memory.fetch_add(1, std::memory_order_relaxed);
-    QUIVER_LOG_EVERY_SECOND(kWarn, "resp client closed: client memory over maxmemory-clients",
-                            {{"client_bytes", std::to_string(victim->MemoryBytes())},
-                             {"maxmemory_clients",
-                              std::to_string(ClientMemory::Global().limit())}});
+    QUIVER_LOG_EVERY_SECOND(
+        kWarn, "resp client closed: client memory over maxmemory-clients",
+        {{"client_bytes", std::to_string(victim->MemoryBytes())},
+         {"maxmemory_clients", std::to_string(ClientMemory::Global().limit())}});
     victim->Close();
   }
 }

@@ -189,10 +189,10 @@ void Config(Context& c) {
         {"requirepass", c.server.requirepass},
         {"io-threads", std::to_string(c.server.threads)},
         {"proto-max-bulk-len", std::to_string(kMaxBulkBytes)},
-        {"client-output-buffer-limit",
-         "normal " + std::to_string(c.server.output_hard_limit.load()) + " " +
-             std::to_string(c.server.output_soft_limit.load()) + " " +
-             std::to_string(c.server.output_soft_seconds.load())},
+        {"client-output-buffer-limit", "normal " +
+                                           std::to_string(c.server.output_hard_limit.load()) + " " +
+                                           std::to_string(c.server.output_soft_limit.load()) + " " +
+                                           std::to_string(c.server.output_soft_seconds.load())},
         {"client-query-buffer-limit", std::to_string(c.server.query_buffer_limit.load())},
         {"maxmemory-clients", std::to_string(ClientMemory::Global().limit())},
     };
@@ -312,7 +312,7 @@ void Time(Context& c) {
 
 void Info(Context& c) {
   const kv::KeyspaceStats stats = c.keyspace().Stats();
-  const int64_t uptime = (kv::SystemMillis() - c.server.started_ms) / 1000;
+  const int64_t uptime = (UnixMillis() - c.server.started_ms) / 1000;
   std::string text;
   auto wanted = [&](std::string_view section) {
     if (c.args.size() == 1) return true;

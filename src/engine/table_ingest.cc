@@ -1,0 +1,222 @@
+#include <arrow/api.h>
+#include <arrow/compute/cast.h>
+#include <arrow/util/bitmap_ops.h>
+
+#include <string>
+
+#include "common/arrow_status.h"
+#include "engine/table.h"
+#include "engine/table_internal.h"
+
+namespace quiver {
+namespace {
+
+bool IsBinaryLike(arrow::Type::type id) {
+  return IsStringLike(id) || id == arrow::Type::BINARY || id == arrow::Type::LARGE_BINARY ||
+         id == arrow::Type::BINARY_VIEW || id == arrow::Type::FIXED_SIZE_BINARY;
+}
+bool IsListLike(arrow::Type::type id) {
+  return id == arrow::Type::LIST || id == arrow::Type::LARGE_LIST ||
+         id == arrow::Type::FIXED_SIZE_LIST || id == arrow::Type::LIST_VIEW;
+}
+
+// Implicit conversions stay inside a family (numbers, strings, times, lists of numbers); the
+
+// cast itself is "safe": it fails on overflow, truncation and lost precision.
+bool ConversionAllowed(const arrow::DataType& from, const arrow::DataType& to) {
+  const arrow::Type::type source = from.id();
+  switch (to.id()) {
+    case arrow::Type::STRING:
+      return IsStringLike(source);
+    case arrow::Type::BINARY:
+      return IsBinaryLike(source);
+    case arrow::Type::BOOL:
+      return source == arrow::Type::BOOL;
+    case arrow::Type::TIMESTAMP:
+      return source == arrow::Type::TIMESTAMP;
+    case arrow::Type::DATE32:
+      return source == arrow::Type::DATE32 || source == arrow::Type::DATE64;
+    case arrow::Type::LIST:
+    case arrow::Type::FIXED_SIZE_LIST:
+      return IsListLike(source) && arrow::is_numeric(from.field(0)->type()->id());
+    default:
+      return arrow::is_numeric(to.id()) && arrow::is_numeric(source);
+  }
+}
+
+}  // namespace
+
+// Table::Prepare: a write's batch checked against the schema, cast to the stored types and
+// reduced to raw pointers, before anything changes.
+
+Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) const {
+  prepared->length = batch.num_rows();
+  const auto& batch_schema = *batch.schema();
+  std::vector<bool> seen(schema_.num_columns(), false);
+  int key_column = -1;
+  for (int c = 0; c < batch.num_columns(); ++c) {
+    const std::string& column_name = batch_schema.field(c)->name();
+    int index = schema_.FindColumn(column_name);
+    if (index < 0) {
+      return Status::NotFound("table '" + name_ + "' has no column '" + column_name + "'");
+    }
+    if (seen[index]) {
+      return Status::InvalidArgument("table '" + name_ + "': column '" + column_name +
+                                     "' appears twice in the batch");
+    }
+    seen[index] = true;
+    if (index == schema_.key_index()) key_column = c;
+  }
+  if (key_column < 0) {
+    return Status::InvalidArgument("table '" + name_ + "': the batch has no key column '" +
+                                   schema_.key().name + "'");
+  }
+  for (int i = 0; i < schema_.num_columns(); ++i) {
+    if (!seen[i] && !schema_.columns()[i].nullable && prepared->missing_required.empty()) {
+      prepared->missing_required = schema_.columns()[i].name;
+    }
+  }
+
+  // Keys: type, nulls, size.
+  {
+    auto keys = NormalizeKeys(*batch.column(key_column), "batch");
+    if (!keys.ok()) return keys.status();
+    prepared->keys = *keys;
+    if (prepared->keys->type_id() == arrow::Type::STRING) {
+      const auto& strings = static_cast<const arrow::StringArray&>(*prepared->keys);
+      for (int64_t i = 0; i < strings.length(); ++i) {
+        const int64_t size = strings.value_length(i);
+        if (static_cast<size_t>(size) > limits_.max_key_bytes) {
+          return Status::LimitExceeded("table '" + name_ + "' row " + std::to_string(i) +
+                                       ": key of " + std::to_string(size) +
+                                       " bytes is over the limit of " +
+                                       std::to_string(limits_.max_key_bytes));
+        }
+        prepared->AddHeapValue(static_cast<size_t>(size));
+      }
+    }
+  }
+
+  for (int c = 0; c < batch.num_columns(); ++c) {
+    if (c == key_column) continue;
+    const int index = schema_.FindColumn(batch_schema.field(c)->name());
+    const ColumnSpec& spec = schema_.columns()[index];
+    const std::string where = "table '" + name_ + "' column '" + spec.name + "'";
+    std::shared_ptr<arrow::Array> array = batch.column(c);
+
+    // A list of the wrong length would fail the cast below without naming the row.
+    if (spec.type->id() == arrow::Type::FIXED_SIZE_LIST && array->type_id() == arrow::Type::LIST) {
+      const int32_t want = static_cast<const arrow::FixedSizeListType&>(*spec.type).list_size();
+      const auto& list = static_cast<const arrow::ListArray&>(*array);
+      for (int64_t i = 0; i < list.length(); ++i) {
+        if (list.IsValid(i) && list.value_length(i) != want) {
+          return Status::InvalidArgument(where + " row " + std::to_string(i) + ": embedding has " +
+                                         std::to_string(list.value_length(i)) +
+                                         " elements, expected " + std::to_string(want));
+        }
+      }
+    }
+    if (!array->type()->Equals(*spec.type, /*check_metadata=*/false)) {
+      if (!ConversionAllowed(*array->type(), *spec.type)) {
+        return Status::InvalidArgument(where + ": cannot store " + array->type()->ToString() +
+                                       " as " + DtypeName(*spec.type));
+      }
+      auto cast = arrow::compute::Cast(*array, spec.type, arrow::compute::CastOptions::Safe());
+      if (!cast.ok()) {
+        return Status::InvalidArgument(where + ": cannot store " + array->type()->ToString() +
+                                       " as " + DtypeName(*spec.type) + " (" +
+                                       cast.status().message() + ")");
+      }
+      array = *cast;
+    }
+    if (!spec.nullable && array->null_count() > 0) {
+      return Status::InvalidArgument(where + " row " + std::to_string(FirstNull(*array)) +
+                                     ": null in a non-nullable column");
+    }
+
+    PreparedBatch::Input input;
+    input.schema_index = index;
+    input.layout = &layout_.column(index);
+    input.array = array;
+    const arrow::ArrayData& data = *array->data();
+    input.offset = data.offset;
+    input.validity = data.null_count != 0 && data.buffers[0] ? data.buffers[0]->data() : nullptr;
+    switch (input.layout->physical) {
+      case Physical::kFixed:
+        if (spec.type->id() == arrow::Type::FIXED_SIZE_LIST) {
+          const auto& child = *data.child_data[0];
+          const uint32_t element_width = input.layout->element_width;
+          const int32_t list_size =
+              static_cast<const arrow::FixedSizeListType&>(*spec.type).list_size();
+          if (child.GetNullCount() > 0) {
+            for (int64_t i = 0; i < data.length; ++i) {
+              if (!input.IsValid(i)) continue;
+              int64_t first = child.offset + (data.offset + i) * list_size;
+              if (arrow::internal::CountSetBits(child.buffers[0]->data(), first, list_size) !=
+                  list_size) {
+                return Status::InvalidArgument(where + " row " + std::to_string(i) +
+                                               ": embedding elements must not be null");
+              }
+            }
+          }
+          input.fixed =
+              child.buffers[1]->data() + (child.offset + data.offset * list_size) * element_width;
+        } else {
+          input.fixed = data.buffers[1]->data() + data.offset * input.layout->width;
+        }
+        break;
+      case Physical::kBool:
+        input.fixed = data.buffers[1]->data();
+        break;
+      case Physical::kBytes: {
+        input.offsets = data.GetValues<int32_t>(1);
+        input.var = data.buffers[2] ? data.buffers[2]->data() : nullptr;
+        for (int64_t i = 0; i < data.length; ++i) {
+          if (!input.IsValid(i)) continue;
+          const size_t size = static_cast<size_t>(input.offsets[i + 1] - input.offsets[i]);
+          if (size > limits_.max_value_bytes) {
+            return Status::LimitExceeded(where + " row " + std::to_string(i) + ": value of " +
+                                         std::to_string(size) + " bytes is over the limit of " +
+                                         std::to_string(limits_.max_value_bytes));
+          }
+          prepared->AddHeapValue(size);
+        }
+        break;
+      }
+      case Physical::kList: {
+        const auto& child = *data.child_data[0];
+        const uint32_t element_width = input.layout->element_width;
+        input.offsets = data.GetValues<int32_t>(1);
+        input.var =
+            child.buffers[1] ? child.buffers[1]->data() + child.offset * element_width : nullptr;
+        const bool child_nulls = child.GetNullCount() > 0;
+        for (int64_t i = 0; i < data.length; ++i) {
+          if (!input.IsValid(i)) continue;
+          const int64_t elements = input.offsets[i + 1] - input.offsets[i];
+          const size_t size = static_cast<size_t>(elements) * element_width;
+          if (size > limits_.max_value_bytes) {
+            return Status::LimitExceeded(where + " row " + std::to_string(i) + ": list of " +
+                                         std::to_string(size) + " bytes is over the limit of " +
+                                         std::to_string(limits_.max_value_bytes));
+          }
+          if (child_nulls && elements > 0 &&
+              arrow::internal::CountSetBits(child.buffers[0]->data(),
+                                            child.offset + input.offsets[i],
+                                            elements) != elements) {
+            return Status::InvalidArgument(where + " row " + std::to_string(i) +
+                                           ": list elements must not be null");
+          }
+          prepared->AddHeapValue(size);
+        }
+        break;
+      }
+    }
+    if (index == schema_.event_time_index()) {
+      prepared->event_time_input = static_cast<int>(prepared->inputs.size());
+    }
+    prepared->inputs.push_back(std::move(input));
+  }
+  return Status::OK();
+}
+
+}  // namespace quiver

@@ -1,0 +1,215 @@
+// What the files of Table share (table.cc, table_ingest.cc, table_write.cc, table_compaction.cc,
+// table_expiry.cc, table_read.cc): the key and row helpers and a write's prepared batch. Only
+// those files include it.
+#pragma once
+
+#include <arrow/array.h>
+#include <arrow/util/bit_util.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/eviction.h"
+#include "engine/heap.h"
+#include "engine/row_copy.h"
+#include "engine/row_layout.h"
+#include "engine/table.h"
+
+namespace quiver {
+
+// The bytes of key i of a normalized key array (utf8 or int64), for hashing and comparing.
+class KeyColumn {
+ public:
+  explicit KeyColumn(const arrow::Array& keys) {
+    const arrow::ArrayData& data = *keys.data();
+    if (keys.type_id() == arrow::Type::STRING) {
+      offsets_ = data.GetValues<int32_t>(1);
+      bytes_ = data.buffers[2] ? data.buffers[2]->data() : nullptr;
+    } else {
+      ints_ = data.GetValues<int64_t>(1);
+    }
+  }
+  [[gnu::always_inline]] std::string_view Bytes(int64_t i) const {
+    if (ints_ != nullptr) return {reinterpret_cast<const char*>(ints_ + i), sizeof(int64_t)};
+    return {reinterpret_cast<const char*>(bytes_) + offsets_[i],
+            static_cast<size_t>(offsets_[i + 1] - offsets_[i])};
+  }
+
+ private:
+  const int32_t* offsets_ = nullptr;
+  const uint8_t* bytes_ = nullptr;
+  const int64_t* ints_ = nullptr;
+};
+
+inline std::string KeyForMessage(std::string_view bytes, bool is_string) {
+  if (!is_string) {
+    int64_t value;
+    std::memcpy(&value, bytes.data(), sizeof(value));
+    return std::to_string(value);
+  }
+  std::string out = "'";
+  out += bytes.size() > 64 ? std::string(bytes.substr(0, 64)) + "..." : std::string(bytes);
+  return out + "'";
+}
+
+inline int64_t FirstNull(const arrow::Array& array) {
+  for (int64_t i = 0; i < array.length(); ++i) {
+    if (array.IsNull(i)) return i;
+  }
+  return -1;
+}
+
+inline bool IsStringLike(arrow::Type::type id) {
+  return id == arrow::Type::STRING || id == arrow::Type::LARGE_STRING ||
+         id == arrow::Type::STRING_VIEW;
+}
+
+// The heap reference a value's VarRef holds (when its length is over kVarInlineBytes).
+inline HeapRef HeapRefOf(const VarRef& ref) {
+  HeapRef heap_ref;
+  std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
+  return heap_ref;
+}
+
+// Equality of two byte strings of `size` <= 8 bytes, without a call to memcmp.
+inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
+  const auto* x = static_cast<const uint8_t*>(a);
+  const auto* y = static_cast<const uint8_t*>(b);
+  if (size >= 4) {  // the first and the last 4 bytes (they overlap when size < 8)
+    uint32_t x_head, y_head, x_tail, y_tail;
+    std::memcpy(&x_head, x, 4), std::memcpy(&y_head, y, 4);
+    std::memcpy(&x_tail, x + size - 4, 4), std::memcpy(&y_tail, y + size - 4, 4);
+    return x_head == y_head && x_tail == y_tail;
+  }
+  for (size_t i = 0; i < size; ++i) {
+    if (x[i] != y[i]) return false;
+  }
+  return true;
+}
+
+// Whether `row` holds `key`. For readers, meaningful only once their seqlock check passed; the
+// writer calls it on rows only it changes.
+[[gnu::always_inline]] inline bool KeyMatches(const std::byte* row, const ColumnLayout& layout,
+                                              std::string_view key, const Heap& heap) {
+  if (layout.physical == Physical::kFixed) {
+    uint8_t stored[8];
+    CopyFromRow(stored, row + layout.offset, sizeof(stored));
+    return std::memcmp(stored, key.data(), sizeof(stored)) == 0;
+  }
+  const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
+  if (ref.length != key.size()) return false;
+  if (ref.length <= kVarInlineBytes) return ShortBytesEqual(ref.payload, key.data(), ref.length);
+  // A torn reference may point anywhere: View() checks bounds, and heap bytes are immutable.
+  const std::byte* stored = heap.View(HeapRefOf(ref), ref.length);
+  return stored != nullptr && std::memcmp(stored, key.data(), ref.length) == 0;
+}
+
+// The key bytes a row holds, as KeyColumn::Bytes gives them (the writer's, on its own rows).
+inline std::string StoredKey(const std::byte* row, const ColumnLayout& layout, const Heap& heap) {
+  if (layout.physical == Physical::kFixed) {
+    std::string key(sizeof(int64_t), '\0');
+    CopyFromRow(key.data(), row + layout.offset, sizeof(int64_t));
+    return key;
+  }
+  const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
+  if (ref.length <= kVarInlineBytes) {
+    return std::string(reinterpret_cast<const char*>(ref.payload), ref.length);
+  }
+  return std::string(reinterpret_cast<const char*>(heap.View(HeapRefOf(ref), ref.length)),
+                     ref.length);
+}
+
+inline int64_t ExpiryOf(const std::byte* row) {
+  return static_cast<int64_t>(RowMeta(row).load(std::memory_order_relaxed) & kRowExpiryMask);
+}
+
+inline bool IsDue(int64_t expire_at, int64_t now) { return expire_at != 0 && expire_at <= now; }
+
+// The row's access clock after an access at `now_ms` (row_layout.h): seconds for LRU (and when
+// no policy needs one), Redis's LFU word under an LFU policy (`fresh`: a new row's).
+inline uint32_t AccessAfter(uint64_t meta, bool lfu, bool fresh, int64_t now_ms) {
+  if (!lfu) return static_cast<uint32_t>(now_ms / 1000) & kRowAccessMask;
+  return (fresh ? LfuNew(now_ms, kRowLfuMinuteBits)
+                : LfuTouched(static_cast<uint32_t>(meta >> kRowAccessShift), now_ms,
+                             kRowLfuMinuteBits)) &
+         kRowAccessMask;
+}
+
+// A reader's access: stamps the clock unless it already says so (LRU: once per second per row).
+// A lost race (the writer or another reader changed the word) leaves the stamp out.
+inline void TouchRow(const std::byte* row, bool lfu, int64_t now_ms) {
+  std::atomic<uint64_t>& meta = RowMeta(row);
+  uint64_t word = meta.load(std::memory_order_relaxed);
+  const uint64_t access = AccessAfter(word, lfu, /*fresh=*/false, now_ms);
+  if (access == (word >> kRowAccessShift)) return;
+  meta.compare_exchange_strong(word, (word & kRowExpiryMask) | access << kRowAccessShift,
+                               std::memory_order_relaxed);
+}
+
+// Index bytes per row, about (8-byte slots at a load of at most 3/4).
+constexpr uint64_t kIndexBytesPerRow = 11;
+
+// ---------------------------------------------------------------------------------------------
+// Upsert input: each batch column validated, cast to the stored type and reduced to raw pointers
+// (Table::Prepare, table_ingest.cc).
+
+struct Table::PreparedBatch {
+  struct Input {
+    int schema_index = 0;
+    const ColumnLayout* layout = nullptr;
+    std::shared_ptr<arrow::Array> array;  // keeps the buffers below alive
+    const uint8_t* validity = nullptr;    // nullptr: all valid
+    int64_t offset = 0;                   // array offset, for bitmaps
+    const uint8_t* fixed = nullptr;       // kFixed: value i at fixed + i * width; kBool: bitmap
+    const int32_t* offsets = nullptr;     // kBytes / kList: offsets[i]..offsets[i+1]
+    const uint8_t* var = nullptr;         // kBytes: bytes; kList: child elements
+
+    bool IsValid(int64_t i) const {
+      return validity == nullptr || arrow::bit_util::GetBit(validity, offset + i);
+    }
+  };
+  int64_t length = 0;
+  std::shared_ptr<arrow::Array> keys;
+  std::vector<Input> inputs;
+  int event_time_input = -1;     // index into inputs
+  std::string missing_required;  // a non-nullable value column the batch lacks
+  size_t heap_bytes = 0;         // upper bound of heap appends
+  size_t heap_largest = 0;       // the largest of them
+
+  void AddHeapValue(size_t size) {
+    if (size <= kVarInlineBytes) return;
+    heap_bytes += size;
+    heap_largest = std::max(heap_largest, size);
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Writes under the write lock (table.h).
+
+template <typename T, typename Locked>
+Result<T> Table::Journaled(Locked locked) {
+  uint64_t lsn = 0;
+  Result<T> result = [&] {
+    std::lock_guard<std::mutex> lock(write_mutex_);
+    return locked(WriteMode::kJournaled, &lsn);
+  }();
+  if (result.ok() && lsn != 0) QUIVER_RETURN_NOT_OK(journal_->Commit(lsn));
+  return result;
+}
+
+template <typename T, typename Locked>
+Result<T> Table::Replayed(uint64_t lsn, Locked locked) {
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  uint64_t unused = 0;
+  Result<T> result = locked(WriteMode::kReplay, &unused);
+  if (result.ok()) applied_lsn_.store(lsn, std::memory_order_release);
+  return result;
+}
+
+}  // namespace quiver
