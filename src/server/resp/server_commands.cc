@@ -1,5 +1,5 @@
 // The connection and server commands of the RESP command table: PING, ECHO, SELECT, AUTH,
-// HELLO, CLIENT, CONFIG, DBSIZE, TIME, INFO, and the client limits CONFIG sets.
+// HELLO, CLIENT, QUIT, CONFIG, COMMAND, DBSIZE, TIME, INFO, and the client limits CONFIG sets.
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -13,6 +13,34 @@
 
 namespace quiver::resp {
 
+void ApplyClientMemoryLimit(ServerState& server) {
+  const int64_t explicit_limit = server.maxmemory_clients.load();
+  uint64_t limit = static_cast<uint64_t>(explicit_limit);
+  if (explicit_limit < 0) limit = server.keyspace->MaxMemory() != 0 ? kDefaultClientMemory : 0;
+  ClientMemory::Global().SetLimit(limit);
+}
+
+bool ParseOutputBufferLimit(std::string_view text, uint64_t* hard, uint64_t* soft,
+                            int64_t* seconds) {
+  std::vector<std::string_view> words;
+  for (size_t start = 0; start < text.size();) {
+    const size_t end = std::min(text.find(' ', start), text.size());
+    if (end > start) words.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  if (words.size() == 4 && Lower(words[0]) == "normal") words.erase(words.begin());
+  if (words.size() != 3) return false;
+  int64_t number = 0;
+  return ParseByteSize(words[0], hard) && ParseByteSize(words[1], soft) &&
+         ParseInt(words[2], &number) && number >= 0 && (*seconds = number, true);
+}
+
+// CONFIG GET | SET: the parameters Quiver has; maxmemory, maxmemory-policy, maxmemory-samples
+// and the packed-hash limits (hash-max-listpack-entries | -value, and their old ziplist names)
+// can be set (CONFIG SET takes several pairs and applies all or none).
+
+namespace {
+
 void Ping(Context& c) {
   if (c.args.size() > 2) {
     return c.reply.Error("ERR wrong number of arguments for 'ping' command");
@@ -24,12 +52,10 @@ void Echo(Context& c) { c.reply.Bulk(c.args[1]); }
 
 void Select(Context& c) {
   int64_t db;
-  if (!ParseInt(c.args[1], &db)) return c.reply.Error(kNotInteger);
+  if (!ParseInt(c.args[1], &db)) return c.Fail(OpStatus::kNotInteger);
   if (db != 0) return c.reply.Error("ERR DB index is out of range");
   c.reply.Simple("OK");
 }
-
-namespace {
 
 bool CheckPassword(Context& c, std::string_view user, std::string_view password) {
   if (c.server.requirepass.empty()) {
@@ -46,10 +72,8 @@ bool CheckPassword(Context& c, std::string_view user, std::string_view password)
   return true;
 }
 
-}  // namespace
-
 void Auth(Context& c) {
-  if (c.args.size() > 3) return c.reply.Error(kSyntax);
+  if (c.args.size() > 3) return c.Fail(OpStatus::kSyntax);
   const std::string_view user = c.args.size() == 3 ? c.args[1] : "default";
   if (CheckPassword(c, user, c.args.back())) c.reply.Simple("OK");
 }
@@ -144,31 +168,6 @@ void ClientCommand(Context& c) {
                 "'. Try CLIENT HELP.");
 }
 
-void ApplyClientMemoryLimit(ServerState& server) {
-  const int64_t explicit_limit = server.maxmemory_clients.load();
-  uint64_t limit = static_cast<uint64_t>(explicit_limit);
-  if (explicit_limit < 0) limit = server.keyspace->MaxMemory() != 0 ? kDefaultClientMemory : 0;
-  ClientMemory::Global().SetLimit(limit);
-}
-
-bool ParseOutputBufferLimit(std::string_view text, uint64_t* hard, uint64_t* soft,
-                            int64_t* seconds) {
-  std::vector<std::string_view> words;
-  for (size_t start = 0; start < text.size();) {
-    const size_t end = std::min(text.find(' ', start), text.size());
-    if (end > start) words.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  if (words.size() == 4 && Lower(words[0]) == "normal") words.erase(words.begin());
-  if (words.size() != 3) return false;
-  int64_t number = 0;
-  return ParseByteSize(words[0], hard) && ParseByteSize(words[1], soft) &&
-         ParseInt(words[2], &number) && number >= 0 && (*seconds = number, true);
-}
-
-// CONFIG GET | SET: the parameters Quiver has; maxmemory, maxmemory-policy, maxmemory-samples
-// and the packed-hash limits (hash-max-listpack-entries | -value, and their old ziplist names)
-// can be set (CONFIG SET takes several pairs and applies all or none).
 void Config(Context& c) {
   kv::Keyspace& keyspace = c.keyspace();
   if (Is(c.args[1], "get") && c.args.size() >= 3) {
@@ -362,6 +361,94 @@ void Info(Context& c) {
     }
   }
   c.reply.Verbatim(text);
+}
+
+void Quit(Context& c) {
+  c.client.close_after_reply = true;
+  c.reply.Simple("OK");
+}
+
+void CommandInfo(ReplyWriter& reply, const CommandSpec& command) {
+  reply.Array(6);
+  reply.Bulk(command.name);
+  reply.Integer(command.arity);
+  const std::vector<std::string_view> flags = CommandFlagNames(command.flags);
+  reply.Array(flags.size());
+  for (std::string_view flag : flags) reply.Simple(flag);
+  reply.Integer(command.first_key);
+  reply.Integer(command.last_key);
+  reply.Integer(command.step);
+}
+
+void CommandCommand(Context& c) {
+  const std::vector<CommandSpec>& table = CommandTable();
+  if (c.args.size() == 1) {
+    c.reply.Array(table.size());
+    for (const CommandSpec& command : table) CommandInfo(c.reply, command);
+    return;
+  }
+  const std::string_view sub = c.args[1];
+  if (Is(sub, "count") && c.args.size() == 2)
+    return c.reply.Integer(static_cast<int64_t>(table.size()));
+  if (Is(sub, "info") || Is(sub, "docs")) {
+    std::vector<const CommandSpec*> wanted;
+    if (c.args.size() == 2) {
+      for (const CommandSpec& command : table) wanted.push_back(&command);
+    } else {
+      for (size_t i = 2; i < c.args.size(); ++i) {
+        wanted.push_back(FindCommand(Lower(c.args[i])));
+      }
+    }
+    if (Is(sub, "info")) {
+      c.reply.Array(wanted.size());
+      for (const CommandSpec* command : wanted) {
+        command ? CommandInfo(c.reply, *command) : c.reply.NullArray();
+      }
+      return;
+    }
+    size_t known = 0;
+    for (const CommandSpec* command : wanted) known += command != nullptr;
+    c.reply.Map(known);
+    for (const CommandSpec* command : wanted) {
+      if (command == nullptr) continue;
+      c.reply.Bulk(command->name);
+      c.reply.Map(3);
+      c.reply.Bulk("summary");
+      c.reply.Bulk(command->summary);
+      c.reply.Bulk("since");
+      c.reply.Bulk("1.0.0");
+      c.reply.Bulk("group");
+      c.reply.Bulk(command->group);
+    }
+    return;
+  }
+  c.reply.Error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
+                "'. Try COMMAND HELP.");
+}
+
+}  // namespace
+
+void AddServerCommands(std::vector<CommandSpec>& table) {
+  table.insert(
+      table.end(),
+      {
+          {"dbsize", 1, kReadOnly | kFast, 0, 0, 0, "server", "Returns the number of keys.",
+           DbSize},
+          {"ping", -1, kFast, 0, 0, 0, "connection", "Returns PONG or the message.", Ping},
+          {"echo", 2, kFast, 0, 0, 0, "connection", "Returns the message.", Echo},
+          {"select", 2, kFast, 0, 0, 0, "connection", "Selects a database (only 0).", Select},
+          {"auth", -2, kFast | kNoAuth, 0, 0, 0, "connection", "Authenticates the connection.",
+           Auth},
+          {"hello", -1, kFast | kNoAuth, 0, 0, 0, "connection", "Handshakes (RESP2 or RESP3).",
+           Hello},
+          {"client", -2, 0, 0, 0, 0, "connection", "Names, identifies and lists connections.",
+           ClientCommand},
+          {"quit", -1, kFast | kNoAuth, 0, 0, 0, "connection", "Closes the connection.", Quit},
+          {"config", -2, 0, 0, 0, 0, "server", "Reads configuration parameters.", Config},
+          {"command", -1, 0, 0, 0, 0, "server", "Describes the commands.", CommandCommand},
+          {"info", -1, 0, 0, 0, 0, "server", "Returns information about the server.", Info},
+          {"time", 1, kFast, 0, 0, 0, "server", "Returns the server's time.", Time},
+      });
 }
 
 }  // namespace quiver::resp
