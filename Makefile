@@ -114,7 +114,7 @@ fuzz: setup
 	  ./build-fuzz/src/codec_fuzz -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 build-fuzz/corpus/codec
 	@mkdir -p build-fuzz/corpus/resp && cp src/server/resp/fuzz_corpus/resp/* build-fuzz/corpus/resp/
 	@./build-fuzz/src/resp_fuzz -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/resp
-	@mkdir -p build-fuzz/corpus/keyspace && cp src/kv/fuzz_corpus/keyspace/* build-fuzz/corpus/keyspace/
+	@mkdir -p build-fuzz/corpus/keyspace && cp src/storage/fuzz_corpus/keyspace/* build-fuzz/corpus/keyspace/
 	@./build-fuzz/src/keyspace_fuzz -max_total_time=$(FUZZ_SECONDS) build-fuzz/corpus/keyspace
 	@mkdir -p build-fuzz/corpus/storage && cp src/storage/fuzz_corpus/storage/* build-fuzz/corpus/storage/
 	@ARROW_DEFAULT_MEMORY_POOL=system ./build-fuzz/src/storage_fuzz -max_total_time=$(FUZZ_SECONDS) \

@@ -14,14 +14,6 @@
 
 namespace quiver::kv {
 
-// One decoded operation of a log record or dump (its Op and what it carries).
-struct Operation {
-  uint8_t op = 0;
-  std::string_view key, field, value;
-  Millis expire_at = 0;
-  std::vector<std::pair<std::string_view, std::string_view>> fields;  // kPutHash
-};
-
 namespace {
 
 // The bytes usable in `memory`, which malloc handed out for a request of `request` bytes: up to
@@ -49,108 +41,6 @@ size_t PackedFind(std::string_view packed, std::string_view field) {
   return std::string_view::npos;
 }
 
-// LFU words keep 16 bits of minutes (Redis's).
-constexpr int kLfuMinuteBits = 16;
-
-// ---------------------------------------------------------------------------------------------
-// Log records and dumps: a sequence of operations, integers little-endian, bytes as a u32 length
-// and the bytes (docs/durability.md).
-
-enum Op : uint8_t {
-  kPutString = 1,   // key, expire_at (i64), value
-  kPutHash = 2,     // key, expire_at, field count (u32), field and value each
-  kDelete = 3,      // key
-  kExpire = 4,      // key, expire_at (0: none)
-  kHashSet = 5,     // key, field, value
-  kHashDelete = 6,  // key, field
-  kClear = 7,       // every key
-};
-
-constexpr std::string_view kDumpMagic = "QUIVERKV";
-constexpr uint32_t kDumpVersion = 1;
-
-template <typename T>
-void PutInt(std::string* out, T value) {
-  out->append(reinterpret_cast<const char*>(&value), sizeof(value));
-}
-void PutBytes(std::string* out, std::string_view bytes) {
-  PutInt(out, static_cast<uint32_t>(bytes.size()));
-  out->append(bytes);
-}
-void PutKeyOp(std::string* out, Op op, std::string_view key) {
-  out->push_back(static_cast<char>(op));
-  PutBytes(out, key);
-}
-
-// The whole state of a key: kPutString or kPutHash.
-void PutState(std::string* out, std::string_view key, const Entry& entry) {
-  PutKeyOp(out, entry.type() == Type::kString ? kPutString : kPutHash, key);
-  PutInt<int64_t>(out, entry.expire_at());
-  if (entry.type() == Type::kString) {
-    PutBytes(out, entry.string());
-    return;
-  }
-  const Hash hash = entry.hash();
-  PutInt(out, static_cast<uint32_t>(hash.size()));
-  for (const auto& [field, value] : hash) {
-    PutBytes(out, field);
-    PutBytes(out, value);
-  }
-}
-
-class Reader {
- public:
-  explicit Reader(std::string_view bytes) : rest_(bytes) {}
-  template <typename T>
-  bool Int(T* value) {
-    if (rest_.size() < sizeof(T)) return false;
-    std::memcpy(value, rest_.data(), sizeof(T));
-    rest_.remove_prefix(sizeof(T));
-    return true;
-  }
-  bool Bytes(std::string_view* bytes) {
-    uint32_t size;
-    if (!Int(&size) || rest_.size() < size) return false;
-    *bytes = rest_.substr(0, size);
-    rest_.remove_prefix(size);
-    return true;
-  }
-  bool empty() const { return rest_.empty(); }
-  size_t left() const { return rest_.size(); }
-
- private:
-  std::string_view rest_;
-};
-
-bool ReadOperation(Reader& in, Operation* out) {
-  uint8_t op;
-  if (!in.Int(&op) || op < kPutString || op > kClear) return false;
-  out->op = op;
-  if (out->op == kClear) return true;
-  if (!in.Bytes(&out->key)) return false;
-  switch (out->op) {
-    case kPutString:
-      return in.Int(&out->expire_at) && in.Bytes(&out->value);
-    case kPutHash: {
-      uint32_t count;
-      if (!in.Int(&out->expire_at) || !in.Int(&count) || count > in.left() / 8) return false;
-      out->fields.resize(count);
-      for (auto& [field, value] : out->fields) {
-        if (!in.Bytes(&field) || !in.Bytes(&value)) return false;
-      }
-      return true;
-    }
-    case kExpire:
-      return in.Int(&out->expire_at);
-    case kHashSet:
-      return in.Bytes(&out->field) && in.Bytes(&out->value);
-    case kHashDelete:
-      return in.Bytes(&out->field);
-    default:
-      return true;
-  }
-}
-
 thread_local LogOutcome tls_outcome;
 
 }  // namespace
@@ -158,8 +48,10 @@ thread_local LogOutcome tls_outcome;
 // The record a View builds: single operations as they happen, then the whole state of the keys
 // it created or rewrote (`dirty`), appended when it ends. One per thread, reused.
 struct ViewLog {
-  std::string ops;
+  std::unique_ptr<KeyspaceRecord> record;
+  KeyspaceLog* maker = nullptr;  // the log `record` is of
   std::vector<Entry*> dirty;
+  Operation state;  // scratch for a dirty key's state
   bool busy = false;
   bool owned = false;  // a nested View's own (the thread's is busy)
 };
@@ -278,14 +170,23 @@ Keyspace::View::View(Keyspace& keyspace, uint64_t shards, bool replaying, std::s
       log_->owned = true;
     }
     log_->busy = true;
+    if (log_->maker != keyspace_.log_) {
+      log_->record = keyspace_.log_->NewRecord();
+      log_->maker = keyspace_.log_;
+    }
   }
 }
 
 Keyspace::View::~View() {
   if (log_ != nullptr) {
-    for (const Entry* node : log_->dirty) PutState(&log_->ops, node->key(), *node);
-    if (!log_->ops.empty()) keyspace_.NoteLogged(keyspace_.log_->Append(log_->ops), true);
-    log_->ops.clear();
+    for (const Entry* node : log_->dirty) {
+      StateOf(node->key(), *node, &log_->state);
+      log_->record->Add(log_->state);
+    }
+    if (!log_->record->empty()) {
+      keyspace_.NoteLogged(keyspace_.log_->Append(*log_->record), true);
+    }
+    log_->record->Clear();
     log_->dirty.clear();
     if (log_->owned) {
       delete log_;
@@ -298,7 +199,9 @@ Keyspace::View::~View() {
   }
 }
 
-std::string* Keyspace::View::ops() { return log_ != nullptr ? &log_->ops : nullptr; }
+void Keyspace::View::Log(const Operation& op) {
+  if (log_ != nullptr) log_->record->Add(op);
+}
 
 bool Keyspace::View::IsDirty(const Entry* entry) const {
   return std::find(log_->dirty.begin(), log_->dirty.end(), entry) != log_->dirty.end();
@@ -314,7 +217,7 @@ void Keyspace::View::Forget(const Entry* node, bool log_delete) {
   auto it = std::find(dirty.begin(), dirty.end(), node);
   const bool was_dirty = it != dirty.end();
   if (was_dirty) dirty.erase(it);
-  if (log_delete || was_dirty) PutKeyOp(&log_->ops, kDelete, node->key());
+  if (log_delete || was_dirty) Log({.code = OpCode::kDelete, .key = node->key()});
 }
 
 bool Keyspace::View::Expired(Entry* node, uint64_t hash) {
@@ -351,14 +254,14 @@ void Keyspace::NoteLogged(const Result<uint64_t>& appended, bool report) {
 
 void Keyspace::LogDelete(std::string_view key) {
   if (log_ == nullptr) return;
-  std::string record;
-  PutKeyOp(&record, kDelete, key);
-  NoteLogged(log_->Append(record), /*report=*/false);  // an eviction: no command waits for it
+  std::unique_ptr<KeyspaceRecord> record = log_->NewRecord();
+  record->Add({.code = OpCode::kDelete, .key = key});
+  NoteLogged(log_->Append(*record), /*report=*/false);  // an eviction: no command waits for it
 }
 
 Keyspace::View Keyspace::Lock(std::span<const std::string_view> keys) {
   uint64_t shards = 0;
-  for (std::string_view key : keys) shards |= uint64_t{1} << ShardOf(key);
+  for (std::string_view key : keys) shards |= uint64_t{1} << ShardOfKey(key);
   return View(*this, shards);
 }
 
@@ -510,9 +413,7 @@ Entry* Keyspace::View::Append(Entry* entry, std::string_view tail) {
 Entry* Keyspace::View::HashSet(std::string_view key, Entry* entry, std::string_view field,
                                std::string_view value, bool* added) {
   if (log_ != nullptr && !IsDirty(entry)) {
-    PutKeyOp(&log_->ops, kHashSet, key);
-    PutBytes(&log_->ops, field);
-    PutBytes(&log_->ops, value);
+    Log({.code = OpCode::kHashSet, .key = key, .field = field, .value = value});
   }
   bool fresh;
   if (!entry->table_) {
@@ -593,8 +494,7 @@ Entry* Keyspace::View::HashDelete(std::string_view key, Entry* entry, std::strin
     }
   }
   if (found && log_ != nullptr && !IsDirty(entry)) {
-    PutKeyOp(&log_->ops, kHashDelete, key);
-    PutBytes(&log_->ops, field);
+    Log({.code = OpCode::kHashDelete, .key = key, .field = field});
   }
   if (deleted != nullptr) *deleted = found;
   return entry;
@@ -634,8 +534,7 @@ bool Keyspace::View::Rename(std::string_view from, std::string_view to) {
 void Keyspace::View::SetExpire(std::string_view key, Entry* entry, Millis expire_at) {
   Shard& shard = keyspace_.shards_[ShardOfHash(HashOf(key))];
   if (log_ != nullptr && !IsDirty(entry)) {
-    PutKeyOp(&log_->ops, kExpire, key);
-    PutInt<int64_t>(&log_->ops, expire_at);
+    Log({.code = OpCode::kExpire, .key = key, .expire_at = expire_at});
   }
   if ((entry->expire_at_ != 0) == (expire_at != 0)) {
     entry->expire_at_ = expire_at;
@@ -872,7 +771,7 @@ void Keyspace::Clear() {
   {
     View all(*this, ~uint64_t{0});  // one atomic change, logged as one operation
     for (size_t i = 0; i < kShards; ++i) ClearShard(shards_[i], &doomed[i]);
-    if (std::string* ops = all.ops()) ops->push_back(static_cast<char>(kClear));
+    all.Log({.code = OpCode::kClear});
   }
   for (auto& index : doomed) FreeNodes(index);
 }
@@ -901,248 +800,6 @@ KeyspaceStats Keyspace::Stats() {
   }
   stats.bytes = UsedMemory();
   return stats;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Persistence.
-
-Result<int64_t> Keyspace::Dump(const std::function<Status(std::string_view)>& sink) {
-  std::string section(kDumpMagic);
-  PutInt(&section, kDumpVersion);
-  PutInt(&section, static_cast<uint32_t>(kShards));
-  QUIVER_RETURN_NOT_OK(sink(section));
-  int64_t keys = 0;
-  for (Shard& shard : shards_) {
-    section.clear();
-    {
-      std::lock_guard lock(shard.mutex);
-      // Every record touching this shard up to here is applied, and no later one is: records are
-      // appended under the shard's lock.
-      PutInt<uint64_t>(&section, log_ != nullptr ? log_->LastLsn() : 0);
-      PutInt<uint64_t>(&section, 0);  // the key count, set below
-      const Millis now = clock_();
-      uint64_t count = 0;
-      shard.index.ForEach([&](const Entry* node) {
-        if (node->expire_at_ != 0 && node->expire_at_ <= now) return;
-        PutState(&section, node->key(), *node);
-        ++count;
-      });
-      std::memcpy(section.data() + sizeof(uint64_t), &count, sizeof(count));
-      keys += static_cast<int64_t>(count);
-    }
-    QUIVER_RETURN_NOT_OK(sink(section));
-  }
-  return keys;
-}
-
-std::pair<uint64_t, uint64_t> Keyspace::Quiesced(const std::function<uint64_t()>& position) {
-  const uint64_t at = position();
-  // A record with an LSN up to `at` was appended by a View that held its shards' locks and
-  // noted its LSN before releasing them: once each shard was locked after `at` was read, every
-  // such LSN is in last_logged_.
-  for (Shard& shard : shards_) std::lock_guard lock(shard.mutex);
-  return {LastLoggedLsn(), at};
-}
-
-Result<int64_t> Keyspace::Load(std::string_view dump) {
-  auto corrupt = [&](const std::string& what) {
-    Clear();
-    return Status::Corruption("the keyspace dump " + what);
-  };
-  if (!dump.starts_with(kDumpMagic))
-    return corrupt("does not start with " + std::string(kDumpMagic));
-  Reader in(dump.substr(kDumpMagic.size()));
-  uint32_t version, shards;
-  if (!in.Int(&version) || version != kDumpVersion) return corrupt("has an unknown version");
-  if (!in.Int(&shards) || shards != kShards) return corrupt("has a different shard count");
-  Operation op;
-  int64_t keys = 0;
-  for (size_t s = 0; s < kShards; ++s) {
-    uint64_t lsn, count;
-    if (!in.Int(&lsn) || !in.Int(&count)) return corrupt("is cut short");
-    for (uint64_t k = 0; k < count; ++k) {
-      if (!ReadOperation(in, &op) || (op.op != kPutString && op.op != kPutHash)) {
-        return corrupt("has an unreadable key in shard " + std::to_string(s));
-      }
-      if (ShardOf(op.key) != s) return corrupt("puts a key in the wrong shard");
-      Apply(op);
-      ++keys;
-    }
-    floors_[s] = lsn;
-  }
-  if (!in.empty()) return corrupt("has bytes after its last shard");
-  return keys;
-}
-
-Status Keyspace::Replay(std::string_view record, uint64_t lsn) {
-  Reader in(record);
-  Operation op;
-  while (!in.empty()) {
-    if (!ReadOperation(in, &op)) return Status::Corruption("an unreadable key-value record");
-    if (op.op == kClear) {
-      for (size_t s = 0; s < kShards; ++s) {
-        if (lsn <= floors_[s]) continue;
-        OpenIndex<Entry> doomed;
-        {
-          std::lock_guard lock(shards_[s].mutex);
-          ClearShard(shards_[s], &doomed);
-        }
-        FreeNodes(doomed);
-      }
-    } else if (lsn > floors_[ShardOf(op.key)]) {
-      Apply(op);
-    }
-  }
-  // A later snapshot must know that the keyspace holds changes up to here.
-  NoteLogged(lsn, /*report=*/false);
-  return Status::OK();
-}
-
-void Keyspace::Apply(const Operation& op) {
-  View view(*this, uint64_t{1} << ShardOf(op.key), /*replaying=*/true);
-  Entry* entry =
-      op.op == kPutString || op.op == kPutHash || op.op == kDelete ? nullptr : view.Find(op.key);
-  switch (op.op) {
-    case kPutString:
-      entry = view.SetString(op.key, op.value);
-      break;
-    case kPutHash: {
-      size_t packed_bytes = 0;
-      for (const auto& [field, value] : op.fields) packed_bytes += HashPackedBytes(field, value);
-      entry = view.NewHash(op.key, packed_bytes);
-      for (const auto& [field, value] : op.fields) {
-        entry = view.HashSet(op.key, entry, field, value);
-      }
-      break;
-    }
-    case kDelete:
-      view.Erase(op.key);
-      break;
-    case kExpire:
-      if (entry != nullptr) view.SetExpire(op.key, entry, op.expire_at);
-      break;
-    case kHashSet:
-      if (entry == nullptr || entry->type_ != Type::kHash) entry = view.NewHash(op.key);
-      entry = view.HashSet(op.key, entry, op.field, op.value);
-      break;
-    case kHashDelete:
-      if (entry != nullptr && entry->type_ == Type::kHash) {
-        entry = view.HashDelete(op.key, entry, op.field);
-        if (entry->hash().empty()) view.Erase(op.key);
-      }
-      break;
-    case kClear:
-      break;
-  }
-  if ((op.op == kPutString || op.op == kPutHash) && op.expire_at != 0) {
-    view.SetExpire(op.key, entry, op.expire_at);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Active expiry.
-
-int64_t Keyspace::ActiveExpireCycle(int64_t budget_us) {
-  ActiveExpiry cycle(budget_us);
-  int64_t deleted = 0;
-  for (Shard& shard : shards_) {
-    deleted += cycle.Run([&] {
-      ActiveExpiry::Round round;
-      std::lock_guard lock(shard.mutex);
-      const Millis now = clock_();
-      for (; round.sampled < ActiveExpiry::kSample && !shard.volatile_keys.empty();
-           ++round.sampled) {
-        uint64_t pick;
-        {
-          std::lock_guard rng_lock(rng_mutex_);
-          pick = rng_();
-        }
-        Entry* node = shard.volatile_keys[pick % shard.volatile_keys.size()];
-        if (ExpireIfDue(shard, node, now)) ++round.expired;
-      }
-      return round;
-    });
-    if (cycle.OutOfTime()) break;
-  }
-  return deleted;
-}
-
-void Keyspace::StartActiveExpiry(int hz) {
-  ActiveExpiry::Start(expiry_, hz, [this](int64_t budget_us) { ActiveExpireCycle(budget_us); });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Eviction.
-
-void Keyspace::Touch(Entry& entry, Millis now) {
-  entry.access_ =
-      IsLfu(Policy()) ? LfuTouched(entry.access_, now, kLfuMinuteBits) : static_cast<uint32_t>(now);
-}
-
-uint64_t Keyspace::EvictionScore(const Entry& entry, EvictionPolicy policy, Millis now) const {
-  switch (policy) {
-    case EvictionPolicy::kAllKeysLfu:
-    case EvictionPolicy::kVolatileLfu:
-      return 255 - LfuCounter(entry.access_, now, kLfuMinuteBits);
-    case EvictionPolicy::kVolatileTtl:  // the sooner it expires, the better
-      return std::numeric_limits<uint64_t>::max() - static_cast<uint64_t>(entry.expire_at_);
-    default:  // idle milliseconds (the clock's low 32 bits wrap after 49 days)
-      return static_cast<uint32_t>(static_cast<uint32_t>(now) - entry.access_);
-  }
-}
-
-void Keyspace::SetMemoryLimit(MemoryLimit* limit) {
-  limit_->RemoveSource(this);
-  limit_ = limit != nullptr ? limit : &own_limit_;
-  limit_->AddSource(this);
-}
-
-int64_t Keyspace::EvictableKeys(EvictionPolicy policy) {
-  return (IsVolatile(policy) ? volatile_count_ : keys_).load(std::memory_order_relaxed);
-}
-
-bool Keyspace::Sample(EvictionPolicy policy, uint64_t random, int64_t /*now_ms*/,
-                      EvictionCandidate* out) {
-  const Millis now = clock_();  // the clock the keys' access times come from
-  // A random key (with a TTL, for volatile policies) of the first shard with one at or after a
-  // random shard: the first key at or after a random position, or a random entry of the shard's
-  // TTL index.
-  for (size_t i = 0; i < kShards; ++i) {
-    const size_t index = (random + i) % kShards;
-    Shard& shard = shards_[index];
-    std::lock_guard lock(shard.mutex);
-    const Entry* node = nullptr;
-    if (IsVolatile(policy)) {
-      if (shard.volatile_keys.empty()) continue;
-      node = shard.volatile_keys[(random >> 6) % shard.volatile_keys.size()];
-    } else {
-      node = shard.index.NextFrom(random >> 6);
-      if (node == nullptr) continue;
-    }
-    out->score = EvictionScore(*node, policy, now);
-    out->bytes = View::BytesOf(*node);
-    out->id = index;
-    out->key = node->key();
-    return true;
-  }
-  return false;
-}
-
-int64_t Keyspace::Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) {
-  int64_t evicted = 0;
-  for (const EvictionCandidate& victim : victims) {
-    Shard& shard = shards_[victim.id];
-    std::lock_guard lock(shard.mutex);
-    const uint64_t hash = HashBytes(victim.key);
-    Entry* node = shard.index.Find(victim.key, hash);
-    // Gone since it was sampled, or (volatile policies) no longer carrying a TTL.
-    if (node == nullptr || (IsVolatile(policy) && node->expire_at_ == 0)) continue;
-    LogDelete(node->key());
-    Remove(shard, node, hash);
-    ++shard.evicted;
-    ++evicted;
-  }
-  return evicted;
 }
 
 }  // namespace quiver::kv

@@ -27,10 +27,12 @@
 // Persistence: with a KeyspaceLog attached (SetLog), every change is logged as one record per
 // View — the whole new state of each key it created or rewrote, and single operations (a field
 // set or deleted, a TTL changed, a key deleted) for the rest — appended while the View still holds
-// its shards' locks, so the log orders the changes of each shard as they were applied. Dump()
-// writes the keyspace shard by shard, each section with the log position it was taken at, while
-// writers go on; recovery loads a dump (Load) and replays the log after it (Replay), skipping in
-// each shard the records its section already holds: the result is exact, not merely idempotent.
+// its shards' locks, so the log orders the changes of each shard as they were applied. The
+// keyspace emits operations (kv/operation.h), never bytes: the log's format encodes them
+// (storage/log_records.h). Dump() hands a DumpWriter the keyspace shard by shard, each section
+// with the log position it was taken at, while writers go on; recovery restores a dump
+// (Restore, RestoredShard) and replays the log after it (Replay), skipping in each shard the
+// operations its section already holds: the result is exact, not merely idempotent.
 // Keys whose time comes are not logged (their expiry time is); evicted keys are.
 //
 // Thread safety: every method may be called from any thread.
@@ -59,6 +61,7 @@
 #include "kv/entry.h"
 #include "kv/keyspace_log.h"
 #include "kv/open_index.h"
+#include "kv/operation.h"
 
 namespace quiver::kv {
 
@@ -74,8 +77,7 @@ struct KeyspaceStats {
   uint64_t bytes = 0;   // UsedMemory()
 };
 
-struct ViewLog;    // a View's record under construction (keyspace.cc)
-struct Operation;  // a decoded operation of a record (keyspace.cc)
+struct ViewLog;  // a View's record under construction (keyspace.cc)
 
 class Keyspace final : public EvictionSource {
  public:
@@ -152,7 +154,8 @@ class Keyspace final : public EvictionSource {
     // Moves a node to a new one with room for `capacity` value bytes: its value, TTL, place in
     // the index and in this view's dirty list go with it. Returns the new node.
     Entry* Move(Entry* node, size_t capacity);
-    std::string* ops();  // the record being built, or null when not logging
+    // Adds `op` to the record being built (nothing when not logging).
+    void Log(const Operation& op);
 
     Keyspace& keyspace_;
     uint64_t locked_;  // bit i: shard i
@@ -246,19 +249,24 @@ class Keyspace final : public EvictionSource {
   KeyspaceLog* log() const { return log_; }
   // The LSN of the last record this keyspace logged (0: none since it started).
   uint64_t LastLoggedLsn() const { return last_logged_.load(std::memory_order_acquire); }
-  // Writes every live key to `sink`, one section per shard (each a few MB at most), taken under
-  // that shard's lock with the log position then (log->LastLsn(); 0 without a log). Writers
-  // wait only while their shard is encoded. Returns the number of keys.
-  Result<int64_t> Dump(const std::function<Status(std::string_view)>& sink);
+  // Writes every live key's state to `writer`, one section per shard, taken under that shard's
+  // lock with the log position then (log->LastLsn(); 0 without a log). Writers wait only while
+  // their shard is encoded. Returns the number of keys. (storage/log_records.h encodes it.)
+  Result<int64_t> Dump(DumpWriter& writer);
   // {LastLoggedLsn(), P} where P = position() is read first: the first is then at least the LSN
   // of every keyspace record up to P (a snapshot's "changed since" test).
   std::pair<uint64_t, uint64_t> Quiesced(const std::function<uint64_t()>& position);
-  // Loads what Dump wrote into this keyspace, which must be empty; returns the number of keys.
-  // kCorruption naming what is wrong (nothing is kept then: the keyspace is cleared).
-  Result<int64_t> Load(std::string_view dump);
-  // Applies a logged record (recovery): its operations on shards whose loaded section was taken
-  // at or after `lsn` are skipped. kCorruption when the record cannot be read.
-  Status Replay(std::string_view record, uint64_t lsn);
+  // Recovery (storage/log_records.h decodes dumps and records into these calls). From a dump,
+  // into an empty keyspace: Restore puts a key's state (kPutString / kPutHash) and
+  // RestoredShard records the log position the section of `shard` was taken at. From the log:
+  // Replay applies a logged operation unless the section of its key's shard was taken at or after
+  // `lsn` (the result is exact, not merely idempotent); Replayed(lsn) after a record's last.
+  void Restore(const Operation& key_state);
+  void RestoredShard(size_t shard, uint64_t lsn);
+  void Replay(const Operation& op, uint64_t lsn);
+  void Replayed(uint64_t lsn);
+  // The shard a key belongs to (a dump's section holds only its shard's keys).
+  static size_t ShardOfKey(std::string_view key) { return ShardOfHash(HashBytes(key)); }
   // Redis's glob patterns: * ? [abc] [^a] [a-z] and \ escapes.
   static bool Match(std::string_view pattern, std::string_view text);
 
@@ -275,7 +283,7 @@ class Keyspace final : public EvictionSource {
     int64_t evicted = 0;
   };
   static size_t ShardOfHash(uint64_t hash) { return hash >> 58; }  // top 6 bits
-  static size_t ShardOf(std::string_view key) { return ShardOfHash(HashBytes(key)); }
+  static constexpr int kLfuMinuteBits = 16;  // LFU words keep 16 bits of minutes (Redis's)
   // Under its lock: empties a shard into `doomed`, whose nodes FreeNodes then frees.
   void ClearShard(Shard& shard, OpenIndex<Entry>* doomed);
   static void FreeNodes(OpenIndex<Entry>& index);
@@ -285,7 +293,7 @@ class Keyspace final : public EvictionSource {
   // Whether a value of `capacity` bytes belongs in this node: it fits, and a node made for it
   // would take the same chunk (so a shorter value moves to a smaller node).
   static bool Fits(const Entry& node, size_t capacity);
-  // Applies one decoded operation of a record or dump (recovery), without logging or expiry.
+  // Applies one operation of a record or dump (recovery), without logging or expiry.
   void Apply(const Operation& op);
   // Logs a key's deletion outside a View (eviction), under its shard's lock.
   void LogDelete(std::string_view key);

@@ -1,12 +1,31 @@
-// Test helper: a keyspace's contents as text, for comparing keyspaces (tests only).
+// Test helpers: a clock tests advance, one-line changes, and a keyspace's contents as text for
+// comparing keyspaces (tests only).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 
 #include "kv/keyspace.h"
 
 namespace quiver::kv::testing {
+
+struct FakeClock {
+  Millis now = 1'000'000;
+  std::function<Millis()> Function() {
+    return [this] { return now; };
+  }
+};
+
+inline void Put(Keyspace& keyspace, const std::string& key, const std::string& value,
+                Millis expire_at) {
+  keyspace.Lock(key).SetString(key, value, expire_at);
+}
+
+inline bool Present(Keyspace& keyspace, const std::string& key) {
+  auto view = keyspace.Lock(key);
+  return view.Find(key) != nullptr;
+}
 
 // Every live key with its type, expiry time and value (hash fields sorted): equal keyspaces
 // describe equally.

@@ -12,6 +12,7 @@
 #include "common/arrow_status.h"
 #include "common/decode_memory.h"
 #include "common/log.h"
+#include "storage/log_records.h"
 
 namespace quiver::storage {
 namespace {
@@ -23,72 +24,6 @@ double SecondsSince(Clock::time_point start) {
 }
 
 std::string Milliseconds(double seconds) { return std::to_string(std::llround(seconds * 1000)); }
-
-std::string_view IdBytes(const uint64_t& id) {
-  return {reinterpret_cast<const char*>(&id), sizeof(id)};
-}
-
-// An Arrow IPC stream (schema, one batch, end-of-stream marker) as payload parts.
-struct EncodedBatch {
-  std::shared_ptr<arrow::Buffer> schema, batch;
-  static constexpr char kEndOfStream[8] = {'\xff', '\xff', '\xff', '\xff', 0, 0, 0, 0};
-};
-
-Result<EncodedBatch> EncodeBatch(const arrow::RecordBatch& batch) {
-  EncodedBatch encoded;
-  QUIVER_ASSIGN_OR_RETURN_ARROW(encoded.schema, arrow::ipc::SerializeSchema(*batch.schema()));
-  QUIVER_ASSIGN_OR_RETURN_ARROW(encoded.batch, arrow::ipc::SerializeRecordBatch(
-                                                   batch, arrow::ipc::IpcWriteOptions::Defaults()));
-  return encoded;
-}
-
-std::string_view View(const arrow::Buffer& buffer) {
-  return {reinterpret_cast<const char*>(buffer.data()), static_cast<size_t>(buffer.size())};
-}
-
-// Reads a record's payload: the table id, then the rest.
-Status SplitId(std::string_view payload, uint64_t* id, std::string_view* rest) {
-  if (payload.size() < sizeof(uint64_t)) return Status::Corruption("the record is too short");
-  std::memcpy(id, payload.data(), sizeof(uint64_t));
-  *rest = payload.substr(sizeof(uint64_t));
-  return Status::OK();
-}
-
-// The batch of an IPC stream payload, decoded from an aligned copy (log records are not aligned).
-// Its memory is bounded as a request's was (DecodeMemory): the running server logged only batches
-// it had decoded within max_decode_bytes, so a record past that (one an older version logged)
-// stops the start with an error saying so, instead of the process being killed for memory.
-Result<std::shared_ptr<arrow::RecordBatch>> DecodeBatch(std::string_view bytes,
-                                                        uint64_t max_decode_bytes) {
-  DecodeMemory::Scope scope(max_decode_bytes + bytes.size());
-  auto decoded = [&]() -> Result<std::shared_ptr<arrow::RecordBatch>> {
-    QUIVER_ASSIGN_OR_RETURN_ARROW(
-        std::shared_ptr<arrow::Buffer> copy,
-        arrow::AllocateBuffer(static_cast<int64_t>(bytes.size()), DecodeMemory::pool()));
-    std::memcpy(copy->mutable_data(), bytes.data(), bytes.size());
-    arrow::ipc::IpcReadOptions options = arrow::ipc::IpcReadOptions::Defaults();
-    options.memory_pool = DecodeMemory::pool();
-    options.use_threads = false;
-    auto reader = arrow::ipc::RecordBatchStreamReader::Open(
-        std::make_shared<arrow::io::BufferReader>(copy), options);
-    if (!reader.ok())
-      return Status::Corruption("the record's Arrow data: " + reader.status().message());
-    std::shared_ptr<arrow::RecordBatch> batch;
-    arrow::Status read = (*reader)->ReadNext(&batch);
-    if (!read.ok() || batch == nullptr) {
-      if (!read.ok() && scope.exceeded()) return FromArrow(read);
-      return Status::Corruption("the record's Arrow data holds no batch");
-    }
-    return batch;
-  }();
-  if (!decoded.ok() && scope.exceeded()) {
-    return Status::LimitExceeded("the record decodes to more than " +
-                                 std::to_string(scope.limit()) +
-                                 " bytes; nothing was changed: start with a larger "
-                                 "--max-decode-bytes (or the embedded engine's limit)");
-  }
-  return decoded;
-}
 
 }  // namespace
 
@@ -187,14 +122,13 @@ Status Database::Recover() {
   // The log.
   const auto wal_start = Clock::now();
   const uint64_t replay_from = saved.replay_from();
-  Result<WalScan> scan = ScanWal(dir("wal"),
-                                 options_.wal_truncate_corrupt || options_.accept_data_loss,
-                                 options_.ops,
-                                 [&](const WalRecord& record) {
-                                   ++recovery_.wal_records;
-                                   if (record.lsn < replay_from) return Status::OK();
-                                   return ApplyRecord(record, saved, &tables);
-                                 });
+  Result<WalScan> scan =
+      ScanWal(dir("wal"), options_.wal_truncate_corrupt || options_.accept_data_loss, options_.ops,
+              [&](const WalRecord& record) {
+                ++recovery_.wal_records;
+                if (record.lsn < replay_from) return Status::OK();
+                return ApplyRecord(record, saved, &tables);
+              });
   QUIVER_RETURN_NOT_OK(scan.status());
   bool cut = scan->cut;
   recovery_.dropped = scan->dropped;
@@ -211,8 +145,8 @@ Status Database::Recover() {
   if (!has_catalog && !whole_log) {
     std::string found;
     if (!scan->segments.empty()) {
-      found = "a write-ahead log starting at LSN " +
-              std::to_string(scan->segments.front().first_lsn);
+      found =
+          "a write-ahead log starting at LSN " + std::to_string(scan->segments.front().first_lsn);
     } else {
       for (const std::string& name : unnamed) {
         if (!name.ends_with(".tmp")) {
@@ -222,8 +156,10 @@ Status Database::Recover() {
       }
     }
     if (!found.empty()) {
-      const std::string missing = "the catalog '" + catalog_path + "' is missing, but the data "
-                                  "directory holds " + found + ": the tables it named are lost";
+      const std::string missing = "the catalog '" + catalog_path +
+                                  "' is missing, but the data "
+                                  "directory holds " +
+                                  found + ": the tables it named are lost";
       if (!options_.accept_data_loss) {
         return Status::Corruption(missing +
                                   ". Nothing was changed; to start with what the log holds "
@@ -239,18 +175,17 @@ Status Database::Recover() {
   // opened once always has a segment.
   const uint64_t log_start = scan->segments.empty() ? 0 : scan->segments.front().first_lsn;
   const uint64_t log_end = scan->segments.empty() ? 0 : scan->end_lsn - 1;
-  const bool log_missing = has_catalog && (scan->segments.empty() ? saved.lsn > 0
-                                                                   : log_start > replay_from ||
-                                                                         log_end < saved.lsn);
+  const bool log_missing =
+      has_catalog &&
+      (scan->segments.empty() ? saved.lsn > 0 : log_start > replay_from || log_end < saved.lsn);
   if (log_missing) {
-    const std::string missing =
-        "the write-ahead log in '" + dir("wal") + "' holds " +
-        (scan->segments.empty() ? std::string("no segment")
-                                : "LSNs " + std::to_string(log_start) + ".." +
-                                      std::to_string(log_end)) +
-        " but the catalog needs " + std::to_string(replay_from) + ".." +
-        std::to_string(std::max(saved.lsn, replay_from)) +
-        " at least (a segment is missing or was cut)";
+    const std::string missing = "the write-ahead log in '" + dir("wal") + "' holds " +
+                                (scan->segments.empty() ? std::string("no segment")
+                                                        : "LSNs " + std::to_string(log_start) +
+                                                              ".." + std::to_string(log_end)) +
+                                " but the catalog needs " + std::to_string(replay_from) + ".." +
+                                std::to_string(std::max(saved.lsn, replay_from)) +
+                                " at least (a segment is missing or was cut)";
     if (!options_.wal_truncate_corrupt && !options_.accept_data_loss) {
       return Status::Corruption(missing +
                                 ". Nothing was changed; to start with what is there, "
@@ -311,28 +246,23 @@ Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
                              std::map<uint64_t, std::shared_ptr<Table>>* tables) {
   if (record.type == RecordType::kKeyspace) {
     if (!options_.keyspace_durable || record.lsn <= saved_keyspace_.lsn) return Status::OK();
-    QUIVER_RETURN_NOT_OK(keyspace_->Replay(record.payload, record.lsn));
+    QUIVER_RETURN_NOT_OK(ReplayKeyspaceRecord(record.payload, record.lsn, *keyspace_));
     ++recovery_.replayed;
     return Status::OK();
   }
   uint64_t id;
   std::string_view rest;
-  QUIVER_RETURN_NOT_OK(SplitId(record.payload, &id, &rest));
+  QUIVER_RETURN_NOT_OK(DecodeTableId(record.payload, &id, &rest));
   switch (record.type) {
     case RecordType::kCreateTable: {
       if (id < saved.next_table_id) return Status::OK();  // in the catalog, or dropped before it
-      uint32_t name_bytes;
-      if (rest.size() < sizeof(name_bytes)) return Status::Corruption("the record is too short");
-      std::memcpy(&name_bytes, rest.data(), sizeof(name_bytes));
-      if (rest.size() - sizeof(name_bytes) < name_bytes) {
-        return Status::Corruption("the record's table name is cut short");
-      }
-      const std::string name(rest.substr(sizeof(name_bytes), name_bytes));
+      CreateTableRecord create;
+      QUIVER_RETURN_NOT_OK(DecodeCreateTable(record.payload, &create));
+      QUIVER_ASSIGN_OR_RETURN(TableSchema schema,
+                              TableSchema::FromJson(create.schema_json, options_.limits));
       QUIVER_ASSIGN_OR_RETURN(
-          TableSchema schema,
-          TableSchema::FromJson(rest.substr(sizeof(name_bytes) + name_bytes), options_.limits));
-      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table,
-                              catalog_->RestoreTable(id, name, std::move(schema)));
+          std::shared_ptr<Table> table,
+          catalog_->RestoreTable(id, std::string(create.name), std::move(schema)));
       table->set_applied_lsn(record.lsn);
       saved_[id] = Saved{record.lsn, std::nullopt};
       (*tables)[id] = table;
@@ -353,7 +283,7 @@ Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
       auto it = tables->find(id);
       if (it == tables->end() || record.lsn <= saved_[id].lsn) return Status::OK();
       QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatch> batch,
-                              DecodeBatch(rest, options_.limits.max_decode_bytes));
+                              DecodeBatchRecord(rest, options_.limits.max_decode_bytes));
       if (record.type == RecordType::kUpsert) {
         QUIVER_RETURN_NOT_OK(it->second->Replay(*batch, record.lsn).status());
       } else {
@@ -373,13 +303,9 @@ Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
 
 Result<uint64_t> Database::LogCreate(uint64_t table_id, std::string_view name,
                                      const TableSchema& schema) {
-  const auto name_bytes = static_cast<uint32_t>(name.size());
-  const std::string json = schema.ToJson();
   QUIVER_ASSIGN_OR_RETURN(
       uint64_t lsn,
-      wal_->Append(RecordType::kCreateTable,
-                   {IdBytes(table_id),
-                    std::string_view(reinterpret_cast<const char*>(&name_bytes), 4), name, json}));
+      wal_->Append(RecordType::kCreateTable, {EncodeCreateTable(table_id, name, schema.ToJson())}));
   std::lock_guard lock(file_mutex_);
   saved_[table_id] = Saved{lsn, std::nullopt};
   return lsn;
@@ -387,7 +313,7 @@ Result<uint64_t> Database::LogCreate(uint64_t table_id, std::string_view name,
 
 Result<uint64_t> Database::LogDrop(uint64_t table_id, std::string_view name) {
   QUIVER_ASSIGN_OR_RETURN(uint64_t lsn,
-                          wal_->Append(RecordType::kDropTable, {IdBytes(table_id), name}));
+                          wal_->Append(RecordType::kDropTable, {EncodeDropTable(table_id, name)}));
   std::lock_guard lock(file_mutex_);
   if (auto it = saved_.find(table_id); it != saved_.end()) {
     if (it->second.snapshot) doomed_snapshots_.push_back(it->second.snapshot->name);
@@ -402,11 +328,8 @@ Result<uint64_t> Database::LogUpsert(uint64_t table_id, const arrow::RecordBatch
 
 Result<uint64_t> Database::AppendBatch(RecordType type, uint64_t table_id,
                                        const arrow::RecordBatch& batch) {
-  QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatch(batch));
-  QUIVER_ASSIGN_OR_RETURN(
-      uint64_t lsn,
-      wal_->Append(type, {IdBytes(table_id), View(*encoded.schema), View(*encoded.batch),
-                          std::string_view(EncodedBatch::kEndOfStream, 8)}));
+  QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatchRecord(table_id, batch));
+  QUIVER_ASSIGN_OR_RETURN(uint64_t lsn, wal_->Append(type, encoded.parts()));
   WakeSnapshotterIfDue();
   return lsn;
 }
@@ -418,8 +341,14 @@ void Database::WakeSnapshotterIfDue() {
   }
 }
 
-Result<uint64_t> Database::KeyspaceJournal::Append(std::string_view record) {
-  Result<uint64_t> lsn = db_.wal_->Buffer(RecordType::kKeyspace, record);
+std::unique_ptr<kv::KeyspaceRecord> Database::KeyspaceJournal::NewRecord() {
+  return std::make_unique<EncodedKeyspaceRecord>();
+}
+
+Result<uint64_t> Database::KeyspaceJournal::Append(const kv::KeyspaceRecord& record) {
+  // Every record of this log is one NewRecord made.
+  const auto& encoded = static_cast<const EncodedKeyspaceRecord&>(record);
+  Result<uint64_t> lsn = db_.wal_->Buffer(RecordType::kKeyspace, encoded.bytes());
   if (lsn.ok()) db_.WakeSnapshotterIfDue();
   return lsn;
 }

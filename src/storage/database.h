@@ -130,7 +130,8 @@ class Database final : public Journal {
    public:
     explicit KeyspaceJournal(Database& db) : db_(db) {}
     Status Writable() override { return db_.wal_->Writable(); }
-    Result<uint64_t> Append(std::string_view record) override;
+    std::unique_ptr<kv::KeyspaceRecord> NewRecord() override;
+    Result<uint64_t> Append(const kv::KeyspaceRecord& record) override;
     Status Commit(uint64_t lsn) override { return db_.wal_->Commit(lsn); }
     bool SyncsOnCommit() const override { return db_.options_.fsync == FsyncPolicy::kAlways; }
     uint64_t LastLsn() override { return db_.wal_->assigned_lsn(); }

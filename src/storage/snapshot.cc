@@ -10,6 +10,7 @@
 
 #include "common/arrow_status.h"
 #include "common/crc32c.h"
+#include "storage/log_records.h"
 
 namespace quiver::storage {
 namespace {
@@ -133,11 +134,12 @@ Result<SnapshotFile> WriteKeyspaceSnapshot(kv::Keyspace& keyspace, uint64_t lsn,
       SnapshotFile snapshot,
       PublishFile(dir, KeyspaceSnapshotName(lsn), ops, "the key-value keyspace",
                   [&](std::shared_ptr<ChecksummedStream> out) -> Status {
-                    QUIVER_ASSIGN_OR_RETURN(keys, keyspace.Dump([&](std::string_view bytes) {
-                      arrow::Status written =
-                          out->Write(bytes.data(), static_cast<int64_t>(bytes.size()));
-                      return written.ok() ? Status::OK() : Status::IOError(written.message());
-                    }));
+                    QUIVER_ASSIGN_OR_RETURN(
+                        keys, DumpKeyspace(keyspace, [&](std::string_view bytes) {
+                          arrow::Status written =
+                              out->Write(bytes.data(), static_cast<int64_t>(bytes.size()));
+                          return written.ok() ? Status::OK() : Status::IOError(written.message());
+                        }));
                     return Status::OK();
                   }));
   snapshot.lsn = lsn;
@@ -160,7 +162,7 @@ Status LoadKeyspaceSnapshot(const std::string& dir, const SnapshotFile& expected
   if (Crc32c(*bytes) != expected.crc32c) {
     return Corrupt(path, "fails its checksum (CRC-32C recorded in the catalog)");
   }
-  Result<int64_t> keys = keyspace->Load(*bytes);
+  Result<int64_t> keys = LoadKeyspaceDump(*bytes, *keyspace);
   if (!keys.ok()) return Corrupt(path, keys.status().message());
   if (*keys != expected.rows) {
     keyspace->Clear();

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/coding.h"
 #include "common/crc32c.h"
 #include "common/log.h"
 
@@ -15,17 +16,6 @@ namespace {
 constexpr char kSegmentMagic[8] = {'Q', 'U', 'I', 'V', 'W', 'A', 'L', '1'};
 constexpr uint32_t kFormatVersion = 1;
 constexpr std::string_view kSegmentSuffix = ".wal";
-
-template <typename T>
-void Put(std::string* out, T value) {
-  out->append(reinterpret_cast<const char*>(&value), sizeof(value));  // little-endian hosts
-}
-template <typename T>
-T Get(const char* p) {
-  T value;
-  std::memcpy(&value, p, sizeof(value));
-  return value;
-}
 
 std::string SegmentName(uint64_t first_lsn) {
   std::string digits = std::to_string(first_lsn);
@@ -40,11 +30,11 @@ bool ParseSegmentName(std::string_view name, uint64_t* first_lsn) {
 
 std::string SegmentHeader(uint64_t first_lsn) {
   std::string header(kSegmentMagic, sizeof(kSegmentMagic));
-  Put<uint32_t>(&header, kFormatVersion);
-  Put<uint32_t>(&header, kSegmentHeaderBytes);
-  Put<uint64_t>(&header, first_lsn);
-  Put<uint32_t>(&header, 0);
-  Put<uint32_t>(&header, Crc32c(header));
+  PutFixed32(&header, kFormatVersion);
+  PutFixed32(&header, kSegmentHeaderBytes);
+  PutFixed64(&header, first_lsn);
+  PutFixed32(&header, 0);
+  PutFixed32(&header, Crc32c(header));
   return header;
 }
 
@@ -114,7 +104,7 @@ Result<WalScan> ScanWal(const std::string& dir, bool truncate_corrupt, FileOps* 
         problem = "the segment header is cut short (" + std::to_string(content.size()) + " bytes)";
       }
     } else if (content.compare(0, kSegmentHeaderBytes, SegmentHeader(segment.first_lsn)) != 0) {
-      problem = Get<uint64_t>(content.data() + 16) != segment.first_lsn &&
+      problem = DecodeFixed<uint64_t>(content.data() + 16) != segment.first_lsn &&
                         std::memcmp(content.data(), kSegmentMagic, 8) == 0
                     ? "the segment header does not match the file name"
                     : "the segment header is damaged (magic, version or checksum)";
@@ -141,9 +131,9 @@ Result<WalScan> ScanWal(const std::string& dir, bool truncate_corrupt, FileOps* 
           problem = "a record header is cut short";
         break;
       }
-      const uint32_t length = Get<uint32_t>(rest.data());
-      const uint32_t body_crc = Get<uint32_t>(rest.data() + 4);
-      if (Get<uint32_t>(rest.data() + 8) != Crc32c(rest.data(), 8)) {
+      const uint32_t length = DecodeFixed<uint32_t>(rest.data());
+      const uint32_t body_crc = DecodeFixed<uint32_t>(rest.data() + 4);
+      if (DecodeFixed<uint32_t>(rest.data() + 8) != Crc32c(rest.data(), 8)) {
         if (newest && AllZero(rest))
           torn = true;  // space the file system never filled
         else
@@ -166,7 +156,7 @@ Result<WalScan> ScanWal(const std::string& dir, bool truncate_corrupt, FileOps* 
         problem = "a record fails its checksum";
         break;
       }
-      const uint64_t lsn = Get<uint64_t>(body);
+      const uint64_t lsn = DecodeFixed<uint64_t>(body);
       const uint8_t type = static_cast<uint8_t>(body[8]);
       if (lsn != expected) {
         problem = "a record has LSN " + std::to_string(lsn) + " where " + std::to_string(expected) +
@@ -322,14 +312,13 @@ constexpr size_t kRecordPrefixBytes = kRecordHeaderBytes + kRecordBodyPrefixByte
 // Writes the bytes before a record's payload to `out`: length, body CRC, header CRC, LSN, type.
 void PutPrefix(char* out, uint64_t lsn, RecordType type, uint32_t length,
                const std::vector<std::string_view>& payload) {
-  std::memcpy(out + kRecordHeaderBytes, &lsn, 8);
+  EncodeFixed<uint64_t>(out + kRecordHeaderBytes, lsn);
   out[kRecordHeaderBytes + 8] = static_cast<char>(type);
   uint32_t body_crc = Crc32c(out + kRecordHeaderBytes, kRecordBodyPrefixBytes);
   for (std::string_view part : payload) body_crc = Crc32c(part, body_crc);
-  std::memcpy(out, &length, 4);
-  std::memcpy(out + 4, &body_crc, 4);
-  const uint32_t header_crc = Crc32c(out, 8);
-  std::memcpy(out + 8, &header_crc, 4);
+  EncodeFixed<uint32_t>(out, length);
+  EncodeFixed<uint32_t>(out + 4, body_crc);
+  EncodeFixed<uint32_t>(out + 8, Crc32c(out, 8));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@ CRASH_CYCLES (default 20) sets how many kill-and-restart cycles the crash test r
 runs many more."""
 
 import os
+import pathlib
 import random
 import signal
 import subprocess
@@ -346,3 +347,31 @@ def test_snapshot_requests_are_checked(start_server):
     assert response.status_code == 405
     with quiver.connect(server.flight_url) as db, pytest.raises(quiver.TableNotFound):
         db.snapshot(["nope"])
+
+
+def test_a_version_1_data_directory_still_opens(tmp_path):
+    # tests/fixtures/data-v1 was written by the quiverd of 6b5ff21 (make_data_dir_v1.py): a
+    # catalog, table and keyspace snapshots, and a log of every record type after them.
+    import redis
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "data-v1", data)
+    server = Server(tmp_path, data_dir=data)
+    log = server.log()
+    assert "level=warn" not in log and "level=error" not in log, log
+    response = requests.post(server.url + "/api/v1/table/t/fetch",
+                             json={"keys": ["a", "b", "c", "d"]})
+    assert response.status_code == 200, response.text
+    columns = response.json()["columns"]
+    assert columns["n"] == [1, 20, None, 4]
+    assert columns["score"] == [0.5, 1.5, None, None]
+    assert columns["tags"] == ["x", None, None, None]
+    assert columns["emb"] == [[1, 2, 3, 4], [0.5, 0.25, 0, -1], None, None]
+    assert list(requests.get(server.url + "/api/v1/table").json()) == ["t"]
+    kv = redis.Redis(port=server.resp_port, decode_responses=True)
+    assert kv.get("s") == "before the snapshot, and after"
+    assert kv.hgetall("h") == {"g": "2"}
+    assert kv.ttl("ttl") > 9 * 365 * 86400
+    assert kv.get("deleted") is None
+    assert kv.dbsize() == 3

@@ -1,0 +1,105 @@
+// The payloads of the write-ahead log's records and the keyspace dump: every record type's
+// encoding and its decoding, in one place. (How records are framed in segment files is wal.cc's;
+// docs/durability.md has both.) Integers are little-endian and byte strings length-prefixed
+// (common/coding.h):
+//
+//   bytes := length:fixed32 byte{length}
+//
+//   CreateTable := table_id:fixed64 name:bytes schema:byte*       the TableSchema's JSON, to the
+//   end DropTable   := table_id:fixed64 name:byte* Upsert      := table_id:fixed64 batch:byte*   an
+//   Arrow IPC stream: schema, one batch, its end Delete      := table_id:fixed64 batch:byte*   the
+//   same, one column: the keys Keyspace    := op*                            one View's changes
+//   (kv/operation.h)
+//
+//   op := 1 key:bytes expire_at:int64 value:bytes                          PutString
+//       | 2 key:bytes expire_at:int64 count:fixed32 (field:bytes value:bytes){count}   PutHash
+//       | 3 key:bytes                                                      Delete
+//       | 4 key:bytes expire_at:int64                                      Expire (0: none)
+//       | 5 key:bytes field:bytes value:bytes                              HashSet
+//       | 6 key:bytes field:bytes                                          HashDelete
+//       | 7                                                                Clear
+//
+//   keyspace dump := "QUIVERKV" version:fixed32 (1) shards:fixed32 (64) section{shards}
+//   section       := lsn:fixed64 count:fixed64 (PutString | PutHash){count}   a shard's keys
+//
+// Decoders check every length against what is left and return kCorruption naming what is wrong.
+//
+// Thread safety: functions; an EncodedKeyspaceRecord belongs to one thread at a time.
+#pragma once
+
+#include <arrow/type_fwd.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/coding.h"
+#include "common/result.h"
+#include "kv/keyspace.h"
+
+namespace quiver::storage {
+
+// --- Tables -----------------------------------------------------------------------------------
+
+std::string EncodeCreateTable(uint64_t table_id, std::string_view name,
+                              std::string_view schema_json);
+struct CreateTableRecord {
+  uint64_t table_id = 0;
+  std::string_view name, schema_json;
+};
+Status DecodeCreateTable(std::string_view payload, CreateTableRecord* out);
+
+std::string EncodeDropTable(uint64_t table_id, std::string_view name);
+// Upsert, Delete and DropTable records start with the table's id; `rest` is what follows.
+Status DecodeTableId(std::string_view payload, uint64_t* table_id, std::string_view* rest);
+
+// An Upsert or Delete record: its payload as parts (the id, then the Arrow IPC stream's schema,
+// batch and end-of-stream marker), not copied into one buffer; the parts view this object.
+struct EncodedBatch {
+  std::string id;
+  std::shared_ptr<arrow::Buffer> schema, batch;
+  std::vector<std::string_view> parts() const;
+};
+Result<EncodedBatch> EncodeBatchRecord(uint64_t table_id, const arrow::RecordBatch& batch);
+// The batch of an Upsert or Delete record's `rest` (after the id), decoded from an aligned copy
+// within `max_decode_bytes` (DecodeMemory): a record past that stops the start with
+// kLimitExceeded saying so, instead of the process being killed for memory.
+Result<std::shared_ptr<arrow::RecordBatch>> DecodeBatchRecord(std::string_view rest,
+                                                              uint64_t max_decode_bytes);
+
+// --- Keyspace operations ----------------------------------------------------------------------
+
+void EncodeOperation(const kv::Operation& op, std::string* out);
+// The next operation of `in`; false when it cannot be read whole.
+bool DecodeOperation(ByteReader& in, kv::Operation* op);
+
+// A keyspace record in this format (what Database hands the keyspace as its KeyspaceRecord).
+class EncodedKeyspaceRecord final : public kv::KeyspaceRecord {
+ public:
+  void Add(const kv::Operation& op) override { EncodeOperation(op, &bytes_); }
+  bool empty() const override { return bytes_.empty(); }
+  void Clear() override { bytes_.clear(); }
+  std::string_view bytes() const { return bytes_; }
+
+ private:
+  std::string bytes_;
+};
+
+// Applies a Keyspace record logged as `lsn` (Keyspace::Replay). kCorruption when it cannot be
+// read; the operations before the damage are applied.
+Status ReplayKeyspaceRecord(std::string_view record, uint64_t lsn, kv::Keyspace& keyspace);
+
+// --- Keyspace dumps ---------------------------------------------------------------------------
+
+// Dumps `keyspace` (Keyspace::Dump) in the dump format, handing `sink` the header and then one
+// section per shard. Returns the number of keys.
+Result<int64_t> DumpKeyspace(kv::Keyspace& keyspace,
+                             const std::function<Status(std::string_view)>& sink);
+// Loads a dump into the empty `keyspace`; returns the number of keys. kCorruption naming what is
+// wrong (the keyspace is cleared then: nothing is kept).
+Result<int64_t> LoadKeyspaceDump(std::string_view dump, kv::Keyspace& keyspace);
+
+}  // namespace quiver::storage
