@@ -39,7 +39,7 @@ test-asan: python
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
 	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz \
-	  codec_fuzz codec_test storage_test storage_fuzz resp_test resp_fuzz keyspace_fuzz quiverd
+	  codec_fuzz codec_test storage_test storage_fuzz resp_test resp_fuzz keyspace_fuzz app_test quiverd
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system QUIVERD=build-asan/quiverd \

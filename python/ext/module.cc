@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "app/instance.h"
 #include "common/arrow_status.h"
 #include "common/result.h"
 #include "common/status.h"
@@ -118,33 +119,20 @@ class Engine {
  public:
   Engine(std::optional<std::string> data_dir, const std::string& fsync, uint64_t snapshot_wal_bytes,
          int64_t snapshot_interval) {
-    if (!data_dir) {
-      memory_limit_ = std::make_unique<MemoryLimit>();  // the tables' and the keyspace's
-      memory_ = std::make_unique<Catalog>(CatalogOptions{.memory_limit = memory_limit_.get()});
-      memory_keyspace_ = std::make_unique<kv::Keyspace>();
-      memory_keyspace_->SetMemoryLimit(memory_limit_.get());
-      memory_keyspace_->StartActiveExpiry();
-      memory_->StartActiveExpiry();
-      kv_ = std::make_unique<resp::LocalClient>(*memory_keyspace_, memory_.get());
-      return;
-    }
-    storage::DatabaseOptions options;
-    options.data_dir = *data_dir;
-    if (!storage::ParseFsyncPolicy(fsync, &options.fsync)) {
+    InstanceOptions options;
+    options.data_dir = std::move(data_dir);
+    if (!storage::ParseFsyncPolicy(fsync, &options.durability.fsync)) {
       Raise(Status::InvalidArgument("fsync must be 'always', 'everysec' or 'no', not '" + fsync +
                                     "'"));
     }
-    options.snapshot_wal_bytes = snapshot_wal_bytes;
-    options.snapshot_interval_seconds = snapshot_interval;
-    Result<std::unique_ptr<storage::Database>> opened = Status::OK();
+    options.durability.snapshot_wal_bytes = snapshot_wal_bytes;
+    options.durability.snapshot_interval_seconds = snapshot_interval;
+    Result<std::unique_ptr<Instance>> opened = Status::OK();
     {
       nb::gil_scoped_release release;
-      opened = storage::Database::Open(options);
+      opened = Instance::Open(std::move(options));
     }
-    database_ = ValueOrRaise(std::move(opened));
-    database_->keyspace().StartActiveExpiry();
-    database_->catalog().StartActiveExpiry();
-    kv_ = std::make_unique<resp::LocalClient>(database_->keyspace(), &database_->catalog());
+    instance_ = ValueOrRaise(std::move(opened));
   }
 
   // Runs a key-value command (args: bytes; args[0] the name) through the RESP command table;
@@ -159,13 +147,13 @@ class Engine {
     {
       nb::gil_scoped_release release;
       const std::vector<std::string_view> views(owned.begin(), owned.end());
-      reply = kv_->Call(views);
+      reply = instance_->kv().Call(views);
     }
     return ToPython(reply);
   }
 
   nb::dict KvInfo() {
-    kv::Keyspace& keyspace = database_ ? database_->keyspace() : *memory_keyspace_;
+    kv::Keyspace& keyspace = instance_->keyspace();
     const kv::KeyspaceStats stats = keyspace.Stats();
     nb::dict out;
     out["keys"] = stats.keys;
@@ -182,13 +170,13 @@ class Engine {
   // Syncs the log and releases the data directory; later calls fail.
   void Close() {
     nb::gil_scoped_release release;
-    if (database_) database_->Close();
+    instance_->Close();
     closed_ = true;
   }
 
   // Per table: (name, written, rows, bytes, lsn, seconds).
   nb::list Snapshot(const std::vector<std::string>& tables) {
-    if (!database_) {
+    if (instance_->database() == nullptr) {
       Raise(
           Status::InvalidArgument("this engine has no data directory: open it with "
                                   "quiver.open(data_dir) to save snapshots"));
@@ -196,7 +184,7 @@ class Engine {
     Result<storage::SnapshotReport> report = Status::OK();
     {
       nb::gil_scoped_release release;
-      report = database_->Snapshot(tables);
+      report = instance_->database()->Snapshot(tables);
     }
     nb::list out;
     for (const auto& table : ValueOrRaise(std::move(report)).tables) {
@@ -295,7 +283,7 @@ class Engine {
  private:
   Catalog& catalog() const {
     if (closed_) Raise(Status::InvalidArgument("the engine is closed"));
-    return database_ ? database_->catalog() : *memory_;
+    return instance_->catalog();
   }
 
   static nb::object ToPython(const resp::Reply& reply) {
@@ -333,12 +321,7 @@ class Engine {
     return nb::none();
   }
 
-  // Without a data directory; with one, the database holds them. kv_ goes first, the limit last.
-  std::unique_ptr<MemoryLimit> memory_limit_;
-  std::unique_ptr<kv::Keyspace> memory_keyspace_;
-  std::unique_ptr<Catalog> memory_;
-  std::unique_ptr<storage::Database> database_;
-  std::unique_ptr<resp::LocalClient> kv_;
+  std::unique_ptr<Instance> instance_;
   std::atomic<bool> closed_{false};
 };
 

@@ -241,6 +241,7 @@ class Keyspace final : public EvictionSource {
   // deleted. The background thread (StartActiveExpiry) runs it `hz` times a second.
   int64_t ActiveExpireCycle(int64_t budget_us);
   void StartActiveExpiry(int hz = 10);
+  void StopActiveExpiry() { expiry_.Stop(); }  // waits for a cycle in progress
 
   Millis Now() const { return clock_(); }
 

@@ -548,29 +548,6 @@ Result<std::vector<std::string>> ParseSnapshotRequest(std::string_view body) {
   return tables;
 }
 
-std::string SnapshotReportToJson(const storage::SnapshotReport& report) {
-  nlohmann::ordered_json tables = nlohmann::ordered_json::array();
-  for (const auto& table : report.tables) {
-    tables.push_back({{"table", table.table},
-                      {"written", table.written},
-                      {"rows", table.rows},
-                      {"bytes", table.bytes},
-                      {"lsn", table.lsn},
-                      {"seconds", table.seconds}});
-  }
-  nlohmann::ordered_json json = {{"tables", std::move(tables)}};
-  if (report.keyspace) {
-    json["keyspace"] = {{"written", report.keyspace->written},
-                        {"keys", report.keyspace->rows},
-                        {"bytes", report.keyspace->bytes},
-                        {"lsn", report.keyspace->lsn},
-                        {"seconds", report.keyspace->seconds}};
-  }
-  json["wal_segments_removed"] = report.wal_segments_removed;
-  json["seconds"] = report.seconds;
-  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 bool AppendNumberText(std::string& out, const arrow::Array& array, int64_t i) {
   char buffer[32];
   char* end = buffer;
@@ -625,8 +602,7 @@ Status DecodeFailure(const Status& status, const DecodeMemory::Scope& scope,
                                FormatBytes(limit.bytes) +
                                "); write less at a time or raise maxmemory");
   }
-  return Status::LimitExceeded("the request body decodes to more than " +
-                               FormatBytes(limit.bytes) +
+  return Status::LimitExceeded("the request body decodes to more than " + FormatBytes(limit.bytes) +
                                " (--max-decode-bytes); send smaller batches");
 }
 

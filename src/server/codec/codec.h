@@ -23,7 +23,6 @@
 #include "common/result.h"
 #include "engine/schema.h"
 #include "engine/table.h"
-#include "storage/database.h"
 
 namespace quiver::codec {
 
@@ -90,12 +89,8 @@ Result<FetchRequest> ParseJsonFetchGeneral(std::string_view body, const TableSch
 // (std::to_chars: "nan", "inf" for non-finite floats); false, appending nothing, for other types.
 bool AppendNumberText(std::string& out, const arrow::Array& array, int64_t i);
 
-// Base64 (RFC 4648, with padding), for binary values in JSON.
 // A snapshot request: {} or empty (every table) or {"tables": [NAME, ...]}.
 Result<std::vector<std::string>> ParseSnapshotRequest(std::string_view body);
-// {"tables": [{"table", "written", "rows", "bytes", "lsn", "seconds"}, ...],
-//  "wal_segments_removed": N, "seconds": S}
-std::string SnapshotReportToJson(const storage::SnapshotReport& report);
 
 // How much decoding one write body may allocate: max_decode_bytes, or maxmemory when that is
 // less.
@@ -110,6 +105,7 @@ DecodeLimit WriteDecodeLimit(uint64_t max_decode_bytes, const MemoryLimit& memor
 Status DecodeFailure(const Status& status, const DecodeMemory::Scope& scope,
                      const DecodeLimit& limit);
 
+// Base64 (RFC 4648, with padding), for binary values in JSON.
 std::string Base64Encode(std::string_view bytes);
 Result<std::string> Base64Decode(std::string_view text);
 

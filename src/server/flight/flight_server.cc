@@ -19,6 +19,7 @@
 #include "common/json_shape.h"
 #include "common/log.h"
 #include "server/codec/codec.h"
+#include "server/snapshot_json.h"
 
 namespace quiver::flight_server {
 
@@ -241,10 +242,10 @@ class FlightServer::Service : public flight::FlightServerBase {
         const uint64_t max_bytes = catalog_.options().limits.max_decode_bytes;
         if (const auto bytes = static_cast<uint64_t>(arrow::util::TotalBufferSize(*batch));
             bytes > max_bytes) {
-          return Status::LimitExceeded(
-              "batch " + std::to_string(index) + " holds " + FormatBytes(bytes) +
-              ", more than --max-decode-bytes (" + FormatBytes(max_bytes) +
-              "); send smaller batches (batches before it were written)");
+          return Status::LimitExceeded("batch " + std::to_string(index) + " holds " +
+                                       FormatBytes(bytes) + ", more than --max-decode-bytes (" +
+                                       FormatBytes(max_bytes) +
+                                       "); send smaller batches (batches before it were written)");
         }
         auto written = target.table->Upsert(*batch, WriteOptions{target.ttl_ms});
         if (!written.ok()) {
@@ -460,7 +461,7 @@ class FlightServer::Service : public flight::FlightServerBase {
     if (type == "snapshot") {
       QUIVER_ASSIGN_OR_RETURN(std::vector<std::string> tables, codec::ParseSnapshotRequest(body));
       QUIVER_ASSIGN_OR_RETURN(storage::SnapshotReport report, database_.Snapshot(tables));
-      return Json::parse(codec::SnapshotReportToJson(report));
+      return Json::parse(server::SnapshotReportToJson(report));
     }
     if (type == "stats") {
       std::vector<std::shared_ptr<Table>> tables;

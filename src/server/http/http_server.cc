@@ -11,7 +11,7 @@
 #include "common/byte_size.h"
 #include "common/client_memory.h"
 #include "common/log.h"
-#include "server/net/io_loop.h"
+#include "server/net/io_pool.h"
 
 namespace quiver::http_server {
 
@@ -67,12 +67,9 @@ bool SupportedTransferEncoding(const HttpRequest& request) {
 
 }  // namespace
 
-struct HttpServer::Contexts {
-  std::vector<std::unique_ptr<net::io_context>> io;
-  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
-  std::unique_ptr<tcp::acceptor> acceptor;
-  std::unique_ptr<net::steady_timer> accept_retry;  // on io[0], with the acceptor
-  net_util::AcceptBackoff backoff;
+struct HttpServer::Acceptor {
+  // A new connection: a session, or refused at the connection limit.
+  static void Accept(HttpServer& server, tcp::socket socket);
 };
 
 class HttpServer::Session : public std::enable_shared_from_this<Session> {
@@ -168,8 +165,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     if (error) return OnRead(error, 0);
     phase_.store(Phase::kBusy, std::memory_order_relaxed);
     if (!SupportedTransferEncoding(parser_->get())) {
-      return Respond(ErrorResponse(parser_->get(), http::status::not_implemented,
-                                   "NOT_IMPLEMENTED",
+      return Respond(ErrorResponse(parser_->get(), http::status::not_implemented, "NOT_IMPLEMENTED",
                                    "Transfer-Encoding '" +
                                        Excerpt(parser_->get()[http::field::transfer_encoding]) +
                                        "' is not supported; send the body as it is, with "
@@ -179,8 +175,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     // Beast reads into the buffer's free capacity (at least 512 bytes, at most 64 KiB a call):
     // without room, a 40 KB body would take 80 reads (and as many epoll and timer calls).
     const auto length = parser_->content_length();
-    if (length && *length <= server_.options_.max_request_bytes &&
-        !body_memory_.TrySet(*length)) {
+    if (length && *length <= server_.options_.max_request_bytes && !body_memory_.TrySet(*length)) {
       client_memory_refused_ = true;
       return OnRead(http::error::body_limit, 0);
     }
@@ -273,17 +268,14 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
   // answered, kIdle between requests. Written on the session's thread only.
   std::atomic<Phase> phase_{Phase::kFresh};
   std::atomic<bool> shed_{false};
-  ClientMemoryCharge body_memory_;     // the request body being read
+  ClientMemoryCharge body_memory_;  // the request body being read
   std::function<size_t(uint64_t, std::string_view, beast::error_code&)> on_chunk_body_;
   bool client_memory_refused_ = false;  // its body did not fit under maxmemory-clients
 };
 
 HttpServer::HttpServer(const HttpServerOptions& options, storage::Database& database,
                        MetricsRegistry& metrics)
-    : options_(options),
-      metrics_(metrics),
-      router_(database, metrics_),
-      contexts_(std::make_unique<Contexts>()) {
+    : options_(options), metrics_(metrics), router_(database, metrics_) {
   metrics_.Describe("quiver_http_requests_total", "counter",
                     "HTTP requests answered, by route template, method and status");
   metrics_.Describe("quiver_http_errors_total", "counter",
@@ -334,77 +326,40 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpServerOptions& o
                                                       storage::Database& database,
                                                       MetricsRegistry& metrics) {
   std::unique_ptr<HttpServer> server(new HttpServer(options, database, metrics));
-  Contexts& contexts = *server->contexts_;
-  const int threads = std::max(1, options.threads);
-  for (int i = 0; i < threads; ++i) {
-    contexts.io.push_back(std::make_unique<net::io_context>(1));
-    contexts.guards.push_back(net::make_work_guard(*contexts.io.back()));
-  }
-  beast::error_code error;
-  const auto address = net::ip::make_address(options.bind, error);
-  if (error)
-    return Status::InvalidArgument("bind address '" + options.bind + "' is not an IP address");
-  const tcp::endpoint endpoint(address, options.port);
-  const std::string where = options.bind + ":" + std::to_string(options.port);
-  contexts.acceptor = std::make_unique<tcp::acceptor>(*contexts.io[0]);
-  contexts.acceptor->open(endpoint.protocol(), error);
-  if (!error) contexts.acceptor->set_option(net::socket_base::reuse_address(true), error);
-  if (!error) contexts.acceptor->bind(endpoint, error);
-  if (!error) contexts.acceptor->listen(net::socket_base::max_listen_connections, error);
-  if (error) {
-    return Status::IOError("cannot listen for HTTP on " + where + ": " + error.message() +
-                           (error == net::error::address_in_use
-                                ? " (another process uses this port; pick another with --http-port)"
-                                : ""));
-  }
-  server->port_ = contexts.acceptor->local_endpoint().port();
-  contexts.accept_retry = std::make_unique<net::steady_timer>(*contexts.io[0]);
-  server->Accept();
-  for (int i = 0; i < threads; ++i) {
-    server->threads_.emplace_back(
-        [context = contexts.io[i].get(), spin = options.busy_poll_us] {
-          net_util::RunIoLoop(*context, spin, "http");
-        });
-  }
+  QUIVER_ASSIGN_OR_RETURN(server->pool_,
+                          net_util::IoPool::Listen({.name = "http",
+                                                    .label = "HTTP",
+                                                    .port_flag = "--http-port",
+                                                    .bind = options.bind,
+                                                    .port = options.port,
+                                                    .threads = options.threads,
+                                                    .busy_poll_us = options.busy_poll_us}));
+  server->pool_->Start(
+      [raw = server.get()](tcp::socket socket) { Acceptor::Accept(*raw, std::move(socket)); });
   return server;
 }
 
 HttpServer::~HttpServer() { Stop(); }
 
-void HttpServer::Accept() {
-  net::io_context& target = *contexts_->io[next_context_.fetch_add(1) % contexts_->io.size()];
-  contexts_->acceptor->async_accept(target, [this](beast::error_code error, tcp::socket socket) {
-    if (stopping_.load() || error == net::error::operation_aborted) return;
-    if (error) {
-      QUIVER_LOG_EVERY_SECOND(kWarn, "http accept failed", {{"error", error.message()}});
-      if (!net_util::AcceptBackoff::IsResourceError(error)) return Accept();
-      // Out of descriptors: the connection waits in the listen queue until one is free.
-      contexts_->accept_retry->expires_after(contexts_->backoff.Next());
-      contexts_->accept_retry->async_wait([this](beast::error_code waited) {
-        if (!waited && !stopping_.load()) Accept();
-      });
-      return;
+uint16_t HttpServer::port() const { return pool_->port(); }
+
+void HttpServer::Acceptor::Accept(HttpServer& server, tcp::socket socket) {
+  // Responses leave as soon as they are written: no Nagle delay between header and body.
+  beast::error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  // Counted before this one is made: open_sessions_ includes every live session. At the limit a
+  // connection that has not sent a request yet makes room (an idle flood cannot lock clients
+  // out), else one idle between requests; only when every one is busy is this one refused.
+  const bool refuse =
+      server.open_sessions_.load() >= server.options_.max_connections && !server.ShedIdleSession();
+  auto session = std::make_shared<Session>(std::move(socket), server);
+  server.Register(session);
+  net::dispatch(session->executor(), [session, refuse] {
+    if (refuse) {
+      session->Refuse();
+    } else {
+      session->Start();
     }
-    contexts_->backoff.Reset();
-    // Responses leave as soon as they are written: no Nagle delay between header and body.
-    beast::error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    // Counted before this one is made: open_sessions_ includes every live session. At the
-    // limit a connection that has not sent a request yet makes room (an idle flood cannot lock
-    // clients out), else one idle between requests; only when every one is busy is this one
-    // refused.
-    const bool refuse =
-        open_sessions_.load() >= options_.max_connections && !ShedIdleSession();
-    auto session = std::make_shared<Session>(std::move(socket), *this);
-    Register(session);
-    net::dispatch(session->executor(), [session, refuse] {
-      if (refuse) {
-        session->Refuse();
-      } else {
-        session->Start();
-      }
-    });
-    Accept();
   });
 }
 
@@ -436,12 +391,8 @@ void HttpServer::Register(const std::shared_ptr<Session>& session) {
 }
 
 void HttpServer::Stop() {
-  if (stopping_.exchange(true) || threads_.empty()) return;
-  net::post(*contexts_->io[0], [this] {
-    beast::error_code ignored;
-    contexts_->acceptor->close(ignored);
-    contexts_->accept_retry->cancel();
-  });
+  if (stopping_.exchange(true) || pool_ == nullptr) return;
+  pool_->StopAccepting();
   {
     std::lock_guard<std::mutex> lock(sessions_mutex_);
     for (const auto& weak : sessions_) {
@@ -454,10 +405,7 @@ void HttpServer::Stop() {
   while (open_sessions_.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  contexts_->guards.clear();
-  for (auto& context : contexts_->io) context->stop();
-  for (std::thread& thread : threads_) thread.join();
-  threads_.clear();
+  pool_->Shutdown(/*stop_contexts=*/true);
 }
 
 }  // namespace quiver::http_server

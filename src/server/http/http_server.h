@@ -24,6 +24,10 @@
 #include "engine/catalog.h"
 #include "server/http/router.h"
 
+namespace quiver::net_util {
+class IoPool;
+}  // namespace quiver::net_util
+
 namespace quiver::http_server {
 
 struct HttpServerOptions {
@@ -56,16 +60,17 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  uint16_t port() const { return port_; }
+  uint16_t port() const;
   void Stop();
 
  private:
   class Session;
-  struct Contexts;
 
   HttpServer(const HttpServerOptions& options, storage::Database& database,
              MetricsRegistry& metrics);
-  void Accept();
+  // What becomes of an accepted connection: a session, or a refusal at the limit
+  // (http_server.cc; nested, so that no Asio type appears here).
+  struct Acceptor;
   void Register(const std::shared_ptr<Session>& session);
   // Closes the oldest fresh (else idle) connection; false when there is none.
   bool ShedIdleSession();
@@ -76,11 +81,8 @@ class HttpServer {
   const HttpServerOptions options_;
   MetricsRegistry& metrics_;
   const Router router_;
-  std::unique_ptr<Contexts> contexts_;
-  std::vector<std::thread> threads_;
-  uint16_t port_ = 0;
+  std::unique_ptr<net_util::IoPool> pool_;
   std::atomic<bool> stopping_{false};
-  std::atomic<size_t> next_context_{0};
   std::atomic<int> open_sessions_{0};
   CounterMetric* connections_opened_ = nullptr;  // in metrics_
   CounterMetric* connections_closed_ = nullptr;

@@ -13,6 +13,7 @@
 #include "common/client_memory.h"
 #include "common/decode_memory.h"
 #include "server/codec/codec.h"
+#include "server/snapshot_json.h"
 
 namespace quiver::http_server {
 
@@ -222,7 +223,7 @@ HttpResponse Router::Snapshot(const HttpRequest& request, std::string_view) cons
   if (!tables.ok()) return ErrorResponse(request, tables.status());
   auto report = database_.Snapshot(*tables);
   if (!report.ok()) return ErrorResponse(request, report.status());
-  return JsonResponse(request, http::status::ok, codec::SnapshotReportToJson(*report));
+  return JsonResponse(request, http::status::ok, server::SnapshotReportToJson(*report));
 }
 
 HttpResponse Router::Metrics(const HttpRequest& request) const {
@@ -432,8 +433,8 @@ HttpResponse Router::Write(const HttpRequest& request, std::string_view name,
   }
   // Bounded while it is decoded: a small compressed body may decode to gigabytes, and a JSON
   // body's document takes about ten times its text.
-  const codec::DecodeLimit limit = codec::WriteDecodeLimit(
-      catalog_.options().limits.max_decode_bytes, database_.memory_limit());
+  const codec::DecodeLimit limit =
+      codec::WriteDecodeLimit(catalog_.options().limits.max_decode_bytes, database_.memory_limit());
   DecodeMemory::Scope scope(limit.bytes);
   Result<std::shared_ptr<arrow::RecordBatch>> batch = Status::Internal("unreachable");
   if (content_type == kJsonType) {

@@ -7,7 +7,7 @@
 
 #include "common/client_memory.h"
 #include "common/log.h"
-#include "server/net/io_loop.h"
+#include "server/net/io_pool.h"
 
 namespace quiver::resp {
 
@@ -28,12 +28,9 @@ constexpr size_t kKeptBufferBytes = 64 << 10;
 
 }  // namespace
 
-struct RespServer::Io {
-  std::vector<std::unique_ptr<net::io_context>> contexts;
-  std::vector<net::executor_work_guard<net::io_context::executor_type>> guards;
-  std::unique_ptr<tcp::acceptor> acceptor;
-  std::unique_ptr<net::steady_timer> accept_retry;  // on contexts[0], with the acceptor
-  net_util::AcceptBackoff backoff;
+struct RespServer::Acceptor {
+  // A new connection: served, or refused at the connection limit.
+  static void Accept(RespServer& server, tcp::socket socket);
 };
 
 // A client connection. Invariants: at most one read or one write is in flight, never both;
@@ -285,7 +282,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
 
 RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace,
                        const Catalog* catalog)
-    : options_(options), io_(std::make_unique<Io>()) {
+    : options_(options) {
   state_.keyspace = &keyspace;
   state_.catalog = catalog;
   state_.table_separator = options.table_separator;
@@ -315,63 +312,30 @@ Result<std::unique_ptr<RespServer>> RespServer::Start(const RespServerOptions& o
                                                       kv::Keyspace& keyspace,
                                                       const Catalog* catalog) {
   std::unique_ptr<RespServer> server(new RespServer(options, keyspace, catalog));
-  Io& io = *server->io_;
-  const int threads = std::max(1, options.threads);
-  for (int i = 0; i < threads; ++i) {
-    io.contexts.push_back(std::make_unique<net::io_context>(1));
-    io.guards.push_back(net::make_work_guard(*io.contexts.back()));
-  }
-  boost::system::error_code error;
-  const auto address = net::ip::make_address(options.bind, error);
-  if (error)
-    return Status::InvalidArgument("bind address '" + options.bind + "': " + error.message());
-  io.acceptor = std::make_unique<tcp::acceptor>(*io.contexts[0]);
-  const tcp::endpoint endpoint(address, options.port);
-  io.acceptor->open(endpoint.protocol(), error);
-  if (!error) io.acceptor->set_option(net::socket_base::reuse_address(true), error);
-  if (!error) io.acceptor->bind(endpoint, error);
-  if (!error) io.acceptor->listen(net::socket_base::max_listen_connections, error);
-  if (error) {
-    return Status::IOError("cannot listen for RESP on " + options.bind + ":" +
-                           std::to_string(options.port) + ": " + error.message());
-  }
-  server->port_ = io.acceptor->local_endpoint().port();
-  io.accept_retry = std::make_unique<net::steady_timer>(*io.contexts[0]);
-  server->state_.port = server->port_;
-  server->Accept();
-  for (auto& context : io.contexts) {
-    server->threads_.emplace_back(
-        [context = context.get()] { net_util::RunIoLoop(*context, 0, "resp"); });
-  }
+  QUIVER_ASSIGN_OR_RETURN(server->pool_, net_util::IoPool::Listen({.name = "resp",
+                                                                   .label = "RESP",
+                                                                   .port_flag = "--resp-port",
+                                                                   .bind = options.bind,
+                                                                   .port = options.port,
+                                                                   .threads = options.threads}));
+  server->state_.port = server->pool_->port();
+  server->pool_->Start(
+      [raw = server.get()](tcp::socket socket) { Acceptor::Accept(*raw, std::move(socket)); });
   return server;
 }
 
-void RespServer::Accept() {
-  net::io_context& target = *io_->contexts[next_context_.fetch_add(1) % io_->contexts.size()];
-  io_->acceptor->async_accept(target, [this](boost::system::error_code error, tcp::socket socket) {
-    if (error == net::error::operation_aborted) return;
-    if (error) {
-      QUIVER_LOG_EVERY_SECOND(kWarn, "resp accept failed", {{"error", error.message()}});
-      if (!net_util::AcceptBackoff::IsResourceError(error)) return Accept();
-      // Out of descriptors: the connection waits in the listen queue until one is free.
-      io_->accept_retry->expires_after(io_->backoff.Next());
-      io_->accept_retry->async_wait([this](boost::system::error_code waited) {
-        if (!waited) Accept();
-      });
-      return;
-    }
-    io_->backoff.Reset();
-    state_.connections_received.fetch_add(1, std::memory_order_relaxed);
-    if (!RoomForConnection()) {
-      static constexpr char kRefusal[] = "-ERR max number of clients reached\r\n";
-      boost::system::error_code ignored;
-      net::write(socket, net::buffer(kRefusal, sizeof(kRefusal) - 1), ignored);
-      socket.close(ignored);
-    } else {
-      std::make_shared<Connection>(std::move(socket), *this)->Start();
-    }
-    Accept();
-  });
+uint16_t RespServer::port() const { return pool_->port(); }
+
+void RespServer::Acceptor::Accept(RespServer& server, tcp::socket socket) {
+  server.state_.connections_received.fetch_add(1, std::memory_order_relaxed);
+  if (!server.RoomForConnection()) {
+    static constexpr char kRefusal[] = "-ERR max number of clients reached\r\n";
+    boost::system::error_code ignored;
+    net::write(socket, net::buffer(kRefusal, sizeof(kRefusal) - 1), ignored);
+    socket.close(ignored);
+    return;
+  }
+  std::make_shared<Connection>(std::move(socket), server)->Start();
 }
 
 void RespServer::CloseBiggestClients() {
@@ -431,13 +395,9 @@ bool RespServer::RoomForConnection() {
 }
 
 void RespServer::Stop() {
-  if (stopped_) return;
+  if (stopped_ || pool_ == nullptr) return;
   stopped_ = true;
-  net::post(*io_->contexts[0], [this] {
-    boost::system::error_code ignored;
-    io_->acceptor->close(ignored);
-    io_->accept_retry->cancel();
-  });
+  pool_->StopAccepting();
   // The open connections are held here, outside the lock: the last reference to one may drop
   // here, and its destructor takes the lock.
   std::vector<std::shared_ptr<Connection>> open;
@@ -450,8 +410,7 @@ void RespServer::Stop() {
   }
   for (const auto& connection : open) connection->Close();
   open.clear();
-  io_->guards.clear();
-  for (std::thread& thread : threads_) thread.join();
+  pool_->Shutdown(/*stop_contexts=*/false);
 }
 
 RespServer::~RespServer() { Stop(); }

@@ -21,6 +21,10 @@
 #include "kv/keyspace.h"
 #include "server/resp/commands.h"
 
+namespace quiver::net_util {
+class IoPool;
+}  // namespace quiver::net_util
+
 namespace quiver::resp {
 
 struct RespServerOptions {
@@ -50,16 +54,17 @@ class RespServer {
   RespServer(const RespServer&) = delete;
   RespServer& operator=(const RespServer&) = delete;
 
-  uint16_t port() const { return port_; }
+  uint16_t port() const;
   // Stops accepting, closes every connection and joins the threads.
   void Stop();
 
  private:
   class Connection;
-  struct Io;
+  // What becomes of an accepted connection (resp_server.cc; nested, so that no Asio type appears
+  // here).
+  struct Acceptor;
 
   RespServer(const RespServerOptions& options, kv::Keyspace& keyspace, const Catalog* catalog);
-  void Accept();
   // True when a new connection may be served: under the limit, or a silent one was closed.
   bool RoomForConnection();
   // Past maxmemory-clients: closes the clients holding the most buffer memory until the rest fit.
@@ -67,11 +72,8 @@ class RespServer {
 
   const RespServerOptions options_;
   ServerState state_;
-  std::unique_ptr<Io> io_;
-  std::vector<std::thread> threads_;
-  uint16_t port_ = 0;
+  std::unique_ptr<net_util::IoPool> pool_;
   std::atomic<int64_t> next_client_id_{1};
-  std::atomic<size_t> next_context_{0};
   std::mutex connections_mutex_;
   std::set<Connection*> connections_;
   bool stopped_ = false;

@@ -1,0 +1,43 @@
+#include "app/instance.h"
+
+#include <utility>
+
+namespace quiver {
+
+Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
+  std::unique_ptr<Instance> instance(new Instance());
+  if (options.data_dir) {
+    options.durability.data_dir = *options.data_dir;
+    QUIVER_ASSIGN_OR_RETURN(instance->database_, storage::Database::Open(options.durability));
+  } else {
+    instance->memory_limit_ = std::make_unique<MemoryLimit>();
+    instance->catalog_ = std::make_unique<Catalog>(CatalogOptions{
+        .limits = options.durability.limits, .memory_limit = instance->memory_limit_.get()});
+    instance->keyspace_ = std::make_unique<kv::Keyspace>();
+    instance->keyspace_->SetMemoryLimit(instance->memory_limit_.get());
+  }
+  kv::Keyspace& keyspace = instance->keyspace();
+  keyspace.SetMaxMemory(options.maxmemory);
+  keyspace.SetPolicy(options.policy);
+  keyspace.StartActiveExpiry(options.expiry_hz);
+  instance->catalog().StartActiveExpiry(options.expiry_hz);
+  instance->kv_ =
+      std::make_unique<resp::LocalClient>(keyspace, &instance->catalog(), options.table_separator);
+  return instance;
+}
+
+Instance::~Instance() { Close(); }
+
+void Instance::Close() {
+  if (std::exchange(closed_, true)) return;
+  // Either may be missing when Open failed.
+  if (database_ != nullptr) {
+    database_->keyspace().StopActiveExpiry();
+    database_->Close();  // stops the tables' expiry before the log
+  } else if (keyspace_ != nullptr) {
+    keyspace_->StopActiveExpiry();
+    catalog_->StopActiveExpiry();
+  }
+}
+
+}  // namespace quiver

@@ -1,0 +1,69 @@
+// Instance: one Quiver, wired once for every host: quiverd (apps/quiverd.cc) and the Python
+// module (python/ext/module.cc). It owns the memory limit, the catalog of feature tables, the
+// key-value keyspace, their active expiry threads and an in-process client of the command table
+// (LocalClient): in memory only, or durable in a data directory (a storage::Database, which then
+// holds the catalog, the keyspace and the limit). The protocol servers are the host's; they are
+// given the Instance's parts.
+//
+// Thread safety: the accessors from any thread; Close from one, after the servers stopped.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/eviction.h"
+#include "common/result.h"
+#include "engine/catalog.h"
+#include "kv/keyspace.h"
+#include "server/resp/local.h"
+#include "storage/database.h"
+
+namespace quiver {
+
+struct InstanceOptions {
+  // The data directory (created when missing): tables and keys are durable there. None: in
+  // memory only.
+  std::optional<std::string> data_dir;
+  // How a durable instance keeps its data (data_dir above wins over durability.data_dir).
+  storage::DatabaseOptions durability;
+  uint64_t maxmemory = 0;  // of the tables and the keyspace together (0: none)
+  EvictionPolicy policy = EvictionPolicy::kNoEviction;
+  int expiry_hz = 10;                 // active expiry cycles a second, of tables and keyspace
+  std::string table_separator = ":";  // the LocalClient's HGETALL <table><separator><key>
+};
+
+class Instance {
+ public:
+  // Recovers the data directory (when one is given) and starts active expiry.
+  static Result<std::unique_ptr<Instance>> Open(InstanceOptions options);
+  ~Instance();  // Close()
+  Instance(const Instance&) = delete;
+  Instance& operator=(const Instance&) = delete;
+
+  Catalog& catalog() { return database_ ? database_->catalog() : *catalog_; }
+  kv::Keyspace& keyspace() { return database_ ? database_->keyspace() : *keyspace_; }
+  MemoryLimit& memory_limit() { return database_ ? database_->memory_limit() : *memory_limit_; }
+  // The durable store, or null in memory.
+  storage::Database* database() { return database_.get(); }
+  // Redis's commands against the keyspace and the tables, in process.
+  resp::LocalClient& kv() { return *kv_; }
+
+  // Stops active expiry and, when durable, syncs the log and releases the data directory.
+  // Idempotent.
+  void Close();
+
+ private:
+  Instance() = default;
+
+  // In memory: the limit outlives the catalog and the keyspace that count towards it.
+  std::unique_ptr<MemoryLimit> memory_limit_;
+  std::unique_ptr<Catalog> catalog_;
+  std::unique_ptr<kv::Keyspace> keyspace_;
+  std::unique_ptr<storage::Database> database_;
+  std::unique_ptr<resp::LocalClient> kv_;  // last: goes first
+  bool closed_ = false;
+};
+
+}  // namespace quiver
