@@ -1,7 +1,7 @@
 // quiver._quiver: the engine embedded in a Python process (nanobind).
 //
-// A thin layer over engine::Catalog: table schemas cross as TableSchema JSON text; data crosses as
-// Arrow C data interface capsules (PyCapsules named "arrow_schema", "arrow_array",
+// A thin layer over an Instance (app/instance.h): table schemas cross as TableSchema JSON text;
+// data crosses as Arrow C data interface capsules (PyCapsules named "arrow_schema", "arrow_array",
 // "arrow_array_stream"), so no value becomes a Python object here. The GIL is released while the
 // engine works. Errors raise quiver._quiver.EngineError(code, message), code being the engine's
 // StatusCodeName ("NOT_FOUND", ...); the Python package turns it into its QuiverError classes.
@@ -31,6 +31,7 @@
 #include "common/result.h"
 #include "common/status.h"
 #include "engine/catalog.h"
+#include "engine/dtype.h"
 #include "engine/schema.h"
 #include "engine/table.h"
 #include "kv/keyspace.h"
@@ -339,6 +340,17 @@ NB_MODULE(_quiver, m) {
       "quiver._quiver.KvError", "An error reply of a key-value command: args are (message,).",
       PyExc_RuntimeError, nullptr);
   m.attr("KvError") = nb::borrow(quiver::python::g_kv_error);
+  m.def(
+      "dtypes",
+      [] {
+        std::vector<std::string> names;
+        for (const quiver::Dtype& dtype : quiver::Dtypes()) {
+          if (dtype.make != nullptr) names.emplace_back(dtype.name);
+        }
+        return names;
+      },
+      "The scalar dtype spellings (engine/dtype.h), in the docs' order; each is a pyarrow type "
+      "alias. timestamp[...], list[...] and fixed_size_list[...] are built from them.");
 
   nb::class_<Engine>(m, "Engine", "An in-memory catalog of feature tables.")
       .def(nb::init<std::optional<std::string>, const std::string&, uint64_t, int64_t>(),

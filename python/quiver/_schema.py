@@ -11,28 +11,15 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
+from . import _quiver
 from ._errors import SchemaError
 
 KEY_METADATA = {b"quiver.key": b"true"}
 EVENT_TIME_METADATA = {b"quiver.event_time": b"true"}
 TTL_METADATA = b"quiver.ttl_ms"  # schema metadata: the table's default TTL in milliseconds
 
-_SIMPLE: dict[str, pa.DataType] = {
-    "bool": pa.bool_(),
-    "int8": pa.int8(),
-    "int16": pa.int16(),
-    "int32": pa.int32(),
-    "int64": pa.int64(),
-    "uint8": pa.uint8(),
-    "uint16": pa.uint16(),
-    "uint32": pa.uint32(),
-    "uint64": pa.uint64(),
-    "float32": pa.float32(),
-    "float64": pa.float64(),
-    "utf8": pa.string(),
-    "binary": pa.binary(),
-    "date32": pa.date32(),
-}
+# The scalar dtypes, from the engine's registry (engine/dtype.h): each spelling is a pyarrow alias.
+_SIMPLE: dict[str, pa.DataType] = {name: pa.type_for_alias(name) for name in _quiver.dtypes()}
 _NAMES = {t: name for name, t in _SIMPLE.items()}
 _TIMESTAMP = re.compile(r"^timestamp\[\s*(s|ms|us|ns)\s*(?:,\s*tz\s*=\s*([^\]]+?)\s*)?\]$")
 _LIST = re.compile(r"^list\[\s*(.+?)\s*\]$")

@@ -17,32 +17,26 @@ RowLayout::RowLayout(const TableSchema& schema) {
     const ColumnSpec& spec = schema.columns()[index];
     ColumnLayout& layout = columns_[index];
     const arrow::DataType& type = *spec.type;
+    const Dtype& dtype = *FindDtype(type.id());  // the schema holds dtypes only
+    layout.physical = dtype.physical;
+    layout.width = dtype.width;
     switch (type.id()) {
-      case arrow::Type::BOOL:
-        layout.physical = Physical::kBool;
-        layout.width = 1;
-        break;
       case arrow::Type::STRING:
       case arrow::Type::BINARY:
-        layout.physical = Physical::kBytes;
         layout.width = index == schema.key_index() ? kKeyRefBytes : kVarRefBytes;
         break;
       case arrow::Type::LIST:
-        layout.physical = Physical::kList;
         layout.width = kVarRefBytes;
-        layout.element_width = static_cast<uint32_t>(
-            static_cast<const arrow::ListType&>(type).value_type()->byte_width());
+        layout.element_width =
+            FindDtype(static_cast<const arrow::ListType&>(type).value_type()->id())->width;
         break;
       case arrow::Type::FIXED_SIZE_LIST: {
         const auto& fsl = static_cast<const arrow::FixedSizeListType&>(type);
-        layout.physical = Physical::kFixed;
-        layout.element_width = static_cast<uint32_t>(fsl.value_type()->byte_width());
+        layout.element_width = FindDtype(fsl.value_type()->id())->width;
         layout.width = layout.element_width * static_cast<uint32_t>(fsl.list_size());
         break;
       }
-      default:  // fixed-width numbers, date32, timestamp
-        layout.physical = Physical::kFixed;
-        layout.width = static_cast<uint32_t>(type.byte_width());
+      default:  // a scalar: the registry's width
         break;
     }
     layout.offset = offset;

@@ -36,17 +36,11 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/dtype.h"
 #include "engine/row_copy.h"
 #include "engine/schema.h"
 
 namespace quiver {
-
-enum class Physical : uint8_t {
-  kFixed,  // numbers, dates, timestamps, fixed_size_list: `width` bytes in the row
-  kBool,   // one byte in the row, bit-packed in Arrow
-  kBytes,  // utf8 / binary: VarRef
-  kList,   // list<numeric>: VarRef over element bytes
-};
 
 struct ColumnLayout {
   Physical physical = Physical::kFixed;

@@ -11,35 +11,17 @@
 #include <string>
 
 #include "common/json_shape.h"
+#include "engine/dtype.h"
 
 namespace quiver {
 namespace {
 
 using Json = nlohmann::ordered_json;
 
-struct NamedType {
-  std::string_view name;
-  const std::shared_ptr<arrow::DataType>& (*make)();
-};
-
-// The numeric types usable as columns and as list / embedding elements.
-const NamedType kNumericTypes[] = {
-    {"int8", arrow::int8},       {"int16", arrow::int16},   {"int32", arrow::int32},
-    {"int64", arrow::int64},     {"uint8", arrow::uint8},   {"uint16", arrow::uint16},
-    {"uint32", arrow::uint32},   {"uint64", arrow::uint64}, {"float32", arrow::float32},
-    {"float64", arrow::float64},
-};
-
-constexpr std::string_view kAcceptedDtypes =
-    "bool, int8, int16, int32, int64, uint8, uint16, uint32, uint64, float32, float64, utf8, "
-    "binary, date32, timestamp[s|ms|us|ns] (optionally timestamp[ms, tz=UTC]), list[<numeric>], "
-    "fixed_size_list[<numeric>, <n>]";
-
-bool IsNumeric(const arrow::DataType& type) {
-  for (const NamedType& named : kNumericTypes) {
-    if (named.make()->id() == type.id()) return true;
-  }
-  return false;
+// A dtype usable as a list or embedding element (the numbers).
+bool IsElement(const arrow::DataType& type) {
+  const Dtype* dtype = FindDtype(type.id());
+  return dtype != nullptr && dtype->element;
 }
 
 std::string_view Trim(std::string_view s) {
@@ -57,12 +39,15 @@ std::optional<std::string_view> Bracketed(std::string_view spelling, std::string
   return spelling.substr(name.size() + 1, spelling.size() - name.size() - 2);
 }
 
-Result<std::shared_ptr<arrow::DataType>> ParseNumeric(std::string_view name) {
-  for (const NamedType& named : kNumericTypes) {
-    if (named.name == name) return named.make();
+Result<std::shared_ptr<arrow::DataType>> ParseElement(std::string_view name) {
+  const Dtype* dtype = FindScalarDtype(name);
+  if (dtype != nullptr && dtype->element) return dtype->make();
+  std::string numbers;
+  for (const Dtype& each : Dtypes()) {
+    if (each.element) numbers += (numbers.empty() ? "" : ", ") + std::string(each.name);
   }
-  return Status::InvalidArgument("'" + std::string(name) +
-                                 "' is not a numeric dtype (int8 ... uint64, float32, float64)");
+  return Status::InvalidArgument("'" + std::string(name) + "' is not a numeric dtype (" + numbers +
+                                 ")");
 }
 
 Status CheckColumnName(std::string_view name) {
@@ -83,18 +68,9 @@ Status CheckColumnName(std::string_view name) {
 }  // namespace
 
 std::string DtypeName(const arrow::DataType& type) {
-  for (const NamedType& named : kNumericTypes) {
-    if (named.make()->id() == type.id()) return std::string(named.name);
-  }
+  const Dtype* dtype = FindDtype(type.id());
+  if (dtype != nullptr && dtype->make != nullptr) return std::string(dtype->name);
   switch (type.id()) {
-    case arrow::Type::BOOL:
-      return "bool";
-    case arrow::Type::STRING:
-      return "utf8";
-    case arrow::Type::BINARY:
-      return "binary";
-    case arrow::Type::DATE32:
-      return "date32";
     case arrow::Type::TIMESTAMP: {
       const auto& ts = static_cast<const arrow::TimestampType&>(type);
       static const char* kUnits[] = {"s", "ms", "us", "ns"};
@@ -117,13 +93,7 @@ std::string DtypeName(const arrow::DataType& type) {
 
 Result<std::shared_ptr<arrow::DataType>> ParseDtype(std::string_view spelling) {
   spelling = Trim(spelling);
-  if (spelling == "bool") return arrow::boolean();
-  if (spelling == "utf8") return arrow::utf8();
-  if (spelling == "binary") return arrow::binary();
-  if (spelling == "date32") return arrow::date32();
-  for (const NamedType& named : kNumericTypes) {
-    if (named.name == spelling) return named.make();
-  }
+  if (const Dtype* dtype = FindScalarDtype(spelling)) return dtype->make();
   if (auto args = Bracketed(spelling, "timestamp")) {
     std::string_view unit = *args, tz;
     if (size_t comma = args->find(','); comma != std::string_view::npos) {
@@ -151,7 +121,7 @@ Result<std::shared_ptr<arrow::DataType>> ParseDtype(std::string_view spelling) {
     return arrow::timestamp(time_unit, std::string(tz));
   }
   if (auto args = Bracketed(spelling, "list")) {
-    auto element = ParseNumeric(Trim(*args));
+    auto element = ParseElement(Trim(*args));
     if (!element.ok()) return element.status().WithContext("dtype '" + std::string(spelling) + "'");
     return arrow::list(*element);
   }
@@ -161,7 +131,7 @@ Result<std::shared_ptr<arrow::DataType>> ParseDtype(std::string_view spelling) {
       return Status::InvalidArgument("dtype '" + std::string(spelling) +
                                      "': expected fixed_size_list[<numeric>, <length>]");
     }
-    auto element = ParseNumeric(Trim(args->substr(0, comma)));
+    auto element = ParseElement(Trim(args->substr(0, comma)));
     if (!element.ok()) return element.status().WithContext("dtype '" + std::string(spelling) + "'");
     std::string_view length_text = Trim(args->substr(comma + 1));
     int32_t length = 0;
@@ -174,7 +144,7 @@ Result<std::shared_ptr<arrow::DataType>> ParseDtype(std::string_view spelling) {
     return arrow::fixed_size_list(*element, length);
   }
   return Status::InvalidArgument("unknown dtype '" + std::string(spelling) +
-                                 "'; accepted: " + std::string(kAcceptedDtypes));
+                                 "'; accepted: " + AcceptedDtypes());
 }
 
 // A time zone Arrow and its clients can convert with: "UTC", an offset "+HH:MM" / "-HH:MM", or an
@@ -201,17 +171,14 @@ bool KnownTimeZone(std::string_view zone) {
 }
 
 Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits) {
-  if (IsNumeric(type)) return Status::OK();
+  if (FindDtype(type.id()) == nullptr) {
+    return Status::InvalidArgument("type " + type.ToString() +
+                                   " is not supported; accepted: " + AcceptedDtypes());
+  }
   switch (type.id()) {
-    case arrow::Type::BOOL:
-    case arrow::Type::STRING:
-    case arrow::Type::BINARY:
-    case arrow::Type::DATE32:
-    case arrow::Type::TIMESTAMP:
-      return Status::OK();
     case arrow::Type::LIST: {
       const auto& list = static_cast<const arrow::ListType&>(type);
-      if (!IsNumeric(*list.value_type())) {
+      if (!IsElement(*list.value_type())) {
         return Status::InvalidArgument("list elements must be numeric, not " +
                                        list.value_type()->ToString());
       }
@@ -219,7 +186,7 @@ Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits) {
     }
     case arrow::Type::FIXED_SIZE_LIST: {
       const auto& fsl = static_cast<const arrow::FixedSizeListType&>(type);
-      if (!IsNumeric(*fsl.value_type())) {
+      if (!IsElement(*fsl.value_type())) {
         return Status::InvalidArgument("fixed_size_list elements must be numeric, not " +
                                        fsl.value_type()->ToString());
       }
@@ -231,8 +198,7 @@ Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits) {
       return Status::OK();
     }
     default:
-      return Status::InvalidArgument("type " + type.ToString() + " is not supported; accepted: " +
-                                     std::string(kAcceptedDtypes));
+      return Status::OK();
   }
 }
 
@@ -329,8 +295,7 @@ Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns, std::stri
 
 Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLimits& limits) {
   // Before the parse: an ordered_json object takes time quadratic in its members.
-  const JsonShapeLimits shape_limits{.max_object_members =
-                                         static_cast<size_t>(limits.max_columns)};
+  const JsonShapeLimits shape_limits{.max_object_members = static_cast<size_t>(limits.max_columns)};
   if (Status shape = CheckJsonShape(text, "table schema", shape_limits); !shape.ok()) {
     if (shape.code() != StatusCode::kLimitExceeded) return shape;
     return Status::LimitExceeded("a table has at most " + std::to_string(limits.max_columns) +

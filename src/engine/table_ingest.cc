@@ -20,28 +20,28 @@ bool IsListLike(arrow::Type::type id) {
          id == arrow::Type::FIXED_SIZE_LIST || id == arrow::Type::LIST_VIEW;
 }
 
-// Implicit conversions stay inside a family (numbers, strings, times, lists of numbers); the
-
-// cast itself is "safe": it fails on overflow, truncation and lost precision.
+// Implicit conversions stay inside the target dtype's family (dtype.h: numbers, strings, times,
+// lists of numbers); the cast itself is "safe": it fails on overflow, truncation and lost
+// precision.
 bool ConversionAllowed(const arrow::DataType& from, const arrow::DataType& to) {
   const arrow::Type::type source = from.id();
-  switch (to.id()) {
-    case arrow::Type::STRING:
+  switch (FindDtype(to.id())->family) {  // the schema holds dtypes only
+    case CastFamily::kString:
       return IsStringLike(source);
-    case arrow::Type::BINARY:
+    case CastFamily::kBinary:
       return IsBinaryLike(source);
-    case arrow::Type::BOOL:
+    case CastFamily::kBool:
       return source == arrow::Type::BOOL;
-    case arrow::Type::TIMESTAMP:
+    case CastFamily::kTimestamp:
       return source == arrow::Type::TIMESTAMP;
-    case arrow::Type::DATE32:
+    case CastFamily::kDate:
       return source == arrow::Type::DATE32 || source == arrow::Type::DATE64;
-    case arrow::Type::LIST:
-    case arrow::Type::FIXED_SIZE_LIST:
+    case CastFamily::kList:
       return IsListLike(source) && arrow::is_numeric(from.field(0)->type()->id());
-    default:
-      return arrow::is_numeric(to.id()) && arrow::is_numeric(source);
+    case CastFamily::kNumber:
+      return arrow::is_numeric(source);
   }
+  return false;
 }
 
 }  // namespace

@@ -212,19 +212,32 @@ class Table::Gather {
       value_type = fsl.value_type().get();
     }
     uint8_t* values = out.values->mutable_data();
-    if (value_type->id() == arrow::Type::FLOAT) {
-      FillNulls<float>(reinterpret_cast<float*>(values), per_row, length, validity);
-    } else if (value_type->id() == arrow::Type::DOUBLE) {
-      FillNulls<double>(reinterpret_cast<double*>(values), per_row, length, validity);
+    switch (FindDtype(value_type->id())->format) {
+      case ValueFormat::kHalfFloat:
+        FillNulls<uint16_t>(reinterpret_cast<uint16_t*>(values), per_row, length, validity,
+                            kHalfFloatNaN);
+        break;
+      case ValueFormat::kFloat:
+        if (value_type->id() == arrow::Type::FLOAT) {
+          FillNulls<float>(reinterpret_cast<float*>(values), per_row, length, validity,
+                           std::numeric_limits<float>::quiet_NaN());
+        } else {
+          FillNulls<double>(reinterpret_cast<double*>(values), per_row, length, validity,
+                            std::numeric_limits<double>::quiet_NaN());
+        }
+        break;
+      default:
+        break;
     }
   }
 
+  static constexpr uint16_t kHalfFloatNaN = 0x7e00;  // float16's quiet NaN
+
   template <typename T>
-  static void FillNulls(T* values, int64_t per_row, int64_t length, const uint8_t* validity) {
+  static void FillNulls(T* values, int64_t per_row, int64_t length, const uint8_t* validity,
+                        T nan) {
     for (int64_t i = 0; i < length; ++i) {
-      if (!arrow::bit_util::GetBit(validity, i)) {
-        std::fill_n(values + i * per_row, per_row, std::numeric_limits<T>::quiet_NaN());
-      }
+      if (!arrow::bit_util::GetBit(validity, i)) std::fill_n(values + i * per_row, per_row, nan);
     }
   }
 

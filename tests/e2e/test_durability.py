@@ -7,6 +7,7 @@ runs many more."""
 import os
 import pathlib
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -14,6 +15,7 @@ import time
 
 import pyarrow as pa
 import pytest
+import redis
 import requests
 
 import quiver
@@ -352,12 +354,16 @@ def test_snapshot_requests_are_checked(start_server):
 def test_a_version_1_data_directory_still_opens(tmp_path):
     # tests/fixtures/data-v1 was written by the quiverd of 6b5ff21 (make_data_dir_v1.py): a
     # catalog, table and keyspace snapshots, and a log of every record type after them.
-    import redis
-    import shutil
-
     data = tmp_path / "data"
     shutil.copytree(pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "data-v1", data)
     server = Server(tmp_path, data_dir=data)
+    try:
+        _check_version_1_contents(server)
+    finally:
+        server.stop()
+
+
+def _check_version_1_contents(server: Server) -> None:
     log = server.log()
     assert "level=warn" not in log and "level=error" not in log, log
     response = requests.post(server.url + "/api/v1/table/t/fetch",

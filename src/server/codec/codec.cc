@@ -5,6 +5,7 @@
 #include <arrow/ipc/reader.h>
 #include <arrow/ipc/writer.h>
 #include <arrow/json/from_string.h>
+#include <arrow/util/float16.h>
 #include <parquet/arrow/reader.h>
 
 #include <charconv>
@@ -16,6 +17,7 @@
 #include "common/byte_size.h"
 #include "common/decode_memory.h"
 #include "common/json_shape.h"
+#include "engine/dtype.h"
 #include "server/codec/fetch_scanner.h"
 
 namespace quiver::codec {
@@ -189,44 +191,48 @@ void AppendJsonList(std::string& out, const arrow::Array& values, int64_t begin,
 }
 
 void AppendJsonValue(std::string& out, const arrow::Array& array, int64_t i) {
-  if (array.IsNull(i)) {
+  const Dtype* dtype = FindDtype(array.type_id());
+  if (array.IsNull(i) || dtype == nullptr) {  // no other type is ever stored
     out += "null";
     return;
   }
-  switch (array.type_id()) {
-    case arrow::Type::BOOL:
-      out += static_cast<const arrow::BooleanArray&>(array).Value(i) ? "true" : "false";
+  switch (dtype->format) {
+    case ValueFormat::kString:
+      AppendJsonString(out, static_cast<const arrow::StringArray&>(array).GetView(i));
       return;
-    case arrow::Type::FLOAT:
-    case arrow::Type::DOUBLE: {
-      const double value = array.type_id() == arrow::Type::FLOAT
-                               ? static_cast<const arrow::FloatArray&>(array).Value(i)
-                               : static_cast<const arrow::DoubleArray&>(array).Value(i);
-      if (!std::isfinite(value)) {  // JSON has no NaN or infinity
+    case ValueFormat::kBinary:
+      AppendJsonString(out, Base64Encode(static_cast<const arrow::BinaryArray&>(array).GetView(i)));
+      return;
+    case ValueFormat::kList:
+      if (array.type_id() == arrow::Type::LIST) {
+        const auto& list = static_cast<const arrow::ListArray&>(array);
+        AppendJsonList(out, *list.values(), list.value_offset(i), list.value_offset(i + 1));
+      } else {
+        const auto& list = static_cast<const arrow::FixedSizeListArray&>(array);
+        AppendJsonList(out, *list.values(), list.value_offset(i), list.value_offset(i + 1));
+      }
+      return;
+    case ValueFormat::kFloat:
+    case ValueFormat::kHalfFloat: {
+      const bool finite =
+          array.type_id() == arrow::Type::HALF_FLOAT
+              ? arrow::util::Float16::FromBits(
+                    static_cast<const arrow::HalfFloatArray&>(array).Value(i))
+                    .is_finite()
+          : array.type_id() == arrow::Type::FLOAT
+              ? std::isfinite(static_cast<const arrow::FloatArray&>(array).Value(i))
+              : std::isfinite(static_cast<const arrow::DoubleArray&>(array).Value(i));
+      if (!finite) {  // JSON has no NaN or infinity
         out += "null";
         return;
       }
-      AppendNumberText(out, array, i);
+      AppendValueText(out, array, i);
       return;
     }
-    case arrow::Type::STRING:
-      AppendJsonString(out, static_cast<const arrow::StringArray&>(array).GetView(i));
+    case ValueFormat::kBool:
+    case ValueFormat::kInteger:
+      AppendValueText(out, array, i);
       return;
-    case arrow::Type::BINARY:
-      AppendJsonString(out, Base64Encode(static_cast<const arrow::BinaryArray&>(array).GetView(i)));
-      return;
-    case arrow::Type::LIST: {
-      const auto& list = static_cast<const arrow::ListArray&>(array);
-      AppendJsonList(out, *list.values(), list.value_offset(i), list.value_offset(i + 1));
-      return;
-    }
-    case arrow::Type::FIXED_SIZE_LIST: {
-      const auto& list = static_cast<const arrow::FixedSizeListArray&>(array);
-      AppendJsonList(out, *list.values(), list.value_offset(i), list.value_offset(i + 1));
-      return;
-    }
-    default:
-      if (!AppendNumberText(out, array, i)) out += "null";  // no other type is ever stored
   }
 }
 
@@ -546,36 +552,6 @@ Result<std::vector<std::string>> ParseSnapshotRequest(std::string_view body) {
     }
   }
   return tables;
-}
-
-bool AppendNumberText(std::string& out, const arrow::Array& array, int64_t i) {
-  char buffer[32];
-  char* end = buffer;
-  switch (array.type_id()) {
-#define QUIVER_NUMBER_CASE(TYPE_ID, ArrayType)                                \
-  case arrow::Type::TYPE_ID:                                                  \
-    end = std::to_chars(buffer, buffer + sizeof(buffer),                      \
-                        static_cast<const arrow::ArrayType&>(array).Value(i)) \
-              .ptr;                                                           \
-    break;
-    QUIVER_NUMBER_CASE(INT8, Int8Array)
-    QUIVER_NUMBER_CASE(INT16, Int16Array)
-    QUIVER_NUMBER_CASE(INT32, Int32Array)
-    QUIVER_NUMBER_CASE(INT64, Int64Array)
-    QUIVER_NUMBER_CASE(UINT8, UInt8Array)
-    QUIVER_NUMBER_CASE(UINT16, UInt16Array)
-    QUIVER_NUMBER_CASE(UINT32, UInt32Array)
-    QUIVER_NUMBER_CASE(UINT64, UInt64Array)
-    QUIVER_NUMBER_CASE(FLOAT, FloatArray)
-    QUIVER_NUMBER_CASE(DOUBLE, DoubleArray)
-    QUIVER_NUMBER_CASE(DATE32, Date32Array)
-    QUIVER_NUMBER_CASE(TIMESTAMP, TimestampArray)
-#undef QUIVER_NUMBER_CASE
-    default:
-      return false;
-  }
-  out.append(buffer, end);
-  return true;
 }
 
 DecodeLimit WriteDecodeLimit(uint64_t max_decode_bytes, const MemoryLimit& memory) {

@@ -85,10 +85,6 @@ namespace internal {
 Result<FetchRequest> ParseJsonFetchGeneral(std::string_view body, const TableSchema& schema);
 }  // namespace internal
 
-// Appends value i of a numeric, date32 or timestamp array as its shortest round-trip decimal
-// (std::to_chars: "nan", "inf" for non-finite floats); false, appending nothing, for other types.
-bool AppendNumberText(std::string& out, const arrow::Array& array, int64_t i);
-
 // A snapshot request: {} or empty (every table) or {"tables": [NAME, ...]}.
 Result<std::vector<std::string>> ParseSnapshotRequest(std::string_view body);
 

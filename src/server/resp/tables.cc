@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/arrow_status.h"
+#include "engine/dtype.h"
 #include "server/codec/codec.h"
 
 namespace quiver::resp {
@@ -37,38 +38,11 @@ Result<std::shared_ptr<arrow::Array>> KeyArray(const Table& table,
   return array;
 }
 
-// Packed little-endian elements [begin, end) of a list's values (a fixed-width type).
-void AppendPacked(std::string& out, const arrow::Array& values, int64_t begin, int64_t end) {
-  const auto& fixed = static_cast<const arrow::FixedWidthType&>(*values.type());
-  const int64_t width = fixed.bit_width() / 8;
-  const uint8_t* data = values.data()->GetValues<uint8_t>(1, 0);
-  out.append(reinterpret_cast<const char*>(data) + (values.offset() + begin) * width,
-             static_cast<size_t>((end - begin) * width));
-}
-
+// A hash field's text: the dtype's (engine/dtype.h): numbers as decimals, lists packed.
 std::string ValueText(const arrow::Array& array, int64_t i) {
   std::string out;
-  switch (array.type_id()) {
-    case arrow::Type::BOOL:
-      return static_cast<const arrow::BooleanArray&>(array).Value(i) ? "true" : "false";
-    case arrow::Type::STRING:
-      return std::string(static_cast<const arrow::StringArray&>(array).GetView(i));
-    case arrow::Type::BINARY:
-      return std::string(static_cast<const arrow::BinaryArray&>(array).GetView(i));
-    case arrow::Type::LIST: {
-      const auto& list = static_cast<const arrow::ListArray&>(array);
-      AppendPacked(out, *list.values(), list.value_offset(i), list.value_offset(i + 1));
-      return out;
-    }
-    case arrow::Type::FIXED_SIZE_LIST: {
-      const auto& list = static_cast<const arrow::FixedSizeListArray&>(array);
-      AppendPacked(out, *list.values(), list.value_offset(i), list.value_offset(i + 1));
-      return out;
-    }
-    default:
-      codec::AppendNumberText(out, array, i);  // numbers, date32, timestamps
-      return out;
-  }
+  AppendValueText(out, array, i);
+  return out;
 }
 
 }  // namespace
