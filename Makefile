@@ -7,27 +7,34 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp bench-resp bench-durability bench-attacks soak fuzz format tidy clean
+	bench bench-cpp bench-resp bench-durability bench-attacks soak fuzz format lint tidy clean
 
-all: build
+all: build python
 
 setup:
 	@./scripts/setup.sh
 
 configure: setup
-	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS) > /dev/null
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DQUIVER_BUILD_PYTHON=ON \
+	  $(CMAKE_ARGS) > /dev/null
 
+# quiverd, the tests, the benchmarks and the Python extension, from the same objects; then the
+# Python package and its `quiver` CLI into .venv (python).
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# The Python package (python/: scikit-build-core + nanobind, same CMake project) into .venv;
-# its build tree is build-python/.
-python: setup
-	@.venv/bin/pip install --no-build-isolation --no-deps --quiet ./python
+# The Python package (python/: scikit-build-core + nanobind, same CMake project) into .venv. Its
+# build tree is $(BUILD) itself, configured as `build` configures it: the extension `build` made
+# is installed as it is, not compiled again.
+python: build
+	@.venv/bin/pip install --no-build-isolation --no-deps --quiet ./python \
+	  --config-settings=build-dir=$(CURDIR)/$(BUILD) \
+	  --config-settings=cmake.define.QUIVER_BUILD_TESTS=ON \
+	  --config-settings=cmake.define.QUIVER_BUILD_BENCHMARKS=ON
 
 # Every test: the C++ tests, the end-to-end tests against the real quiverd, then the engine
 # tests and the end-to-end tests again under ASan+UBSan, and the concurrency test under TSan.
-test: test-cpp test-python test-asan test-tsan
+test: lint test-cpp test-python test-asan test-tsan
 
 test-cpp: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
@@ -63,7 +70,7 @@ soak: build python
 	  tests/e2e/test_durability.py -k sigkill
 
 # The server on its embedded default: 127.0.0.1:8080, ./quiver-data (docs/http.md).
-serve: build
+serve: build python
 	@./$(BUILD)/quiverd --data-dir ./quiver-data
 
 # The engine end to end without a server: load, read, write an Arrow file (apps/quiver_demo.cc).
@@ -120,11 +127,21 @@ fuzz: setup
 	@ARROW_DEFAULT_MEMORY_POOL=system ./build-fuzz/src/storage_fuzz -max_total_time=$(FUZZ_SECONDS) \
 	  -rss_limit_mb=4096 build-fuzz/corpus/storage
 
-format:
-	@find src apps bench -name '*.cc' -o -name '*.h' | xargs clang-format -i
+SOURCES = find src apps bench python/ext -name '*.cc' -o -name '*.h'
+LIBRARY_SOURCES = find src apps python/ext -name '*.cc' ! -name '*_test.cc' ! -name '*_fuzz.cc'
 
+format:
+	@$(SOURCES) | xargs clang-format -i
+
+# The checks `make test` runs first (scripts/lint.sh): every file formatted as .clang-format says,
+# and .clang-tidy's checks on the library and program sources, every finding an error. The static
+# analyzer's checks (clang-analyzer-*, several minutes here) are left to `make tidy`.
+lint: build
+	@./scripts/lint.sh $(BUILD) $(JOBS)
+
+# Every check of .clang-tidy, the static analyzer's included.
 tidy: build
-	@find src apps -name '*.cc' ! -name '*_test.cc' | xargs clang-tidy -p $(BUILD) --quiet
+	@$(LIBRARY_SOURCES) | sort | xargs -P $(JOBS) -n 4 clang-tidy -p $(BUILD) --quiet
 
 clean:
 	@rm -rf build build-asan build-tsan build-fuzz build-python

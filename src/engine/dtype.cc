@@ -12,7 +12,7 @@ namespace quiver {
 namespace {
 
 // Arrow's parametric types have no factory without parameters.
-const std::shared_ptr<arrow::DataType>& (*const kParametric)() = nullptr;
+constexpr const std::shared_ptr<arrow::DataType>& (*kParametric)() = nullptr;
 
 using P = Physical;
 using F = CastFamily;
@@ -20,29 +20,29 @@ using V = ValueFormat;
 
 // The table. Scalar rows first, in the order of docs/schema.md.
 constexpr Dtype kDtypes[] = {
-    // spelling, Arrow type id and type, physical, width, element, cast family, text format
-    {"bool", arrow::Type::BOOL, arrow::boolean, P::kBool, 1, false, F::kBool, V::kBool},
-    {"int8", arrow::Type::INT8, arrow::int8, P::kFixed, 1, true, F::kNumber, V::kInteger},
-    {"int16", arrow::Type::INT16, arrow::int16, P::kFixed, 2, true, F::kNumber, V::kInteger},
-    {"int32", arrow::Type::INT32, arrow::int32, P::kFixed, 4, true, F::kNumber, V::kInteger},
-    {"int64", arrow::Type::INT64, arrow::int64, P::kFixed, 8, true, F::kNumber, V::kInteger},
-    {"uint8", arrow::Type::UINT8, arrow::uint8, P::kFixed, 1, true, F::kNumber, V::kInteger},
-    {"uint16", arrow::Type::UINT16, arrow::uint16, P::kFixed, 2, true, F::kNumber, V::kInteger},
-    {"uint32", arrow::Type::UINT32, arrow::uint32, P::kFixed, 4, true, F::kNumber, V::kInteger},
-    {"uint64", arrow::Type::UINT64, arrow::uint64, P::kFixed, 8, true, F::kNumber, V::kInteger},
-    {"float16", arrow::Type::HALF_FLOAT, arrow::float16, P::kFixed, 2, true, F::kNumber,
+    // spelling, Arrow type, type id, width, physical, element, cast family, text format
+    {"bool", arrow::boolean, arrow::Type::BOOL, 1, P::kBool, false, F::kBool, V::kBool},
+    {"int8", arrow::int8, arrow::Type::INT8, 1, P::kFixed, true, F::kNumber, V::kInteger},
+    {"int16", arrow::int16, arrow::Type::INT16, 2, P::kFixed, true, F::kNumber, V::kInteger},
+    {"int32", arrow::int32, arrow::Type::INT32, 4, P::kFixed, true, F::kNumber, V::kInteger},
+    {"int64", arrow::int64, arrow::Type::INT64, 8, P::kFixed, true, F::kNumber, V::kInteger},
+    {"uint8", arrow::uint8, arrow::Type::UINT8, 1, P::kFixed, true, F::kNumber, V::kInteger},
+    {"uint16", arrow::uint16, arrow::Type::UINT16, 2, P::kFixed, true, F::kNumber, V::kInteger},
+    {"uint32", arrow::uint32, arrow::Type::UINT32, 4, P::kFixed, true, F::kNumber, V::kInteger},
+    {"uint64", arrow::uint64, arrow::Type::UINT64, 8, P::kFixed, true, F::kNumber, V::kInteger},
+    {"float16", arrow::float16, arrow::Type::HALF_FLOAT, 2, P::kFixed, true, F::kNumber,
      V::kHalfFloat},
-    {"float32", arrow::Type::FLOAT, arrow::float32, P::kFixed, 4, true, F::kNumber, V::kFloat},
-    {"float64", arrow::Type::DOUBLE, arrow::float64, P::kFixed, 8, true, F::kNumber, V::kFloat},
-    {"utf8", arrow::Type::STRING, arrow::utf8, P::kBytes, 0, false, F::kString, V::kString},
-    {"binary", arrow::Type::BINARY, arrow::binary, P::kBytes, 0, false, F::kBinary, V::kBinary},
-    {"date32", arrow::Type::DATE32, arrow::date32, P::kFixed, 4, false, F::kDate, V::kInteger},
+    {"float32", arrow::float32, arrow::Type::FLOAT, 4, P::kFixed, true, F::kNumber, V::kFloat},
+    {"float64", arrow::float64, arrow::Type::DOUBLE, 8, P::kFixed, true, F::kNumber, V::kFloat},
+    {"utf8", arrow::utf8, arrow::Type::STRING, 0, P::kBytes, false, F::kString, V::kString},
+    {"binary", arrow::binary, arrow::Type::BINARY, 0, P::kBytes, false, F::kBinary, V::kBinary},
+    {"date32", arrow::date32, arrow::Type::DATE32, 4, P::kFixed, false, F::kDate, V::kInteger},
     // Parametric: timestamp[unit(, tz=zone)], list[<element>], fixed_size_list[<element>, <n>]
     // (a fixed_size_list's width is its elements').
-    {"timestamp", arrow::Type::TIMESTAMP, kParametric, P::kFixed, 8, false, F::kTimestamp,
+    {"timestamp", kParametric, arrow::Type::TIMESTAMP, 8, P::kFixed, false, F::kTimestamp,
      V::kInteger},
-    {"list", arrow::Type::LIST, kParametric, P::kList, 0, false, F::kList, V::kList},
-    {"fixed_size_list", arrow::Type::FIXED_SIZE_LIST, kParametric, P::kFixed, 0, false, F::kList,
+    {"list", kParametric, arrow::Type::LIST, 0, P::kList, false, F::kList, V::kList},
+    {"fixed_size_list", kParametric, arrow::Type::FIXED_SIZE_LIST, 0, P::kFixed, false, F::kList,
      V::kList},
 };
 

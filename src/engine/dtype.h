@@ -57,12 +57,12 @@ enum class ValueFormat : uint8_t {
 
 struct Dtype {
   std::string_view name;  // the spelling: "float16"; "timestamp" for the parametric ones
-  arrow::Type::type id;
   // The Arrow type of a scalar dtype; null for the parametric ones.
   const std::shared_ptr<arrow::DataType>& (*make)();
-  Physical physical;
+  arrow::Type::type id;
   uint32_t width;  // bytes in a row, kFixed and kBool (a fixed_size_list: its elements')
-  bool element;    // may be the element of a list or fixed_size_list
+  Physical physical;
+  bool element;  // may be the element of a list or fixed_size_list
   CastFamily family;
   ValueFormat format;
 };

@@ -174,7 +174,8 @@ class Entry {
   std::string_view value() const { return {tail() + key_size_, size_}; }
   HashTable* table() const {
     HashTable* table;
-    std::memcpy(&table, tail() + key_size_, sizeof(table));
+    // The pointer's own bytes are stored (unaligned) behind the key.
+    std::memcpy(&table, tail() + key_size_, sizeof(table));  // NOLINT(bugprone-sizeof-expression)
     return table;
   }
 

@@ -177,14 +177,20 @@ Keyspace::View::View(Keyspace& keyspace, uint64_t shards, bool replaying, std::s
   }
 }
 
-Keyspace::View::~View() {
+Keyspace::View::~View() {  // NOLINT(bugprone-exception-escape): keyspace.h
   if (log_ != nullptr) {
-    for (const Entry* node : log_->dirty) {
-      StateOf(node->key(), *node, &log_->state);
-      log_->record->Add(log_->state);
-    }
-    if (!log_->record->empty()) {
-      keyspace_.NoteLogged(keyspace_.log_->Append(*log_->record), true);
+    try {
+      for (const Entry* node : log_->dirty) {
+        StateOf(node->key(), *node, &log_->state);
+        log_->record->Add(log_->state);
+      }
+      if (!log_->record->empty()) {
+        keyspace_.NoteLogged(keyspace_.log_->Append(*log_->record), true);
+      }
+    } catch (const std::bad_alloc&) {
+      // Applied in memory, but its record could not be built: the command is answered MISCONF
+      // (TakeLogOutcome), not taken as done.
+      keyspace_.NoteLogged(Status::OutOfMemory("no memory for the change's log record"), true);
     }
     log_->record->Clear();
     log_->dirty.clear();
@@ -460,12 +466,14 @@ Entry* Keyspace::View::SetPacked(Entry* entry, size_t at, std::string_view field
 Entry* Keyspace::View::Unpack(Entry* entry) {
   auto table = std::make_unique<HashTable>();
   for (const auto& [field, value] : entry->hash()) table->Set(field, value);
-  if (!Fits(*entry, sizeof(HashTable*))) entry = Move(entry, sizeof(HashTable*));
+  // The node holds the table's pointer, its own bytes (Entry::table()).
+  constexpr size_t kPointerBytes = sizeof(HashTable*);  // NOLINT(bugprone-sizeof-expression)
+  if (!Fits(*entry, kPointerBytes)) entry = Move(entry, kPointerBytes);
   keyspace_.Charge(keyspace_.shards_[ShardOfHash(HashOf(entry->key()))],
                    static_cast<int64_t>(table->bytes()));
   HashTable* owned = table.release();
-  std::memcpy(entry->value_bytes(), &owned, sizeof(owned));
-  entry->size_ = sizeof(owned);
+  std::memcpy(entry->value_bytes(), &owned, kPointerBytes);
+  entry->size_ = kPointerBytes;
   entry->table_ = true;
   entry->fields_ = 0;
   return entry;

@@ -123,7 +123,10 @@ class Keyspace final : public EvictionSource {
     static uint64_t BytesOf(const Entry& entry);
     Millis now() const { return now_; }
 
-    ~View();
+    // Appends the view's record to the log (a failure, even for want of memory, becomes the
+    // command's MISCONF through TakeLogOutcome) and unlocks. Only copying that error's text can
+    // still throw, which ends the process, as any allocation failure in a destructor must.
+    ~View();  // NOLINT(bugprone-exception-escape)
     View(const View&) = delete;
     View& operator=(const View&) = delete;
 

@@ -169,7 +169,10 @@ class OpenIndex {
     uint64_t hash;
     Item* item;  // null: empty; Tombstone(): deleted (or moved to the new array)
   };
-  static Item* Tombstone() { return reinterpret_cast<Item*>(uintptr_t{1}); }
+  // A sentinel address no allocation has.
+  static Item* Tombstone() {
+    return reinterpret_cast<Item*>(uintptr_t{1});  // NOLINT(performance-no-int-to-ptr)
+  }
 
   size_t capacity() const { return slots_ == nullptr ? 0 : mask_ + 1; }
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "storage/snapshot.h"
+#include "storage/snapshot_file.h"
 
 namespace quiver::storage {
 

@@ -13,6 +13,7 @@
 #include "common/decode_memory.h"
 #include "common/log.h"
 #include "storage/log_records.h"
+#include "storage/snapshot.h"
 
 namespace quiver::storage {
 namespace {
@@ -408,7 +409,7 @@ Result<SnapshotReport> Database::Snapshot(const std::vector<std::string>& names)
       tables.push_back(std::move(table));
     }
   }
-  return SnapshotTables(std::move(tables), 0, names.empty());
+  return SnapshotTables(tables, 0, names.empty());
 }
 
 Result<TableSnapshotReport> Database::SnapshotKeyspace(uint64_t floor,
@@ -436,7 +437,7 @@ Result<TableSnapshotReport> Database::SnapshotKeyspace(uint64_t floor,
   return entry;
 }
 
-Result<SnapshotReport> Database::SnapshotTables(std::vector<std::shared_ptr<Table>> tables,
+Result<SnapshotReport> Database::SnapshotTables(const std::vector<std::shared_ptr<Table>>& tables,
                                                 uint64_t floor, bool keyspace) {
   std::lock_guard one_at_a_time(snapshot_mutex_);
   const auto start = Clock::now();

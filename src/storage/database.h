@@ -147,8 +147,8 @@ class Database final : public Journal {
   Status ApplyRecord(const WalRecord& record, const CatalogFile& saved,
                      std::map<uint64_t, std::shared_ptr<Table>>* tables);
   // `floor`: snapshot every table (changed or not) at an LSN of at least `floor` (after a cut log).
-  Result<SnapshotReport> SnapshotTables(std::vector<std::shared_ptr<Table>> tables, uint64_t floor,
-                                        bool keyspace);
+  Result<SnapshotReport> SnapshotTables(const std::vector<std::shared_ptr<Table>>& tables,
+                                        uint64_t floor, bool keyspace);
   // Part of SnapshotTables: writes the keyspace when it changed since its snapshot, or moves its
   // base. Sets *written to the new file (none when unchanged).
   Result<TableSnapshotReport> SnapshotKeyspace(uint64_t floor, std::optional<SnapshotFile>* written,

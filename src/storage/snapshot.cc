@@ -93,7 +93,7 @@ Result<SnapshotFile> WriteSnapshot(const Table& table, uint64_t lsn, const std::
   QUIVER_ASSIGN_OR_RETURN(
       SnapshotFile snapshot,
       PublishFile(dir, SnapshotName(table.id(), lsn), ops, "table '" + table.name() + "'",
-                  [&](std::shared_ptr<ChecksummedStream> stream) -> Status {
+                  [&](const std::shared_ptr<ChecksummedStream>& stream) -> Status {
                     QUIVER_ASSIGN_OR_RETURN_ARROW(
                         auto buffered, arrow::io::BufferedOutputStream::Create(
                                            1 << 20, arrow::default_memory_pool(), stream));

@@ -16,16 +16,9 @@
 #include "engine/table.h"
 #include "kv/keyspace.h"
 #include "storage/file.h"
+#include "storage/snapshot_file.h"
 
 namespace quiver::storage {
-
-struct SnapshotFile {
-  std::string name;  // in the snapshot directory
-  uint64_t lsn = 0;
-  int64_t rows = 0;
-  uint64_t bytes = 0;
-  uint32_t crc32c = 0;
-};
 
 // "<table id>-<lsn>.arrow"
 std::string SnapshotName(uint64_t table_id, uint64_t lsn);

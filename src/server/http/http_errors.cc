@@ -4,46 +4,34 @@
 
 namespace quiver::http_server {
 
-namespace http = boost::beast::http;
-
-http::status HttpStatusFor(StatusCode code) {
+unsigned HttpStatusFor(StatusCode code) {
   switch (code) {
     case StatusCode::kOk:
-      return http::status::ok;
+      return 200;
     case StatusCode::kInvalidArgument:
-      return http::status::bad_request;
+      return 400;
     case StatusCode::kNotFound:
-      return http::status::not_found;
+      return 404;
     case StatusCode::kAlreadyExists:
-      return http::status::conflict;
+      return 409;
     case StatusCode::kLimitExceeded:
-      return http::status::payload_too_large;
+      return 413;  // payload too large
     case StatusCode::kOutOfMemory:
-      return http::status::insufficient_storage;
+      return 507;  // insufficient storage
     case StatusCode::kNotImplemented:
-      return http::status::not_implemented;
+      return 501;
     case StatusCode::kIOError:  // the disk failed a write: reads go on, writes may later succeed
-      return http::status::service_unavailable;
+      return 503;
     case StatusCode::kCorruption:
     case StatusCode::kInternal:
-      return http::status::internal_server_error;
+      return 500;
   }
-  return http::status::internal_server_error;
+  return 500;
 }
 
-HttpResponse ErrorResponse(const HttpRequest& request, http::status status, std::string_view code,
-                           std::string_view message) {
-  HttpResponse response(status, request.version());
-  response.set(http::field::content_type, "application/json");
+std::string ErrorBody(std::string_view code, std::string_view message) {
   nlohmann::json body = {{"error", message}, {"code", code}};
-  // Invalid UTF-8 in a message (echoing a client's bytes) is replaced, never fatal.
-  response.body() = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  return response;
-}
-
-HttpResponse ErrorResponse(const HttpRequest& request, const Status& status) {
-  return ErrorResponse(request, HttpStatusFor(status.code()), StatusCodeName(status.code()),
-                       status.message());
+  return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace quiver::http_server

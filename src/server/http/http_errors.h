@@ -1,24 +1,21 @@
 // The one place where engine errors become HTTP errors: a StatusCode maps to an HTTP status, and
-// the body is murr's error shape {"error": "<message>", "code": "<MACHINE_CODE>"}.
+// the body is murr's error shape {"error": "<message>", "code": "<MACHINE_CODE>"}. No Beast here
+// (router.h builds responses from these).
 // Thread safety: pure functions.
 #pragma once
 
-#include <boost/beast/http.hpp>
+#include <string>
 #include <string_view>
 
 #include "common/status.h"
 
 namespace quiver::http_server {
 
-using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
-using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
+// The HTTP status code of an engine error (200 for kOk).
+unsigned HttpStatusFor(StatusCode code);
 
-boost::beast::http::status HttpStatusFor(StatusCode code);
-
-// An error response: `status` with {"error": message, "code": code}.
-HttpResponse ErrorResponse(const HttpRequest& request, boost::beast::http::status status,
-                           std::string_view code, std::string_view message);
-// The error response for a failed engine Status.
-HttpResponse ErrorResponse(const HttpRequest& request, const Status& status);
+// {"error": message, "code": code}; invalid UTF-8 in the message (echoing a client's bytes) is
+// replaced, never fatal.
+std::string ErrorBody(std::string_view code, std::string_view message);
 
 }  // namespace quiver::http_server

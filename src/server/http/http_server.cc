@@ -11,6 +11,7 @@
 #include "common/byte_size.h"
 #include "common/client_memory.h"
 #include "common/log.h"
+#include "server/http/router.h"
 #include "server/net/io_pool.h"
 
 namespace quiver::http_server {
@@ -70,6 +71,9 @@ bool SupportedTransferEncoding(const HttpRequest& request) {
 struct HttpServer::Acceptor {
   // A new connection: a session, or refused at the connection limit.
   static void Accept(HttpServer& server, tcp::socket socket);
+  // A request answered: its metrics and, with --access-log, its line.
+  static void Record(HttpServer& server, std::string_view route, const HttpRequest& request,
+                     const HttpResponse& response, double seconds);
 };
 
 class HttpServer::Session : public std::enable_shared_from_this<Session> {
@@ -224,14 +228,15 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     std::string_view route = "unmatched";
     const auto start = std::chrono::steady_clock::now();
     try {
-      response = server_.router_.Handle(request, &route);
+      response = server_.router_->Handle(request, &route);
     } catch (const std::exception& e) {  // a bug or bad_alloc: this request fails, not the server
       QUIVER_LOG(kError, "request failed",
                  {{"target", std::string(request.target())}, {"error", e.what()}});
       response = ErrorResponse(request, http::status::internal_server_error, "INTERNAL", e.what());
     }
-    server_.Record(route, request, response,
-                   std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    Acceptor::Record(
+        server_, route, request, response,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     Respond(std::move(response), request.keep_alive());
   }
 
@@ -275,7 +280,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
 HttpServer::HttpServer(const HttpServerOptions& options, storage::Database& database,
                        MetricsRegistry& metrics)
-    : options_(options), metrics_(metrics), router_(database, metrics_) {
+    : options_(options), metrics_(metrics), router_(std::make_unique<Router>(database, metrics_)) {
   metrics_.Describe("quiver_http_requests_total", "counter",
                     "HTTP requests answered, by route template, method and status");
   metrics_.Describe("quiver_http_errors_total", "counter",
@@ -293,8 +298,11 @@ HttpServer::HttpServer(const HttpServerOptions& options, storage::Database& data
   connections_shed_ = &metrics_.Counter("quiver_http_connections_shed_total", {});
 }
 
-void HttpServer::Record(std::string_view route, const HttpRequest& request,
-                        const HttpResponse& response, double seconds) {
+void HttpServer::Acceptor::Record(HttpServer& server, std::string_view route,
+                                  const HttpRequest& request, const HttpResponse& response,
+                                  double seconds) {
+  MetricsRegistry& metrics_ = server.metrics_;
+  const HttpServerOptions& options_ = server.options_;
   static const std::vector<double> kBounds = {25e-6,  50e-6, 100e-6, 250e-6, 500e-6, 1e-3,
                                               2.5e-3, 5e-3,  10e-3,  25e-3,  100e-3, 1.0};
   const std::string route_label(route);

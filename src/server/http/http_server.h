@@ -21,14 +21,18 @@
 
 #include "common/metrics.h"
 #include "common/result.h"
-#include "engine/catalog.h"
-#include "server/http/router.h"
+
+namespace quiver::storage {
+class Database;
+}  // namespace quiver::storage
 
 namespace quiver::net_util {
 class IoPool;
 }  // namespace quiver::net_util
 
 namespace quiver::http_server {
+
+class Router;
 
 struct HttpServerOptions {
   std::string bind = "127.0.0.1";
@@ -68,19 +72,17 @@ class HttpServer {
 
   HttpServer(const HttpServerOptions& options, storage::Database& database,
              MetricsRegistry& metrics);
-  // What becomes of an accepted connection: a session, or a refusal at the limit
-  // (http_server.cc; nested, so that no Asio type appears here).
+  // What becomes of an accepted connection (a session, or a refusal at the limit) and what is
+  // recorded of a request (metrics, the access log): http_server.cc, nested so that no Asio or
+  // Beast type appears here (this header is included by programs; Beast is not).
   struct Acceptor;
   void Register(const std::shared_ptr<Session>& session);
   // Closes the oldest fresh (else idle) connection; false when there is none.
   bool ShedIdleSession();
 
-  void Record(std::string_view route, const HttpRequest& request, const HttpResponse& response,
-              double seconds);
-
   const HttpServerOptions options_;
   MetricsRegistry& metrics_;
-  const Router router_;
+  const std::unique_ptr<const Router> router_;
   std::unique_ptr<net_util::IoPool> pool_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> open_sessions_{0};

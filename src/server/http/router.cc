@@ -17,6 +17,20 @@
 
 namespace quiver::http_server {
 
+HttpResponse ErrorResponse(const HttpRequest& request, boost::beast::http::status status,
+                           std::string_view code, std::string_view message) {
+  HttpResponse response(status, request.version());
+  response.set(boost::beast::http::field::content_type, "application/json");
+  response.body() = ErrorBody(code, message);
+  return response;
+}
+
+HttpResponse ErrorResponse(const HttpRequest& request, const Status& status) {
+  return ErrorResponse(request,
+                       static_cast<boost::beast::http::status>(HttpStatusFor(status.code())),
+                       StatusCodeName(status.code()), status.message());
+}
+
 using codec::FetchRequest;
 using codec::kArrowStreamType;
 using codec::kJsonType;
@@ -231,6 +245,7 @@ HttpResponse Router::Metrics(const HttpRequest& request) const {
   metrics_.Render(&body);
   const auto tables = catalog_.Tables();
   std::vector<TableStats> stats;  // one snapshot per table for both gauges
+  stats.reserve(tables.size());
   for (const auto& table : tables) stats.push_back(table->Stats());
   const struct {
     const char* name;

@@ -5,12 +5,24 @@
 // Thread safety: Handle may be called from any number of threads at once.
 #pragma once
 
+#include <boost/beast/http.hpp>
+#include <string_view>
+
 #include "common/metrics.h"
 #include "engine/catalog.h"
 #include "server/http/http_errors.h"
 #include "storage/database.h"
 
 namespace quiver::http_server {
+
+using HttpRequest = boost::beast::http::request<boost::beast::http::string_body>;
+using HttpResponse = boost::beast::http::response<boost::beast::http::string_body>;
+
+// An error response: `status` with {"error": message, "code": code}.
+HttpResponse ErrorResponse(const HttpRequest& request, boost::beast::http::status status,
+                           std::string_view code, std::string_view message);
+// The error response for a failed engine Status (http_errors.h maps it).
+HttpResponse ErrorResponse(const HttpRequest& request, const Status& status);
 
 class Router {
  public:

@@ -17,9 +17,9 @@
 
 namespace quiver::resp {
 
-inline constexpr size_t kMaxArgs = 1024 * 1024;      // Redis's limit for a multibulk
-inline constexpr size_t kMaxBulkBytes = 512 << 20;   // proto-max-bulk-len
-inline constexpr size_t kMaxInlineBytes = 64 << 10;  // an inline command's line
+inline constexpr size_t kMaxArgs = size_t{1024} * 1024;  // Redis's limit for a multibulk
+inline constexpr size_t kMaxBulkBytes = 512 << 20;       // proto-max-bulk-len
+inline constexpr size_t kMaxInlineBytes = 64 << 10;      // an inline command's line
 
 // A decimal int64 (optionally negative, at most 20 characters); false when `text` is not one.
 bool ParseInt(std::string_view text, int64_t* value);
