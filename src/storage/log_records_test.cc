@@ -79,7 +79,8 @@ TEST(LogRecordsTest, TableRecordsRoundTrip) {
   }
   uint64_t id = 0;
   std::string_view rest;
-  ASSERT_TRUE(DecodeTableId(EncodeDropTable(9, "old"), &id, &rest).ok());
+  const std::string drop = EncodeDropTable(9, "old");
+  ASSERT_TRUE(DecodeTableId(drop, &id, &rest).ok());
   EXPECT_EQ(id, 9u);
   EXPECT_EQ(rest, "old");
 
