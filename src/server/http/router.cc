@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "common/arrow_status.h"
@@ -152,81 +153,109 @@ std::optional<HttpResponse> CheckJsonBody(const HttpRequest& request) {
 
 }  // namespace
 
+// The routes of docs/http.md, one row each: the path template (a {name} segment is the table,
+// percent-decoded, so that a name the engine refuses is named as given; the template is the
+// metrics label), the method, and the handler.
+std::span<const Router::Route> Router::Routes() {
+  using Args = RouteArgs;
+  static const Route kRoutes[] = {
+      {"/health", http::verb::get,
+       [](const Router&, const HttpRequest& request, const Args&) {
+         HttpResponse response(http::status::ok, request.version());
+         response.set(http::field::content_type, "text/plain");
+         response.body() = "OK";
+         return response;
+       }},
+      {"/openapi.json", http::verb::get,
+       [](const Router&, const HttpRequest& request, const Args&) {
+         return JsonResponse(request, http::status::ok, std::string(kOpenApiDocument));
+       }},
+      {"/metrics", http::verb::get,
+       [](const Router& router, const HttpRequest& request, const Args&) {
+         return router.Metrics(request);
+       }},
+      {"/api/v1/admin/snapshot", http::verb::post,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.Snapshot(request, args.query);
+       }},
+      {"/api/v1/table", http::verb::get,
+       [](const Router& router, const HttpRequest& request, const Args&) {
+         return router.ListTables(request);
+       }},
+      {"/api/v1/table/{name}", http::verb::put,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.CreateTable(request, args.table);
+       }},
+      {"/api/v1/table/{name}", http::verb::delete_,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.DropTable(request, args.table);
+       }},
+      {"/api/v1/table/{name}/schema", http::verb::get,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.GetSchema(request, args.table);
+       }},
+      {"/api/v1/table/{name}/fetch", http::verb::post,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.Fetch(request, args.table, args.query);
+       }},
+      {"/api/v1/table/{name}/write", http::verb::put,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.Write(request, args.table, args.query);
+       }},
+      {"/api/v1/table/{name}/delete", http::verb::post,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.Delete(request, args.table);
+       }},
+  };
+  return kRoutes;
+}
+
+namespace {
+
+// Whether `segments` match the path template; a {name} segment matches any one and is returned
+// in `*name`.
+bool MatchesTemplate(std::string_view path_template, const std::vector<std::string_view>& segments,
+                     std::string_view* name) {
+  std::vector<std::string_view> parts = Split(path_template.substr(1), '/');
+  if (parts.size() != segments.size()) return false;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (parts[i] == "{name}") {
+      *name = segments[i];
+    } else if (parts[i] != segments[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 HttpResponse Router::Handle(const HttpRequest& request, std::string_view* route) const {
   *route = "unmatched";
   const std::string_view target(request.target().data(), request.target().size());
   const size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);
-  const std::string_view query =
+  RouteArgs args;
+  args.query =
       question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
   std::vector<std::string_view> segments = Split(path, '/');
   if (!segments.empty() && segments.front().empty()) segments.erase(segments.begin());
   if (!segments.empty() && segments.back().empty()) segments.pop_back();
-  const http::verb method = request.method();
-
-  if (segments.size() == 1 && segments[0] == "health") {
-    *route = "/health";
-    if (method != http::verb::get) return MethodNotAllowed(request, "GET");
-    HttpResponse response(http::status::ok, request.version());
-    response.set(http::field::content_type, "text/plain");
-    response.body() = "OK";
-    return response;
-  }
-  if (segments.size() == 1 && segments[0] == "openapi.json") {
-    *route = "/openapi.json";
-    if (method != http::verb::get) return MethodNotAllowed(request, "GET");
-    return JsonResponse(request, http::status::ok, std::string(kOpenApiDocument));
-  }
-  if (segments.size() == 1 && segments[0] == "metrics") {
-    *route = "/metrics";
-    if (method != http::verb::get) return MethodNotAllowed(request, "GET");
-    return Metrics(request);
-  }
-  if (segments.size() == 4 && segments[0] == "api" && segments[1] == "v1" &&
-      segments[2] == "admin" && segments[3] == "snapshot") {
-    *route = "/api/v1/admin/snapshot";
-    if (method != http::verb::post) return MethodNotAllowed(request, "POST");
-    return Snapshot(request, query);
-  }
-  const bool api =
-      segments.size() >= 3 && segments[0] == "api" && segments[1] == "v1" && segments[2] == "table";
-  if (api && segments.size() == 3) {
-    *route = "/api/v1/table";
-    if (method != http::verb::get) return MethodNotAllowed(request, "GET");
-    return ListTables(request);
-  }
-  if (api && segments.size() == 4) {
-    *route = "/api/v1/table/{name}";
-    // Table names are percent-decoded, so that a name the engine refuses is named as given.
-    const std::string table = PercentDecode(segments[3]);
-    if (method == http::verb::put) return CreateTable(request, table);
-    if (method == http::verb::delete_) return DropTable(request, table);
-    return MethodNotAllowed(request, "PUT, DELETE");
-  }
-  if (api && segments.size() == 5) {
-    const std::string table = PercentDecode(segments[3]);
-    const std::string_view action = segments[4];
-    if (action == "schema") {
-      *route = "/api/v1/table/{name}/schema";
-      if (method != http::verb::get) return MethodNotAllowed(request, "GET");
-      return GetSchema(request, table);
+  // The route whose template and method match; when only the template does, 405 naming the
+  // methods its rows allow (rows of one template are one label).
+  std::string allowed;
+  for (const Route& candidate : Routes()) {
+    std::string_view name;
+    if (!MatchesTemplate(candidate.path, segments, &name)) continue;
+    *route = candidate.path;
+    if (candidate.method == request.method()) {
+      args.table = PercentDecode(name);
+      return candidate.handle(*this, request, args);
     }
-    if (action == "fetch") {
-      *route = "/api/v1/table/{name}/fetch";
-      if (method != http::verb::post) return MethodNotAllowed(request, "POST");
-      return Fetch(request, table, query);
-    }
-    if (action == "write") {
-      *route = "/api/v1/table/{name}/write";
-      if (method != http::verb::put) return MethodNotAllowed(request, "PUT");
-      return Write(request, table, query);
-    }
-    if (action == "delete") {
-      *route = "/api/v1/table/{name}/delete";
-      if (method != http::verb::post) return MethodNotAllowed(request, "POST");
-      return Delete(request, table);
-    }
+    if (!allowed.empty()) allowed += ", ";
+    allowed += http::to_string(candidate.method);
   }
+  if (!allowed.empty()) return MethodNotAllowed(request, allowed);
   return ErrorResponse(
       request, http::status::not_found, "NOT_FOUND",
       "no route for " + std::string(request.method_string()) + " " + std::string(path));

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <boost/beast/http.hpp>
+#include <span>
+#include <string>
 #include <string_view>
 
 #include "common/metrics.h"
@@ -35,6 +37,19 @@ class Router {
   HttpResponse Handle(const HttpRequest& request, std::string_view* route) const;
 
  private:
+  // What a route's handler gets from the request's target.
+  struct RouteArgs {
+    std::string table;       // the {name} segment, percent-decoded
+    std::string_view query;  // after '?'
+  };
+  // A row of the route table (router.cc, Routes()): adding a route is adding a row.
+  struct Route {
+    std::string_view path;  // "/api/v1/table/{name}/fetch": the metrics label too
+    boost::beast::http::verb method;
+    HttpResponse (*handle)(const Router& router, const HttpRequest& request, const RouteArgs& args);
+  };
+  static std::span<const Route> Routes();
+
   HttpResponse Metrics(const HttpRequest& request) const;
   HttpResponse ListTables(const HttpRequest& request) const;
   HttpResponse GetSchema(const HttpRequest& request, std::string_view table) const;
