@@ -30,3 +30,25 @@ def decode_bombs() -> dict[str, tuple[str, bytes]]:
             "ipc-bomb": ("application/vnd.apache.arrow.stream", sink.getvalue()),
             "json-bomb": ("application/json",
                           b'{"columns": {"score": [' + b"1," * 20_000_000 + b"1]}}")}
+
+
+def send_unfinished_values(port: int, clients: int = 6, megabytes: int = 150) -> tuple[list, int]:
+    """`clients` RESP connections, each announcing a 200 MiB SET value and sending `megabytes`
+    MiB of it, never finishing it: what client memory limits must bound. Returns the connections
+    (still open: the caller closes them) and how many sends the server refused (it closed them)."""
+    import socket
+
+    conns = []
+    for _ in range(clients):
+        conn = socket.create_connection(("127.0.0.1", port))
+        conn.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (200 << 20))
+        conns.append(conn)
+    chunk = b"y" * (1 << 20)
+    refused = 0
+    for _ in range(megabytes):
+        for conn in conns:
+            try:
+                conn.sendall(chunk)
+            except OSError:
+                refused += 1
+    return conns, refused

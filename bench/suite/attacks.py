@@ -25,7 +25,7 @@ import redis
 import requests
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tests"))
-from hostile import decode_bombs  # noqa: E402
+from hostile import decode_bombs, send_unfinished_values  # noqa: E402
 from quiverd import QUIVERD, Server, peak_rss_bytes, rss_bytes  # noqa: E402
 
 SCHEMA = {"key": "id", "columns": {"id": {"dtype": "utf8", "nullable": False},
@@ -51,19 +51,7 @@ def get_pipeline(server):
 
 
 def slow_values(server):
-    conns = []
-    for _ in range(6):
-        conn = socket.create_connection(("127.0.0.1", server.resp_port))
-        conn.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (200 << 20))
-        conns.append(conn)
-    chunk = b"y" * (1 << 20)
-    closed = 0
-    for _ in range(150):
-        for conn in conns:
-            try:
-                conn.sendall(chunk)
-            except OSError:
-                closed += 1
+    conns, closed = send_unfinished_values(server.resp_port)
     time.sleep(1)
     for conn in conns:
         conn.close()

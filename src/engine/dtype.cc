@@ -3,6 +3,7 @@
 #include <arrow/api.h>
 #include <arrow/util/float16.h>
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -71,10 +72,13 @@ void AppendInteger(std::string& out, const arrow::Array& array, int64_t i) {
 std::span<const Dtype> Dtypes() { return kDtypes; }
 
 const Dtype* FindDtype(arrow::Type::type id) {
-  for (const Dtype& dtype : kDtypes) {
-    if (dtype.id == id) return &dtype;
-  }
-  return nullptr;
+  // Indexed by type id: the JSON writer looks a dtype up for every value it writes.
+  static const auto kById = [] {
+    std::array<const Dtype*, arrow::Type::MAX_ID> by_id{};
+    for (const Dtype& dtype : kDtypes) by_id[dtype.id] = &dtype;
+    return by_id;
+  }();
+  return id >= 0 && id < arrow::Type::MAX_ID ? kById[id] : nullptr;
 }
 
 const Dtype* FindScalarDtype(std::string_view name) {

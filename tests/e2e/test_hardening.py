@@ -11,7 +11,7 @@ import pytest
 import redis
 import requests
 
-from hostile import decode_bombs
+from hostile import decode_bombs, send_unfinished_values
 from quiverd import ASAN, peak_rss_bytes, rss_bytes
 
 SCHEMA = {
@@ -472,18 +472,7 @@ def test_query_buffer_limit_and_client_memory(start_server):
     r = redis.Redis(port=server.resp_port)
     r.set("kept", "yes")
     before = rss_bytes(server.process.pid)
-    conns = []
-    for _ in range(6):
-        conn = socket.create_connection(("127.0.0.1", server.resp_port))
-        conn.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n" % (200 << 20))
-        conns.append(conn)
-    chunk = b"y" * (1 << 20)
-    for _ in range(150):
-        for conn in conns:
-            try:
-                conn.sendall(chunk)
-            except OSError:
-                pass
+    conns, _ = send_unfinished_values(server.resp_port)
     time.sleep(0.5)
     info = r.info("memory")
     assert info["maxmemory_clients"] == 128 << 20
@@ -499,7 +488,7 @@ def test_query_buffer_limit_and_client_memory(start_server):
         conn.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$%d\r\n" % (8 << 20))
         try:
             for _ in range(8):
-                conn.sendall(chunk)
+                conn.sendall(b"y" * (1 << 20))
         except OSError:
             pass
         assert _read_exactly(conn, 10, timeout=10) == 0

@@ -212,20 +212,23 @@ std::span<const Router::Route> Router::Routes() {
 
 namespace {
 
-// Whether `segments` match the path template; a {name} segment matches any one and is returned
-// in `*name`.
+// Whether `segments` match the path template ("/a/{name}/b"; no allocation: it runs for every
+// route of every request); a {name} segment matches any one and is returned in `*name`.
 bool MatchesTemplate(std::string_view path_template, const std::vector<std::string_view>& segments,
                      std::string_view* name) {
-  std::vector<std::string_view> parts = Split(path_template.substr(1), '/');
-  if (parts.size() != segments.size()) return false;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    if (parts[i] == "{name}") {
-      *name = segments[i];
-    } else if (parts[i] != segments[i]) {
+  std::string_view rest = path_template.substr(1);
+  for (std::string_view segment : segments) {
+    if (rest.empty()) return false;
+    const size_t slash = rest.find('/');
+    const std::string_view part = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    if (part == "{name}") {
+      *name = segment;
+    } else if (part != segment) {
       return false;
     }
   }
-  return true;
+  return rest.empty();
 }
 
 }  // namespace
