@@ -26,7 +26,7 @@ Result<std::shared_ptr<Table>> Catalog::CreateTable(std::string_view name, Table
     // Built outside the map lock: creating regions may take a moment.
     QUIVER_ASSIGN_OR_RETURN(
         table, Table::Make(std::string(name), std::move(schema), options_.limits, options_.backing,
-                           id, options_.journal));
+                           id, options_.journal, UnixMillis, options_.publish));
     if (options_.journal != nullptr) {
       QUIVER_ASSIGN_OR_RETURN(lsn, options_.journal->LogCreate(id, name, table->schema()));
       table->set_applied_lsn(lsn);
@@ -66,6 +66,7 @@ Status Catalog::DropTable(std::string_view name) {
     if (options_.journal != nullptr) options_.journal->CatalogChanged(lsn);
   }
   dropped->AttachMemoryLimit(nullptr);  // its memory no longer counts (nor may it be evicted)
+  if (dropped->publication() != nullptr) dropped->publication()->SetState(PublishedState::kDropped);
   if (lsn != 0) return options_.journal->Commit(lsn);
   return Status::OK();
 }
@@ -82,7 +83,8 @@ Result<std::shared_ptr<Table>> Catalog::RestoreTable(uint64_t id, std::string_vi
   }
   QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table,
                           Table::Make(std::string(name), std::move(schema), options_.limits,
-                                      options_.backing, id, options_.journal));
+                                      options_.backing, id, options_.journal, UnixMillis,
+                                      options_.publish));
   table->AttachMemoryLimit(options_.memory_limit);
   std::unique_lock lock(mutex_);
   tables_.emplace(std::string(name), table);
@@ -97,6 +99,9 @@ bool Catalog::RemoveTable(uint64_t id) {
   for (auto it = tables_.begin(); it != tables_.end(); ++it) {
     if (it->second->id() == id) {
       it->second->AttachMemoryLimit(nullptr);
+      if (it->second->publication() != nullptr) {
+        it->second->publication()->SetState(PublishedState::kDropped);
+      }
       removed = std::move(it->second);
       tables_.erase(it);
       return true;

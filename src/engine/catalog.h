@@ -31,6 +31,9 @@ namespace quiver {
 struct CatalogOptions {
   EngineLimits limits;
   RegionBacking backing = RegionBacking::kAnonymous;
+  // Every table publishes its memory for readers in other processes (engine/publication.h);
+  // implies shared-memory backing.
+  bool publish = false;
   Journal* journal = nullptr;  // records creates, drops and every table's writes; may be null
   // Every table counts towards this limit and may be evicted from by it; may be null. It must
   // outlive the catalog.
@@ -39,7 +42,9 @@ struct CatalogOptions {
 
 class Catalog {
  public:
-  explicit Catalog(CatalogOptions options = {}) : options_(options) {}
+  explicit Catalog(CatalogOptions options = {}) : options_(options) {
+    if (options_.publish) options_.backing = RegionBacking::kSharedMemory;
+  }
   ~Catalog();  // stops the active expiry thread
   Catalog(const Catalog&) = delete;
   Catalog& operator=(const Catalog&) = delete;
@@ -74,7 +79,7 @@ class Catalog {
   void StopActiveExpiry() { expiry_.Stop(); }  // waits for a cycle in progress
 
  private:
-  const CatalogOptions options_;
+  CatalogOptions options_;  // set once, by the constructor
   std::mutex ddl_mutex_;  // creates and drops, in journal order
   uint64_t next_id_ = 1;  // under mutex_
   mutable std::shared_mutex mutex_;

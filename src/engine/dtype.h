@@ -22,15 +22,9 @@
 #include <string>
 #include <string_view>
 
-namespace quiver {
+#include "engine/row_format.h"
 
-// How a row holds a value (engine/row_layout.h).
-enum class Physical : uint8_t {
-  kFixed,  // numbers, dates, timestamps, fixed_size_list: `width` bytes in the row
-  kBool,   // one byte in the row, bit-packed in Arrow
-  kBytes,  // utf8 / binary: VarRef
-  kList,   // list<numeric>: VarRef over element bytes
-};
+namespace quiver {
 
 // What a write may convert to a dtype (a "safe" cast: overflow, truncation and lost precision
 // fail): the values of its family.

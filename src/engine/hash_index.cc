@@ -6,21 +6,26 @@
 
 namespace quiver {
 
-Result<std::unique_ptr<HashIndex>> HashIndex::Create(RegionBacking backing) {
-  std::unique_ptr<HashIndex> index(new HashIndex(backing));
-  QUIVER_ASSIGN_OR_RETURN(index->owned_, MakeArray(kMinCapacity, backing));
+Result<std::unique_ptr<HashIndex>> HashIndex::Create(RegionBacking backing,
+                                                     RegionObserver* observer) {
+  std::unique_ptr<HashIndex> index(new HashIndex(backing, observer));
+  QUIVER_ASSIGN_OR_RETURN(index->owned_, index->MakeArray(kMinCapacity));
+  if (observer != nullptr) {
+    QUIVER_RETURN_NOT_OK(observer->Added(RegionKind::kIndex, index->owned_->number,
+                                         *index->owned_->region, kMinCapacity));
+  }
   index->current_.store(index->owned_.get(), std::memory_order_release);
   return index;
 }
 
-Result<std::unique_ptr<HashIndex::Array>> HashIndex::MakeArray(size_t capacity,
-                                                               RegionBacking backing) {
+Result<std::unique_ptr<HashIndex::Array>> HashIndex::MakeArray(size_t capacity) {
   auto array = std::make_unique<Array>();
-  QUIVER_ASSIGN_OR_RETURN(array->region, Region::Create(capacity * sizeof(uint64_t), backing));
+  QUIVER_ASSIGN_OR_RETURN(array->region, Region::Create(capacity * sizeof(uint64_t), backing_));
   std::memset(array->region->data(), 0xFF, capacity * sizeof(uint64_t));  // all kEmpty
   array->slots = reinterpret_cast<std::atomic<uint64_t>*>(array->region->data());
   array->mask = capacity - 1;
   array->shift = 32 - std::countr_zero(capacity);
+  array->number = arrays_made_++;
   return array;
 }
 
@@ -48,7 +53,7 @@ Status HashIndex::Reserve(size_t additional) {
   if (wanted > (size_t{1} << 32)) {
     return Status::LimitExceeded("the index of a table holds at most 2^32 slots");
   }
-  QUIVER_ASSIGN_OR_RETURN(std::unique_ptr<Array> larger, MakeArray(wanted, backing_));
+  QUIVER_ASSIGN_OR_RETURN(std::unique_ptr<Array> larger, MakeArray(wanted));
   const Array& old = *owned_;
   // Home() reads the tag from the upper 32 bits of its argument, which a slot also holds. The
   // destination slots are random: prefetch them a few entries ahead.
@@ -67,11 +72,23 @@ Status HashIndex::Reserve(size_t additional) {
   for (size_t j = count > kAhead ? count - kAhead : 0; j < count; ++j) {
     Place(*larger, old.slots[pending[j % kAhead]].load(std::memory_order_relaxed));
   }
+  // Told once filled, so that a reader mapping it from the observer's list finds every entry.
+  if (observer_ != nullptr) {
+    QUIVER_RETURN_NOT_OK(
+        observer_->Added(RegionKind::kIndex, larger->number, *larger->region, wanted));
+  }
   current_.store(larger.get(), std::memory_order_release);
   retired_.push_back(std::move(owned_));
   owned_ = std::move(larger);
   used_ = live_;
   return Status::OK();
+}
+
+void HashIndex::FreeRetired() {
+  for (const std::unique_ptr<Array>& array : retired_) {
+    if (observer_ != nullptr) observer_->Removed(RegionKind::kIndex, array->number);
+  }
+  retired_.clear();
 }
 
 void HashIndex::Insert(uint64_t hash, uint32_t row) {
@@ -84,12 +101,12 @@ void HashIndex::Insert(uint64_t hash, uint32_t row) {
 void HashIndex::InsertAt(size_t position, uint64_t hash, uint32_t row) {
   std::atomic<uint64_t>& slot = owned_->slots[position];
   if (slot.load(std::memory_order_relaxed) == kEmpty) ++used_;
-  slot.store((hash & 0xFFFFFFFF00000000ULL) | row, std::memory_order_release);
+  slot.store(IndexSlotValue(hash, row), std::memory_order_release);
   ++live_;
 }
 
 bool HashIndex::Erase(uint64_t hash, uint32_t row) {
-  uint64_t value = (hash & 0xFFFFFFFF00000000ULL) | row;
+  uint64_t value = IndexSlotValue(hash, row);
   Array& array = *owned_;
   for (size_t i = Home(array, hash);; i = (i + 1) & array.mask) {
     uint64_t slot = array.slots[i].load(std::memory_order_relaxed);

@@ -1,8 +1,5 @@
-// HashIndex: open addressing with linear probing, from a key's 64-bit hash to a row id.
-//
-//   slot (64 bits) = tag << 32 | row id        tag = upper 32 bits of the key's XXH3 hash
-//   home slot      = top log2(capacity) bits of the tag
-//   kEmpty = ~0, kTombstone = ~0 - 1           (so row ids are < 0xFFFFFFFE)
+// HashIndex: open addressing with linear probing, from a key's 64-bit hash to a row id (the slot
+// format is engine/index_format.h).
 //
 // The index stores no keys: a probe yields candidate rows whose tag matches, and the caller
 // confirms the key in the row. Tags make a mismatching candidate rare (most probes touch one cache
@@ -25,13 +22,14 @@
 #include <vector>
 
 #include "common/result.h"
+#include "engine/index_format.h"
 #include "engine/region.h"
 
 namespace quiver {
 
 class HashIndex {
  public:
-  static constexpr uint32_t kNoRow = 0xFFFFFFFF;
+  static constexpr uint32_t kNoRow = kIndexNoRow;
   static constexpr uint32_t kMaxRows = 0xFFFFFFFE;
 
   struct Array {
@@ -39,17 +37,17 @@ class HashIndex {
     std::atomic<uint64_t>* slots;
     uint64_t mask;  // capacity - 1
     int shift;      // 32 - log2(capacity)
+    uint32_t number = 0;  // arrays made by this index before it
   };
 
+  // `observer` (may be null; must outlive the index) is told of every array made and freed.
   static Result<std::unique_ptr<HashIndex>> Create(
-      RegionBacking backing = RegionBacking::kAnonymous);
+      RegionBacking backing = RegionBacking::kAnonymous, RegionObserver* observer = nullptr);
 
   const Array* current() const { return current_.load(std::memory_order_acquire); }
 
-  static uint32_t Tag(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
-  static size_t Home(const Array& array, uint64_t hash) {
-    return array.shift >= 32 ? 0 : static_cast<size_t>(Tag(hash) >> array.shift);
-  }
+  static uint32_t Tag(uint64_t hash) { return IndexTag(hash); }
+  static size_t Home(const Array& array, uint64_t hash) { return IndexHome(hash, array.shift); }
   static void Prefetch(const Array& array, uint64_t hash) {
     __builtin_prefetch(&array.slots[Home(array, hash)]);
   }
@@ -107,20 +105,24 @@ class HashIndex {
   size_t capacity() const { return owned_->mask + 1; }
   uint64_t bytes() const { return owned_->region->size(); }
   bool has_retired() const { return !retired_.empty(); }
-  void FreeRetired() { retired_.clear(); }
+  void FreeRetired();
 
  private:
-  static constexpr uint64_t kEmpty = ~uint64_t{0};
-  static constexpr uint64_t kTombstone = ~uint64_t{0} - 1;
+  static constexpr uint64_t kEmpty = kIndexEmpty;
+  static constexpr uint64_t kTombstone = kIndexTombstone;
   static constexpr size_t kMinCapacity = 512;  // one page of slots
   // Load limit (entries + tombstones) / capacity = 3/4: short probe runs under linear probing.
   static bool OverLoad(size_t used, size_t capacity) { return used * 4 > capacity * 3; }
 
-  explicit HashIndex(RegionBacking backing) : backing_(backing) {}
-  static Result<std::unique_ptr<Array>> MakeArray(size_t capacity, RegionBacking backing);
+  HashIndex(RegionBacking backing, RegionObserver* observer)
+      : backing_(backing), observer_(observer) {}
+  // A new array of `capacity` empty slots, told to the observer.
+  Result<std::unique_ptr<Array>> MakeArray(size_t capacity);
   static void Place(Array& array, uint64_t slot_value);
 
   RegionBacking backing_;
+  RegionObserver* observer_;
+  uint32_t arrays_made_ = 0;
   std::unique_ptr<Array> owned_;
   std::atomic<const Array*> current_{nullptr};
   std::vector<std::unique_ptr<Array>> retired_;

@@ -28,10 +28,9 @@
 
 #include "common/result.h"
 #include "engine/region_list.h"
+#include "engine/row_format.h"
 
 namespace quiver {
-
-using HeapRef = uint64_t;
 
 class Heap {
  public:
@@ -62,7 +61,7 @@ class Heap {
     if (offset < kChunkHeaderBytes || offset + size > chunk_size) return nullptr;
     return base + offset;
   }
-  static size_t ChunkOf(HeapRef ref) { return static_cast<size_t>(ref >> 32); }
+  static size_t ChunkOf(HeapRef ref) { return HeapChunkOf(ref); }
 
   // Writer: whether a compaction is due: a chunk holds only garbage, or the heap holds
   // `garbage_threshold` bytes of it.
@@ -88,7 +87,7 @@ class Heap {
   uint64_t live_bytes() const { return used_bytes_ - garbage_bytes_; }
 
  private:
-  static constexpr size_t kChunkHeaderBytes = 8;
+  static constexpr size_t kChunkHeaderBytes = kHeapChunkHeaderBytes;
   struct Chunk {
     uint64_t used = 0;     // bytes appended, and the unused tail once it stopped taking appends
     uint64_t garbage = 0;  // of those, no longer referenced

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "engine/control_block.h"
 
 namespace quiver {
 
@@ -54,6 +55,17 @@ class Region {
   size_t size_;
   RegionBacking backing_;
   int fd_;
+};
+
+// Told of every region a RegionList or HashIndex adds or removes, by kind and number (chunk
+// number; an index array's sequence number), to publish them (engine/publication.h).
+class RegionObserver {
+ public:
+  virtual ~RegionObserver() = default;
+  // Before the region is used; an error makes the owner drop it and fail.
+  virtual Status Added(RegionKind kind, uint32_t number, const Region& region, uint64_t param) = 0;
+  // Before the region is unmapped.
+  virtual void Removed(RegionKind kind, uint32_t number) = 0;
 };
 
 // Bytes held by all live regions of this process.

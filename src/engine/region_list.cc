@@ -18,6 +18,9 @@ Result<std::byte*> RegionList::Append(size_t bytes, std::span<const std::byte> p
                           Region::Create(std::max(bytes, prefix.size()), backing_));
   if (!prefix.empty()) std::memcpy(region->data(), prefix.data(), prefix.size());
   size_t index = regions_.size();
+  if (observer_ != nullptr) {
+    QUIVER_RETURN_NOT_OK(observer_->Added(kind_, static_cast<uint32_t>(index), *region, 0));
+  }
   if (index == owned_directory_->capacity) {
     auto larger = std::make_unique<Directory>(owned_directory_->capacity * 2);
     for (size_t i = 0; i < index; ++i) {
@@ -39,6 +42,7 @@ Result<std::byte*> RegionList::Append(size_t bytes, std::span<const std::byte> p
 
 void RegionList::Release(size_t index) {
   if (regions_[index] == nullptr) return;
+  if (observer_ != nullptr) observer_->Removed(kind_, static_cast<uint32_t>(index));
   owned_directory_->bases[index].store(nullptr, std::memory_order_release);
   region_bytes_ -= regions_[index]->size();
   regions_[index].reset();

@@ -25,6 +25,12 @@ namespace quiver {
 class RegionList {
  public:
   explicit RegionList(RegionBacking backing = RegionBacking::kAnonymous);
+  // From now on, `observer` (which must outlive the list, or be replaced by null) is told of
+  // each region appended and released, as regions of `kind`.
+  void SetObserver(RegionObserver* observer, RegionKind kind) {
+    observer_ = observer;
+    kind_ = kind;
+  }
   ~RegionList();
   RegionList(const RegionList&) = delete;
   RegionList& operator=(const RegionList&) = delete;
@@ -69,6 +75,8 @@ class RegionList {
   };
 
   RegionBacking backing_;
+  RegionObserver* observer_ = nullptr;
+  RegionKind kind_ = RegionKind::kRows;
   std::vector<std::unique_ptr<Region>> regions_;
   std::unique_ptr<Directory> owned_directory_;
   std::atomic<const Directory*> directory_{nullptr};

@@ -32,17 +32,30 @@ Table::Table(std::string name, TableSchema schema, EngineLimits limits, RegionBa
       rows_(layout_.row_width(), backing),
       heap_(backing) {}
 
-Table::~Table() { AttachMemoryLimit(nullptr); }
+Table::~Table() {
+  AttachMemoryLimit(nullptr);
+  if (publication_ != nullptr) publication_->SetState(PublishedState::kClosed);  // unless dropped
+}
 
 Result<std::shared_ptr<Table>> Table::Make(std::string name, TableSchema schema,
                                            EngineLimits limits, RegionBacking backing, uint64_t id,
-                                           Journal* journal, UnixClock clock) {
+                                           Journal* journal, UnixClock clock, bool publish) {
   QUIVER_RETURN_NOT_OK(CheckTableName(name));
   QUIVER_RETURN_NOT_OK(InitializeCompute());
   limits.max_key_bytes = std::min(limits.max_key_bytes, kMaxKeyBytes);  // KeyRef length is 16-bit
   std::shared_ptr<Table> table(new Table(std::move(name), std::move(schema), limits, backing, id,
                                          journal, std::move(clock)));
-  QUIVER_ASSIGN_OR_RETURN(table->index_, HashIndex::Create(backing));
+  if (publish) {
+    if (backing != RegionBacking::kSharedMemory) {
+      return Status::InvalidArgument("a published table needs shared-memory backing");
+    }
+    QUIVER_ASSIGN_OR_RETURN(table->publication_,
+                            Publication::Make(id, table->schema_, table->layout_,
+                                              table->rows_.geometry()));
+    table->rows_.regions().SetObserver(table->publication_.get(), RegionKind::kRows);
+    table->heap_.regions().SetObserver(table->publication_.get(), RegionKind::kHeap);
+  }
+  QUIVER_ASSIGN_OR_RETURN(table->index_, HashIndex::Create(backing, table->publication_.get()));
   table->FinishWrite();
   return table;
 }

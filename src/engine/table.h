@@ -28,6 +28,10 @@
 // freed only after a ReaderGate grace period. Readers may see some rows of a batch in flight
 // already applied and others not yet.
 //
+// Publication: a table made with `publish` lists its regions (all memfds) in a control block
+// that readers in other processes map read-only (engine/publication.h, docs/shm.md). Dropping or
+// destroying the table marks it so there.
+//
 // Durability: a table made with a Journal (engine/journal.h) records each Upsert and Delete there
 // after its checks and before its first change, and acknowledges it once the journal commits it.
 // Replay() and ReplayDelete() apply recorded changes again at recovery, without recording them.
@@ -52,12 +56,15 @@
 #include "engine/heap.h"
 #include "engine/journal.h"
 #include "engine/limits.h"
-#include "engine/reader_gate.h"
+#include "engine/publication.h"
+#include "common/reader_gate.h"
 #include "engine/row_layout.h"
 #include "engine/row_store.h"
 #include "engine/schema.h"
 
 namespace quiver {
+
+struct GatherColumn;
 
 struct WriteOptions {
   int64_t ttl_ms = 0;  // the rows' time to live; 0: the table's default (none without one)
@@ -110,7 +117,7 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
                                              EngineLimits limits = {},
                                              RegionBacking backing = RegionBacking::kAnonymous,
                                              uint64_t id = 0, Journal* journal = nullptr,
-                                             UnixClock clock = UnixMillis);
+                                             UnixClock clock = UnixMillis, bool publish = false);
   ~Table() override;
 
   const std::string& name() const { return name_; }
@@ -124,6 +131,9 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   std::pair<uint64_t, uint64_t> QuiescedLsn(const std::function<uint64_t()>& position);
   const TableSchema& schema() const { return schema_; }
   const RowLayout& layout() const { return layout_; }
+  // The table's memory offered to readers in other processes (engine/publication.h), when it was
+  // made with `publish` (and shared-memory backing); null otherwise.
+  const std::shared_ptr<Publication>& publication() const { return publication_; }
 
   Result<UpsertResult> Upsert(const arrow::RecordBatch& batch, const WriteOptions& options = {});
   Result<UpsertResult> Upsert(const arrow::Table& table, const WriteOptions& options = {});
@@ -168,7 +178,6 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   Result<std::shared_ptr<arrow::Schema>> ReadSchema(const std::vector<std::string>& columns) const;
 
  private:
-  class Gather;
   class Scanner;
   struct PreparedBatch;
 
@@ -192,6 +201,8 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   Result<std::shared_ptr<arrow::Array>> NormalizeKeys(const arrow::Array& keys,
                                                       std::string_view what) const;
   Result<std::vector<int>> ResolveColumns(const std::vector<std::string>& columns) const;
+  // The RowGather outputs of the columns named by schema index.
+  std::vector<GatherColumn> GatherColumns(const std::vector<int>& columns) const;
   // Writer-side lookup (no seqlock needed: only the writer changes rows).
   uint32_t FindRowForWriter(uint64_t hash, std::string_view key) const;
   // The writer's clock for the rows' access times, once per write.
@@ -233,6 +244,7 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   const UnixClock clock_;
 
   mutable ReaderGate gate_;
+  std::shared_ptr<Publication> publication_;  // before what it observes: outlives them
   RowStore rows_;
   Heap heap_;
   std::unique_ptr<HashIndex> index_;

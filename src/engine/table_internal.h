@@ -70,13 +70,6 @@ inline bool IsStringLike(arrow::Type::type id) {
          id == arrow::Type::STRING_VIEW;
 }
 
-// The heap reference a value's VarRef holds (when its length is over kVarInlineBytes).
-inline HeapRef HeapRefOf(const VarRef& ref) {
-  HeapRef heap_ref;
-  std::memcpy(&heap_ref, ref.payload, sizeof(heap_ref));
-  return heap_ref;
-}
-
 // Equality of two byte strings of `size` <= 8 bytes, without a call to memcmp.
 inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
   const auto* x = static_cast<const uint8_t*>(a);
