@@ -106,6 +106,11 @@ int Run(ServerConfig options) {
   instance_options.maxmemory = static_cast<uint64_t>(options.maxmemory);
   instance_options.policy = *kv::ParsePolicy(options.maxmemory_policy);
   instance_options.table_separator = options.resp_table_separator;
+  instance_options.shm_socket = ShmSocketPath(options);
+  const std::string instance_options_shm =
+      instance_options.shm_socket.empty() ? "off" : instance_options.shm_socket;
+  instance_options.shm_socket_mode = static_cast<mode_t>(options.shm_socket_mode);
+  instance_options.shm_lease_ms = options.shm_lease_seconds * 1000;
   QUIVER_LOG(kInfo, "recovering", {{"data_dir", options.data_dir}, {"fsync", options.fsync}});
   auto instance = Instance::Open(std::move(instance_options));
   if (!instance.ok()) {
@@ -124,6 +129,9 @@ int Run(ServerConfig options) {
   http.access_log = options.access_log;
   http.busy_poll_us = static_cast<int>(options.busy_poll_us);
   MetricsRegistry metrics;
+  if (ShmServer* shm = (*instance)->shm()) {
+    metrics.AddCollector([shm](std::string* out) { shm->RenderMetrics(out); });
+  }
   // Flight first: once HTTP answers /health, every front end is listening.
   flight_server::FlightServerOptions flight;
   flight.bind = options.bind;
@@ -174,6 +182,7 @@ int Run(ServerConfig options) {
               {"flight", options.bind + ":" + std::to_string((*flight_server)->port())},
               {"resp", options.bind + ":" + std::to_string((*resp_server)->port())},
               {"data_dir", options.data_dir},
+              {"shm_socket", instance_options_shm},
               {"threads", std::to_string(options.threads)},
               {"version", QUIVER_VERSION}});
   int signal_number = 0;

@@ -6,13 +6,17 @@ namespace quiver {
 
 Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
   std::unique_ptr<Instance> instance(new Instance());
+  const bool publish = !options.shm_socket.empty();
   if (options.data_dir) {
     options.durability.data_dir = *options.data_dir;
+    options.durability.publish = publish;
     QUIVER_ASSIGN_OR_RETURN(instance->database_, storage::Database::Open(options.durability));
   } else {
     instance->memory_limit_ = std::make_unique<MemoryLimit>();
-    instance->catalog_ = std::make_unique<Catalog>(CatalogOptions{
-        .limits = options.durability.limits, .memory_limit = instance->memory_limit_.get()});
+    instance->catalog_ = std::make_unique<Catalog>(
+        CatalogOptions{.limits = options.durability.limits,
+                       .publish = publish,
+                       .memory_limit = instance->memory_limit_.get()});
     instance->keyspace_ = std::make_unique<kv::Keyspace>();
     instance->keyspace_->SetMemoryLimit(instance->memory_limit_.get());
   }
@@ -23,6 +27,13 @@ Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
   instance->catalog().StartActiveExpiry(options.expiry_hz);
   instance->kv_ =
       std::make_unique<resp::LocalClient>(keyspace, &instance->catalog(), options.table_separator);
+  if (publish) {
+    QUIVER_ASSIGN_OR_RETURN(
+        instance->shm_,
+        ShmServer::Start(instance->catalog(), ShmServerOptions{.path = options.shm_socket,
+                                                               .mode = options.shm_socket_mode,
+                                                               .lease_ms = options.shm_lease_ms}));
+  }
   return instance;
 }
 
@@ -30,6 +41,7 @@ Instance::~Instance() { Close(); }
 
 void Instance::Close() {
   if (std::exchange(closed_, true)) return;
+  if (shm_ != nullptr) shm_->Stop();  // readers see the tables closed as they go
   // Either may be missing when Open failed.
   if (database_ != nullptr) {
     database_->keyspace().StopActiveExpiry();

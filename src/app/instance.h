@@ -2,8 +2,9 @@
 // module (python/ext/module.cc). It owns the memory limit, the catalog of feature tables, the
 // key-value keyspace, their active expiry threads and an in-process client of the command table
 // (LocalClient): in memory only, or durable in a data directory (a storage::Database, which then
-// holds the catalog, the keyspace and the limit). The protocol servers are the host's; they are
-// given the Instance's parts.
+// holds the catalog, the keyspace and the limit); and, when asked, the socket through which
+// readers in other processes map the tables (ShmServer). The network protocol servers are the
+// host's; they are given the Instance's parts.
 //
 // Thread safety: the accessors from any thread; Close from one, after the servers stopped.
 #pragma once
@@ -18,6 +19,7 @@
 #include "engine/catalog.h"
 #include "kv/keyspace.h"
 #include "server/resp/local.h"
+#include "server/shm/shm_server.h"
 #include "storage/database.h"
 
 namespace quiver {
@@ -32,6 +34,11 @@ struct InstanceOptions {
   EvictionPolicy policy = EvictionPolicy::kNoEviction;
   int expiry_hz = 10;                 // active expiry cycles a second, of tables and keyspace
   std::string table_separator = ":";  // the LocalClient's HGETALL <table><separator><key>
+  // Local readers in other processes attach to the tables through a Unix socket at this path
+  // (server/shm/, docs/shm.md); the tables then live in memfds. Empty: not published.
+  std::string shm_socket;
+  mode_t shm_socket_mode = 0600;
+  int64_t shm_lease_ms = 60 * 1000;
 };
 
 class Instance {
@@ -49,6 +56,8 @@ class Instance {
   storage::Database* database() { return database_.get(); }
   // Redis's commands against the keyspace and the tables, in process.
   resp::LocalClient& kv() { return *kv_; }
+  // The socket of shared-memory readers, or null when the tables are not published.
+  ShmServer* shm() { return shm_.get(); }
 
   // Stops active expiry and, when durable, syncs the log and releases the data directory.
   // Idempotent.
@@ -62,7 +71,8 @@ class Instance {
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<kv::Keyspace> keyspace_;
   std::unique_ptr<storage::Database> database_;
-  std::unique_ptr<resp::LocalClient> kv_;  // last: goes first
+  std::unique_ptr<resp::LocalClient> kv_;
+  std::unique_ptr<ShmServer> shm_;  // last: goes first
   bool closed_ = false;
 };
 

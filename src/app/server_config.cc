@@ -3,6 +3,9 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <cctype>
 #include <charconv>
 #include <functional>
@@ -282,6 +285,37 @@ const std::vector<Option>& AllOptions() {
                    "keep the key-value keyspace (RESP) in memory only: not logged, not "
                    "snapshotted, empty at each start (a pure cache; tables stay durable)",
                    &ServerConfig::kv_memory_only),
+      {"--shm-socket", "shm.socket", "PATH",
+       "Unix socket through which local processes map the tables read-only (docs/shm.md); "
+       "'off': tables are not published",
+       [](ServerConfig& o, const std::string& v, const std::string& where) {
+         if (v.empty()) return where + ": the path is empty (use 'off' to publish nothing)";
+         o.shm_socket = v;
+         return std::string();
+       },
+       [](const ServerConfig& o) {
+         return o.shm_socket.empty() ? std::string("<data-dir>/quiver.sock") : o.shm_socket;
+       }},
+      {"--shm-socket-mode", "shm.socket_mode", "MODE",
+       "permissions of the shared-memory socket, octal: who may read the tables",
+       [](ServerConfig& o, const std::string& v, const std::string& where) {
+         char* end = nullptr;
+         const long mode = std::strtol(v.c_str(), &end, 8);
+         if (v.empty() || *end != '\0' || mode < 0 || mode > 0777) {
+           return where + ": '" + v + "' is not an octal mode such as 0600 or 0660";
+         }
+         o.shm_socket_mode = mode;
+         return std::string();
+       },
+       [](const ServerConfig& o) {
+         char text[8];
+         std::snprintf(text, sizeof(text), "0%03o", static_cast<unsigned>(o.shm_socket_mode));
+         return std::string(text);
+       }},
+      IntegerOption("--shm-lease-seconds", "shm.lease_seconds", "SECONDS",
+                    "a shared-memory reader that keeps memory the tables freed this long "
+                    "without a call is disconnected (its next call maps afresh)",
+                    &ServerConfig::shm_lease_seconds, 1, 86400),
   };
   return options;
 }
@@ -301,6 +335,12 @@ std::string Line(const std::string& left, const std::string& text) {
 }
 
 }  // namespace
+
+std::string ShmSocketPath(const ServerConfig& config) {
+  if (config.shm_socket == "off") return "";
+  if (!config.shm_socket.empty()) return config.shm_socket;
+  return (std::filesystem::path(config.data_dir) / "quiver.sock").string();
+}
 
 std::string ServerConfigHelp() {
   const ServerConfig defaults;

@@ -47,7 +47,13 @@ struct ServerConfig {
   bool wal_truncate_corrupt = false;
   bool accept_data_loss = false;
   bool kv_memory_only = false;
+  std::string shm_socket;         // "": <data_dir>/quiver.sock; "off": not published
+  int64_t shm_socket_mode = 0600;
+  int64_t shm_lease_seconds = 60;
 };
+
+// The shared-memory socket's path for `config` ("" when publishing is off).
+std::string ShmSocketPath(const ServerConfig& config);
 
 enum class ConfigRequest { kRun, kHelp, kVersion };
 

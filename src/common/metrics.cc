@@ -124,6 +124,12 @@ void MetricsRegistry::Render(std::string* out) const {
       *out += '\n';
     }
   }
+  for (const auto& collect : collectors_) collect(out);
+}
+
+void MetricsRegistry::AddCollector(std::function<void(std::string*)> collect) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  collectors_.push_back(std::move(collect));
 }
 
 std::string RenderLabels(const MetricLabels& labels) {

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,8 +56,11 @@ class MetricsRegistry {
   CounterMetric& Counter(const std::string& name, const MetricLabels& labels);
   HistogramMetric& Histogram(const std::string& name, const MetricLabels& labels,
                              const std::vector<double>& bounds);
-  // Appends every described metric family in text format.
+  // Appends every described metric family in text format, then what each collector appends.
   void Render(std::string* out) const;
+  // `collect` appends families computed when scraped (it must stay callable while the registry
+  // renders).
+  void AddCollector(std::function<void(std::string*)> collect);
 
  private:
   struct Family {
@@ -66,6 +70,7 @@ class MetricsRegistry {
   };
   mutable std::mutex mutex_;
   std::map<std::string, Family> families_;
+  std::vector<std::function<void(std::string*)>> collectors_;
 };
 
 // `{a="1",b="x"}` with label values escaped, or "" for no labels.

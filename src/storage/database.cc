@@ -42,6 +42,7 @@ Result<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options)
   CatalogOptions catalog_options;
   catalog_options.limits = options.limits;
   catalog_options.backing = options.backing;
+  catalog_options.publish = options.publish;
   catalog_options.journal = db.get();
   catalog_options.memory_limit = &db->memory_limit_;
   db->catalog_ = std::make_unique<Catalog>(catalog_options);

@@ -50,6 +50,7 @@ struct DatabaseOptions {
   bool keyspace_durable = true;  // false: the keyspace lives in memory only (a pure cache)
   EngineLimits limits;
   RegionBacking backing = RegionBacking::kAnonymous;
+  bool publish = false;  // tables publish their memory for other processes (CatalogOptions)
   FileOps* ops = FileOps::Default();
 };
 

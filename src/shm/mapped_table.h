@@ -1,0 +1,101 @@
+// What a TableReader maps of a published table (shm/reader.h): the control block, checked once,
+// and Views of its regions, each a consistent picture of the manifest at one generation. Reads
+// run against one View inside the reader's ReaderGate section; a refresh builds the next View
+// (mapping the regions it adds, keeping the ones it shares) and unmaps what only the old one held
+// once no read can still use it.
+//
+// Nothing here trusts the control block: every offset and size is checked against the mappings,
+// and a probe or seqlock wait is bounded, so a corrupt or hostile block yields an error, never a
+// read outside the mappings or a hang.
+//
+// Thread safety: a View is immutable once published.
+#pragma once
+
+#include <arrow/type_fwd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/control_block.h"
+#include "engine/row_format.h"
+#include "engine/row_layout.h"
+
+namespace quiver::shm {
+
+// A read-only shared mapping of a descriptor; unmapped when the last owner lets go.
+class Mapping {
+ public:
+  // Maps `bytes` of `fd` (which it does not close); kCorruption when the object behind `fd` is
+  // smaller (a hostile size would fault).
+  static Result<std::shared_ptr<Mapping>> Map(int fd, uint64_t bytes, uint64_t id, bool populate);
+  ~Mapping();
+  Mapping(const Mapping&) = delete;
+  Mapping& operator=(const Mapping&) = delete;
+  const std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  uint64_t id() const { return id_; }
+
+ private:
+  Mapping(const std::byte* data, size_t size, uint64_t id) : data_(data), size_(size), id_(id) {}
+  const std::byte* data_;
+  size_t size_;
+  uint64_t id_;
+};
+
+// The control block, checked: the table's columns, layouts and schema.
+struct ControlInfo {
+  std::shared_ptr<Mapping> mapping;
+  const ControlHeader* header = nullptr;
+  uint64_t table_id = 0;
+  uint64_t instance_id = 0;
+  uint32_t row_width = 0;
+  uint32_t bitmap_bytes = 0;
+  RowChunkGeometry geometry;
+  int key_column = 0;
+  std::vector<ColumnLayout> layouts;  // schema order
+  std::shared_ptr<arrow::Schema> schema;
+
+  // Checks the mapped block; kCorruption naming what is wrong.
+  static Result<ControlInfo> Parse(std::shared_ptr<Mapping> mapping);
+  const ManifestEntry* manifest() const {
+    return reinterpret_cast<const ManifestEntry*>(mapping->data() + header->manifest_offset);
+  }
+};
+
+struct Span {
+  const std::byte* base = nullptr;
+  size_t size = 0;
+};
+
+struct View {
+  uint64_t generation = 0;
+  PublishedState state = PublishedState::kLive;
+  std::vector<Span> rows;  // by chunk number; base null: not listed
+  std::vector<Span> heap;  // by chunk number
+  const std::atomic<uint64_t>* slots = nullptr;
+  uint64_t index_mask = 0;
+  int index_shift = 32;
+  uint64_t mapped_bytes = 0;
+  std::vector<std::shared_ptr<Mapping>> owned;  // every region this view maps
+
+  // The row `id`, or nullptr when its chunk is not mapped here.
+  [[gnu::always_inline]] const std::byte* Row(const RowChunkGeometry& geometry, uint32_t row_width,
+                                              uint32_t id) const {
+    size_t chunk, position;
+    geometry.Locate(id, &chunk, &position);
+    if (chunk >= rows.size() || rows[chunk].base == nullptr) return nullptr;
+    return rows[chunk].base + position * row_width;
+  }
+  // `size` bytes at a heap reference, or nullptr when not inside a chunk mapped here.
+  const std::byte* Heap(HeapRef ref, size_t size) const {
+    const size_t chunk = HeapChunkOf(ref);
+    if (chunk >= heap.size() || heap[chunk].base == nullptr) return nullptr;
+    return HeapBytesIn(heap[chunk].base, heap[chunk].size, HeapOffsetOf(ref), size);
+  }
+};
+
+}  // namespace quiver::shm

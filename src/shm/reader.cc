@@ -1,0 +1,740 @@
+// TableReader: reads of a published table from another process (shm/reader.h).
+#include "shm/reader.h"
+
+#include <arrow/api.h>
+#include <arrow/compute/cast.h>
+#include <arrow/util/bit_util.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <string>
+
+#include "common/arrow_status.h"
+#include "common/hash.h"
+#include "common/reader_gate.h"
+#include "engine/index_format.h"
+#include "engine/row_gather.h"
+#include "shm/mapped_table.h"
+
+namespace quiver::shm {
+namespace {
+
+// How long a reader trusts a silent server: past this age of the control block's heartbeat it
+// asks the kernel whether the server's socket is still open (a system call, at most every
+// kLivenessCheckMs).
+constexpr int64_t kHeartbeatStaleMs = 1000;
+constexpr int64_t kLivenessCheckMs = 100;
+// Bounds on waiting and retrying, so that a dead writer or a hostile block cannot hang a reader.
+constexpr int kSeqlockSpins = 1 << 20;  // pauses on a row marked mid-write (tens of ms)
+constexpr int kManifestTries = 1 << 16;
+constexpr int kRefreshTries = 16;
+constexpr int kRowTries = 1 << 10;  // torn copies of one row in a row
+constexpr size_t kMaxChunkNumber = size_t{1} << 22;
+
+int64_t CoarseMillis() {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME_COARSE, &now);
+  return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1000000;
+}
+
+int64_t PreciseMillis() {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1000000;
+}
+
+enum class Outcome : uint8_t { kFound, kMissing, kRefresh };
+
+// The time for passive expiry, read once per call and only when a row carries an expiry.
+class Now {
+ public:
+  bool Due(uint64_t meta) {
+    const int64_t expire_at = static_cast<int64_t>(meta & kRowExpiryMask);
+    if (expire_at == 0) return false;
+    if (now_ == 0) now_ = PreciseMillis();
+    return expire_at <= now_;
+  }
+
+ private:
+  int64_t now_ = 0;
+};
+
+// One lookup of a key against a view: probe, copy under the seqlock, confirm.
+struct Prober {
+  const View& view;
+  const ControlInfo& control;
+  const ColumnLayout& key_layout;
+  bool int_keys;
+
+  // The first candidate for `hash` from *pos on (advancing it), nullptr at the end of the run;
+  // *unmapped set when a candidate's chunk is not mapped (the view is behind).
+  const std::byte* Next(uint64_t hash, size_t* pos, size_t* steps, bool* unmapped) const {
+    const uint32_t tag = IndexTag(hash);
+    for (size_t i = *pos; *steps <= view.index_mask; i = (i + 1) & view.index_mask) {
+      ++*steps;
+      const uint64_t slot = view.slots[i].load(std::memory_order_acquire);
+      if (slot == kIndexEmpty) break;
+      if (slot == kIndexTombstone || (slot >> 32) != tag) continue;
+      *pos = (i + 1) & view.index_mask;
+      const std::byte* row = view.Row(control.geometry, control.row_width,
+                                      static_cast<uint32_t>(slot));
+      if (row == nullptr) *unmapped = true;
+      return row;
+    }
+    return nullptr;
+  }
+
+  // Reads candidate `row` for `key`: `copy(row)` runs in each seqlock attempt of a live row.
+  template <typename Copy>
+  Outcome Candidate(const std::byte* row, std::string_view key, Copy&& copy, Now& now,
+                    bool* matched) const {
+    *matched = false;
+    uint64_t meta = 0;
+    uint8_t stored[8];
+    uint32_t length = 0;
+    bool live = false;
+    for (int attempt = 0;; ++attempt) {
+      if (attempt == kRowTries) return Outcome::kRefresh;
+      uint32_t sequence = 0;
+      int spins = 0;
+      for (;; ++spins) {
+        sequence = RowSeq(row).load(std::memory_order_acquire);
+        if ((sequence & kSeqWriting) == 0) break;
+        if (spins == kSeqlockSpins) return Outcome::kRefresh;  // a writer that died mid-write?
+        __builtin_ia32_pause();
+      }
+      live = (sequence & kSeqLive) != 0;
+      if (live) {
+        meta = LoadFromRow<uint64_t>(row + kRowMetaOffset);
+        if (int_keys) {
+          CopyFromRow(stored, row + key_layout.offset, 8);
+        } else {
+          const VarRef ref = LoadVarRef(row + key_layout.offset, key_layout.width);
+          length = ref.length;
+          std::memcpy(stored, ref.payload, 8);
+        }
+        copy(row);
+      }
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (RowSeq(row).load(std::memory_order_relaxed) == sequence) break;
+    }
+    if (!live) return Outcome::kMissing;
+    if (int_keys) {
+      if (std::memcmp(stored, key.data(), 8) != 0) return Outcome::kMissing;
+    } else {
+      if (length != key.size()) return Outcome::kMissing;
+      if (length <= kVarInlineBytes) {
+        if (std::memcmp(stored, key.data(), length) != 0) return Outcome::kMissing;
+      } else {
+        HeapRef ref;
+        std::memcpy(&ref, stored, sizeof(ref));
+        const std::byte* bytes = view.Heap(ref, length);
+        if (bytes == nullptr) return Outcome::kRefresh;
+        if (std::memcmp(bytes, key.data(), length) != 0) return Outcome::kMissing;
+      }
+    }
+    *matched = true;
+    return now.Due(meta) ? Outcome::kMissing : Outcome::kFound;
+  }
+
+  // The whole lookup of one key from its first candidate.
+  template <typename Copy>
+  Outcome Find(std::string_view key, uint64_t hash, const std::byte* row, size_t pos,
+               size_t steps, bool unmapped, Copy&& copy, Now& now) const {
+    for (;;) {
+      if (unmapped) return Outcome::kRefresh;
+      if (row == nullptr) return Outcome::kMissing;
+      bool matched;
+      const Outcome outcome = Candidate(row, key, copy, now, &matched);
+      if (outcome == Outcome::kRefresh || matched) return outcome;
+      row = Next(hash, &pos, &steps, &unmapped);
+    }
+  }
+};
+
+// Keys of an Arrow array as bytes (int64 or utf8).
+class ArrowKeys {
+ public:
+  explicit ArrowKeys(const arrow::Array& keys) {
+    const arrow::ArrayData& data = *keys.data();
+    if (keys.type_id() == arrow::Type::STRING) {
+      offsets_ = data.GetValues<int32_t>(1);
+      bytes_ = data.buffers[2] ? reinterpret_cast<const char*>(data.buffers[2]->data()) : nullptr;
+    } else {
+      ints_ = data.GetValues<int64_t>(1);
+    }
+  }
+  std::string_view operator()(size_t i) const {
+    if (ints_ != nullptr) return {reinterpret_cast<const char*>(ints_ + i), sizeof(int64_t)};
+    return {bytes_ + offsets_[i], static_cast<size_t>(offsets_[i + 1] - offsets_[i])};
+  }
+
+ private:
+  const int32_t* offsets_ = nullptr;
+  const char* bytes_ = nullptr;
+  const int64_t* ints_ = nullptr;
+};
+
+// Runs the lookups of keys [0, n) as a software pipeline (as the engine's Table::Read does):
+// key i is hashed and its slot prefetched, key i - D has its first candidate found and
+// prefetched, key i - 2D is read. `visit(i, outcome)` gets each result; a kRefresh stops the run.
+template <typename KeyAt, typename CopyAt, typename Visit>
+bool PipelinedLookups(const Prober& prober, size_t n, const KeyAt& key_at, const CopyAt& copy_at,
+                      const Visit& visit, Now& now) {
+  constexpr size_t kDistance = 8;
+  constexpr size_t kRing = 32;  // > 2 * kDistance
+  struct Slot {
+    uint64_t hash;
+    const std::byte* row;
+    size_t pos, steps;
+    bool unmapped;
+  };
+  Slot ring[kRing];
+  const View& view = prober.view;
+  for (size_t step = 0; step < n + 2 * kDistance; ++step) {
+    if (step < n) {
+      Slot& s = ring[step % kRing];
+      const std::string_view key = key_at(step);
+      s.hash = HashBytes(key.data(), key.size());
+      __builtin_prefetch(&view.slots[IndexHome(s.hash, view.index_shift) & view.index_mask]);
+    }
+    if (step >= kDistance && step - kDistance < n) {
+      Slot& s = ring[(step - kDistance) % kRing];
+      s.pos = IndexHome(s.hash, view.index_shift) & view.index_mask;
+      s.steps = 0;
+      s.unmapped = false;
+      s.row = prober.Next(s.hash, &s.pos, &s.steps, &s.unmapped);
+      if (s.row != nullptr) __builtin_prefetch(s.row);
+    }
+    if (step >= 2 * kDistance) {
+      const size_t i = step - 2 * kDistance;
+      const Slot& s = ring[i % kRing];
+      const Outcome outcome = prober.Find(key_at(i), s.hash, s.row, s.pos, s.steps, s.unmapped,
+                                          copy_at(i), now);
+      if (!visit(i, outcome)) return false;
+    }
+  }
+  return true;
+}
+
+// A single lookup, without the pipeline's bookkeeping.
+template <typename Copy>
+Outcome LookupOne(const Prober& prober, std::string_view key, Copy&& copy, Now& now) {
+  const uint64_t hash = HashBytes(key.data(), key.size());
+  size_t pos = IndexHome(hash, prober.view.index_shift) & prober.view.index_mask;
+  size_t steps = 0;
+  bool unmapped = false;
+  const std::byte* row = prober.Next(hash, &pos, &steps, &unmapped);
+  return prober.Find(key, hash, row, pos, steps, unmapped, copy, now);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+struct TableReader::View : shm::View {
+  std::shared_ptr<const ControlInfo> control;
+};
+
+struct TableReader::State {
+  uint64_t instance_id = 0;
+  uint64_t table_id = 0;
+  std::shared_ptr<arrow::Schema> schema;  // of the first attach: a re-attach keeps it
+  mutable ReaderGate gate;
+  std::atomic<const View*> view{nullptr};
+  std::mutex mutex;  // refreshes, re-attaches
+  std::unique_ptr<const View> owned;
+  Status failed;                          // under mutex: a permanent error (dropped)
+  std::atomic<bool> has_failed{false};
+  std::atomic<int64_t> next_liveness_ms{0};
+  std::atomic<uint64_t> refreshes{0}, reattaches{0};
+};
+
+TableReader::TableReader(std::shared_ptr<Client> client, std::string name)
+    : client_(std::move(client)), name_(std::move(name)), state_(std::make_unique<State>()) {}
+
+TableReader::~TableReader() {
+  if (state_->owned != nullptr) client_->Detach(state_->table_id, state_->instance_id);
+}
+
+const std::shared_ptr<arrow::Schema>& TableReader::schema() const { return state_->schema; }
+
+const std::string& TableReader::key_name() const {
+  const View* view = state_->view.load(std::memory_order_acquire);
+  return state_->schema->field(view->control->key_column)->name();
+}
+
+bool TableReader::int64_keys() const {
+  const View* view = state_->view.load(std::memory_order_acquire);
+  return view->control->layouts[view->control->key_column].physical == Physical::kFixed;
+}
+
+ReaderStats TableReader::stats() const {
+  ReaderStats stats;
+  State& state = *state_;
+  stats.refreshes = state.refreshes.load(std::memory_order_relaxed);
+  stats.reattaches = state.reattaches.load(std::memory_order_relaxed);
+  std::lock_guard<std::mutex> lock(state.mutex);
+  if (state.owned != nullptr) {
+    stats.mapped_bytes = state.owned->mapped_bytes + state.owned->control->mapping->size();
+    stats.generation = state.owned->generation;
+  }
+  return stats;
+}
+
+namespace {
+
+// Copies the listed manifest under the generation seqlock. False when it never held still.
+bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedState* state,
+                  std::vector<ManifestEntry>* entries) {
+  const ControlHeader& header = *control.header;
+  for (int attempt = 0; attempt < kManifestTries; ++attempt) {
+    const uint64_t before = header.generation.load(std::memory_order_acquire);
+    if (before & 1) {
+      __builtin_ia32_pause();
+      continue;
+    }
+    const uint32_t count = header.manifest_count.load(std::memory_order_relaxed);
+    *state = static_cast<PublishedState>(header.state.load(std::memory_order_relaxed));
+    if (count > header.manifest_capacity) return false;
+    entries->resize(count);
+    CopyFromRow(entries->data(), reinterpret_cast<const std::byte*>(control.manifest()),
+                count * sizeof(ManifestEntry));
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (header.generation.load(std::memory_order_relaxed) == before) {
+      *generation = before;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<TableReader>> Client::Attach(std::string_view name) {
+  std::shared_ptr<TableReader> reader(new TableReader(shared_from_this(), std::string(name)));
+  std::lock_guard<std::mutex> lock(reader->state_->mutex);
+  QUIVER_RETURN_NOT_OK(reader->RefreshLocked(/*reattach=*/true));
+  return reader;
+}
+
+Status TableReader::RefreshLocked(bool reattach) {
+  State& state = *state_;
+  Client& client = *client_;
+  const std::string& name = name_;
+  if (!state.failed.ok()) return state.failed;
+  std::shared_ptr<const ControlInfo> control =
+      state.owned != nullptr ? state.owned->control : nullptr;
+  for (int attempt = 0; attempt < kRefreshTries; ++attempt) {
+    if (reattach || control == nullptr) {
+      QUIVER_ASSIGN_OR_RETURN(Client::Attached attached, client.AttachRaw(name));
+      auto mapped = Mapping::Map(attached.control_fd, attached.control_bytes, 0, false);
+      close(attached.control_fd);
+      QUIVER_RETURN_NOT_OK(mapped.status());
+      QUIVER_ASSIGN_OR_RETURN(ControlInfo info, ControlInfo::Parse(*std::move(mapped)));
+      if (state.owned != nullptr && info.table_id != state.table_id) {
+        state.failed = Status::NotFound("table '" + name +
+                                        "' was dropped (and created again) while attached; "
+                                        "attach again");
+        state.has_failed.store(true, std::memory_order_release);
+        return state.failed;
+      }
+      if (state.owned != nullptr) state.reattaches.fetch_add(1, std::memory_order_relaxed);
+      state.table_id = info.table_id;
+      state.instance_id = attached.instance_id;
+      if (state.schema == nullptr) state.schema = info.schema;
+      control = std::make_shared<const ControlInfo>(std::move(info));
+      reattach = false;
+    }
+    uint64_t generation;
+    PublishedState published;
+    std::vector<ManifestEntry> entries;
+    if (!CopyManifest(*control, &generation, &published, &entries)) {
+      return Status::Corruption("table '" + name + "': its control block never held still");
+    }
+    if (published == PublishedState::kDropped) {
+      state.failed = Status::NotFound("table '" + name + "' was dropped");
+      state.has_failed.store(true, std::memory_order_release);
+      return state.failed;
+    }
+    if (published != PublishedState::kLive) {  // closed: the server shut down or restarts
+      reattach = true;
+      continue;
+    }
+    // Regions this view shares with the last one are not mapped again.
+    std::map<uint64_t, std::shared_ptr<Mapping>> known;
+    if (state.owned != nullptr && state.owned->control == control) {
+      for (const auto& mapping : state.owned->owned) known[mapping->id()] = mapping;
+    }
+    auto view = std::make_unique<View>();
+    view->control = control;
+    view->generation = generation;
+    std::vector<uint64_t> wanted;
+    int indexes = 0;
+    for (const ManifestEntry& entry : entries) {
+      const auto kind = static_cast<RegionKind>(entry.kind);
+      const bool chunk = kind == RegionKind::kRows || kind == RegionKind::kHeap;
+      if ((!chunk && kind != RegionKind::kIndex) || (chunk && entry.number >= kMaxChunkNumber)) {
+        return Status::Corruption("table '" + name + "': a bad manifest entry");
+      }
+      if (kind == RegionKind::kRows &&
+          entry.bytes / control->row_width < control->geometry.ChunkRows(entry.number)) {
+        return Status::Corruption("table '" + name + "': a row chunk smaller than its rows");
+      }
+      if (kind == RegionKind::kIndex) {
+        ++indexes;
+        if (entry.param < 512 || entry.param > (uint64_t{1} << 32) ||
+            (entry.param & (entry.param - 1)) != 0 || entry.bytes / 8 < entry.param) {
+          return Status::Corruption("table '" + name + "': a bad index entry");
+        }
+      }
+      if (known.find(entry.id) == known.end()) wanted.push_back(entry.id);
+    }
+    if (indexes != 1) return Status::Corruption("table '" + name + "': no single index");
+    Result<std::vector<int>> fds = client.MapRaw(control->table_id, state.instance_id, wanted);
+    if (!fds.ok()) {
+      if (fds.status().code() == StatusCode::kIOError) {  // the server went away: try again
+        reattach = true;
+        continue;
+      }
+      return fds.status();
+    }
+    bool gone = false;
+    Status mapped = Status::OK();
+    for (size_t i = 0; i < wanted.size(); ++i) {
+      const int fd = (*fds)[i];
+      if (fd < 0) {
+        gone = true;
+        continue;
+      }
+      uint64_t bytes = 0;
+      for (const ManifestEntry& entry : entries) {
+        if (entry.id == wanted[i]) bytes = entry.bytes;
+      }
+      if (mapped.ok() && !gone) {
+        auto mapping = Mapping::Map(fd, bytes, wanted[i], /*populate=*/true);
+        if (mapping.ok()) {
+          known[wanted[i]] = *std::move(mapping);
+        } else {
+          mapped = mapping.status();
+        }
+      }
+      close(fd);
+    }
+    QUIVER_RETURN_NOT_OK(mapped);
+    if (gone) continue;  // freed since the manifest was copied: copy it again
+    for (const ManifestEntry& entry : entries) {
+      std::shared_ptr<Mapping> mapping = known[entry.id];
+      const Span span{mapping->data(), mapping->size()};
+      switch (static_cast<RegionKind>(entry.kind)) {
+        case RegionKind::kRows:
+          if (view->rows.size() <= entry.number) view->rows.resize(entry.number + 1);
+          view->rows[entry.number] = span;
+          break;
+        case RegionKind::kHeap:
+          if (view->heap.size() <= entry.number) view->heap.resize(entry.number + 1);
+          view->heap[entry.number] = span;
+          break;
+        case RegionKind::kIndex:
+          view->slots = reinterpret_cast<const std::atomic<uint64_t>*>(span.base);
+          view->index_mask = entry.param - 1;
+          view->index_shift = 32 - __builtin_ctzll(entry.param);
+          break;
+      }
+      view->mapped_bytes += mapping->size();
+      view->owned.push_back(std::move(mapping));
+    }
+    state.view.store(view.get(), std::memory_order_release);
+    std::unique_ptr<const View> old = std::move(state.owned);
+    state.owned = std::move(view);
+    state.gate.Synchronize();  // no read uses the old view now
+    old.reset();               // unmaps what only it held
+    state.refreshes.fetch_add(1, std::memory_order_relaxed);
+    client.Report(state.table_id, state.instance_id, generation,
+                  state.owned->mapped_bytes + control->mapping->size());
+    return Status::OK();
+  }
+  return Status::IOError("table '" + name + "' could not be attached through " +
+                         client.socket_path() + ": it kept changing or the server is gone");
+}
+
+// Whether the view must be brought up to date before a read (a fast check: one load of the
+// generation, one of the coarse clock); and the liveness check when its time has come.
+bool TableReader::Stale(const View& view, bool* reattach) {
+  State& state = *state_;
+  Client& client = *client_;
+  if (view.control->header->generation.load(std::memory_order_acquire) != view.generation) {
+    return true;
+  }
+  const int64_t now = CoarseMillis();
+  if (now < state.next_liveness_ms.load(std::memory_order_relaxed)) return false;
+  state.next_liveness_ms.store(now + kLivenessCheckMs, std::memory_order_relaxed);
+  const int64_t beat = view.control->header->heartbeat_ms.load(std::memory_order_acquire);
+  if (now - beat < kHeartbeatStaleMs) return false;
+  if (client.ServerAlive(view.control->instance_id)) return false;
+  *reattach = true;
+  return true;
+}
+
+template <typename Body>
+Status TableReader::WithView(Body&& body) {
+  State& state = *state_;
+  const std::string& name = name_;
+  bool force = false, reattach = false;
+  for (int attempt = 0; attempt < kRefreshTries; ++attempt) {
+    if (state.has_failed.load(std::memory_order_acquire) || force) {
+      std::lock_guard<std::mutex> lock(state.mutex);
+      QUIVER_RETURN_NOT_OK(RefreshLocked(reattach));
+      force = reattach = false;
+    }
+    {
+      ReaderGate::Section section = state.gate.Enter();
+      const TableReader::View* view = state.view.load(std::memory_order_acquire);
+      if (!Stale(*view, &reattach)) {
+        Result<bool> done = body(*view);
+        QUIVER_RETURN_NOT_OK(done.status());
+        if (*done) return Status::OK();
+      }
+    }
+    force = true;
+  }
+  return Status::IOError("table '" + name + "' changed too often to be read");
+}
+
+Result<FixedPlan> TableReader::PlanFixed(const std::vector<std::string>& columns) const {
+  const View* view = state_->view.load(std::memory_order_acquire);
+  const ControlInfo& control = *view->control;
+  FixedPlan plan;
+  plan.table_id_ = control.table_id;
+  for (const std::string& column : columns) {
+    const int index = state_->schema->GetFieldIndex(column);
+    if (index < 0) {
+      return Status::NotFound("table '" + name_ + "' has no column '" + column + "'");
+    }
+    const ColumnLayout& layout = control.layouts[index];
+    const auto& type = state_->schema->field(index)->type();
+    if (index == control.key_column ||
+        (layout.physical != Physical::kFixed && layout.physical != Physical::kBool)) {
+      return Status::InvalidArgument("column '" + column + "' of table '" + name_ +
+                                     "' is not a fixed-width value column (" + type->ToString() +
+                                     "): read it with Read()");
+    }
+    const arrow::DataType& element =
+        type->id() == arrow::Type::FIXED_SIZE_LIST
+            ? *static_cast<const arrow::FixedSizeListType&>(*type).value_type()
+            : *type;
+    uint8_t fill = 0;
+    if (element.id() == arrow::Type::HALF_FLOAT) fill = 2;
+    if (element.id() == arrow::Type::FLOAT) fill = 4;
+    if (element.id() == arrow::Type::DOUBLE) fill = 8;
+    plan.copies_.push_back(FixedPlan::Copy{layout.offset, layout.width, plan.row_bytes_,
+                                           layout.valid_bit, fill,
+                                           layout.element_width ? layout.element_width
+                                                                : layout.width});
+    plan.names_.push_back(column);
+    plan.offsets_.push_back(plan.row_bytes_);
+    plan.widths_.push_back(layout.width);
+    plan.types_.push_back(type);
+    plan.row_bytes_ += layout.width;
+  }
+  return plan;
+}
+
+namespace {
+
+void FillMissing(std::byte* out, uint32_t width, uint8_t fill, uint32_t element) {
+  if (fill == 0) {
+    std::memset(out, 0, width);
+    return;
+  }
+  for (uint32_t at = 0; at + element <= width; at += element) {
+    if (fill == 2) {
+      const uint16_t nan = 0x7e00;
+      std::memcpy(out + at, &nan, 2);
+    } else if (fill == 4) {
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      std::memcpy(out + at, &nan, 4);
+    } else {
+      const double nan = std::numeric_limits<double>::quiet_NaN();
+      std::memcpy(out + at, &nan, 8);
+    }
+  }
+}
+
+}  // namespace
+
+template <typename KeyAt>
+Status TableReader::ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std::byte* out,
+                              size_t out_stride, uint8_t* found, uint8_t* valid) {
+  if (plan.table_id_ != state_->table_id) {
+    return Status::InvalidArgument("the plan was made for another table");
+  }
+  if (out_stride < plan.row_bytes_) {
+    return Status::InvalidArgument("the output stride is smaller than a plan's row (" +
+                                   std::to_string(plan.row_bytes_) + " bytes)");
+  }
+  const size_t columns = plan.copies_.size();
+  return WithView([&](const View& view) -> Result<bool> {
+    const ControlInfo& control = *view.control;
+    const ColumnLayout& key = control.layouts[control.key_column];
+    const Prober prober{view, control, key, key.physical == Physical::kFixed};
+    uint8_t bitmap[512];  // a table has at most 4096 columns
+    const uint32_t bitmap_bytes = std::min<uint32_t>(control.bitmap_bytes, sizeof(bitmap));
+    auto copy_at = [&](size_t i) {
+      std::byte* destination = out + i * out_stride;
+      return [&, destination](const std::byte* row) {
+        CopyFromRow(bitmap, row + kRowHeaderBytes, bitmap_bytes);
+        for (const FixedPlan::Copy& copy : plan.copies_) {
+          CopyFromRow(destination + copy.out_offset, row + copy.row_offset, copy.width);
+        }
+      };
+    };
+    auto finish = [&](size_t i, Outcome outcome) {
+      if (outcome == Outcome::kRefresh) return false;
+      std::byte* destination = out + i * out_stride;
+      const bool hit = outcome == Outcome::kFound;
+      found[i] = hit ? 1 : 0;
+      for (size_t j = 0; j < columns; ++j) {
+        const FixedPlan::Copy& copy = plan.copies_[j];
+        const bool present =
+            hit && (copy.valid_bit < 0 ||
+                    ((bitmap[copy.valid_bit / 8] >> (copy.valid_bit % 8)) & 1) != 0);
+        if (!present) {
+          FillMissing(destination + copy.out_offset, copy.width, copy.null_fill,
+                      copy.element_width);
+        }
+        if (valid != nullptr) valid[i * columns + j] = present ? 1 : 0;
+      }
+      return true;
+    };
+    Now now;
+    if (n == 1) return finish(0, LookupOne(prober, key_at(0), copy_at(0), now));
+    return PipelinedLookups(prober, n, key_at, copy_at, finish, now);
+  });
+}
+
+Status TableReader::ReadInto(const FixedPlan& plan, std::span<const int64_t> keys, std::byte* out,
+                             size_t out_stride, uint8_t* found, uint8_t* valid) {
+  if (!int64_keys()) {
+    return Status::InvalidArgument("table '" + name_ + "' has utf8 keys, not int64");
+  }
+  const int64_t* data = keys.data();
+  return ReadFixed(
+      plan, keys.size(),
+      [data](size_t i) {
+        return std::string_view(reinterpret_cast<const char*>(data + i), sizeof(int64_t));
+      },
+      out, out_stride, found, valid);
+}
+
+Status TableReader::ReadInto(const FixedPlan& plan, std::span<const std::string_view> keys,
+                             std::byte* out, size_t out_stride, uint8_t* found, uint8_t* valid) {
+  if (int64_keys()) {
+    return Status::InvalidArgument("table '" + name_ + "' has int64 keys, not utf8");
+  }
+  const std::string_view* data = keys.data();
+  return ReadFixed(
+      plan, keys.size(), [data](size_t i) { return data[i]; }, out, out_stride, found, valid);
+}
+
+Result<ReadBatch> TableReader::Read(const arrow::Array& keys_in,
+                                    const std::vector<std::string>& columns) {
+  const std::shared_ptr<arrow::Schema>& schema = state_->schema;
+  const bool int_keys = int64_keys();
+  // The keys as the key column's type.
+  std::shared_ptr<arrow::Array> keys = arrow::MakeArray(keys_in.data());
+  const auto& key_type = int_keys ? arrow::int64() : arrow::utf8();
+  if (!keys->type()->Equals(*key_type)) {
+    const bool castable = int_keys ? arrow::is_integer(keys->type_id())
+                                   : (keys->type_id() == arrow::Type::LARGE_STRING ||
+                                      keys->type_id() == arrow::Type::STRING_VIEW);
+    auto cast = castable ? arrow::compute::Cast(*keys, key_type,
+                                                arrow::compute::CastOptions::Safe())
+                         : arrow::Result<std::shared_ptr<arrow::Array>>(
+                               arrow::Status::TypeError("not castable"));
+    if (!cast.ok()) {
+      return Status::InvalidArgument("table '" + name_ + "': read keys must be " +
+                                     key_type->ToString() + ", not " +
+                                     keys_in.type()->ToString());
+    }
+    keys = *cast;
+  }
+  if (keys->null_count() > 0) {
+    return Status::InvalidArgument("table '" + name_ + "': a read key is null");
+  }
+  std::vector<int> indices;
+  const int key_column = schema->GetFieldIndex(key_name());
+  if (columns.empty()) {
+    for (int i = 0; i < schema->num_fields(); ++i) {
+      if (i != key_column) indices.push_back(i);
+    }
+  }
+  for (const std::string& column : columns) {
+    const int index = schema->GetFieldIndex(column);
+    if (index < 0) {
+      return Status::NotFound("table '" + name_ + "' has no column '" + column + "'");
+    }
+    indices.push_back(index);
+  }
+  const int64_t n = keys->length();
+  const ArrowKeys key_at(*keys);
+  ReadBatch result;
+  arrow::ArrayVector arrays;
+  std::shared_ptr<arrow::Buffer> found_bits;
+  QUIVER_RETURN_NOT_OK(WithView([&](const View& view) -> Result<bool> {
+    const ControlInfo& control = *view.control;
+    std::vector<GatherColumn> outputs;
+    for (int index : indices) {
+      outputs.push_back(GatherColumn{&control.layouts[index], schema->field(index)->type(),
+                                     schema->field(index)->name()});
+    }
+    const HeapResolver heap{&view, [](const void* context, HeapRef ref, size_t size) {
+                              return static_cast<const shm::View*>(context)->Heap(ref, size);
+                            }};
+    RowGather gather(outputs, control.bitmap_bytes, n, heap, name_);
+    QUIVER_RETURN_NOT_OK(gather.Init());
+    QUIVER_ASSIGN_OR_RETURN_ARROW(found_bits,
+                                  arrow::AllocateBuffer(arrow::bit_util::BytesForBits(n)));
+    uint8_t* found = found_bits->mutable_data();
+    std::memset(found, 0, static_cast<size_t>(found_bits->size()));
+    int64_t found_count = 0;
+    const ColumnLayout& key = control.layouts[control.key_column];
+    const Prober prober{view, control, key, int_keys};
+    auto copy_at = [&](size_t i) {
+      return [&gather, i](const std::byte* row) { gather.Copy(row, static_cast<int64_t>(i)); };
+    };
+    auto visit = [&](size_t i, Outcome outcome) {
+      const auto at = static_cast<int64_t>(i);
+      if (outcome == Outcome::kFound && !gather.HeapRefsResolve(at)) outcome = Outcome::kRefresh;
+      if (outcome == Outcome::kRefresh) return false;
+      if (outcome == Outcome::kFound) {
+        arrow::bit_util::SetBit(found, at);
+        ++found_count;
+      } else {
+        gather.SetMissing(at);
+      }
+      return true;
+    };
+    Now now;
+    if (!PipelinedLookups(prober, static_cast<size_t>(n), key_at, copy_at, visit, now)) {
+      return false;
+    }
+    QUIVER_ASSIGN_OR_RETURN(arrays, gather.Finish(n, found));
+    result.found_count = found_count;
+    return true;
+  }));
+  arrow::FieldVector fields;
+  for (int index : indices) {
+    fields.push_back(arrow::field(schema->field(index)->name(), schema->field(index)->type(),
+                                  /*nullable=*/true));
+  }
+  result.batch = arrow::RecordBatch::Make(arrow::schema(std::move(fields)), n, std::move(arrays));
+  result.found = std::make_shared<arrow::BooleanArray>(n, found_bits);
+  return result;
+}
+
+}  // namespace quiver::shm
