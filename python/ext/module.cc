@@ -37,42 +37,21 @@
 #include "kv/keyspace.h"
 #include "server/resp/local.h"
 #include "storage/database.h"
+#include "bindings.h"
 
 namespace nb = nanobind;
 
 namespace quiver::python {
-namespace {
 
 PyObject* g_engine_error = nullptr;
 PyObject* g_kv_error = nullptr;
 
-// Raises EngineError(code, message). Call with the GIL held.
 [[noreturn]] void Raise(const Status& status) {
   nb::object args = nb::make_tuple(std::string(StatusCodeName(status.code())), status.message());
   PyErr_SetObject(g_engine_error, args.ptr());
   throw nb::python_error();
 }
 
-void RaiseIfError(const Status& status) {
-  if (!status.ok()) Raise(status);
-}
-
-template <typename T>
-T ValueOrRaise(Result<T> result) {
-  if (!result.ok()) Raise(result.status());
-  return std::move(result).value();
-}
-
-// The pointer inside a capsule of the C data interface, or a TypeError naming what was expected.
-template <typename T>
-T* CapsulePointer(nb::handle capsule, const char* name) {
-  if (!PyCapsule_CheckExact(capsule.ptr()) || !PyCapsule_IsValid(capsule.ptr(), name)) {
-    throw nb::type_error((std::string("expected a PyCapsule named '") + name + "'").c_str());
-  }
-  return static_cast<T*>(PyCapsule_GetPointer(capsule.ptr(), name));
-}
-
-// Capsules that own an exported structure and release it unless a consumer moved it out.
 nb::object SchemaCapsule(const std::shared_ptr<arrow::Schema>& schema) {
   auto* c_schema = new ArrowSchema;
   arrow::Status status = arrow::ExportSchema(*schema, c_schema);
@@ -102,7 +81,6 @@ nb::object ArrayCapsules(const std::shared_ptr<arrow::RecordBatch>& batch) {
   return nb::make_tuple(SchemaCapsule(batch->schema()), array);
 }
 
-// Keys from (schema capsule, array capsule), as given by __arrow_c_array__().
 std::shared_ptr<arrow::Array> ImportKeys(nb::handle schema, nb::handle array) {
   auto* c_schema = CapsulePointer<ArrowSchema>(schema, "arrow_schema");
   auto* c_array = CapsulePointer<ArrowArray>(array, "arrow_array");
@@ -114,6 +92,16 @@ std::shared_ptr<arrow::Array> ImportKeys(nb::handle schema, nb::handle array) {
   }();
   return ValueOrRaise(std::move(keys));
 }
+
+nb::tuple ReadReply(const std::shared_ptr<arrow::RecordBatch>& batch,
+                    const std::shared_ptr<arrow::BooleanArray>& found_array, int64_t found_count) {
+  auto found =
+      arrow::RecordBatch::Make(arrow::schema({arrow::field("found", arrow::boolean(), false)}),
+                               found_array->length(), {found_array});
+  return nb::make_tuple(ArrayCapsules(batch), ArrayCapsules(found), found_count);
+}
+
+namespace {
 
 // The engine: in memory only (no data directory), or a durable Database in one.
 class Engine {
@@ -246,10 +234,7 @@ class Engine {
       result = table->Read(*keys, columns);
     }
     ReadResult read = ValueOrRaise(std::move(result));
-    auto found =
-        arrow::RecordBatch::Make(arrow::schema({arrow::field("found", arrow::boolean(), false)}),
-                                 read.found->length(), {read.found});
-    return nb::make_tuple(ArrayCapsules(read.batch), ArrayCapsules(found), read.found_count);
+    return ReadReply(read.batch, read.found, read.found_count);
   }
 
   int64_t Delete(const std::string& name, nb::handle keys_schema, nb::handle keys_array) {
@@ -380,4 +365,5 @@ NB_MODULE(_quiver, m) {
            "Runs a key-value command (a list of bytes) with the RESP server's semantics; "
            "returns its reply as Python values, raises KvError for an error reply.")
       .def("kv_info", &Engine::KvInfo, "Key-value keyspace counts and memory.");
+  quiver::python::BindShm(m);
 }

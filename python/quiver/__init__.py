@@ -4,6 +4,7 @@
     db = quiver.open()                              # the engine in this process
     db = quiver.connect("http://127.0.0.1:8080")    # a quiverd over HTTP
     db = quiver.connect("grpc://127.0.0.1:8081")    # a quiverd over Arrow Flight
+    db = quiver.connect("shm:///path/to/quiver-data")  # its tables mapped here (read-only)
 
 Every backend has the same methods and gives the same results (docs/python.md).
 """
@@ -44,8 +45,10 @@ def open(data_dir: str | os.PathLike[str] | None = None, *,  # noqa: A001 - the 
 
 
 def connect(url: str, *, timeout: float = 30.0) -> Client:
-    """A client of a running quiverd: ``http://host:port`` (HTTP) or ``grpc://host:port``
-    (Arrow Flight). ``timeout``: seconds per request."""
+    """A client of a running quiverd: ``http://host:port`` (HTTP), ``grpc://host:port`` (Arrow
+    Flight), or ``shm:///path`` (its tables mapped into this process, read-only: the path of its
+    socket, or its data directory holding ``quiver.sock``). ``timeout``: seconds per request
+    (HTTP and Flight)."""
     if url.startswith("http://"):
         from ._http import HttpBackend
 
@@ -54,4 +57,8 @@ def connect(url: str, *, timeout: float = 30.0) -> Client:
         from ._flight import FlightBackend
 
         return Client(FlightBackend(url, timeout))
-    raise ValueError(f"quiver.connect() takes an http:// or grpc:// URL, not {url!r}")
+    if url.startswith("shm://"):
+        from ._shm import ShmBackend
+
+        return Client(ShmBackend(url))
+    raise ValueError(f"quiver.connect() takes an http://, grpc:// or shm:// URL, not {url!r}")

@@ -1,4 +1,4 @@
-"""Client: the one API over every backend (embedded engine, HTTP, Arrow Flight).
+"""Client: the one API over every backend (embedded engine, HTTP, Arrow Flight, shared memory).
 
 Arguments are normalized here, once, for every backend (schemas to TableSchema JSON, data to Arrow
 in the table's types, keys to one Arrow array), so each backend does only transport and every
@@ -47,7 +47,7 @@ class Client:
 
     @property
     def backend(self) -> str:
-        """"embedded", "http" or "flight"."""
+        """"embedded", "http", "flight" or "shm"."""
         return self._backend.name
 
     def close(self) -> None:
@@ -123,6 +123,27 @@ class Client:
         ``written`` (False: unchanged since its last snapshot), ``rows``, ``bytes``, ``lsn``,
         ``seconds``."""
         return self._backend.snapshot(_columns(tables))
+
+    def table(self, name: str, columns: Iterable[str] | str | None = None) -> Any:
+        """The hot path of the shared-memory backend: a reader of fixed-width ``columns`` (default:
+        every value column) that share one element type, e.g. ten float32 features or an
+        embedding. ``rows.get(key)`` returns a NumPy row (``rows.width`` values of
+        ``rows.dtype``; into ``out=`` when given) or None for a missing key;
+        ``rows.read_into(keys, out)`` fills a preallocated ``(len(keys), rows.width)`` matrix
+        and returns the found mask. Nulls read as NaN (floats) or 0."""
+        rows = getattr(self._backend, "rows", None)
+        if rows is None:
+            raise Unsupported(f"table() is the shared-memory hot path; the {self.backend} "
+                              "client reads with read()", "NOT_IMPLEMENTED")
+        return rows(name, _columns(columns))
+
+    def shm_status(self) -> dict[str, Any]:
+        """The readers attached to the server's shared-memory socket (shm backend)."""
+        status = getattr(self._backend, "status", None)
+        if status is None:
+            raise Unsupported(f"the {self.backend} client has no shared-memory status",
+                              "NOT_IMPLEMENTED")
+        return status()
 
 
 class AsyncClient:

@@ -23,6 +23,9 @@
 
 namespace quiver {
 
+// The schema message's metadata key holding the table's TableSchema JSON (engine/schema.h).
+inline constexpr const char* kTableSchemaMetadata = "quiver.table_schema";
+
 inline constexpr uint64_t kControlMagic = 0x314D485356495551ULL;  // "QUIVSHM1"
 inline constexpr uint32_t kControlVersion = 1;
 

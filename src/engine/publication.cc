@@ -3,6 +3,7 @@
 #include <arrow/buffer.h>
 #include <arrow/ipc/writer.h>
 #include <arrow/type.h>
+#include <arrow/util/key_value_metadata.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -58,8 +59,11 @@ Result<std::shared_ptr<Publication>> Publication::Make(uint64_t table_id,
                                                        const TableSchema& schema,
                                                        const RowLayout& layout,
                                                        const RowChunkGeometry& geometry) {
+  // The TableSchema itself rides along as metadata, for clients that speak its JSON.
+  const std::shared_ptr<arrow::Schema> arrow_schema = schema.ToArrow()->WithMetadata(
+      arrow::key_value_metadata({std::string(kTableSchemaMetadata)}, {schema.ToJson()}));
   QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> ipc,
-                                arrow::ipc::SerializeSchema(*schema.ToArrow()));
+                                arrow::ipc::SerializeSchema(*arrow_schema));
   const auto columns = static_cast<uint32_t>(schema.num_columns());
   const size_t columns_offset = sizeof(ControlHeader);
   const size_t schema_offset = columns_offset + columns * sizeof(ColumnRecord);

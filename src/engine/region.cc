@@ -64,8 +64,12 @@ Result<std::unique_ptr<Region>> Region::Create(size_t bytes, RegionBacking backi
     if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
       int err = errno;
       close(fd);
-      return Status::OutOfMemory("cannot size a shared-memory region of " + std::to_string(size) +
-                                 " bytes: " + std::strerror(err));
+      return Status::OutOfMemory(
+          "cannot size a shared-memory region of " + std::to_string(size) +
+          " bytes: " + std::strerror(err) +
+          (err == EFBIG ? " (a memfd is a file: the process's file size limit, ulimit -f, "
+                          "bounds it)"
+                        : ""));
     }
     base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   }

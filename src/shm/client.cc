@@ -27,18 +27,17 @@ Client::~Client() {
 
 Status Client::EnsureConnectedLocked() {
   if (fd_ >= 0) return Status::OK();
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path_.empty() || path_.size() >= sizeof(address.sun_path)) {
-    return Status::InvalidArgument("the shared-memory socket path '" + path_ +
-                                   "' is empty or longer than " +
-                                   std::to_string(sizeof(address.sun_path) - 1) + " bytes");
-  }
-  std::memcpy(address.sun_path, path_.data(), path_.size());
+  int dir_fd = -1;
+  QUIVER_ASSIGN_OR_RETURN(sockaddr_un address, UnixAddress(path_, &dir_fd));
   const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-  if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
-    const int error = errno;
+  if (fd < 0) {
+    if (dir_fd >= 0) close(dir_fd);
+    return Status::IOError(std::string("socket: ") + std::strerror(errno));
+  }
+  const int connected = connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  const int error = errno;
+  if (dir_fd >= 0) close(dir_fd);
+  if (connected != 0) {
     close(fd);
     std::string hint;
     if (error == EACCES) hint = " (the socket's permissions do not let this user in)";

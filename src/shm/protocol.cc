@@ -1,5 +1,6 @@
 #include "shm/protocol.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,6 +81,32 @@ Result<Message> ReceiveMessage(int socket) {
   }
   message.bytes.resize(static_cast<size_t>(received));
   return message;
+}
+
+Result<sockaddr_un> UnixAddress(const std::string& path, int* dir_fd) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  *dir_fd = -1;
+  std::string target = path;
+  if (path.empty()) return Status::InvalidArgument("the shared-memory socket path is empty");
+  if (path.size() >= sizeof(address.sun_path)) {
+    const size_t slash = path.rfind('/');
+    const std::string directory = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+    const std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    *dir_fd = open(directory.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (*dir_fd < 0) {
+      return Status::IOError("cannot open the directory of the shared-memory socket " + path +
+                             ": " + std::strerror(errno));
+    }
+    target = "/proc/self/fd/" + std::to_string(*dir_fd) + "/" + name;
+    if (target.size() >= sizeof(address.sun_path)) {
+      close(*dir_fd);
+      *dir_fd = -1;
+      return Status::InvalidArgument("the shared-memory socket's name is too long: " + path);
+    }
+  }
+  std::memcpy(address.sun_path, target.data(), target.size());
+  return address;
 }
 
 void PutError(std::string* out, const Status& status) {

@@ -16,6 +16,8 @@
 // Thread safety: the functions are pure or act on the socket given.
 #pragma once
 
+#include <sys/un.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -55,6 +57,11 @@ Status SendMessage(int socket, std::string_view bytes, std::span<const int> fds 
 Result<Message> ReceiveMessage(int socket);
 // Closes every descriptor of `message`.
 void CloseDescriptors(Message& message);
+
+// The address of the Unix socket at `path`. One longer than sockaddr_un allows is reached through
+// a descriptor of its directory (/proc/self/fd/N/name): *dir_fd receives it (else -1); close it
+// once bind or connect returned.
+Result<sockaddr_un> UnixAddress(const std::string& path, int* dir_fd);
 
 // Appends an error reply: status 1, the code and the text.
 void PutError(std::string* out, const Status& status);

@@ -4,6 +4,7 @@
 #include <arrow/api.h>
 #include <arrow/compute/cast.h>
 #include <arrow/util/bit_util.h>
+#include <arrow/util/key_value_metadata.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -262,6 +263,13 @@ TableReader::~TableReader() {
 }
 
 const std::shared_ptr<arrow::Schema>& TableReader::schema() const { return state_->schema; }
+
+std::string TableReader::table_schema_json() const {
+  const auto& metadata = state_->schema->metadata();
+  if (metadata == nullptr) return "";
+  auto json = metadata->Get(kTableSchemaMetadata);
+  return json.ok() ? *json : "";
+}
 
 const std::string& TableReader::key_name() const {
   const View* view = state_->view.load(std::memory_order_acquire);

@@ -140,6 +140,8 @@ class TableReader {
   const std::string& name() const { return name_; }
   // The table's Arrow schema, its key column included.
   const std::shared_ptr<arrow::Schema>& schema() const;
+  // The table's TableSchema JSON (docs/schema.md), as the server stores it.
+  std::string table_schema_json() const;
   // The key column's name, and whether keys are int64 (else utf8).
   const std::string& key_name() const;
   bool int64_keys() const;

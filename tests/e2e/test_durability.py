@@ -234,9 +234,10 @@ def test_missing_or_damaged_snapshot_and_damaged_catalog_stop_the_start(tmp_path
 def test_full_disk_fails_writes_with_a_clear_error_and_keeps_reads(tmp_path):
     """RLIMIT_FSIZE makes writes past 256 KiB fail (EFBIG) like a full disk."""
     data = tmp_path / "d"
+    # Published tables live in memfds, which the file size limit bounds too: not published here.
     full = Server(tmp_path, "--fsync", "always", "--snapshot-wal-bytes", "0",
-                  "--wal-segment-bytes", "1gb", "--log-level", "error", data_dir=data,
-                  file_size_limit=256 << 10)
+                  "--wal-segment-bytes", "1gb", "--log-level", "error", "--shm-socket", "off",
+                  data_dir=data, file_size_limit=256 << 10)
     url = full.url
     try:
         db = quiver.connect(url)

@@ -112,7 +112,7 @@ def test_no_server_is_a_connection_error(scheme):
 
 
 def test_bad_urls():
-    with pytest.raises(ValueError, match="http:// or grpc://"):
+    with pytest.raises(ValueError, match="http://, grpc:// or shm://"):
         quiver.connect("ftp://x")
     with pytest.raises(ValueError, match="http:// or grpc://"):
         asyncio.run(quiver.aio.connect("redis://x"))

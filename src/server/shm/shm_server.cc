@@ -40,14 +40,18 @@ struct ShmServer::Connection {
 
 namespace {
 
+// connect / bind to the Unix socket at `path` (however long).
+int ConnectTo(int fd, const std::string& path) {
+  int dir_fd = -1;
+  Result<sockaddr_un> address = shm::UnixAddress(path, &dir_fd);
+  if (!address.ok()) return -1;
+  const int result = connect(fd, reinterpret_cast<const sockaddr*>(&*address), sizeof(*address));
+  if (dir_fd >= 0) close(dir_fd);
+  return result;
+}
+
 Result<int> Listen(const std::string& path, mode_t mode) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
   const std::string temporary = path + ".tmp." + std::to_string(getpid());
-  if (temporary.size() >= sizeof(address.sun_path)) {
-    return Status::InvalidArgument("the shared-memory socket path '" + path + "' is longer than " +
-                                   std::to_string(sizeof(address.sun_path) - 20) + " bytes");
-  }
   // A socket file left by a server that died is replaced; one a live server answers is not.
   struct stat info;
   if (lstat(path.c_str(), &info) == 0) {
@@ -55,21 +59,21 @@ Result<int> Listen(const std::string& path, mode_t mode) {
       return Status::AlreadyExists("'" + path + "' exists and is not a socket");
     }
     const int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-    std::memcpy(address.sun_path, path.data(), path.size());
-    const bool live =
-        probe >= 0 && connect(probe, reinterpret_cast<const sockaddr*>(&address),
-                              sizeof(address)) == 0;
+    const bool live = probe >= 0 && ConnectTo(probe, path) == 0;
     if (probe >= 0) close(probe);
     if (live) {
       return Status::AlreadyExists("another server listens on the shared-memory socket " + path);
     }
   }
+  int dir_fd = -1;
+  QUIVER_ASSIGN_OR_RETURN(sockaddr_un address, shm::UnixAddress(temporary, &dir_fd));
   const int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return Status::IOError(std::string("socket: ") + std::strerror(errno));
+  if (fd < 0) {
+    if (dir_fd >= 0) close(dir_fd);
+    return Status::IOError(std::string("socket: ") + std::strerror(errno));
+  }
   // Bound under a temporary name, given its mode, then renamed: never reachable with the
   // default permissions.
-  std::memset(address.sun_path, 0, sizeof(address.sun_path));
-  std::memcpy(address.sun_path, temporary.data(), temporary.size());
   unlink(temporary.c_str());
   auto fail = [&](const std::string& what) {
     const int error = errno;
@@ -77,9 +81,9 @@ Result<int> Listen(const std::string& path, mode_t mode) {
     unlink(temporary.c_str());
     return Status::IOError(what + " " + path + ": " + std::strerror(error));
   };
-  if (bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
-    return fail("cannot bind the shared-memory socket");
-  }
+  const int bound = bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+  if (dir_fd >= 0) close(dir_fd);
+  if (bound != 0) return fail("cannot bind the shared-memory socket");
   if (chmod(temporary.c_str(), mode) != 0) return fail("cannot set the mode of");
   if (listen(fd, SOMAXCONN) != 0) return fail("cannot listen on");
   if (rename(temporary.c_str(), path.c_str()) != 0) return fail("cannot move the socket to");

@@ -1,0 +1,58 @@
+// What the parts of quiver._quiver share: error raising and the Arrow C data interface capsules.
+// Call everything with the GIL held.
+#pragma once
+
+#include <arrow/api.h>
+#include <arrow/c/abi.h>
+#include <nanobind/nanobind.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "common/result.h"
+#include "common/status.h"
+
+namespace quiver::python {
+
+namespace nb = nanobind;
+
+extern PyObject* g_engine_error;
+extern PyObject* g_kv_error;
+
+// Raises EngineError(code, message).
+[[noreturn]] void Raise(const Status& status);
+
+inline void RaiseIfError(const Status& status) {
+  if (!status.ok()) Raise(status);
+}
+
+template <typename T>
+T ValueOrRaise(Result<T> result) {
+  if (!result.ok()) Raise(result.status());
+  return std::move(result).value();
+}
+
+// The pointer inside a capsule of the C data interface, or a TypeError naming what was expected.
+template <typename T>
+T* CapsulePointer(nb::handle capsule, const char* name) {
+  if (!PyCapsule_CheckExact(capsule.ptr()) || !PyCapsule_IsValid(capsule.ptr(), name)) {
+    throw nb::type_error((std::string("expected a PyCapsule named '") + name + "'").c_str());
+  }
+  return static_cast<T*>(PyCapsule_GetPointer(capsule.ptr(), name));
+}
+
+// Capsules that own an exported structure and release it unless a consumer moved it out.
+nb::object SchemaCapsule(const std::shared_ptr<arrow::Schema>& schema);
+// (schema capsule, array capsule) of a record batch.
+nb::object ArrayCapsules(const std::shared_ptr<arrow::RecordBatch>& batch);
+// Keys from (schema capsule, array capsule), as given by __arrow_c_array__().
+std::shared_ptr<arrow::Array> ImportKeys(nb::handle schema, nb::handle array);
+// A read's answer: ((schema, array) of the features, (schema, array) of "found", found_count).
+nb::tuple ReadReply(const std::shared_ptr<arrow::RecordBatch>& batch,
+                    const std::shared_ptr<arrow::BooleanArray>& found, int64_t found_count);
+
+// quiver._quiver.ShmClient, ShmTable and ShmRows (shm_module.cc).
+void BindShm(nb::module_& m);
+
+}  // namespace quiver::python

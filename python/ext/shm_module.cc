@@ -1,0 +1,421 @@
+// quiver._quiver's shared-memory reader (shm/reader.h): ShmClient (a connection to a server's
+// socket), ShmTable (an attached table: Arrow reads as capsules) and ShmRows (the hot path:
+// fixed-width columns of one element type read into NumPy buffers with no allocation).
+//
+// ShmRows takes its buffers through the buffer protocol and its keys as Python ints or strs, or
+// an int64 buffer, so a one-key call costs a method call, a lookup and a copy. The GIL is released
+// for batches.
+//
+// Thread safety: the reader is thread-safe; buffers are the caller's.
+#include <arrow/api.h>
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/shared_ptr.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bindings.h"
+#include "engine/schema.h"
+#include "shm/reader.h"
+
+namespace quiver::python {
+namespace {
+
+// A Py_buffer released on scope exit.
+class Buffer {
+ public:
+  Buffer(nb::handle object, int flags, const char* what) {
+    if (PyObject_GetBuffer(object.ptr(), &view_, flags) != 0) {
+      PyErr_Clear();
+      throw nb::type_error((std::string(what) + " must be a contiguous" +
+                            ((flags & PyBUF_WRITABLE) ? " writable" : "") +
+                            " buffer (a NumPy array)")
+                               .c_str());
+    }
+  }
+  ~Buffer() { PyBuffer_Release(&view_); }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  const Py_buffer& view() const { return view_; }
+
+ private:
+  Py_buffer view_{};
+};
+
+// The NumPy format of an Arrow element type, and its size; "" when none.
+std::string NumpyFormat(const arrow::DataType& type, size_t* itemsize) {
+  switch (type.id()) {
+    case arrow::Type::HALF_FLOAT: *itemsize = 2; return "e";
+    case arrow::Type::FLOAT: *itemsize = 4; return "f";
+    case arrow::Type::DOUBLE: *itemsize = 8; return "d";
+    case arrow::Type::INT8: *itemsize = 1; return "b";
+    case arrow::Type::INT16: *itemsize = 2; return "h";
+    case arrow::Type::INT32:
+    case arrow::Type::DATE32: *itemsize = 4; return "i";
+    case arrow::Type::INT64:
+    case arrow::Type::TIMESTAMP: *itemsize = 8; return "q";
+    case arrow::Type::UINT8:
+    case arrow::Type::BOOL: *itemsize = 1; return "B";
+    case arrow::Type::UINT16: *itemsize = 2; return "H";
+    case arrow::Type::UINT32: *itemsize = 4; return "I";
+    case arrow::Type::UINT64: *itemsize = 8; return "Q";
+    default: return "";
+  }
+}
+
+// The NumPy name of a buffer format ("d": float64).
+std::string FormatName(const char* format) {
+  std::string_view text = format == nullptr ? "B" : format;
+  if (!text.empty() && (text[0] == '<' || text[0] == '=' || text[0] == '@')) text.remove_prefix(1);
+  static const std::pair<std::string_view, const char*> kNames[] = {
+      {"e", "float16"}, {"f", "float32"}, {"d", "float64"}, {"b", "int8"},   {"h", "int16"},
+      {"i", "int32"},   {"q", "int64"},   {"l", "int64"},   {"B", "uint8"},  {"H", "uint16"},
+      {"I", "uint32"},  {"Q", "uint64"},  {"L", "uint64"},  {"?", "bool"}};
+  for (const auto& [code, name] : kNames) {
+    if (text == code) return name;
+  }
+  return "'" + std::string(text) + "'";
+}
+
+// Whether a buffer's format (struct syntax) names the same type as `format`.
+bool SameFormat(const char* given, const std::string& format, size_t itemsize,
+                const Py_buffer& view) {
+  if (given == nullptr) return format == "B";
+  std::string_view text = given;
+  if (!text.empty() && (text[0] == '<' || text[0] == '=' || text[0] == '@')) text.remove_prefix(1);
+  if (static_cast<size_t>(view.itemsize) != itemsize || text.size() != 1) return false;
+  const char c = text[0];
+  if (c == format[0]) return true;
+  // 'l' / 'L' are 8 bytes here, as 'q' / 'Q'; '?' is a byte as 'B'.
+  return (format == "q" && c == 'l') || (format == "Q" && c == 'L') ||
+         (format == "B" && c == '?');
+}
+
+// Builds the quiver package's exception for (code, message) (set by quiver._shm), so that the
+// hot path raises quiver.TableNotFound and the like without a Python wrapper around each call.
+// A strong reference never released: a static nb::object would be released after the
+// interpreter finalized.
+PyObject* g_error_factory = nullptr;
+
+[[noreturn]] void RaiseQuiver(const Status& status) {
+  if (g_error_factory == nullptr) Raise(status);
+  nb::object error = nb::handle(g_error_factory)(std::string(StatusCodeName(status.code())),
+                                                 status.message());
+  PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
+  throw nb::python_error();
+}
+
+void RaiseQuiverIfError(const Status& status) {
+  if (!status.ok()) RaiseQuiver(status);
+}
+
+class ShmTable;
+
+class ShmClient {
+ public:
+  explicit ShmClient(const std::string& path) {
+    Result<std::shared_ptr<shm::Client>> client = Status::OK();
+    {
+      nb::gil_scoped_release release;
+      client = shm::Client::Connect(path);
+    }
+    client_ = ValueOrRaise(std::move(client));
+  }
+  std::vector<std::string> ListTables() {
+    Result<std::vector<std::string>> names = Status::OK();
+    {
+      nb::gil_scoped_release release;
+      names = client_->ListTables();
+    }
+    return ValueOrRaise(std::move(names));
+  }
+  std::string StatusJson() {
+    Result<std::string> json = Status::OK();
+    {
+      nb::gil_scoped_release release;
+      json = client_->StatusJson();
+    }
+    return ValueOrRaise(std::move(json));
+  }
+  std::shared_ptr<ShmTable> Attach(const std::string& name);
+  const std::string& path() const { return client_->socket_path(); }
+
+ private:
+  std::shared_ptr<shm::Client> client_;
+};
+
+class ShmRows;
+
+class ShmTable {
+ public:
+  explicit ShmTable(std::shared_ptr<shm::TableReader> reader) : reader_(std::move(reader)) {}
+  std::string TableSchemaJson() const { return reader_->table_schema_json(); }
+  nb::tuple Read(nb::handle keys_schema, nb::handle keys_array,
+                 const std::vector<std::string>& columns) {
+    std::shared_ptr<arrow::Array> keys = ImportKeys(keys_schema, keys_array);
+    Result<shm::ReadBatch> result = Status::OK();
+    {
+      nb::gil_scoped_release release;
+      result = reader_->Read(*keys, columns);
+    }
+    shm::ReadBatch read = ValueOrRaise(std::move(result));
+    return ReadReply(read.batch, read.found, read.found_count);
+  }
+  nb::dict Stats() const {
+    const shm::ReaderStats stats = reader_->stats();
+    nb::dict out;
+    out["refreshes"] = stats.refreshes;
+    out["reattaches"] = stats.reattaches;
+    out["mapped_bytes"] = stats.mapped_bytes;
+    out["generation"] = stats.generation;
+    return out;
+  }
+  const std::shared_ptr<shm::TableReader>& reader() const { return reader_; }
+
+ private:
+  std::shared_ptr<shm::TableReader> reader_;
+};
+
+std::shared_ptr<ShmTable> ShmClient::Attach(const std::string& name) {
+  Result<std::shared_ptr<shm::TableReader>> reader = Status::OK();
+  {
+    nb::gil_scoped_release release;
+    reader = client_->Attach(name);
+  }
+  return std::make_shared<ShmTable>(ValueOrRaise(std::move(reader)));
+}
+
+// The hot path over fixed-width columns that share one element type.
+class ShmRows {
+ public:
+  ShmRows(const ShmTable& table, const std::vector<std::string>& columns)
+      : reader_(table.reader()) {
+    std::vector<std::string> names = columns;
+    if (names.empty()) {  // every value column
+      const auto& schema = reader_->schema();
+      for (const auto& field : schema->fields()) {
+        if (field->name() != reader_->key_name()) names.push_back(field->name());
+      }
+    }
+    plan_ = PlanOrRaise(names);
+    for (size_t j = 0; j < names.size(); ++j) {
+      const arrow::DataType& type = *plan_.types()[j];
+      const arrow::DataType& element =
+          type.id() == arrow::Type::FIXED_SIZE_LIST
+              ? *static_cast<const arrow::FixedSizeListType&>(type).value_type()
+              : type;
+      size_t itemsize = 0;
+      const std::string format = NumpyFormat(element, &itemsize);
+      if (j == 0) {
+        format_ = format;
+        itemsize_ = itemsize;
+        type_name_ = DtypeName(element);
+      } else if (format != format_ || DtypeName(element) != type_name_) {
+        RaiseQuiver(Status::InvalidArgument(
+            "the columns of one row reader must share an element type: '" + names[0] + "' is " +
+            type_name_ + ", '" + names[j] + "' is " + DtypeName(element) +
+            " (use a reader per type)"));
+      }
+    }
+    width_ = plan_.row_bytes() / itemsize_;
+    int64_keys_ = reader_->int64_keys();
+    nb::module_ numpy = nb::module_::import_("numpy");
+    empty_ = numpy.attr("empty");
+    dtype_ = numpy.attr("dtype")(nb::str((std::string("<") + format_).c_str()));
+  }
+
+  // Copies key's row into `out` (a buffer of width() elements; None: a new NumPy array) and
+  // returns it, or None when the key is missing.
+  nb::object Get(nb::handle key, nb::handle out_or_none) {
+    nb::object out = out_or_none.is_none() ? empty_(width_, dtype_) : nb::borrow(out_or_none);
+    Buffer buffer(out, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS, "out");
+    CheckOut(buffer.view(), 1);
+    uint8_t found = 0;
+    Status status;
+    if (int64_keys_) {
+      const int64_t value = IntKey(key);
+      status = reader_->ReadInto(plan_, std::span<const int64_t>(&value, 1),
+                                 static_cast<std::byte*>(buffer.view().buf), plan_.row_bytes(),
+                                 &found);
+    } else {
+      const std::string_view text = StrKey(key);
+      status = reader_->ReadInto(plan_, std::span<const std::string_view>(&text, 1),
+                                 static_cast<std::byte*>(buffer.view().buf), plan_.row_bytes(),
+                                 &found);
+    }
+    RaiseQuiverIfError(status);
+    return found != 0 ? out : nb::none();
+  }
+
+  // Reads keys (an int64 buffer, or a sequence of ints or strs) into `out` (n × width()) and
+  // `found` (n bools; None: a new NumPy array); returns found.
+  nb::object ReadInto(nb::handle keys, nb::handle out, nb::handle found_or_none) {
+    const Py_ssize_t length = PyObject_Length(keys.ptr());
+    if (length < 0) throw nb::python_error();
+    nb::object found = found_or_none.is_none()
+                           ? empty_(static_cast<size_t>(length), nb::str("?"))
+                           : nb::borrow(found_or_none);
+    Buffer out_buffer(out, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS, "out");
+    Buffer found_buffer(found, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS, "found");
+    std::vector<int64_t> ints;
+    std::vector<std::string_view> texts;
+    std::unique_ptr<Buffer> key_buffer;
+    std::span<const int64_t> int_keys;
+    size_t n = 0;
+    if (int64_keys_ && PyObject_CheckBuffer(keys.ptr())) {
+      key_buffer = std::make_unique<Buffer>(keys, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS, "keys");
+      const Py_buffer& view = key_buffer->view();
+      if (!SameFormat(view.format, "q", 8, view)) {
+        throw nb::type_error("keys must be an int64 array (or a sequence of ints)");
+      }
+      n = static_cast<size_t>(view.len / 8);
+      int_keys = std::span<const int64_t>(static_cast<const int64_t*>(view.buf), n);
+    } else {
+      nb::object sequence = nb::steal(PySequence_Fast(keys.ptr(), "keys must be a sequence"));
+      if (!sequence.is_valid()) throw nb::python_error();
+      n = static_cast<size_t>(PySequence_Fast_GET_SIZE(sequence.ptr()));
+      PyObject** items = PySequence_Fast_ITEMS(sequence.ptr());
+      if (int64_keys_) {
+        ints.resize(n);
+        for (size_t i = 0; i < n; ++i) ints[i] = IntKey(items[i]);
+        int_keys = ints;
+      } else {
+        texts.resize(n);
+        for (size_t i = 0; i < n; ++i) texts[i] = StrKey(items[i]);
+        // The strs stay alive: `sequence` holds them.
+      }
+      CheckOut(out_buffer.view(), n);
+      CheckFound(found_buffer.view(), n);
+      Run(int_keys, texts, out_buffer, found_buffer);
+      return found;
+    }
+    CheckOut(out_buffer.view(), n);
+    CheckFound(found_buffer.view(), n);
+    Run(int_keys, texts, out_buffer, found_buffer);
+    return found;
+  }
+
+  size_t width() const { return width_; }
+
+ private:
+  shm::FixedPlan PlanOrRaise(const std::vector<std::string>& names) {
+    Result<shm::FixedPlan> plan = reader_->PlanFixed(names);
+    if (!plan.ok()) RaiseQuiver(plan.status());
+    return *std::move(plan);
+  }
+
+ public:
+  nb::object dtype() const { return dtype_; }
+  std::string element_type() const { return type_name_; }
+  std::vector<std::string> columns() const { return plan_.names(); }
+
+ private:
+  void Run(std::span<const int64_t> int_keys, const std::vector<std::string_view>& texts,
+           const Buffer& out, const Buffer& found) {
+    auto* found_bytes = static_cast<uint8_t*>(found.view().buf);
+    auto* destination = static_cast<std::byte*>(out.view().buf);
+    Status status;
+    {
+      nb::gil_scoped_release release;
+      status = int64_keys_ ? reader_->ReadInto(plan_, int_keys, destination, plan_.row_bytes(),
+                                               found_bytes)
+                           : reader_->ReadInto(plan_, texts, destination, plan_.row_bytes(),
+                                               found_bytes);
+    }
+    RaiseQuiverIfError(status);
+  }
+
+  void CheckOut(const Py_buffer& view, size_t rows) const {
+    if (!SameFormat(view.format, format_, itemsize_, view)) {
+      throw nb::type_error(
+          ("out must hold " + type_name_ + " values, not " + FormatName(view.format)).c_str());
+    }
+    if (static_cast<size_t>(view.len) != rows * plan_.row_bytes()) {
+      throw nb::value_error(("out must hold " + std::to_string(rows) + " x " +
+                             std::to_string(width_) + " values, not " +
+                             std::to_string(view.len / (view.itemsize ? view.itemsize : 1)))
+                                .c_str());
+    }
+  }
+  static void CheckFound(const Py_buffer& view, size_t rows) {
+    if (view.itemsize != 1 || static_cast<size_t>(view.len) != rows) {
+      throw nb::value_error(
+          ("found must be a bool or uint8 array of " + std::to_string(rows) + " entries").c_str());
+    }
+  }
+  static int64_t IntKey(nb::handle key) {
+    int overflow = 0;
+    const long long value = PyLong_AsLongLongAndOverflow(key.ptr(), &overflow);
+    if (overflow != 0 || (value == -1 && PyErr_Occurred())) {
+      PyErr_Clear();
+      throw nb::type_error("keys of this table are int64 integers");
+    }
+    return value;
+  }
+  static std::string_view StrKey(nb::handle key) {
+    Py_ssize_t size = 0;
+    const char* text = PyUnicode_Check(key.ptr()) ? PyUnicode_AsUTF8AndSize(key.ptr(), &size)
+                                                  : nullptr;
+    if (text == nullptr) {
+      PyErr_Clear();
+      throw nb::type_error("keys of this table are strs");
+    }
+    return {text, static_cast<size_t>(size)};
+  }
+
+  std::shared_ptr<shm::TableReader> reader_;
+  nb::object empty_, dtype_;  // numpy.empty, the rows' dtype
+  shm::FixedPlan plan_;
+  std::string format_, type_name_;
+  size_t itemsize_ = 0;
+  size_t width_ = 0;
+  bool int64_keys_ = true;
+};
+
+}  // namespace
+
+void BindShm(nb::module_& m) {
+  m.def(
+      "set_error_factory",
+      [](nb::object factory) {
+        Py_XDECREF(g_error_factory);
+        g_error_factory = factory.release().ptr();
+      },
+      nb::arg("factory"),
+      "factory(code, message) -> exception instance: what ShmRows raises for an error.");
+  nb::class_<ShmClient>(m, "ShmClient", "A connection to a quiverd's shared-memory socket.")
+      .def(nb::init<const std::string&>(), nb::arg("socket_path"))
+      .def("list_tables", &ShmClient::ListTables)
+      .def("status", &ShmClient::StatusJson, "The server's readers, as JSON.")
+      .def("attach", &ShmClient::Attach, nb::arg("name"), "Maps a table read-only.")
+      .def_prop_ro("path", &ShmClient::path);
+  nb::class_<ShmTable>(m, "ShmTable", "A table mapped read-only from a quiverd.")
+      .def("table_schema", &ShmTable::TableSchemaJson, "Its TableSchema JSON.")
+      .def("read", &ShmTable::Read, nb::arg("keys_schema"), nb::arg("keys_array"),
+           nb::arg("columns"), "As Engine.read.")
+      .def("stats", &ShmTable::Stats);
+  nb::class_<ShmRows>(m, "ShmRows",
+                      "Fixed-width columns of one element type, read into NumPy buffers.")
+      .def(nb::init<const ShmTable&, const std::vector<std::string>&>(), nb::arg("table"),
+           nb::arg("columns"))
+      .def("get", &ShmRows::Get, nb::arg("key"), nb::arg("out") = nb::none(),
+           "One key's row as a NumPy array (into out when given: width values of dtype), or "
+           "None when the key is missing. Nulls read as NaN (floats) or 0.")
+      .def("read_into", &ShmRows::ReadInto, nb::arg("keys"), nb::arg("out"),
+           nb::arg("found") = nb::none(),
+           "Reads keys (an int64 array, or a sequence of ints or strs) into out, a C-contiguous "
+           "(len(keys), width) array of dtype, and found (len(keys) bools; allocated when None); "
+           "returns found. The GIL is released while it reads.")
+      .def_prop_ro("width", &ShmRows::width, "Values per row (embeddings count their elements).")
+      .def_prop_ro("dtype", &ShmRows::dtype)
+      .def_prop_ro("element_type", &ShmRows::element_type)
+      .def_prop_ro("columns", &ShmRows::columns);
+}
+
+}  // namespace quiver::python

@@ -1,0 +1,268 @@
+"""Shared-memory readers (docs/shm.md) against the real quiverd: values equal to what HTTP reads,
+the hot path, growth, compaction, TTL, deletes, drops, restarts, kills and bad input."""
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import requests
+
+import quiver
+from quiverd import Server
+
+SCHEMA = {
+    "key": "id",
+    "columns": {
+        "id": {"dtype": "int64"},
+        "f": {"dtype": "float32"},
+        "d": {"dtype": "float64", "nullable": True},
+        "i": {"dtype": "int32", "nullable": True},
+        "b": {"dtype": "bool", "nullable": True},
+        "h": {"dtype": "float16", "nullable": True},
+        "ts": {"dtype": "timestamp[ms]", "nullable": True},
+        "s": {"dtype": "utf8", "nullable": True},
+        "bin": {"dtype": "binary", "nullable": True},
+        "l": {"dtype": "list[int32]", "nullable": True},
+        "emb": {"dtype": "fixed_size_list[float32, 8]", "nullable": True},
+    },
+}
+
+
+def rows(start, count, version=0):
+    ids = list(range(start, start + count))
+    return {
+        "id": ids,
+        "f": [float(k + version) for k in ids],
+        "d": [None if k % 7 == 0 else k * 0.5 for k in ids],
+        "i": [None if k % 5 == 0 else k + version for k in ids],
+        "b": [None if k % 3 == 0 else k % 2 == 0 for k in ids],
+        "h": [None if k % 4 == 0 else float(k % 100) for k in ids],
+        "ts": [None if k % 6 == 0 else k * 1000 for k in ids],
+        "s": [None if k % 9 == 0 else f"string value {k} v{version}" * (1 + k % 3) for k in ids],
+        "bin": [None if k % 8 == 0 else bytes([k % 256]) * (k % 20) for k in ids],
+        "l": [None if k % 10 == 0 else list(range(k % 12)) for k in ids],
+        "emb": [None if k % 11 == 0 else [float(k + e + version) for e in range(8)] for k in ids],
+    }
+
+
+def write(http, name, data):
+    table = pa.table(data, schema=http.schema(name))
+    http.write(name, table)
+
+
+def test_reads_equal_http_reads_for_every_dtype(server):
+    http = quiver.connect(server.url)
+    http.create_table("all", SCHEMA)
+    write(http, "all", rows(0, 500))
+    shm = quiver.connect(f"shm://{server.data_dir}")
+    assert shm.backend == "shm"
+    assert shm.list_tables() == ["all"]
+    assert shm.table_schema("all") == http.table_schema("all")
+    keys = [3, 999, 0, 499, 42, 42, -1, 77]
+    for columns in (None, ["s", "emb"], ["b"]):
+        got = shm.read("all", keys, columns)
+        want = http.read("all", keys, columns)
+        assert got.found.tolist() == want.found.tolist()
+        assert got.to_arrow().equals(want.to_arrow()), (got.to_arrow(), want.to_arrow())
+    # Zero-copy NumPy as the other backends give it.
+    matrix = shm.read("all", [1, 2, 999], ["f"]).to_numpy()
+    assert matrix[0, 0] == 1.0 and np.isnan(matrix[2, 0])
+
+
+def test_hot_path_reads_into_numpy(server):
+    http = quiver.connect(server.url)
+    http.create_table("all", SCHEMA)
+    write(http, "all", rows(0, 100))
+    shm = quiver.connect(f"shm://{server.data_dir}/quiver.sock")
+    emb = shm.table("all", ["emb"])
+    assert emb.width == 8 and emb.dtype == np.dtype("float32")
+    row = emb.get(5)
+    assert row.tolist() == [float(5 + e) for e in range(8)]
+    assert emb.get(12345) is None
+    out = np.empty(8, dtype=np.float32)
+    assert emb.get(7, out=out) is out and out[0] == 7.0
+    assert np.isnan(emb.get(11)).all()  # a null embedding
+    keys = np.array([1, 500, 2, 11], dtype=np.int64)
+    matrix = np.empty((4, 8), dtype=np.float32)
+    found = emb.read_into(keys, matrix)
+    assert found.tolist() == [True, False, True, True]
+    assert matrix[0].tolist() == [float(1 + e) for e in range(8)]
+    assert np.isnan(matrix[1]).all()
+    # Several float64 columns... of one element type only.
+    with pytest.raises(quiver.InvalidRequest, match="share an element type"):
+        shm.table("all", ["f", "d"])
+    with pytest.raises(quiver.InvalidRequest, match="not a fixed-width value column"):
+        shm.table("all", ["s"])
+    with pytest.raises(TypeError, match="float32"):
+        emb.read_into(keys, np.empty((4, 8), dtype=np.float64))
+    with pytest.raises(ValueError, match="4 x 8"):
+        emb.read_into(keys, np.empty((3, 8), dtype=np.float32))
+    with pytest.raises(TypeError, match="int64"):
+        emb.get("text")
+
+
+def test_the_shm_backend_is_read_only(server):
+    quiver.connect(server.url).create_table("t", SCHEMA)
+    shm = quiver.connect(f"shm://{server.data_dir}")
+    for call in (lambda: shm.write("t", rows(0, 1)), lambda: shm.create_table("u", SCHEMA),
+                 lambda: shm.drop_table("t"), lambda: shm.delete("t", [1]),
+                 lambda: shm.snapshot()):
+        with pytest.raises(quiver.Unsupported, match="shared-memory backend .* is read-only"):
+            call()
+    with pytest.raises(quiver.TableNotFound, match="'nope' does not exist"):
+        shm.read("nope", [1])
+    with pytest.raises(quiver.ConnectionError, match="is quiverd running there"):
+        quiver.connect(f"shm://{server.data_dir}/other.sock")
+
+
+def test_socket_is_private_and_metrics_show_readers(server):
+    socket = server.data_dir / "quiver.sock"
+    assert stat.S_ISSOCK(socket.stat().st_mode)
+    assert stat.S_IMODE(socket.stat().st_mode) == 0o600
+    http = quiver.connect(server.url)
+    http.create_table("t", SCHEMA)
+    write(http, "t", rows(0, 10))
+    shm = quiver.connect(f"shm://{server.data_dir}")
+    shm.read("t", [1])
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        metrics = requests.get(server.url + "/metrics").text
+        if f'quiver_shm_reader_mapped_bytes{{pid="{os.getpid()}",table="t"}}' in metrics:
+            break
+        time.sleep(0.05)
+    assert "quiver_shm_readers 1" in metrics
+    assert f'quiver_shm_reader_retired_bytes{{pid="{os.getpid()}",table="t"}} 0' in metrics
+    status = shm.shm_status()
+    assert status["readers"][0]["pid"] == os.getpid()
+    assert status["readers"][0]["tables"][0]["table"] == "t"
+
+
+def test_readers_follow_growth_compaction_ttl_deletes_and_drops(server):
+    http = quiver.connect(server.url)
+    http.create_table("t", {"key": "k", "columns": {"k": {"dtype": "utf8"},
+                                                     "v": {"dtype": "int64"},
+                                                     "s": {"dtype": "utf8"}}})
+    shm = quiver.connect(f"shm://{server.data_dir}")
+
+    def batch(count, version):
+        return {"k": [f"key-{i}" for i in range(count)], "v": [i * 10 + version for i in range(count)],
+                "s": [f"{version}" * 300 for _ in range(count)]}
+
+    count = 100
+    for version in range(7):  # 100 -> 6400 rows, then rewrites (heap garbage, compactions)
+        if version < 6:
+            count = 100 * 2 ** version
+        http.write("t", batch(count, version))
+        got = shm.read("t", [f"key-{i}" for i in range(count)])
+        assert got.found.tolist() == [True] * count
+        assert got.to_arrow().column("v").to_pylist() == [i * 10 + version for i in range(count)]
+        assert set(got.to_arrow().column("s").to_pylist()) == {f"{version}" * 300}
+    http.delete("t", ["key-1"])
+    assert shm.read("t", ["key-1", "key-2"]).found.tolist() == [False, True]
+    http.write("t", {"k": ["ttl"], "v": [1], "s": ["x"]}, ttl=0.2)
+    assert shm.read("t", ["ttl"]).found.tolist() == [True]
+    time.sleep(0.3)
+    assert shm.read("t", ["ttl"]).found.tolist() == [False]
+    # Drop and create again: name-based reads follow the new table; a row reader fails clearly.
+    rows_reader = quiver.connect(f"shm://{server.data_dir}").table("t", ["v"])
+    http.drop_table("t")
+    with pytest.raises(quiver.TableNotFound):
+        shm.read("t", ["key-2"])
+    with pytest.raises(quiver.TableNotFound, match="was dropped"):
+        rows_reader.get("key-2")
+    http.create_table("t", {"key": "k", "columns": {"k": {"dtype": "utf8"},
+                                                     "v": {"dtype": "int64"}}})
+    http.write("t", {"k": ["key-2"], "v": [-2]})
+    got = shm.read("t", ["key-2"])
+    assert got.to_arrow().column("v").to_pylist() == [-2]
+
+
+def test_readers_reattach_after_a_restart(tmp_path):
+    data = tmp_path / "d"
+    server = Server(tmp_path, data_dir=data)
+    try:
+        http = quiver.connect(server.url)
+        http.create_table("t", SCHEMA)
+        write(http, "t", rows(0, 50))
+        shm = quiver.connect(f"shm://{data}")
+        hot = shm.table("t", ["f"])
+        assert hot.get(3).tolist() == [3.0]
+        assert server.stop() == 0
+        with pytest.raises(quiver.ConnectionError):
+            for _ in range(100):  # the server's going is noticed within its heartbeat
+                shm.read("t", [3])
+                time.sleep(0.05)
+        server = Server(tmp_path, data_dir=data)
+        write(quiver.connect(server.url), "t", rows(0, 50, version=100))
+        assert shm.read("t", [3], ["f"]).to_arrow().column("f").to_pylist() == [103.0]
+        assert hot.get(3).tolist() == [103.0]
+        # And after kill -9.
+        server.stop(signal.SIGKILL)
+        server = Server(tmp_path, data_dir=data)
+        write(quiver.connect(server.url), "t", rows(0, 50, version=200))
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                if hot.get(3).tolist() == [203.0]:
+                    break
+            except quiver.ConnectionError:
+                pass
+            time.sleep(0.05)
+        assert hot.get(3).tolist() == [203.0]
+    finally:
+        server.stop()
+
+
+READER = textwrap.dedent("""
+    import sys, numpy as np, quiver
+    rows = quiver.connect(sys.argv[1]).table("t", ["emb"])
+    keys = np.arange(1000, dtype=np.int64)
+    out = np.empty((1000, 8), dtype=np.float32)
+    print("ready", flush=True)
+    while True:
+        found = rows.read_into(keys, out)
+        assert found.all() and (out[:, 1] == out[:, 0] + 1).all()
+""")
+
+
+def memfds(pid):
+    fd_dir = f"/proc/{pid}/fd"
+    return sum(1 for fd in os.listdir(fd_dir) if "memfd:" in os.readlink(f"{fd_dir}/{fd}"))
+
+
+def test_killed_readers_leak_nothing(server, tmp_path):
+    http = quiver.connect(server.url)
+    http.create_table("t", SCHEMA)
+    write(http, "t", rows(0, 2000))
+    script = tmp_path / "reader.py"
+    script.write_text(READER)
+    dev_shm = set(os.listdir("/dev/shm"))
+    before = memfds(server.process.pid)
+    url = f"shm://{server.data_dir}"
+    for _ in range(20):
+        batch = [subprocess.Popen([sys.executable, str(script), url], stdout=subprocess.PIPE)
+                 for _ in range(5)]
+        for reader in batch:
+            assert reader.stdout.readline().strip() == b"ready"
+        time.sleep(0.02)  # mid-read
+        for reader in batch:
+            reader.kill()
+            reader.wait()
+            reader.stdout.close()
+    deadline = time.time() + 5
+    while time.time() < deadline and "quiver_shm_readers 0" not in requests.get(
+            server.url + "/metrics").text:
+        time.sleep(0.05)
+    assert "quiver_shm_readers 0" in requests.get(server.url + "/metrics").text
+    assert memfds(server.process.pid) == before
+    assert set(os.listdir("/dev/shm")) == dev_shm
+    # Still serving.
+    assert quiver.connect(url).read("t", [1]).found.tolist() == [True]
