@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp bench-resp bench-durability bench-attacks soak fuzz format lint tidy clean
+	bench bench-cpp bench-resp bench-shm bench-durability bench-attacks soak fuzz format lint tidy clean
 
 all: build python
 
@@ -95,6 +95,12 @@ bench-cpp: build
 # pipelines 1 and 16, and memory per key (bench/suite/resp.py; BENCH_REQUESTS, BENCH_RUNS, ...).
 bench-resp: build python
 	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/resp.py
+
+# Shared-memory readers (Python hot path, shm read(), HTTP, embedded) on 10M rows, and the C++
+# reader against the in-process engine (bench/suite/shm.py, bench/shm_benchmark.cc).
+bench-shm: build python
+	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/shm.py
+	@./$(BUILD)/bench/shm_benchmark --benchmark_counters_tabular=true
 
 # Peak resident memory under the memory attacks of issue 21, with and without --maxmemory
 # (bench/suite/attacks.py; QUIVERD picks the binary, BENCH_FLAGS adds flags).

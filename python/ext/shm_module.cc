@@ -253,7 +253,8 @@ class ShmRows {
     return found != 0 ? out : nb::none();
   }
 
-  // Reads keys (an int64 buffer, or a sequence of ints or strs) into `out` (n × width()) and
+  // Reads keys (an int64 array, a NumPy bytes array, or a sequence of ints or strs) into `out`
+  // (n × width()) and
   // `found` (n bools; None: a new NumPy array); returns found.
   nb::object ReadInto(nb::handle keys, nb::handle out, nb::handle found_or_none) {
     const Py_ssize_t length = PyObject_Length(keys.ptr());
@@ -268,14 +269,32 @@ class ShmRows {
     std::unique_ptr<Buffer> key_buffer;
     std::span<const int64_t> int_keys;
     size_t n = 0;
-    if (int64_keys_ && PyObject_CheckBuffer(keys.ptr())) {
+    if (PyObject_CheckBuffer(keys.ptr())) {
       key_buffer = std::make_unique<Buffer>(keys, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS, "keys");
       const Py_buffer& view = key_buffer->view();
-      if (!SameFormat(view.format, "q", 8, view)) {
-        throw nb::type_error("keys must be an int64 array (or a sequence of ints)");
+      if (int64_keys_) {
+        if (!SameFormat(view.format, "q", 8, view)) {
+          throw nb::type_error("keys must be an int64 array (or a sequence of ints)");
+        }
+        n = static_cast<size_t>(view.len / 8);
+        int_keys = std::span<const int64_t>(static_cast<const int64_t*>(view.buf), n);
+      } else {
+        // A NumPy bytes array (dtype 'S<w>'): fixed-width keys, NUL-padded.
+        const std::string_view format = view.format == nullptr ? "B" : view.format;
+        if (format.empty() || format.back() != 's' || view.itemsize <= 0) {
+          throw nb::type_error(
+              "keys must be a NumPy bytes array (dtype 'S') or a sequence of strs");
+        }
+        const auto width = static_cast<size_t>(view.itemsize);
+        n = static_cast<size_t>(view.len) / width;
+        texts.resize(n);
+        const char* base = static_cast<const char*>(view.buf);
+        for (size_t i = 0; i < n; ++i) {
+          size_t length = width;
+          while (length > 0 && base[i * width + length - 1] == '\0') --length;
+          texts[i] = std::string_view(base + i * width, length);
+        }
       }
-      n = static_cast<size_t>(view.len / 8);
-      int_keys = std::span<const int64_t>(static_cast<const int64_t*>(view.buf), n);
     } else {
       nb::object sequence = nb::steal(PySequence_Fast(keys.ptr(), "keys must be a sequence"));
       if (!sequence.is_valid()) throw nb::python_error();
@@ -409,7 +428,8 @@ void BindShm(nb::module_& m) {
            "None when the key is missing. Nulls read as NaN (floats) or 0.")
       .def("read_into", &ShmRows::ReadInto, nb::arg("keys"), nb::arg("out"),
            nb::arg("found") = nb::none(),
-           "Reads keys (an int64 array, or a sequence of ints or strs) into out, a C-contiguous "
+           "Reads keys (an int64 array, a NumPy bytes array of dtype 'S' whose NUL padding is "
+           "dropped, or a sequence of ints or strs) into out, a C-contiguous "
            "(len(keys), width) array of dtype, and found (len(keys) bools; allocated when None); "
            "returns found. The GIL is released while it reads.")
       .def_prop_ro("width", &ShmRows::width, "Values per row (embeddings count their elements).")

@@ -41,6 +41,28 @@ void* MapAnonymousHuge(size_t size) {
   return aligned;
 }
 
+// `size` bytes of the memfd `fd` mapped shared at a 2 MiB boundary and advised for huge pages:
+// the kernel backs shmem with them when /sys/kernel/mm/transparent_hugepage/shmem_enabled says
+// `advise` (or more); readers of other processes map it the same way (shm/mapped_table.cc).
+void* MapSharedHuge(int fd, size_t size) {
+  const size_t padded = size + kHugePage;
+  void* raw = mmap(nullptr, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return MAP_FAILED;
+  auto* start = static_cast<std::byte*>(raw);
+  const size_t misalignment = reinterpret_cast<uintptr_t>(start) % kHugePage;
+  std::byte* aligned = misalignment == 0 ? start : start + (kHugePage - misalignment);
+  void* mapped = mmap(aligned, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+  if (mapped == MAP_FAILED) {
+    munmap(raw, padded);
+    return MAP_FAILED;
+  }
+  if (aligned > start) munmap(start, static_cast<size_t>(aligned - start));
+  std::byte* end = aligned + size;
+  if (start + padded > end) munmap(end, static_cast<size_t>(start + padded - end));
+  madvise(aligned, size, MADV_HUGEPAGE);  // advice only: may be off
+  return aligned;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Region>> Region::Create(size_t bytes, RegionBacking backing) {
@@ -71,7 +93,8 @@ Result<std::unique_ptr<Region>> Region::Create(size_t bytes, RegionBacking backi
                           "bounds it)"
                         : ""));
     }
-    base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    base = size >= kHugePage ? MapSharedHuge(fd, size)
+                             : mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   }
   if (base == MAP_FAILED) {
     int err = errno;

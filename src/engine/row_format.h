@@ -100,6 +100,22 @@ inline void StoreVarRef(std::byte* destination, uint32_t width, const VarRef& re
   }
 }
 
+// Equality of two byte strings of `size` <= 8 bytes, without a call to memcmp.
+inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
+  const auto* x = static_cast<const uint8_t*>(a);
+  const auto* y = static_cast<const uint8_t*>(b);
+  if (size >= 4) {  // the first and the last 4 bytes (they overlap when size < 8)
+    uint32_t x_head, y_head, x_tail, y_tail;
+    std::memcpy(&x_head, x, 4), std::memcpy(&y_head, y, 4);
+    std::memcpy(&x_tail, x + size - 4, 4), std::memcpy(&y_tail, y + size - 4, 4);
+    return x_head == y_head && x_tail == y_tail;
+  }
+  for (size_t i = 0; i < size; ++i) {
+    if (x[i] != y[i]) return false;
+  }
+  return true;
+}
+
 // Heap references.
 using HeapRef = uint64_t;
 inline constexpr size_t kHeapChunkHeaderBytes = 8;

@@ -70,22 +70,6 @@ inline bool IsStringLike(arrow::Type::type id) {
          id == arrow::Type::STRING_VIEW;
 }
 
-// Equality of two byte strings of `size` <= 8 bytes, without a call to memcmp.
-inline bool ShortBytesEqual(const void* a, const void* b, size_t size) {
-  const auto* x = static_cast<const uint8_t*>(a);
-  const auto* y = static_cast<const uint8_t*>(b);
-  if (size >= 4) {  // the first and the last 4 bytes (they overlap when size < 8)
-    uint32_t x_head, y_head, x_tail, y_tail;
-    std::memcpy(&x_head, x, 4), std::memcpy(&y_head, y, 4);
-    std::memcpy(&x_tail, x + size - 4, 4), std::memcpy(&y_tail, y + size - 4, 4);
-    return x_head == y_head && x_tail == y_tail;
-  }
-  for (size_t i = 0; i < size; ++i) {
-    if (x[i] != y[i]) return false;
-  }
-  return true;
-}
-
 // Whether `row` holds `key`. For readers, meaningful only once their seqlock check passed; the
 // writer calls it on rows only it changes.
 [[gnu::always_inline]] inline bool KeyMatches(const std::byte* row, const ColumnLayout& layout,

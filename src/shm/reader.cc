@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -50,6 +51,23 @@ int64_t PreciseMillis() {
 
 enum class Outcome : uint8_t { kFound, kMissing, kRefresh };
 
+// A copy of `size` bytes out of a row without a call to memcpy for the usual sizes (a few
+// columns: tens of bytes): 8-byte words, the last one overlapping.
+[[gnu::always_inline]] inline void CopyRun(std::byte* destination, const std::byte* source,
+                                           size_t size) {
+#if defined(QUIVER_TSAN)
+  CopyFromRow(destination, source, size);
+#else
+  if (size < 8 || size > 256) {
+    std::memcpy(destination, source, size);
+    return;
+  }
+  size_t at = 0;
+  for (; at + 8 < size; at += 8) std::memcpy(destination + at, source + at, 8);
+  std::memcpy(destination + size - 8, source + size - 8, 8);
+#endif
+}
+
 // The time for passive expiry, read once per call and only when a row carries an expiry.
 class Now {
  public:
@@ -73,7 +91,7 @@ struct Prober {
 
   // The first candidate for `hash` from *pos on (advancing it), nullptr at the end of the run;
   // *unmapped set when a candidate's chunk is not mapped (the view is behind).
-  const std::byte* Next(uint64_t hash, size_t* pos, size_t* steps, bool* unmapped) const {
+  [[gnu::always_inline]] const std::byte* Next(uint64_t hash, size_t* pos, size_t* steps, bool* unmapped) const {
     const uint32_t tag = IndexTag(hash);
     for (size_t i = *pos; *steps <= view.index_mask; i = (i + 1) & view.index_mask) {
       ++*steps;
@@ -91,7 +109,7 @@ struct Prober {
 
   // Reads candidate `row` for `key`: `copy(row)` runs in each seqlock attempt of a live row.
   template <typename Copy>
-  Outcome Candidate(const std::byte* row, std::string_view key, Copy&& copy, Now& now,
+  [[gnu::always_inline]] Outcome Candidate(const std::byte* row, std::string_view key, Copy&& copy, Now& now,
                     bool* matched) const {
     *matched = false;
     uint64_t meta = 0;
@@ -125,11 +143,11 @@ struct Prober {
     }
     if (!live) return Outcome::kMissing;
     if (int_keys) {
-      if (std::memcmp(stored, key.data(), 8) != 0) return Outcome::kMissing;
+      if (!ShortBytesEqual(stored, key.data(), 8)) return Outcome::kMissing;
     } else {
       if (length != key.size()) return Outcome::kMissing;
       if (length <= kVarInlineBytes) {
-        if (std::memcmp(stored, key.data(), length) != 0) return Outcome::kMissing;
+        if (!ShortBytesEqual(stored, key.data(), length)) return Outcome::kMissing;
       } else {
         HeapRef ref;
         std::memcpy(&ref, stored, sizeof(ref));
@@ -144,7 +162,7 @@ struct Prober {
 
   // The whole lookup of one key from its first candidate.
   template <typename Copy>
-  Outcome Find(std::string_view key, uint64_t hash, const std::byte* row, size_t pos,
+  [[gnu::always_inline]] Outcome Find(std::string_view key, uint64_t hash, const std::byte* row, size_t pos,
                size_t steps, bool unmapped, Copy&& copy, Now& now) const {
     for (;;) {
       if (unmapped) return Outcome::kRefresh;
@@ -186,7 +204,7 @@ class ArrowKeys {
 template <typename KeyAt, typename CopyAt, typename Visit>
 bool PipelinedLookups(const Prober& prober, size_t n, const KeyAt& key_at, const CopyAt& copy_at,
                       const Visit& visit, Now& now) {
-  constexpr size_t kDistance = 8;
+  constexpr size_t kDistance = 12;
   constexpr size_t kRing = 32;  // > 2 * kDistance
   struct Slot {
     uint64_t hash;
@@ -549,6 +567,16 @@ Result<FixedPlan> TableReader::PlanFixed(const std::vector<std::string>& columns
     plan.types_.push_back(type);
     plan.row_bytes_ += layout.width;
   }
+  // Columns adjacent in the row and in the output (f0..f9 read in schema order) are one copy.
+  for (const FixedPlan::Copy& copy : plan.copies_) {
+    FixedPlan::Run* last = plan.runs_.empty() ? nullptr : &plan.runs_.back();
+    if (last != nullptr && last->row_offset + last->width == copy.row_offset &&
+        last->out_offset + last->width == copy.out_offset) {
+      last->width += copy.width;
+    } else {
+      plan.runs_.push_back(FixedPlan::Run{copy.row_offset, copy.width, copy.out_offset});
+    }
+  }
   return plan;
 }
 
@@ -595,17 +623,23 @@ Status TableReader::ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std
     auto copy_at = [&](size_t i) {
       std::byte* destination = out + i * out_stride;
       return [&, destination](const std::byte* row) {
-        CopyFromRow(bitmap, row + kRowHeaderBytes, bitmap_bytes);
-        for (const FixedPlan::Copy& copy : plan.copies_) {
-          CopyFromRow(destination + copy.out_offset, row + copy.row_offset, copy.width);
+        if (bitmap_bytes != 0) CopyFromRow(bitmap, row + kRowHeaderBytes, bitmap_bytes);
+        for (const FixedPlan::Run& run : plan.runs_) {
+          CopyRun(destination + run.out_offset, row + run.row_offset, run.width);
         }
       };
     };
+    // Nulls need a look only where a column may hold one (or validity is asked for).
+    const bool per_column = valid != nullptr || std::any_of(plan.copies_.begin(), plan.copies_.end(),
+                                                            [](const FixedPlan::Copy& copy) {
+                                                              return copy.valid_bit >= 0;
+                                                            });
     auto finish = [&](size_t i, Outcome outcome) {
       if (outcome == Outcome::kRefresh) return false;
-      std::byte* destination = out + i * out_stride;
       const bool hit = outcome == Outcome::kFound;
       found[i] = hit ? 1 : 0;
+      if (hit && !per_column) return true;
+      std::byte* destination = out + i * out_stride;
       for (size_t j = 0; j < columns; ++j) {
         const FixedPlan::Copy& copy = plan.copies_[j];
         const bool present =

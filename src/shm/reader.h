@@ -112,7 +112,13 @@ class FixedPlan {
   std::vector<std::string> names_;
   std::vector<uint32_t> offsets_, widths_;
   std::vector<std::shared_ptr<arrow::DataType>> types_;
+  struct Run {  // adjacent columns copied as one block
+    uint32_t row_offset;
+    uint32_t width;
+    uint32_t out_offset;
+  };
   std::vector<Copy> copies_;
+  std::vector<Run> runs_;
   uint32_t row_bytes_ = 0;
   uint64_t table_id_ = 0;
 };

@@ -266,3 +266,17 @@ def test_killed_readers_leak_nothing(server, tmp_path):
     assert set(os.listdir("/dev/shm")) == dev_shm
     # Still serving.
     assert quiver.connect(url).read("t", [1]).found.tolist() == [True]
+
+
+def test_hot_path_takes_numpy_bytes_keys(server):
+    http = quiver.connect(server.url)
+    http.create_table("s", {"key": "k", "columns": {"k": {"dtype": "utf8"},
+                                                     "v": {"dtype": "float64"}}})
+    http.write("s", {"k": ["a", "bb", "ccc"], "v": [1.0, 2.0, 3.0]})
+    rows = quiver.connect(f"shm://{server.data_dir}").table("s")
+    out = np.empty((4, 1))
+    found = rows.read_into(np.array(["ccc", "a", "zz", "bb"], dtype="S"), out)
+    assert found.tolist() == [True, True, False, True]
+    assert out[[0, 1, 3], 0].tolist() == [3.0, 1.0, 2.0]
+    with pytest.raises(TypeError, match="bytes array"):
+        rows.read_into(np.array(["a"]), np.empty((1, 1)))

@@ -1,0 +1,229 @@
+// Shared-memory reader benchmarks (docs/benchmarks.md, docs/shm.md): the same reads of one table
+// of BENCH_ROWS (default 10,000,000) rows x 10 float32 columns with 8-character string keys,
+//   BM_Engine           Table::Read in process, the table in anonymous memory (as unpublished)
+//   BM_EnginePublished  Table::Read in process, the table published (memfd regions)
+//   BM_ShmArrow         shm::TableReader::Read: Arrow arrays, as Table::Read returns them
+//   BM_ShmInto          shm::TableReader::ReadInto: the 10 floats into a caller's buffer
+// for 1 and 1000 random keys. The reader attaches through the real socket and maps the regions a
+// second time (as another process would); it runs in this process so that the engine's reads
+// and its own alternate on one machine state. Latencies are timed per call (p50 / p99 / p999 in
+// microseconds; each includes two reads of the clock, clock_ns).
+#include <arrow/api.h>
+#include <benchmark/benchmark.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/catalog.h"
+#include "server/shm/shm_server.h"
+#include "shm/reader.h"
+
+namespace quiver {
+namespace {
+
+int64_t BenchRows() {
+  const char* text = std::getenv("BENCH_ROWS");
+  return text ? std::max<int64_t>(1000, std::atoll(text)) : 10'000'000;
+}
+
+constexpr int64_t kBatchRows = 1 << 20;
+constexpr int kKeySets = 256;
+
+std::shared_ptr<arrow::RecordBatch> MakeBatch(int64_t first, int64_t count) {
+  arrow::StringBuilder keys;
+  char buffer[24];
+  for (int64_t i = 0; i < count; ++i) {
+    std::snprintf(buffer, sizeof(buffer), "%08lld", static_cast<long long>(first + i));
+    (void)keys.Append(buffer, 8);
+  }
+  arrow::FieldVector fields = {arrow::field("key", arrow::utf8())};
+  arrow::ArrayVector arrays = {keys.Finish().ValueOrDie()};
+  for (int c = 0; c < 10; ++c) {
+    arrow::FloatBuilder values;
+    for (int64_t i = 0; i < count; ++i) (void)values.Append(static_cast<float>(first + i + c));
+    fields.push_back(arrow::field("f" + std::to_string(c), arrow::float32()));
+    arrays.push_back(values.Finish().ValueOrDie());
+  }
+  return arrow::RecordBatch::Make(arrow::schema(fields), count, arrays);
+}
+
+TableSchema Schema() {
+  std::string json = R"({"key": "key", "columns": {"key": {"dtype": "utf8"})";
+  for (int c = 0; c < 10; ++c) json += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32"})";
+  return TableSchema::FromJson(json + "}}").value();
+}
+
+void Load(Table& table) {
+  const int64_t rows = BenchRows();
+  for (int64_t first = 0; first < rows; first += kBatchRows) {
+    auto result = table.Upsert(*MakeBatch(first, std::min(kBatchRows, rows - first)));
+    if (!result.ok()) {
+      std::fprintf(stderr, "load failed: %s\n", result.status().ToString().c_str());
+      std::abort();
+    }
+  }
+}
+
+// Everything the benchmarks share, built once.
+struct World {
+  std::filesystem::path dir;
+  std::shared_ptr<Table> anonymous;
+  std::unique_ptr<Catalog> catalog;
+  std::unique_ptr<ShmServer> server;
+  std::shared_ptr<Table> published;
+  std::shared_ptr<shm::TableReader> reader;
+  shm::FixedPlan plan;
+
+  World() {
+    dir = std::filesystem::temp_directory_path() / ("quiver-shm-bench-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir);
+    anonymous = Table::Make("bench", Schema()).value();
+    Load(*anonymous);
+    catalog = std::make_unique<Catalog>(CatalogOptions{.publish = true});
+    server = ShmServer::Start(*catalog, ShmServerOptions{.path = (dir / "quiver.sock").string()})
+                 .value();
+    published = catalog->CreateTable("bench", Schema()).value();
+    Load(*published);
+    auto client = shm::Client::Connect((dir / "quiver.sock").string()).value();
+    reader = client->Attach("bench").value();
+    std::vector<std::string> columns;
+    for (int c = 0; c < 10; ++c) columns.push_back("f" + std::to_string(c));
+    plan = reader->PlanFixed(columns).value();
+  }
+  ~World() {
+    reader.reset();
+    server.reset();
+    std::filesystem::remove_all(dir);
+  }
+};
+
+World& TheWorld() {
+  static World world;
+  return world;
+}
+
+struct KeySet {
+  std::shared_ptr<arrow::Array> array;
+  std::string bytes;  // the keys back to back, as the Arrow array holds them
+  std::vector<std::string_view> views;
+};
+
+std::vector<KeySet> MakeKeySets(int keys_per_read) {
+  std::mt19937_64 rng(7);
+  const int64_t rows = BenchRows();
+  std::vector<KeySet> sets(kKeySets);
+  for (KeySet& set : sets) {
+    arrow::StringBuilder builder;
+    char buffer[24];
+    for (int k = 0; k < keys_per_read; ++k) {
+      std::snprintf(buffer, sizeof(buffer), "%08lld", static_cast<long long>(rng() % rows));
+      (void)builder.Append(buffer, 8);
+      set.bytes.append(buffer, 8);
+    }
+    set.array = builder.Finish().ValueOrDie();
+    for (int k = 0; k < keys_per_read; ++k) {
+      set.views.push_back(std::string_view(set.bytes).substr(static_cast<size_t>(k) * 8, 8));
+    }
+  }
+  return sets;
+}
+
+double ClockNanos() {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 1000000; ++i) benchmark::DoNotOptimize(std::chrono::steady_clock::now());
+  return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - start)
+             .count() /
+         1e6;
+}
+
+// Times `read(set)` per call; it returns the keys found.
+template <typename Read>
+void Run(benchmark::State& state, Read read) {
+  const int keys_per_read = static_cast<int>(state.range(0));
+  TheWorld();
+  const std::vector<KeySet> sets = MakeKeySets(keys_per_read);
+  std::vector<double> micros;
+  micros.reserve(1 << 22);
+  size_t next = 0;
+  for (auto _ : state) {
+    const KeySet& set = sets[next++ % kKeySets];
+    const auto start = std::chrono::steady_clock::now();
+    const int64_t found = read(set);
+    const auto end = std::chrono::steady_clock::now();
+    if (found != keys_per_read) {
+      state.SkipWithError("read failed or keys missing");
+      break;
+    }
+    const double seconds = std::chrono::duration<double>(end - start).count();
+    state.SetIterationTime(seconds);
+    micros.push_back(seconds * 1e6);
+  }
+  state.SetItemsProcessed(state.iterations() * keys_per_read);
+  std::sort(micros.begin(), micros.end());
+  if (micros.empty()) return;
+  auto at = [&](double q) { return micros[static_cast<size_t>(q * (micros.size() - 1))]; };
+  state.counters["p50_us"] = at(0.50);
+  state.counters["p99_us"] = at(0.99);
+  state.counters["p999_us"] = at(0.999);
+  state.counters["clock_ns"] = 2 * ClockNanos();
+}
+
+void BM_Engine(benchmark::State& state) {
+  Run(state, [](const KeySet& set) {
+    auto result = TheWorld().anonymous->Read(*set.array);
+    return result.ok() ? result->found_count : -1;
+  });
+}
+
+void BM_EnginePublished(benchmark::State& state) {
+  Run(state, [](const KeySet& set) {
+    auto result = TheWorld().published->Read(*set.array);
+    return result.ok() ? result->found_count : -1;
+  });
+}
+
+void BM_ShmArrow(benchmark::State& state) {
+  Run(state, [](const KeySet& set) {
+    auto result = TheWorld().reader->Read(*set.array);
+    return result.ok() ? result->found_count : -1;
+  });
+}
+
+void BM_ShmInto(benchmark::State& state) {
+  World& world = TheWorld();
+  std::vector<std::byte> out(1000 * world.plan.row_bytes());
+  std::vector<uint8_t> found(1000);
+  Run(state, [&](const KeySet& set) -> int64_t {
+    if (!world.reader->ReadInto(world.plan, set.views, out.data(), world.plan.row_bytes(),
+                                found.data())
+             .ok()) {
+      return -1;
+    }
+    int64_t count = 0;
+    for (size_t i = 0; i < set.views.size(); ++i) count += found[i];
+    return count;
+  });
+}
+
+// Argument: keys per read. The four alternate per argument so that drift touches them alike.
+#define QUIVER_SHM_BENCHMARK(name) \
+  BENCHMARK(name)->ArgName("keys")->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(2.0)
+
+QUIVER_SHM_BENCHMARK(BM_Engine)->Arg(1)->Arg(1000);
+QUIVER_SHM_BENCHMARK(BM_EnginePublished)->Arg(1)->Arg(1000);
+QUIVER_SHM_BENCHMARK(BM_ShmArrow)->Arg(1)->Arg(1000);
+QUIVER_SHM_BENCHMARK(BM_ShmInto)->Arg(1)->Arg(1000);
+
+}  // namespace
+}  // namespace quiver
+
+BENCHMARK_MAIN();
