@@ -160,6 +160,7 @@ int Run(ServerConfig options) {
   resp.table_separator = options.resp_table_separator;
   resp.max_connections = static_cast<size_t>(options.resp_max_clients);
   resp.maxmemory_clients = options.maxmemory_clients;
+  if (ShmServer* shm = (*instance)->shm()) resp.shm_info = [shm] { return shm->InfoText(); };
   resp.query_buffer_limit = static_cast<uint64_t>(options.query_buffer_limit);
   resp.output_hard_limit = options.output_hard_limit;
   resp.output_soft_limit = options.output_soft_limit;

@@ -20,6 +20,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <atomic>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -107,8 +108,14 @@ namespace {
 class Engine {
  public:
   Engine(std::optional<std::string> data_dir, const std::string& fsync, uint64_t snapshot_wal_bytes,
-         int64_t snapshot_interval) {
+         int64_t snapshot_interval, std::optional<std::string> shm_socket) {
     InstanceOptions options;
+    // With a data directory the tables are published for other processes, as quiverd's are.
+    if (shm_socket && *shm_socket != "off") {
+      options.shm_socket = *shm_socket;
+    } else if (!shm_socket && data_dir) {
+      options.shm_socket = (std::filesystem::path(*data_dir) / "quiver.sock").string();
+    }
     options.data_dir = std::move(data_dir);
     if (!storage::ParseFsyncPolicy(fsync, &options.durability.fsync)) {
       Raise(Status::InvalidArgument("fsync must be 'always', 'everysec' or 'no', not '" + fsync +
@@ -338,11 +345,15 @@ NB_MODULE(_quiver, m) {
       "alias. timestamp[...], list[...] and fixed_size_list[...] are built from them.");
 
   nb::class_<Engine>(m, "Engine", "An in-memory catalog of feature tables.")
-      .def(nb::init<std::optional<std::string>, const std::string&, uint64_t, int64_t>(),
+      .def(nb::init<std::optional<std::string>, const std::string&, uint64_t, int64_t,
+                    std::optional<std::string>>(),
            nb::arg("data_dir").none(), nb::arg("fsync") = "everysec",
            nb::arg("snapshot_wal_bytes") = uint64_t{256} << 20, nb::arg("snapshot_interval") = 3600,
+           nb::arg("shm_socket").none() = nb::none(),
            "In memory (data_dir None), or durable in data_dir: recovers what is there, logs "
-           "every write (fsync: always, everysec or no) and snapshots in the background.")
+           "every write (fsync: always, everysec or no) and snapshots in the background; then "
+           "its tables are published for readers of other processes at shm_socket (None: "
+           "<data_dir>/quiver.sock; 'off': not published).")
       .def("close", &Engine::Close, "Syncs the log and releases the data directory.")
       .def("snapshot", &Engine::Snapshot, nb::arg("tables"),
            "Snapshots the named tables (all when empty); per table (name, written, rows, "

@@ -28,9 +28,10 @@ class EmbeddedBackend:
     name = "embedded"
 
     def __init__(self, data_dir: str | None = None, fsync: str = "everysec",
-                 snapshot_wal_bytes: int = 256 << 20, snapshot_interval: int = 3600) -> None:
+                 snapshot_wal_bytes: int = 256 << 20, snapshot_interval: int = 3600,
+                 shm_socket: str | None = None) -> None:
         self._engine = self._call(_quiver.Engine, data_dir, fsync, snapshot_wal_bytes,
-                                  snapshot_interval)
+                                  snapshot_interval, shm_socket)
         self.kv = KeyValue(self._engine)
 
     def close(self) -> None:

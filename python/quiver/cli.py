@@ -220,7 +220,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("keys", nargs="+")
     s = sub.add_parser("snapshot", help="save tables to the server's data directory now")
     s.add_argument("tables", nargs="*", help="default: every table")
+    s = sub.add_parser("shm", help="shared-memory readers of a quiverd on this host")
+    s.add_argument("action", choices=["status"], help="status: the readers attached, as JSON")
+    s.add_argument("--socket", help="the socket, or the data directory holding quiver.sock "
+                                    "(default: the --url when it is shm://, else ./quiver-data)")
     return p
+
+
+def _shm_status(args: argparse.Namespace) -> None:
+    from ._shm import ShmBackend
+
+    where = args.socket or (args.url[len("shm://"):] if args.url and args.url.startswith("shm://")
+                            else "./quiver-data")
+    backend = ShmBackend("shm://" + where)
+    print(json.dumps(backend.status(), indent=2))
 
 
 def _schema_argument(text: str) -> dict[str, Any]:
@@ -239,6 +252,9 @@ def _schema_argument(text: str) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.command == "shm":
+        _shm_status(args)
+        return
     try:
         db = connect(args.url, timeout=args.timeout)
     except ValueError as e:

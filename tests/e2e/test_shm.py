@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import pytest
+import redis
 import requests
 
 import quiver
@@ -140,6 +141,9 @@ def test_socket_is_private_and_metrics_show_readers(server):
         time.sleep(0.05)
     assert "quiver_shm_readers 1" in metrics
     assert f'quiver_shm_reader_retired_bytes{{pid="{os.getpid()}",table="t"}} 0' in metrics
+    info = redis.Redis(port=server.resp_port).info("shm")
+    assert info["shm_readers"] == 1 and info["shm_mapped_bytes"] > 0
+    assert info["shm_socket"] == str(socket)
     status = shm.shm_status()
     assert status["readers"][0]["pid"] == os.getpid()
     assert status["readers"][0]["tables"][0]["table"] == "t"
@@ -280,3 +284,43 @@ def test_hot_path_takes_numpy_bytes_keys(server):
     assert out[[0, 1, 3], 0].tolist() == [3.0, 1.0, 2.0]
     with pytest.raises(TypeError, match="bytes array"):
         rows.read_into(np.array(["a"]), np.empty((1, 1)))
+
+
+READ_EMBEDDED = textwrap.dedent("""
+    import sys, quiver
+    db = quiver.connect(sys.argv[1])
+    print(db.read("t", [1, 2, 3], ["f"]).to_arrow().column("f").to_pylist())
+""")
+
+
+def test_an_embedded_engine_with_a_data_directory_publishes(tmp_path):
+    data = tmp_path / "embedded"
+    db = quiver.open(data)
+    try:
+        db.create_table("t", SCHEMA)
+        db.write("t", pa.table(rows(1, 2), schema=db.schema("t")))
+        script = tmp_path / "read.py"
+        script.write_text(READ_EMBEDDED)
+        out = subprocess.run([sys.executable, str(script), f"shm://{data}"], check=True,
+                             capture_output=True, text=True).stdout
+        assert out.strip() == "[1.0, 2.0, None]"
+    finally:
+        db.close()
+    assert not (data / "quiver.sock").exists()
+    off = quiver.open(tmp_path / "off", shm_socket="off")
+    assert not (tmp_path / "off" / "quiver.sock").exists()
+    off.close()
+
+
+def test_cli_prints_the_readers(server):
+    quiver.connect(server.url).create_table("t", SCHEMA)
+    shm = quiver.connect(f"shm://{server.data_dir}")
+    shm.read("t", [1])
+    out = subprocess.run([sys.executable, "-m", "quiver.cli", "shm", "status", "--socket",
+                          str(server.data_dir)], check=True, capture_output=True, text=True).stdout
+    status = json.loads(out)
+    assert status["socket"] == str(server.data_dir / "quiver.sock")
+    assert [reader["pid"] for reader in status["readers"]].count(os.getpid()) == 1
+    missing = subprocess.run([sys.executable, "-m", "quiver.cli", "shm", "status", "--socket",
+                              str(server.data_dir / "nope")], capture_output=True, text=True)
+    assert missing.returncode == 1 and "is quiverd running there" in missing.stderr

@@ -52,6 +52,8 @@ struct ServerState {
   // The connected clients (CLIENT LIST, INFO clients): a callback filling one line per client.
   std::function<std::vector<std::string>()> list_clients;
   std::function<size_t()> client_count;
+  // INFO's "# Shm" section (the shared-memory readers), when the host publishes tables.
+  std::function<std::string()> shm_info;
   // Client buffer limits, as Redis's (docs/resp.md#client-limits); CONFIG SET changes them.
   // client-output-buffer-limit normal <hard> <soft> <soft seconds>: a client whose unsent
   // replies pass `hard`, or stay past `soft` that long, is closed (0: no limit).

@@ -287,6 +287,7 @@ RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace,
   state_.catalog = catalog;
   state_.table_separator = options.table_separator;
   state_.requirepass = options.requirepass;
+  state_.shm_info = options.shm_info;
   state_.bind = options.bind;
   state_.threads = options.threads;
   state_.started_ms = UnixMillis();

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -42,6 +43,7 @@ struct RespServerOptions {
   int64_t output_soft_seconds = 60;
   uint64_t query_buffer_limit = uint64_t{1} << 30;
   int64_t maxmemory_clients = -1;  // -1: 128 MiB while maxmemory is set, else none
+  std::function<std::string()> shm_info;  // INFO's "# Shm" section; may be empty
 };
 
 class RespServer {

@@ -353,6 +353,7 @@ void Info(Context& c) {
             "\r\nevicted_keys:" + std::to_string(c.keyspace().memory_limit().Evicted()) +
             "\r\n\r\n";
   }
+  if (wanted("shm") && c.server.shm_info) text += c.server.shm_info();
   if (wanted("keyspace")) {
     text += "# Keyspace\r\n";
     if (stats.keys > 0) {

@@ -435,6 +435,20 @@ std::string ShmServer::ReadersJson(const std::vector<ShmReaderInfo>& readers) co
 
 std::string ShmServer::StatusJson() const { return ReadersJson(Readers()); }
 
+std::string ShmServer::InfoText() const {
+  uint64_t mapped = 0, retired = 0;
+  const std::vector<ShmReaderInfo> readers = Readers();
+  for (const ShmReaderInfo& info : readers) {
+    for (const ShmReaderTable& table : info.tables) {
+      mapped += table.mapped_bytes;
+      retired += table.retired_bytes;
+    }
+  }
+  return "# Shm\r\nshm_socket:" + options_.path + "\r\nshm_readers:" +
+         std::to_string(readers.size()) + "\r\nshm_mapped_bytes:" + std::to_string(mapped) +
+         "\r\nshm_retired_bytes:" + std::to_string(retired) + "\r\n\r\n";
+}
+
 void ShmServer::RenderMetrics(std::string* out) const {
   const std::vector<ShmReaderInfo> readers = Readers();
   AppendFamilyHeader(out, "quiver_shm_readers", "gauge",

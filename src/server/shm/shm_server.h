@@ -66,6 +66,8 @@ class ShmServer {
   std::vector<ShmReaderInfo> Readers() const;
   // {"socket": ..., "readers": [...]} (what `quiver shm status` prints).
   std::string StatusJson() const;
+  // INFO's "# Shm" section: the socket, readers, bytes they map, bytes of those the tables freed.
+  std::string InfoText() const;
   // The quiver_shm_* families in Prometheus text format.
   void RenderMetrics(std::string* out) const;
 
