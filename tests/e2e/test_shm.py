@@ -3,6 +3,7 @@ the hot path, growth, compaction, TTL, deletes, drops, restarts, kills and bad i
 
 import json
 import os
+import pathlib
 import signal
 import stat
 import subprocess
@@ -324,3 +325,21 @@ def test_cli_prints_the_readers(server):
     missing = subprocess.run([sys.executable, "-m", "quiver.cli", "shm", "status", "--socket",
                               str(server.data_dir / "nope")], capture_output=True, text=True)
     assert missing.returncode == 1 and "is quiverd running there" in missing.stderr
+
+
+def test_a_cpp_process_reads_the_same_values(server):
+    from quiverd import QUIVERD
+
+    program = pathlib.Path(QUIVERD).parent / "examples" / "shm_reader"
+    http = quiver.connect(server.url)
+    http.create_table("all", SCHEMA)
+    write(http, "all", rows(0, 20))
+    socket = str(server.data_dir / "quiver.sock")
+    out = subprocess.run([str(program), socket, "all", "--fixed", "f,d,i", "3", "5", "99"],
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    assert out == ["3: f=3 d=1.5 i=3", "5: f=5 d=2.5 i=null", "99: (missing)"]
+    out = subprocess.run([str(program), socket, "all", "7", "8"], check=True,
+                         capture_output=True, text=True).stdout
+    assert out.startswith("found 2 of 2\n") and "string value 7 v0" in out
+    failed = subprocess.run([str(program), socket, "nope", "1"], capture_output=True, text=True)
+    assert failed.returncode == 1 and "table 'nope' does not exist" in failed.stderr
