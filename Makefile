@@ -55,7 +55,8 @@ test-asan: python
 test-tsan: setup
 	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIVER_SANITIZE=thread \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
-	@cmake --build build-tsan -j $(JOBS) --target engine_concurrency_test storage_test resp_test
+	@cmake --build build-tsan -j $(JOBS) --target engine_concurrency_test storage_test resp_test \
+	  shm_concurrency_test shm_stress_reader
 	@# detect_deadlocks=0: FLUSHALL holds the keyspace's 64 shard locks and then the log's, more
 	@# than the lock-order detector can track (64); data races are still reported.
 	@TSAN_OPTIONS="halt_on_error=1 detect_deadlocks=0 suppressions=$(CURDIR)/scripts/tsan-suppressions.txt" \
