@@ -46,7 +46,8 @@ test-asan: python
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
 	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz \
-	  codec_fuzz codec_test storage_test storage_fuzz resp_test resp_fuzz keyspace_fuzz app_test quiverd
+	  codec_fuzz codec_test storage_test storage_fuzz resp_test resp_fuzz keyspace_fuzz app_test quiverd \
+	  shm_test shm_concurrency_test shm_stress_reader shm_fuzz shm_reader
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system QUIVERD=build-asan/quiverd \
@@ -119,7 +120,8 @@ FUZZ_SECONDS ?= 60
 fuzz: setup
 	@cmake -S . -B build-fuzz -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DQUIVER_FUZZ=ON \
 	  -DQUIVER_SANITIZE="address;undefined" -DQUIVER_BUILD_TESTS=ON -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
-	@cmake --build build-fuzz --target schema_fuzz codec_fuzz resp_fuzz keyspace_fuzz storage_fuzz
+	@cmake --build build-fuzz --target schema_fuzz codec_fuzz resp_fuzz keyspace_fuzz storage_fuzz \
+	  shm_fuzz
 	@mkdir -p build-fuzz/corpus/schema build-fuzz/corpus/codec
 	@cp src/engine/fuzz_corpus/schema/* build-fuzz/corpus/schema/
 	@cp src/server/codec/fuzz_corpus/codec/* build-fuzz/corpus/codec/
@@ -133,6 +135,9 @@ fuzz: setup
 	@mkdir -p build-fuzz/corpus/storage && cp src/storage/fuzz_corpus/storage/* build-fuzz/corpus/storage/
 	@ARROW_DEFAULT_MEMORY_POOL=system ./build-fuzz/src/storage_fuzz -max_total_time=$(FUZZ_SECONDS) \
 	  -rss_limit_mb=4096 build-fuzz/corpus/storage
+	@mkdir -p build-fuzz/corpus/shm && cp src/shm/fuzz_corpus/shm/* build-fuzz/corpus/shm/
+	@ARROW_DEFAULT_MEMORY_POOL=system ./build-fuzz/src/shm_fuzz -max_total_time=$(FUZZ_SECONDS) \
+	  build-fuzz/corpus/shm
 
 SOURCES = find src apps bench python/ext -name '*.cc' -o -name '*.h'
 LIBRARY_SOURCES = find src apps python/ext -name '*.cc' ! -name '*_test.cc' ! -name '*_fuzz.cc'

@@ -8,12 +8,14 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
 #include "engine/dtype.h"
+#include "engine/row_copy.h"
 
 namespace quiver::shm {
 
@@ -189,6 +191,99 @@ Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
   info.key_column = header->key_column;
   info.mapping = std::move(mapping);
   return info;
+}
+
+bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedState* state,
+                  std::vector<ManifestEntry>* entries) {
+  const ControlHeader& header = *control.header;
+  for (int attempt = 0; attempt < (1 << 16); ++attempt) {
+    const uint64_t before = header.generation.load(std::memory_order_acquire);
+    if (before & 1) {
+      __builtin_ia32_pause();
+      continue;
+    }
+    const uint32_t count = header.manifest_count.load(std::memory_order_relaxed);
+    *state = static_cast<PublishedState>(header.state.load(std::memory_order_relaxed));
+    if (count > header.manifest_capacity) return false;
+    entries->resize(count);
+    CopyFromRow(entries->data(), reinterpret_cast<const std::byte*>(control.manifest()),
+                count * sizeof(ManifestEntry));
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (header.generation.load(std::memory_order_relaxed) == before) {
+      *generation = before;
+      return true;
+    }
+  }
+  return false;
+}
+
+Status CheckManifest(const std::vector<ManifestEntry>& entries, const std::string& name) {
+  constexpr uint32_t kMaxChunkNumber = uint32_t{1} << 22;
+  int indexes = 0;
+  std::vector<uint64_t> ids;
+  ids.reserve(entries.size());
+  for (const ManifestEntry& entry : entries) {
+    const auto kind = static_cast<RegionKind>(entry.kind);
+    const bool chunk = kind == RegionKind::kRows || kind == RegionKind::kHeap;
+    if ((!chunk && kind != RegionKind::kIndex) || (chunk && entry.number >= kMaxChunkNumber) ||
+        entry.bytes == 0 || entry.bytes > (uint64_t{1} << 40)) {
+      return Status::Corruption("table '" + name + "': a bad manifest entry");
+    }
+    if (kind == RegionKind::kIndex) {
+      ++indexes;
+      if (entry.param < 512 || entry.param > (uint64_t{1} << 32) ||
+          (entry.param & (entry.param - 1)) != 0) {
+        return Status::Corruption("table '" + name + "': a bad index entry");
+      }
+    }
+    ids.push_back(entry.id);
+  }
+  std::sort(ids.begin(), ids.end());
+  if (std::adjacent_find(ids.begin(), ids.end()) != ids.end()) {
+    return Status::Corruption("table '" + name + "': a region listed twice");
+  }
+  if (indexes != 1) return Status::Corruption("table '" + name + "': no single index");
+  return Status::OK();
+}
+
+Status AssembleView(const ControlInfo& control, const std::vector<ManifestEntry>& entries,
+                    const std::map<uint64_t, std::shared_ptr<Mapping>>& mappings, View* view) {
+  for (const ManifestEntry& entry : entries) {
+    auto it = mappings.find(entry.id);
+    if (it == mappings.end() || it->second == nullptr) {
+      return Status::Internal("region " + std::to_string(entry.id) + " was not mapped");
+    }
+    const std::shared_ptr<Mapping>& mapping = it->second;
+    const Span span{mapping->data(), mapping->size()};
+    switch (static_cast<RegionKind>(entry.kind)) {
+      case RegionKind::kRows:
+        // Every row id the chunk's number stands for lies inside the mapping.
+        if (mapping->size() / control.row_width < control.geometry.ChunkRows(entry.number)) {
+          return Status::Corruption("a row chunk is smaller than its rows");
+        }
+        if (view->rows.size() <= entry.number) view->rows.resize(entry.number + 1);
+        view->rows[entry.number] = span;
+        break;
+      case RegionKind::kHeap:
+        if (mapping->size() < kHeapChunkHeaderBytes) {
+          return Status::Corruption("a heap chunk is smaller than its header");
+        }
+        if (view->heap.size() <= entry.number) view->heap.resize(entry.number + 1);
+        view->heap[entry.number] = span;
+        break;
+      case RegionKind::kIndex:
+        if (mapping->size() / sizeof(uint64_t) < entry.param) {
+          return Status::Corruption("the index is smaller than its slots");
+        }
+        view->slots = reinterpret_cast<const std::atomic<uint64_t>*>(span.base);
+        view->index_mask = entry.param - 1;
+        view->index_shift = 32 - __builtin_ctzll(entry.param);
+        break;
+    }
+    view->mapped_bytes += mapping->size();
+    view->owned.push_back(mapping);
+  }
+  return Status::OK();
 }
 
 }  // namespace quiver::shm

@@ -15,8 +15,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -97,5 +99,26 @@ struct View {
     return HeapBytesIn(heap[chunk].base, heap[chunk].size, HeapOffsetOf(ref), size);
   }
 };
+
+// Copies the listed manifest while the generation holds still (even and unchanged); false when
+// it never did (a writer that died mid-change, or a hostile block).
+bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedState* state,
+                  std::vector<ManifestEntry>* entries);
+// Checks copied entries: known kinds, sane chunk numbers, distinct ids, exactly one index of a
+// power-of-two capacity. kCorruption naming table `name` and what is wrong.
+Status CheckManifest(const std::vector<ManifestEntry>& entries, const std::string& name);
+// Fills `view`'s regions from checked `entries` and their mappings (by region id, every one
+// present), each checked against what the control block says it holds.
+Status AssembleView(const ControlInfo& control, const std::vector<ManifestEntry>& entries,
+                    const std::map<uint64_t, std::shared_ptr<Mapping>>& mappings, View* view);
+
+// The values of `columns` (schema indices) for `keys` (int64 or utf8, as the key column; no
+// nulls) read from `view` as Arrow arrays, with the found bitmap. False (nothing read) when the
+// view is behind the table (a row or heap chunk it has not mapped): refresh and read again.
+// TableReader::Read calls it inside its gate; the fuzzer on a hostile view.
+Result<bool> ReadFromView(const ControlInfo& control, const View& view, const arrow::Array& keys,
+                          const std::vector<int>& columns, std::string_view name,
+                          arrow::ArrayVector* arrays, std::shared_ptr<arrow::Buffer>* found_bits,
+                          int64_t* found_count);
 
 }  // namespace quiver::shm

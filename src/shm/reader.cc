@@ -32,10 +32,8 @@ constexpr int64_t kHeartbeatStaleMs = 1000;
 constexpr int64_t kLivenessCheckMs = 100;
 // Bounds on waiting and retrying, so that a dead writer or a hostile block cannot hang a reader.
 constexpr int kSeqlockSpins = 1 << 20;  // pauses on a row marked mid-write (tens of ms)
-constexpr int kManifestTries = 1 << 16;
 constexpr int kRefreshTries = 16;
 constexpr int kRowTries = 1 << 10;  // torn copies of one row in a row
-constexpr size_t kMaxChunkNumber = size_t{1} << 22;
 
 int64_t CoarseMillis() {
   timespec now;
@@ -312,34 +310,6 @@ ReaderStats TableReader::stats() const {
   return stats;
 }
 
-namespace {
-
-// Copies the listed manifest under the generation seqlock. False when it never held still.
-bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedState* state,
-                  std::vector<ManifestEntry>* entries) {
-  const ControlHeader& header = *control.header;
-  for (int attempt = 0; attempt < kManifestTries; ++attempt) {
-    const uint64_t before = header.generation.load(std::memory_order_acquire);
-    if (before & 1) {
-      __builtin_ia32_pause();
-      continue;
-    }
-    const uint32_t count = header.manifest_count.load(std::memory_order_relaxed);
-    *state = static_cast<PublishedState>(header.state.load(std::memory_order_relaxed));
-    if (count > header.manifest_capacity) return false;
-    entries->resize(count);
-    CopyFromRow(entries->data(), reinterpret_cast<const std::byte*>(control.manifest()),
-                count * sizeof(ManifestEntry));
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (header.generation.load(std::memory_order_relaxed) == before) {
-      *generation = before;
-      return true;
-    }
-  }
-  return false;
-}
-
-}  // namespace
 
 Result<std::shared_ptr<TableReader>> Client::Attach(std::string_view name) {
   std::shared_ptr<TableReader> reader(new TableReader(shared_from_this(), std::string(name)));
@@ -391,36 +361,16 @@ Status TableReader::RefreshLocked(bool reattach) {
       reattach = true;
       continue;
     }
+    QUIVER_RETURN_NOT_OK(CheckManifest(entries, name));
     // Regions this view shares with the last one are not mapped again.
     std::map<uint64_t, std::shared_ptr<Mapping>> known;
     if (state.owned != nullptr && state.owned->control == control) {
       for (const auto& mapping : state.owned->owned) known[mapping->id()] = mapping;
     }
-    auto view = std::make_unique<View>();
-    view->control = control;
-    view->generation = generation;
     std::vector<uint64_t> wanted;
-    int indexes = 0;
     for (const ManifestEntry& entry : entries) {
-      const auto kind = static_cast<RegionKind>(entry.kind);
-      const bool chunk = kind == RegionKind::kRows || kind == RegionKind::kHeap;
-      if ((!chunk && kind != RegionKind::kIndex) || (chunk && entry.number >= kMaxChunkNumber)) {
-        return Status::Corruption("table '" + name + "': a bad manifest entry");
-      }
-      if (kind == RegionKind::kRows &&
-          entry.bytes / control->row_width < control->geometry.ChunkRows(entry.number)) {
-        return Status::Corruption("table '" + name + "': a row chunk smaller than its rows");
-      }
-      if (kind == RegionKind::kIndex) {
-        ++indexes;
-        if (entry.param < 512 || entry.param > (uint64_t{1} << 32) ||
-            (entry.param & (entry.param - 1)) != 0 || entry.bytes / 8 < entry.param) {
-          return Status::Corruption("table '" + name + "': a bad index entry");
-        }
-      }
       if (known.find(entry.id) == known.end()) wanted.push_back(entry.id);
     }
-    if (indexes != 1) return Status::Corruption("table '" + name + "': no single index");
     Result<std::vector<int>> fds = client.MapRaw(control->table_id, state.instance_id, wanted);
     if (!fds.ok()) {
       if (fds.status().code() == StatusCode::kIOError) {  // the server went away: try again
@@ -453,27 +403,10 @@ Status TableReader::RefreshLocked(bool reattach) {
     }
     QUIVER_RETURN_NOT_OK(mapped);
     if (gone) continue;  // freed since the manifest was copied: copy it again
-    for (const ManifestEntry& entry : entries) {
-      std::shared_ptr<Mapping> mapping = known[entry.id];
-      const Span span{mapping->data(), mapping->size()};
-      switch (static_cast<RegionKind>(entry.kind)) {
-        case RegionKind::kRows:
-          if (view->rows.size() <= entry.number) view->rows.resize(entry.number + 1);
-          view->rows[entry.number] = span;
-          break;
-        case RegionKind::kHeap:
-          if (view->heap.size() <= entry.number) view->heap.resize(entry.number + 1);
-          view->heap[entry.number] = span;
-          break;
-        case RegionKind::kIndex:
-          view->slots = reinterpret_cast<const std::atomic<uint64_t>*>(span.base);
-          view->index_mask = entry.param - 1;
-          view->index_shift = 32 - __builtin_ctzll(entry.param);
-          break;
-      }
-      view->mapped_bytes += mapping->size();
-      view->owned.push_back(std::move(mapping));
-    }
+    auto view = std::make_unique<View>();
+    view->control = control;
+    view->generation = generation;
+    QUIVER_RETURN_NOT_OK(AssembleView(*control, entries, known, view.get()));
     state.view.store(view.get(), std::memory_order_release);
     std::unique_ptr<const View> old = std::move(state.owned);
     state.owned = std::move(view);
@@ -683,6 +616,52 @@ Status TableReader::ReadInto(const FixedPlan& plan, std::span<const std::string_
       plan, keys.size(), [data](size_t i) { return data[i]; }, out, out_stride, found, valid);
 }
 
+Result<bool> ReadFromView(const ControlInfo& control, const View& view, const arrow::Array& keys,
+                          const std::vector<int>& columns, std::string_view name,
+                          arrow::ArrayVector* arrays, std::shared_ptr<arrow::Buffer>* found_bits,
+                          int64_t* found_count) {
+  const int64_t n = keys.length();
+  const ArrowKeys key_at(keys);
+  std::vector<GatherColumn> outputs;
+  for (int index : columns) {
+    outputs.push_back(GatherColumn{&control.layouts[index], control.schema->field(index)->type(),
+                                   control.schema->field(index)->name()});
+  }
+  const HeapResolver heap{&view, [](const void* context, HeapRef ref, size_t size) {
+                            return static_cast<const View*>(context)->Heap(ref, size);
+                          }};
+  RowGather gather(outputs, control.bitmap_bytes, n, heap, name);
+  QUIVER_RETURN_NOT_OK(gather.Init());
+  QUIVER_ASSIGN_OR_RETURN_ARROW(*found_bits,
+                                arrow::AllocateBuffer(arrow::bit_util::BytesForBits(n)));
+  uint8_t* found = (*found_bits)->mutable_data();
+  std::memset(found, 0, static_cast<size_t>((*found_bits)->size()));
+  *found_count = 0;
+  const ColumnLayout& key = control.layouts[control.key_column];
+  const Prober prober{view, control, key, key.physical == Physical::kFixed};
+  auto copy_at = [&](size_t i) {
+    return [&gather, i](const std::byte* row) { gather.Copy(row, static_cast<int64_t>(i)); };
+  };
+  auto visit = [&](size_t i, Outcome outcome) {
+    const auto at = static_cast<int64_t>(i);
+    if (outcome == Outcome::kFound && !gather.HeapRefsResolve(at)) outcome = Outcome::kRefresh;
+    if (outcome == Outcome::kRefresh) return false;
+    if (outcome == Outcome::kFound) {
+      arrow::bit_util::SetBit(found, at);
+      ++*found_count;
+    } else {
+      gather.SetMissing(at);
+    }
+    return true;
+  };
+  Now now;
+  if (!PipelinedLookups(prober, static_cast<size_t>(n), key_at, copy_at, visit, now)) {
+    return false;
+  }
+  QUIVER_ASSIGN_OR_RETURN(*arrays, gather.Finish(n, found));
+  return true;
+}
+
 Result<ReadBatch> TableReader::Read(const arrow::Array& keys_in,
                                     const std::vector<std::string>& columns) {
   const std::shared_ptr<arrow::Schema>& schema = state_->schema;
@@ -723,51 +702,12 @@ Result<ReadBatch> TableReader::Read(const arrow::Array& keys_in,
     indices.push_back(index);
   }
   const int64_t n = keys->length();
-  const ArrowKeys key_at(*keys);
   ReadBatch result;
   arrow::ArrayVector arrays;
   std::shared_ptr<arrow::Buffer> found_bits;
   QUIVER_RETURN_NOT_OK(WithView([&](const View& view) -> Result<bool> {
-    const ControlInfo& control = *view.control;
-    std::vector<GatherColumn> outputs;
-    for (int index : indices) {
-      outputs.push_back(GatherColumn{&control.layouts[index], schema->field(index)->type(),
-                                     schema->field(index)->name()});
-    }
-    const HeapResolver heap{&view, [](const void* context, HeapRef ref, size_t size) {
-                              return static_cast<const shm::View*>(context)->Heap(ref, size);
-                            }};
-    RowGather gather(outputs, control.bitmap_bytes, n, heap, name_);
-    QUIVER_RETURN_NOT_OK(gather.Init());
-    QUIVER_ASSIGN_OR_RETURN_ARROW(found_bits,
-                                  arrow::AllocateBuffer(arrow::bit_util::BytesForBits(n)));
-    uint8_t* found = found_bits->mutable_data();
-    std::memset(found, 0, static_cast<size_t>(found_bits->size()));
-    int64_t found_count = 0;
-    const ColumnLayout& key = control.layouts[control.key_column];
-    const Prober prober{view, control, key, int_keys};
-    auto copy_at = [&](size_t i) {
-      return [&gather, i](const std::byte* row) { gather.Copy(row, static_cast<int64_t>(i)); };
-    };
-    auto visit = [&](size_t i, Outcome outcome) {
-      const auto at = static_cast<int64_t>(i);
-      if (outcome == Outcome::kFound && !gather.HeapRefsResolve(at)) outcome = Outcome::kRefresh;
-      if (outcome == Outcome::kRefresh) return false;
-      if (outcome == Outcome::kFound) {
-        arrow::bit_util::SetBit(found, at);
-        ++found_count;
-      } else {
-        gather.SetMissing(at);
-      }
-      return true;
-    };
-    Now now;
-    if (!PipelinedLookups(prober, static_cast<size_t>(n), key_at, copy_at, visit, now)) {
-      return false;
-    }
-    QUIVER_ASSIGN_OR_RETURN(arrays, gather.Finish(n, found));
-    result.found_count = found_count;
-    return true;
+    return ReadFromView(*view.control, view, *keys, indices, name_, &arrays, &found_bits,
+                        &result.found_count);
   }));
   arrow::FieldVector fields;
   for (int index : indices) {
