@@ -221,6 +221,11 @@ uint64_t Publication::RetiredBytesAt(uint64_t generation) const {
   return bytes;
 }
 
+void Publication::NoteReaderAt(uint64_t generation) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  oldest_reader_generation_ = std::min(oldest_reader_generation_, generation);
+}
+
 void Publication::PruneRetired(uint64_t oldest_generation) {
   std::lock_guard<std::mutex> lock(mutex_);
   oldest_reader_generation_ = oldest_generation;

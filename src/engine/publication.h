@@ -79,6 +79,9 @@ class Publication final : public RegionObserver {
   // but the table no longer lists: regions freed, replaced or dropped since. The publication
   // remembers a region it stopped listing until PruneRetired says no reader is that old.
   uint64_t RetiredBytesAt(uint64_t generation) const;
+  // A reader maps the manifest of `generation` now: what stops being listed after it is
+  // remembered (until PruneRetired says otherwise).
+  void NoteReaderAt(uint64_t generation);
   // Forgets the regions stopped being listed at or before `oldest_generation`, the oldest
   // generation a reader still maps (UINT64_MAX: no reader).
   void PruneRetired(uint64_t oldest_generation);

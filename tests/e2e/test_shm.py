@@ -3,11 +3,13 @@ the hot path, growth, compaction, TTL, deletes, drops, restarts, kills and bad i
 
 import json
 import os
+import shutil
 import pathlib
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -343,3 +345,106 @@ def test_a_cpp_process_reads_the_same_values(server):
     assert out.startswith("found 2 of 2\n") and "string value 7 v0" in out
     failed = subprocess.run([str(program), socket, "nope", "1"], capture_output=True, text=True)
     assert failed.returncode == 1 and "table 'nope' does not exist" in failed.stderr
+
+
+def test_an_idle_reader_holding_freed_memory_loses_its_lease(start_server):
+    server = start_server("--shm-lease-seconds", "1")
+    http = quiver.connect(server.url)
+    http.create_table("t", SCHEMA)
+    write(http, "t", rows(0, 100))
+    shm = quiver.connect(f"shm://{server.data_dir}")
+    assert shm.read("t", [1]).found.tolist() == [True]
+    write(http, "t", rows(100, 5000))  # the index grows: the one this reader maps is freed
+    label = f'{{pid="{os.getpid()}",table="t"}}'
+
+    def retired():
+        for line in requests.get(server.url + "/metrics").text.splitlines():
+            if line.startswith("quiver_shm_reader_retired_bytes" + label):
+                return int(float(line.split()[-1]))
+        return None
+
+    deadline = time.time() + 5
+    while time.time() < deadline and not retired():
+        time.sleep(0.05)
+    assert retired() > 0
+    deadline = time.time() + 10
+    while time.time() < deadline and retired() is not None:
+        time.sleep(0.1)
+    assert retired() is None  # let go
+    assert "lease expired" in server.log() and f"pid={os.getpid()}" in server.log()
+    # Its next call maps afresh.
+    assert shm.read("t", [4000]).found.tolist() == [True]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root (and setpriv) to read as another user")
+def test_the_socket_mode_decides_who_reads(start_server):
+    """The C++ reader (examples/shm_reader) run as nobody: refused by a 0600 socket with an
+    error saying why, let in by a 0666 one."""
+    from quiverd import QUIVERD
+
+    program = pathlib.Path(QUIVERD).parent / "examples" / "shm_reader"
+    shared = pathlib.Path(tempfile.mkdtemp(prefix="quiver-shm-mode-"))
+    try:
+        shared.chmod(0o755)
+        for mode in ("0600", "0666"):
+            socket = shared / f"quiver-{mode}.sock"
+            server = start_server("--shm-socket", str(socket), "--shm-socket-mode", mode)
+            assert stat.S_IMODE(socket.stat().st_mode) == int(mode, 8)
+            http = quiver.connect(server.url)
+            http.create_table("t", SCHEMA)
+            write(http, "t", rows(0, 10))
+            out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                  str(program), str(socket), "t", "--fixed", "f", "3"],
+                                 capture_output=True, text=True, timeout=60)
+            if mode == "0600":
+                assert out.returncode == 1, out
+                assert "Permission denied (the socket's permissions do not let this user in)" \
+                    in out.stderr
+            else:
+                assert out.returncode == 0 and out.stdout == "3: f=3\n", out
+            server.stop()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def shmem_kb():
+    for line in open("/proc/meminfo"):
+        if line.startswith("Shmem:"):
+            return int(line.split()[1])
+    raise AssertionError("no Shmem in /proc/meminfo")
+
+
+def test_kill_9_of_quiverd_and_its_readers_frees_the_shared_memory(tmp_path):
+    before = shmem_kb()
+    server = Server(tmp_path)
+    http = quiver.connect(server.url)
+    http.create_table("t", {"key": "k", "columns": {"k": {"dtype": "int64"},
+                                                     "e": {"dtype": "fixed_size_list[float32, 256]"}}})
+    block = np.ones((50_000, 256), dtype=np.float32)  # 50 MB of rows
+    http.write("t", {"k": np.arange(50_000), "e": block})
+    script = tmp_path / "reader.py"
+    script.write_text(textwrap.dedent("""
+        import sys, numpy as np, quiver
+        rows = quiver.connect(sys.argv[1]).table("t")
+        out = np.empty((1000, rows.width), dtype=np.float32)
+        print("ready", flush=True)
+        while True:
+            rows.read_into(np.arange(1000, dtype=np.int64), out)
+    """))
+    readers = [subprocess.Popen([sys.executable, str(script), f"shm://{server.data_dir}"],
+                                stdout=subprocess.PIPE) for _ in range(3)]
+    for reader in readers:
+        assert reader.stdout.readline().strip() == b"ready"
+    assert shmem_kb() - before > 40_000
+    server.stop(signal.SIGKILL)  # the readers' mappings keep the memory alive ...
+    time.sleep(0.2)
+    assert shmem_kb() - before > 40_000
+    for reader in readers:  # ... until they go too
+        reader.kill()
+        reader.wait()
+        reader.stdout.close()
+    deadline = time.time() + 10
+    while time.time() < deadline and shmem_kb() - before > 10_000:
+        time.sleep(0.1)
+    assert shmem_kb() - before < 10_000

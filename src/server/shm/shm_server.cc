@@ -296,6 +296,7 @@ bool ShmServer::Serve(Connection& connection) {
       }
       auto it = connection.tables.find(table_id);
       if (it != connection.tables.end()) {
+        it->second.publication->NoteReaderAt(generation);
         it->second.generation = generation;
         it->second.mapped_bytes = mapped;
         it->second.reported_ms = now;
