@@ -203,8 +203,8 @@ void BM_ShmInto(benchmark::State& state) {
   std::vector<std::byte> out(1000 * world.plan.row_bytes());
   std::vector<uint8_t> found(1000);
   Run(state, [&](const KeySet& set) -> int64_t {
-    if (!world.reader->ReadInto(world.plan, set.views, out.data(), world.plan.row_bytes(),
-                                found.data())
+    if (!world.reader
+             ->ReadInto(world.plan, set.views, out.data(), world.plan.row_bytes(), found.data())
              .ok()) {
       return -1;
     }

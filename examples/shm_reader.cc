@@ -64,11 +64,11 @@ int main(int argc, char** argv) {
     std::vector<std::string_view> views(texts.begin(), texts.end());
     if (reader.int64_keys()) {
       for (const std::string& text : texts) ints.push_back(std::stoll(text));
-      status = reader.ReadInto(*plan, ints, out.data(), plan->row_bytes(), found.data(),
-                               valid.data());
+      status =
+          reader.ReadInto(*plan, ints, out.data(), plan->row_bytes(), found.data(), valid.data());
     } else {
-      status = reader.ReadInto(*plan, views, out.data(), plan->row_bytes(), found.data(),
-                               valid.data());
+      status =
+          reader.ReadInto(*plan, views, out.data(), plan->row_bytes(), found.data(), valid.data());
     }
     if (!status.ok()) return Fail(status);
     for (size_t i = 0; i < texts.size(); ++i) {

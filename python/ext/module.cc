@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "app/instance.h"
+#include "bindings.h"
 #include "common/arrow_status.h"
 #include "common/result.h"
 #include "common/status.h"
@@ -38,7 +39,6 @@
 #include "kv/keyspace.h"
 #include "server/resp/local.h"
 #include "storage/database.h"
-#include "bindings.h"
 
 namespace nb = nanobind;
 

@@ -51,21 +51,44 @@ class Buffer {
 // The NumPy format of an Arrow element type, and its size; "" when none.
 std::string NumpyFormat(const arrow::DataType& type, size_t* itemsize) {
   switch (type.id()) {
-    case arrow::Type::HALF_FLOAT: *itemsize = 2; return "e";
-    case arrow::Type::FLOAT: *itemsize = 4; return "f";
-    case arrow::Type::DOUBLE: *itemsize = 8; return "d";
-    case arrow::Type::INT8: *itemsize = 1; return "b";
-    case arrow::Type::INT16: *itemsize = 2; return "h";
+    case arrow::Type::HALF_FLOAT:
+      *itemsize = 2;
+      return "e";
+    case arrow::Type::FLOAT:
+      *itemsize = 4;
+      return "f";
+    case arrow::Type::DOUBLE:
+      *itemsize = 8;
+      return "d";
+    case arrow::Type::INT8:
+      *itemsize = 1;
+      return "b";
+    case arrow::Type::INT16:
+      *itemsize = 2;
+      return "h";
     case arrow::Type::INT32:
-    case arrow::Type::DATE32: *itemsize = 4; return "i";
+    case arrow::Type::DATE32:
+      *itemsize = 4;
+      return "i";
     case arrow::Type::INT64:
-    case arrow::Type::TIMESTAMP: *itemsize = 8; return "q";
+    case arrow::Type::TIMESTAMP:
+      *itemsize = 8;
+      return "q";
     case arrow::Type::UINT8:
-    case arrow::Type::BOOL: *itemsize = 1; return "B";
-    case arrow::Type::UINT16: *itemsize = 2; return "H";
-    case arrow::Type::UINT32: *itemsize = 4; return "I";
-    case arrow::Type::UINT64: *itemsize = 8; return "Q";
-    default: return "";
+    case arrow::Type::BOOL:
+      *itemsize = 1;
+      return "B";
+    case arrow::Type::UINT16:
+      *itemsize = 2;
+      return "H";
+    case arrow::Type::UINT32:
+      *itemsize = 4;
+      return "I";
+    case arrow::Type::UINT64:
+      *itemsize = 8;
+      return "Q";
+    default:
+      return "";
   }
 }
 
@@ -74,8 +97,8 @@ std::string FormatName(const char* format) {
   std::string_view text = format == nullptr ? "B" : format;
   if (!text.empty() && (text[0] == '<' || text[0] == '=' || text[0] == '@')) text.remove_prefix(1);
   static const std::pair<std::string_view, const char*> kNames[] = {
-      {"e", "float16"}, {"f", "float32"}, {"d", "float64"}, {"b", "int8"},   {"h", "int16"},
-      {"i", "int32"},   {"q", "int64"},   {"l", "int64"},   {"B", "uint8"},  {"H", "uint16"},
+      {"e", "float16"}, {"f", "float32"}, {"d", "float64"}, {"b", "int8"},  {"h", "int16"},
+      {"i", "int32"},   {"q", "int64"},   {"l", "int64"},   {"B", "uint8"}, {"H", "uint16"},
       {"I", "uint32"},  {"Q", "uint64"},  {"L", "uint64"},  {"?", "bool"}};
   for (const auto& [code, name] : kNames) {
     if (text == code) return name;
@@ -93,8 +116,7 @@ bool SameFormat(const char* given, const std::string& format, size_t itemsize,
   const char c = text[0];
   if (c == format[0]) return true;
   // 'l' / 'L' are 8 bytes here, as 'q' / 'Q'; '?' is a byte as 'B'.
-  return (format == "q" && c == 'l') || (format == "Q" && c == 'L') ||
-         (format == "B" && c == '?');
+  return (format == "q" && c == 'l') || (format == "Q" && c == 'L') || (format == "B" && c == '?');
 }
 
 // Builds the quiver package's exception for (code, message) (set by quiver._shm), so that the
@@ -105,8 +127,8 @@ PyObject* g_error_factory = nullptr;
 
 [[noreturn]] void RaiseQuiver(const Status& status) {
   if (g_error_factory == nullptr) Raise(status);
-  nb::object error = nb::handle(g_error_factory)(std::string(StatusCodeName(status.code())),
-                                                 status.message());
+  nb::object error =
+      nb::handle(g_error_factory)(std::string(StatusCodeName(status.code())), status.message());
   PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(error.ptr())), error.ptr());
   throw nb::python_error();
 }
@@ -217,10 +239,10 @@ class ShmRows {
         itemsize_ = itemsize;
         type_name_ = DtypeName(element);
       } else if (format != format_ || DtypeName(element) != type_name_) {
-        RaiseQuiver(Status::InvalidArgument(
-            "the columns of one row reader must share an element type: '" + names[0] + "' is " +
-            type_name_ + ", '" + names[j] + "' is " + DtypeName(element) +
-            " (use a reader per type)"));
+        RaiseQuiver(
+            Status::InvalidArgument("the columns of one row reader must share an element type: '" +
+                                    names[0] + "' is " + type_name_ + ", '" + names[j] + "' is " +
+                                    DtypeName(element) + " (use a reader per type)"));
       }
     }
     width_ = plan_.row_bytes() / itemsize_;
@@ -240,14 +262,14 @@ class ShmRows {
     Status status;
     if (int64_keys_) {
       const int64_t value = IntKey(key);
-      status = reader_->ReadInto(plan_, std::span<const int64_t>(&value, 1),
-                                 static_cast<std::byte*>(buffer.view().buf), plan_.row_bytes(),
-                                 &found);
+      status =
+          reader_->ReadInto(plan_, std::span<const int64_t>(&value, 1),
+                            static_cast<std::byte*>(buffer.view().buf), plan_.row_bytes(), &found);
     } else {
       const std::string_view text = StrKey(key);
-      status = reader_->ReadInto(plan_, std::span<const std::string_view>(&text, 1),
-                                 static_cast<std::byte*>(buffer.view().buf), plan_.row_bytes(),
-                                 &found);
+      status =
+          reader_->ReadInto(plan_, std::span<const std::string_view>(&text, 1),
+                            static_cast<std::byte*>(buffer.view().buf), plan_.row_bytes(), &found);
     }
     RaiseQuiverIfError(status);
     return found != 0 ? out : nb::none();
@@ -259,9 +281,8 @@ class ShmRows {
   nb::object ReadInto(nb::handle keys, nb::handle out, nb::handle found_or_none) {
     const Py_ssize_t length = PyObject_Length(keys.ptr());
     if (length < 0) throw nb::python_error();
-    nb::object found = found_or_none.is_none()
-                           ? empty_(static_cast<size_t>(length), nb::str("?"))
-                           : nb::borrow(found_or_none);
+    nb::object found = found_or_none.is_none() ? empty_(static_cast<size_t>(length), nb::str("?"))
+                                               : nb::borrow(found_or_none);
     Buffer out_buffer(out, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS, "out");
     Buffer found_buffer(found, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS, "found");
     std::vector<int64_t> ints;
@@ -342,10 +363,9 @@ class ShmRows {
     Status status;
     {
       nb::gil_scoped_release release;
-      status = int64_keys_ ? reader_->ReadInto(plan_, int_keys, destination, plan_.row_bytes(),
-                                               found_bytes)
-                           : reader_->ReadInto(plan_, texts, destination, plan_.row_bytes(),
-                                               found_bytes);
+      status = int64_keys_
+                   ? reader_->ReadInto(plan_, int_keys, destination, plan_.row_bytes(), found_bytes)
+                   : reader_->ReadInto(plan_, texts, destination, plan_.row_bytes(), found_bytes);
     }
     RaiseQuiverIfError(status);
   }
@@ -379,8 +399,8 @@ class ShmRows {
   }
   static std::string_view StrKey(nb::handle key) {
     Py_ssize_t size = 0;
-    const char* text = PyUnicode_Check(key.ptr()) ? PyUnicode_AsUTF8AndSize(key.ptr(), &size)
-                                                  : nullptr;
+    const char* text =
+        PyUnicode_Check(key.ptr()) ? PyUnicode_AsUTF8AndSize(key.ptr(), &size) : nullptr;
     if (text == nullptr) {
       PyErr_Clear();
       throw nb::type_error("keys of this table are strs");

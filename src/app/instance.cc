@@ -13,10 +13,10 @@ Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
     QUIVER_ASSIGN_OR_RETURN(instance->database_, storage::Database::Open(options.durability));
   } else {
     instance->memory_limit_ = std::make_unique<MemoryLimit>();
-    instance->catalog_ = std::make_unique<Catalog>(
-        CatalogOptions{.limits = options.durability.limits,
-                       .publish = publish,
-                       .memory_limit = instance->memory_limit_.get()});
+    instance->catalog_ =
+        std::make_unique<Catalog>(CatalogOptions{.limits = options.durability.limits,
+                                                 .publish = publish,
+                                                 .memory_limit = instance->memory_limit_.get()});
     instance->keyspace_ = std::make_unique<kv::Keyspace>();
     instance->keyspace_->SetMemoryLimit(instance->memory_limit_.get());
   }

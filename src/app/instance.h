@@ -38,7 +38,7 @@ struct InstanceOptions {
   // (server/shm/, docs/shm.md); the tables then live in memfds. Empty: not published.
   std::string shm_socket;
   mode_t shm_socket_mode = 0600;
-  int64_t shm_lease_ms = 60 * 1000;
+  int64_t shm_lease_ms = int64_t{60} * 1000;
 };
 
 class Instance {

@@ -47,7 +47,7 @@ struct ServerConfig {
   bool wal_truncate_corrupt = false;
   bool accept_data_loss = false;
   bool kv_memory_only = false;
-  std::string shm_socket;         // "": <data_dir>/quiver.sock; "off": not published
+  std::string shm_socket;  // "": <data_dir>/quiver.sock; "off": not published
   int64_t shm_socket_mode = 0600;
   int64_t shm_lease_seconds = 60;
 };

@@ -81,10 +81,10 @@ Result<std::shared_ptr<Table>> Catalog::RestoreTable(uint64_t id, std::string_vi
       return Status::AlreadyExists("table '" + std::string(name) + "' already exists");
     }
   }
-  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table,
-                          Table::Make(std::string(name), std::move(schema), options_.limits,
-                                      options_.backing, id, options_.journal, UnixMillis,
-                                      options_.publish));
+  QUIVER_ASSIGN_OR_RETURN(
+      std::shared_ptr<Table> table,
+      Table::Make(std::string(name), std::move(schema), options_.limits, options_.backing, id,
+                  options_.journal, UnixMillis, options_.publish));
   table->AttachMemoryLimit(options_.memory_limit);
   std::unique_lock lock(mutex_);
   tables_.emplace(std::string(name), table);

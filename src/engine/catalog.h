@@ -80,8 +80,8 @@ class Catalog {
 
  private:
   CatalogOptions options_;  // set once, by the constructor
-  std::mutex ddl_mutex_;  // creates and drops, in journal order
-  uint64_t next_id_ = 1;  // under mutex_
+  std::mutex ddl_mutex_;    // creates and drops, in journal order
+  uint64_t next_id_ = 1;    // under mutex_
   mutable std::shared_mutex mutex_;
   std::map<std::string, std::shared_ptr<Table>, std::less<>> tables_;
 

@@ -40,22 +40,22 @@ enum class RegionKind : uint8_t { kRows = 1, kHeap = 2, kIndex = 3 };
 struct ControlHeader {
   uint64_t magic;
   uint32_t version;
-  uint32_t header_bytes;             // sizeof(ControlHeader)
-  std::atomic<uint64_t> generation;  // 16: odd while the writer changes what follows it
-  std::atomic<uint32_t> state;       // 24: PublishedState
-  uint32_t row_width;                // 28
-  uint64_t table_id;                 // 32: the table's id in its catalog (never reused)
-  uint64_t instance_id;              // 40: random per server process: a restart changes it
-  uint8_t first_shift;               // 48: RowChunkGeometry
-  uint8_t large_shift;               // 49
-  uint16_t key_column;               // 50: schema index of the key column
-  uint32_t bitmap_bytes;             // 52: the rows' validity bitmap
-  uint32_t columns_offset;           // 56
-  uint32_t columns_count;            // 60
-  uint32_t schema_offset;            // 64
-  uint32_t schema_bytes;             // 68
-  uint32_t manifest_offset;          // 72
-  uint32_t manifest_capacity;        // 76
+  uint32_t header_bytes;                 // sizeof(ControlHeader)
+  std::atomic<uint64_t> generation;      // 16: odd while the writer changes what follows it
+  std::atomic<uint32_t> state;           // 24: PublishedState
+  uint32_t row_width;                    // 28
+  uint64_t table_id;                     // 32: the table's id in its catalog (never reused)
+  uint64_t instance_id;                  // 40: random per server process: a restart changes it
+  uint8_t first_shift;                   // 48: RowChunkGeometry
+  uint8_t large_shift;                   // 49
+  uint16_t key_column;                   // 50: schema index of the key column
+  uint32_t bitmap_bytes;                 // 52: the rows' validity bitmap
+  uint32_t columns_offset;               // 56
+  uint32_t columns_count;                // 60
+  uint32_t schema_offset;                // 64
+  uint32_t schema_bytes;                 // 68
+  uint32_t manifest_offset;              // 72
+  uint32_t manifest_capacity;            // 76
   std::atomic<uint32_t> manifest_count;  // 80
   uint32_t reserved0;                    // 84
   std::atomic<int64_t> heartbeat_ms;     // 88: the server's clock, stamped about every 100 ms

@@ -35,8 +35,8 @@ class HashIndex {
   struct Array {
     std::unique_ptr<Region> region;
     std::atomic<uint64_t>* slots;
-    uint64_t mask;  // capacity - 1
-    int shift;      // 32 - log2(capacity)
+    uint64_t mask;        // capacity - 1
+    int shift;            // 32 - log2(capacity)
     uint32_t number = 0;  // arrays made by this index before it
   };
 

@@ -55,8 +55,7 @@ Publication::~Publication() {
   close(control_fd_);
 }
 
-Result<std::shared_ptr<Publication>> Publication::Make(uint64_t table_id,
-                                                       const TableSchema& schema,
+Result<std::shared_ptr<Publication>> Publication::Make(uint64_t table_id, const TableSchema& schema,
                                                        const RowLayout& layout,
                                                        const RowChunkGeometry& geometry) {
   // The TableSchema itself rides along as metadata, for clients that speak its JSON.
@@ -94,17 +93,16 @@ Result<std::shared_ptr<Publication>> Publication::Make(uint64_t table_id,
   for (uint32_t i = 0; i < columns; ++i) {
     const ColumnLayout& column = layout.column(static_cast<int>(i));
     const ColumnSpec& spec = schema.columns()[i];
-    records[i] = ColumnRecord{
-        .physical = static_cast<uint8_t>(column.physical),
-        .flags = static_cast<uint8_t>((static_cast<int>(i) == schema.key_index() ? kColumnIsKey
-                                                                                 : 0) |
-                                      (spec.nullable ? kColumnNullable : 0)),
-        .reserved = 0,
-        .offset = column.offset,
-        .width = column.width,
-        .valid_bit = column.valid_bit,
-        .element_width = column.element_width,
-        .reserved2 = 0};
+    records[i] = ColumnRecord{.physical = static_cast<uint8_t>(column.physical),
+                              .flags = static_cast<uint8_t>(
+                                  (static_cast<int>(i) == schema.key_index() ? kColumnIsKey : 0) |
+                                  (spec.nullable ? kColumnNullable : 0)),
+                              .reserved = 0,
+                              .offset = column.offset,
+                              .width = column.width,
+                              .valid_bit = column.valid_bit,
+                              .element_width = column.element_width,
+                              .reserved2 = 0};
   }
   std::memcpy(base + schema_offset, ipc->data(), static_cast<size_t>(ipc->size()));
   QUIVER_ASSIGN_OR_RETURN(int control_fd, ReadOnlyFd(control->fd()));
@@ -127,8 +125,7 @@ void Publication::EndChange() {
   generation.store(generation.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
-Status Publication::Added(RegionKind kind, uint32_t number, const Region& region,
-                          uint64_t param) {
+Status Publication::Added(RegionKind kind, uint32_t number, const Region& region, uint64_t param) {
   std::lock_guard<std::mutex> lock(mutex_);
   ControlHeader& head = header();
   const uint32_t count = head.manifest_count.load(std::memory_order_relaxed);
@@ -194,8 +191,8 @@ void Publication::Removed(RegionKind kind, uint32_t number) {
 void Publication::Forget(const Held& held) {
   close(held.fd);
   held_bytes_ -= held.bytes;
-  const uint64_t until = std::min(held.listed_until,
-                                  header().generation.load(std::memory_order_relaxed));
+  const uint64_t until =
+      std::min(held.listed_until, header().generation.load(std::memory_order_relaxed));
   if (until > oldest_reader_generation_) {  // else no reader can map it
     retired_.push_back(Retired{held.bytes, held.listed_from, until});
   }

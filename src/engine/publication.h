@@ -95,9 +95,9 @@ class Publication final : public RegionObserver {
     uint32_t number;
     uint64_t id;
     uint64_t bytes;
-    int fd;                                // read-only
-    uint64_t listed_from;                  // the generation that listed it first
-    uint64_t listed_until = UINT64_MAX;    // the first generation that did not (a replaced index)
+    int fd;                              // read-only
+    uint64_t listed_from;                // the generation that listed it first
+    uint64_t listed_until = UINT64_MAX;  // the first generation that did not (a replaced index)
   };
   struct Retired {
     uint64_t bytes;

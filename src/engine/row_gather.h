@@ -40,7 +40,6 @@ struct HeapResolver {
   const std::byte* (*resolve)(const void* context, HeapRef ref, size_t size);
 };
 
-
 class RowGather {
  public:
   // `columns`: what to gather, in output order (their layouts must outlive the gather); `heap`:
@@ -371,6 +370,5 @@ class RowGather {
   std::unique_ptr<uint8_t[]> row_bitmaps_;
   std::vector<uint8_t> all_valid_;
 };
-
 
 }  // namespace quiver

@@ -19,8 +19,7 @@ int ShiftFor(size_t bytes, uint32_t row_width) {
 RowStore::RowStore(uint32_t row_width, RegionBacking backing)
     : row_width_(row_width), regions_(backing) {
   geometry_.first_shift = ShiftFor(kFirstChunkBytes, row_width);
-  geometry_.large_shift =
-      std::max(ShiftFor(kLargeChunkBytes, row_width), geometry_.first_shift);
+  geometry_.large_shift = std::max(ShiftFor(kLargeChunkBytes, row_width), geometry_.first_shift);
 }
 
 Status RowStore::Reserve(size_t rows) {

@@ -49,9 +49,9 @@ Result<std::shared_ptr<Table>> Table::Make(std::string name, TableSchema schema,
     if (backing != RegionBacking::kSharedMemory) {
       return Status::InvalidArgument("a published table needs shared-memory backing");
     }
-    QUIVER_ASSIGN_OR_RETURN(table->publication_,
-                            Publication::Make(id, table->schema_, table->layout_,
-                                              table->rows_.geometry()));
+    QUIVER_ASSIGN_OR_RETURN(
+        table->publication_,
+        Publication::Make(id, table->schema_, table->layout_, table->rows_.geometry()));
     table->rows_.regions().SetObserver(table->publication_.get(), RegionKind::kRows);
     table->heap_.regions().SetObserver(table->publication_.get(), RegionKind::kHeap);
   }

@@ -8,8 +8,8 @@
 
 #include "common/arrow_status.h"
 #include "common/hash.h"
-#include "engine/table.h"
 #include "engine/row_gather.h"
+#include "engine/table.h"
 #include "engine/table_internal.h"
 
 namespace quiver {

@@ -167,8 +167,7 @@ Result<std::vector<int>> Client::MapRaw(uint64_t table_id, uint64_t instance_id,
   return out;
 }
 
-void Client::Report(uint64_t table_id, uint64_t instance_id, uint64_t generation,
-                    uint64_t mapped) {
+void Client::Report(uint64_t table_id, uint64_t instance_id, uint64_t generation, uint64_t mapped) {
   std::string request;
   PutFixed8(&request, static_cast<uint8_t>(Op::kReport));
   PutFixed64(&request, table_id);

@@ -161,7 +161,8 @@ Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
     const bool key = i == header->key_column;
     ColumnLayout expected;
     const arrow::DataType& type = *info.schema->field(static_cast<int>(i))->type();
-    if (!Expected(type, key, &expected) || record.physical != static_cast<uint8_t>(expected.physical) ||
+    if (!Expected(type, key, &expected) ||
+        record.physical != static_cast<uint8_t>(expected.physical) ||
         record.width != expected.width || record.element_width != expected.element_width ||
         ((record.flags & kColumnIsKey) != 0) != key) {
       return Corrupt("column " + std::to_string(i) + " does not match its type");

@@ -89,7 +89,8 @@ struct Prober {
 
   // The first candidate for `hash` from *pos on (advancing it), nullptr at the end of the run;
   // *unmapped set when a candidate's chunk is not mapped (the view is behind).
-  [[gnu::always_inline]] const std::byte* Next(uint64_t hash, size_t* pos, size_t* steps, bool* unmapped) const {
+  [[gnu::always_inline]] const std::byte* Next(uint64_t hash, size_t* pos, size_t* steps,
+                                               bool* unmapped) const {
     const uint32_t tag = IndexTag(hash);
     for (size_t i = *pos; *steps <= view.index_mask; i = (i + 1) & view.index_mask) {
       ++*steps;
@@ -97,8 +98,8 @@ struct Prober {
       if (slot == kIndexEmpty) break;
       if (slot == kIndexTombstone || (slot >> 32) != tag) continue;
       *pos = (i + 1) & view.index_mask;
-      const std::byte* row = view.Row(control.geometry, control.row_width,
-                                      static_cast<uint32_t>(slot));
+      const std::byte* row =
+          view.Row(control.geometry, control.row_width, static_cast<uint32_t>(slot));
       if (row == nullptr) *unmapped = true;
       return row;
     }
@@ -107,8 +108,8 @@ struct Prober {
 
   // Reads candidate `row` for `key`: `copy(row)` runs in each seqlock attempt of a live row.
   template <typename Copy>
-  [[gnu::always_inline]] Outcome Candidate(const std::byte* row, std::string_view key, Copy&& copy, Now& now,
-                    bool* matched) const {
+  [[gnu::always_inline]] Outcome Candidate(const std::byte* row, std::string_view key, Copy&& copy,
+                                           Now& now, bool* matched) const {
     *matched = false;
     uint64_t meta = 0;
     uint8_t stored[8];
@@ -160,8 +161,9 @@ struct Prober {
 
   // The whole lookup of one key from its first candidate.
   template <typename Copy>
-  [[gnu::always_inline]] Outcome Find(std::string_view key, uint64_t hash, const std::byte* row, size_t pos,
-               size_t steps, bool unmapped, Copy&& copy, Now& now) const {
+  [[gnu::always_inline]] Outcome Find(std::string_view key, uint64_t hash, const std::byte* row,
+                                      size_t pos, size_t steps, bool unmapped, Copy&& copy,
+                                      Now& now) const {
     for (;;) {
       if (unmapped) return Outcome::kRefresh;
       if (row == nullptr) return Outcome::kMissing;
@@ -230,8 +232,8 @@ bool PipelinedLookups(const Prober& prober, size_t n, const KeyAt& key_at, const
     if (step >= 2 * kDistance) {
       const size_t i = step - 2 * kDistance;
       const Slot& s = ring[i % kRing];
-      const Outcome outcome = prober.Find(key_at(i), s.hash, s.row, s.pos, s.steps, s.unmapped,
-                                          copy_at(i), now);
+      const Outcome outcome =
+          prober.Find(key_at(i), s.hash, s.row, s.pos, s.steps, s.unmapped, copy_at(i), now);
       if (!visit(i, outcome)) return false;
     }
   }
@@ -265,7 +267,7 @@ struct TableReader::State {
   std::atomic<const View*> view{nullptr};
   std::mutex mutex;  // refreshes, re-attaches
   std::unique_ptr<const View> owned;
-  Status failed;                          // under mutex: a permanent error (dropped)
+  Status failed;  // under mutex: a permanent error (dropped)
   std::atomic<bool> has_failed{false};
   std::atomic<int64_t> next_liveness_ms{0};
   std::atomic<uint64_t> refreshes{0}, reattaches{0};
@@ -309,7 +311,6 @@ ReaderStats TableReader::stats() const {
   }
   return stats;
 }
-
 
 Result<std::shared_ptr<TableReader>> Client::Attach(std::string_view name) {
   std::shared_ptr<TableReader> reader(new TableReader(shared_from_this(), std::string(name)));
@@ -490,10 +491,9 @@ Result<FixedPlan> TableReader::PlanFixed(const std::vector<std::string>& columns
     if (element.id() == arrow::Type::HALF_FLOAT) fill = 2;
     if (element.id() == arrow::Type::FLOAT) fill = 4;
     if (element.id() == arrow::Type::DOUBLE) fill = 8;
-    plan.copies_.push_back(FixedPlan::Copy{layout.offset, layout.width, plan.row_bytes_,
-                                           layout.valid_bit, fill,
-                                           layout.element_width ? layout.element_width
-                                                                : layout.width});
+    plan.copies_.push_back(
+        FixedPlan::Copy{layout.offset, layout.width, plan.row_bytes_, layout.valid_bit, fill,
+                        layout.element_width ? layout.element_width : layout.width});
     plan.names_.push_back(column);
     plan.offsets_.push_back(plan.row_bytes_);
     plan.widths_.push_back(layout.width);
@@ -563,10 +563,10 @@ Status TableReader::ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std
       };
     };
     // Nulls need a look only where a column may hold one (or validity is asked for).
-    const bool per_column = valid != nullptr || std::any_of(plan.copies_.begin(), plan.copies_.end(),
-                                                            [](const FixedPlan::Copy& copy) {
-                                                              return copy.valid_bit >= 0;
-                                                            });
+    const bool per_column =
+        valid != nullptr ||
+        std::any_of(plan.copies_.begin(), plan.copies_.end(),
+                    [](const FixedPlan::Copy& copy) { return copy.valid_bit >= 0; });
     auto finish = [&](size_t i, Outcome outcome) {
       if (outcome == Outcome::kRefresh) return false;
       const bool hit = outcome == Outcome::kFound;
@@ -576,8 +576,8 @@ Status TableReader::ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std
       for (size_t j = 0; j < columns; ++j) {
         const FixedPlan::Copy& copy = plan.copies_[j];
         const bool present =
-            hit && (copy.valid_bit < 0 ||
-                    ((bitmap[copy.valid_bit / 8] >> (copy.valid_bit % 8)) & 1) != 0);
+            hit &&
+            (copy.valid_bit < 0 || ((bitmap[copy.valid_bit / 8] >> (copy.valid_bit % 8)) & 1) != 0);
         if (!present) {
           FillMissing(destination + copy.out_offset, copy.width, copy.null_fill,
                       copy.element_width);
@@ -623,6 +623,7 @@ Result<bool> ReadFromView(const ControlInfo& control, const View& view, const ar
   const int64_t n = keys.length();
   const ArrowKeys key_at(keys);
   std::vector<GatherColumn> outputs;
+  outputs.reserve(columns.size());
   for (int index : columns) {
     outputs.push_back(GatherColumn{&control.layouts[index], control.schema->field(index)->type(),
                                    control.schema->field(index)->name()});
@@ -673,14 +674,13 @@ Result<ReadBatch> TableReader::Read(const arrow::Array& keys_in,
     const bool castable = int_keys ? arrow::is_integer(keys->type_id())
                                    : (keys->type_id() == arrow::Type::LARGE_STRING ||
                                       keys->type_id() == arrow::Type::STRING_VIEW);
-    auto cast = castable ? arrow::compute::Cast(*keys, key_type,
-                                                arrow::compute::CastOptions::Safe())
-                         : arrow::Result<std::shared_ptr<arrow::Array>>(
-                               arrow::Status::TypeError("not castable"));
+    auto cast = castable
+                    ? arrow::compute::Cast(*keys, key_type, arrow::compute::CastOptions::Safe())
+                    : arrow::Result<std::shared_ptr<arrow::Array>>(
+                          arrow::Status::TypeError("not castable"));
     if (!cast.ok()) {
       return Status::InvalidArgument("table '" + name_ + "': read keys must be " +
-                                     key_type->ToString() + ", not " +
-                                     keys_in.type()->ToString());
+                                     key_type->ToString() + ", not " + keys_in.type()->ToString());
     }
     keys = *cast;
   }

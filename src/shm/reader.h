@@ -185,8 +185,8 @@ class TableReader {
   template <typename Body>
   Status WithView(Body&& body);
   template <typename KeyAt>
-  Status ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std::byte* out,
-                   size_t out_stride, uint8_t* found, uint8_t* valid);
+  Status ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std::byte* out, size_t out_stride,
+                   uint8_t* found, uint8_t* valid);
 
   std::shared_ptr<Client> client_;
   const std::string name_;

@@ -53,8 +53,7 @@ class ShmReaderTest : public ::testing::Test {
          {"age", arrow::int32(), "[30, null, 50]"},
          {"score", arrow::float32(), "[0.5, 1.5, null]"},
          {"name", arrow::utf8(), R"(["ann", "a much longer name than eight bytes", null])"},
-         {"emb", arrow::fixed_size_list(arrow::float32(), 4),
-          "[[1, 2, 3, 4], [5, 6, 7, 8], null]"},
+         {"emb", arrow::fixed_size_list(arrow::float32(), 4), "[[1, 2, 3, 4], [5, 6, 7, 8], null]"},
          {"tags", arrow::list(arrow::int64()), "[[1, 2], [], null]"}})));
     return table;
   }
@@ -135,8 +134,8 @@ TEST_F(ShmReaderTest, ReadsFixedColumnsIntoCallerBuffers) {
 }
 
 TEST_F(ShmReaderTest, FollowsGrowthCompactionDeletesAndDrops) {
-  auto table = ValueOrFail(catalog_->CreateTable(
-      "t", SchemaFromJson(R"({"key": "k", "columns": {"k": {"dtype": "utf8"},
+  auto table = ValueOrFail(
+      catalog_->CreateTable("t", SchemaFromJson(R"({"key": "k", "columns": {"k": {"dtype": "utf8"},
         "v": {"dtype": "int64"}, "s": {"dtype": "utf8"}}})")));
   auto client = Connect();
   auto reader = ValueOrFail(client->Attach("t"));
@@ -169,8 +168,8 @@ TEST_F(ShmReaderTest, FollowsGrowthCompactionDeletesAndDrops) {
   EXPECT_GT(reader->stats().refreshes, 1u);
   // Deletes read as missing.
   ASSERT_TRUE(table->Delete(*ArrayFromJson(arrow::utf8(), R"(["key-number-5"])")).ok());
-  ReadBatch got =
-      ValueOrFail(reader->Read(*ArrayFromJson(arrow::utf8(), R"(["key-number-5", "key-number-6"])")));
+  ReadBatch got = ValueOrFail(
+      reader->Read(*ArrayFromJson(arrow::utf8(), R"(["key-number-5", "key-number-6"])")));
   EXPECT_EQ(got.found_count, 1);
   // A drop fails the handle clearly; attaching again finds the new table.
   QUIVER_ASSERT_OK(catalog_->DropTable("t"));
@@ -185,9 +184,9 @@ TEST_F(ShmReaderTest, ExpiredRowsReadAsMissing) {
         "v": {"dtype": "float64"}}})")));
   auto batch = BatchFromJson({{"k", arrow::int64(), "[1, 2]"}, {"v", arrow::float64(), "[1, 2]"}});
   ASSERT_TRUE(table->Upsert(*batch, WriteOptions{.ttl_ms = 1}).ok());
-  ASSERT_TRUE(table->Upsert(*BatchFromJson({{"k", arrow::int64(), "[3]"},
-                                             {"v", arrow::float64(), "[3]"}}))
-                  .ok());
+  ASSERT_TRUE(
+      table->Upsert(*BatchFromJson({{"k", arrow::int64(), "[3]"}, {"v", arrow::float64(), "[3]"}}))
+          .ok());
   usleep(5000);
   auto reader = ValueOrFail(Connect()->Attach("ttl"));
   ReadBatch got = ValueOrFail(reader->Read(*ArrayFromJson(arrow::int64(), "[1, 2, 3]")));

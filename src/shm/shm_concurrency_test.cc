@@ -48,24 +48,24 @@ std::shared_ptr<arrow::RecordBatch> Rows(const std::vector<int64_t>& keys, int64
   auto schema = arrow::schema({arrow::field("k", arrow::int64()), arrow::field("a", arrow::int64()),
                                arrow::field("b", arrow::int64()), arrow::field("c", arrow::int64()),
                                arrow::field("s", arrow::utf8())});
-  return arrow::RecordBatch::Make(schema, static_cast<int64_t>(keys.size()),
-                                  {*k.Finish(), *a.Finish(), *b.Finish(), *c.Finish(),
-                                   *s.Finish()});
+  return arrow::RecordBatch::Make(
+      schema, static_cast<int64_t>(keys.size()),
+      {*k.Finish(), *a.Finish(), *b.Finish(), *c.Finish(), *s.Finish()});
 }
 
 TEST(ShmConcurrencyTest, ReadersInAnotherProcessNeverSeeATornRow) {
   const char* seconds_text = std::getenv("QUIVER_STRESS_SECONDS");
   const double seconds = seconds_text ? std::atof(seconds_text) : 2.0;
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("quiver-shm-stress-" + std::to_string(getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("quiver-shm-stress-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   EngineLimits limits;
   limits.heap_compaction_min_garbage = 64 << 10;  // compactions at this size
   Catalog catalog(CatalogOptions{.limits = limits, .publish = true});
   auto server = ValueOrFail(
       ShmServer::Start(catalog, ShmServerOptions{.path = (dir / "quiver.sock").string()}));
-  auto table = ValueOrFail(catalog.CreateTable(
-      "t", SchemaFromJson(R"({"key": "k", "columns": {"k": {"dtype": "int64"},
+  auto table = ValueOrFail(
+      catalog.CreateTable("t", SchemaFromJson(R"({"key": "k", "columns": {"k": {"dtype": "int64"},
         "a": {"dtype": "int64"}, "b": {"dtype": "int64"}, "c": {"dtype": "int64"},
         "s": {"dtype": "utf8"}}})")));
   constexpr int64_t kStart = 2000, kEnd = 20000;
@@ -84,7 +84,8 @@ TEST(ShmConcurrencyTest, ReadersInAnotherProcessNeverSeeATornRow) {
   posix_spawn_file_actions_addclose(&actions, to_reader[1]);
   posix_spawn_file_actions_addclose(&actions, from_reader[0]);
   const std::string program =
-      (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "shm_stress_reader").string();
+      (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "shm_stress_reader")
+          .string();
   const std::string socket = (dir / "quiver.sock").string();
   const std::string keys = std::to_string(kEnd);
   char* argv[] = {const_cast<char*>(program.c_str()), const_cast<char*>(socket.c_str()),
@@ -111,8 +112,9 @@ TEST(ShmConcurrencyTest, ReadersInAnotherProcessNeverSeeATornRow) {
     live.insert(live.end(), doomed.begin(), doomed.end());
     doomed.clear();
     for (size_t start = 0; start < live.size(); start += 1000) {
-      std::vector<int64_t> part(live.begin() + static_cast<int64_t>(start),
-                                live.begin() + static_cast<int64_t>(std::min(live.size(), start + 1000)));
+      std::vector<int64_t> part(
+          live.begin() + static_cast<int64_t>(start),
+          live.begin() + static_cast<int64_t>(std::min(live.size(), start + 1000)));
       ASSERT_TRUE(table->Upsert(*Rows(part, version++)).ok());
     }
     for (int i = 0; i < 50 && !live.empty(); ++i) {

@@ -66,7 +66,8 @@ struct Fixture {
                                   std::make_shared<arrow::HalfFloatBuilder>(), 3);
     arrow::BooleanBuilder b;
     for (int row = 0; row < 300; ++row) {
-      const std::string key = row % 2 ? "k" + std::to_string(row) : "a-long-key-number-" + std::to_string(row);
+      const std::string key =
+          row % 2 ? "k" + std::to_string(row) : "a-long-key-number-" + std::to_string(row);
       (void)k.Append(key);
       (void)i.Append(row);
       row % 5 ? (void)s.Append(std::string(row % 40, 'x')) : (void)s.AppendNull();
@@ -181,8 +182,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   arrow::ArrayVector arrays;
   std::shared_ptr<arrow::Buffer> found;
   int64_t found_count = 0;
-  auto read = shm::ReadFromView(*control, view, *keys, columns, "t", &arrays, &found,
-                                &found_count);
+  auto read = shm::ReadFromView(*control, view, *keys, columns, "t", &arrays, &found, &found_count);
   if (read.ok() && *read) {
     Check(found_count >= 0 && found_count <= keys->length(), "found counts are within the keys");
     Check(arrays.size() == columns.size(), "every column is read");

@@ -45,9 +45,9 @@ void ReadLoop(quiver::shm::TableReader& reader, int64_t keys, int thread) {
       const int64_t n = std::min(kBatch, keys - first);
       if (round % 2 == 0) {
         for (int64_t i = 0; i < n; ++i) batch_keys[i] = first + i;
-        quiver::Status status = reader.ReadInto(
-            *plan, std::span<const int64_t>(batch_keys.data(), n),
-            reinterpret_cast<std::byte*>(out.data()), 24, found.data());
+        quiver::Status status =
+            reader.ReadInto(*plan, std::span<const int64_t>(batch_keys.data(), n),
+                            reinterpret_cast<std::byte*>(out.data()), 24, found.data());
         if (!status.ok()) {
           std::fprintf(stderr, "ReadInto: %s\n", status.ToString().c_str());
           g_failed++;
@@ -104,6 +104,7 @@ int main(int argc, char** argv) {
   }
   const int64_t keys = std::atoll(argv[2]);
   std::vector<std::thread> threads;
+  threads.reserve(2);
   for (int t = 0; t < 2; ++t) threads.emplace_back(ReadLoop, std::ref(**reader), keys, t);
   std::printf("ready\n");
   std::fflush(stdout);

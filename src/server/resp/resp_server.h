@@ -42,7 +42,7 @@ struct RespServerOptions {
   uint64_t output_soft_limit = uint64_t{256} << 20;
   int64_t output_soft_seconds = 60;
   uint64_t query_buffer_limit = uint64_t{1} << 30;
-  int64_t maxmemory_clients = -1;  // -1: 128 MiB while maxmemory is set, else none
+  int64_t maxmemory_clients = -1;         // -1: 128 MiB while maxmemory is set, else none
   std::function<std::string()> shm_info;  // INFO's "# Shm" section; may be empty
 };
 

@@ -111,8 +111,7 @@ Result<std::unique_ptr<ShmServer>> ShmServer::Start(Catalog& catalog, ShmServerO
     close(listen_fd);
     return Status::IOError(std::string("eventfd: ") + std::strerror(errno));
   }
-  std::unique_ptr<ShmServer> server(
-      new ShmServer(catalog, std::move(options), listen_fd, wake_fd));
+  std::unique_ptr<ShmServer> server(new ShmServer(catalog, std::move(options), listen_fd, wake_fd));
   server->thread_ = std::thread([s = server.get()] { s->Run(); });
   QUIVER_LOG(kInfo, "shared-memory readers may attach", {{"socket", server->options_.path}});
   return server;
@@ -159,7 +158,8 @@ void ShmServer::Run() {
                                [&](const auto& c) { return c->fd == fds[i].fd; });
         if (it == connections_.end()) continue;
         if ((fds[i].revents & POLLIN) == 0 || !Serve(**it)) {
-          QUIVER_LOG(kInfo, "shared-memory reader left", {{"pid", std::to_string((*it)->peer.pid)}});
+          QUIVER_LOG(kInfo, "shared-memory reader left",
+                     {{"pid", std::to_string((*it)->peer.pid)}});
           close((*it)->fd);
           connections_.erase(it);
         }
@@ -201,9 +201,9 @@ bool ShmServer::Serve(Connection& connection) {
   if (!received.ok()) {
     // Closed by the reader, or a message too long: either way this connection ends.
     if (received.status().code() != StatusCode::kIOError) {
-      QUIVER_LOG_EVERY_SECOND(kWarn, "shared-memory reader sent a bad message",
-                              {{"pid", std::to_string(connection.peer.pid)},
-                               {"error", received.status().message()}});
+      QUIVER_LOG_EVERY_SECOND(
+          kWarn, "shared-memory reader sent a bad message",
+          {{"pid", std::to_string(connection.peer.pid)}, {"error", received.status().message()}});
     }
     return false;
   }
@@ -223,9 +223,9 @@ bool ShmServer::Serve(Connection& connection) {
       if (!reader.ReadFixed32(&version)) {
         malformed("hello");
       } else if (version != shm::kProtocolVersion) {
-        reply = Error(Status::NotImplemented(
-            "this server speaks shared-memory protocol version " +
-            std::to_string(shm::kProtocolVersion) + ", not " + std::to_string(version)));
+        reply = Error(Status::NotImplemented("this server speaks shared-memory protocol version " +
+                                             std::to_string(shm::kProtocolVersion) + ", not " +
+                                             std::to_string(version)));
       } else {
         reply = Ok();
         PutFixed32(&reply, shm::kProtocolVersion);
@@ -399,10 +399,10 @@ std::vector<ShmReaderInfo> ShmServer::ReadersLocked() const {
     info.gid = connection->peer.gid;
     info.connected_ms = connection->connected_ms;
     for (const auto& [id, attachment] : connection->tables) {
-      info.tables.push_back(ShmReaderTable{
-          attachment.name, id, attachment.generation, attachment.mapped_bytes,
-          attachment.publication->RetiredBytesAt(attachment.generation),
-          now - attachment.reported_ms});
+      info.tables.push_back(
+          ShmReaderTable{attachment.name, id, attachment.generation, attachment.mapped_bytes,
+                         attachment.publication->RetiredBytesAt(attachment.generation),
+                         now - attachment.reported_ms});
     }
     readers.push_back(std::move(info));
   }
@@ -445,8 +445,9 @@ std::string ShmServer::InfoText() const {
       retired += table.retired_bytes;
     }
   }
-  return "# Shm\r\nshm_socket:" + options_.path + "\r\nshm_readers:" +
-         std::to_string(readers.size()) + "\r\nshm_mapped_bytes:" + std::to_string(mapped) +
+  return "# Shm\r\nshm_socket:" + options_.path +
+         "\r\nshm_readers:" + std::to_string(readers.size()) +
+         "\r\nshm_mapped_bytes:" + std::to_string(mapped) +
          "\r\nshm_retired_bytes:" + std::to_string(retired) + "\r\n\r\n";
 }
 

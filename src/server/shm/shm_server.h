@@ -28,19 +28,19 @@
 namespace quiver {
 
 struct ShmServerOptions {
-  std::string path;                 // the socket's path
-  mode_t mode = 0600;               // its permissions
-  int64_t lease_ms = 60 * 1000;     // see above
+  std::string path;                       // the socket's path
+  mode_t mode = 0600;                     // its permissions
+  int64_t lease_ms = int64_t{60} * 1000;  // see above
   int64_t heartbeat_ms = 100;
 };
 
 struct ShmReaderTable {
   std::string name;
   uint64_t table_id = 0;
-  uint64_t generation = 0;      // of the manifest the reader last reported mapping
-  uint64_t mapped_bytes = 0;    // as it reported
-  uint64_t retired_bytes = 0;   // of those, regions the table no longer lists
-  int64_t idle_ms = 0;          // since its last report
+  uint64_t generation = 0;     // of the manifest the reader last reported mapping
+  uint64_t mapped_bytes = 0;   // as it reported
+  uint64_t retired_bytes = 0;  // of those, regions the table no longer lists
+  int64_t idle_ms = 0;         // since its last report
 };
 
 struct ShmReaderInfo {
