@@ -116,8 +116,12 @@ ManifestEntry* Publication::manifest() const {
 
 void Publication::BeginChange() {
   std::atomic<uint64_t>& generation = header().generation;
+#if defined(QUIVER_TSAN)
+  generation.fetch_add(1, std::memory_order_acq_rel);  // TSan has no fences (row_format.h)
+#else
   generation.store(generation.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
+#endif
 }
 
 void Publication::EndChange() {

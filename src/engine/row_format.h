@@ -229,4 +229,18 @@ inline bool SeqlockReadValidate(const std::byte* row, uint32_t sequence) {
 #endif
 }
 
+// Reader of memory it cannot write (another process's, mapped read-only): whether `word` still
+// holds `expected` after the loads before it, as SeqlockReadValidate checks a row. ThreadSanitizer
+// builds (no fences there, and no read-modify-write on read-only pages) load with acquire; the
+// writer is in another process, which ThreadSanitizer does not see anyway.
+template <typename T>
+inline bool StillEqualShared(const std::atomic<T>& word, T expected) {
+#if defined(QUIVER_TSAN)
+  return word.load(std::memory_order_acquire) == expected;
+#else
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return word.load(std::memory_order_relaxed) == expected;
+#endif
+}
+
 }  // namespace quiver

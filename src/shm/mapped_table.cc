@@ -209,8 +209,7 @@ bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedSta
     entries->resize(count);
     CopyFromRow(entries->data(), reinterpret_cast<const std::byte*>(control.manifest()),
                 count * sizeof(ManifestEntry));
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (header.generation.load(std::memory_order_relaxed) == before) {
+    if (StillEqualShared(header.generation, before)) {
       *generation = before;
       return true;
     }

@@ -137,8 +137,7 @@ struct Prober {
         }
         copy(row);
       }
-      std::atomic_thread_fence(std::memory_order_acquire);
-      if (RowSeq(row).load(std::memory_order_relaxed) == sequence) break;
+      if (StillEqualShared(RowSeq(row), sequence)) break;
     }
     if (!live) return Outcome::kMissing;
     if (int_keys) {
