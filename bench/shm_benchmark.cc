@@ -1,5 +1,6 @@
 // Shared-memory reader benchmarks (docs/benchmarks.md, docs/shm.md): the same reads of one table
-// of BENCH_ROWS (default 10,000,000) rows x 10 float32 columns with 8-character string keys,
+// of BENCH_ROWS (default 10,000,000) rows x 10 float32 columns with 8-character string keys
+// (bench/table_data.h),
 //   BM_Engine           Table::Read in process, the table in anonymous memory (as unpublished)
 //   BM_EnginePublished  Table::Read in process, the table published (memfd regions)
 //   BM_ShmArrow         shm::TableReader::Read: Arrow arrays, as Table::Read returns them
@@ -23,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/table_data.h"
 #include "engine/catalog.h"
 #include "server/shm/shm_server.h"
 #include "shm/reader.h"
@@ -30,42 +32,13 @@
 namespace quiver {
 namespace {
 
-int64_t BenchRows() {
-  const char* text = std::getenv("BENCH_ROWS");
-  return text ? std::max<int64_t>(1000, std::atoll(text)) : 10'000'000;
-}
-
-constexpr int64_t kBatchRows = 1 << 20;
-constexpr int kKeySets = 256;
-
-std::shared_ptr<arrow::RecordBatch> MakeBatch(int64_t first, int64_t count) {
-  arrow::StringBuilder keys;
-  char buffer[24];
-  for (int64_t i = 0; i < count; ++i) {
-    std::snprintf(buffer, sizeof(buffer), "%08lld", static_cast<long long>(first + i));
-    (void)keys.Append(buffer, 8);
-  }
-  arrow::FieldVector fields = {arrow::field("key", arrow::utf8())};
-  arrow::ArrayVector arrays = {keys.Finish().ValueOrDie()};
-  for (int c = 0; c < 10; ++c) {
-    arrow::FloatBuilder values;
-    for (int64_t i = 0; i < count; ++i) (void)values.Append(static_cast<float>(first + i + c));
-    fields.push_back(arrow::field("f" + std::to_string(c), arrow::float32()));
-    arrays.push_back(values.Finish().ValueOrDie());
-  }
-  return arrow::RecordBatch::Make(arrow::schema(fields), count, arrays);
-}
-
-TableSchema Schema() {
-  std::string json = R"({"key": "key", "columns": {"key": {"dtype": "utf8"})";
-  for (int c = 0; c < 10; ++c) json += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32"})";
-  return TableSchema::FromJson(json + "}}").value();
-}
+TableSchema Schema() { return TableSchema::FromJson(SchemaJson(Shape::kFloat32x10)).value(); }
 
 void Load(Table& table) {
   const int64_t rows = BenchRows();
   for (int64_t first = 0; first < rows; first += kBatchRows) {
-    auto result = table.Upsert(*MakeBatch(first, std::min(kBatchRows, rows - first)));
+    auto result =
+        table.Upsert(*MakeBatch(Shape::kFloat32x10, first, std::min(kBatchRows, rows - first)));
     if (!result.ok()) {
       std::fprintf(stderr, "load failed: %s\n", result.status().ToString().c_str());
       std::abort();

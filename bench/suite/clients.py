@@ -84,6 +84,26 @@ class QuiverFlight(QuiverClient):
         super().__init__(dataset, quiver.connect(endpoints["flight"]), table)
 
 
+class QuiverShm(QuiverClient):
+    """quiverd's tables mapped into this process (the shm backend, read-only: it reads the table
+    the HTTP client loaded). arrive: the backend's read(), an Arrow result as every backend gives;
+    matrix: the hot path, rows.read_into(keys, out) into a matrix allocated once per key count."""
+
+    def __init__(self, dataset: Dataset, endpoints: dict[str, Any], table: str = TABLE) -> None:
+        super().__init__(dataset, quiver.connect(endpoints["shm"]), table)
+        self.rows = None
+        self.outs: dict[int, np.ndarray] = {}
+
+    def matrix(self, keys: list[str]) -> np.ndarray:
+        if self.rows is None:
+            self.rows = self.db.table(self.table, self.dataset.columns)
+        out = self.outs.get(len(keys))
+        if out is None:
+            out = self.outs[len(keys)] = np.empty((len(keys), self.rows.width), np.float32)
+        self.rows.read_into(keys, out)
+        return out
+
+
 class RedisBlobs:
     """Each row one value: its features as packed little-endian float32 (40 or 512 bytes).
     arrive: one MGET (GET for a single key); matrix: np.frombuffer over the joined values."""
@@ -184,6 +204,7 @@ class RedisHashes(RedisBlobs):
 SYSTEMS = {
     "quiver HTTP": QuiverHttp,
     "quiver Flight": QuiverFlight,
+    "quiver shm": QuiverShm,
     "redis MGET": RedisBlobs,
     "redis HMGET": RedisHashes,
     "quiver embedded": QuiverEmbedded,
@@ -191,3 +212,5 @@ SYSTEMS = {
 BASELINE = "redis MGET"
 # Systems that are a server the suite starts (the embedded engine lives in the client process).
 SERVED = [s for s in SYSTEMS if s != "quiver embedded"]
+# Served systems that read what another loaded (quiver shm maps the table quiver HTTP wrote).
+READ_ONLY = ["quiver shm"]

@@ -25,10 +25,11 @@ What each figure includes (docs/benchmarks.md has the whole method):
 
 - **received**: from the Python call until the whole answer is in the client, framed but not decoded:
   the HTTP body's bytes; the Flight answer as the package's Arrow result (zero-copy over the gRPC
-  message); redis-py's list of values (parsed by hiredis); for the embedded engine, the Arrow
-  result. Includes encoding the request from a Python list of string keys.
+  message); redis-py's list of values (parsed by hiredis); for the embedded engine and quiver shm,
+  the Arrow result. Includes encoding the request from a Python list of string keys.
 - **NumPy**: the same, then decoded into a (keys × features) float32 matrix: quiver's
-  `ReadResult.to_numpy()`; `np.frombuffer` over the joined Redis values.
+  `ReadResult.to_numpy()`; `np.frombuffer` over the joined Redis values; for quiver shm, the hot
+  path `rows.read_into(keys, out)` into a matrix allocated once.
 - Latency figures are the median, across fresh client processes, of each process's p50, p99 and
   p99.9; "× MGET" is Redis MGET's p50 divided by the system's p50, in the same run (above 1: faster).
 - **ingest**: rows/s of one client loading every row, including encoding them on the client

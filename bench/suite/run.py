@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import numpy as np  # noqa: E402
 
 import report  # noqa: E402
-from clients import BASELINE, SERVED, SYSTEMS  # noqa: E402
+from clients import BASELINE, READ_ONLY, SERVED, SYSTEMS  # noqa: E402
 from common import DATASETS, percentiles  # noqa: E402
 from quiverd import QUIVERD, Server, free_port  # noqa: E402
 
@@ -63,6 +63,8 @@ def settings() -> dict:
             raise SystemExit(f"BENCH_DATASETS: unknown dataset {name!r} (known: {', '.join(DATASETS)})")
     if BASELINE not in systems:
         raise SystemExit(f"BENCH_SYSTEMS must include the baseline {BASELINE!r}")
+    if "quiver shm" in systems and "quiver HTTP" not in systems:
+        raise SystemExit("BENCH_SYSTEMS: quiver shm reads the table quiver HTTP loads: include both")
     return {
         "rows": int(os.environ.get("BENCH_ROWS", 100_000)),
         "datasets": datasets,
@@ -156,7 +158,8 @@ def _median_of(runs: list[dict]) -> dict:
 # Phases run one after the other, each with only its servers up, so that at the full size
 # (10M rows of 512-byte embeddings) no more than two servers hold the data at once. Within a
 # phase the systems take turns, round by round, so drift on the machine touches them alike.
-PHASES = [["quiver embedded"], ["quiver HTTP", "quiver Flight", "redis MGET"], ["redis HMGET"]]
+PHASES = [["quiver embedded"], ["quiver HTTP", "quiver Flight", "quiver shm", "redis MGET"],
+          ["redis HMGET"]]
 
 
 class Servers:
@@ -168,10 +171,11 @@ class Servers:
         self.pids: dict[str, int] = {}
         self._stops = []
         try:
-            if {"quiver HTTP", "quiver Flight"} & set(systems):
+            if {"quiver HTTP", "quiver Flight", "quiver shm"} & set(systems):
                 quiverd = Server(directory)
                 self._stops.append(quiverd.stop)
-                self.endpoints.update(http=quiverd.url, flight=quiverd.flight_url)
+                self.endpoints.update(http=quiverd.url, flight=quiverd.flight_url,
+                                      shm=f"shm://{quiverd.data_dir}")
                 self.pids.update({"quiver HTTP": quiverd.process.pid,
                                   "quiver Flight": quiverd.process.pid})
             for system, endpoint in (("redis MGET", "redis_blobs"), ("redis HMGET", "redis_hashes")):
@@ -264,7 +268,8 @@ def bench_dataset(name: str, config: dict, tmp: pathlib.Path, log) -> dict:
         try:
             base = {"dataset": name, "rows": config["rows"], "endpoints": servers.endpoints}
             served = [s for s in systems if s in SERVED]
-            for system in sorted(served, key=lambda s: s != "quiver Flight"):
+            loaders = [s for s in served if s not in READ_ONLY]
+            for system in sorted(loaders, key=lambda s: s != "quiver Flight"):
                 _ingest(system, base, servers, out, log)
             _latency(systems, base, config, out, log)
             _throughput(served, base, config, out, log)

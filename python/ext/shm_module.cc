@@ -48,60 +48,43 @@ class Buffer {
   Py_buffer view_{};
 };
 
+// NumPy's view of the fixed-width element types: the buffer format, its size, its name.
+struct NumpyType {
+  arrow::Type::type id;
+  char format;
+  size_t itemsize;
+  const char* name;
+};
+constexpr NumpyType kNumpyTypes[] = {
+    {arrow::Type::HALF_FLOAT, 'e', 2, "float16"}, {arrow::Type::FLOAT, 'f', 4, "float32"},
+    {arrow::Type::DOUBLE, 'd', 8, "float64"},     {arrow::Type::INT8, 'b', 1, "int8"},
+    {arrow::Type::INT16, 'h', 2, "int16"},        {arrow::Type::INT32, 'i', 4, "int32"},
+    {arrow::Type::INT64, 'q', 8, "int64"},        {arrow::Type::UINT8, 'B', 1, "uint8"},
+    {arrow::Type::UINT16, 'H', 2, "uint16"},      {arrow::Type::UINT32, 'I', 4, "uint32"},
+    {arrow::Type::UINT64, 'Q', 8, "uint64"},      {arrow::Type::DATE32, 'i', 4, "int32"},
+    {arrow::Type::TIMESTAMP, 'q', 8, "int64"},    {arrow::Type::BOOL, 'B', 1, "uint8"},
+};
+
 // The NumPy format of an Arrow element type, and its size; "" when none.
 std::string NumpyFormat(const arrow::DataType& type, size_t* itemsize) {
-  switch (type.id()) {
-    case arrow::Type::HALF_FLOAT:
-      *itemsize = 2;
-      return "e";
-    case arrow::Type::FLOAT:
-      *itemsize = 4;
-      return "f";
-    case arrow::Type::DOUBLE:
-      *itemsize = 8;
-      return "d";
-    case arrow::Type::INT8:
-      *itemsize = 1;
-      return "b";
-    case arrow::Type::INT16:
-      *itemsize = 2;
-      return "h";
-    case arrow::Type::INT32:
-    case arrow::Type::DATE32:
-      *itemsize = 4;
-      return "i";
-    case arrow::Type::INT64:
-    case arrow::Type::TIMESTAMP:
-      *itemsize = 8;
-      return "q";
-    case arrow::Type::UINT8:
-    case arrow::Type::BOOL:
-      *itemsize = 1;
-      return "B";
-    case arrow::Type::UINT16:
-      *itemsize = 2;
-      return "H";
-    case arrow::Type::UINT32:
-      *itemsize = 4;
-      return "I";
-    case arrow::Type::UINT64:
-      *itemsize = 8;
-      return "Q";
-    default:
-      return "";
+  for (const NumpyType& numpy : kNumpyTypes) {
+    if (numpy.id == type.id()) {
+      *itemsize = numpy.itemsize;
+      return std::string(1, numpy.format);
+    }
   }
+  return "";
 }
 
 // The NumPy name of a buffer format ("d": float64).
 std::string FormatName(const char* format) {
   std::string_view text = format == nullptr ? "B" : format;
   if (!text.empty() && (text[0] == '<' || text[0] == '=' || text[0] == '@')) text.remove_prefix(1);
-  static const std::pair<std::string_view, const char*> kNames[] = {
-      {"e", "float16"}, {"f", "float32"}, {"d", "float64"}, {"b", "int8"},  {"h", "int16"},
-      {"i", "int32"},   {"q", "int64"},   {"l", "int64"},   {"B", "uint8"}, {"H", "uint16"},
-      {"I", "uint32"},  {"Q", "uint64"},  {"L", "uint64"},  {"?", "bool"}};
-  for (const auto& [code, name] : kNames) {
-    if (text == code) return name;
+  if (text == "l") return "int64";
+  if (text == "L") return "uint64";
+  if (text == "?") return "bool";
+  for (const NumpyType& numpy : kNumpyTypes) {
+    if (text.size() == 1 && text[0] == numpy.format) return numpy.name;
   }
   return "'" + std::string(text) + "'";
 }
@@ -139,31 +122,26 @@ void RaiseQuiverIfError(const Status& status) {
 
 class ShmTable;
 
+// `call()` (a Result) with the GIL released; its value, or the error raised.
+template <typename Call>
+auto WithoutGil(Call&& call) {
+  decltype(call()) result = Status::OK();
+  {
+    nb::gil_scoped_release release;
+    result = call();
+  }
+  return ValueOrRaise(std::move(result));
+}
+
 class ShmClient {
  public:
-  explicit ShmClient(const std::string& path) {
-    Result<std::shared_ptr<shm::Client>> client = Status::OK();
-    {
-      nb::gil_scoped_release release;
-      client = shm::Client::Connect(path);
-    }
-    client_ = ValueOrRaise(std::move(client));
-  }
+  explicit ShmClient(const std::string& path)
+      : client_(WithoutGil([&] { return shm::Client::Connect(path); })) {}
   std::vector<std::string> ListTables() {
-    Result<std::vector<std::string>> names = Status::OK();
-    {
-      nb::gil_scoped_release release;
-      names = client_->ListTables();
-    }
-    return ValueOrRaise(std::move(names));
+    return WithoutGil([&] { return client_->ListTables(); });
   }
   std::string StatusJson() {
-    Result<std::string> json = Status::OK();
-    {
-      nb::gil_scoped_release release;
-      json = client_->StatusJson();
-    }
-    return ValueOrRaise(std::move(json));
+    return WithoutGil([&] { return client_->StatusJson(); });
   }
   std::shared_ptr<ShmTable> Attach(const std::string& name);
   const std::string& path() const { return client_->socket_path(); }
@@ -181,12 +159,7 @@ class ShmTable {
   nb::tuple Read(nb::handle keys_schema, nb::handle keys_array,
                  const std::vector<std::string>& columns) {
     std::shared_ptr<arrow::Array> keys = ImportKeys(keys_schema, keys_array);
-    Result<shm::ReadBatch> result = Status::OK();
-    {
-      nb::gil_scoped_release release;
-      result = reader_->Read(*keys, columns);
-    }
-    shm::ReadBatch read = ValueOrRaise(std::move(result));
+    shm::ReadBatch read = WithoutGil([&] { return reader_->Read(*keys, columns); });
     return ReadReply(read.batch, read.found, read.found_count);
   }
   nb::dict Stats() const {
@@ -205,12 +178,7 @@ class ShmTable {
 };
 
 std::shared_ptr<ShmTable> ShmClient::Attach(const std::string& name) {
-  Result<std::shared_ptr<shm::TableReader>> reader = Status::OK();
-  {
-    nb::gil_scoped_release release;
-    reader = client_->Attach(name);
-  }
-  return std::make_shared<ShmTable>(ValueOrRaise(std::move(reader)));
+  return std::make_shared<ShmTable>(WithoutGil([&] { return client_->Attach(name); }));
 }
 
 // The hot path over fixed-width columns that share one element type.

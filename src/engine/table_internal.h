@@ -17,35 +17,12 @@
 
 #include "common/eviction.h"
 #include "engine/heap.h"
+#include "engine/key_column.h"
 #include "engine/row_copy.h"
 #include "engine/row_layout.h"
 #include "engine/table.h"
 
 namespace quiver {
-
-// The bytes of key i of a normalized key array (utf8 or int64), for hashing and comparing.
-class KeyColumn {
- public:
-  explicit KeyColumn(const arrow::Array& keys) {
-    const arrow::ArrayData& data = *keys.data();
-    if (keys.type_id() == arrow::Type::STRING) {
-      offsets_ = data.GetValues<int32_t>(1);
-      bytes_ = data.buffers[2] ? data.buffers[2]->data() : nullptr;
-    } else {
-      ints_ = data.GetValues<int64_t>(1);
-    }
-  }
-  [[gnu::always_inline]] std::string_view Bytes(int64_t i) const {
-    if (ints_ != nullptr) return {reinterpret_cast<const char*>(ints_ + i), sizeof(int64_t)};
-    return {reinterpret_cast<const char*>(bytes_) + offsets_[i],
-            static_cast<size_t>(offsets_[i + 1] - offsets_[i])};
-  }
-
- private:
-  const int32_t* offsets_ = nullptr;
-  const uint8_t* bytes_ = nullptr;
-  const int64_t* ints_ = nullptr;
-};
 
 inline std::string KeyForMessage(std::string_view bytes, bool is_string) {
   if (!is_string) {

@@ -202,14 +202,20 @@ bool Client::ServerAlive(uint64_t instance_id) {
   return true;
 }
 
-Result<std::vector<std::string>> Client::ListTables() {
+Result<std::string> Client::CallForBody(Op op) {
   std::string request;
-  PutFixed8(&request, static_cast<uint8_t>(Op::kList));
+  PutFixed8(&request, static_cast<uint8_t>(op));
   QUIVER_ASSIGN_OR_RETURN(std::string reply, Call(request, nullptr));
   std::string_view body = reply;
   QUIVER_RETURN_NOT_OK(ReadReplyStatus(&body));
-  ByteReader reader(body);
-  uint32_t n;
+  return std::string(body);
+}
+
+Result<std::vector<std::string>> Client::ListTables() {
+  const Result<std::string> body = CallForBody(Op::kList);
+  if (!body.ok()) return body.status();
+  ByteReader reader(*body);
+  uint32_t n = 0;
   if (!reader.ReadFixed32(&n)) return Status::Corruption("a malformed list reply");
   std::vector<std::string> names;
   for (uint32_t i = 0; i < n; ++i) {
@@ -221,12 +227,9 @@ Result<std::vector<std::string>> Client::ListTables() {
 }
 
 Result<std::string> Client::StatusJson() {
-  std::string request;
-  PutFixed8(&request, static_cast<uint8_t>(Op::kStatus));
-  QUIVER_ASSIGN_OR_RETURN(std::string reply, Call(request, nullptr));
-  std::string_view body = reply;
-  QUIVER_RETURN_NOT_OK(ReadReplyStatus(&body));
-  ByteReader reader(body);
+  const Result<std::string> body = CallForBody(Op::kStatus);
+  if (!body.ok()) return body.status();
+  ByteReader reader(*body);
   std::string_view json;
   if (!reader.ReadLengthPrefixed(&json)) return Status::Corruption("a malformed status reply");
   return std::string(json);

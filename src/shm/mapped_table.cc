@@ -139,7 +139,9 @@ Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
       header->first_shift > header->large_shift) {
     return Corrupt("row chunk sizes");
   }
-  if (kRowHeaderBytes + uint64_t{header->bitmap_bytes} > header->row_width) {
+  // A table has at most 4096 columns: 512 bytes of validity bits (readers size buffers by it).
+  if (kRowHeaderBytes + uint64_t{header->bitmap_bytes} > header->row_width ||
+      header->bitmap_bytes > 512) {
     return Corrupt("validity bitmap");
   }
   auto buffer = std::make_shared<arrow::Buffer>(

@@ -19,6 +19,7 @@
 #include "common/hash.h"
 #include "common/reader_gate.h"
 #include "engine/index_format.h"
+#include "engine/key_column.h"
 #include "engine/row_gather.h"
 #include "shm/mapped_table.h"
 
@@ -172,29 +173,6 @@ struct Prober {
       row = Next(hash, &pos, &steps, &unmapped);
     }
   }
-};
-
-// Keys of an Arrow array as bytes (int64 or utf8).
-class ArrowKeys {
- public:
-  explicit ArrowKeys(const arrow::Array& keys) {
-    const arrow::ArrayData& data = *keys.data();
-    if (keys.type_id() == arrow::Type::STRING) {
-      offsets_ = data.GetValues<int32_t>(1);
-      bytes_ = data.buffers[2] ? reinterpret_cast<const char*>(data.buffers[2]->data()) : nullptr;
-    } else {
-      ints_ = data.GetValues<int64_t>(1);
-    }
-  }
-  std::string_view operator()(size_t i) const {
-    if (ints_ != nullptr) return {reinterpret_cast<const char*>(ints_ + i), sizeof(int64_t)};
-    return {bytes_ + offsets_[i], static_cast<size_t>(offsets_[i + 1] - offsets_[i])};
-  }
-
- private:
-  const int32_t* offsets_ = nullptr;
-  const char* bytes_ = nullptr;
-  const int64_t* ints_ = nullptr;
 };
 
 // Runs the lookups of keys [0, n) as a software pipeline (as the engine's Table::Read does):
@@ -620,7 +598,8 @@ Result<bool> ReadFromView(const ControlInfo& control, const View& view, const ar
                           arrow::ArrayVector* arrays, std::shared_ptr<arrow::Buffer>* found_bits,
                           int64_t* found_count) {
   const int64_t n = keys.length();
-  const ArrowKeys key_at(keys);
+  const KeyColumn key_column(keys);
+  auto key_at = [&key_column](size_t i) { return key_column.Bytes(static_cast<int64_t>(i)); };
   std::vector<GatherColumn> outputs;
   outputs.reserve(columns.size());
   for (int index : columns) {

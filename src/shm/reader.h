@@ -41,6 +41,7 @@
 namespace quiver::shm {
 
 class TableReader;
+enum class Op : uint8_t;
 
 // The connection to one server's socket.
 class Client : public std::enable_shared_from_this<Client> {
@@ -71,6 +72,8 @@ class Client : public std::enable_shared_from_this<Client> {
   Status EnsureConnectedLocked();
   // One request and its reply; the connection is dropped on a transport error.
   Result<std::string> Call(std::string_view request, std::vector<int>* fds);
+  // A request of `op` alone; the body of its reply (an error reply as the Status it carries).
+  Result<std::string> CallForBody(Op op);
   Result<Attached> AttachRaw(std::string_view name);
   // Descriptors of regions `ids` of table `table_id` (-1 for one no longer held); the caller
   // closes them.
