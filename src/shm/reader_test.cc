@@ -228,3 +228,31 @@ TEST_F(ShmReaderTest, ServerReportsItsReaders) {
 
 }  // namespace
 }  // namespace quiver::shm
+
+namespace quiver::shm {
+namespace {
+
+TEST(ShmServerTest, RefusesConnectionsPastItsLimit) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("quiver-shm-limit-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  Catalog catalog(CatalogOptions{.publish = true});
+  const std::string path = (dir / "quiver.sock").string();
+  auto server = testing::ValueOrFail(
+      ShmServer::Start(catalog, ShmServerOptions{.path = path, .max_connections = 2}));
+  auto first = testing::ValueOrFail(Client::Connect(path));
+  auto second = testing::ValueOrFail(Client::Connect(path));
+  QUIVER_EXPECT_ERROR(Client::Connect(path), StatusCode::kIOError, "did not answer");
+  first.reset();  // a place frees up
+  Result<std::shared_ptr<Client>> third = Status::IOError("not yet");
+  for (int i = 0; i < 100 && !third.ok(); ++i) {
+    usleep(10000);
+    third = Client::Connect(path);
+  }
+  EXPECT_TRUE(third.ok()) << third.status().ToString();
+  server.reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace quiver::shm

@@ -144,7 +144,9 @@ void ShmServer::Run() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       fds.push_back({wake_fd_, POLLIN, 0});
-      fds.push_back({listen_fd_, POLLIN, 0});
+      // Out of descriptors, accepts pause for a moment instead of spinning on the ready socket.
+      const bool accepting = UnixMillis() >= accept_paused_until_ms_;
+      fds.push_back({accepting ? listen_fd_ : -1, POLLIN, 0});
       for (auto& connection : connections_) fds.push_back({connection->fd, POLLIN, 0});
     }
     const int ready = poll(fds.data(), fds.size(), static_cast<int>(options_.heartbeat_ms));
@@ -179,8 +181,18 @@ void ShmServer::Accept() {
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         QUIVER_LOG_EVERY_SECOND(kWarn, "shared-memory socket accept failed",
                                 {{"error", std::strerror(errno)}});
+        accept_paused_until_ms_ = UnixMillis() + 100;
       }
       return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (connections_.size() >= options_.max_connections) {
+        QUIVER_LOG_EVERY_SECOND(kWarn, "shared-memory socket at its connection limit: refused",
+                                {{"max_connections", std::to_string(options_.max_connections)}});
+        close(fd);
+        continue;
+      }
     }
     auto connection = std::make_unique<Connection>();
     connection->fd = fd;

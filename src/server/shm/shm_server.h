@@ -32,6 +32,7 @@ struct ShmServerOptions {
   mode_t mode = 0600;                     // its permissions
   int64_t lease_ms = int64_t{60} * 1000;  // see above
   int64_t heartbeat_ms = 100;
+  size_t max_connections = 1024;  // more are closed at once (a reader process needs one)
 };
 
 struct ShmReaderTable {
@@ -87,7 +88,8 @@ class ShmServer {
   const int listen_fd_;
   const int wake_fd_;  // an eventfd: Stop() wakes the loop
   std::atomic<bool> stopping_{false};
-  mutable std::mutex mutex_;  // connections_, for the readers' figures
+  int64_t accept_paused_until_ms_ = 0;  // the loop's thread only
+  mutable std::mutex mutex_;            // connections_, for the readers' figures
   std::vector<std::unique_ptr<Connection>> connections_;
   std::thread thread_;
   bool stopped_ = false;
