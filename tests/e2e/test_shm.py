@@ -231,8 +231,8 @@ def test_readers_reattach_after_a_restart(tmp_path):
 READER = textwrap.dedent("""
     import sys, numpy as np, quiver
     rows = quiver.connect(sys.argv[1]).table("t", ["emb"])
-    keys = np.arange(1000, dtype=np.int64)
-    out = np.empty((1000, 8), dtype=np.float32)
+    keys = np.array([k for k in range(1000) if k % 11], dtype=np.int64)  # no null embeddings
+    out = np.empty((len(keys), 8), dtype=np.float32)
     print("ready", flush=True)
     while True:
         found = rows.read_into(keys, out)
@@ -261,6 +261,7 @@ def test_killed_readers_leak_nothing(server, tmp_path):
             assert reader.stdout.readline().strip() == b"ready"
         time.sleep(0.02)  # mid-read
         for reader in batch:
+            assert reader.poll() is None  # still reading (it stops only on a wrong answer)
             reader.kill()
             reader.wait()
             reader.stdout.close()
