@@ -16,7 +16,7 @@ SUITE = ROOT / "bench" / "suite"
 sys.path.insert(0, str(SUITE))
 
 import worker  # noqa: E402
-from clients import BASELINE, SERVED, SYSTEMS  # noqa: E402
+from clients import BASELINE, READ_ONLY, SERVED, SYSTEMS  # noqa: E402
 from common import DATASETS  # noqa: E402
 
 SETTINGS = {"BENCH_ROWS": "3000", "BENCH_RUNS": "2", "BENCH_ITERATIONS": "20", "BENCH_WARMUP": "5",
@@ -47,7 +47,7 @@ def test_every_system_and_scenario_is_measured(results):
                 assert 0 < system["p50_us"] <= system["p99_us"] <= system["p999_us"]
                 assert system["p50_us"] == np.median([run["p50_us"] for run in system["runs"]])
             assert scenario[BASELINE]["speedup_vs_mget"] == 1.0
-        assert set(figures["ingest"]) == set(SYSTEMS)
+        assert set(figures["ingest"]) == set(SYSTEMS) - set(READ_ONLY)  # quiver shm loads nothing
         assert all(f["rows_per_s"] > 0 for f in figures["ingest"].values())
         assert set(figures["memory"]) == {"quiver HTTP", "quiver Flight", "redis MGET", "redis HMGET"}
         assert set(figures["throughput"]) == set(SERVED)
@@ -66,6 +66,7 @@ def test_report_has_tables_and_plots(results):
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert f"({png.name})" in markdown
     assert markdown.count("| quiver HTTP |") == 4 * len(DATASETS)  # 2 latency, ingest, throughput
+    assert markdown.count("| quiver shm |") == 3 * len(DATASETS)  # 2 latency, throughput
     assert data["command"] in markdown
 
 
