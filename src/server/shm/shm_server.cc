@@ -79,7 +79,9 @@ Result<int> Listen(const std::string& path, mode_t mode) {
     const int error = errno;
     close(fd);
     unlink(temporary.c_str());
-    return Status::IOError(what + " " + path + ": " + std::strerror(error));
+    return Status::IOError(what + " " + path + ": " + std::strerror(error) +
+                           " (--shm-socket PATH puts it elsewhere; --shm-socket off publishes "
+                           "nothing)");
   };
   const int bound = bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
   if (dir_fd >= 0) close(dir_fd);
