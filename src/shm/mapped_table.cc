@@ -128,7 +128,8 @@ Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
   if (!Within(header->columns_offset, header->columns_count, sizeof(ColumnRecord), size) ||
       !Within(header->schema_offset, header->schema_bytes, 1, size) ||
       !Within(header->manifest_offset, header->manifest_capacity, sizeof(ManifestEntry), size) ||
-      header->manifest_offset % 8 != 0) {
+      header->manifest_offset % 8 != 0 || header->columns_offset % 8 != 0 ||
+      header->schema_offset % 8 != 0) {
     return Corrupt("a section lies outside the block");
   }
   if (header->row_width < kRowHeaderBytes + 8 || header->row_width > (1u << 26) ||
@@ -209,8 +210,10 @@ bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedSta
     *state = static_cast<PublishedState>(header.state.load(std::memory_order_relaxed));
     if (count > header.manifest_capacity) return false;
     entries->resize(count);
-    CopyFromRow(entries->data(), reinterpret_cast<const std::byte*>(control.manifest()),
-                count * sizeof(ManifestEntry));
+    if (count > 0) {
+      CopyFromRow(entries->data(), reinterpret_cast<const std::byte*>(control.manifest()),
+                  count * sizeof(ManifestEntry));
+    }
     if (StillEqualShared(header.generation, before)) {
       *generation = before;
       return true;
