@@ -477,6 +477,18 @@ Result<FixedPlan> TableReader::PlanFixed(const std::vector<std::string>& columns
     plan.types_.push_back(type);
     plan.row_bytes_ += layout.width;
   }
+  for (const FixedPlan::Copy& copy : plan.copies_) {
+    if (copy.valid_bit < 0) continue;
+    const auto byte = static_cast<uint32_t>(copy.valid_bit / 8);
+    const auto bit = static_cast<uint8_t>(1u << (copy.valid_bit % 8));
+    auto it = std::find_if(plan.valid_masks_.begin(), plan.valid_masks_.end(),
+                           [&](const FixedPlan::ValidMask& mask) { return mask.byte == byte; });
+    if (it == plan.valid_masks_.end()) {
+      plan.valid_masks_.push_back(FixedPlan::ValidMask{byte, bit});
+    } else {
+      it->bits |= bit;
+    }
+  }
   // Columns adjacent in the row and in the output (f0..f9 read in schema order) are one copy.
   for (const FixedPlan::Copy& copy : plan.copies_) {
     FixedPlan::Run* last = plan.runs_.empty() ? nullptr : &plan.runs_.back();
@@ -539,16 +551,19 @@ Status TableReader::ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std
         }
       };
     };
-    // Nulls need a look only where a column may hold one (or validity is asked for).
-    const bool per_column =
-        valid != nullptr ||
-        std::any_of(plan.copies_.begin(), plan.copies_.end(),
-                    [](const FixedPlan::Copy& copy) { return copy.valid_bit >= 0; });
+    // A row found with every wanted column valid (its bits checked a byte at a time) needs no
+    // look per column, unless validity is asked for.
     auto finish = [&](size_t i, Outcome outcome) {
       if (outcome == Outcome::kRefresh) return false;
       const bool hit = outcome == Outcome::kFound;
       found[i] = hit ? 1 : 0;
-      if (hit && !per_column) return true;
+      if (hit && valid == nullptr) {
+        bool all_valid = true;
+        for (const FixedPlan::ValidMask& mask : plan.valid_masks_) {
+          all_valid &= (bitmap[mask.byte] & mask.bits) == mask.bits;
+        }
+        if (all_valid) return true;
+      }
       std::byte* destination = out + i * out_stride;
       for (size_t j = 0; j < columns; ++j) {
         const FixedPlan::Copy& copy = plan.copies_[j];

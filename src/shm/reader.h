@@ -120,8 +120,13 @@ class FixedPlan {
     uint32_t width;
     uint32_t out_offset;
   };
+  struct ValidMask {  // the validity bits of the plan's nullable columns, by bitmap byte
+    uint32_t byte;
+    uint8_t bits;
+  };
   std::vector<Copy> copies_;
   std::vector<Run> runs_;
+  std::vector<ValidMask> valid_masks_;
   uint32_t row_bytes_ = 0;
   uint64_t table_id_ = 0;
 };
