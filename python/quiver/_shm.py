@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from . import _quiver
 from ._embedded import _CArray
-from ._errors import ConnectionError, TableNotFound, Unsupported, error_from_code
+from ._errors import ConnectionError, Unsupported, error_from_code
 
 
 def _error(code: str, message: str) -> Exception:
@@ -125,5 +125,3 @@ class ShmBackend:
         except _quiver.EngineError as e:
             _raise(e)
 
-
-__all__ = ["ShmBackend", "socket_path", "TableNotFound"]
