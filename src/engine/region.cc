@@ -11,6 +11,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/huge_map.h"
+
 namespace quiver {
 namespace {
 
@@ -19,48 +21,6 @@ std::atomic<uint64_t> g_region_bytes{0};
 size_t PageSize() {
   static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   return page;
-}
-
-constexpr size_t kHugePage = 2 << 20;
-
-// Anonymous memory of `size` bytes starting on a 2 MiB boundary, advised for transparent huge
-// pages: random reads of big tables then miss the TLB far less (a page walk costs more than the
-// cache miss itself under virtualization).
-void* MapAnonymousHuge(size_t size) {
-  const size_t padded = size + kHugePage;
-  void* raw = mmap(nullptr, padded, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (raw == MAP_FAILED) return MAP_FAILED;
-  auto* start = static_cast<std::byte*>(raw);
-  const size_t misalignment = reinterpret_cast<uintptr_t>(start) % kHugePage;
-  std::byte* aligned = misalignment == 0 ? start : start + (kHugePage - misalignment);
-  if (aligned > start) munmap(start, static_cast<size_t>(aligned - start));
-  std::byte* end = aligned + size;
-  if (start + padded > end) munmap(end, static_cast<size_t>(start + padded - end));
-  madvise(aligned, size, MADV_HUGEPAGE);  // advice only: may be off
-  return aligned;
-}
-
-// `size` bytes of the memfd `fd` mapped shared at a 2 MiB boundary and advised for huge pages:
-// the kernel backs shmem with them when /sys/kernel/mm/transparent_hugepage/shmem_enabled says
-// `advise` (or more); readers of other processes map it the same way (shm/mapped_table.cc).
-void* MapSharedHuge(int fd, size_t size) {
-  const size_t padded = size + kHugePage;
-  void* raw = mmap(nullptr, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (raw == MAP_FAILED) return MAP_FAILED;
-  auto* start = static_cast<std::byte*>(raw);
-  const size_t misalignment = reinterpret_cast<uintptr_t>(start) % kHugePage;
-  std::byte* aligned = misalignment == 0 ? start : start + (kHugePage - misalignment);
-  void* mapped = mmap(aligned, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
-  if (mapped == MAP_FAILED) {
-    munmap(raw, padded);
-    return MAP_FAILED;
-  }
-  if (aligned > start) munmap(start, static_cast<size_t>(aligned - start));
-  std::byte* end = aligned + size;
-  if (start + padded > end) munmap(end, static_cast<size_t>(start + padded - end));
-  madvise(aligned, size, MADV_HUGEPAGE);  // advice only: may be off
-  return aligned;
 }
 
 }  // namespace
@@ -73,8 +33,9 @@ Result<std::unique_ptr<Region>> Region::Create(size_t bytes, RegionBacking backi
   if (backing == RegionBacking::kFile) {
     return Status::InvalidArgument("a file-backed region needs a path: use Region::MapFile");
   }
-  if (backing == RegionBacking::kAnonymous && size >= kHugePage) {
-    base = MapAnonymousHuge(size);
+  if (backing == RegionBacking::kAnonymous && size >= kHugePageBytes) {
+    base = MapHugeAligned(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                          -1);
   } else if (backing == RegionBacking::kAnonymous) {
     base = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                 -1, 0);
@@ -93,8 +54,8 @@ Result<std::unique_ptr<Region>> Region::Create(size_t bytes, RegionBacking backi
                           "bounds it)"
                         : ""));
     }
-    base = size >= kHugePage ? MapSharedHuge(fd, size)
-                             : mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    base = size >= kHugePageBytes ? MapHugeAligned(size, PROT_READ | PROT_WRITE, MAP_SHARED, fd)
+                                  : mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   }
   if (base == MAP_FAILED) {
     int err = errno;

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/huge_map.h"
 #include "engine/dtype.h"
 #include "engine/row_copy.h"
 
@@ -29,31 +30,16 @@ Result<std::shared_ptr<Mapping>> Mapping::Map(int fd, uint64_t bytes, uint64_t i
                               std::to_string(bytes) + " bytes; the region has " +
                               std::to_string(info.st_size));
   }
-  // Large regions at a 2 MiB boundary, advised for huge pages, as the server maps them
-  // (engine/region.cc): shmem gets them where shmem_enabled allows.
-  constexpr size_t kHugePage = 2 << 20;
+  // Large regions as the server maps them (engine/region.cc): shmem gets huge pages where
+  // shmem_enabled allows.
   void* data = MAP_FAILED;
-  if (bytes >= kHugePage) {
-    const size_t padded = bytes + kHugePage;
-    void* raw =
-        mmap(nullptr, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (raw != MAP_FAILED) {
-      auto* start = static_cast<std::byte*>(raw);
-      const size_t misalignment = reinterpret_cast<uintptr_t>(start) % kHugePage;
-      std::byte* aligned = misalignment == 0 ? start : start + (kHugePage - misalignment);
-      data = mmap(aligned, bytes, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0);
-      if (data == MAP_FAILED) {
-        munmap(raw, padded);
-      } else {
-        if (aligned > start) munmap(start, static_cast<size_t>(aligned - start));
-        std::byte* end = aligned + bytes;
-        if (start + padded > end) munmap(end, static_cast<size_t>(start + padded - end));
-        madvise(aligned, bytes, MADV_HUGEPAGE);
+  if (bytes >= kHugePageBytes) {
+    data = MapHugeAligned(bytes, PROT_READ, MAP_SHARED, fd);
 #if defined(MADV_POPULATE_READ)
-        if (populate) madvise(aligned, bytes, MADV_POPULATE_READ);  // Linux 5.14; advice only
-#endif
-      }
+    if (data != MAP_FAILED && populate) {
+      madvise(data, bytes, MADV_POPULATE_READ);  // Linux 5.14; advice only
     }
+#endif
   } else {
     data = mmap(nullptr, bytes, PROT_READ, MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
   }

@@ -346,8 +346,11 @@ Status TableReader::RefreshLocked(bool reattach) {
       for (const auto& mapping : state.owned->owned) known[mapping->id()] = mapping;
     }
     std::vector<uint64_t> wanted;
+    std::vector<uint64_t> wanted_bytes;  // as listed, by position in `wanted`
     for (const ManifestEntry& entry : entries) {
-      if (known.find(entry.id) == known.end()) wanted.push_back(entry.id);
+      if (known.find(entry.id) != known.end()) continue;
+      wanted.push_back(entry.id);
+      wanted_bytes.push_back(entry.bytes);
     }
     Result<std::vector<int>> fds = client.MapRaw(control->table_id, state.instance_id, wanted);
     if (!fds.ok()) {
@@ -365,12 +368,8 @@ Status TableReader::RefreshLocked(bool reattach) {
         gone = true;
         continue;
       }
-      uint64_t bytes = 0;
-      for (const ManifestEntry& entry : entries) {
-        if (entry.id == wanted[i]) bytes = entry.bytes;
-      }
       if (mapped.ok() && !gone) {
-        auto mapping = Mapping::Map(fd, bytes, wanted[i], /*populate=*/true);
+        auto mapping = Mapping::Map(fd, wanted_bytes[i], wanted[i], /*populate=*/true);
         if (mapping.ok()) {
           known[wanted[i]] = *std::move(mapping);
         } else {

@@ -470,22 +470,25 @@ void ShmServer::RenderMetrics(std::string* out) const {
   AppendFamilyHeader(out, "quiver_shm_readers", "gauge",
                      "Processes attached through the shared-memory socket");
   AppendSample(out, "quiver_shm_readers", {}, static_cast<double>(readers.size()));
-  AppendFamilyHeader(out, "quiver_shm_reader_mapped_bytes", "gauge",
-                     "Bytes of a table a shared-memory reader maps, as it last reported");
-  for (const ShmReaderInfo& info : readers) {
-    for (const ShmReaderTable& table : info.tables) {
-      AppendSample(out, "quiver_shm_reader_mapped_bytes",
-                   {{"pid", std::to_string(info.pid)}, {"table", table.name}},
-                   static_cast<double>(table.mapped_bytes));
-    }
-  }
-  AppendFamilyHeader(out, "quiver_shm_reader_retired_bytes", "gauge",
-                     "Bytes a shared-memory reader still maps that the table has freed");
-  for (const ShmReaderInfo& info : readers) {
-    for (const ShmReaderTable& table : info.tables) {
-      AppendSample(out, "quiver_shm_reader_retired_bytes",
-                   {{"pid", std::to_string(info.pid)}, {"table", table.name}},
-                   static_cast<double>(table.retired_bytes));
+  const struct {
+    const char* name;
+    const char* help;
+    uint64_t ShmReaderTable::*bytes;
+  } per_table[] = {
+      {"quiver_shm_reader_mapped_bytes",
+       "Bytes of a table a shared-memory reader maps, as it last reported",
+       &ShmReaderTable::mapped_bytes},
+      {"quiver_shm_reader_retired_bytes",
+       "Bytes a shared-memory reader still maps that the table has freed",
+       &ShmReaderTable::retired_bytes},
+  };
+  for (const auto& family : per_table) {
+    AppendFamilyHeader(out, family.name, "gauge", family.help);
+    for (const ShmReaderInfo& info : readers) {
+      for (const ShmReaderTable& table : info.tables) {
+        AppendSample(out, family.name, {{"pid", std::to_string(info.pid)}, {"table", table.name}},
+                     static_cast<double>(table.*family.bytes));
+      }
     }
   }
 }
