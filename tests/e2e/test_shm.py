@@ -385,6 +385,9 @@ def test_the_socket_mode_decides_who_reads(start_server):
     from quiverd import QUIVERD
 
     program = pathlib.Path(QUIVERD).parent / "examples" / "shm_reader"
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(program)]
+    if subprocess.run(as_nobody, capture_output=True).returncode != 2:  # its usage message
+        pytest.skip("nobody cannot run the build (a checkout only root may read)")
     shared = pathlib.Path(tempfile.mkdtemp(prefix="quiver-shm-mode-"))
     try:
         shared.chmod(0o755)
@@ -395,8 +398,7 @@ def test_the_socket_mode_decides_who_reads(start_server):
             http = quiver.connect(server.url)
             http.create_table("t", SCHEMA)
             write(http, "t", rows(0, 10))
-            out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                  str(program), str(socket), "t", "--fixed", "f", "3"],
+            out = subprocess.run(as_nobody + [str(socket), "t", "--fixed", "f", "3"],
                                  capture_output=True, text=True, timeout=60)
             if mode == "0600":
                 assert out.returncode == 1, out
