@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -186,7 +187,11 @@ Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
 bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedState* state,
                   std::vector<ManifestEntry>* entries) {
   const ControlHeader& header = *control.header;
-  for (int attempt = 0; attempt < (1 << 16); ++attempt) {
+  // A busy writer may change the manifest while a slow reader copies it: try for up to 2 s (a
+  // writer stuck mid-change, dead or hostile, is the only way to exhaust that).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (uint64_t attempt = 1;; ++attempt) {
+    if (attempt % 1024 == 0 && std::chrono::steady_clock::now() > deadline) return false;
     const uint64_t before = header.generation.load(std::memory_order_acquire);
     if (before & 1) {
       __builtin_ia32_pause();
@@ -205,7 +210,6 @@ bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedSta
       return true;
     }
   }
-  return false;
 }
 
 Status CheckManifest(const std::vector<ManifestEntry>& entries, const std::string& name) {

@@ -101,7 +101,7 @@ struct View {
 };
 
 // Copies the listed manifest while the generation holds still (even and unchanged); false when
-// it never did (a writer that died mid-change, or a hostile block).
+// it did not within 2 s (a writer that died mid-change, or a hostile block).
 bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedState* state,
                   std::vector<ManifestEntry>* entries);
 // Checks copied entries: known kinds, sane chunk numbers, distinct ids, exactly one index of a
