@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp bench-resp bench-shm bench-durability bench-attacks soak fuzz format lint tidy clean
+	bench bench-cpp bench-resp bench-shm bench-durability bench-object-store bench-attacks soak fuzz format lint tidy clean
 
 all: build python
 
@@ -112,6 +112,11 @@ bench-attacks: build python
 # Write throughput per fsync policy and restart time (docs/durability.md; BENCH_ROWS, BENCH_SECONDS).
 bench-durability: build
 	@./$(BUILD)/bench/durability_benchmark
+
+# Backups to a local S3 server (moto) and bootstrap of an empty node from them: upload throughput,
+# bootstrap time and its split (bench/suite/object_store.py; BENCH_ROWS, BENCH_LOG_ROWS, BENCH_RUNS).
+bench-object-store: build python
+	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/object_store.py
 
 # Coverage-guided fuzzing with libFuzzer (needs clang and its fuzzer runtime: apt-get install
 # clang libclang-rt-14-dev; Debian 12's clang leaves the runtime to a recommended package).

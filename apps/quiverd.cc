@@ -111,6 +111,13 @@ int Run(ServerConfig options) {
       instance_options.shm_socket.empty() ? "off" : instance_options.shm_socket;
   instance_options.shm_socket_mode = static_cast<mode_t>(options.shm_socket_mode);
   instance_options.shm_lease_ms = options.shm_lease_seconds * 1000;
+  if (!options.object_store.empty()) {
+    objstore::BackupOptions backup;
+    backup.uri = options.object_store;
+    backup.upload_interval_seconds = options.upload_interval;
+    backup.lease_ms = options.object_store_lease_seconds * 1000;
+    instance_options.backup = backup;
+  }
   QUIVER_LOG(kInfo, "recovering", {{"data_dir", options.data_dir}, {"fsync", options.fsync}});
   auto instance = Instance::Open(std::move(instance_options));
   if (!instance.ok()) {
@@ -131,6 +138,9 @@ int Run(ServerConfig options) {
   MetricsRegistry metrics;
   if (ShmServer* shm = (*instance)->shm()) {
     metrics.AddCollector([shm](std::string* out) { shm->RenderMetrics(out); });
+  }
+  if (objstore::Backup* backup = (*instance)->backup()) {
+    metrics.AddCollector([backup](std::string* out) { backup->RenderMetrics(out); });
   }
   // Flight first: once HTTP answers /health, every front end is listening.
   flight_server::FlightServerOptions flight;
@@ -221,5 +231,8 @@ int main(int argc, char** argv) {
     case quiver::ConfigRequest::kRun:
       break;
   }
-  return quiver::Run(config);
+  const int status = quiver::Run(config);
+  // After every object store is gone, before static destruction (the AWS SDK needs it).
+  quiver::objstore::FinalizeObjectStores();
+  return status;
 }

@@ -1,6 +1,6 @@
 # Locates Arrow C++ (core, compute, Parquet, Flight, Dataset, S3) and defines imported targets:
 #   quiver::arrow  quiver::arrow_compute  quiver::parquet  quiver::arrow_flight
-#   quiver::arrow_dataset
+#   quiver::arrow_dataset  quiver::arrow_s3
 # First a system Arrow through find_package(Arrow CONFIG); otherwise the headers and versioned
 # shared libraries of the pinned pyarrow wheel in the project's .venv, imported by full path with
 # the wheel's directory in every binary's RPATH, so nothing needs LD_LIBRARY_PATH.
@@ -31,6 +31,9 @@ if(Arrow_FOUND)
   target_link_libraries(quiver::arrow_flight INTERFACE ArrowFlight::arrow_flight_shared)
   add_library(quiver::arrow_dataset INTERFACE IMPORTED)
   target_link_libraries(quiver::arrow_dataset INTERFACE ArrowDataset::arrow_dataset_shared)
+  # A system Arrow built with S3 has it in libarrow itself.
+  add_library(quiver::arrow_s3 INTERFACE IMPORTED)
+  target_link_libraries(quiver::arrow_s3 INTERFACE Arrow::arrow_shared)
   return()
 endif()
 
@@ -78,6 +81,9 @@ _quiver_import_wheel_lib(quiver::parquet parquet quiver::arrow)
 _quiver_import_wheel_lib(quiver::arrow_flight arrow_flight quiver::arrow)
 _quiver_import_wheel_lib(quiver::arrow_acero arrow_acero quiver::arrow_compute)
 _quiver_import_wheel_lib(quiver::arrow_dataset arrow_dataset quiver::parquet quiver::arrow_acero)
+# S3 lives in its own library in the wheel; linking it registers the s3:// scheme with
+# arrow::fs::FileSystemFromUri.
+_quiver_import_wheel_lib(quiver::arrow_s3 arrow_s3 quiver::arrow)
 
 # Every binary finds the wheel's libraries through its RPATH, in the build tree and installed.
 list(APPEND CMAKE_BUILD_RPATH "${QUIVER_ARROW_LIB_DIR}")

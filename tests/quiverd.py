@@ -74,10 +74,13 @@ class Server:
     status, .log() -> stderr so far. Each server gets its own data directory under tmp_path
     unless `data_dir` names one (to restart on the same data). `file_size_limit`: RLIMIT_FSIZE in
     bytes, so that writes past it fail with EFBIG like a full disk (lift_file_size_limit() ends
-    it). `nofile`: RLIMIT_NOFILE (soft and hard), as `ulimit -n` would set it."""
+    it). `nofile`: RLIMIT_NOFILE (soft and hard), as `ulimit -n` would set it. `start_timeout`:
+    seconds to wait for /health (a restore of a large backup takes longer than the default)."""
 
     def __init__(self, tmp_path: pathlib.Path, *args: str, data_dir: pathlib.Path | None = None,
-                 file_size_limit: int | None = None, nofile: int | None = None):
+                 file_size_limit: int | None = None, nofile: int | None = None,
+                 start_timeout: float = 10):
+        self.start_timeout = start_timeout
         limits = {}
         if file_size_limit is not None:
             limits[resource.RLIMIT_FSIZE] = (file_size_limit, resource.RLIM_INFINITY)
@@ -109,7 +112,7 @@ class Server:
         )
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + self.start_timeout
         while True:
             try:
                 if requests.get(self.url + "/health", timeout=1).status_code == 200:

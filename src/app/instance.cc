@@ -10,7 +10,15 @@ Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
   if (options.data_dir) {
     options.durability.data_dir = *options.data_dir;
     options.durability.publish = publish;
+    if (options.backup) {
+      QUIVER_ASSIGN_OR_RETURN(instance->backup_,
+                              objstore::Backup::Create(*options.backup, *options.data_dir));
+      options.durability.before_recovery = [backup = instance->backup_.get()] {
+        return backup->Prepare();
+      };
+    }
     QUIVER_ASSIGN_OR_RETURN(instance->database_, storage::Database::Open(options.durability));
+    if (instance->backup_) instance->backup_->Start(instance->database_.get());
   } else {
     instance->memory_limit_ = std::make_unique<MemoryLimit>();
     instance->catalog_ =
@@ -45,6 +53,7 @@ void Instance::Close() {
   // Either may be missing when Open failed.
   if (database_ != nullptr) {
     database_->keyspace().StopActiveExpiry();
+    if (backup_ != nullptr) backup_->Stop(/*final_upload=*/true);
     database_->Close();  // stops the tables' expiry before the log
   } else if (keyspace_ != nullptr) {
     keyspace_->StopActiveExpiry();

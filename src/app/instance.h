@@ -18,6 +18,7 @@
 #include "common/result.h"
 #include "engine/catalog.h"
 #include "kv/keyspace.h"
+#include "objstore/backup.h"
 #include "server/resp/local.h"
 #include "server/shm/shm_server.h"
 #include "storage/database.h"
@@ -39,6 +40,9 @@ struct InstanceOptions {
   std::string shm_socket;
   mode_t shm_socket_mode = 0600;
   int64_t shm_lease_ms = int64_t{60} * 1000;
+  // With a data directory: back it up to an object store, and restore it from there when it is
+  // empty (objstore/backup.h, docs/object-storage.md).
+  std::optional<objstore::BackupOptions> backup;
 };
 
 class Instance {
@@ -58,9 +62,11 @@ class Instance {
   resp::LocalClient& kv() { return *kv_; }
   // The socket of shared-memory readers, or null when the tables are not published.
   ShmServer* shm() { return shm_.get(); }
+  // The object-store backup, or null.
+  objstore::Backup* backup() { return backup_.get(); }
 
-  // Stops active expiry and, when durable, syncs the log and releases the data directory.
-  // Idempotent.
+  // Stops active expiry and, when durable, uploads the last changes to the backup, syncs the log
+  // and releases the data directory. Idempotent.
   void Close();
 
  private:
@@ -70,6 +76,7 @@ class Instance {
   std::unique_ptr<MemoryLimit> memory_limit_;
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<kv::Keyspace> keyspace_;
+  std::unique_ptr<objstore::Backup> backup_;  // outlives database_'s Open, stops before its Close
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<resp::LocalClient> kv_;
   std::unique_ptr<ShmServer> shm_;  // last: goes first

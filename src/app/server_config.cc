@@ -316,6 +316,38 @@ const std::vector<Option>& AllOptions() {
                     "a shared-memory reader that keeps memory the tables freed this long "
                     "without a call is disconnected (its next call maps afresh)",
                     &ServerConfig::shm_lease_seconds, 1, 86400),
+      {"--object-store", "object_store.uri", "URI",
+       "back the data directory up to s3://bucket/prefix (Arrow's S3 query options: "
+       "?endpoint_override=HOST:PORT&scheme=http&region=...) or file:///path, and restore it "
+       "from there when it is empty (docs/object-storage.md)",
+       [](ServerConfig& o, const std::string& v, const std::string& where) {
+         if (v.empty()) return where + ": the URI is empty";
+         o.object_store = v;
+         return std::string();
+       },
+       [](const ServerConfig& o) { return o.object_store.empty() ? "none" : o.object_store; }},
+      {"--upload-interval", "object_store.upload_interval", "SECONDS",
+       "upload the changes to the object store this often (decimals allowed): the most a node's "
+       "death loses; 0: only when a log segment fills and after snapshots",
+       [](ServerConfig& o, const std::string& v, const std::string& where) {
+         char* end = nullptr;
+         const double seconds = std::strtod(v.c_str(), &end);
+         if (v.empty() || *end != '\0' || !(seconds >= 0) || seconds > 86400) {
+           return where + ": '" + v + "' is not a number of seconds from 0 to 86400";
+         }
+         if (seconds > 0 && seconds < 0.05) return where + ": at least 0.05 s (or 0)";
+         o.upload_interval = seconds;
+         return std::string();
+       },
+       [](const ServerConfig& o) {
+         char text[32];
+         std::snprintf(text, sizeof(text), "%g", o.upload_interval);
+         return std::string(text);
+       }},
+      IntegerOption("--object-store-lease-seconds", "object_store.lease_seconds", "SECONDS",
+                    "a leader of the object-store prefix not heard of for this long may be "
+                    "replaced by a node restoring from it",
+                    &ServerConfig::object_store_lease_seconds, 1, 86400),
   };
   return options;
 }

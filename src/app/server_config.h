@@ -50,6 +50,9 @@ struct ServerConfig {
   std::string shm_socket;  // "": <data_dir>/quiver.sock; "off": not published
   int64_t shm_socket_mode = 0600;
   int64_t shm_lease_seconds = 60;
+  std::string object_store;  // "": no backup
+  double upload_interval = 10;
+  int64_t object_store_lease_seconds = 30;
 };
 
 // The shared-memory socket's path for `config` ("" when publishing is off).

@@ -39,6 +39,7 @@ Result<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options)
     if (error) return Status::IOError("cannot create '" + path + "': " + error.message());
   }
   QUIVER_ASSIGN_OR_RETURN(db->lock_, DirectoryLock::Acquire(options.data_dir));
+  if (options.before_recovery) QUIVER_RETURN_NOT_OK(options.before_recovery());
   CatalogOptions catalog_options;
   catalog_options.limits = options.limits;
   catalog_options.backing = options.backing;
@@ -372,9 +373,9 @@ void Database::CatalogChanged(uint64_t lsn) {
 
 Status Database::Commit(uint64_t lsn) { return wal_->Commit(lsn); }
 
-Result<uint64_t> Database::WriteCatalogLocked() {
+CatalogFile Database::BuildCatalogLocked(uint64_t lsn) {
   CatalogFile file;
-  file.lsn = wal_->synced_lsn();
+  file.lsn = lsn;
   file.next_table_id = catalog_->next_table_id();
   for (const std::shared_ptr<Table>& table : catalog_->Tables()) {
     CatalogEntry entry;
@@ -387,6 +388,12 @@ Result<uint64_t> Database::WriteCatalogLocked() {
     file.tables.push_back(std::move(entry));
   }
   file.keyspace = KeyspaceEntry{saved_keyspace_.lsn, saved_keyspace_.snapshot};
+  return file;
+}
+
+Result<uint64_t> Database::WriteCatalogLocked() {
+  const CatalogFile file = BuildCatalogLocked(wal_->synced_lsn());
+  catalog_version_.fetch_add(1);
   QUIVER_RETURN_NOT_OK(WriteFileAtomically(dir("catalog"), EncodeCatalog(file), options_.ops));
   for (const std::string& name : doomed_snapshots_) {
     if (Status removed = RemoveFile(dir("snapshots") + "/" + name); !removed.ok()) {
@@ -395,6 +402,51 @@ Result<uint64_t> Database::WriteCatalogLocked() {
   }
   doomed_snapshots_.clear();
   return file.replay_from();
+}
+
+Result<CheckpointFiles> Database::Checkpoint(
+    const std::string& stage_dir, const std::function<bool(const std::string&)>& wanted) {
+  // With the DDL lock and file_mutex_ held, no create, drop or snapshot is published meanwhile:
+  // every table's and the keyspace's base LSN is at most the end of the sealed log, and the files
+  // the catalog names stay until they are linked.
+  std::unique_lock ddl = catalog_->LockDdl();
+  std::lock_guard lock(file_mutex_);
+  QUIVER_ASSIGN_OR_RETURN(const Wal::Sealed sealed, wal_->Seal());
+  CheckpointFiles files;
+  files.lsn = sealed.end;
+  const CatalogFile catalog = BuildCatalogLocked(sealed.end);
+  files.catalog = EncodeCatalog(catalog);
+  files.replay_from = catalog.replay_from();
+  for (const CatalogEntry& entry : catalog.tables) {
+    if (entry.snapshot) files.snapshots.push_back(entry.snapshot->name);
+  }
+  if (catalog.keyspace.snapshot) files.snapshots.push_back(catalog.keyspace.snapshot->name);
+  for (size_t i = 0; i < sealed.segments.size(); ++i) {
+    // Segment i holds [first_i, first_{i+1}); the last sealed one ends at sealed.end.
+    const uint64_t next =
+        i + 1 < sealed.segments.size() ? sealed.segments[i + 1].first_lsn : sealed.end + 1;
+    if (next > files.replay_from) files.segments.push_back(sealed.segments[i]);
+  }
+  const auto link = [&](const std::string& from, const std::string& sub, const std::string& name) {
+    if (!wanted(name)) return Status::OK();
+    const std::string to = stage_dir + "/" + sub + "/" + name;
+    std::error_code error;
+    std::filesystem::create_directories(stage_dir + "/" + sub, error);
+    if (std::filesystem::exists(to, error)) return Status::OK();
+    std::filesystem::create_hard_link(from, to, error);
+    if (error) {
+      return Status::IOError("cannot link '" + from + "' to '" + to + "': " + error.message());
+    }
+    return Status::OK();
+  };
+  for (const std::string& name : files.snapshots) {
+    QUIVER_RETURN_NOT_OK(link(dir("snapshots") + "/" + name, "snapshots", name));
+  }
+  for (const WalSegment& segment : files.segments) {
+    const std::string name = std::filesystem::path(segment.path).filename().string();
+    QUIVER_RETURN_NOT_OK(link(segment.path, "wal", name));
+  }
+  return files;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,6 +632,7 @@ DatabaseStats Database::Stats() const {
   stats.wal_fsyncs = wal_->fsyncs();
   stats.wal_last_lsn = wal_->last_lsn();
   stats.wal_segments = wal_->segment_count();
+  stats.wal_sealed_lsn = wal_->sealed_lsn();
   stats.snapshots = snapshots_.load();
   stats.last_snapshot_unix = last_snapshot_unix_.load();
   return stats;

@@ -19,6 +19,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -52,6 +53,8 @@ struct DatabaseOptions {
   RegionBacking backing = RegionBacking::kAnonymous;
   bool publish = false;  // tables publish their memory for other processes (CatalogOptions)
   FileOps* ops = FileOps::Default();
+  // Called with the directory locked, before recovery reads it (a restore from a backup).
+  std::function<Status()> before_recovery;
 };
 
 struct TableSnapshotReport {
@@ -82,11 +85,21 @@ struct RecoveryReport {
   std::string dropped;  // a torn record or a cut log ("" when none)
 };
 
+// A set of files recovery can start from, for a backup (Database::Checkpoint).
+struct CheckpointFiles {
+  std::string catalog;  // an encoded catalog; its LSN is `lsn`
+  uint64_t lsn = 0;     // the last LSN in `segments` (0: the log holds no record yet)
+  uint64_t replay_from = 0;
+  std::vector<std::string> snapshots;  // the snapshot files the catalog names
+  std::vector<WalSegment> segments;    // the sealed segments replay needs, oldest first
+};
+
 struct DatabaseStats {
   uint64_t wal_bytes = 0;  // appended since the start
   uint64_t wal_fsyncs = 0;
   uint64_t wal_last_lsn = 0;
   size_t wal_segments = 0;
+  uint64_t wal_sealed_lsn = 0;     // the last LSN in a sealed (no longer written) segment
   uint64_t snapshots = 0;          // table snapshots written since the start
   int64_t last_snapshot_unix = 0;  // 0: none since the start
 };
@@ -107,6 +120,15 @@ class Database final : public Journal {
   // last snapshot. kNotFound for an unknown name (nothing is written then).
   Result<SnapshotReport> Snapshot(const std::vector<std::string>& tables = {});
   DatabaseStats Stats() const;
+  // Seals the log's current segment (when it holds records) and describes a restorable set: a
+  // catalog whose LSN is the sealed end, the snapshots it names and the sealed segments from the
+  // one holding its replay_from on. Each of those files whose name `wanted` accepts is
+  // hard-linked into `stage_dir`/snapshots/ or `stage_dir`/wal/ first, so that it outlives a
+  // later snapshot removing it. Creates, drops and snapshots wait meanwhile (a few ms).
+  Result<CheckpointFiles> Checkpoint(const std::string& stage_dir,
+                                     const std::function<bool(const std::string&)>& wanted);
+  // Counts catalog changes (creates, drops, snapshots): a backup compares it.
+  uint64_t catalog_version() const { return catalog_version_.load(); }
   // Stops the background work, syncs the log and releases the directory; later writes fail.
   // Called by the destructor.
   void Close();
@@ -157,6 +179,7 @@ class Database final : public Journal {
   // Under the catalog's DDL lock and file_mutex_. Returns the written catalog's replay_from():
   // log segments wholly below it are no longer needed.
   Result<uint64_t> WriteCatalogLocked();
+  CatalogFile BuildCatalogLocked(uint64_t lsn);  // under the DDL lock and file_mutex_
   void SnapshotLoop();
   // A record holding `batch` as an Arrow IPC stream after the table id (upserts, deletes).
   Result<uint64_t> AppendBatch(RecordType type, uint64_t table_id, const arrow::RecordBatch& batch);
@@ -180,6 +203,7 @@ class Database final : public Journal {
 
   std::mutex snapshot_mutex_;  // one snapshot at a time
   std::atomic<uint64_t> snapshots_{0};
+  std::atomic<uint64_t> catalog_version_{0};
   std::atomic<int64_t> last_snapshot_unix_{0};
   std::atomic<uint64_t> wal_bytes_at_snapshot_{0};
 

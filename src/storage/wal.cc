@@ -477,9 +477,38 @@ uint64_t Wal::synced_lsn() const {
   return synced_lsn_;
 }
 
+uint64_t Wal::sealed_lsn() const {
+  std::lock_guard lock(append_mutex_);
+  return segments_.empty() ? 0 : segments_.back().first_lsn - 1;
+}
+
 size_t Wal::segment_count() const {
   std::lock_guard lock(append_mutex_);
   return segments_.size();
+}
+
+Status CreateEmptySegment(const std::string& dir, uint64_t first_lsn) {
+  const std::string path = dir + "/" + SegmentName(first_lsn);
+  QUIVER_ASSIGN_OR_RETURN(std::unique_ptr<AppendFile> file,
+                          AppendFile::Open(path, FileOps::Default(), /*exclusive=*/true));
+  QUIVER_RETURN_NOT_OK(file->Append(SegmentHeader(first_lsn)));
+  QUIVER_RETURN_NOT_OK(file->Sync());
+  return SyncDirectory(dir);
+}
+
+Result<Wal::Sealed> Wal::Seal() {
+  std::lock_guard lock(append_mutex_);
+  if (closed_) return Status::IOError("the write-ahead log is closed");
+  QUIVER_RETURN_NOT_OK(WritePendingLocked());
+  if (file_->size() > kSegmentHeaderBytes) {
+    if (Status started = StartSegment(written_lsn_.load() + 1); !started.ok()) {
+      return Status::IOError("cannot start a new write-ahead log segment: " + started.message());
+    }
+  }
+  Sealed sealed;
+  sealed.segments.assign(segments_.begin(), segments_.end() - 1);
+  sealed.end = segments_.back().first_lsn - 1;
+  return sealed;
 }
 
 Status Wal::RemoveSegmentsBefore(uint64_t lsn) {

@@ -85,6 +85,10 @@ struct WalScan {
 Result<WalScan> ScanWal(const std::string& dir, bool truncate_corrupt, FileOps* ops,
                         const std::function<Status(const WalRecord&)>& apply);
 
+// Writes a segment holding no record yet that starts at `first_lsn`: the log of a restored
+// directory whose records before it are all in its snapshots.
+Status CreateEmptySegment(const std::string& dir, uint64_t first_lsn);
+
 struct WalOptions {
   FsyncPolicy fsync = FsyncPolicy::kEverySec;
   uint64_t segment_bytes = 64 << 20;  // a new segment starts after one grows past this
@@ -113,6 +117,14 @@ class Wal {
   Status Commit(uint64_t lsn);
   // Syncs everything appended so far, whatever the policy.
   Status Sync();
+  // Seals the current segment when it holds records (the buffered ones written first): it is
+  // synced and a new one started. Returns the sealed segments, oldest first; the last LSN in
+  // them is the returned vector's `sealed_end`. Used to hand whole segments to a backup.
+  struct Sealed {
+    std::vector<WalSegment> segments;
+    uint64_t end = 0;  // the last LSN before the current segment (0: the log is empty)
+  };
+  Result<Sealed> Seal();
   // Removes the segments whose records all have LSNs below `lsn` (never the current one).
   Status RemoveSegmentsBefore(uint64_t lsn);
   // Syncs and stops the background thread. Appends fail afterwards.
@@ -125,6 +137,7 @@ class Wal {
   uint64_t bytes_appended() const { return bytes_appended_.load(std::memory_order_relaxed); }
   uint64_t fsyncs() const { return fsyncs_.load(std::memory_order_relaxed); }
   size_t segment_count() const;
+  uint64_t sealed_lsn() const;  // the last LSN in a sealed segment (0: none)
   FsyncPolicy policy() const { return options_.fsync; }
 
  private:

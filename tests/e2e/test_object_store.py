@@ -1,0 +1,264 @@
+"""Backups to an object store and stateless bootstrap (docs/object-storage.md), against the real
+quiverd and a real S3-compatible server (moto, started by tests/s3server.py), plus file://.
+
+A leader uploads its snapshots and sealed log segments; a node started with an empty data
+directory restores the newest complete set and replays the log after it. Covered: every table
+row and key back after the leader is killed; the store unreachable at start and mid-run; a second
+leader refused; a damaged object named; kill -9 during uploads and during a restore."""
+
+import os
+import random
+import subprocess
+import time
+
+import pyarrow as pa
+import pytest
+import redis
+import requests
+
+import quiver
+from quiverd import QUIVERD, Server, free_ports
+from s3server import S3Server, s3_env
+
+os.environ.update({k: v for k, v in s3_env().items() if k.startswith("AWS_")})
+
+SCHEMA = {"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "int64"},
+                                   "x": {"dtype": "float32"},
+                                   "emb": {"dtype": "fixed_size_list[float32, 4]"}}}
+LEASE = ("--object-store-lease-seconds", "1")
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with S3Server(tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture(params=["s3", "file"])
+def store_uri(request, s3, tmp_path):
+    if request.param == "s3":
+        return s3.uri(f"quiver-{random.getrandbits(32):08x}/backups/node")
+    return f"file://{tmp_path}/bucket/backups"
+
+
+@pytest.fixture
+def spawn(tmp_path):
+    """Starts quiverd for a test that kills it; whatever still runs at the end is killed."""
+    servers = []
+
+    def start(*args: str, **options) -> Server:
+        server = Server(tmp_path, *args, **options)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.kill()
+        server.process.wait()
+
+
+def kill(server: Server) -> None:
+    server.process.kill()
+    server.process.wait()
+
+
+def metrics(server: Server) -> dict[str, float]:
+    values = {}
+    for line in requests.get(server.url + "/metrics", timeout=5).text.splitlines():
+        if line.startswith("quiver_") and " " in line:
+            name, value = line.rsplit(" ", 1)
+            values[name.split("{")[0]] = float(value)
+    return values
+
+
+def wait_uploaded(server: Server, timeout: float = 20) -> dict[str, float]:
+    """Until the newest manifest holds every change written so far."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = metrics(server)
+        if m["quiver_object_store_uploaded_lsn"] >= m["quiver_wal_last_lsn"] > 0:
+            return m
+        assert time.monotonic() < deadline, f"uploads did not catch up: {m}\n{server.log()}"
+        time.sleep(0.05)
+
+
+def write_rows(server: Server, table: str, first: int, count: int, version: int) -> None:
+    ids = range(first, first + count)
+    columns = {"id": [f"k{i}" for i in ids], "v": [version] * count, "x": [i / 4 for i in ids],
+               "emb": [[i, version, 0.5, -1] for i in ids]}
+    r = requests.put(f"{server.url}/api/v1/table/{table}/write", json={"columns": columns},
+                     timeout=10)
+    assert r.status_code == 200, r.text
+
+
+def contents(server: Server, table: str, keys: int = 6000) -> dict:
+    """The rows of keys k0..k<keys-1> that exist, by key."""
+    with quiver.connect(server.url) as db:
+        result = db.read(table, [f"k{i}" for i in range(keys)])
+    rows = result.to_arrow().to_pylist()
+    return {f"k{i}": row for i, (row, found) in enumerate(zip(rows, result.found)) if found}
+
+
+def run_quiverd(data_dir, *args, timeout=60):
+    """quiverd expected to fail at start: (exit status, stderr)."""
+    http_port, flight_port, resp_port = free_ports(3)
+    done = subprocess.run(
+        [str(QUIVERD), "--data-dir", str(data_dir), "--http-port", str(http_port),
+         "--flight-port", str(flight_port), "--resp-port", str(resp_port), *args],
+        capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stderr
+
+
+def test_a_killed_leader_is_restored_whole_on_a_new_node(start_server, spawn, store_uri,
+                                                         tmp_path):
+    leader = spawn("--object-store", store_uri, "--upload-interval", "0.2",
+                          "--wal-segment-bytes", "65536", *LEASE)
+    assert requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5).status_code == 201
+    write_rows(leader, "t", 0, 3000, 1)
+    assert requests.post(f"{leader.url}/api/v1/admin/snapshot", json={},
+                         timeout=30).status_code == 200
+    write_rows(leader, "t", 1000, 3000, 2)  # after the snapshot: replayed from the log
+    requests.post(f"{leader.url}/api/v1/table/t/delete", json={"keys": ["k0", "k1"]}, timeout=5)
+    keys = redis.Redis(port=leader.resp_port)
+    keys.set("greeting", "hello")
+    keys.hset("h", mapping={"a": "1", "b": "2"})
+    m = wait_uploaded(leader)
+    assert m["quiver_object_store_lag_seconds"] == 0
+    assert m["quiver_object_store_uploaded_bytes_total"] > 0
+    assert m["quiver_object_store_fenced"] == 0
+    expected = contents(leader, "t")
+    assert len(expected) == 3998
+    kill(leader)  # no clean stop: only what was uploaded survives
+    time.sleep(1.2)  # its lease lapses
+
+    node = start_server("--object-store", store_uri, *LEASE, data_dir=tmp_path / "fresh")
+    assert "restored from the object store" in node.log()
+    assert contents(node, "t") == expected
+    keys = redis.Redis(port=node.resp_port)
+    assert keys.get("greeting") == b"hello"
+    assert keys.hgetall("h") == {b"a": b"1", b"b": b"2"}
+    # The new node leads: its writes upload too, and a later node gets them.
+    write_rows(node, "t", 5000, 10, 3)
+    assert node.stop() == 0  # a clean stop uploads the rest and releases the lease
+    third = start_server("--object-store", store_uri, *LEASE, data_dir=tmp_path / "third")
+    assert len(contents(third, "t")) == 4008
+
+
+def test_the_store_unreachable_at_start_and_mid_run(start_server, spawn, s3, tmp_path):
+    uri = s3.uri("quiver-unreachable/p", through_proxy=True)
+    s3.proxy.down()
+    code, err = run_quiverd(tmp_path / "empty", "--object-store", uri)
+    assert code == 1
+    assert "cannot bootstrap the empty data directory" in err and "quiver-unreachable" in err, err
+    s3.proxy.up()
+    leader = spawn("--object-store", uri, "--upload-interval", "0.1", *LEASE)
+    requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+    write_rows(leader, "t", 0, 100, 1)
+    wait_uploaded(leader)
+    s3.proxy.down()
+    try:
+        for version in range(2, 6):  # writes go on while the store is away
+            write_rows(leader, "t", 0, 100, version)
+        deadline = time.monotonic() + 20
+        while metrics(leader)["quiver_object_store_upload_failures_total"] == 0:
+            assert time.monotonic() < deadline, leader.log()
+            time.sleep(0.1)
+        m = metrics(leader)
+        assert m["quiver_object_store_lag_seconds"] > 0
+        assert m["quiver_object_store_uploaded_lsn"] < m["quiver_wal_last_lsn"]
+        assert "object store upload failed; retrying" in leader.log()
+    finally:
+        s3.proxy.up()
+    wait_uploaded(leader, timeout=90)  # resumed after the backoff
+    expected = contents(leader, "t")
+    kill(leader)
+    time.sleep(1.2)
+    node = start_server("--object-store", uri, *LEASE, data_dir=tmp_path / "fresh")
+    assert contents(node, "t") == expected
+    assert {row["v"] for row in expected.values()} == {5}
+
+
+def test_a_second_leader_is_refused(start_server, store_uri, tmp_path):
+    leader = start_server("--object-store", store_uri, "--upload-interval", "0.1")
+    requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+    write_rows(leader, "t", 0, 10, 1)
+    wait_uploaded(leader)
+    # An empty node while the leader's lease is live.
+    code, err = run_quiverd(tmp_path / "second", "--object-store", store_uri)
+    assert code == 1 and "renewed its lease" in err and "--follow" in err, err
+    # A node with data of its own, never uploaded there.
+    other = tmp_path / "other"
+    own = start_server(data_dir=other)
+    requests.put(f"{own.url}/api/v1/table/mine", json=SCHEMA, timeout=5)
+    assert own.stop() == 0
+    code, err = run_quiverd(other, "--object-store", store_uri)
+    assert code == 1 and "holds another data set" in err, err
+    # The leader went on uploading, unharmed.
+    write_rows(leader, "t", 0, 10, 2)
+    assert wait_uploaded(leader)["quiver_object_store_fenced"] == 0
+
+
+def test_damaged_objects_are_named_and_half_uploaded_sets_ignored(start_server, s3, tmp_path):
+    uri = s3.uri("quiver-damaged/p")
+    fs = s3.filesystem()
+    leader = start_server("--object-store", uri, "--upload-interval", "0.1")
+    requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+    write_rows(leader, "t", 0, 500, 1)
+    wait_uploaded(leader)
+    expected = contents(leader, "t")
+    assert leader.stop() == 0
+    # A set whose upload was cut short (objects, no manifest) is not used.
+    with fs.open_output_stream("quiver-damaged/p/data/99999999/wal/00000000000000000001.wal/00000") as out:
+        out.write(b"half an upload")
+    node = start_server("--object-store", uri, data_dir=tmp_path / "a")
+    assert contents(node, "t") == expected
+    assert node.stop() == 0
+    # A damaged part of the newest set: the bootstrap stops, naming it.
+    infos = fs.get_file_info(pa.fs.FileSelector("quiver-damaged/p/data", recursive=True))
+    wal = sorted(i.path for i in infos if "/wal/" in i.path and i.type == pa.fs.FileType.File
+                 and "99999999" not in i.path)
+    victim = wal[-1]
+    with fs.open_input_file(victim) as f:
+        data = bytearray(f.read())
+    data[len(data) // 2] ^= 0xFF
+    with fs.open_output_stream(victim) as out:
+        out.write(bytes(data))
+    code, err = run_quiverd(tmp_path / "b", "--object-store", uri)
+    assert code == 1, err
+    assert "fails its checksum" in err and victim.split("quiver-damaged/p/")[1] in err, err
+
+
+def test_kill_during_uploads_and_during_restore(start_server, spawn, s3, tmp_path):
+    uri = s3.uri("quiver-kills/p")
+    leader = spawn("--object-store", uri, "--upload-interval", "0.05",
+                   "--wal-segment-bytes", "16384", *LEASE)
+    requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+    uploaded = 0  # every version up to it was acknowledged and then seen uploaded
+    version = 0
+    stop = time.monotonic() + random.uniform(1.0, 2.5)
+    while time.monotonic() < stop:
+        version += 1
+        write_rows(leader, "t", 0, 200, version)
+        if version % 7 == 0:  # now and then, until this version is uploaded
+            wait_uploaded(leader)
+            uploaded = version
+    kill(leader)
+    assert uploaded > 0
+    time.sleep(1.2)
+    # The first restore is killed part-way; the next start begins it again.
+    ports = [str(port) for port in free_ports(3)]
+    proc = subprocess.Popen(
+        [str(QUIVERD), "--data-dir", str(tmp_path / "node"), "--object-store", uri, *LEASE,
+         "--http-port", ports[0], "--flight-port", ports[1], "--resp-port", ports[2]],
+        stderr=subprocess.DEVNULL)
+    time.sleep(random.uniform(0.05, 0.4))
+    proc.kill()
+    proc.wait()
+    time.sleep(1.2)
+    node = start_server("--object-store", uri, *LEASE, data_dir=tmp_path / "node")
+    rows = contents(node, "t")
+    # Each batch is whole (one version everywhere) and not older than the last one uploaded.
+    versions = {row["v"] for row in rows.values()}
+    assert len(rows) == 200 and len(versions) == 1, versions
+    assert uploaded <= versions.pop() <= version
