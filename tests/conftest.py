@@ -11,9 +11,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from quiverd import Server  # noqa: E402
 
 
-@pytest.fixture
-def start_server(tmp_path):
-    """Starts quiverd with extra flags; every server is stopped (and must exit 0) at the end."""
+def _servers(tmp_path, must_exit_0: bool):
     servers = []
 
     def start(*args: str, **options) -> Server:
@@ -23,5 +21,22 @@ def start_server(tmp_path):
 
     yield start
     for server in servers:
-        code = server.stop()
-        assert code == 0, f"quiverd exited {code}:\n{server.log()}"
+        if must_exit_0:
+            code = server.stop()
+            assert code == 0, f"quiverd exited {code}:\n{server.log()}"
+        else:
+            if server.process.poll() is None:
+                server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Starts quiverd with extra flags; every server is stopped (and must exit 0) at the end."""
+    yield from _servers(tmp_path, must_exit_0=True)
+
+
+@pytest.fixture
+def spawn_server(tmp_path):
+    """Starts quiverd for a test that may kill it; whatever still runs at the end is killed."""
+    yield from _servers(tmp_path, must_exit_0=False)

@@ -127,6 +127,15 @@ class Server:
                 raise RuntimeError(f"quiverd did not start:\n{self.log()}")
             time.sleep(0.02)
 
+    def metrics(self) -> dict[str, float]:
+        """GET /metrics as {family name: value} (the last sample of each family)."""
+        values = {}
+        for line in requests.get(self.url + "/metrics", timeout=10).text.splitlines():
+            if line.startswith("quiver_") and " " in line:
+                name, value = line.rsplit(" ", 1)
+                values[name.split("{")[0]] = float(value)
+        return values
+
     def lift_file_size_limit(self) -> None:
         resource.prlimit(self.process.pid, resource.RLIMIT_FSIZE,
                          (resource.RLIM_INFINITY, resource.RLIM_INFINITY))

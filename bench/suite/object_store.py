@@ -32,7 +32,6 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
-import requests  # noqa: E402
 
 import quiver  # noqa: E402
 from common import Dataset  # noqa: E402
@@ -47,18 +46,9 @@ def env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-def metrics(server: Server) -> dict[str, float]:
-    values = {}
-    for line in requests.get(server.url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith("quiver_") and " " in line:
-            name, value = line.rsplit(" ", 1)
-            values[name.split("{")[0]] = float(value)
-    return values
-
-
 def wait_uploaded(server: Server) -> dict[str, float]:
     while True:
-        m = metrics(server)
+        m = server.metrics()
         if m["quiver_object_store_uploaded_lsn"] >= m["quiver_wal_last_lsn"]:
             return m
         time.sleep(0.02)
@@ -95,7 +85,7 @@ def main() -> None:
             db.snapshot()
             began = time.perf_counter()
             while True:  # the manifest naming the snapshot
-                after = metrics(leader)
+                after = leader.metrics()
                 if (after["quiver_object_store_manifests_total"]
                         > before["quiver_object_store_manifests_total"]):
                     break

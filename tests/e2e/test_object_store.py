@@ -11,7 +11,7 @@ import random
 import subprocess
 import time
 
-import pyarrow as pa
+import pyarrow.fs as pafs
 import pytest
 import redis
 import requests
@@ -41,42 +41,16 @@ def store_uri(request, s3, tmp_path):
     return f"file://{tmp_path}/bucket/backups"
 
 
-@pytest.fixture
-def spawn(tmp_path):
-    """Starts quiverd for a test that kills it; whatever still runs at the end is killed."""
-    servers = []
-
-    def start(*args: str, **options) -> Server:
-        server = Server(tmp_path, *args, **options)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        if server.process.poll() is None:
-            server.process.kill()
-        server.process.wait()
-
-
 def kill(server: Server) -> None:
     server.process.kill()
     server.process.wait()
-
-
-def metrics(server: Server) -> dict[str, float]:
-    values = {}
-    for line in requests.get(server.url + "/metrics", timeout=5).text.splitlines():
-        if line.startswith("quiver_") and " " in line:
-            name, value = line.rsplit(" ", 1)
-            values[name.split("{")[0]] = float(value)
-    return values
 
 
 def wait_uploaded(server: Server, timeout: float = 20) -> dict[str, float]:
     """Until the newest manifest holds every change written so far."""
     deadline = time.monotonic() + timeout
     while True:
-        m = metrics(server)
+        m = server.metrics()
         if m["quiver_object_store_uploaded_lsn"] >= m["quiver_wal_last_lsn"] > 0:
             return m
         assert time.monotonic() < deadline, f"uploads did not catch up: {m}\n{server.log()}"
@@ -110,9 +84,9 @@ def run_quiverd(data_dir, *args, timeout=60):
     return done.returncode, done.stderr
 
 
-def test_a_killed_leader_is_restored_whole_on_a_new_node(start_server, spawn, store_uri,
-                                                         tmp_path):
-    leader = spawn("--object-store", store_uri, "--upload-interval", "0.2",
+def test_a_killed_leader_is_restored_whole_on_a_new_node(start_server, spawn_server,
+                                                         store_uri, tmp_path):
+    leader = spawn_server("--object-store", store_uri, "--upload-interval", "0.2",
                           "--wal-segment-bytes", "65536", *LEASE)
     assert requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5).status_code == 201
     write_rows(leader, "t", 0, 3000, 1)
@@ -145,14 +119,14 @@ def test_a_killed_leader_is_restored_whole_on_a_new_node(start_server, spawn, st
     assert len(contents(third, "t")) == 4008
 
 
-def test_the_store_unreachable_at_start_and_mid_run(start_server, spawn, s3, tmp_path):
+def test_the_store_unreachable_at_start_and_mid_run(start_server, spawn_server, s3, tmp_path):
     uri = s3.uri("quiver-unreachable/p", through_proxy=True)
     s3.proxy.down()
     code, err = run_quiverd(tmp_path / "empty", "--object-store", uri)
     assert code == 1
     assert "cannot bootstrap the empty data directory" in err and "quiver-unreachable" in err, err
     s3.proxy.up()
-    leader = spawn("--object-store", uri, "--upload-interval", "0.1", *LEASE)
+    leader = spawn_server("--object-store", uri, "--upload-interval", "0.1", *LEASE)
     requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5)
     write_rows(leader, "t", 0, 100, 1)
     wait_uploaded(leader)
@@ -161,10 +135,10 @@ def test_the_store_unreachable_at_start_and_mid_run(start_server, spawn, s3, tmp
         for version in range(2, 6):  # writes go on while the store is away
             write_rows(leader, "t", 0, 100, version)
         deadline = time.monotonic() + 20
-        while metrics(leader)["quiver_object_store_upload_failures_total"] == 0:
+        while leader.metrics()["quiver_object_store_upload_failures_total"] == 0:
             assert time.monotonic() < deadline, leader.log()
             time.sleep(0.1)
-        m = metrics(leader)
+        m = leader.metrics()
         assert m["quiver_object_store_lag_seconds"] > 0
         assert m["quiver_object_store_uploaded_lsn"] < m["quiver_wal_last_lsn"]
         assert "object store upload failed; retrying" in leader.log()
@@ -215,8 +189,8 @@ def test_damaged_objects_are_named_and_half_uploaded_sets_ignored(start_server, 
     assert contents(node, "t") == expected
     assert node.stop() == 0
     # A damaged part of the newest set: the bootstrap stops, naming it.
-    infos = fs.get_file_info(pa.fs.FileSelector("quiver-damaged/p/data", recursive=True))
-    wal = sorted(i.path for i in infos if "/wal/" in i.path and i.type == pa.fs.FileType.File
+    infos = fs.get_file_info(pafs.FileSelector("quiver-damaged/p/data", recursive=True))
+    wal = sorted(i.path for i in infos if "/wal/" in i.path and i.type == pafs.FileType.File
                  and "99999999" not in i.path)
     victim = wal[-1]
     with fs.open_input_file(victim) as f:
@@ -229,10 +203,10 @@ def test_damaged_objects_are_named_and_half_uploaded_sets_ignored(start_server, 
     assert "fails its checksum" in err and victim.split("quiver-damaged/p/")[1] in err, err
 
 
-def test_kill_during_uploads_and_during_restore(start_server, spawn, s3, tmp_path):
+def test_kill_during_uploads_and_during_restore(start_server, spawn_server, s3, tmp_path):
     uri = s3.uri("quiver-kills/p")
-    leader = spawn("--object-store", uri, "--upload-interval", "0.05",
-                   "--wal-segment-bytes", "16384", *LEASE)
+    leader = spawn_server("--object-store", uri, "--upload-interval", "0.05",
+                          "--wal-segment-bytes", "16384", *LEASE)
     requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5)
     uploaded = 0  # every version up to it was acknowledged and then seen uploaded
     version = 0
