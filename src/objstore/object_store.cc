@@ -104,8 +104,7 @@ Result<std::unique_ptr<ObjectStore>> ObjectStore::Open(const std::string& uri, u
   store->name_ = WithoutCredentials(uri);
   store->part_bytes_ = std::max<uint64_t>(part_bytes, 1);
   store->threads_ = std::max(threads, 1);
-  store->is_s3_ = uri.starts_with("s3://");
-  if (store->is_s3_ && !s3_initialized.exchange(true)) {
+  if (uri.starts_with("s3://") && !s3_initialized.exchange(true)) {
     if (arrow::Status status = arrow::fs::EnsureS3Initialized(); !status.ok()) {
       return Status::IOError("cannot initialize S3 support: " + status.message());
     }
@@ -312,11 +311,5 @@ Status ObjectStore::Delete(const std::string& key) {
   return Status::OK();
 }
 
-Status ObjectStore::DeleteFile(const StoredFile& file) {
-  for (size_t i = 0; i < file.part_crc32c.size(); ++i) {
-    QUIVER_RETURN_NOT_OK(Delete(PartKey(file.key, i)));
-  }
-  return Status::OK();
-}
 
 }  // namespace quiver::objstore

@@ -53,7 +53,6 @@ class ObjectStore {
 
   // The URI with any user:password removed, for messages and metrics.
   const std::string& name() const { return name_; }
-  bool is_s3() const { return is_s3_; }
 
   // Creates the prefix (S3: the bucket when missing and allow_bucket_creation=true).
   Status Prepare();
@@ -68,8 +67,6 @@ class ObjectStore {
   // The objects under `dir` (recursively), sorted by key. A missing dir is empty.
   Result<std::vector<ObjectInfo>> List(const std::string& dir);
   Status Delete(const std::string& key);
-  // Deletes `key`'s parts (PutFile's objects).
-  Status DeleteFile(const StoredFile& file);
 
  private:
   ObjectStore() = default;
@@ -79,7 +76,6 @@ class ObjectStore {
   std::shared_ptr<arrow::fs::FileSystem> fs_;
   std::string root_;  // the prefix's path in fs_
   std::string name_;
-  bool is_s3_ = false;
   bool is_local_ = false;
   uint64_t part_bytes_ = 0;
   int threads_ = 1;
