@@ -311,5 +311,4 @@ Status ObjectStore::Delete(const std::string& key) {
   return Status::OK();
 }
 
-
 }  // namespace quiver::objstore
