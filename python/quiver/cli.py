@@ -3,6 +3,7 @@
     quiver --url http://127.0.0.1:8080 tables
     quiver create docs '{"key": "id", "columns": {"id": {"dtype": "utf8"}, "x": {"dtype": "float32"}}}'
     quiver load docs data/                  # Parquet, Arrow IPC and CSV files, or directories
+    quiver load docs s3://bucket/features/  # ... also in object storage (pyarrow.fs URIs)
     quiver get docs a b c --columns x
 
 Errors print one line, ``quiver: error: ...``, and exit with status 1 (2 for usage errors).
@@ -32,66 +33,105 @@ class CliError(Exception):
 
 # --- load ------------------------------------------------------------------------------------
 
-def _files(paths: Sequence[str], fmt: str | None) -> list[tuple[pathlib.Path, str]]:
+class _Source:
+    """A file to load: local, or in an object store (s3://bucket/key, file:///path, any URI
+    pyarrow.fs.FileSystem.from_uri reads, with its query options and the usual AWS credentials)."""
+
+    def __init__(self, fs: Any, path: str, kind: str, shown: str):
+        self.fs, self.path, self.kind, self.shown = fs, path, kind, shown
+
+    def __str__(self) -> str:
+        return self.shown
+
+    def open(self) -> Any:
+        return self.fs.open_input_file(self.path)
+
+
+def _filesystem(text: str) -> tuple[Any, str, str]:
+    """(filesystem, path in it, how to show a path's prefix) for a local path or a URI."""
+    import pyarrow.fs as pafs
+
+    if "://" not in text:
+        return pafs.LocalFileSystem(), str(pathlib.Path(text).absolute()), ""
+    try:
+        fs, path = pafs.FileSystem.from_uri(text)
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise CliError(f"{text}: {e}") from None
+    return fs, path, text.split("://", 1)[0] + "://"
+
+
+def _files(paths: Sequence[str], fmt: str | None) -> list[_Source]:
+    import pyarrow.fs as pafs
+
     out = []
     for text in paths:
-        path = pathlib.Path(text)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _FORMATS)
-            if not found:
-                raise CliError(f"{path}: no Parquet, Arrow IPC or CSV files in this directory")
-            out += [(p, fmt or _FORMATS[p.suffix.lower()]) for p in found]
-        elif path.is_file():
-            kind = fmt or _FORMATS.get(path.suffix.lower())
-            if kind is None:
-                raise CliError(f"{path}: unknown file type (use --format parquet, ipc or csv)")
-            out.append((path, kind))
-        else:
-            raise CliError(f"{path}: no such file or directory")
+        fs, path, scheme = _filesystem(text)
+        shown = (lambda p: p) if not scheme else (lambda p: scheme + p)
+        try:
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.Directory:
+                found = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                               if i.type == pafs.FileType.File
+                               and pathlib.PurePosixPath(i.path).suffix.lower() in _FORMATS)
+                if not found:
+                    raise CliError(f"{text}: no Parquet, Arrow IPC or CSV files in this directory")
+                out += [_Source(fs, p, fmt or _FORMATS[pathlib.PurePosixPath(p).suffix.lower()],
+                                shown(p)) for p in found]
+            elif info.type == pafs.FileType.File:
+                kind = fmt or _FORMATS.get(pathlib.PurePosixPath(path).suffix.lower())
+                if kind is None:
+                    raise CliError(f"{text}: unknown file type (use --format parquet, ipc or csv)")
+                out.append(_Source(fs, path, kind, text if scheme else path))
+            else:
+                raise CliError(f"{text}: no such file or directory")
+        except (pa.ArrowException, OSError) as e:
+            raise CliError(f"{text}: {e}") from None
     return out
 
 
-def _count_rows(path: pathlib.Path, kind: str) -> int | None:
+def _count_rows(source: _Source) -> int | None:
     """Rows in a file, from its metadata; for CSV an estimate (lines), None when unknown."""
-    if kind == "parquet":
+    if source.kind == "parquet":
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path).metadata.num_rows
-    if kind == "ipc":
-        try:
-            with pa.memory_map(str(path)) as source:
-                reader = pa.ipc.open_file(source)
+        with source.open() as f:
+            return pq.ParquetFile(f).metadata.num_rows
+    if source.kind == "ipc":
+        with source.open() as f:
+            try:
+                reader = pa.ipc.open_file(f)
                 return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-        except pa.ArrowInvalid:
-            return None  # a stream: known only once read
+            except pa.ArrowInvalid:
+                return None  # a stream: known only once read
     lines = 0
-    with open(path, "rb") as f:
+    with source.fs.open_input_stream(source.path) as f:
         while chunk := f.read(1 << 20):
             lines += chunk.count(b"\n")
     return max(0, lines - 1)
 
 
-def _batches(path: pathlib.Path, kind: str, schema: pa.Schema, rows: int) -> Iterator[pa.RecordBatch]:
-    if kind == "parquet":
+def _batches(source: _Source, schema: pa.Schema, rows: int) -> Iterator[pa.RecordBatch]:
+    if source.kind == "parquet":
         import pyarrow.parquet as pq
 
-        yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
-    elif kind == "ipc":
-        source = pa.memory_map(str(path))
-        try:
-            reader: Any = pa.ipc.open_file(source)
-            for i in range(reader.num_record_batches):
-                yield reader.get_batch(i)
-        except pa.ArrowInvalid:
-            source.seek(0)
-            yield from pa.ipc.open_stream(source)
+        with source.open() as f:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=rows)
+    elif source.kind == "ipc":
+        with source.open() as f:
+            try:
+                reader: Any = pa.ipc.open_file(f)
+                for i in range(reader.num_record_batches):
+                    yield reader.get_batch(i)
+            except pa.ArrowInvalid:
+                f.seek(0)
+                yield from pa.ipc.open_stream(f)
     else:
         import pyarrow.csv as csv
 
         types = {f.name: f.type for f in schema}
-        reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=8 << 20),
-                              convert_options=csv.ConvertOptions(column_types=types))
-        yield from reader
+        with source.fs.open_input_stream(source.path) as f:
+            yield from csv.open_csv(f, read_options=csv.ReadOptions(block_size=8 << 20),
+                                    convert_options=csv.ConvertOptions(column_types=types))
 
 
 def _load(db: Any, args: argparse.Namespace) -> None:
@@ -100,16 +140,16 @@ def _load(db: Any, args: argparse.Namespace) -> None:
     schema = db.schema(args.table)
     files = _files(args.paths, args.format)
     counts = []
-    for path, kind in files:
+    for source in files:
         try:
-            counts.append(_count_rows(path, kind))
+            counts.append(_count_rows(source))
         except (pa.ArrowException, OSError) as e:
-            raise CliError(f"{path}: {e}") from None
+            raise CliError(f"{source}: {e}") from None
     total = sum(c for c in counts if c is not None) if all(c is not None for c in counts) else None
     written = skipped = 0
     with tqdm(total=total, unit=" rows", unit_scale=True, disable=args.quiet,
               desc=f"loading {args.table}", dynamic_ncols=True) as bar:
-        for path, kind in files:
+        for source in files:
             pending: list[pa.RecordBatch] = []
             pending_rows = 0
 
@@ -124,16 +164,16 @@ def _load(db: Any, args: argparse.Namespace) -> None:
                 pending, pending_rows = [], 0
 
             try:
-                for batch in _batches(path, kind, schema, args.batch_rows):
+                for batch in _batches(source, schema, args.batch_rows):
                     pending.append(batch)
                     pending_rows += batch.num_rows
                     if pending_rows >= args.batch_rows:
                         flush()
                 flush()
             except (pa.ArrowException, OSError) as e:
-                raise CliError(f"{path}: {e}") from None
+                raise CliError(f"{source}: {e}") from None
             except QuiverError as e:
-                raise CliError(f"{path}: {e} ({written} rows written before)") from None
+                raise CliError(f"{source}: {e} ({written} rows written before)") from None
     print(f"{written} rows written, {skipped} skipped (older event time) from {len(files)} file(s)")
 
 
@@ -204,9 +244,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("schema", help="TableSchema JSON text, or @FILE")
     s = sub.add_parser("drop", help="drop a table")
     s.add_argument("table")
-    s = sub.add_parser("load", help="write Parquet, Arrow IPC or CSV files (or directories)")
+    s = sub.add_parser("load", help="write Parquet, Arrow IPC or CSV files (or directories), "
+                                    "local or in object storage (s3://bucket/prefix/...)")
     s.add_argument("table")
-    s.add_argument("paths", nargs="+")
+    s.add_argument("paths", nargs="+", help="paths or URIs (s3://, file://, ...)")
     s.add_argument("--format", choices=["parquet", "ipc", "csv"], help="default: by extension")
     s.add_argument("--batch-rows", type=int, default=262144, help="rows per write (default 262144)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,8 +7,10 @@ row and key back after the leader is killed; the store unreachable at start and 
 leader refused; a damaged object named; kill -9 during uploads and during a restore."""
 
 import os
+import pathlib
 import random
 import subprocess
+import sys
 import time
 
 import pyarrow.fs as pafs
@@ -26,6 +28,7 @@ SCHEMA = {"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "int6
                                    "x": {"dtype": "float32"},
                                    "emb": {"dtype": "fixed_size_list[float32, 4]"}}}
 LEASE = ("--object-store-lease-seconds", "1")
+QUIVER_CLI = pathlib.Path(sys.executable).parent / "quiver"
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +239,38 @@ def test_kill_during_uploads_and_during_restore(start_server, spawn_server, s3, 
     versions = {row["v"] for row in rows.values()}
     assert len(rows) == 200 and len(versions) == 1, versions
     assert uploaded <= versions.pop() <= version
+
+
+def test_quiver_load_reads_object_storage(start_server, s3, tmp_path):
+    """`quiver load` takes s3:// URIs like paths: a prefix of Parquet, Arrow IPC and CSV files."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    fs = s3.filesystem()
+    fs.create_dir("quiver-load")
+    with fs.open_output_stream("quiver-load/in/a.parquet") as out:
+        pq.write_table(pa.table({"id": ["k1", "k2"], "v": [1, 2]}), out)
+    with fs.open_output_stream("quiver-load/in/nested/b.arrow") as out:
+        table = pa.table({"id": ["k3"], "v": [3]})
+        with pa.ipc.new_file(out, table.schema) as writer:
+            writer.write_table(table)
+    with fs.open_output_stream("quiver-load/in/nested/c.csv") as out:
+        pacsv.write_csv(pa.table({"id": ["k4", "k5"], "v": [4, 5]}), out)
+    server = start_server()
+    requests.put(f"{server.url}/api/v1/table/t", json={
+        "key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "int64"}}}, timeout=5)
+    cli = [str(QUIVER_CLI), "--url", server.url, "load", "t"]
+    done = subprocess.run(cli + [s3.uri("quiver-load/in")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "5 rows written" in done.stdout
+    with quiver.connect(server.url) as db:
+        assert db.read("t", ["k1", "k3", "k5"]).to_arrow().column("v").to_pylist() == [1, 3, 5]
+    # One file by its URI; a missing one named.
+    done = subprocess.run(cli + [s3.uri("quiver-load/in/a.parquet")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "2 rows written" in done.stdout, done.stderr
+    done = subprocess.run(cli + [s3.uri("quiver-load/nothing")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "no such file or directory" in done.stderr, done.stderr
