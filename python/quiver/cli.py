@@ -5,6 +5,7 @@
     quiver load docs data/                  # Parquet, Arrow IPC and CSV files, or directories
     quiver load docs s3://bucket/features/  # ... also in object storage (pyarrow.fs URIs)
     quiver get docs a b c --columns x
+    quiver export docs s3://bucket/docs.parquet  # the whole table, streamed
 
 Errors print one line, ``quiver: error: ...``, and exit with status 1 (2 for usage errors).
 """
@@ -177,6 +178,59 @@ def _load(db: Any, args: argparse.Namespace) -> None:
     print(f"{written} rows written, {skipped} skipped (older event time) from {len(files)} file(s)")
 
 
+# --- export ----------------------------------------------------------------------------------
+
+_EXPORT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "arrow", ".arrows": "arrow",
+                   ".ipc": "arrow"}
+
+
+def _export(args: argparse.Namespace) -> None:
+    """GET /api/v1/table/{name}/export, streamed into a local file or an object (written under a
+    temporary name, moved into place once whole: a failed export leaves nothing behind)."""
+    import urllib.parse
+
+    import httpx
+    from tqdm import tqdm
+
+    import pyarrow.fs as pafs
+
+    url = args.url
+    if not url.startswith(("http://", "https://")):
+        raise CliError(f"export streams over HTTP: give --url http://HOST:PORT (not {url})")
+    fmt = args.format or _EXPORT_FORMATS.get(pathlib.PurePosixPath(
+        args.destination.split("?", 1)[0]).suffix.lower(), "parquet")
+    fs, path, _ = _filesystem(args.destination)
+    temporary = f"{path}.quiver-export-{os.getpid()}.tmp"
+    target = f"{url.rstrip('/')}/api/v1/table/{urllib.parse.quote(args.table, safe='')}/export"
+    written = 0
+    try:
+        with httpx.stream("GET", target, params={"format": fmt}, timeout=args.timeout) as response:
+            if response.status_code != 200:
+                response.read()
+                try:
+                    message = response.json()["error"]
+                except (ValueError, KeyError):
+                    message = response.text
+                raise CliError(f"{args.table}: {message}")
+            with tqdm(unit="B", unit_scale=True, disable=args.quiet,
+                      desc=f"exporting {args.table}", dynamic_ncols=True) as bar:
+                with fs.open_output_stream(temporary) as out:
+                    for chunk in response.iter_bytes(1 << 20):
+                        out.write(chunk)
+                        written += len(chunk)
+                        bar.update(len(chunk))
+        fs.move(temporary, path)
+    except (httpx.HTTPError, pa.ArrowException, OSError) as e:
+        raise CliError(f"{args.destination}: {e}") from None
+    finally:
+        try:
+            if fs.get_file_info(temporary).type != pafs.FileType.NotFound:
+                fs.delete_file(temporary)
+        except (pa.ArrowException, OSError):
+            pass
+    print(f"exported {args.table} to {args.destination}: {written} bytes ({fmt})")
+
+
 # --- get -------------------------------------------------------------------------------------
 
 def _cell(value: Any) -> str:
@@ -251,6 +305,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["parquet", "ipc", "csv"], help="default: by extension")
     s.add_argument("--batch-rows", type=int, default=262144, help="rows per write (default 262144)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s = sub.add_parser("export", help="write a whole table to a Parquet file or an Arrow IPC "
+                                      "stream, local or in object storage (over HTTP)")
+    s.add_argument("table")
+    s.add_argument("destination", help="a path or URI (s3://bucket/key.parquet, file://...)")
+    s.add_argument("--format", choices=["parquet", "arrow"],
+                   help="default: by extension (.arrow, .arrows, .ipc: arrow), else parquet")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
     s = sub.add_parser("get", help="print the rows of keys")
     s.add_argument("table")
     s.add_argument("keys", nargs="+")
@@ -295,6 +356,9 @@ def _schema_argument(text: str) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> None:
     if args.command == "shm":
         _shm_status(args)
+        return
+    if args.command == "export":
+        _export(args)
         return
     try:
         db = connect(args.url, timeout=args.timeout)

@@ -625,3 +625,70 @@ def test_access_log(start_server):
     fetch_line = [line for line in lines if "route=/api/v1/table/{name}/fetch" in line][0]
     assert "status=200" in fetch_line and "bytes_in=" in fetch_line and " us=" in fetch_line
     assert "msg=request" not in quiet.log()
+
+
+# --- export ------------------------------------------------------------------------------------
+
+def test_export_streams_the_whole_table_as_parquet_or_arrow(server):
+    create(server)
+    n = 200_000  # several batches of the scan, several chunks of the body
+    table = pa.table({
+        "doc_id": [f"d{i}" for i in range(n)],
+        "score": pa.array([i / 8 for i in range(n)], pa.float32()),
+        "clicks": list(range(n)),
+        "title": [None if i % 7 == 0 else f"t{i}" for i in range(n)],
+        "emb": pa.array([[i, 0.5, -1] for i in range(n)], pa.list_(pa.float32(), 3)),
+    })
+    assert requests.put(f"{server.url}/api/v1/table/docs/write", data=ipc_bytes(table),
+                        headers={"Content-Type": ARROW}).status_code == 200
+    columns = ["doc_id", "score", "clicks", "title", "emb"]
+    for fmt, content_type in (("parquet", PARQUET), ("arrow", ARROW), (None, PARQUET)):
+        url = f"{server.url}/api/v1/table/docs/export" + (f"?format={fmt}" if fmt else "")
+        with requests.get(url, stream=True, timeout=60) as response:
+            assert response.status_code == 200
+            assert response.headers["Content-Type"] == content_type
+            assert response.headers["Transfer-Encoding"] == "chunked"
+            assert "docs." in response.headers["Content-Disposition"]
+            body = response.raw.read()
+        if content_type == PARQUET:
+            got = pq.read_table(io.BytesIO(body))
+        else:
+            got = ipc.open_stream(body).read_all()
+        assert got.schema.field("doc_id").type == pa.string()
+        assert got.num_rows == n
+        got = got.select(columns).sort_by("clicks")
+        assert got.equals(table.select(columns).cast(got.schema)), fmt
+    # The connection goes on serving after a streamed answer.
+    session = requests.Session()
+    assert session.get(f"{server.url}/api/v1/table/docs/export?format=arrow").status_code == 200
+    assert session.get(f"{server.url}/health").text == "OK"
+    assert_error(requests.get(f"{server.url}/api/v1/table/docs/export?format=csv"), 400,
+                 "INVALID_ARGUMENT", "format 'csv'")
+    assert_error(requests.get(f"{server.url}/api/v1/table/nope/export"), 404, "NOT_FOUND")
+
+
+def test_export_holds_no_second_copy_of_the_table(start_server):
+    from quiverd import ASAN, peak_rss_bytes
+
+    server = start_server()
+    requests.put(f"{server.url}/api/v1/table/big", json={
+        "key": "id", "columns": {"id": {"dtype": "int64"}, "v": {"dtype": "fixed_size_list[float32, 64]"}}})
+    n, chunk = 400_000, 100_000  # ~100 MiB of values
+    for start in range(0, n, chunk):
+        ids = pa.array(range(start, start + chunk), pa.int64())
+        values = pa.FixedSizeListArray.from_arrays(
+            pa.array([float(i % 1000) for i in range(chunk * 64)], pa.float32()), 64)
+        batch = pa.table({"id": ids, "v": values})
+        assert requests.put(f"{server.url}/api/v1/table/big/write", data=ipc_bytes(batch),
+                            headers={"Content-Type": ARROW}).status_code == 200
+    with open(f"/proc/{server.process.pid}/clear_refs", "w") as f:
+        f.write("5")  # the peak RSS starts again from the current RSS
+    before = peak_rss_bytes(server.process.pid)
+    rows = 0
+    with requests.get(f"{server.url}/api/v1/table/big/export?format=arrow", stream=True) as r:
+        for batch in ipc.open_stream(r.raw):
+            rows += batch.num_rows
+    assert rows == n
+    if not ASAN:
+        grown = peak_rss_bytes(server.process.pid) - before
+        assert grown < 48 << 20, grown >> 20  # the table is ~100 MiB

@@ -274,3 +274,34 @@ def test_quiver_load_reads_object_storage(start_server, s3, tmp_path):
     done = subprocess.run(cli + [s3.uri("quiver-load/nothing")], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 1 and "no such file or directory" in done.stderr, done.stderr
+
+
+def test_quiver_export_streams_a_table_to_object_storage(start_server, s3, tmp_path):
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    server = start_server()
+    requests.put(f"{server.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+    write_rows(server, "t", 0, 5000, 7)
+    expected = contents(server, "t")
+    fs = s3.filesystem()
+    fs.create_dir("quiver-export")
+    cli = [str(QUIVER_CLI), "--url", server.url, "export", "t"]
+    for destination, read in (
+            (s3.uri("quiver-export/t.parquet"),
+             lambda: pq.read_table(fs.open_input_file("quiver-export/t.parquet"))),
+            (s3.uri("quiver-export/t.arrows"),
+             lambda: ipc.open_stream(fs.open_input_file("quiver-export/t.arrows")).read_all()),
+            (str(tmp_path / "t.parquet"), lambda: pq.read_table(tmp_path / "t.parquet"))):
+        done = subprocess.run(cli + [destination, "--quiet"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        rows = read().to_pylist()
+        assert {row.pop("id"): row for row in rows} == expected
+    # A missing table: a clear error, and nothing left behind.
+    done = subprocess.run([str(QUIVER_CLI), "--url", server.url, "export", "nope",
+                           s3.uri("quiver-export/nope.parquet")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "does not exist" in done.stderr, done.stderr
+    left = [i.path for i in fs.get_file_info(pafs.FileSelector("quiver-export", recursive=True))]
+    assert sorted(left) == ["quiver-export/t.arrows", "quiver-export/t.parquet"], left

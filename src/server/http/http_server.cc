@@ -226,9 +226,10 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     HttpRequest request = parser_->release();
     HttpResponse response;
     std::string_view route = "unmatched";
+    std::unique_ptr<BodyStream> stream;
     const auto start = std::chrono::steady_clock::now();
     try {
-      response = server_.router_->Handle(request, &route);
+      response = server_.router_->Handle(request, &route, &stream);
     } catch (const std::exception& e) {  // a bug or bad_alloc: this request fails, not the server
       QUIVER_LOG(kError, "request failed",
                  {{"target", std::string(request.target())}, {"error", e.what()}});
@@ -237,7 +238,56 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     Acceptor::Record(
         server_, route, request, response,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (stream != nullptr && response.result() == http::status::ok) {
+      return RespondStreamed(std::move(response), std::move(stream), request.keep_alive());
+    }
     Respond(std::move(response), request.keep_alive());
+  }
+
+  // The headers, then the body in chunks as `stream` produces them (each piece is made on this
+  // io thread when the previous one is written: a slow client slows its export, nothing else).
+  void RespondStreamed(HttpResponse response, std::unique_ptr<BodyStream> stream, bool keep_alive) {
+    auto header =
+        std::make_shared<http::response<http::empty_body>>(response.result(), response.version());
+    for (const auto& field : response) header->set(field.name_string(), field.value());
+    header->set(http::field::server, "quiverd");
+    header->keep_alive(keep_alive && !server_.stopping_.load());
+    header->chunked(true);
+    auto serializer = std::make_shared<http::response_serializer<http::empty_body>>(*header);
+    std::shared_ptr<BodyStream> body(std::move(stream));
+    SetDeadline(server_.options_.body_timeout_seconds);
+    http::async_write_header(
+        socket_, *serializer,
+        [self = shared_from_this(), header, serializer, body](beast::error_code error, size_t) {
+          if (error) return self->Close();
+          self->WriteChunk(body, header->keep_alive());
+        });
+  }
+
+  void WriteChunk(const std::shared_ptr<BodyStream>& body, bool keep_alive) {
+    SetDeadline(server_.options_.body_timeout_seconds);
+    Result<std::string> piece = body->Next();
+    if (!piece.ok()) {
+      // The status is sent already: the body is cut short (no last chunk), which the client
+      // sees as an incomplete response.
+      QUIVER_LOG(kError, "streamed response cut short", {{"error", piece.status().message()}});
+      return Close();
+    }
+    if (piece->empty()) {
+      return net::async_write(
+          socket_, http::make_chunk_last(),
+          [self = shared_from_this(), keep_alive](beast::error_code error, size_t) {
+            if (error || !keep_alive) return self->Close();
+            self->Read();
+          });
+    }
+    auto data = std::make_shared<std::string>(std::move(*piece));
+    net::async_write(
+        socket_, http::make_chunk(net::buffer(*data)),
+        [self = shared_from_this(), data, body, keep_alive](beast::error_code error, size_t) {
+          if (error) return self->Close();
+          self->WriteChunk(body, keep_alive);
+        });
   }
 
   void Respond(HttpResponse response, bool keep_alive) {

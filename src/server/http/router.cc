@@ -14,6 +14,7 @@
 #include "common/client_memory.h"
 #include "common/decode_memory.h"
 #include "server/codec/codec.h"
+#include "server/codec/table_export.h"
 #include "server/snapshot_json.h"
 
 namespace quiver::http_server {
@@ -206,6 +207,10 @@ std::span<const Router::Route> Router::Routes() {
        [](const Router& router, const HttpRequest& request, const Args& args) {
          return router.Delete(request, args.table);
        }},
+      {"/api/v1/table/{name}/export", http::verb::get,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.Export(request, args.table, args.query, args.stream);
+       }},
   };
   return kRoutes;
 }
@@ -233,12 +238,14 @@ bool MatchesTemplate(std::string_view path_template, const std::vector<std::stri
 
 }  // namespace
 
-HttpResponse Router::Handle(const HttpRequest& request, std::string_view* route) const {
+HttpResponse Router::Handle(const HttpRequest& request, std::string_view* route,
+                            std::unique_ptr<BodyStream>* stream) const {
   *route = "unmatched";
   const std::string_view target(request.target().data(), request.target().size());
   const size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);
   RouteArgs args;
+  args.stream = stream;
   args.query =
       question == std::string_view::npos ? std::string_view() : target.substr(question + 1);
   std::vector<std::string_view> segments = Split(path, '/');
@@ -397,6 +404,41 @@ HttpResponse Router::CreateTable(const HttpRequest& request, std::string_view na
   auto table = catalog_.CreateTable(name, std::move(schema).value());
   if (!table.ok()) return ErrorResponse(request, table.status());
   return JsonResponse(request, http::status::created, (*table)->schema().ToJson());
+}
+
+namespace {
+
+class ExportStream final : public BodyStream {
+ public:
+  explicit ExportStream(std::unique_ptr<codec::TableExport> exporter)
+      : exporter_(std::move(exporter)) {}
+  Result<std::string> Next() override { return exporter_->Next(); }
+
+ private:
+  std::unique_ptr<codec::TableExport> exporter_;
+};
+
+}  // namespace
+
+HttpResponse Router::Export(const HttpRequest& request, std::string_view name,
+                            std::string_view query, std::unique_ptr<BodyStream>* stream) const {
+  codec::ExportFormat format = codec::ExportFormat::kParquet;
+  const std::vector<std::string> formats = QueryValues(query, "format");
+  if (!formats.empty() && !codec::ParseExportFormat(formats.back(), &format)) {
+    return ErrorResponse(request, http::status::bad_request, "INVALID_ARGUMENT",
+                         "format '" + formats.back() + "' is not one of parquet, arrow");
+  }
+  auto table = catalog_.GetTable(name);
+  if (!table.ok()) return ErrorResponse(request, table.status());
+  auto exporter = codec::TableExport::Make(*table, format);
+  if (!exporter.ok()) return ErrorResponse(request, exporter.status());
+  *stream = std::make_unique<ExportStream>(std::move(*exporter));
+  HttpResponse response(http::status::ok, request.version());
+  response.set(http::field::content_type, codec::ExportContentType(format));
+  response.set(http::field::content_disposition, "attachment; filename=\"" + std::string(name) +
+                                                     std::string(codec::ExportExtension(format)) +
+                                                     "\"");
+  return response;
 }
 
 HttpResponse Router::DropTable(const HttpRequest& request, std::string_view name) const {

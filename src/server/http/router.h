@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/beast/http.hpp>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -26,6 +27,14 @@ HttpResponse ErrorResponse(const HttpRequest& request, boost::beast::http::statu
 // The error response for a failed engine Status (http_errors.h maps it).
 HttpResponse ErrorResponse(const HttpRequest& request, const Status& status);
 
+// A response body produced piece by piece after the headers (an export): sent chunked.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // The next bytes; empty at the end. An error cuts the response short (its headers are gone).
+  virtual Result<std::string> Next() = 0;
+};
+
 class Router {
  public:
   // `metrics`: the registry GET /metrics renders (with table and process gauges).
@@ -33,14 +42,17 @@ class Router {
       : catalog_(database.catalog()), database_(database), metrics_(metrics) {}
 
   // Every failure becomes an error response. *route is set to the matched route's template
-  // ("/api/v1/table/{name}/fetch", ...; "unmatched" for none), a metrics label.
-  HttpResponse Handle(const HttpRequest& request, std::string_view* route) const;
+  // ("/api/v1/table/{name}/fetch", ...; "unmatched" for none), a metrics label. A route that
+  // streams its body (export) sets *stream; the response then holds the status and headers.
+  HttpResponse Handle(const HttpRequest& request, std::string_view* route,
+                      std::unique_ptr<BodyStream>* stream) const;
 
  private:
   // What a route's handler gets from the request's target.
   struct RouteArgs {
-    std::string table;       // the {name} segment, percent-decoded
-    std::string_view query;  // after '?'
+    std::string table;                              // the {name} segment, percent-decoded
+    std::string_view query;                         // after '?'
+    std::unique_ptr<BodyStream>* stream = nullptr;  // set by a route whose body is streamed
   };
   // A row of the route table (router.cc, Routes()): adding a route is adding a row.
   struct Route {
@@ -61,6 +73,8 @@ class Router {
                      std::string_view query) const;
   HttpResponse Delete(const HttpRequest& request, std::string_view table) const;
   HttpResponse Snapshot(const HttpRequest& request, std::string_view query) const;
+  HttpResponse Export(const HttpRequest& request, std::string_view table, std::string_view query,
+                      std::unique_ptr<BodyStream>* stream) const;
 
   Catalog& catalog_;
   storage::Database& database_;
