@@ -239,14 +239,15 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
         server_, route, request, response,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     if (stream != nullptr && response.result() == http::status::ok) {
-      return RespondStreamed(std::move(response), std::move(stream), request.keep_alive());
+      return RespondStreamed(response, std::move(stream), request.keep_alive());
     }
     Respond(std::move(response), request.keep_alive());
   }
 
   // The headers, then the body in chunks as `stream` produces them (each piece is made on this
   // io thread when the previous one is written: a slow client slows its export, nothing else).
-  void RespondStreamed(HttpResponse response, std::unique_ptr<BodyStream> stream, bool keep_alive) {
+  void RespondStreamed(const HttpResponse& response, std::unique_ptr<BodyStream> stream,
+                       bool keep_alive) {
     auto header =
         std::make_shared<http::response<http::empty_body>>(response.result(), response.version());
     for (const auto& field : response) header->set(field.name_string(), field.value());
