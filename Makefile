@@ -47,6 +47,7 @@ test-asan: python
 	  -DQUIVER_BUILD_BENCHMARKS=OFF > /dev/null
 	@cmake --build build-asan -j $(JOBS) --target engine_test engine_concurrency_test schema_fuzz \
 	  codec_fuzz codec_test storage_test storage_fuzz resp_test resp_fuzz keyspace_fuzz app_test quiverd \
+	  objstore_test \
 	  shm_test shm_concurrency_test shm_stress_reader shm_fuzz shm_reader
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)

@@ -135,6 +135,7 @@ int Run(ServerConfig options) {
   http.max_connections = static_cast<int>(options.max_connections);
   http.access_log = options.access_log;
   http.busy_poll_us = static_cast<int>(options.busy_poll_us);
+  http.sync = (*instance)->sync();
   MetricsRegistry metrics;
   if (ShmServer* shm = (*instance)->shm()) {
     metrics.AddCollector([shm](std::string* out) { shm->RenderMetrics(out); });

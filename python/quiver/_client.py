@@ -124,6 +124,30 @@ class Client:
         ``seconds``."""
         return self._backend.snapshot(_columns(tables))
 
+    def sync_table(self, name: str, uri: str, poll_seconds: float | None = None) -> dict[str, Any]:
+        """Keeps table ``name`` in sync with the Parquet files under ``uri`` (``s3://bucket/prefix/``
+        or a directory the server can read): the server loads each file once, in path order, and
+        polls for new ones every ``poll_seconds`` (default 60). Returns the source's status (see
+        ``sync_status``). HTTP only."""
+        return self._source("sync_table", name, uri, poll_seconds)
+
+    def sync_status(self, name: str) -> dict[str, Any]:
+        """A table's Parquet source: ``uri``, ``poll_seconds``, ``state``, ``rows_loaded``,
+        ``files_loaded``, ``files_refused``, ``last_poll_ms``, ``last_error`` and ``files`` (each
+        ``path``, ``bytes``, ``rows``, ``loaded_ms`` and, when refused, ``error``)."""
+        return self._source("sync_status", name)
+
+    def unsync_table(self, name: str) -> None:
+        """Unbinds a table from its Parquet source (its rows stay)."""
+        return self._source("unsync_table", name)
+
+    def _source(self, method: str, *args: Any) -> Any:
+        call = getattr(self._backend, method, None)
+        if call is None:
+            raise Unsupported(f"{method}() asks quiverd to load Parquet files; the {self.backend} "
+                              "client cannot (connect over http://)", "NOT_IMPLEMENTED")
+        return call(*args)
+
     def table(self, name: str, columns: Iterable[str] | str | None = None) -> Any:
         """The hot path of the shared-memory backend: a reader of fixed-width ``columns`` (default:
         every value column) that share one element type, e.g. ten float32 features or an
@@ -200,3 +224,14 @@ class AsyncClient:
 
     async def snapshot(self, tables: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
         return await self._backend.snapshot(_columns(tables))
+
+    async def sync_table(self, name: str, uri: str,
+                         poll_seconds: float | None = None) -> dict[str, Any]:
+        """As Client.sync_table."""
+        return await self._backend.sync_table(name, uri, poll_seconds)
+
+    async def sync_status(self, name: str) -> dict[str, Any]:
+        return await self._backend.sync_status(name)
+
+    async def unsync_table(self, name: str) -> None:
+        return await self._backend.unsync_table(name)

@@ -123,6 +123,18 @@ def snapshot_call(tables: list[str]) -> _Call:
                  lambda b: json.loads(b)["tables"])
 
 
+def source_call(method: str, name: str, uri: str | None = None,
+                poll_seconds: float | None = None) -> _Call:
+    body = None
+    if method == "PUT":
+        request: dict[str, Any] = {"uri": uri}
+        if poll_seconds is not None:
+            request["poll_seconds"] = poll_seconds
+        body = json.dumps(request).encode()
+    decode = (lambda _: None) if method == "DELETE" else json.loads
+    return _Call(method, _path(name, "/source"), body, JSON, JSON, decode)
+
+
 def error_of(call: _Call, status: int, body: bytes) -> QuiverError:
     try:
         answer = json.loads(body)
@@ -166,6 +178,15 @@ class _Routes:
 
     def snapshot(self, tables: list[str]) -> Any:
         return self.run(snapshot_call(tables))
+
+    def sync_table(self, name: str, uri: str, poll_seconds: float | None) -> Any:
+        return self.run(source_call("PUT", name, uri, poll_seconds))
+
+    def sync_status(self, name: str) -> Any:
+        return self.run(source_call("GET", name))
+
+    def unsync_table(self, name: str) -> Any:
+        return self.run(source_call("DELETE", name))
 
 
 class HttpBackend(_Routes):

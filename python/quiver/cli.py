@@ -231,6 +231,21 @@ def _export(args: argparse.Namespace) -> None:
     print(f"exported {args.table} to {args.destination}: {written} bytes ({fmt})")
 
 
+# --- sync ------------------------------------------------------------------------------------
+
+def _sync(db: Any, args: argparse.Namespace) -> None:
+    if args.stop:
+        db.unsync_table(args.table)
+        print(f"{args.table}: unbound from its source")
+        return
+    if args.status or args.uri is None:
+        print(json.dumps(db.sync_status(args.table), indent=2))
+        return
+    status = db.sync_table(args.table, args.uri, args.poll_seconds)
+    print(f"{args.table}: bound to {status['uri']}, polled every {status['poll_seconds']:g} s "
+          f"({status['files_loaded']} files loaded so far)")
+
+
 # --- get -------------------------------------------------------------------------------------
 
 def _cell(value: Any) -> str:
@@ -312,6 +327,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["parquet", "arrow"],
                    help="default: by extension (.arrow, .arrows, .ipc: arrow), else parquet")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s = sub.add_parser("sync", help="keep a table in sync with the Parquet files of a prefix "
+                                    "(s3://bucket/prefix/ or a directory the server reads)")
+    s.add_argument("table")
+    s.add_argument("uri", nargs="?", help="bind to this source (omit with --status or --stop)")
+    s.add_argument("--poll-seconds", type=float, help="how often to look for new files (60)")
+    s.add_argument("--status", action="store_true", help="print the source's status as JSON")
+    s.add_argument("--stop", action="store_true", help="unbind the table from its source")
     s = sub.add_parser("get", help="print the rows of keys")
     s.add_argument("table")
     s.add_argument("keys", nargs="+")
@@ -378,6 +400,8 @@ def _run(args: argparse.Namespace) -> None:
             print(f"dropped {args.table}")
         elif args.command == "load":
             _load(db, args)
+        elif args.command == "sync":
+            _sync(db, args)
         elif args.command == "get":
             _get(db, args)
         elif args.command == "delete":

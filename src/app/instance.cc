@@ -19,6 +19,7 @@ Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
     }
     QUIVER_ASSIGN_OR_RETURN(instance->database_, storage::Database::Open(options.durability));
     if (instance->backup_) instance->backup_->Start(instance->database_.get());
+    QUIVER_ASSIGN_OR_RETURN(instance->sync_, sync::ParquetSync::Start(*instance->database_));
   } else {
     instance->memory_limit_ = std::make_unique<MemoryLimit>();
     instance->catalog_ =
@@ -52,6 +53,7 @@ void Instance::Close() {
   if (shm_ != nullptr) shm_->Stop();  // readers see the tables closed as they go
   // Either may be missing when Open failed.
   if (database_ != nullptr) {
+    if (sync_ != nullptr) sync_->Stop();  // before the last upload: its rows go too
     database_->keyspace().StopActiveExpiry();
     if (backup_ != nullptr) backup_->Stop(/*final_upload=*/true);
     database_->Close();  // stops the tables' expiry before the log

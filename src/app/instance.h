@@ -22,6 +22,7 @@
 #include "server/resp/local.h"
 #include "server/shm/shm_server.h"
 #include "storage/database.h"
+#include "sync/parquet_sync.h"
 
 namespace quiver {
 
@@ -64,6 +65,8 @@ class Instance {
   ShmServer* shm() { return shm_.get(); }
   // The object-store backup, or null.
   objstore::Backup* backup() { return backup_.get(); }
+  // The tables' Parquet sources (durable instances only), or null.
+  sync::ParquetSync* sync() { return sync_.get(); }
 
   // Stops active expiry and, when durable, uploads the last changes to the backup, syncs the log
   // and releases the data directory. Idempotent.
@@ -78,6 +81,7 @@ class Instance {
   std::unique_ptr<kv::Keyspace> keyspace_;
   std::unique_ptr<objstore::Backup> backup_;  // outlives database_'s Open, stops before its Close
   std::unique_ptr<storage::Database> database_;
+  std::unique_ptr<sync::ParquetSync> sync_;  // writes into database_'s tables
   std::unique_ptr<resp::LocalClient> kv_;
   std::unique_ptr<ShmServer> shm_;  // last: goes first
   bool closed_ = false;

@@ -48,17 +48,6 @@ Status ParallelFor(size_t count, int threads, const std::function<Status(size_t)
   return first;
 }
 
-// The URI without user:password@ (an S3 access key may be given there).
-std::string WithoutCredentials(const std::string& uri) {
-  const size_t scheme = uri.find("://");
-  if (scheme == std::string::npos) return uri;
-  const size_t host = scheme + 3;
-  const size_t at = uri.find('@', host);
-  const size_t slash = uri.find('/', host);
-  if (at == std::string::npos || (slash != std::string::npos && at > slash)) return uri;
-  return uri.substr(0, host) + uri.substr(at + 1);
-}
-
 Status ReadAt(int fd, char* data, size_t size, uint64_t offset, const std::string& path) {
   while (size > 0) {
     const ssize_t n = pread(fd, data, size, static_cast<off_t>(offset));
@@ -91,6 +80,16 @@ size_t PartCount(uint64_t bytes, uint64_t part_bytes) {
 }
 
 }  // namespace
+
+std::string WithoutCredentials(const std::string& uri) {
+  const size_t scheme = uri.find("://");
+  if (scheme == std::string::npos) return uri;
+  const size_t host = scheme + 3;
+  const size_t at = uri.find('@', host);
+  const size_t slash = uri.find('/', host);
+  if (at == std::string::npos || (slash != std::string::npos && at > slash)) return uri;
+  return uri.substr(0, host) + uri.substr(at + 1);
+}
 
 std::string PartKey(const std::string& key, size_t index) {
   char suffix[16];
@@ -133,7 +132,9 @@ void FinalizeObjectStores() {
   if (s3_initialized.load()) (void)arrow::fs::EnsureS3Finalized();
 }
 
-std::string ObjectStore::Path(const std::string& key) const { return root_ + "/" + key; }
+std::string ObjectStore::Path(const std::string& key) const {
+  return key.empty() ? root_ : root_ + "/" + key;
+}
 
 Status ObjectStore::Error(const std::string& what, const std::string& key,
                           const std::string& why) const {
@@ -299,6 +300,13 @@ Result<std::vector<ObjectInfo>> ObjectStore::List(const std::string& dir) {
   std::sort(objects.begin(), objects.end(),
             [](const ObjectInfo& a, const ObjectInfo& b) { return a.key < b.key; });
   return objects;
+}
+
+Result<std::shared_ptr<arrow::io::RandomAccessFile>> ObjectStore::OpenInput(
+    const std::string& key) {
+  arrow::Result<std::shared_ptr<arrow::io::RandomAccessFile>> file = fs_->OpenInputFile(Path(key));
+  if (!file.ok()) return Error("read", key, file.status().message());
+  return *file;
 }
 
 Status ObjectStore::Delete(const std::string& key) {

@@ -22,6 +22,9 @@
 namespace arrow::fs {
 class FileSystem;
 }
+namespace arrow::io {
+class RandomAccessFile;
+}
 
 namespace quiver::objstore {
 
@@ -64,9 +67,12 @@ class ObjectStore {
   // Downloads every job's parts in parallel, each checked against its CRC-32C; kCorruption
   // naming the object when a part is missing, short or damaged. Returns the bytes read.
   Result<uint64_t> Download(const std::vector<DownloadJob>& jobs);
-  // The objects under `dir` (recursively), sorted by key. A missing dir is empty.
+  // The objects under `dir` (recursively; "" for the whole prefix), sorted by key. A missing dir
+  // is empty.
   Result<std::vector<ObjectInfo>> List(const std::string& dir);
   Status Delete(const std::string& key);
+  // An object (or a file of a local directory) for random access: a Parquet file's reader.
+  Result<std::shared_ptr<arrow::io::RandomAccessFile>> OpenInput(const std::string& key);
 
  private:
   ObjectStore() = default;
@@ -80,6 +86,9 @@ class ObjectStore {
   uint64_t part_bytes_ = 0;
   int threads_ = 1;
 };
+
+// `uri` without user:password@ (an S3 access key may be given there), for messages.
+std::string WithoutCredentials(const std::string& uri);
 
 // Part `index` of `key`: "<key>/00000".
 std::string PartKey(const std::string& key, size_t index);

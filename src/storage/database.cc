@@ -626,6 +626,8 @@ void Database::SnapshotLoop() {
   }
 }
 
+Status Database::Sync() { return wal_->Sync(); }
+
 DatabaseStats Database::Stats() const {
   DatabaseStats stats;
   stats.wal_bytes = wal_->bytes_appended();

@@ -120,6 +120,8 @@ class Database final : public Journal {
   // last snapshot. kNotFound for an unknown name (nothing is written then).
   Result<SnapshotReport> Snapshot(const std::vector<std::string>& tables = {});
   DatabaseStats Stats() const;
+  // Syncs the log: every change made so far is on disk, whatever the fsync policy.
+  Status Sync();
   // Seals the log's current segment (when it holds records) and describes a restorable set: a
   // catalog whose LSN is the sealed end, the snapshots it names and the sealed segments from the
   // one holding its replay_from on. Each of those files whose name `wanted` accepts is

@@ -587,7 +587,8 @@ def test_openapi_document_is_valid_and_truthful(server):
     create(server, "t")
     write_json(server, {"doc_id": ["a"]}, "t")
     bodies = {"fetch": {"keys": ["a"]}, "write": {"columns": {"doc_id": ["b"]}},
-              "delete": {"keys": ["zz"]}, "t": SCHEMA}
+              "delete": {"keys": ["zz"]}, "t": SCHEMA,
+              "source": {"uri": str(server.data_dir), "poll_seconds": 60}}
     for path, item in document["paths"].items():
         for method, operation in item.items():
             if method == "parameters":
@@ -602,6 +603,8 @@ def test_openapi_document_is_valid_and_truthful(server):
             if method == "delete":
                 requests.put(server.url + "/api/v1/table/gone", json=SCHEMA)
                 url = server.url + path.replace("{name}", "gone")
+                if last == "source":
+                    requests.put(url, json=bodies["source"])
             answer = requests.request(method.upper(), url, **kwargs)
             assert str(answer.status_code) in operation["responses"], (method, path, answer.text)
             assert answer.status_code < 400, (method, path, answer.text)

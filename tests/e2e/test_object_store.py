@@ -6,6 +6,7 @@ directory restores the newest complete set and replays the log after it. Covered
 row and key back after the leader is killed; the store unreachable at start and mid-run; a second
 leader refused; a damaged object named; kill -9 during uploads and during a restore."""
 
+import json
 import os
 import pathlib
 import random
@@ -305,3 +306,112 @@ def test_quiver_export_streams_a_table_to_object_storage(start_server, s3, tmp_p
     assert done.returncode == 1 and "does not exist" in done.stderr, done.stderr
     left = [i.path for i in fs.get_file_info(pafs.FileSelector("quiver-export", recursive=True))]
     assert sorted(left) == ["quiver-export/t.arrows", "quiver-export/t.parquet"], left
+
+
+# --- tables synced from Parquet prefixes ---------------------------------------------------------
+
+def wait_source(server: Server, table: str, until, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = requests.get(f"{server.url}/api/v1/table/{table}/source", timeout=5).json()
+        if until(status):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+
+
+def put_parquet(fs, path: str, first: int, count: int, version: int, **extra) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids = range(first, first + count)
+    columns = {"id": [f"k{i}" for i in ids], "v": [version] * count,
+               "x": pa.array([i / 4 for i in ids], pa.float32())}
+    columns.update(extra)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    # Written under another name, then renamed: a poll never sees half a file.
+    with fs.open_output_stream(path + ".tmp") as out:
+        pq.write_table(pa.table(columns), out, row_group_size=max(1, count // 3))
+    fs.move(path + ".tmp", path)
+
+
+@pytest.mark.parametrize("where", ["s3", "dir"])
+def test_a_table_follows_a_parquet_prefix_once_per_file(start_server, spawn_server, s3, tmp_path,
+                                                        where):
+    import pyarrow.fs as pafs_module
+
+    if where == "s3":
+        fs, root = s3.filesystem(), f"quiver-src-{random.getrandbits(32):08x}/users"
+        fs.create_dir(root.split("/")[0])
+        uri = s3.uri(root + "/")
+    else:
+        fs, root = pafs_module.LocalFileSystem(), str(tmp_path / "users")
+        fs.create_dir(root)
+        uri = root
+    put_parquet(fs, f"{root}/part-0001.parquet", 0, 300, 1)
+    put_parquet(fs, f"{root}/2026/part-0000.parquet", 300, 200, 1)
+    with fs.open_output_stream(f"{root}/_SUCCESS") as out:
+        out.write(b"")
+    server = spawn_server()
+    requests.put(f"{server.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+    with quiver.connect(server.url) as db:
+        status = db.sync_table("t", uri, poll_seconds=0.2)
+        assert status["poll_seconds"] == 0.2
+    status = wait_source(server, "t", lambda s: s["files_loaded"] == 2)
+    assert [f["path"] for f in status["files"]] == ["2026/part-0000.parquet", "part-0001.parquet"]
+    assert status["rows_loaded"] == 500 and status["last_error"] == ""
+    assert len(contents(server, "t")) == 500
+    # A new file is loaded once; a file that does not fit is refused (named), not retried.
+    put_parquet(fs, f"{root}/part-0002.parquet", 500, 100, 2)
+    put_parquet(fs, f"{root}/part-0003.parquet", 0, 10, 9, extra_column=[1] * 10)
+    status = wait_source(server, "t", lambda s: s["files_loaded"] == 3 and s["files_refused"] == 1)
+    refused = [f for f in status["files"] if "error" in f]
+    assert refused[0]["path"] == "part-0003.parquet"
+    assert "column 'extra_column' is not in the table" in refused[0]["error"]
+    rows = contents(server, "t")
+    assert len(rows) == 600 and rows["k0"]["v"] == 1 and rows["k550"]["v"] == 2
+    time.sleep(0.5)
+    assert wait_source(server, "t", lambda s: True)["files_refused"] == 1
+    # Loaded files are remembered across a crash: a key changed since is not loaded over again.
+    write_rows(server, "t", 0, 1, 42)
+    server.process.kill()
+    server.process.wait()
+    again = spawn_server(data_dir=server.data_dir)
+    status = wait_source(again, "t", lambda s: s["last_poll_ms"] > 0)
+    assert status["files_loaded"] == 3 and status["rows_loaded"] == 600
+    time.sleep(0.5)
+    assert contents(again, "t")["k0"]["v"] == 42
+    # Unbound: new files are left alone; the CLI shows and stops it.
+    done = subprocess.run([str(QUIVER_CLI), "--url", again.url, "sync", "t", "--status"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and json.loads(done.stdout)["files_loaded"] == 3, done.stderr
+    done = subprocess.run([str(QUIVER_CLI), "--url", again.url, "sync", "t", "--stop"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    put_parquet(fs, f"{root}/part-0004.parquet", 1000, 5, 3)
+    time.sleep(0.6)
+    assert "k1000" not in contents(again, "t", keys=1100)
+    assert requests.get(f"{again.url}/api/v1/table/t/source").status_code == 404
+    assert again.stop() == 0
+
+
+def test_source_requests_are_checked(start_server, tmp_path):
+    server = start_server()
+    requests.put(f"{server.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+    url = f"{server.url}/api/v1/table"
+    for body, status, text in (
+            ({"uri": str(tmp_path)}, 404, "does not exist"),
+            ({}, 400, "needs \"uri\""),
+            ({"uri": str(tmp_path), "poll_seconds": 0}, 400, "poll_seconds"),
+            ({"uri": str(tmp_path), "extra": 1}, 400, "no field 'extra'"),
+            ({"uri": "nope://x/y"}, 400, "nope")):
+        target = f"{url}/nope/source" if status == 404 else f"{url}/t/source"
+        r = requests.put(target, json=body, timeout=5)
+        assert r.status_code == status and text in r.json()["error"], (body, r.text)
+    assert requests.delete(f"{url}/t/source").status_code == 404
+    # A source that cannot be listed says so, and keeps polling.
+    r = requests.put(f"{url}/t/source", json={"uri": str(tmp_path / "missing-dir"),
+                                               "poll_seconds": 0.1}, timeout=5)
+    assert r.status_code == 200
+    status = wait_source(server, "t", lambda s: s["last_poll_ms"] > 0)
+    assert status["files_loaded"] == 0

@@ -331,7 +331,9 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
 HttpServer::HttpServer(const HttpServerOptions& options, storage::Database& database,
                        MetricsRegistry& metrics)
-    : options_(options), metrics_(metrics), router_(std::make_unique<Router>(database, metrics_)) {
+    : options_(options),
+      metrics_(metrics),
+      router_(std::make_unique<Router>(database, metrics_, options.sync)) {
   metrics_.Describe("quiver_http_requests_total", "counter",
                     "HTTP requests answered, by route template, method and status");
   metrics_.Describe("quiver_http_errors_total", "counter",

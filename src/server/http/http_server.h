@@ -22,6 +22,10 @@
 #include "common/metrics.h"
 #include "common/result.h"
 
+namespace quiver::sync {
+class ParquetSync;
+}
+
 namespace quiver::storage {
 class Database;
 }  // namespace quiver::storage
@@ -51,6 +55,8 @@ struct HttpServerOptions {
   bool access_log = false;
   // After handling work, an io thread polls this long before it sleeps (0: never polls).
   int busy_poll_us = 0;
+  // The Parquet sources of tables (PUT/GET/DELETE /api/v1/table/{name}/source); null: none.
+  sync::ParquetSync* sync = nullptr;
 };
 
 class HttpServer {

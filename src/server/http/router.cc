@@ -207,6 +207,18 @@ std::span<const Router::Route> Router::Routes() {
        [](const Router& router, const HttpRequest& request, const Args& args) {
          return router.Delete(request, args.table);
        }},
+      {"/api/v1/table/{name}/source", http::verb::put,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.Source(request, args.table);
+       }},
+      {"/api/v1/table/{name}/source", http::verb::get,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.Source(request, args.table);
+       }},
+      {"/api/v1/table/{name}/source", http::verb::delete_,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.Source(request, args.table);
+       }},
       {"/api/v1/table/{name}/export", http::verb::get,
        [](const Router& router, const HttpRequest& request, const Args& args) {
          return router.Export(request, args.table, args.query, args.stream);
@@ -439,6 +451,31 @@ HttpResponse Router::Export(const HttpRequest& request, std::string_view name,
                                                      std::string(codec::ExportExtension(format)) +
                                                      "\"");
   return response;
+}
+
+HttpResponse Router::Source(const HttpRequest& request, std::string_view name) const {
+  if (sync_ == nullptr) {
+    return ErrorResponse(request, http::status::not_implemented, "NOT_IMPLEMENTED",
+                         "this server keeps no Parquet sources (it has no data directory)");
+  }
+  const std::string table(name);
+  if (request.method() == http::verb::delete_) {
+    Status unbound = sync_->Unbind(table);
+    if (!unbound.ok()) return ErrorResponse(request, unbound);
+    return HttpResponse(http::status::no_content, request.version());
+  }
+  if (request.method() == http::verb::get) {
+    auto status = sync_->Describe(table);
+    if (!status.ok()) return ErrorResponse(request, status.status());
+    return JsonResponse(request, http::status::ok, sync::SourceStatusToJson(*status));
+  }
+  if (auto error = CheckLength(request, "source")) return *error;
+  if (auto error = CheckJsonBody(request)) return *error;
+  auto parsed = sync::ParseSourceRequest(request.body());
+  if (!parsed.ok()) return ErrorResponse(request, parsed.status());
+  auto status = sync_->Bind(table, parsed->uri, parsed->poll_seconds);
+  if (!status.ok()) return ErrorResponse(request, status.status());
+  return JsonResponse(request, http::status::ok, sync::SourceStatusToJson(*status));
 }
 
 HttpResponse Router::DropTable(const HttpRequest& request, std::string_view name) const {

@@ -15,6 +15,7 @@
 #include "engine/catalog.h"
 #include "server/http/http_errors.h"
 #include "storage/database.h"
+#include "sync/parquet_sync.h"
 
 namespace quiver::http_server {
 
@@ -38,8 +39,9 @@ class BodyStream {
 class Router {
  public:
   // `metrics`: the registry GET /metrics renders (with table and process gauges).
-  Router(storage::Database& database, const MetricsRegistry& metrics)
-      : catalog_(database.catalog()), database_(database), metrics_(metrics) {}
+  // `sync`: the Parquet sources of tables (null: the source routes answer 501).
+  Router(storage::Database& database, const MetricsRegistry& metrics, sync::ParquetSync* sync)
+      : catalog_(database.catalog()), database_(database), metrics_(metrics), sync_(sync) {}
 
   // Every failure becomes an error response. *route is set to the matched route's template
   // ("/api/v1/table/{name}/fetch", ...; "unmatched" for none), a metrics label. A route that
@@ -73,12 +75,14 @@ class Router {
                      std::string_view query) const;
   HttpResponse Delete(const HttpRequest& request, std::string_view table) const;
   HttpResponse Snapshot(const HttpRequest& request, std::string_view query) const;
+  HttpResponse Source(const HttpRequest& request, std::string_view table) const;
   HttpResponse Export(const HttpRequest& request, std::string_view table, std::string_view query,
                       std::unique_ptr<BodyStream>* stream) const;
 
   Catalog& catalog_;
   storage::Database& database_;
   const MetricsRegistry& metrics_;
+  sync::ParquetSync* const sync_;
 };
 
 }  // namespace quiver::http_server
