@@ -118,6 +118,10 @@ int Run(ServerConfig options) {
     backup.lease_ms = options.object_store_lease_seconds * 1000;
     instance_options.backup = backup;
   }
+  if (!options.follow.empty()) {
+    instance_options.follow =
+        objstore::FollowOptions{.uri = options.follow, .poll_seconds = options.follow_interval};
+  }
   QUIVER_LOG(kInfo, "recovering", {{"data_dir", options.data_dir}, {"fsync", options.fsync}});
   auto instance = Instance::Open(std::move(instance_options));
   if (!instance.ok()) {
@@ -142,6 +146,9 @@ int Run(ServerConfig options) {
   }
   if (objstore::Backup* backup = (*instance)->backup()) {
     metrics.AddCollector([backup](std::string* out) { backup->RenderMetrics(out); });
+  }
+  if (objstore::Follower* follower = (*instance)->follower()) {
+    metrics.AddCollector([follower](std::string* out) { follower->RenderMetrics(out); });
   }
   // Flight first: once HTTP answers /health, every front end is listening.
   flight_server::FlightServerOptions flight;

@@ -91,12 +91,17 @@ class Proxy:
 
 
 class S3Server:
-    def __init__(self, log_path: pathlib.Path | None = None):
+    def __init__(self, log_path: pathlib.Path | None = None, check_credentials: bool = False):
+        """`check_credentials`: every request must be signed with a key moto's IAM knows (none
+        is made: every key is wrong)."""
         self.port = free_port()
         self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        env = s3_env()
+        if check_credentials:
+            env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
         self.process = subprocess.Popen(
             [str(PYTHON), "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self._log, stderr=self._log, env=s3_env())
+            stdout=self._log, stderr=self._log, env=env)
         deadline = time.monotonic() + 30
         while True:
             try:

@@ -17,8 +17,8 @@ import pyarrow  # noqa: F401 - loads the Arrow C++ libraries the extension links
 
 from ._client import AsyncClient, Client, WriteResult
 from ._errors import (ColumnNotFound, ConnectionError, InvalidRequest, LimitExceeded, OutOfMemory,
-                      QuiverError, SchemaError, ServerError, TableExists, TableNotFound,
-                      Unsupported)
+                      QuiverError, ReadOnly, SchemaError, ServerError, TableExists,
+                      TableNotFound, Unsupported)
 from ._result import ReadResult
 
 __version__ = "0.1.0"
@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "open", "connect", "Client", "AsyncClient", "ReadResult", "WriteResult", "QuiverError",
     "TableNotFound", "TableExists", "InvalidRequest", "SchemaError", "ColumnNotFound",
-    "LimitExceeded", "OutOfMemory", "Unsupported", "ServerError", "ConnectionError",
+    "LimitExceeded", "OutOfMemory", "ReadOnly", "Unsupported", "ServerError", "ConnectionError",
 ]
 
 

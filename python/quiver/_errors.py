@@ -54,6 +54,10 @@ class Unsupported(QuiverError):
     """The operation is not implemented by this server or backend."""
 
 
+class ReadOnly(QuiverError):
+    """A change sent to a node that only reads: a follower of another node's backups."""
+
+
 class ServerError(QuiverError):
     """An internal or operating-system error on the server side."""
 
@@ -75,6 +79,7 @@ _BY_CODE: dict[str, type[QuiverError]] = {
     "HEADERS_TOO_LARGE": LimitExceeded,
     "OUT_OF_MEMORY": OutOfMemory,
     "NOT_IMPLEMENTED": Unsupported,
+    "READ_ONLY": ReadOnly,
     "UNAVAILABLE": ConnectionError,
     "TOO_MANY_CONNECTIONS": ConnectionError,
 }

@@ -38,6 +38,8 @@ def _code_of(error: pa.ArrowException) -> str:
     if isinstance(error, pa.ArrowMemoryError) or (
             isinstance(error, flight.FlightError) and error.extra_info == b"OUT_OF_MEMORY"):
         return "OUT_OF_MEMORY"
+    if isinstance(error, flight.FlightError) and error.extra_info == b"READ_ONLY":
+        return "READ_ONLY"
     if isinstance(error, pa.ArrowNotImplementedError):
         return "NOT_IMPLEMENTED"
     if isinstance(error, _UNAVAILABLE):

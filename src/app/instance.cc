@@ -10,6 +10,18 @@ Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
   if (options.data_dir) {
     options.durability.data_dir = *options.data_dir;
     options.durability.publish = publish;
+    if (options.backup && options.follow) {
+      return Status::InvalidArgument(
+          "a node either backs its data up to an object store or follows one, not both");
+    }
+    if (options.follow) {
+      QUIVER_ASSIGN_OR_RETURN(instance->follower_,
+                              objstore::Follower::Create(*options.follow, *options.data_dir));
+      options.durability.before_recovery = [follower = instance->follower_.get()] {
+        return follower->Prepare();
+      };
+      options.durability.read_only = instance->follower_->ReadOnlyMessage();
+    }
     if (options.backup) {
       QUIVER_ASSIGN_OR_RETURN(instance->backup_,
                               objstore::Backup::Create(*options.backup, *options.data_dir));
@@ -19,6 +31,7 @@ Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
     }
     QUIVER_ASSIGN_OR_RETURN(instance->database_, storage::Database::Open(options.durability));
     if (instance->backup_) instance->backup_->Start(instance->database_.get());
+    if (instance->follower_) instance->follower_->Start(instance->database_.get());
     QUIVER_ASSIGN_OR_RETURN(instance->sync_, sync::ParquetSync::Start(*instance->database_));
   } else {
     instance->memory_limit_ = std::make_unique<MemoryLimit>();
@@ -54,6 +67,7 @@ void Instance::Close() {
   // Either may be missing when Open failed.
   if (database_ != nullptr) {
     if (sync_ != nullptr) sync_->Stop();  // before the last upload: its rows go too
+    if (follower_ != nullptr) follower_->Stop();
     database_->keyspace().StopActiveExpiry();
     if (backup_ != nullptr) backup_->Stop(/*final_upload=*/true);
     database_->Close();  // stops the tables' expiry before the log

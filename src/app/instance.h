@@ -19,6 +19,7 @@
 #include "engine/catalog.h"
 #include "kv/keyspace.h"
 #include "objstore/backup.h"
+#include "objstore/follower.h"
 #include "server/resp/local.h"
 #include "server/shm/shm_server.h"
 #include "storage/database.h"
@@ -44,6 +45,9 @@ struct InstanceOptions {
   // With a data directory: back it up to an object store, and restore it from there when it is
   // empty (objstore/backup.h, docs/object-storage.md).
   std::optional<objstore::BackupOptions> backup;
+  // With a data directory: a read-only follower of another node's backups (objstore/follower.h);
+  // not with `backup`.
+  std::optional<objstore::FollowOptions> follow;
 };
 
 class Instance {
@@ -65,6 +69,8 @@ class Instance {
   ShmServer* shm() { return shm_.get(); }
   // The object-store backup, or null.
   objstore::Backup* backup() { return backup_.get(); }
+  // The follower of another node's backups, or null.
+  objstore::Follower* follower() { return follower_.get(); }
   // The tables' Parquet sources (durable instances only), or null.
   sync::ParquetSync* sync() { return sync_.get(); }
 
@@ -80,6 +86,7 @@ class Instance {
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<kv::Keyspace> keyspace_;
   std::unique_ptr<objstore::Backup> backup_;  // outlives database_'s Open, stops before its Close
+  std::unique_ptr<objstore::Follower> follower_;  // likewise
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<sync::ParquetSync> sync_;  // writes into database_'s tables
   std::unique_ptr<resp::LocalClient> kv_;

@@ -344,6 +344,32 @@ const std::vector<Option>& AllOptions() {
          std::snprintf(text, sizeof(text), "%g", o.upload_interval);
          return std::string(text);
        }},
+      {"--follow", "follow.uri", "URI",
+       "serve, read-only, the backups another node uploads to this object-store prefix (same "
+       "URI forms as --object-store), applying its new log segments as they appear; the data "
+       "directory is rebuilt from the store at each start",
+       [](ServerConfig& o, const std::string& v, const std::string& where) {
+         if (v.empty()) return where + ": the URI is empty";
+         o.follow = v;
+         return std::string();
+       },
+       [](const ServerConfig& o) { return o.follow.empty() ? "none" : o.follow; }},
+      {"--follow-interval", "follow.interval", "SECONDS",
+       "how often a follower looks for new backups (decimals allowed, at least 0.05)",
+       [](ServerConfig& o, const std::string& v, const std::string& where) {
+         char* end = nullptr;
+         const double seconds = std::strtod(v.c_str(), &end);
+         if (v.empty() || *end != '\0' || !(seconds >= 0.05) || seconds > 86400) {
+           return where + ": '" + v + "' is not a number of seconds from 0.05 to 86400";
+         }
+         o.follow_interval = seconds;
+         return std::string();
+       },
+       [](const ServerConfig& o) {
+         char text[32];
+         std::snprintf(text, sizeof(text), "%g", o.follow_interval);
+         return std::string(text);
+       }},
       IntegerOption("--object-store-lease-seconds", "object_store.lease_seconds", "SECONDS",
                     "a leader of the object-store prefix not heard of for this long may be "
                     "replaced by a node restoring from it",
@@ -537,6 +563,10 @@ std::string ParseLayers(const std::vector<std::string>& args,
     }
   }
   if (std::string clash = PortClash(*options); !clash.empty()) return clash;
+  if (!options->object_store.empty() && !options->follow.empty()) {
+    return "--object-store and --follow: a node either backs its data up to an object store or "
+           "follows one, not both";
+  }
   return "";
 }
 

@@ -53,6 +53,8 @@ struct ServerConfig {
   std::string object_store;  // "": no backup
   double upload_interval = 10;
   int64_t object_store_lease_seconds = 30;
+  std::string follow;  // "": not a follower
+  double follow_interval = 1;
 };
 
 // The shared-memory socket's path for `config` ("" when publishing is off).

@@ -24,6 +24,8 @@ std::string_view StatusCodeName(StatusCode code) {
       return "NOT_IMPLEMENTED";
     case StatusCode::kInternal:
       return "INTERNAL";
+    case StatusCode::kReadOnly:
+      return "READ_ONLY";
   }
   return "UNKNOWN";
 }

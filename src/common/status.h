@@ -27,6 +27,7 @@ enum class StatusCode : uint8_t {
   kCorruption,       // stored bytes failed a check
   kNotImplemented,
   kInternal,  // a bug: an invariant did not hold
+  kReadOnly,  // a change sent to a node that only reads (a follower)
 };
 
 // A message holds at most this many bytes; a longer one is cut (at a UTF-8 character boundary)
@@ -75,6 +76,9 @@ class [[nodiscard]] Status {
   }
   static Status Internal(std::string message) {
     return Status(StatusCode::kInternal, std::move(message));
+  }
+  static Status ReadOnly(std::string message) {
+    return Status(StatusCode::kReadOnly, std::move(message));
   }
 
   bool ok() const { return state_ == nullptr; }

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "objstore/restore.h"
 #include "storage/database.h"
 #include "storage/file.h"
 #include "storage/wal.h"
@@ -22,10 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The data directory's record of which prefix it leads, as which epoch.
-constexpr const char* kStateFile = "objstore";
-// Present while a restore fills the directory; a start that finds it restores again.
-constexpr const char* kRestoringFile = "restoring";
 constexpr const char* kStageDir = "upload";
 
 std::string RandomInstance() {
@@ -39,20 +36,6 @@ std::string HostName() {
   char name[256] = {};
   if (gethostname(name, sizeof(name) - 1) != 0) return "";
   return name;
-}
-
-bool HasFiles(const std::string& dir) {
-  std::error_code error;
-  for (const auto& entry : fs::directory_iterator(dir, error)) {
-    if (entry.is_regular_file()) return true;
-  }
-  return false;
-}
-
-std::string Seconds(double seconds) {
-  char text[32];
-  std::snprintf(text, sizeof(text), "%.3f", seconds);
-  return text;
 }
 
 }  // namespace
@@ -82,20 +65,12 @@ std::string Backup::Local(const std::string& sub, const std::string& name) const
 Status Backup::Prepare() {
   std::error_code error;
   fs::remove_all(data_dir_ + "/" + kStageDir, error);  // links of an interrupted upload
-  const bool restoring = fs::exists(data_dir_ + "/" + kRestoringFile);
-  if (restoring) {
+  if (fs::exists(data_dir_ + "/" + kRestoringFile)) {
     // A restore was cut short (a crash): what it wrote is incomplete. Start it over.
     QUIVER_LOG(kWarn, "an interrupted restore is started over", {{"data_dir", data_dir_}});
-    for (const char* sub : {"wal", "snapshots"}) {
-      for (const auto& entry : fs::directory_iterator(data_dir_ + "/" + sub, error)) {
-        fs::remove(entry.path(), error);
-      }
-    }
-    fs::remove(data_dir_ + "/catalog", error);
-    fs::remove(data_dir_ + "/" + kStateFile, error);
+    EmptyDataDirectory(data_dir_);
   }
-  const bool empty = !fs::exists(data_dir_ + "/catalog") && !HasFiles(data_dir_ + "/wal") &&
-                     !HasFiles(data_dir_ + "/snapshots");
+  const bool empty = DataDirectoryIsEmpty(data_dir_);
   Status taken = TakeOver(empty);
   if (taken.ok()) return Status::OK();
   if (empty) {
@@ -124,19 +99,9 @@ Status Backup::TakeOver(bool empty_dir) {
     return lease_text.status();
   }
   // The newest manifest that reads.
-  QUIVER_ASSIGN_OR_RETURN(const std::vector<ObjectInfo> objects,
-                          store_->List(std::string(kManifestDir)));
-  std::optional<Manifest> newest;
-  uint64_t remote_epoch = lease ? lease->epoch : 0;
-  for (auto it = objects.rbegin(); it != objects.rend(); ++it) {
-    uint64_t epoch, sequence;
-    if (!ParseManifestKey(it->key, &epoch, &sequence)) continue;
-    remote_epoch = std::max(remote_epoch, epoch);
-    QUIVER_ASSIGN_OR_RETURN(const std::string text, store_->Get(it->key));
-    QUIVER_ASSIGN_OR_RETURN(Manifest manifest, DecodeManifest(it->key, text));
-    newest = std::move(manifest);
-    break;
-  }
+  uint64_t manifest_epoch = 0;
+  QUIVER_ASSIGN_OR_RETURN(std::optional<Manifest> newest, NewestManifest(*store_, &manifest_epoch));
+  const uint64_t remote_epoch = std::max(lease ? lease->epoch : 0, manifest_epoch);
   // This directory's own record of the prefix.
   uint64_t local_epoch = 0;
   const std::string state_path = data_dir_ + "/" + kStateFile;
@@ -184,7 +149,7 @@ Status Backup::TakeOver(bool empty_dir) {
   epoch_ = std::max(remote_epoch, local_epoch) + 1;
   QUIVER_RETURN_NOT_OK(WriteLease(false));
   if (empty_dir && newest) {
-    if (Status restored = Restore(*newest); !restored.ok()) {
+    if (Status restored = RestoreFiles(*store_, data_dir_, *newest, &restore_); !restored.ok()) {
       (void)WriteLease(/*release=*/true);  // a retry need not wait for the lease to lapse
       return restored;
     }
@@ -196,63 +161,18 @@ Status Backup::TakeOver(bool empty_dir) {
   }
   nlohmann::ordered_json state;
   state["format"] = 1;
+  state["role"] = "leader";
   state["store"] = store_->name();
   state["epoch"] = epoch_.load();
   QUIVER_RETURN_NOT_OK(
       storage::WriteFileAtomically(state_path, state.dump() + "\n", storage::FileOps::Default()));
-  if (empty_dir && newest) {
-    // The catalog last: only now does the directory hold a set recovery can start from.
-    QUIVER_RETURN_NOT_OK(storage::WriteFileAtomically(data_dir_ + "/catalog", newest->catalog,
-                                                      storage::FileOps::Default()));
-    QUIVER_RETURN_NOT_OK(storage::RemoveFile(data_dir_ + "/" + kRestoringFile));
-    QUIVER_RETURN_NOT_OK(storage::SyncDirectory(data_dir_));
-  }
+  if (empty_dir && newest) QUIVER_RETURN_NOT_OK(FinishRestore(data_dir_, *newest));
   taken_over_ = true;
   QUIVER_LOG(kInfo, "object store taken over",
              {{"store", store_->name()},
               {"epoch", std::to_string(epoch_.load())},
               {"instance", instance_},
               {"restored", newest && empty_dir ? newest->Key() : "nothing"}});
-  return Status::OK();
-}
-
-Status Backup::Restore(const Manifest& manifest) {
-  const auto start = std::chrono::steady_clock::now();
-  QUIVER_RETURN_NOT_OK(storage::WriteFileAtomically(
-      data_dir_ + "/" + kRestoringFile, manifest.Key() + "\n", storage::FileOps::Default()));
-  std::vector<DownloadJob> jobs;
-  for (const ManifestFile& file : manifest.files) {
-    const char* sub = file.kind == ManifestFile::Kind::kSnapshot ? "snapshots" : "wal";
-    jobs.push_back({file.stored, Local(sub, file.name)});
-  }
-  Result<uint64_t> bytes = store_->Download(jobs);
-  if (!bytes.ok()) {
-    return Status(bytes.status().code(),
-                  "restoring " + manifest.Key() + ": " + bytes.status().message());
-  }
-  const bool has_log = std::any_of(manifest.files.begin(), manifest.files.end(), [](const auto& f) {
-    return f.kind == ManifestFile::Kind::kWal;
-  });
-  if (!has_log && manifest.lsn > 0) {
-    // Every record is in the snapshots; the log goes on after them.
-    QUIVER_RETURN_NOT_OK(storage::CreateEmptySegment(data_dir_ + "/wal", manifest.lsn + 1));
-  }
-  QUIVER_RETURN_NOT_OK(storage::SyncDirectory(data_dir_ + "/wal"));
-  QUIVER_RETURN_NOT_OK(storage::SyncDirectory(data_dir_ + "/snapshots"));
-  restore_.restored = true;
-  restore_.manifest = manifest.Key();
-  restore_.lsn = manifest.lsn;
-  restore_.files = jobs.size();
-  restore_.bytes = *bytes;
-  restore_.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  QUIVER_LOG(kInfo, "restored from the object store",
-             {{"store", store_->name()},
-              {"manifest", manifest.Key()},
-              {"lsn", std::to_string(manifest.lsn)},
-              {"files", std::to_string(jobs.size())},
-              {"bytes", std::to_string(*bytes)},
-              {"download_s", Seconds(restore_.seconds)}});
   return Status::OK();
 }
 
@@ -299,15 +219,22 @@ Status Backup::CheckLease() {
 void Backup::Start(storage::Database* database) {
   database_ = database;
   snapshots_seen_ = database->Stats().snapshots;
+  // Segments no manifest holds yet stay, even once snapshots cover them: followers replay them.
+  database->SetLogRetention(uploaded_lsn_.load() + 1);
   thread_ = std::thread([this] { Loop(); });
+}
+
+void Backup::NotePending() {
+  if (database_->Stats().wal_last_lsn > uploaded_lsn_.load() && pending_since_ms_ == 0) {
+    pending_since_ms_ = UnixMillis();
+  }
+  pending_since_shared_ = pending_since_ms_;
 }
 
 bool Backup::Due() {
   const storage::DatabaseStats stats = database_->Stats();
   const int64_t now = UnixMillis();
   const bool changed = stats.wal_last_lsn > uploaded_lsn_.load();
-  if (changed && pending_since_ms_ == 0) pending_since_ms_ = now;
-  pending_since_shared_ = pending_since_ms_;
   if (stats.snapshots != snapshots_seen_) return true;  // lets the store drop old segments
   if (!changed) return false;
   if (stats.wal_sealed_lsn > uploaded_lsn_.load()) return true;  // a segment filled
@@ -379,6 +306,7 @@ Status Backup::UploadOnce() {
   for (const ManifestFile& file : manifest.files) named.insert(file.name);
   std::erase_if(uploaded_, [&](const auto& entry) { return !named.contains(entry.first); });
   uploaded_lsn_ = files.lsn;
+  database_->SetLogRetention(files.lsn + 1);
   // Changes after the seal wait for the next upload; their age counts from the seal.
   pending_since_ms_ = database_->Stats().wal_last_lsn > files.lsn ? sealed_at : 0;
   pending_since_shared_ = pending_since_ms_;
@@ -443,6 +371,7 @@ void Backup::Loop() {
         QUIVER_LOG(kError, "object store refused", {{"error", status.message()}});
       }
     }
+    NotePending();  // the lag counts while the store is away too
     if (status.ok() && taken_over_ && !fenced_) {
       if (UnixMillis() - lease_written_ms_ >= options_.lease_ms / 3) {
         status = CheckLease();

@@ -29,6 +29,7 @@
 #include "common/result.h"
 #include "objstore/manifest.h"
 #include "objstore/object_store.h"
+#include "objstore/restore.h"
 
 namespace quiver::storage {
 class Database;
@@ -45,15 +46,6 @@ struct BackupOptions {
   uint64_t part_bytes = 32 << 20;
   int threads = 8;
   size_t keep_manifests = 3;  // older manifests, and objects only they name, are deleted
-};
-
-struct RestoreReport {
-  bool restored = false;
-  std::string manifest;  // its key
-  uint64_t lsn = 0;
-  size_t files = 0;
-  uint64_t bytes = 0;
-  double seconds = 0;
 };
 
 struct BackupStats {
@@ -91,11 +83,11 @@ class Backup {
   Backup(BackupOptions options, std::string data_dir, std::unique_ptr<ObjectStore> store);
   // The lease and the newest manifest; whether this directory may lead the prefix; a new epoch.
   Status TakeOver(bool empty_dir);
-  Status Restore(const Manifest& manifest);
   Status UploadOnce();
   Status CheckLease();              // fenced_ when another node holds the prefix
   Status WriteLease(bool release);  // release: renewed_ms 0, free to take over at once
   Status CollectGarbage();
+  void NotePending();  // when a change no manifest holds was first seen
   bool Due();
   void Loop();
   std::string Local(const std::string& sub, const std::string& name) const;

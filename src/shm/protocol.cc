@@ -126,7 +126,7 @@ Status ReadReplyStatus(std::string_view* reply) {
   uint8_t code;
   std::string_view text;
   if (!reader.ReadFixed8(&code) || !reader.ReadLengthPrefixed(&text) || code == 0 ||
-      code > static_cast<uint8_t>(StatusCode::kInternal)) {
+      code > static_cast<uint8_t>(StatusCode::kReadOnly)) {
     return Status::Corruption("a malformed shared-memory error reply");
   }
   return Status(static_cast<StatusCode>(code), std::string(text));

@@ -51,7 +51,8 @@ Result<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options)
   db->keyspace_->SetMemoryLimit(&db->memory_limit_);
   QUIVER_RETURN_NOT_OK(db->Recover());
   if (options.keyspace_durable) db->keyspace_->SetLog(&db->keyspace_journal_);
-  if (options.snapshot_wal_bytes > 0 || options.snapshot_interval_seconds > 0) {
+  if (options.read_only.empty() &&
+      (options.snapshot_wal_bytes > 0 || options.snapshot_interval_seconds > 0)) {
     db->snapshot_thread_ = std::thread([d = db.get()] { d->SnapshotLoop(); });
   }
   return db;
@@ -231,6 +232,7 @@ Status Database::Recover() {
     // start needs what is before the hole.
     QUIVER_RETURN_NOT_OK(SnapshotTables(catalog_->Tables(), next_lsn - 1, true).status());
   }
+  replicated_lsn_ = next_lsn - 1;
   recovery_.seconds = SecondsSince(start);
   QUIVER_LOG(kInfo, "recovered",
              {{"tables", std::to_string(recovery_.tables)},
@@ -301,11 +303,69 @@ Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
   return Status::OK();
 }
 
+Status Database::ApplyReplicated(const WalRecord& record) {
+  std::lock_guard lock(replicated_mutex_);
+  if (record.lsn <= replicated_lsn_) return Status::OK();
+  if (record.type == RecordType::kKeyspace) {
+    QUIVER_RETURN_NOT_OK(ReplayKeyspaceRecord(record.payload, record.lsn, *keyspace_));
+    replicated_lsn_ = record.lsn;
+    return Status::OK();
+  }
+  uint64_t id;
+  std::string_view rest;
+  QUIVER_RETURN_NOT_OK(DecodeTableId(record.payload, &id, &rest));
+  std::shared_ptr<Table> table;
+  for (const std::shared_ptr<Table>& candidate : catalog_->Tables()) {
+    if (candidate->id() == id) table = candidate;
+  }
+  switch (record.type) {
+    case RecordType::kCreateTable: {
+      if (table != nullptr) break;  // already there (a restore held it)
+      CreateTableRecord create;
+      QUIVER_RETURN_NOT_OK(DecodeCreateTable(record.payload, &create));
+      QUIVER_ASSIGN_OR_RETURN(TableSchema schema,
+                              TableSchema::FromJson(create.schema_json, options_.limits));
+      QUIVER_ASSIGN_OR_RETURN(
+          table, catalog_->RestoreTable(id, std::string(create.name), std::move(schema)));
+      table->set_applied_lsn(record.lsn);
+      break;
+    }
+    case RecordType::kDropTable:
+      catalog_->RemoveTable(id);
+      break;
+    case RecordType::kUpsert:
+    case RecordType::kDelete: {
+      if (table == nullptr) break;  // dropped later in the log, or before this node's start
+      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatch> batch,
+                              DecodeBatchRecord(rest, options_.limits.max_decode_bytes));
+      if (record.type == RecordType::kUpsert) {
+        QUIVER_RETURN_NOT_OK(table->Replay(*batch, record.lsn).status());
+      } else {
+        if (batch->num_columns() != 1) {
+          return Status::Corruption("a delete record needs one column");
+        }
+        QUIVER_RETURN_NOT_OK(table->ReplayDelete(*batch->column(0), record.lsn).status());
+      }
+      break;
+    }
+    case RecordType::kKeyspace:
+      break;
+  }
+  replicated_lsn_ = record.lsn;
+  return Status::OK();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Journal.
 
+Status Database::CheckWritable() const {
+  if (!options_.read_only.empty()) return Status::ReadOnly(options_.read_only);
+  return Status::OK();
+}
+
 Result<uint64_t> Database::LogCreate(uint64_t table_id, std::string_view name,
                                      const TableSchema& schema) {
+  QUIVER_RETURN_NOT_OK(CheckWritable());
   QUIVER_ASSIGN_OR_RETURN(
       uint64_t lsn,
       wal_->Append(RecordType::kCreateTable, {EncodeCreateTable(table_id, name, schema.ToJson())}));
@@ -315,6 +375,7 @@ Result<uint64_t> Database::LogCreate(uint64_t table_id, std::string_view name,
 }
 
 Result<uint64_t> Database::LogDrop(uint64_t table_id, std::string_view name) {
+  QUIVER_RETURN_NOT_OK(CheckWritable());
   QUIVER_ASSIGN_OR_RETURN(uint64_t lsn,
                           wal_->Append(RecordType::kDropTable, {EncodeDropTable(table_id, name)}));
   std::lock_guard lock(file_mutex_);
@@ -331,6 +392,7 @@ Result<uint64_t> Database::LogUpsert(uint64_t table_id, const arrow::RecordBatch
 
 Result<uint64_t> Database::AppendBatch(RecordType type, uint64_t table_id,
                                        const arrow::RecordBatch& batch) {
+  QUIVER_RETURN_NOT_OK(CheckWritable());
   QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatchRecord(table_id, batch));
   QUIVER_ASSIGN_OR_RETURN(uint64_t lsn, wal_->Append(type, encoded.parts()));
   WakeSnapshotterIfDue();
@@ -425,7 +487,9 @@ Result<CheckpointFiles> Database::Checkpoint(
     // Segment i holds [first_i, first_{i+1}); the last sealed one ends at sealed.end.
     const uint64_t next =
         i + 1 < sealed.segments.size() ? sealed.segments[i + 1].first_lsn : sealed.end + 1;
-    if (next > files.replay_from) files.segments.push_back(sealed.segments[i]);
+    const uint64_t floor = retention_floor_.load();
+    const uint64_t from = floor == 0 ? files.replay_from : std::min(floor, files.replay_from);
+    if (next > from) files.segments.push_back(sealed.segments[i]);
   }
   const auto link = [&](const std::string& from, const std::string& sub, const std::string& name) {
     if (!wanted(name)) return Status::OK();
@@ -453,6 +517,7 @@ Result<CheckpointFiles> Database::Checkpoint(
 // Snapshots.
 
 Result<SnapshotReport> Database::Snapshot(const std::vector<std::string>& names) {
+  QUIVER_RETURN_NOT_OK(CheckWritable());
   std::vector<std::shared_ptr<Table>> tables;
   if (names.empty()) {
     tables = catalog_->Tables();
@@ -581,7 +646,9 @@ Result<SnapshotReport> Database::SnapshotTables(const std::vector<std::shared_pt
     QUIVER_ASSIGN_OR_RETURN(replay_from, WriteCatalogLocked());
   }
   const size_t segments = wal_->segment_count();
-  QUIVER_RETURN_NOT_OK(wal_->RemoveSegmentsBefore(replay_from));
+  const uint64_t retained = retention_floor_.load();
+  QUIVER_RETURN_NOT_OK(
+      wal_->RemoveSegmentsBefore(retained == 0 ? replay_from : std::min(retained, replay_from)));
   report.wal_segments_removed = segments - wal_->segment_count();
   report.seconds = SecondsSince(start);
   wal_bytes_at_snapshot_ = wal_bytes;

@@ -55,6 +55,10 @@ struct DatabaseOptions {
   FileOps* ops = FileOps::Default();
   // Called with the directory locked, before recovery reads it (a restore from a backup).
   std::function<Status()> before_recovery;
+  // Not empty: the database only reads, and every change through its catalog or keyspace fails
+  // with kReadOnly and this message; the changes come as log records (ApplyReplicated). No
+  // snapshots are taken.
+  std::string read_only;
 };
 
 struct TableSnapshotReport {
@@ -124,11 +128,24 @@ class Database final : public Journal {
   Status Sync();
   // Seals the log's current segment (when it holds records) and describes a restorable set: a
   // catalog whose LSN is the sealed end, the snapshots it names and the sealed segments from the
-  // one holding its replay_from on. Each of those files whose name `wanted` accepts is
-  // hard-linked into `stage_dir`/snapshots/ or `stage_dir`/wal/ first, so that it outlives a
-  // later snapshot removing it. Creates, drops and snapshots wait meanwhile (a few ms).
+  // one holding its replay_from (or the retention floor, when lower) on. Each of those files whose
+  // name `wanted` accepts is hard-linked into `stage_dir`/snapshots/ or `stage_dir`/wal/ first, so
+  // that it outlives a later snapshot removing it. Creates, drops and snapshots wait meanwhile (a
+  // few ms).
   Result<CheckpointFiles> Checkpoint(const std::string& stage_dir,
                                      const std::function<bool(const std::string&)>& wanted);
+  // A read-only database (a follower): applies a record of another node's log, as recovery
+  // would, to the live tables and keyspace (creates, drops, upserts, deletes, key-value changes).
+  // Records must come in LSN order; one at or below an applied LSN is skipped.
+  Status ApplyReplicated(const WalRecord& record);
+  // Log segments holding records from `lsn` on are kept even when snapshots no longer need them
+  // (a backup that has not uploaded them yet). 0: no floor.
+  void SetLogRetention(uint64_t lsn) { retention_floor_ = lsn; }
+  // The last LSN this database holds: recovered, or applied by ApplyReplicated.
+  uint64_t replicated_lsn() {
+    std::lock_guard lock(replicated_mutex_);
+    return replicated_lsn_;
+  }
   // Counts catalog changes (creates, drops, snapshots): a backup compares it.
   uint64_t catalog_version() const { return catalog_version_.load(); }
   // Stops the background work, syncs the log and releases the directory; later writes fail.
@@ -154,7 +171,10 @@ class Database final : public Journal {
   class KeyspaceJournal final : public kv::KeyspaceLog {
    public:
     explicit KeyspaceJournal(Database& db) : db_(db) {}
-    Status Writable() override { return db_.wal_->Writable(); }
+    Status Writable() override {
+      QUIVER_RETURN_NOT_OK(db_.CheckWritable());
+      return db_.wal_->Writable();
+    }
     std::unique_ptr<kv::KeyspaceRecord> NewRecord() override;
     Result<uint64_t> Append(const kv::KeyspaceRecord& record) override;
     Status Commit(uint64_t lsn) override { return db_.wal_->Commit(lsn); }
@@ -167,6 +187,7 @@ class Database final : public Journal {
 
   explicit Database(DatabaseOptions options) : options_(std::move(options)) {}
   Status Recover();
+  Status CheckWritable() const;  // kReadOnly on a follower
   // The files in snapshots/ the catalog does not name, sorted.
   Result<std::vector<std::string>> UnnamedSnapshots(const CatalogFile& saved) const;
   Status ApplyRecord(const WalRecord& record, const CatalogFile& saved,
@@ -206,6 +227,9 @@ class Database final : public Journal {
   std::mutex snapshot_mutex_;  // one snapshot at a time
   std::atomic<uint64_t> snapshots_{0};
   std::atomic<uint64_t> catalog_version_{0};
+  std::atomic<uint64_t> retention_floor_{0};
+  std::mutex replicated_mutex_;  // ApplyReplicated, one record at a time
+  uint64_t replicated_lsn_ = 0;
   std::atomic<int64_t> last_snapshot_unix_{0};
   std::atomic<uint64_t> wal_bytes_at_snapshot_{0};
 

@@ -165,6 +165,9 @@ Result<SourceStatus> ParquetSync::Bind(const std::string& table, const std::stri
   if (!(poll_seconds >= 0.1) || poll_seconds > 7 * 86400) {
     return Status::InvalidArgument("poll_seconds must be from 0.1 to 604800");
   }
+  if (!database_.options().read_only.empty()) {
+    return Status::ReadOnly(database_.options().read_only);
+  }
   QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> bound, database_.catalog().GetTable(table));
   QUIVER_ASSIGN_OR_RETURN(std::unique_ptr<objstore::ObjectStore> store,
                           objstore::ObjectStore::Open(uri));

@@ -10,6 +10,7 @@ import json
 import os
 import pathlib
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -415,3 +416,136 @@ def test_source_requests_are_checked(start_server, tmp_path):
     assert r.status_code == 200
     status = wait_source(server, "t", lambda s: s["last_poll_ms"] > 0)
     assert status["files_loaded"] == 0
+
+
+# --- read-only followers ---------------------------------------------------------------------------
+
+def wait_followed(follower: Server, leader: Server, timeout: float = 30) -> dict[str, float]:
+    """Until the follower applied everything the leader uploaded."""
+    target = wait_uploaded(leader)["quiver_object_store_uploaded_lsn"]
+    deadline = time.monotonic() + timeout
+    while True:
+        m = follower.metrics()
+        if m["quiver_follow_applied_lsn"] >= target:
+            return m
+        assert time.monotonic() < deadline, f"{m}\n{follower.log()}"
+        time.sleep(0.05)
+
+
+def test_followers_serve_the_leaders_changes_read_only(start_server, store_uri, tmp_path):
+    import pyarrow.flight as flight
+
+    leader = start_server("--object-store", store_uri, "--upload-interval", "0.1",
+                          "--wal-segment-bytes", "16384")
+    requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+    write_rows(leader, "t", 0, 300, 1)
+    wait_uploaded(leader)
+    follower = start_server("--follow", store_uri, "--follow-interval", "0.1",
+                            data_dir=tmp_path / "follower")
+    assert contents(follower, "t") == contents(leader, "t")
+    # New writes, a new table, a drop, deletes, keys and a snapshot on the leader all follow.
+    write_rows(leader, "t", 200, 300, 2)
+    requests.post(f"{leader.url}/api/v1/table/t/delete", json={"keys": ["k0"]}, timeout=5)
+    requests.put(f"{leader.url}/api/v1/table/u", json=SCHEMA, timeout=5)
+    write_rows(leader, "u", 0, 10, 3)
+    redis.Redis(port=leader.resp_port).set("greeting", "hello")
+    assert requests.post(f"{leader.url}/api/v1/admin/snapshot", json={},
+                         timeout=30).status_code == 200
+    write_rows(leader, "t", 400, 200, 4)  # after the snapshot retired the leader's segments
+    requests.put(f"{leader.url}/api/v1/table/gone", json=SCHEMA, timeout=5)
+    requests.delete(f"{leader.url}/api/v1/table/gone", timeout=5)
+    m = wait_followed(follower, leader)
+    assert m["quiver_follow_stuck"] == 0 and m["quiver_follow_seconds_behind"] < 5
+    assert contents(follower, "t") == contents(leader, "t")
+    assert contents(follower, "u") == contents(leader, "u")
+    assert "gone" not in requests.get(f"{follower.url}/api/v1/table", timeout=5).json()
+    assert redis.Redis(port=follower.resp_port).get("greeting") == b"hello"
+    # Every change sent to the follower is refused, naming its role; reads go on.
+    r = requests.put(f"{follower.url}/api/v1/table/t/write",
+                     json={"columns": {"id": ["x"], "v": [1]}}, timeout=5)
+    assert r.status_code == 403 and r.json()["code"] == "READ_ONLY", r.text
+    assert "read-only follower" in r.json()["error"]
+    assert requests.put(f"{follower.url}/api/v1/table/new", json=SCHEMA,
+                        timeout=5).status_code == 403
+    assert requests.post(f"{follower.url}/api/v1/admin/snapshot", json={},
+                         timeout=5).status_code == 403
+    with pytest.raises(redis.exceptions.ReadOnlyError, match="read-only follower"):
+        redis.Redis(port=follower.resp_port).set("k", "v")
+    with quiver.connect(follower.flight_url) as db:
+        with pytest.raises(quiver.ReadOnly):
+            db.write("t", {"id": ["x"], "v": [1]})
+        assert db.read("t", ["k1", "k250"]).to_arrow().column("v").to_pylist() == [1, 2]
+    with quiver.connect(follower.url) as db:
+        with pytest.raises(quiver.ReadOnly):
+            db.delete("t", ["k1"])
+    # A restart rebuilds it from the store.
+    assert follower.stop() == 0
+    again = start_server("--follow", store_uri, "--follow-interval", "0.1",
+                         data_dir=tmp_path / "follower")
+    assert contents(again, "t") == contents(leader, "t")
+
+
+def test_a_follower_needs_an_empty_directory_and_not_both_roles(start_server, store_uri,
+                                                                  tmp_path):
+    own = start_server(data_dir=tmp_path / "own")
+    requests.put(f"{own.url}/api/v1/table/mine", json=SCHEMA, timeout=5)
+    assert own.stop() == 0
+    code, err = run_quiverd(tmp_path / "own", "--follow", store_uri)
+    assert code == 1 and "holds data of its own" in err, err
+    code, err = run_quiverd(tmp_path / "x", "--follow", store_uri, "--object-store", store_uri)
+    assert code == 2 and "not both" in err, err
+    # Nothing uploaded yet: it starts empty and waits for the leader's first backup.
+    follower = start_server("--follow", store_uri, "--follow-interval", "0.1",
+                            data_dir=tmp_path / "f")
+    leader = start_server("--object-store", store_uri, "--upload-interval", "0.1")
+    requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+    write_rows(leader, "t", 0, 20, 1)
+    wait_followed(follower, leader)
+    assert contents(follower, "t") == contents(leader, "t")
+
+
+def test_a_follower_that_fell_too_far_behind_says_so(start_server, s3, tmp_path):
+    uri = s3.uri("quiver-stuck/p")
+    leader = start_server("--object-store", uri, "--upload-interval", "0.05",
+                          "--wal-segment-bytes", "8192")
+    requests.put(f"{leader.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+    write_rows(leader, "t", 0, 50, 1)
+    wait_uploaded(leader)
+    follower = start_server("--follow", uri, "--follow-interval", "0.1", data_dir=tmp_path / "f")
+    before = contents(follower, "t")
+    follower.process.send_signal(signal.SIGSTOP)  # it misses what follows
+    try:
+        for version in range(2, 8):
+            write_rows(leader, "t", 0, 50, version)
+            wait_uploaded(leader)
+            requests.post(f"{leader.url}/api/v1/admin/snapshot", json={}, timeout=30)
+            write_rows(leader, "t", 50, 10, version)
+            wait_uploaded(leader)
+    finally:
+        follower.process.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + 20
+    while follower.metrics()["quiver_follow_stuck"] != 1:
+        assert time.monotonic() < deadline, follower.log()
+        time.sleep(0.1)
+    assert "no longer in the store" in follower.log()
+    assert contents(follower, "t") == before  # it serves what it has
+    assert follower.stop() == 0
+    again = start_server("--follow", uri, data_dir=tmp_path / "f")
+    assert contents(again, "t") == contents(leader, "t")
+
+
+def test_wrong_credentials_are_named(start_server, tmp_path):
+    with S3Server(tmp_path / "moto.log", check_credentials=True) as s3:
+        uri = s3.uri("quiver-creds/p")
+        code, err = run_quiverd(tmp_path / "empty", "--object-store", uri)
+        assert code == 1 and "cannot bootstrap the empty data directory" in err, err
+        assert "quiver-creds" in err and any(
+            word in err for word in ("InvalidAccessKeyId", "ACCESS_DENIED", "403", "credentials")), err
+        # A node with data of its own starts, and says why it cannot upload.
+        own = start_server(data_dir=tmp_path / "own")
+        requests.put(f"{own.url}/api/v1/table/t", json=SCHEMA, timeout=5)
+        assert own.stop() == 0
+        leader = start_server("--object-store", uri, data_dir=tmp_path / "own")
+        assert "object store not reachable at start" in leader.log()
+        write_rows(leader, "t", 0, 10, 1)  # writes go on
+        assert leader.metrics()["quiver_object_store_uploaded_lsn"] == 0

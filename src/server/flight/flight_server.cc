@@ -48,6 +48,8 @@ arrow::Status ToArrow(const Status& status) {
       // gRPC has no code Arrow maps an OutOfMemory status to (it arrives as UNKNOWN): the
       // error's extra info names it, for clients to tell (pyarrow: FlightError.extra_info).
       return flight::MakeFlightError(flight::FlightStatusCode::Failed, message, "OUT_OF_MEMORY");
+    case StatusCode::kReadOnly:  // a follower; the extra info names it, as for OUT_OF_MEMORY
+      return flight::MakeFlightError(flight::FlightStatusCode::Unavailable, message, "READ_ONLY");
     case StatusCode::kIOError:  // the disk failed a write (the message says so); reads go on
     case StatusCode::kCorruption:
     case StatusCode::kInternal:

@@ -20,6 +20,8 @@ unsigned HttpStatusFor(StatusCode code) {
       return 507;  // insufficient storage
     case StatusCode::kNotImplemented:
       return 501;
+    case StatusCode::kReadOnly:  // a follower: the message names its leader's store
+      return 403;
     case StatusCode::kIOError:  // the disk failed a write: reads go on, writes may later succeed
       return 503;
     case StatusCode::kCorruption:

@@ -133,6 +133,9 @@ void Execute(ServerState& server, Client& client, Args args, ReplyWriter& reply)
   kv::KeyspaceLog* log = (command.flags & kWrite) != 0 ? server.keyspace->log() : nullptr;
   if (log != nullptr) {
     if (Status writable = log->Writable(); !writable.ok()) {
+      if (writable.code() == StatusCode::kReadOnly) {  // Redis's word for a replica
+        return reply.Error("READONLY " + writable.message());
+      }
       return reply.Error(
           "MISCONF changes are refused while the write-ahead log cannot be "
           "written: " +
