@@ -116,6 +116,7 @@ int Run(ServerConfig options) {
     backup.uri = options.object_store;
     backup.upload_interval_seconds = options.upload_interval;
     backup.lease_ms = options.object_store_lease_seconds * 1000;
+    backup.keep_manifests = static_cast<size_t>(options.object_store_keep_manifests);
     instance_options.backup = backup;
   }
   if (!options.follow.empty()) {

@@ -370,6 +370,10 @@ const std::vector<Option>& AllOptions() {
          std::snprintf(text, sizeof(text), "%g", o.follow_interval);
          return std::string(text);
        }},
+      IntegerOption("--object-store-keep-manifests", "object_store.keep_manifests", "N",
+                    "manifests kept in the object store (older ones, and objects only they "
+                    "name, are deleted): a follower may miss this many uploads and catch up",
+                    &ServerConfig::object_store_keep_manifests, 1, 100000),
       IntegerOption("--object-store-lease-seconds", "object_store.lease_seconds", "SECONDS",
                     "a leader of the object-store prefix not heard of for this long may be "
                     "replaced by a node restoring from it",

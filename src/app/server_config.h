@@ -53,6 +53,7 @@ struct ServerConfig {
   std::string object_store;  // "": no backup
   double upload_interval = 10;
   int64_t object_store_lease_seconds = 30;
+  int64_t object_store_keep_manifests = 3;
   std::string follow;  // "": not a follower
   double follow_interval = 1;
 };
