@@ -71,6 +71,51 @@ Option IntegerOption(const char* flag, const char* key, const char* value_name, 
       [member](const ServerConfig& o) { return std::to_string(o.*member); }};
 }
 
+// Seconds with decimals in `member`: 0 (when `zero_allowed`) or from `low` to 86400.
+Option SecondsOption(const char* flag, const char* key, const char* help,
+                     double ServerConfig::*member, double low, bool zero_allowed) {
+  return Option{
+      flag,
+      key,
+      "SECONDS",
+      help,
+      [member, low, zero_allowed](ServerConfig& o, const std::string& v, const std::string& where) {
+        char* end = nullptr;
+        const double seconds = std::strtod(v.c_str(), &end);
+        if (v.empty() || *end != '\0' || !(seconds >= 0) || seconds > 86400 ||
+            (seconds < low && !(zero_allowed && seconds == 0))) {
+          char range[96];
+          std::snprintf(range, sizeof(range), "%sfrom %g to 86400", zero_allowed ? "0, or " : "",
+                        low);
+          return where + ": '" + v + "' is not a number of seconds " + range;
+        }
+        o.*member = seconds;
+        return std::string();
+      },
+      [member](const ServerConfig& o) {
+        char text[32];
+        std::snprintf(text, sizeof(text), "%g", o.*member);
+        return std::string(text);
+      }};
+}
+
+// An object-store URI in `member` ("" shows as none).
+Option UriOption(const char* flag, const char* key, const char* help,
+                 std::string ServerConfig::*member) {
+  return Option{flag,
+                key,
+                "URI",
+                help,
+                [member](ServerConfig& o, const std::string& v, const std::string& where) {
+                  if (v.empty()) return where + ": the URI is empty";
+                  o.*member = v;
+                  return std::string();
+                },
+                [member](const ServerConfig& o) {
+                  return (o.*member).empty() ? std::string("none") : o.*member;
+                }};
+}
+
 // A size in bytes stored in `member`, within [low, high], read as Redis reads sizes
 // (common/byte_size.h: 64m is 64,000,000 bytes, 64mb is 64 MiB).
 Option SizeOption(const char* flag, const char* key, const char* help,
@@ -316,60 +361,24 @@ const std::vector<Option>& AllOptions() {
                     "a shared-memory reader that keeps memory the tables freed this long "
                     "without a call is disconnected (its next call maps afresh)",
                     &ServerConfig::shm_lease_seconds, 1, 86400),
-      {"--object-store", "object_store.uri", "URI",
-       "back the data directory up to s3://bucket/prefix (Arrow's S3 query options: "
-       "?endpoint_override=HOST:PORT&scheme=http&region=...) or file:///path, and restore it "
-       "from there when it is empty (docs/object-storage.md)",
-       [](ServerConfig& o, const std::string& v, const std::string& where) {
-         if (v.empty()) return where + ": the URI is empty";
-         o.object_store = v;
-         return std::string();
-       },
-       [](const ServerConfig& o) { return o.object_store.empty() ? "none" : o.object_store; }},
-      {"--upload-interval", "object_store.upload_interval", "SECONDS",
-       "upload the changes to the object store this often (decimals allowed): the most a node's "
-       "death loses; 0: only when a log segment fills and after snapshots",
-       [](ServerConfig& o, const std::string& v, const std::string& where) {
-         char* end = nullptr;
-         const double seconds = std::strtod(v.c_str(), &end);
-         if (v.empty() || *end != '\0' || !(seconds >= 0) || seconds > 86400) {
-           return where + ": '" + v + "' is not a number of seconds from 0 to 86400";
-         }
-         if (seconds > 0 && seconds < 0.05) return where + ": at least 0.05 s (or 0)";
-         o.upload_interval = seconds;
-         return std::string();
-       },
-       [](const ServerConfig& o) {
-         char text[32];
-         std::snprintf(text, sizeof(text), "%g", o.upload_interval);
-         return std::string(text);
-       }},
-      {"--follow", "follow.uri", "URI",
-       "serve, read-only, the backups another node uploads to this object-store prefix (same "
-       "URI forms as --object-store), applying its new log segments as they appear; the data "
-       "directory is rebuilt from the store at each start",
-       [](ServerConfig& o, const std::string& v, const std::string& where) {
-         if (v.empty()) return where + ": the URI is empty";
-         o.follow = v;
-         return std::string();
-       },
-       [](const ServerConfig& o) { return o.follow.empty() ? "none" : o.follow; }},
-      {"--follow-interval", "follow.interval", "SECONDS",
-       "how often a follower looks for new backups (decimals allowed, at least 0.05)",
-       [](ServerConfig& o, const std::string& v, const std::string& where) {
-         char* end = nullptr;
-         const double seconds = std::strtod(v.c_str(), &end);
-         if (v.empty() || *end != '\0' || !(seconds >= 0.05) || seconds > 86400) {
-           return where + ": '" + v + "' is not a number of seconds from 0.05 to 86400";
-         }
-         o.follow_interval = seconds;
-         return std::string();
-       },
-       [](const ServerConfig& o) {
-         char text[32];
-         std::snprintf(text, sizeof(text), "%g", o.follow_interval);
-         return std::string(text);
-       }},
+      UriOption("--object-store", "object_store.uri",
+                "back the data directory up to s3://bucket/prefix (Arrow's S3 query options: "
+                "?endpoint_override=HOST:PORT&scheme=http&region=...) or file:///path, and "
+                "restore it from there when it is empty (docs/object-storage.md)",
+                &ServerConfig::object_store),
+      SecondsOption("--upload-interval", "object_store.upload_interval",
+                    "upload the changes to the object store this often (decimals allowed): the "
+                    "most a node's death loses; 0: only when a log segment fills and after "
+                    "snapshots",
+                    &ServerConfig::upload_interval, 0.05, /*zero_allowed=*/true),
+      UriOption("--follow", "follow.uri",
+                "serve, read-only, the backups another node uploads to this object-store prefix "
+                "(same URI forms as --object-store), applying its new log segments as they "
+                "appear; the data directory is rebuilt from the store at each start",
+                &ServerConfig::follow),
+      SecondsOption("--follow-interval", "follow.interval",
+                    "how often a follower looks for new backups (decimals allowed)",
+                    &ServerConfig::follow_interval, 0.05, /*zero_allowed=*/false),
       IntegerOption("--object-store-keep-manifests", "object_store.keep_manifests", "N",
                     "manifests kept in the object store (older ones, and objects only they "
                     "name, are deleted): a follower may miss this many uploads and catch up",

@@ -158,4 +158,12 @@ void AppendFamilyHeader(std::string* out, std::string_view name, std::string_vie
   *out += '\n';
 }
 
+void AppendFamilySamples(std::string* out, std::span<const MetricFamilySample> families,
+                         const MetricLabels& labels) {
+  for (const MetricFamilySample& family : families) {
+    AppendFamilyHeader(out, family.name, family.type, family.help);
+    AppendSample(out, family.name, labels, family.value);
+  }
+}
+
 }  // namespace quiver

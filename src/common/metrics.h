@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -72,6 +73,17 @@ class MetricsRegistry {
   std::map<std::string, Family> families_;
   std::vector<std::function<void(std::string*)>> collectors_;
 };
+
+// One metric family of one sample, for collectors that render a fixed set of figures.
+struct MetricFamilySample {
+  const char* name;
+  const char* type;  // "gauge", "counter"
+  const char* help;
+  double value;
+};
+// Appends each family's header and its sample, with `labels`.
+void AppendFamilySamples(std::string* out, std::span<const MetricFamilySample> families,
+                         const MetricLabels& labels);
 
 // `{a="1",b="x"}` with label values escaped, or "" for no labels.
 std::string RenderLabels(const MetricLabels& labels);

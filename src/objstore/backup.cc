@@ -437,12 +437,7 @@ BackupStats Backup::Stats() const {
 
 void Backup::RenderMetrics(std::string* out) const {
   const BackupStats stats = Stats();
-  const struct {
-    const char* name;
-    const char* type;
-    const char* help;
-    double value;
-  } metrics[] = {
+  const MetricFamilySample metrics[] = {
       {"quiver_object_store_epoch", "gauge", "This node's epoch as the prefix's leader",
        static_cast<double>(stats.epoch)},
       {"quiver_object_store_uploaded_lsn", "gauge",
@@ -466,10 +461,7 @@ void Backup::RenderMetrics(std::string* out) const {
        "1 when another node took the prefix over and this one stopped uploading",
        stats.fenced ? 1.0 : 0.0},
   };
-  for (const auto& metric : metrics) {
-    AppendFamilyHeader(out, metric.name, metric.type, metric.help);
-    AppendSample(out, metric.name, {{"store", store_->name()}}, metric.value);
-  }
+  AppendFamilySamples(out, metrics, {{"store", store_->name()}});
 }
 
 }  // namespace quiver::objstore

@@ -235,12 +235,7 @@ FollowerStats Follower::Stats() const {
 
 void Follower::RenderMetrics(std::string* out) const {
   const FollowerStats stats = Stats();
-  const struct {
-    const char* name;
-    const char* type;
-    const char* help;
-    double value;
-  } metrics[] = {
+  const MetricFamilySample metrics[] = {
       {"quiver_follow_applied_lsn", "gauge", "The last LSN of the leader's log applied here",
        static_cast<double>(stats.applied_lsn)},
       {"quiver_follow_seconds_behind", "gauge",
@@ -259,10 +254,7 @@ void Follower::RenderMetrics(std::string* out) const {
        "1 when the log this follower needs is no longer in the store (restart it)",
        stats.stuck ? 1.0 : 0.0},
   };
-  for (const auto& metric : metrics) {
-    AppendFamilyHeader(out, metric.name, metric.type, metric.help);
-    AppendSample(out, metric.name, {{"store", store_->name()}}, metric.value);
-  }
+  AppendFamilySamples(out, metrics, {{"store", store_->name()}});
 }
 
 }  // namespace quiver::objstore
