@@ -10,7 +10,11 @@ BENCH_LOG_ROWS more (default 1,000,000, new values for existing keys) that only 
   bootstrap   the leader killed (SIGKILL), then quiverd started on an empty data directory with the
               same --object-store, BENCH_RUNS times (default 3), each from process start to
               /health answering: the total, and its split from quiverd's log — download (the
-              restore), load (snapshots), replay (the log), the rest (start-up, listeners).
+              restore), load (snapshots), replay (the log), the rest (start-up, listeners);
+  staleness   a leader and a --follow node on a fresh prefix, for each pair of intervals in
+              BENCH_FOLLOW_INTERVALS (default "1/1,0.1/0.1": --upload-interval/--follow-interval):
+              30 one-row writes, one after another, each timed from its acknowledgement on the
+              leader until the follower's HTTP fetch returns it.
 Writes bench/results/object-store-<UTC>/results.json and results.md.
 """
 
@@ -32,6 +36,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
+import requests  # noqa: E402
 
 import quiver  # noqa: E402
 from common import Dataset  # noqa: E402
@@ -58,6 +63,30 @@ def log_field(log: str, message: str, field: str) -> float:
     line = next(line for line in log.splitlines() if f'msg="{message}"' in line
                 or f"msg={message} " in line)
     return float(re.search(rf" {field}=([0-9.]+)", line).group(1))
+
+
+def staleness(s3: S3Server, work: pathlib.Path, upload: str, follow: str) -> list[float]:
+    schema = {"key": "id", "columns": {"id": {"dtype": "utf8"}, "v": {"dtype": "int64"}}}
+    uri = s3.uri(f"quiver-stale-{upload}-{follow}/p")
+    leader = Server(work, "--object-store", uri, "--upload-interval", upload, "--shm-socket", "off")
+    requests.put(f"{leader.url}/api/v1/table/t", json=schema, timeout=10)
+    requests.put(f"{leader.url}/api/v1/table/t/write", json={"columns": {"id": ["k"], "v": [0]}},
+                 timeout=10)
+    wait_uploaded(leader)
+    follower = Server(work, "--follow", uri, "--follow-interval", follow, "--shm-socket", "off",
+                      data_dir=work / f"follower-{upload}-{follow}")
+    samples = []
+    for i in range(1, 31):
+        requests.put(f"{leader.url}/api/v1/table/t/write",
+                     json={"columns": {"id": ["k"], "v": [i]}}, timeout=10)
+        began = time.perf_counter()
+        while requests.post(f"{follower.url}/api/v1/table/t/fetch", json={"keys": ["k"]},
+                            timeout=10).json()["columns"]["v"][0] != i:
+            time.sleep(0.005)
+        samples.append(time.perf_counter() - began)
+    for server in (follower, leader):
+        server.stop()
+    return sorted(samples)
 
 
 def main() -> None:
@@ -123,6 +152,13 @@ def main() -> None:
             node.process.kill()
             node.process.wait()
         results["bootstrap"] = bootstraps
+        results["staleness"] = {}
+        for pair in os.environ.get("BENCH_FOLLOW_INTERVALS", "1/1,0.1/0.1").split(","):
+            upload, follow = pair.split("/")
+            samples = staleness(s3, work, upload, follow)
+            results["staleness"][pair] = samples
+            print(f"staleness {pair}: p50 {statistics.median(samples):.2f} s, "
+                  f"max {samples[-1]:.2f} s", flush=True)
     median = {k: statistics.median(b[k] for b in bootstraps) for k in bootstraps[0]}
     up = results["upload"]
     lines = [
@@ -138,6 +174,11 @@ def main() -> None:
                      f"{b['download']:.2f} | {b['load']:.2f} | {b['replay']:.2f} | {b['rest']:.2f} |")
     lines.append(f"| **median** | **{median['total']:.2f}** | {median['download']:.2f} | "
                  f"{median['load']:.2f} | {median['replay']:.2f} | {median['rest']:.2f} |")
+    lines += ["", "| Follower staleness (--upload-interval / --follow-interval) | p50 s | p90 s | max s |",
+              "|---|---|---|---|"]
+    for pair, samples in results["staleness"].items():
+        lines.append(f"| {pair} | {statistics.median(samples):.2f} | {samples[26]:.2f} | "
+                     f"{samples[-1]:.2f} |")
     out = ROOT / "bench" / "results" / (
         "object-store-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
     out.mkdir(parents=True, exist_ok=True)
