@@ -455,7 +455,6 @@ CatalogFile Database::BuildCatalogLocked(uint64_t lsn) {
 
 Result<uint64_t> Database::WriteCatalogLocked() {
   const CatalogFile file = BuildCatalogLocked(wal_->synced_lsn());
-  catalog_version_.fetch_add(1);
   QUIVER_RETURN_NOT_OK(WriteFileAtomically(dir("catalog"), EncodeCatalog(file), options_.ops));
   for (const std::string& name : doomed_snapshots_) {
     if (Status removed = RemoveFile(dir("snapshots") + "/" + name); !removed.ok()) {

@@ -92,7 +92,7 @@ struct RecoveryReport {
 // A set of files recovery can start from, for a backup (Database::Checkpoint).
 struct CheckpointFiles {
   std::string catalog;  // an encoded catalog; its LSN is `lsn`
-  uint64_t lsn = 0;     // the last LSN in `segments` (0: the log holds no record yet)
+  uint64_t lsn = 0;     // the last LSN of the sealed log (0: it holds no record yet)
   uint64_t replay_from = 0;
   std::vector<std::string> snapshots;  // the snapshot files the catalog names
   std::vector<WalSegment> segments;    // the sealed segments replay needs, oldest first
@@ -146,8 +146,6 @@ class Database final : public Journal {
     std::lock_guard lock(replicated_mutex_);
     return replicated_lsn_;
   }
-  // Counts catalog changes (creates, drops, snapshots): a backup compares it.
-  uint64_t catalog_version() const { return catalog_version_.load(); }
   // Stops the background work, syncs the log and releases the directory; later writes fail.
   // Called by the destructor.
   void Close();
@@ -226,7 +224,6 @@ class Database final : public Journal {
 
   std::mutex snapshot_mutex_;  // one snapshot at a time
   std::atomic<uint64_t> snapshots_{0};
-  std::atomic<uint64_t> catalog_version_{0};
   std::atomic<uint64_t> retention_floor_{0};
   std::mutex replicated_mutex_;  // ApplyReplicated, one record at a time
   uint64_t replicated_lsn_ = 0;
