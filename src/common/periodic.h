@@ -1,5 +1,6 @@
 // PeriodicTask: runs a function on its own thread once per period until stopped (Stop, or the
-// task's destruction). Used by the active expiry cycles.
+// task's destruction). Used by the active expiry cycles; with a delay the function chooses (a
+// retry's backoff), by the object-store uploads and followers.
 //
 // Thread safety: Start and Stop from the owner's thread; the function runs on the task's thread.
 #pragma once
@@ -20,13 +21,22 @@ class PeriodicTask {
   PeriodicTask& operator=(const PeriodicTask&) = delete;
 
   void Start(std::chrono::microseconds period, std::function<void()> run) {
-    thread_ = std::thread([this, period, run = std::move(run)] {
+    StartWithDelays(period, [period, run = std::move(run)] {
+      run();
+      return period;
+    });
+  }
+
+  // Runs `run` after `first`, then again after each delay it returns.
+  void StartWithDelays(std::chrono::microseconds first,
+                       std::function<std::chrono::microseconds()> run) {
+    thread_ = std::thread([this, first, run = std::move(run)] {
       std::unique_lock lock(mutex_);
-      while (!stop_) {
-        wake_.wait_for(lock, period);
+      for (std::chrono::microseconds delay = first; !stop_;) {
+        wake_.wait_for(lock, delay, [&] { return stop_; });
         if (stop_) break;
         lock.unlock();
-        run();
+        delay = run();
         lock.lock();
       }
     });

@@ -221,7 +221,7 @@ void Backup::Start(storage::Database* database) {
   snapshots_seen_ = database->Stats().snapshots;
   // Segments no manifest holds yet stay, even once snapshots cover them: followers replay them.
   database->SetLogRetention(uploaded_lsn_.load() + 1);
-  thread_ = std::thread([this] { Loop(); });
+  uploads_.StartWithDelays(Tick(), [this] { return RunOnce(); });
 }
 
 void Backup::NotePending() {
@@ -352,57 +352,47 @@ Status Backup::CollectGarbage() {
   return Status::OK();
 }
 
-void Backup::Loop() {
-  int64_t backoff_ms = 0;
-  const auto tick = std::chrono::milliseconds(std::clamp<int64_t>(
-      static_cast<int64_t>(options_.upload_interval_seconds * 1000 / 4), 50, 1000));
-  std::unique_lock lock(loop_mutex_);
-  while (!stop_) {
-    wake_.wait_for(lock, backoff_ms > 0 ? std::chrono::milliseconds(backoff_ms) : tick,
-                   [&] { return stop_; });
-    if (stop_) break;
-    lock.unlock();
-    Status status;
-    if (!taken_over_ && !fenced_) {
-      status = TakeOver(false);
-      if (!status.ok() && status.code() != StatusCode::kIOError) {
-        // Refused (another node leads the prefix): no uploads from this node.
-        fenced_ = true;
-        QUIVER_LOG(kError, "object store refused", {{"error", status.message()}});
-      }
+std::chrono::microseconds Backup::RunOnce() {
+  Status status;
+  if (!taken_over_ && !fenced_) {
+    status = TakeOver(false);
+    if (!status.ok() && status.code() != StatusCode::kIOError) {
+      // Refused (another node leads the prefix): no uploads from this node.
+      fenced_ = true;
+      QUIVER_LOG(kError, "object store refused", {{"error", status.message()}});
     }
-    NotePending();  // the lag counts while the store is away too
-    if (status.ok() && taken_over_ && !fenced_) {
-      if (UnixMillis() - lease_written_ms_ >= options_.lease_ms / 3) {
-        status = CheckLease();
-        if (status.ok()) status = WriteLease(false);
-      }
-      if (status.ok() && !fenced_ && Due()) status = UploadOnce();
-    }
-    if (status.ok()) {
-      backoff_ms = 0;
-    } else if (!fenced_) {
-      ++failures_;
-      backoff_ms = std::clamp<int64_t>(backoff_ms * 2, 1000, 60'000);
-      QUIVER_LOG(kWarn, "object store upload failed; retrying",
-                 {{"store", store_->name()},
-                  {"error", status.message()},
-                  {"retry_in_ms", std::to_string(backoff_ms)}});
-      std::lock_guard error_lock(error_mutex_);
-      last_error_ = status.message();
-    }
-    lock.lock();
   }
+  NotePending();  // the lag counts while the store is away too
+  if (status.ok() && taken_over_ && !fenced_) {
+    if (UnixMillis() - lease_written_ms_ >= options_.lease_ms / 3) {
+      status = CheckLease();
+      if (status.ok()) status = WriteLease(false);
+    }
+    if (status.ok() && !fenced_ && Due()) status = UploadOnce();
+  }
+  if (status.ok() || fenced_) {
+    backoff_ms_ = 0;
+    return Tick();
+  }
+  ++failures_;
+  backoff_ms_ = std::clamp<int64_t>(backoff_ms_ * 2, 1000, 60'000);
+  QUIVER_LOG(kWarn, "object store upload failed; retrying",
+             {{"store", store_->name()},
+              {"error", status.message()},
+              {"retry_in_ms", std::to_string(backoff_ms_)}});
+  std::lock_guard error_lock(error_mutex_);
+  last_error_ = status.message();
+  return std::chrono::milliseconds(backoff_ms_);
+}
+
+std::chrono::microseconds Backup::Tick() const {
+  return std::chrono::milliseconds(std::clamp<int64_t>(
+      static_cast<int64_t>(options_.upload_interval_seconds * 1000 / 4), 50, 1000));
 }
 
 void Backup::Stop(bool final_upload) {
-  {
-    std::lock_guard lock(loop_mutex_);
-    if (stop_) return;
-    stop_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (std::exchange(stopped_, true)) return;
+  uploads_.Stop();
   if (!final_upload || database_ == nullptr || !taken_over_ || fenced_) return;
   Status status;
   if (database_->Stats().wal_last_lsn > uploaded_lsn_.load()) status = UploadOnce();

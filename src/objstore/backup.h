@@ -18,14 +18,14 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
+#include "common/periodic.h"
 #include "common/result.h"
 #include "objstore/manifest.h"
 #include "objstore/object_store.h"
@@ -89,7 +89,10 @@ class Backup {
   Status CollectGarbage();
   void NotePending();  // when a change no manifest holds was first seen
   bool Due();
-  void Loop();
+  // One round of the upload thread; returns the wait before the next (the backoff after a
+  // failure).
+  std::chrono::microseconds RunOnce();
+  std::chrono::microseconds Tick() const;  // the wait between rounds
   std::string Local(const std::string& sub, const std::string& name) const;
 
   const BackupOptions options_;
@@ -106,6 +109,7 @@ class Backup {
   uint64_t snapshots_seen_ = 0;
   int64_t pending_since_ms_ = 0;  // when a change no manifest holds was first seen (0: none)
   int64_t lease_written_ms_ = 0;
+  int64_t backoff_ms_ = 0;  // after failed rounds
 
   std::atomic<uint64_t> epoch_{0};
   std::atomic<uint64_t> uploaded_lsn_{0};
@@ -119,10 +123,8 @@ class Backup {
   mutable std::mutex error_mutex_;
   std::string last_error_;
 
-  std::mutex loop_mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  std::thread thread_;
+  bool stopped_ = false;
+  PeriodicTask uploads_;  // last: stopped (joined) first
 };
 
 }  // namespace quiver::objstore

@@ -93,18 +93,10 @@ Status Follower::Prepare() {
 void Follower::Start(storage::Database* database) {
   database_ = database;
   applied_lsn_ = database->replicated_lsn();
-  thread_ = std::thread([this] { Loop(); });
+  polls_.StartWithDelays(Tick(), [this] { return RunOnce(); });
 }
 
-void Follower::Stop() {
-  {
-    std::lock_guard lock(loop_mutex_);
-    if (stop_) return;
-    stop_ = true;
-  }
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void Follower::Stop() { polls_.Stop(); }
 
 Status Follower::ApplySegment(const StoredFile& file, const std::string& name) {
   const std::string dir = data_dir_ + "/" + kFollowDir;
@@ -184,37 +176,33 @@ Status Follower::PollOnce() {
   return Status::OK();
 }
 
-void Follower::Loop() {
-  int64_t backoff_ms = 0;
-  const auto tick = std::chrono::milliseconds(
+std::chrono::microseconds Follower::Tick() const {
+  return std::chrono::milliseconds(
       std::max<int64_t>(static_cast<int64_t>(options_.poll_seconds * 1000), 50));
-  std::unique_lock lock(loop_mutex_);
-  while (!stop_) {
-    wake_.wait_for(lock, backoff_ms > 0 ? std::chrono::milliseconds(backoff_ms) : tick,
-                   [&] { return stop_; });
-    if (stop_) break;
-    if (stuck_) continue;
-    lock.unlock();
-    Status status = PollOnce();
-    if (status.ok()) {
-      backoff_ms = 0;
-      std::lock_guard error_lock(error_mutex_);
-      last_error_.clear();
-    } else {
-      ++failures_;
-      backoff_ms = stuck_ ? 0 : std::clamp<int64_t>(backoff_ms * 2, 1000, 30'000);
-      if (stuck_) {
-        QUIVER_LOG(kError, "follower: stopped applying the leader's log",
-                   {{"store", store_->name()}, {"error", status.message()}});
-      } else {
-        QUIVER_LOG(kWarn, "follower: applying the leader's log failed; retrying",
-                   {{"store", store_->name()}, {"error", status.message()}});
-      }
-      std::lock_guard error_lock(error_mutex_);
-      last_error_ = status.message();
-    }
-    lock.lock();
+}
+
+std::chrono::microseconds Follower::RunOnce() {
+  const std::chrono::microseconds tick = Tick();
+  if (stuck_) return tick;
+  Status status = PollOnce();
+  if (status.ok()) {
+    backoff_ms_ = 0;
+    std::lock_guard error_lock(error_mutex_);
+    last_error_.clear();
+    return tick;
   }
+  ++failures_;
+  backoff_ms_ = stuck_ ? 0 : std::clamp<int64_t>(backoff_ms_ * 2, 1000, 30'000);
+  if (stuck_) {
+    QUIVER_LOG(kError, "follower: stopped applying the leader's log",
+               {{"store", store_->name()}, {"error", status.message()}});
+  } else {
+    QUIVER_LOG(kWarn, "follower: applying the leader's log failed; retrying",
+               {{"store", store_->name()}, {"error", status.message()}});
+  }
+  std::lock_guard error_lock(error_mutex_);
+  last_error_ = status.message();
+  return backoff_ms_ > 0 ? std::chrono::milliseconds(backoff_ms_) : tick;
 }
 
 FollowerStats Follower::Stats() const {

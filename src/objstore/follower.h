@@ -19,13 +19,13 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
+#include "common/periodic.h"
 #include "common/result.h"
 #include "objstore/object_store.h"
 #include "objstore/restore.h"
@@ -75,7 +75,9 @@ class Follower {
   Status PollOnce();
   // Downloads segment `file` of `manifest` and applies its records past the applied LSN.
   Status ApplySegment(const StoredFile& file, const std::string& name);
-  void Loop();
+  // One poll of the follower's thread; returns the wait before the next.
+  std::chrono::microseconds RunOnce();
+  std::chrono::microseconds Tick() const;  // the wait between polls
 
   const FollowOptions options_;
   const std::string data_dir_;
@@ -83,6 +85,7 @@ class Follower {
   storage::Database* database_ = nullptr;
   RestoreReport restore_;
   std::string applied_manifest_;  // the key of the last manifest applied (the thread's)
+  int64_t backoff_ms_ = 0;        // after failed polls (the thread's)
 
   std::atomic<uint64_t> applied_lsn_{0};
   std::atomic<int64_t> behind_since_ms_{0};
@@ -94,10 +97,7 @@ class Follower {
   mutable std::mutex error_mutex_;
   std::string last_error_;
 
-  std::mutex loop_mutex_;
-  std::condition_variable wake_;
-  bool stop_ = false;
-  std::thread thread_;
+  PeriodicTask polls_;  // last: stopped (joined) first
 };
 
 }  // namespace quiver::objstore
