@@ -123,6 +123,12 @@ int Run(ServerConfig options) {
     instance_options.follow =
         objstore::FollowOptions{.uri = options.follow, .poll_seconds = options.follow_interval};
   }
+  if (!options.history.empty()) {
+    instance_options.history =
+        objstore::HistoryOptions{.uri = options.history,
+                                 .interval_seconds = options.history_interval,
+                                 .max_decode_bytes = storage.limits.max_decode_bytes};
+  }
   QUIVER_LOG(kInfo, "recovering", {{"data_dir", options.data_dir}, {"fsync", options.fsync}});
   auto instance = Instance::Open(std::move(instance_options));
   if (!instance.ok()) {
@@ -147,6 +153,9 @@ int Run(ServerConfig options) {
   }
   if (objstore::Backup* backup = (*instance)->backup()) {
     metrics.AddCollector([backup](std::string* out) { backup->RenderMetrics(out); });
+  }
+  if (objstore::History* history = (*instance)->history()) {
+    metrics.AddCollector([history](std::string* out) { history->RenderMetrics(out); });
   }
   if (objstore::Follower* follower = (*instance)->follower()) {
     metrics.AddCollector([follower](std::string* out) { follower->RenderMetrics(out); });

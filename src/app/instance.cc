@@ -14,6 +14,11 @@ Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
       return Status::InvalidArgument(
           "a node either backs its data up to an object store or follows one, not both");
     }
+    if (options.history && options.follow) {
+      return Status::InvalidArgument(
+          "a follower keeps no change history: its changes are its leader's (give --history to "
+          "the leader)");
+    }
     if (options.follow) {
       QUIVER_ASSIGN_OR_RETURN(instance->follower_,
                               objstore::Follower::Create(*options.follow, *options.data_dir));
@@ -32,6 +37,11 @@ Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
     QUIVER_ASSIGN_OR_RETURN(instance->database_, storage::Database::Open(options.durability));
     if (instance->backup_) instance->backup_->Start(instance->database_.get());
     if (instance->follower_) instance->follower_->Start(instance->database_.get());
+    if (options.history) {
+      QUIVER_ASSIGN_OR_RETURN(instance->history_,
+                              objstore::History::Create(*options.history, *options.data_dir));
+      QUIVER_RETURN_NOT_OK(instance->history_->Start(instance->database_.get()));
+    }
     QUIVER_ASSIGN_OR_RETURN(instance->sync_, sync::ParquetSync::Start(*instance->database_));
   } else {
     instance->memory_limit_ = std::make_unique<MemoryLimit>();
@@ -69,6 +79,8 @@ void Instance::Close() {
     if (sync_ != nullptr) sync_->Stop();  // before the last upload: its rows go too
     if (follower_ != nullptr) follower_->Stop();
     database_->keyspace().StopActiveExpiry();
+    // The history's last write seals a segment the backup's last upload then takes along.
+    if (history_ != nullptr) history_->Stop(/*final_write=*/true);
     if (backup_ != nullptr) backup_->Stop(/*final_upload=*/true);
     database_->Close();  // stops the tables' expiry before the log
   } else if (keyspace_ != nullptr) {

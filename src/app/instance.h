@@ -20,6 +20,7 @@
 #include "kv/keyspace.h"
 #include "objstore/backup.h"
 #include "objstore/follower.h"
+#include "objstore/history.h"
 #include "server/resp/local.h"
 #include "server/shm/shm_server.h"
 #include "storage/database.h"
@@ -48,6 +49,9 @@ struct InstanceOptions {
   // With a data directory: a read-only follower of another node's backups (objstore/follower.h);
   // not with `backup`.
   std::optional<objstore::FollowOptions> follow;
+  // With a data directory: every table change also written to a Parquet dataset
+  // (objstore/history.h); not on a follower.
+  std::optional<objstore::HistoryOptions> history;
 };
 
 class Instance {
@@ -71,10 +75,13 @@ class Instance {
   objstore::Backup* backup() { return backup_.get(); }
   // The follower of another node's backups, or null.
   objstore::Follower* follower() { return follower_.get(); }
+  // The change history, or null.
+  objstore::History* history() { return history_.get(); }
   // The tables' Parquet sources (durable instances only), or null.
   sync::ParquetSync* sync() { return sync_.get(); }
 
-  // Stops active expiry and, when durable, uploads the last changes to the backup, syncs the log
+  // Stops active expiry and, when durable, writes the last changes to the history and the backup,
+  // syncs the log
   // and releases the data directory. Idempotent.
   void Close();
 
@@ -87,6 +94,7 @@ class Instance {
   std::unique_ptr<kv::Keyspace> keyspace_;
   std::unique_ptr<objstore::Backup> backup_;  // outlives database_'s Open, stops before its Close
   std::unique_ptr<objstore::Follower> follower_;  // likewise
+  std::unique_ptr<objstore::History> history_;    // likewise
   std::unique_ptr<storage::Database> database_;
   std::unique_ptr<sync::ParquetSync> sync_;  // writes into database_'s tables
   std::unique_ptr<resp::LocalClient> kv_;

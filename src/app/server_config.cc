@@ -379,6 +379,16 @@ const std::vector<Option>& AllOptions() {
       SecondsOption("--follow-interval", "follow.interval",
                     "how often a follower looks for new backups (decimals allowed)",
                     &ServerConfig::follow_interval, 0.05, /*zero_allowed=*/false),
+      UriOption("--history", "history.uri",
+                "also write every table change (upserts, deletes, drops, with the time each was "
+                "made and its event time) to a Parquet dataset under this URI (same forms as "
+                "--object-store), partitioned by table and hour, for point-in-time training "
+                "reads (quiver.offline)",
+                &ServerConfig::history),
+      SecondsOption("--history-interval", "history.interval",
+                    "write the changes to the history this often (decimals allowed); a filled "
+                    "log segment is written at once",
+                    &ServerConfig::history_interval, 0.05, /*zero_allowed=*/false),
       IntegerOption("--object-store-keep-manifests", "object_store.keep_manifests", "N",
                     "manifests kept in the object store (older ones, and objects only they "
                     "name, are deleted): a follower may miss this many uploads and catch up",
@@ -579,6 +589,10 @@ std::string ParseLayers(const std::vector<std::string>& args,
   if (!options->object_store.empty() && !options->follow.empty()) {
     return "--object-store and --follow: a node either backs its data up to an object store or "
            "follows one, not both";
+  }
+  if (!options->history.empty() && !options->follow.empty()) {
+    return "--history and --follow: a follower keeps no change history (its changes are its "
+           "leader's: give --history to the leader)";
   }
   return "";
 }

@@ -56,6 +56,8 @@ struct ServerConfig {
   int64_t object_store_keep_manifests = 3;
   std::string follow;  // "": not a follower
   double follow_interval = 1;
+  std::string history;  // "": no change history
+  double history_interval = 60;
 };
 
 // The shared-memory socket's path for `config` ("" when publishing is off).

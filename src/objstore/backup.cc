@@ -220,7 +220,7 @@ void Backup::Start(storage::Database* database) {
   database_ = database;
   snapshots_seen_ = database->Stats().snapshots;
   // Segments no manifest holds yet stay, even once snapshots cover them: followers replay them.
-  database->SetLogRetention(uploaded_lsn_.load() + 1);
+  database->SetLogRetention("backup", uploaded_lsn_.load() + 1);
   uploads_.StartWithDelays(Tick(), [this] { return RunOnce(); });
 }
 
@@ -306,7 +306,7 @@ Status Backup::UploadOnce() {
   for (const ManifestFile& file : manifest.files) named.insert(file.name);
   std::erase_if(uploaded_, [&](const auto& entry) { return !named.contains(entry.first); });
   uploaded_lsn_ = files.lsn;
-  database_->SetLogRetention(files.lsn + 1);
+  database_->SetLogRetention("backup", files.lsn + 1);
   // Changes after the seal wait for the next upload; their age counts from the seal.
   pending_since_ms_ = database_->Stats().wal_last_lsn > files.lsn ? sealed_at : 0;
   pending_since_shared_ = pending_since_ms_;

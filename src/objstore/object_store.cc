@@ -176,11 +176,18 @@ Status ObjectStore::Put(const std::string& key, std::string_view bytes) {
       return Error("write", key, made.message());
     }
   }
+  // An S3 object appears whole when its upload completes; a local file is written under a
+  // hidden temporary name and renamed, so that no reader sees half of it.
+  const std::filesystem::path path(Path(key));
+  const std::string written =
+      is_local_ ? (path.parent_path() / ("." + path.filename().string() + ".tmp")).string()
+                : path.string();
   arrow::Result<std::shared_ptr<arrow::io::OutputStream>> out =
-      fs_->OpenOutputStream(Path(key), nullptr);
+      fs_->OpenOutputStream(written, nullptr);
   if (!out.ok()) return Error("write", key, out.status().message());
   arrow::Status status = (*out)->Write(bytes.data(), static_cast<int64_t>(bytes.size()));
   if (status.ok()) status = (*out)->Close();
+  if (status.ok() && is_local_) status = fs_->Move(written, path.string());
   if (!status.ok()) return Error("write", key, status.message());
   return Status::OK();
 }

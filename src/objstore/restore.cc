@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "objstore/history.h"
 #include "storage/file.h"
 #include "storage/wal.h"
 
@@ -36,7 +37,8 @@ void EmptyDataDirectory(const std::string& data_dir) {
       fs::remove(entry.path(), error);
     }
   }
-  for (const char* name : {"catalog", kStateFile, "sources.json"}) {
+  // The change history's position is a position in the log replaced here.
+  for (const char* name : {"catalog", kStateFile, "sources.json", kHistoryStateFile}) {
     fs::remove(data_dir + "/" + name, error);
   }
 }

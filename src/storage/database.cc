@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "common/arrow_status.h"
+#include "common/clock.h"
 #include "common/decode_memory.h"
 #include "common/log.h"
 #include "storage/log_records.h"
@@ -376,8 +377,9 @@ Result<uint64_t> Database::LogCreate(uint64_t table_id, std::string_view name,
 
 Result<uint64_t> Database::LogDrop(uint64_t table_id, std::string_view name) {
   QUIVER_RETURN_NOT_OK(CheckWritable());
-  QUIVER_ASSIGN_OR_RETURN(uint64_t lsn,
-                          wal_->Append(RecordType::kDropTable, {EncodeDropTable(table_id, name)}));
+  QUIVER_ASSIGN_OR_RETURN(
+      uint64_t lsn,
+      wal_->Append(RecordType::kDropTable, {EncodeDropTable(table_id, name, UnixMillis())}));
   std::lock_guard lock(file_mutex_);
   if (auto it = saved_.find(table_id); it != saved_.end()) {
     if (it->second.snapshot) doomed_snapshots_.push_back(it->second.snapshot->name);
@@ -419,8 +421,12 @@ Result<uint64_t> Database::KeyspaceJournal::Append(const kv::KeyspaceRecord& rec
 }
 
 Result<uint64_t> Database::LogDelete(uint64_t table_id, const arrow::Array& keys) {
-  auto batch = arrow::RecordBatch::Make(arrow::schema({arrow::field("key", keys.type(), false)}),
-                                        keys.length(), {arrow::MakeArray(keys.data())});
+  // The time of the delete, as upserts log theirs (the change history's, objstore/history.h).
+  auto metadata = arrow::KeyValueMetadata::Make({std::string(kLoggedNowMetadata)},
+                                                {std::to_string(UnixMillis())});
+  auto batch = arrow::RecordBatch::Make(
+      arrow::schema({arrow::field("key", keys.type(), false)}, std::move(metadata)), keys.length(),
+      {arrow::MakeArray(keys.data())});
   return AppendBatch(RecordType::kDelete, table_id, *batch);
 }
 
@@ -486,7 +492,7 @@ Result<CheckpointFiles> Database::Checkpoint(
     // Segment i holds [first_i, first_{i+1}); the last sealed one ends at sealed.end.
     const uint64_t next =
         i + 1 < sealed.segments.size() ? sealed.segments[i + 1].first_lsn : sealed.end + 1;
-    const uint64_t floor = retention_floor_.load();
+    const uint64_t floor = RetentionFloor();
     const uint64_t from = floor == 0 ? files.replay_from : std::min(floor, files.replay_from);
     if (next > from) files.segments.push_back(sealed.segments[i]);
   }
@@ -510,6 +516,27 @@ Result<CheckpointFiles> Database::Checkpoint(
     QUIVER_RETURN_NOT_OK(link(segment.path, "wal", name));
   }
   return files;
+}
+
+void Database::SetLogRetention(const std::string& holder, uint64_t lsn) {
+  std::lock_guard lock(retention_mutex_);
+  if (lsn == 0) {
+    retention_.erase(holder);
+  } else {
+    retention_[holder] = lsn;
+  }
+}
+
+uint64_t Database::RetentionFloor() {
+  std::lock_guard lock(retention_mutex_);
+  uint64_t floor = 0;
+  for (const auto& [holder, lsn] : retention_) floor = floor == 0 ? lsn : std::min(floor, lsn);
+  return floor;
+}
+
+Result<Wal::Sealed> Database::SealLog() {
+  QUIVER_RETURN_NOT_OK(CheckWritable());
+  return wal_->Seal();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -645,7 +672,7 @@ Result<SnapshotReport> Database::SnapshotTables(const std::vector<std::shared_pt
     QUIVER_ASSIGN_OR_RETURN(replay_from, WriteCatalogLocked());
   }
   const size_t segments = wal_->segment_count();
-  const uint64_t retained = retention_floor_.load();
+  const uint64_t retained = RetentionFloor();
   QUIVER_RETURN_NOT_OK(
       wal_->RemoveSegmentsBefore(retained == 0 ? replay_from : std::min(retained, replay_from)));
   report.wal_segments_removed = segments - wal_->segment_count();

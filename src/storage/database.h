@@ -138,9 +138,13 @@ class Database final : public Journal {
   // would, to the live tables and keyspace (creates, drops, upserts, deletes, key-value changes).
   // Records must come in LSN order; one at or below an applied LSN is skipped.
   Status ApplyReplicated(const WalRecord& record);
-  // Log segments holding records from `lsn` on are kept even when snapshots no longer need them
-  // (a backup that has not uploaded them yet). 0: no floor.
-  void SetLogRetention(uint64_t lsn) { retention_floor_ = lsn; }
+  // Log segments holding records from `lsn` on are kept even when snapshots no longer need them,
+  // for `holder` (a backup that has not uploaded them yet, the change history that has not
+  // written them): the lowest of the holders' LSNs counts. 0: `holder` needs none.
+  void SetLogRetention(const std::string& holder, uint64_t lsn);
+  // Seals the log's current segment when it holds records (Wal::Seal): the sealed segments, which
+  // no longer change, and the last LSN in them. kReadOnly on a follower.
+  Result<Wal::Sealed> SealLog();
   // The last LSN this database holds: recovered, or applied by ApplyReplicated.
   uint64_t replicated_lsn() {
     std::lock_guard lock(replicated_mutex_);
@@ -224,8 +228,10 @@ class Database final : public Journal {
 
   std::mutex snapshot_mutex_;  // one snapshot at a time
   std::atomic<uint64_t> snapshots_{0};
-  std::atomic<uint64_t> retention_floor_{0};
-  std::mutex replicated_mutex_;  // ApplyReplicated, one record at a time
+  uint64_t RetentionFloor();  // the lowest holder's LSN (0: none)
+  std::mutex retention_mutex_;
+  std::map<std::string, uint64_t> retention_;  // holder -> the first LSN it needs
+  std::mutex replicated_mutex_;                // ApplyReplicated, one record at a time
   uint64_t replicated_lsn_ = 0;
   std::atomic<int64_t> last_snapshot_unix_{0};
   std::atomic<uint64_t> wal_bytes_at_snapshot_{0};

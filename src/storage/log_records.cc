@@ -52,8 +52,20 @@ Status DecodeCreateTable(std::string_view payload, CreateTableRecord* out) {
   return Status::OK();
 }
 
-std::string EncodeDropTable(uint64_t table_id, std::string_view name) {
-  return IdBytes(table_id).append(name);
+std::string EncodeDropTable(uint64_t table_id, std::string_view name, int64_t dropped_at) {
+  std::string out = IdBytes(table_id).append(name);
+  out.push_back('\0');
+  PutFixed(&out, static_cast<uint64_t>(dropped_at));
+  return out;
+}
+
+void DecodeDropTable(std::string_view rest, std::string_view* name, int64_t* dropped_at) {
+  const size_t end = rest.find('\0');
+  *name = rest.substr(0, end);
+  *dropped_at = 0;
+  if (end != std::string_view::npos && rest.size() - end - 1 == sizeof(int64_t)) {
+    *dropped_at = static_cast<int64_t>(DecodeFixed<uint64_t>(rest.data() + end + 1));
+  }
 }
 
 Status DecodeTableId(std::string_view payload, uint64_t* table_id, std::string_view* rest) {

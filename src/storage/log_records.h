@@ -5,11 +5,11 @@
 //
 //   bytes := length:fixed32 byte{length}
 //
-//   CreateTable := table_id:fixed64 name:bytes schema:byte*       the TableSchema's JSON, to the
-//   end DropTable   := table_id:fixed64 name:byte* Upsert      := table_id:fixed64 batch:byte*   an
-//   Arrow IPC stream: schema, one batch, its end Delete      := table_id:fixed64 batch:byte*   the
-//   same, one column: the keys Keyspace    := op*                            one View's changes
-//   (kv/operation.h)
+//   CreateTable := table_id:fixed64 name:bytes schema:byte*   the TableSchema's JSON, to the end
+//   DropTable   := table_id:fixed64 name:byte* [0 dropped_at:int64]   Unix ms (older logs: none)
+//   Upsert      := table_id:fixed64 batch:byte*    an Arrow IPC stream: schema, one batch, end
+//   Delete      := table_id:fixed64 batch:byte*    the same, one column: the keys
+//   Keyspace    := op*                             one View's changes (kv/operation.h)
 //
 //   op := 1 key:bytes expire_at:int64 value:bytes                          PutString
 //       | 2 key:bytes expire_at:int64 count:fixed32 (field:bytes value:bytes){count}   PutHash
@@ -52,7 +52,10 @@ struct CreateTableRecord {
 };
 Status DecodeCreateTable(std::string_view payload, CreateTableRecord* out);
 
-std::string EncodeDropTable(uint64_t table_id, std::string_view name);
+// `dropped_at`: when, Unix ms (the change history's; table names hold no 0 byte).
+std::string EncodeDropTable(uint64_t table_id, std::string_view name, int64_t dropped_at);
+// A DropTable record's `rest` (after the id): the name, and the time (0 when not logged).
+void DecodeDropTable(std::string_view rest, std::string_view* name, int64_t* dropped_at);
 // Upsert, Delete and DropTable records start with the table's id; `rest` is what follows.
 Status DecodeTableId(std::string_view payload, uint64_t* table_id, std::string_view* rest);
 

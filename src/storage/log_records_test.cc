@@ -79,10 +79,17 @@ TEST(LogRecordsTest, TableRecordsRoundTrip) {
   }
   uint64_t id = 0;
   std::string_view rest;
-  const std::string drop = EncodeDropTable(9, "old");
+  const std::string drop = EncodeDropTable(9, "old", 1'796'000'000'123);
   ASSERT_TRUE(DecodeTableId(drop, &id, &rest).ok());
   EXPECT_EQ(id, 9u);
-  EXPECT_EQ(rest, "old");
+  std::string_view name;
+  int64_t dropped_at = 0;
+  DecodeDropTable(rest, &name, &dropped_at);
+  EXPECT_EQ(name, "old");
+  EXPECT_EQ(dropped_at, 1'796'000'000'123);
+  DecodeDropTable("old", &name, &dropped_at);  // as older versions logged it
+  EXPECT_EQ(name, "old");
+  EXPECT_EQ(dropped_at, 0);
 
   auto batch = arrow::RecordBatch::Make(
       arrow::schema({arrow::field("id", arrow::utf8()), arrow::field("x", arrow::float16())}), 0,
