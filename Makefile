@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp bench-resp bench-shm bench-durability bench-object-store bench-attacks soak fuzz format lint tidy clean
+	bench bench-cpp bench-resp bench-shm bench-durability bench-object-store bench-history bench-attacks soak fuzz format lint tidy clean
 
 all: build python
 
@@ -118,6 +118,9 @@ bench-durability: build
 # bootstrap time and its split (bench/suite/object_store.py; BENCH_ROWS, BENCH_LOG_ROWS, BENCH_RUNS).
 bench-object-store: build python
 	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/object_store.py
+
+bench-history: build python
+	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/history.py
 
 # Coverage-guided fuzzing with libFuzzer (needs clang and its fuzzer runtime: apt-get install
 # clang libclang-rt-14-dev; Debian 12's clang leaves the runtime to a recommended package).

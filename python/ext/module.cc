@@ -108,8 +108,20 @@ namespace {
 class Engine {
  public:
   Engine(std::optional<std::string> data_dir, const std::string& fsync, uint64_t snapshot_wal_bytes,
-         int64_t snapshot_interval, std::optional<std::string> shm_socket) {
+         int64_t snapshot_interval, std::optional<std::string> shm_socket,
+         std::optional<std::string> history, double history_interval) {
     InstanceOptions options;
+    if (history) {
+      if (!data_dir) {
+        Raise(Status::InvalidArgument(
+            "history needs a data directory: it is written from the write-ahead log"));
+      }
+      if (!(history_interval >= 0.05)) {
+        Raise(Status::InvalidArgument("history_interval must be at least 0.05 seconds"));
+      }
+      options.history =
+          objstore::HistoryOptions{.uri = *history, .interval_seconds = history_interval};
+    }
     // With a data directory the tables are published for other processes, as quiverd's are.
     if (shm_socket && *shm_socket != "off") {
       options.shm_socket = *shm_socket;
@@ -346,14 +358,16 @@ NB_MODULE(_quiver, m) {
 
   nb::class_<Engine>(m, "Engine", "An in-memory catalog of feature tables.")
       .def(nb::init<std::optional<std::string>, const std::string&, uint64_t, int64_t,
-                    std::optional<std::string>>(),
+                    std::optional<std::string>, std::optional<std::string>, double>(),
            nb::arg("data_dir").none(), nb::arg("fsync") = "everysec",
            nb::arg("snapshot_wal_bytes") = uint64_t{256} << 20, nb::arg("snapshot_interval") = 3600,
-           nb::arg("shm_socket").none() = nb::none(),
+           nb::arg("shm_socket").none() = nb::none(), nb::arg("history").none() = nb::none(),
+           nb::arg("history_interval") = 60.0,
            "In memory (data_dir None), or durable in data_dir: recovers what is there, logs "
            "every write (fsync: always, everysec or no) and snapshots in the background; then "
            "its tables are published for readers of other processes at shm_socket (None: "
-           "<data_dir>/quiver.sock; 'off': not published).")
+           "<data_dir>/quiver.sock; 'off': not published). history: a URI every table change "
+           "is also written to as Parquet, every history_interval seconds (objstore/history.h).")
       .def("close", &Engine::Close, "Syncs the log and releases the data directory.")
       .def("snapshot", &Engine::Snapshot, nb::arg("tables"),
            "Snapshots the named tables (all when empty); per table (name, written, rows, "

@@ -32,7 +32,8 @@ __all__ = [
 
 def open(data_dir: str | os.PathLike[str] | None = None, *,  # noqa: A001 - the API's name
          fsync: str = "everysec", snapshot_wal_bytes: int = 256 << 20,
-         snapshot_interval: int = 3600, shm_socket: str | None = None) -> Client:
+         snapshot_interval: int = 3600, shm_socket: str | None = None,
+         history: str | None = None, history_interval: float = 60) -> Client:
     """The engine in this process (no server). In memory only without ``data_dir``; with one,
     durable like quiverd: what is there is recovered, every write is logged before it is
     acknowledged (``fsync``: "always", "everysec" or "no"), and tables are snapshotted once the
@@ -40,12 +41,16 @@ def open(data_dir: str | os.PathLike[str] | None = None, *,  # noqa: A001 - the 
     process at a time may open a directory; ``close()`` releases it (docs/durability.md). With a
     data directory the tables are also published for other processes on this host
     (``quiver.connect("shm://<data_dir>")``, docs/shm.md) through ``shm_socket`` (default
-    ``<data_dir>/quiver.sock``; ``"off"``: not published)."""
+    ``<data_dir>/quiver.sock``; ``"off"``: not published). ``history`` (with a data directory):
+    every table change is also written, every ``history_interval`` seconds and at ``close()``, to
+    a Parquet dataset at this URI for ``quiver.offline.point_in_time`` (docs/offline.md)."""
     from ._embedded import EmbeddedBackend
 
     return Client(EmbeddedBackend(None if data_dir is None else os.fspath(data_dir), fsync,
                                   snapshot_wal_bytes, snapshot_interval,
-                                  None if shm_socket is None else os.fspath(shm_socket)))
+                                  None if shm_socket is None else os.fspath(shm_socket),
+                                  None if history is None else os.fspath(history),
+                                  history_interval))
 
 
 def connect(url: str, *, timeout: float = 30.0) -> Client:

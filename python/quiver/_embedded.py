@@ -29,9 +29,10 @@ class EmbeddedBackend:
 
     def __init__(self, data_dir: str | None = None, fsync: str = "everysec",
                  snapshot_wal_bytes: int = 256 << 20, snapshot_interval: int = 3600,
-                 shm_socket: str | None = None) -> None:
+                 shm_socket: str | None = None, history: str | None = None,
+                 history_interval: float = 60) -> None:
         self._engine = self._call(_quiver.Engine, data_dir, fsync, snapshot_wal_bytes,
-                                  snapshot_interval, shm_socket)
+                                  snapshot_interval, shm_socket, history, history_interval)
         self.kv = KeyValue(self._engine)
 
     def close(self) -> None:

@@ -398,3 +398,20 @@ def test_history_configuration_is_checked(tmp_path):
     assert code == 2 and "--history and --follow" in err, err
     code, err = run_quiverd(tmp_path / "d2", "--history", "nosuch://bucket/x")
     assert code == 1 and "nosuch" in err, err
+
+
+def test_the_embedded_engine_keeps_a_history(tmp_path):
+    history = str(tmp_path / "history")
+    with pytest.raises(quiver.InvalidRequest, match="history needs a data directory"):
+        quiver.open(history=history)
+    db = quiver.open(tmp_path / "data", history=history, history_interval=0.1)
+    db.create_table("feat", pa.schema([pa.field("id", pa.int64(), nullable=False),
+                                       pa.field("c", pa.int64())]), key="id")
+    db.write("feat", pa.table({"id": [1, 2], "c": [10, 20]}))
+    first = pd.Timestamp.now(tz="UTC")
+    time.sleep(0.005)
+    db.write("feat", pa.table({"id": [1], "c": [11]}))
+    db.close()  # writes the rest
+    frame = pd.DataFrame({"id": [1, 1, 2], "event_timestamp": [first, pd.Timestamp.now(tz="UTC"),
+                                                               first]})
+    assert offline.point_in_time(history, "feat", frame)["c"].tolist() == [10, 11, 20]
