@@ -51,8 +51,9 @@ test-asan: python
 	  shm_test shm_concurrency_test shm_stress_reader shm_fuzz shm_reader
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system \
 	  ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+	@# tests/bench only checks that the benchmark scripts run and report: not again under ASan.
 	@ASAN_OPTIONS=detect_leaks=1 ARROW_DEFAULT_MEMORY_POOL=system QUIVERD=build-asan/quiverd \
-	  .venv/bin/python -m pytest tests -q
+	  .venv/bin/python -m pytest tests -q --ignore=tests/bench
 
 test-tsan: setup
 	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQUIVER_SANITIZE=thread \

@@ -253,7 +253,8 @@ def test_full_disk_fails_writes_with_a_clear_error_and_keeps_reads(tmp_path):
         assert failure is not None and acked > 0
         assert "write-ahead log" in str(failure) and "File too large" in str(failure), failure
         assert "the write was not applied" in str(failure)
-        row = {"id": ["x"], "v": [1], "s": ["s"], "emb": [[1, 2, 3, 4]]}
+        # Larger than the whole limit: it cannot fit whatever room the failed write left.
+        row = {"id": ["x"], "v": [1], "s": ["s" * (300 << 10)], "emb": [[1, 2, 3, 4]]}
         response = requests.put(url + "/api/v1/table/t/write", json={"columns": row})
         assert response.status_code == 503 and response.json()["code"] == "IO_ERROR"
         # Memory holds only what is durable; reads go on.
