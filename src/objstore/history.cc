@@ -189,8 +189,9 @@ Result<std::shared_ptr<arrow::RecordBatch>> HistoryRows(const History::TableInfo
   return arrow::RecordBatch::Make(info.schema, n, std::move(columns));
 }
 
-Result<std::string> ParquetBytes(const std::shared_ptr<arrow::Schema>& schema,
-                                 const std::vector<std::shared_ptr<arrow::RecordBatch>>& batches) {
+Result<std::shared_ptr<arrow::Buffer>> ParquetFile(
+    const std::shared_ptr<arrow::Schema>& schema,
+    const std::vector<std::shared_ptr<arrow::RecordBatch>>& batches) {
   QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Table> table,
                                 arrow::Table::FromRecordBatches(schema, batches));
   QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::io::BufferOutputStream> sink,
@@ -204,7 +205,7 @@ Result<std::string> ParquetBytes(const std::shared_ptr<arrow::Schema>& schema,
   QUIVER_RETURN_NOT_OK(FromArrow(parquet::arrow::WriteTable(
       *table, arrow::default_memory_pool(), sink, 1 << 20, properties, arrow_properties)));
   QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> buffer, sink->Finish());
-  return buffer->ToString();
+  return buffer;
 }
 
 std::string ObjectKey(const History::TableInfo& info, int64_t hour_ms, uint64_t first_lsn) {
@@ -463,8 +464,10 @@ Status History::WriteSegment(const storage::WalSegment& segment, uint64_t last_l
   QUIVER_RETURN_NOT_OK(scan.status());
   QUIVER_RETURN_NOT_OK(flush_drops(UnixMillis()));
   for (const auto& [where, entry] : pending) {
-    QUIVER_ASSIGN_OR_RETURN(const std::string bytes,
-                            ParquetBytes(entry.info->schema, entry.batches));
+    QUIVER_ASSIGN_OR_RETURN(const std::shared_ptr<arrow::Buffer> file,
+                            ParquetFile(entry.info->schema, entry.batches));
+    const std::string_view bytes(reinterpret_cast<const char*>(file->data()),
+                                 static_cast<size_t>(file->size()));
     QUIVER_RETURN_NOT_OK(
         store_->Put(ObjectKey(*entry.info, entry.hour_ms, segment.first_lsn), bytes));
     int64_t rows = 0;

@@ -1,12 +1,18 @@
 // The object store over a local directory (file://): parts and their checks, the manifest and
 // lease codecs, and a Backup of a live database restored into an empty directory — every table,
 // key and log record back, across snapshots that retire segments; a second leader refused; a
-// damaged part named. (S3 itself is exercised end to end by tests/e2e/test_object_store.py.)
+// damaged part named; the change history across snapshots and restarts. (S3 itself is exercised
+// end to end by tests/e2e/test_object_store.py and tests/e2e/test_history.py.)
+#include <arrow/api.h>
+#include <arrow/io/file.h>
 #include <gtest/gtest.h>
+#include <parquet/arrow/reader.h>
 
 #include <fstream>
+#include <set>
 
 #include "objstore/backup.h"
+#include "objstore/history.h"
 #include "objstore/manifest.h"
 #include "objstore/object_store.h"
 #include "storage/storage_test_util.h"
@@ -178,6 +184,80 @@ TEST_F(ObjectStoreTest, AnEmptyDirectoryIsRestoredFromTheBackup) {
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("renewed its lease"), std::string::npos)
       << refused.status().message();
+}
+
+// Every history row under `dir`, as (op, LSN, row, key) in log order.
+std::vector<std::tuple<std::string, int64_t, int32_t, std::string>> HistoryRows(
+    const std::string& dir) {
+  std::vector<std::tuple<std::string, int64_t, int32_t, std::string>> rows;
+  if (!fs::exists(dir)) return rows;
+  for (const auto& entry : fs::recursive_directory_iterator(dir)) {
+    if (entry.path().extension() != ".parquet") continue;
+    auto input = arrow::io::ReadableFile::Open(entry.path().string()).ValueOrDie();
+    auto reader = parquet::arrow::OpenFile(input, arrow::default_memory_pool()).ValueOrDie();
+    auto batch = reader->ReadTable().ValueOrDie()->CombineChunksToBatch().ValueOrDie();
+    auto op = std::static_pointer_cast<arrow::StringArray>(batch->GetColumnByName("_quiver_op"));
+    auto lsn = std::static_pointer_cast<arrow::Int64Array>(batch->GetColumnByName("_quiver_lsn"));
+    auto row = std::static_pointer_cast<arrow::Int32Array>(batch->GetColumnByName("_quiver_row"));
+    auto key = std::static_pointer_cast<arrow::StringArray>(batch->GetColumnByName("id"));
+    for (int64_t i = 0; i < batch->num_rows(); ++i) {
+      rows.emplace_back(op->GetString(i), lsn->Value(i), row->Value(i),
+                        key->IsNull(i) ? "" : key->GetString(i));
+    }
+  }
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return std::get<1>(a) < std::get<1>(b); });
+  return rows;
+}
+
+TEST_F(ObjectStoreTest, TheHistoryHoldsEveryChangeOnceAcrossSnapshotsAndRestarts) {
+  const std::string dir = root_ + "/data";
+  HistoryOptions options{.uri = uri_, .interval_seconds = 0.05};
+  const auto upsert = [](Table& table, int i) {
+    const std::string id = "\"k" + std::to_string(i % 7) + "\"";
+    return table
+        .Upsert(*Rows("[" + id + "]", "[" + std::to_string(i) + "]", R"(["s"])",
+                      "[" + std::to_string(i) + "]"))
+        .ok();
+  };
+  {
+    auto db = ValueOrFail(Database::Open(Options(dir, nullptr)));
+    auto table = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(storage::kSchema)));
+    ASSERT_TRUE(upsert(*table, 100));  // before the history: not in it
+    auto history = ValueOrFail(History::Create(options, dir));
+    ASSERT_TRUE(history->Start(db.get()).ok());
+    for (int i = 0; i < 30; ++i) {
+      ASSERT_TRUE(upsert(*table, i));
+      if (i == 10) {
+        ASSERT_TRUE(db->Snapshot().ok());  // the history's segments stay
+      }
+    }
+    ASSERT_TRUE(table->Delete(*testing::ArrayFromJson(arrow::utf8(), R"(["k1"])")).ok());
+    ASSERT_TRUE(db->catalog().CreateTable("u", SchemaFromJson(storage::kSchema)).ok());
+    ASSERT_TRUE(db->catalog().DropTable("t").ok());
+    history->Stop(/*final_write=*/true);
+    EXPECT_EQ(history->Stats().lsn, db->Stats().wal_last_lsn);
+    EXPECT_EQ(history->Stats().skipped, 0u);
+  }
+  auto rows = HistoryRows(root_ + "/store/table=t");
+  ASSERT_EQ(rows.size(), 32u);  // 30 upserts, a delete, the drop
+  EXPECT_EQ(std::get<0>(rows[30]), "delete");
+  EXPECT_EQ(std::get<3>(rows[30]), "k1");
+  EXPECT_EQ(std::get<0>(rows[31]), "drop");
+  {  // A restart continues where the history stopped, nothing written twice.
+    auto db = ValueOrFail(Database::Open(Options(dir, nullptr)));
+    auto history = ValueOrFail(History::Create(options, dir));
+    ASSERT_TRUE(history->Start(db.get()).ok());
+    auto table = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(storage::kSchema)));
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(upsert(*table, i));
+    history->Stop(/*final_write=*/true);
+  }
+  rows = HistoryRows(root_ + "/store/table=t");
+  ASSERT_EQ(rows.size(), 37u);
+  std::set<std::pair<int64_t, int32_t>> positions;
+  for (const auto& row : rows) positions.emplace(std::get<1>(row), std::get<2>(row));
+  EXPECT_EQ(positions.size(), rows.size());
+  EXPECT_TRUE(HistoryRows(root_ + "/store/table=u").empty());  // created, never written
 }
 
 }  // namespace
