@@ -4,6 +4,9 @@ client processes (worker.py)."""
 
 from __future__ import annotations
 
+import datetime
+import json
+import pathlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,3 +90,16 @@ def percentiles(samples_us: np.ndarray) -> dict[str, float]:
             "p999_us": float(np.percentile(samples_us, 99.9)),
             "mean_us": float(samples_us.mean()),
             "samples": int(samples_us.size)}
+
+
+def save_results(name: str, results: dict, lines: list[str]) -> pathlib.Path:
+    """Writes bench/results/<name>-<UTC>/results.json and results.md (`lines`), prints the
+    table and where it went; returns the directory."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = pathlib.Path(__file__).resolve().parents[1] / "results" / f"{name}-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"\nwritten to {out}")
+    return out

@@ -18,7 +18,6 @@ Writes bench/results/history-<UTC>/results.json and results.md.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import pathlib
 import platform
@@ -37,6 +36,7 @@ import pyarrow as pa  # noqa: E402
 
 import quiver  # noqa: E402
 import quiver.offline  # noqa: E402
+from common import save_results  # noqa: E402
 from quiverd import Server  # noqa: E402
 from s3server import S3Server, s3_env  # noqa: E402
 
@@ -131,13 +131,7 @@ def main() -> None:
     for by, samples in results["point_in_time"].items():
         lines.append(f"| point_in_time, {entities:,} entity rows, by {by} | "
                      f"{statistics.median(samples):.2f} s (median of 3) |")
-    out = ROOT / "bench" / "results" / (
-        "history-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"\nwritten to {out}")
+    save_results("history", results, lines)
 
 
 if __name__ == "__main__":

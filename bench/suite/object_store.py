@@ -21,7 +21,6 @@ Writes bench/results/object-store-<UTC>/results.json and results.md.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import pathlib
 import platform
@@ -39,7 +38,7 @@ import numpy as np  # noqa: E402
 import requests  # noqa: E402
 
 import quiver  # noqa: E402
-from common import Dataset  # noqa: E402
+from common import Dataset, save_results  # noqa: E402
 from quiverd import Server  # noqa: E402
 from s3server import S3Server, s3_env  # noqa: E402
 
@@ -179,13 +178,7 @@ def main() -> None:
     for pair, samples in results["staleness"].items():
         lines.append(f"| {pair} | {statistics.median(samples):.2f} | {samples[26]:.2f} | "
                      f"{samples[-1]:.2f} |")
-    out = ROOT / "bench" / "results" / (
-        "object-store-" + datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"\nwritten to {out}")
+    save_results("object-store", results, lines)
 
 
 if __name__ == "__main__":
