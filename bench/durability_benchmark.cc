@@ -1,15 +1,16 @@
 // Durability benchmark (docs/durability.md): the storage layer in this process, on the disk that
 // holds --dir (default build/bench-durability).
 //
-//   1. write throughput: 1000-row batches (8-character keys x 10 float32) upserted for
-//      BENCH_SECONDS (default 3) by 1 and by 4 writer threads, under each fsync policy and
-//      without a data directory; rows/s, write latency p50 / p99 / p999, fsyncs.
+//   1. write throughput: BENCH_BATCH_ROWS-row batches (default 1000; 8-character keys x 10
+//      float32) upserted for BENCH_SECONDS (default 3) by 1 and by 4 writer threads, under each
+//      fsync policy and without a data directory; rows/s, write latency p50 / p99 / p999, fsyncs.
 //   2. restart time of BENCH_ROWS (default 10,000,000) rows x 10 float32: from a snapshot (the
 //      usual case: what a restart after a snapshot loads), and from the log alone; median of 3.
 //
 //   durability_benchmark [--dir DIR] [--skip-writes] [--skip-restart]
 #include <arrow/api.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -57,9 +58,9 @@ DatabaseOptions Options(const fs::path& dir, FsyncPolicy fsync) {
   return options;
 }
 
-// Writers upsert 1000-row batches (prepared beforehand) for `seconds`.
+// Writers upsert `batch_rows`-row batches (prepared beforehand) for `seconds`.
 void WriteThroughput(const fs::path& root, const char* label, std::optional<FsyncPolicy> fsync,
-                     int writers, double seconds) {
+                     int writers, double seconds, int batch_rows) {
   const fs::path dir = root / (std::string("write-") + label + "-" + std::to_string(writers));
   fs::remove_all(dir);
   std::unique_ptr<Database> db;
@@ -73,13 +74,13 @@ void WriteThroughput(const fs::path& root, const char* label, std::optional<Fsyn
     catalog = memory.get();
   }
   std::shared_ptr<Table> table = CreateTable(*catalog);
-  constexpr int kBatchRows = 1000, kBatches = 64;
+  constexpr int kBatches = 64;
   std::vector<std::vector<std::shared_ptr<arrow::RecordBatch>>> batches(writers);
   std::mt19937 rng(1);
   for (int w = 0; w < writers; ++w) {
     for (int b = 0; b < kBatches; ++b) {
       batches[w].push_back(
-          bench::TableRows((static_cast<int64_t>(w) * kBatches + b) * kBatchRows, kBatchRows, rng));
+          bench::TableRows((static_cast<int64_t>(w) * kBatches + b) * batch_rows, batch_rows, rng));
     }
   }
   std::atomic<bool> stop{false};
@@ -102,7 +103,7 @@ void WriteThroughput(const fs::path& root, const char* label, std::optional<Fsyn
   const double elapsed = Seconds(start);
   std::vector<double> all;
   for (const auto& each : micros) all.insert(all.end(), each.begin(), each.end());
-  const double rows_per_second = static_cast<double>(all.size()) * kBatchRows / elapsed;
+  const double rows_per_second = static_cast<double>(all.size()) * batch_rows / elapsed;
   const uint64_t fsyncs = db ? db->Stats().wal_fsyncs - fsyncs_before : 0;
   char name[96];
   std::snprintf(name, sizeof(name), "%-8s %d writer%s  %6.2f M rows/s  %6.0f fsyncs/s", label,
@@ -185,13 +186,16 @@ int main(int argc, char** argv) {
   fs::create_directories(dir);
   const char* seconds_text = std::getenv("BENCH_SECONDS");
   const double seconds = seconds_text ? std::atof(seconds_text) : 3.0;
+  const char* batch_text = std::getenv("BENCH_BATCH_ROWS");
+  const int batch = batch_text ? std::max(1, std::atoi(batch_text)) : 1000;
   if (writes) {
-    std::printf("write throughput, 1000-row batches (8-char key + 10 float32), %s:\n", dir.c_str());
+    std::printf("write throughput, %d-row batches (8-char key + 10 float32), %s:\n", batch,
+                dir.c_str());
     for (int writers : {1, 4}) {
-      WriteThroughput(dir, "memory", std::nullopt, writers, seconds);
-      WriteThroughput(dir, "no", FsyncPolicy::kNo, writers, seconds);
-      WriteThroughput(dir, "everysec", FsyncPolicy::kEverySec, writers, seconds);
-      WriteThroughput(dir, "always", FsyncPolicy::kAlways, writers, seconds);
+      WriteThroughput(dir, "memory", std::nullopt, writers, seconds, batch);
+      WriteThroughput(dir, "no", FsyncPolicy::kNo, writers, seconds, batch);
+      WriteThroughput(dir, "everysec", FsyncPolicy::kEverySec, writers, seconds, batch);
+      WriteThroughput(dir, "always", FsyncPolicy::kAlways, writers, seconds, batch);
     }
   }
   if (restart) {

@@ -72,8 +72,7 @@ struct WriteOptions {
 
 // Field metadata marking the extra column of Scan(…, with_expiry): each row's expiry time.
 inline constexpr std::string_view kExpireAtMetadata = "quiver.expire_at";
-// Schema metadata of a logged upsert: its writer's clock (Unix ms; also the time a logged delete
-// was made) and, when rows expire, its expiry time.
+// Schema metadata of a logged upsert: its expiry time and its writer's clock (Unix ms).
 inline constexpr std::string_view kLoggedExpireAtMetadata = "quiver.expire_at_ms";
 inline constexpr std::string_view kLoggedNowMetadata = "quiver.now_ms";
 

@@ -247,18 +247,24 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
     const auto reserved = [](const std::string& key) {
       return key == kLoggedNowMetadata || key == kLoggedExpireAtMetadata;
     };
-    // Every logged upsert carries its writer's clock (the time the change was applied: the
-    // change history's, objstore/history.h); replay decides expiry with it and gives the rows
-    // the logged expiry. What a client put under those keys is not kept.
-    auto metadata = std::make_shared<arrow::KeyValueMetadata>();
-    for (int64_t k = 0; given != nullptr && k < given->size(); ++k) {
-      if (!reserved(given->key(k))) metadata->Append(given->key(k), given->value(k));
+    const bool spoofed =
+        given != nullptr && std::any_of(given->keys().begin(), given->keys().end(), reserved);
+    if (expire_at != 0 || !expiring_.empty() || spoofed) {
+      // Replay decides expiry with the writer's clock, and gives the rows this expiry; what a
+      // client put under those keys is not kept.
+      auto metadata = std::make_shared<arrow::KeyValueMetadata>();
+      for (int64_t k = 0; given != nullptr && k < given->size(); ++k) {
+        if (!reserved(given->key(k))) metadata->Append(given->key(k), given->value(k));
+      }
+      if (expire_at != 0 || !expiring_.empty()) {
+        metadata->Append(std::string(kLoggedNowMetadata), std::to_string(now));
+        metadata->Append(std::string(kLoggedExpireAtMetadata), std::to_string(expire_at));
+      }
+      QUIVER_ASSIGN_OR_RETURN(*lsn,
+                              journal_->LogUpsert(id_, *batch.ReplaceSchemaMetadata(metadata)));
+    } else {
+      QUIVER_ASSIGN_OR_RETURN(*lsn, journal_->LogUpsert(id_, batch));
     }
-    metadata->Append(std::string(kLoggedNowMetadata), std::to_string(now));
-    if (expire_at != 0 || !expiring_.empty()) {
-      metadata->Append(std::string(kLoggedExpireAtMetadata), std::to_string(expire_at));
-    }
-    QUIVER_ASSIGN_OR_RETURN(*lsn, journal_->LogUpsert(id_, *batch.ReplaceSchemaMetadata(metadata)));
   }
 
   // Pass 2: apply, row after row. Nothing below can fail.

@@ -449,8 +449,11 @@ Status History::WriteSegment(const storage::WalSegment& segment, uint64_t last_l
         Result<std::shared_ptr<arrow::RecordBatch>> batch =
             storage::DecodeBatchRecord(rest, options_.max_decode_bytes);
         if (!batch.ok()) return skip(record.lsn, batch.status());
-        int64_t applied_ms = MetadataMillis(*(*batch)->schema(), kLoggedNowMetadata);
-        if (applied_ms <= 0) applied_ms = UnixMillis();  // logged by an older version
+        int64_t applied_ms = storage::BatchRecordTime(rest);
+        if (applied_ms <= 0) {  // logged by an older version: its writer's clock when it had TTLs
+          applied_ms = MetadataMillis(*(*batch)->schema(), kLoggedNowMetadata);
+        }
+        if (applied_ms <= 0) applied_ms = UnixMillis();
         QUIVER_RETURN_NOT_OK(flush_drops(applied_ms));
         const int64_t expires_ms = MetadataMillis(*(*batch)->schema(), kLoggedExpireAtMetadata);
         Status added = add(info, record.type, record.lsn, batch->get(), applied_ms, expires_ms);

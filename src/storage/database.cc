@@ -395,7 +395,8 @@ Result<uint64_t> Database::LogUpsert(uint64_t table_id, const arrow::RecordBatch
 Result<uint64_t> Database::AppendBatch(RecordType type, uint64_t table_id,
                                        const arrow::RecordBatch& batch) {
   QUIVER_RETURN_NOT_OK(CheckWritable());
-  QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatchRecord(table_id, batch));
+  // Each change carries the time it was logged (the change history's, objstore/history.h).
+  QUIVER_ASSIGN_OR_RETURN(EncodedBatch encoded, EncodeBatchRecord(table_id, batch, UnixMillis()));
   QUIVER_ASSIGN_OR_RETURN(uint64_t lsn, wal_->Append(type, encoded.parts()));
   WakeSnapshotterIfDue();
   return lsn;
@@ -421,12 +422,8 @@ Result<uint64_t> Database::KeyspaceJournal::Append(const kv::KeyspaceRecord& rec
 }
 
 Result<uint64_t> Database::LogDelete(uint64_t table_id, const arrow::Array& keys) {
-  // The time of the delete, as upserts log theirs (the change history's, objstore/history.h).
-  auto metadata = arrow::KeyValueMetadata::Make({std::string(kLoggedNowMetadata)},
-                                                {std::to_string(UnixMillis())});
-  auto batch = arrow::RecordBatch::Make(
-      arrow::schema({arrow::field("key", keys.type(), false)}, std::move(metadata)), keys.length(),
-      {arrow::MakeArray(keys.data())});
+  auto batch = arrow::RecordBatch::Make(arrow::schema({arrow::field("key", keys.type(), false)}),
+                                        keys.length(), {arrow::MakeArray(keys.data())});
   return AppendBatch(RecordType::kDelete, table_id, *batch);
 }
 

@@ -18,6 +18,8 @@ using kv::Operation;
 constexpr std::string_view kDumpMagic = "QUIVERKV";
 constexpr uint32_t kDumpVersion = 1;
 constexpr char kEndOfStream[8] = {'\xff', '\xff', '\xff', '\xff', 0, 0, 0, 0};
+// Marks the time an Upsert or Delete record was logged, after its Arrow IPC stream.
+constexpr char kLoggedAtTag = 'T';
 
 std::string_view View(const arrow::Buffer& buffer) {
   return {reinterpret_cast<const char*>(buffer.data()), static_cast<size_t>(buffer.size())};
@@ -75,17 +77,34 @@ Status DecodeTableId(std::string_view payload, uint64_t* table_id, std::string_v
   return Status::OK();
 }
 
-Result<EncodedBatch> EncodeBatchRecord(uint64_t table_id, const arrow::RecordBatch& batch) {
+Result<EncodedBatch> EncodeBatchRecord(uint64_t table_id, const arrow::RecordBatch& batch,
+                                       int64_t logged_at) {
   EncodedBatch encoded;
   encoded.id = IdBytes(table_id);
   QUIVER_ASSIGN_OR_RETURN_ARROW(encoded.schema, arrow::ipc::SerializeSchema(*batch.schema()));
   QUIVER_ASSIGN_OR_RETURN_ARROW(encoded.batch, arrow::ipc::SerializeRecordBatch(
                                                    batch, arrow::ipc::IpcWriteOptions::Defaults()));
+  if (logged_at > 0) {
+    encoded.logged_at.push_back(kLoggedAtTag);
+    PutFixed(&encoded.logged_at, static_cast<uint64_t>(logged_at));
+  }
   return encoded;
 }
 
 std::vector<std::string_view> EncodedBatch::parts() const {
-  return {id, View(*schema), View(*batch), std::string_view(kEndOfStream, sizeof(kEndOfStream))};
+  return {id, View(*schema), View(*batch), std::string_view(kEndOfStream, sizeof(kEndOfStream)),
+          logged_at};
+}
+
+int64_t BatchRecordTime(std::string_view rest) {
+  constexpr size_t kTrailer = 1 + sizeof(uint64_t);
+  if (rest.size() < sizeof(kEndOfStream) + kTrailer) return 0;
+  const std::string_view end = rest.substr(rest.size() - kTrailer - sizeof(kEndOfStream));
+  if (end.substr(0, sizeof(kEndOfStream)) != std::string_view(kEndOfStream, sizeof(kEndOfStream)) ||
+      end[sizeof(kEndOfStream)] != kLoggedAtTag) {
+    return 0;
+  }
+  return static_cast<int64_t>(DecodeFixed<uint64_t>(end.data() + sizeof(kEndOfStream) + 1));
 }
 
 Result<std::shared_ptr<arrow::RecordBatch>> DecodeBatchRecord(std::string_view bytes,

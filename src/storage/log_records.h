@@ -7,8 +7,9 @@
 //
 //   CreateTable := table_id:fixed64 name:bytes schema:byte*   the TableSchema's JSON, to the end
 //   DropTable   := table_id:fixed64 name:byte* [0 dropped_at:int64]   Unix ms (older logs: none)
-//   Upsert      := table_id:fixed64 batch:byte*    an Arrow IPC stream: schema, one batch, end
-//   Delete      := table_id:fixed64 batch:byte*    the same, one column: the keys
+//   Upsert      := table_id:fixed64 batch [84 logged_at:int64]   batch: an Arrow IPC stream
+//                  (schema, one batch, end marker); logged_at: Unix ms ('T'; older logs: none)
+//   Delete      := the same; the batch has one column: the keys
 //   Keyspace    := op*                             one View's changes (kv/operation.h)
 //
 //   op := 1 key:bytes expire_at:int64 value:bytes                          PutString
@@ -60,13 +61,20 @@ void DecodeDropTable(std::string_view rest, std::string_view* name, int64_t* dro
 Status DecodeTableId(std::string_view payload, uint64_t* table_id, std::string_view* rest);
 
 // An Upsert or Delete record: its payload as parts (the id, then the Arrow IPC stream's schema,
-// batch and end-of-stream marker), not copied into one buffer; the parts view this object.
+// batch and end-of-stream marker, then the time), not copied into one buffer; the parts view
+// this object.
 struct EncodedBatch {
   std::string id;
   std::shared_ptr<arrow::Buffer> schema, batch;
+  std::string logged_at;
   std::vector<std::string_view> parts() const;
 };
-Result<EncodedBatch> EncodeBatchRecord(uint64_t table_id, const arrow::RecordBatch& batch);
+// `logged_at`: when the change was made, Unix ms (0: not recorded).
+Result<EncodedBatch> EncodeBatchRecord(uint64_t table_id, const arrow::RecordBatch& batch,
+                                       int64_t logged_at);
+// The time an Upsert or Delete record's `rest` (after the id) says it was logged; 0 when it says
+// none (logged by an older version). Readers of the batch stop at its end marker.
+int64_t BatchRecordTime(std::string_view rest);
 // The batch of an Upsert or Delete record's `rest` (after the id), decoded from an aligned copy
 // within `max_decode_bytes` (DecodeMemory): a record past that stops the start with
 // kLimitExceeded saying so, instead of the process being killed for memory.

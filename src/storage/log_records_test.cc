@@ -95,13 +95,20 @@ TEST(LogRecordsTest, TableRecordsRoundTrip) {
       arrow::schema({arrow::field("id", arrow::utf8()), arrow::field("x", arrow::float16())}), 0,
       {arrow::MakeArrayOfNull(arrow::utf8(), 0).ValueOrDie(),
        arrow::MakeArrayOfNull(arrow::float16(), 0).ValueOrDie()});
-  Result<EncodedBatch> encoded = EncodeBatchRecord(3, *batch);
+  Result<EncodedBatch> encoded = EncodeBatchRecord(3, *batch, 1'796'000'000'456);
   ASSERT_TRUE(encoded.ok());
   std::string payload;
   for (std::string_view part : encoded->parts()) payload.append(part);
   ASSERT_TRUE(DecodeTableId(payload, &id, &rest).ok());
   EXPECT_EQ(id, 3u);
+  EXPECT_EQ(BatchRecordTime(rest), 1'796'000'000'456);
   Result<std::shared_ptr<arrow::RecordBatch>> back = DecodeBatchRecord(rest, 1 << 20);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_TRUE((*back)->Equals(*batch));
+  // As older versions logged it: no time, the same batch.
+  const std::string_view untimed = rest.substr(0, rest.size() - 9);
+  EXPECT_EQ(BatchRecordTime(untimed), 0);
+  back = DecodeBatchRecord(untimed, 1 << 20);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_TRUE((*back)->Equals(*batch));
   EXPECT_EQ(DecodeBatchRecord(rest.substr(0, rest.size() / 2), 1 << 20).status().code(),
