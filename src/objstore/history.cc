@@ -394,8 +394,9 @@ Status History::WriteSegment(const storage::WalSegment& segment, uint64_t last_l
     drops.clear();
     return Status::OK();
   };
+  uint64_t skipped = 0;  // counted once the segment is written (a retry reads it again)
   const auto skip = [&](uint64_t lsn, const Status& why) {
-    ++skipped_;
+    ++skipped;
     QUIVER_LOG(kError, "change history: a logged change is left out",
                {{"lsn", std::to_string(lsn)}, {"error", why.message()}});
     return Status::OK();
@@ -480,6 +481,7 @@ Status History::WriteSegment(const storage::WalSegment& segment, uint64_t last_l
     ++files_;
   }
   if (!pending.empty()) last_write_ms_ = UnixMillis();
+  skipped_ += skipped;
   tables_ = std::move(tables);
   return Status::OK();
 }
