@@ -2,10 +2,12 @@
 
 A quiverd started with ``--history URI`` writes every change to its tables (upserts, deletes,
 drops, each with the time it was made and its event time) to a Parquet dataset under ``URI``.
-``point_in_time`` answers, for each (key, timestamp) row of an entity frame, the feature values the
-table held for that key as of that timestamp, as the table itself decides them: a column a write
-left out keeps its value, a delete or a drop removes the row, a write older than the row's event
-time is skipped (the event-time guard), and a row is gone once its TTL has passed.
+``point_in_time`` answers, for each (key, timestamp) row of an entity frame, the feature values
+for that key as of that timestamp, replaying the changes as the table applies them: a column a
+write left out keeps its value, a delete or a drop removes the row; by applied time also the
+event-time guard (a write older than the row's event time is skipped) and TTL expiry, which makes
+the answer what a read of the table returned then; by event time each write counts from its event
+time, late data included.
 
     import quiver.offline
     train = quiver.offline.point_in_time("s3://bucket/history", "users", entity_df)
@@ -218,9 +220,10 @@ def point_in_time(history_uri: str, table: str, entity_df: Any, *, key: str | No
     where the key had no row then.
 
     ``by``: ``"event_time"`` (the default) orders changes by their event time (the table's
-    event-time column, or the time a change was made when it has none), as training sets need;
-    ``"applied"`` by the time each change was made on the server, which gives exactly what a read
-    of the table returned at that time, TTL expiry included. ``max_age`` (seconds or a timedelta):
+    event-time column, or the time a change was made when it has none; deletes and drops at the
+    time they were made), as training sets need: a late write counts from its event time, and TTL
+    expiry is not applied; ``"applied"`` by the time each change was made on the server, with the
+    event-time guard and TTL expiry: exactly what a read of the table returned at that time. ``max_age`` (seconds or a timedelta):
     a value older than this at the entity's time is null (Feast's TTL)."""
     if by not in ("event_time", "applied"):
         raise InvalidRequest(f"by must be 'event_time' or 'applied', not {by!r}",
