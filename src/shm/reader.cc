@@ -240,6 +240,8 @@ struct TableReader::State {
   uint64_t instance_id = 0;
   uint64_t table_id = 0;
   std::shared_ptr<arrow::Schema> schema;  // of the first attach: a re-attach keeps it
+  int key_column = 0;                     // likewise
+  bool int64_keys = false;                // likewise
   mutable ReaderGate gate;
   std::atomic<const View*> view{nullptr};
   std::mutex mutex;  // refreshes, re-attaches
@@ -266,15 +268,13 @@ std::string TableReader::table_schema_json() const {
   return json.ok() ? *json : "";
 }
 
+// Fixed at the first attach, as the schema is (a re-created table is an error): no view is read,
+// which another thread's refresh may free meanwhile.
 const std::string& TableReader::key_name() const {
-  const View* view = state_->view.load(std::memory_order_acquire);
-  return state_->schema->field(view->control->key_column)->name();
+  return state_->schema->field(state_->key_column)->name();
 }
 
-bool TableReader::int64_keys() const {
-  const View* view = state_->view.load(std::memory_order_acquire);
-  return view->control->layouts[view->control->key_column].physical == Physical::kFixed;
-}
+bool TableReader::int64_keys() const { return state_->int64_keys; }
 
 ReaderStats TableReader::stats() const {
   ReaderStats stats;
@@ -320,7 +320,11 @@ Status TableReader::RefreshLocked(bool reattach) {
       if (state.owned != nullptr) state.reattaches.fetch_add(1, std::memory_order_relaxed);
       state.table_id = info.table_id;
       state.instance_id = attached.instance_id;
-      if (state.schema == nullptr) state.schema = info.schema;
+      if (state.schema == nullptr) {
+        state.schema = info.schema;
+        state.key_column = info.key_column;
+        state.int64_keys = info.layouts[info.key_column].physical == Physical::kFixed;
+      }
       control = std::make_shared<const ControlInfo>(std::move(info));
       reattach = false;
     }
@@ -442,6 +446,8 @@ Status TableReader::WithView(Body&& body) {
 }
 
 Result<FixedPlan> TableReader::PlanFixed(const std::vector<std::string>& columns) const {
+  // In the gate: a refresh on another thread frees the view it replaces once no section holds it.
+  ReaderGate::Section section = state_->gate.Enter();
   const View* view = state_->view.load(std::memory_order_acquire);
   const ControlInfo& control = *view->control;
   FixedPlan plan;
