@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp bench-resp bench-shm bench-durability bench-object-store bench-history bench-attacks soak fuzz format lint tidy clean
+	bench bench-cpp bench-resp bench-shm bench-durability bench-object-store bench-history bench-schema-change bench-attacks soak fuzz format lint tidy clean
 
 all: build python
 
@@ -122,6 +122,10 @@ bench-object-store: build python
 
 bench-history: build python
 	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/history.py
+
+# An online schema change on a 10M-row table: time, peak memory, reads meanwhile.
+bench-schema-change: build python
+	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/schema_change.py
 
 # Coverage-guided fuzzing with libFuzzer (needs clang and its fuzzer runtime: apt-get install
 # clang libclang-rt-14-dev; Debian 12's clang leaves the runtime to a recommended package).

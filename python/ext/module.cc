@@ -35,8 +35,10 @@
 #include "engine/catalog.h"
 #include "engine/dtype.h"
 #include "engine/schema.h"
+#include "engine/schema_change.h"
 #include "engine/table.h"
 #include "kv/keyspace.h"
+#include "server/codec/codec.h"
 #include "server/resp/local.h"
 #include "storage/database.h"
 
@@ -213,6 +215,19 @@ class Engine {
 
   void DropTable(const std::string& name) { RaiseIfError(catalog().DropTable(name)); }
 
+  std::string AlterTable(const std::string& name, const std::string& change_json) {
+    Result<std::shared_ptr<Table>> table = [&]() -> Result<std::shared_ptr<Table>> {
+      QUIVER_ASSIGN_OR_RETURN(SchemaChange change,
+                              SchemaChange::FromJson(change_json, catalog().options().limits));
+      return catalog().AlterTable(name, change);
+    }();
+    return ValueOrRaise(std::move(table))->schema().ToJson();
+  }
+
+  std::string Describe(const std::string& name) const {
+    return codec::TableInfoToJson(*ValueOrRaise(catalog().GetTable(name)));
+  }
+
   std::vector<std::string> ListTables() const { return catalog().ListTables(); }
 
   std::string Schema(const std::string& name) const {
@@ -375,6 +390,10 @@ NB_MODULE(_quiver, m) {
       .def("create_table", &Engine::CreateTable, nb::arg("name"), nb::arg("schema_json"),
            "Creates a table from TableSchema JSON; returns the stored schema as JSON.")
       .def("drop_table", &Engine::DropTable, nb::arg("name"))
+      .def("alter_table", &Engine::AlterTable, nb::arg("name"), nb::arg("change_json"),
+           "Changes a table's schema online (SchemaChange JSON); returns the new schema as JSON.")
+      .def("describe", &Engine::Describe, nb::arg("name"),
+           "The table's rows, bytes, key, TTL and columns as JSON.")
       .def("list_tables", &Engine::ListTables, "Table names, sorted.")
       .def("schema", &Engine::Schema, nb::arg("name"), "The table's TableSchema JSON.")
       .def("write", &Engine::Write, nb::arg("name"), nb::arg("stream"), nb::arg("ttl").none(),

@@ -22,6 +22,9 @@ class WriteResult(NamedTuple):
     rows_skipped: int  # older than the stored event time
 
 
+_UNCHANGED: Any = object()  # alter_table(ttl=...) not given
+
+
 def _columns(columns: Iterable[str] | str | None) -> list[str]:
     if columns is None:
         return []
@@ -85,6 +88,26 @@ class Client:
 
     def drop_table(self, name: str) -> None:
         self._backend.drop_table(name)
+
+    def alter_table(self, name: str, add: Mapping[str, Any] | None = None,
+                    drop: Iterable[str] | str | None = None,
+                    rename: Mapping[str, str] | None = None,
+                    alter: Mapping[str, Any] | None = None, ttl: Any = _UNCHANGED) -> pa.Schema:
+        """Changes a table's schema online, all parts at once (docs/schema.md): ``add`` new
+        columns ({"g": {"dtype": "float32"}} or {"g": pa.float32()}; a non-nullable one needs a
+        "default"), ``drop`` columns, ``rename`` them ({"old": "new"}), ``alter`` them (widen a
+        dtype, make nullable, set a default), set the table's ``ttl`` (seconds; None: rows never
+        expire). Reads and writes go on meanwhile. Returns the schema after the change."""
+        change = _schema.change_json(add, drop, rename, alter)
+        if ttl is not _UNCHANGED:
+            change["ttl"] = 0 if ttl is None else _ttl(ttl)
+        return _schema.from_json(self._backend.alter_table(name, change))
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """The table as the server sees it: ``name``, ``rows``, ``bytes``, ``key``, ``ttl``
+        (seconds or None), ``event_time``, ``columns`` (each ``name``, ``dtype``, ``nullable``,
+        ``default``), ``schema`` (the TableSchema dict) and ``memory`` (its parts in bytes)."""
+        return self._backend.describe(name)
 
     def list_tables(self) -> list[str]:
         """Table names, sorted."""
@@ -198,6 +221,19 @@ class AsyncClient:
 
     async def drop_table(self, name: str) -> None:
         await self._backend.drop_table(name)
+
+    async def alter_table(self, name: str, add: Mapping[str, Any] | None = None,
+                          drop: Iterable[str] | str | None = None,
+                          rename: Mapping[str, str] | None = None,
+                          alter: Mapping[str, Any] | None = None, ttl: Any = _UNCHANGED) -> pa.Schema:
+        """As Client.alter_table."""
+        change = _schema.change_json(add, drop, rename, alter)
+        if ttl is not _UNCHANGED:
+            change["ttl"] = 0 if ttl is None else _ttl(ttl)
+        return _schema.from_json(await self._backend.alter_table(name, change))
+
+    async def describe(self, name: str) -> dict[str, Any]:
+        return await self._backend.describe(name)
 
     async def list_tables(self) -> list[str]:
         return await self._backend.list_tables()

@@ -54,6 +54,13 @@ class EmbeddedBackend:
     def drop_table(self, name: str) -> None:
         self._call(self._engine.drop_table, name)
 
+    def alter_table(self, name: str, change: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(self._call(self._engine.alter_table, name, json.dumps(change),
+                                     schema_op=True))
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return json.loads(self._call(self._engine.describe, name))
+
     def list_tables(self) -> list[str]:
         return list(self._call(self._engine.list_tables))
 

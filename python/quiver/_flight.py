@@ -87,6 +87,12 @@ class FlightBackend:
     def drop_table(self, name: str) -> None:
         self._action("drop_table", {"table": name})
 
+    def alter_table(self, name: str, change: dict[str, Any]) -> dict[str, Any]:
+        return self._action("alter_table", {"table": name, "change": change}, schema_op=True)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return self._action("describe_table", {"table": name})
+
     def list_tables(self) -> list[str]:
         try:
             infos = list(self._client.list_flights(options=self._options))

@@ -75,6 +75,15 @@ def create_call(name: str, schema: dict[str, Any]) -> _Call:
                  schema_op=True)
 
 
+def alter_call(name: str, change: dict[str, Any]) -> _Call:
+    return _Call("PATCH", _path(name), json.dumps(change).encode(), JSON, JSON, json.loads,
+                 schema_op=True)
+
+
+def describe_call(name: str) -> _Call:
+    return _Call("GET", _path(name), None, None, JSON, json.loads)
+
+
 def drop_call(name: str) -> _Call:
     return _Call("DELETE", _path(name), None, None, JSON, lambda _: None)
 
@@ -163,6 +172,12 @@ class _Routes:
 
     def drop_table(self, name: str) -> Any:
         return self.run(drop_call(name))
+
+    def alter_table(self, name: str, change: dict[str, Any]) -> Any:
+        return self.run(alter_call(name, change))
+
+    def describe(self, name: str) -> Any:
+        return self.run(describe_call(name))
 
     def list_tables(self) -> Any:
         return self.run(list_call())

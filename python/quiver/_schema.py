@@ -6,8 +6,9 @@ event-time field ``{"quiver.event_time": "true"}``, as in the server (docs/schem
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
 
@@ -17,6 +18,7 @@ from ._errors import SchemaError
 KEY_METADATA = {b"quiver.key": b"true"}
 EVENT_TIME_METADATA = {b"quiver.event_time": b"true"}
 TTL_METADATA = b"quiver.ttl_ms"  # schema metadata: the table's default TTL in milliseconds
+DEFAULT_METADATA = b"quiver.default"  # field metadata: the column's default value, as JSON
 
 # The scalar dtypes, from the engine's registry (engine/dtype.h): each spelling is a pyarrow alias.
 _SIMPLE: dict[str, pa.DataType] = {name: pa.type_for_alias(name) for name in _quiver.dtypes()}
@@ -95,6 +97,8 @@ def to_json(schema: pa.Schema | Mapping[str, Any], key: str | None = None,
         spec: dict[str, Any] = {"dtype": dtype_name(field.type, field.name)}
         if field.name != key:  # pyarrow fields are nullable by default; a key never is
             spec["nullable"] = field.nullable
+        if field.metadata and DEFAULT_METADATA in field.metadata:
+            spec["default"] = json.loads(field.metadata[DEFAULT_METADATA])
         columns[field.name] = spec
     out = {"key": key, "columns": columns}
     if event_time:
@@ -113,7 +117,45 @@ def from_json(schema: Mapping[str, Any]) -> pa.Schema:
     fields = []
     for name, spec in schema.get("columns", {}).items():
         metadata = KEY_METADATA if name == key else EVENT_TIME_METADATA if name == event_time else None
+        if "default" in spec:
+            metadata = {**(metadata or {}), DEFAULT_METADATA: json.dumps(spec["default"]).encode()}
         nullable = bool(spec.get("nullable", name != key))
         fields.append(pa.field(name, parse_dtype(spec["dtype"]), nullable, metadata))
     ttl = schema.get("ttl")
     return pa.schema(fields, {TTL_METADATA: str(round(ttl * 1000))} if ttl else None)
+
+
+def _column_spec(spec: Any, column: str) -> dict[str, Any]:
+    """A column of a schema change: a dict as the server reads it, or a pyarrow type / field."""
+    if isinstance(spec, pa.Field):
+        out = {"dtype": dtype_name(spec.type, column), "nullable": spec.nullable}
+        if spec.metadata and DEFAULT_METADATA in spec.metadata:
+            out["default"] = json.loads(spec.metadata[DEFAULT_METADATA])
+        return out
+    if isinstance(spec, pa.DataType):
+        return {"dtype": dtype_name(spec, column)}
+    if isinstance(spec, str):
+        return {"dtype": spec}
+    if isinstance(spec, Mapping):
+        out = dict(spec)
+        if isinstance(out.get("dtype"), pa.DataType):
+            out["dtype"] = dtype_name(out["dtype"], column)
+        return out
+    raise SchemaError(f"column {column!r}: expected a dtype, a pyarrow type or field, or a dict "
+                      f"like {{'dtype': 'float32'}}, not {type(spec).__name__}", "INVALID_ARGUMENT")
+
+
+def change_json(add: Mapping[str, Any] | None, drop: Iterable[str] | str | None,
+                rename: Mapping[str, str] | None, alter: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A schema change's JSON (docs/schema.md) from Client.alter_table's arguments."""
+    change: dict[str, Any] = {}
+    if add:
+        change["add"] = {str(name): _column_spec(spec, str(name)) for name, spec in add.items()}
+    if drop:
+        change["drop"] = [drop] if isinstance(drop, str) else [str(name) for name in drop]
+    if rename:
+        change["rename"] = {str(old): str(new) for old, new in rename.items()}
+    if alter:
+        change["alter"] = {str(name): _column_spec(spec, str(name))
+                           for name, spec in alter.items()}
+    return change

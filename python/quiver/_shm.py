@@ -89,6 +89,13 @@ class ShmBackend:
     def drop_table(self, name: str) -> None:
         self._read_only(f"cannot drop table {name!r}")
 
+    def alter_table(self, name: str, change: dict[str, Any]) -> dict[str, Any]:
+        self._read_only(f"cannot change table {name!r}")
+
+    def describe(self, name: str) -> dict[str, Any]:
+        raise Unsupported(f"cannot describe table {name!r} over shared memory ({self.url}): ask "
+                          "quiverd over HTTP or Flight", "NOT_IMPLEMENTED")
+
     def write(self, name: str, data: pa.Table, ttl: float | None = None) -> tuple[int, int]:
         self._read_only(f"cannot write to table {name!r}")
 

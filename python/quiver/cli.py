@@ -5,6 +5,7 @@
     quiver load docs data/                  # Parquet, Arrow IPC and CSV files, or directories
     quiver load docs s3://bucket/features/  # ... also in object storage (pyarrow.fs URIs)
     quiver get docs a b c --columns x
+    quiver alter docs --add g float32 --drop old --rename x score --alter n int64 --ttl 3600
     quiver export docs s3://bucket/docs.parquet  # the whole table, streamed
 
 Errors print one line, ``quiver: error: ...``, and exit with status 1 (2 for usage errors).
@@ -111,28 +112,74 @@ def _count_rows(source: _Source) -> int | None:
     return max(0, lines - 1)
 
 
-def _batches(source: _Source, schema: pa.Schema, rows: int) -> Iterator[pa.RecordBatch]:
+def _batches(source: _Source, schema: pa.Schema, rows: int,
+             columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """The file's batches, of `columns` only."""
     if source.kind == "parquet":
         import pyarrow.parquet as pq
 
         with source.open() as f:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=rows)
+            yield from pq.ParquetFile(f).iter_batches(batch_size=rows, columns=columns)
     elif source.kind == "ipc":
         with source.open() as f:
             try:
                 reader: Any = pa.ipc.open_file(f)
-                for i in range(reader.num_record_batches):
-                    yield reader.get_batch(i)
+                batches: Iterator[pa.RecordBatch] = (reader.get_batch(i)
+                                                     for i in range(reader.num_record_batches))
             except pa.ArrowInvalid:
                 f.seek(0)
-                yield from pa.ipc.open_stream(f)
+                batches = iter(pa.ipc.open_stream(f))
+            for batch in batches:
+                yield batch.select(columns)
     else:
         import pyarrow.csv as csv
 
-        types = {f.name: f.type for f in schema}
+        types = {f.name: f.type for f in schema if f.name in columns}
         with source.fs.open_input_stream(source.path) as f:
             yield from csv.open_csv(f, read_options=csv.ReadOptions(block_size=8 << 20),
-                                    convert_options=csv.ConvertOptions(column_types=types))
+                                    convert_options=csv.ConvertOptions(column_types=types,
+                                                                       include_columns=columns))
+
+
+def _wanted_columns(schema: pa.Schema, table: str, source: _Source, names: list[str],
+                    args: argparse.Namespace) -> list[str]:
+    """The columns of a file to write: --columns (with the key), else those the table has, and
+    with an extra column a clear error unless --ignore-extra-columns."""
+    key = next(f.name for f in schema if f.metadata and f.metadata.get(b"quiver.key"))
+    if args.columns:
+        wanted = [c for c in args.columns.split(",") if c]
+        for column in wanted:
+            if schema.get_field_index(column) < 0:
+                raise CliError(f"--columns: table '{table}' has no column '{column}'")
+            if column not in names:
+                raise CliError(f"{source}: no column '{column}' (it has {', '.join(names)})")
+        if key not in names:
+            raise CliError(f"{source}: no key column '{key}'")
+        return [key] + [c for c in wanted if c != key]
+    extra = [n for n in names if schema.get_field_index(n) < 0]
+    if extra and not args.ignore_extra_columns:
+        raise CliError(f"{source}: table '{table}' has no column {', '.join(map(repr, extra))} "
+                       "(pass --ignore-extra-columns to leave them out, or --columns to choose)")
+    return [n for n in names if schema.get_field_index(n) >= 0]
+
+
+def _file_schema(source: _Source) -> pa.Schema:
+    if source.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        with source.open() as f:
+            return pq.ParquetFile(f).schema_arrow
+    if source.kind == "ipc":
+        with source.open() as f:
+            try:
+                return pa.ipc.open_file(f).schema
+            except pa.ArrowInvalid:
+                f.seek(0)
+                return pa.ipc.open_stream(f).schema
+    import pyarrow.csv as csv
+
+    with source.fs.open_input_stream(source.path) as f:
+        return csv.open_csv(f, read_options=csv.ReadOptions(block_size=8 << 20)).schema
 
 
 def _load(db: Any, args: argparse.Namespace) -> None:
@@ -140,6 +187,13 @@ def _load(db: Any, args: argparse.Namespace) -> None:
 
     schema = db.schema(args.table)
     files = _files(args.paths, args.format)
+    selected = {}
+    for source in files:
+        try:
+            selected[source.path] = _wanted_columns(schema, args.table, source,
+                                                    _file_schema(source).names, args)
+        except (pa.ArrowException, OSError) as e:
+            raise CliError(f"{source}: {e}") from None
     counts = []
     for source in files:
         try:
@@ -165,7 +219,7 @@ def _load(db: Any, args: argparse.Namespace) -> None:
                 pending, pending_rows = [], 0
 
             try:
-                for batch in _batches(source, schema, args.batch_rows):
+                for batch in _batches(source, schema, args.batch_rows, selected[source.path]):
                     pending.append(batch)
                     pending_rows += batch.num_rows
                     if pending_rows >= args.batch_rows:
@@ -305,12 +359,43 @@ def _parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_URL})")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("tables", help="list the tables")
+    s = sub.add_parser("tables", help="list the tables with their rows, bytes, TTL, key and columns")
+    s.add_argument("--names", action="store_true", help="only the names, one per line")
+    s = sub.add_parser("describe", help="print a table's rows, bytes, key, TTL and columns (JSON)")
+    s.add_argument("table")
     s = sub.add_parser("schema", help="print a table's schema (TableSchema JSON)")
     s.add_argument("table")
-    s = sub.add_parser("create", help="create a table from TableSchema JSON")
+    s = sub.add_parser("create", help="create a table from TableSchema JSON, or with the schema of "
+                                      "a Parquet, Arrow IPC or CSV file (--from)")
     s.add_argument("table")
-    s.add_argument("schema", help="TableSchema JSON text, or @FILE")
+    s.add_argument("schema", nargs="?", help="TableSchema JSON text, or @FILE")
+    s.add_argument("--from", dest="source", metavar="FILE_OR_URI",
+                   help="infer the schema from this file (or the first file of a directory)")
+    s.add_argument("--key", help="with --from: the key column (int64 or utf8)")
+    s.add_argument("--event-time", help="with --from: the event-time column")
+    s.add_argument("--ttl", type=float, help="with --from: the table's TTL in seconds")
+    s.add_argument("--columns", help="with --from: only these columns (comma-separated)")
+    s.add_argument("--dry-run", action="store_true", help="print the schema, create nothing")
+    s = sub.add_parser("alter", help="change a table's schema online (all parts at once)",
+                       description="Change a table's schema while it serves: every part given "
+                                   "is applied together, or none (docs/schema.md).")
+    s.add_argument("table")
+    s.add_argument("--add", nargs=2, action="append", metavar=("COLUMN", "DTYPE"), default=[],
+                   help="add a nullable column (e.g. --add g float32)")
+    s.add_argument("--default", nargs=2, action="append", metavar=("COLUMN", "VALUE"), default=[],
+                   help="an added or altered column's default (a JSON value: 0, 1.5, '\"x\"'; "
+                        "null removes it)")
+    s.add_argument("--not-null", action="append", metavar="COLUMN", default=[],
+                   help="an added column is not nullable (it needs --default)")
+    s.add_argument("--drop", action="append", metavar="COLUMN", default=[], help="drop a column")
+    s.add_argument("--rename", nargs=2, action="append", metavar=("OLD", "NEW"), default=[],
+                   help="rename a column")
+    s.add_argument("--alter", nargs=2, action="append", metavar=("COLUMN", "DTYPE"), default=[],
+                   help="widen a column's dtype (int32 -> int64, float32 -> float64, ...)")
+    s.add_argument("--nullable", action="append", metavar="COLUMN", default=[],
+                   help="make a column nullable")
+    s.add_argument("--ttl", help="the table's TTL in seconds ('none': rows never expire)")
+    s.add_argument("--change", help="the change as JSON text or @FILE (merged with the options)")
     s = sub.add_parser("drop", help="drop a table")
     s.add_argument("table")
     s = sub.add_parser("load", help="write Parquet, Arrow IPC or CSV files (or directories), "
@@ -319,6 +404,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="+", help="paths or URIs (s3://, file://, ...)")
     s.add_argument("--format", choices=["parquet", "ipc", "csv"], help="default: by extension")
     s.add_argument("--batch-rows", type=int, default=262144, help="rows per write (default 262144)")
+    s.add_argument("--columns", help="write only these columns (comma-separated; the key is "
+                                     "always written)")
+    s.add_argument("--ignore-extra-columns", action="store_true",
+                   help="leave out the files' columns the table does not have (default: refuse)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s = sub.add_parser("export", help="write a whole table to a Parquet file or an Arrow IPC "
                                       "stream, local or in object storage (over HTTP)")
@@ -360,7 +449,7 @@ def _shm_status(args: argparse.Namespace) -> None:
     print(json.dumps(backend.status(), indent=2))
 
 
-def _schema_argument(text: str) -> dict[str, Any]:
+def _schema_argument(text: str, what: str = "schema") -> dict[str, Any]:
     if text.startswith("@"):
         try:
             text = pathlib.Path(text[1:]).read_text()
@@ -369,10 +458,165 @@ def _schema_argument(text: str) -> dict[str, Any]:
     try:
         schema = json.loads(text)
     except ValueError as e:
-        raise CliError(f"the schema is not JSON: {e}") from None
+        raise CliError(f"the {what} is not JSON: {e}") from None
     if not isinstance(schema, dict):
-        raise CliError("the schema must be a JSON object (a TableSchema)")
+        raise CliError(f"the {what} must be a JSON object" +
+                       (" (a TableSchema)" if what == "schema" else ""))
     return schema
+
+
+def _inferred_schema(args: argparse.Namespace) -> dict[str, Any]:
+    """TableSchema JSON from a file's Arrow schema (create --from)."""
+    from ._schema import dtype_name
+
+    source = _files([args.source], None)[0]
+    try:
+        file_schema = _file_schema(source)
+    except (pa.ArrowException, OSError) as e:
+        raise CliError(f"{source}: {e}") from None
+    wanted = [c for c in args.columns.split(",") if c] if args.columns else file_schema.names
+    if args.key is None:
+        raise CliError(f"--key: name the key column (one of {', '.join(file_schema.names)})")
+    if args.key not in wanted:
+        wanted = [args.key] + wanted
+    columns: dict[str, Any] = {}
+    for name in wanted:
+        index = file_schema.get_field_index(name)
+        if index < 0:
+            raise CliError(f"{source}: no column '{name}' (it has {', '.join(file_schema.names)})")
+        field = file_schema.field(index)
+        t = field.type
+        if pa.types.is_dictionary(t):
+            t = t.value_type  # categories: their values
+        if pa.types.is_date64(t):
+            t = pa.date32()
+        if name == args.key:
+            if pa.types.is_integer(t):
+                t = pa.int64()
+            elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+                raise CliError(f"--key {name}: a key is int64 or utf8, this column is {t}")
+            columns[name] = {"dtype": dtype_name(t, name)}
+            continue
+        if pa.types.is_null(t):
+            raise CliError(f"{source}: column '{name}' holds only nulls, so its type is unknown: "
+                           "leave it out (--columns) or create the table from JSON")
+        try:
+            columns[name] = {"dtype": dtype_name(t, name),
+                             "nullable": field.nullable or name != args.event_time}
+        except QuiverError as e:
+            raise CliError(f"{source}: {e} (leave it out with --columns)") from None
+    schema: dict[str, Any] = {"key": args.key, "columns": columns}
+    if args.event_time:
+        if args.event_time not in columns:
+            raise CliError(f"--event-time {args.event_time}: not among the columns")
+        columns[args.event_time]["nullable"] = False
+        schema["event_time"] = args.event_time
+    if args.ttl is not None:
+        schema["ttl"] = args.ttl
+    return schema
+
+
+def _create(db: Any, args: argparse.Namespace) -> None:
+    if args.source is None:
+        if args.schema is None:
+            raise CliError("give the schema (JSON or @FILE) or --from FILE --key COLUMN")
+        schema = _schema_argument(args.schema)
+    else:
+        if args.schema is not None:
+            raise CliError("give the schema or --from, not both")
+        schema = _inferred_schema(args)
+    if args.dry_run:
+        print(json.dumps(schema, indent=2))
+        return
+    stored = db.create_table(args.table, schema)
+    print(f"created {args.table}: " + ", ".join(
+        f"{f.name} {_dtype(f)}" + ("" if f.nullable else " not null") for f in stored))
+
+
+def _dtype(field: pa.Field) -> str:
+    from ._schema import dtype_name
+
+    return dtype_name(field.type, field.name)
+
+
+def _tables(db: Any, args: argparse.Namespace) -> None:
+    names = db.list_tables()
+    if args.names:
+        for name in names:
+            print(name)
+        return
+    rows: dict[str, list[Any]] = {"table": [], "rows": [], "bytes": [], "ttl": [], "key": [],
+                                  "columns": []}
+    for name in names:
+        try:
+            info = db.describe(name)
+        except QuiverError as e:
+            if e.code == "NOT_FOUND":
+                continue  # dropped meanwhile
+            raise
+        rows["table"].append(name)
+        rows["rows"].append(info["rows"])
+        rows["bytes"].append(_size(info["bytes"]))
+        rows["ttl"].append("-" if info["ttl"] is None else f"{info['ttl']:g}s")
+        rows["key"].append(info["key"])
+        rows["columns"].append(", ".join(f"{c['name']}:{c['dtype']}" for c in info["columns"]
+                                         if c["name"] != info["key"]))
+    print_table(rows)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _json_value(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise CliError(f"{what}: {text!r} is not a JSON value (strings need quotes: '\"x\"')") \
+            from None
+
+
+def _alter_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    change = _schema_argument(args.change, "change") if args.change else {}
+    add = dict(change.get("add", {}))
+    alter = dict(change.get("alter", {}))
+    for name, dtype in args.add:
+        add[name] = {"dtype": dtype}
+    for name, dtype in args.alter:
+        alter.setdefault(name, {})["dtype"] = dtype
+    for name in args.nullable:
+        alter.setdefault(name, {})["nullable"] = True
+    for name in args.not_null:
+        if name not in add:
+            raise CliError(f"--not-null {name}: not a column added by --add")
+        add[name]["nullable"] = False
+    for name, value in args.default:
+        (add[name] if name in add else alter.setdefault(name, {}))["default"] = _json_value(
+            value, f"--default {name}")
+    kwargs: dict[str, Any] = {
+        "add": add, "alter": alter,
+        "drop": list(change.get("drop", [])) + args.drop,
+        "rename": {**change.get("rename", {}), **dict(args.rename)},
+    }
+    if args.ttl is not None:
+        if args.ttl.lower() == "none":
+            kwargs["ttl"] = None
+        else:
+            try:
+                kwargs["ttl"] = float(args.ttl)
+            except ValueError:
+                raise CliError(f"--ttl: {args.ttl!r} is not a number of seconds (or 'none')") \
+                    from None
+    elif "ttl" in change:
+        kwargs["ttl"] = change["ttl"] or None
+    if not any(kwargs[k] for k in ("add", "alter", "drop", "rename")) and "ttl" not in kwargs:
+        raise CliError("nothing to change: give --add, --drop, --rename, --alter, --nullable, "
+                       "--default, --ttl or --change")
+    return kwargs
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -388,13 +632,17 @@ def _run(args: argparse.Namespace) -> None:
         raise CliError(str(e)) from None
     with db:
         if args.command == "tables":
-            for name in db.list_tables():
-                print(name)
+            _tables(db, args)
+        elif args.command == "describe":
+            print(json.dumps(db.describe(args.table), indent=2))
+        elif args.command == "alter":
+            schema = db.alter_table(args.table, **_alter_arguments(args))
+            print(f"altered {args.table}: " + ", ".join(
+                f"{f.name} {_dtype(f)}" + ("" if f.nullable else " not null") for f in schema))
         elif args.command == "schema":
             print(json.dumps(db.table_schema(args.table), indent=2))
         elif args.command == "create":
-            db.create_table(args.table, _schema_argument(args.schema))
-            print(f"created {args.table}")
+            _create(db, args)
         elif args.command == "drop":
             db.drop_table(args.table)
             print(f"dropped {args.table}")

@@ -71,6 +71,74 @@ Status Catalog::DropTable(std::string_view name) {
   return Status::OK();
 }
 
+Result<std::shared_ptr<Table>> Catalog::AlterTable(std::string_view name,
+                                                   const SchemaChange& change) {
+  uint64_t lsn = 0;
+  std::shared_ptr<Table> table;
+  {
+    std::lock_guard ddl(ddl_mutex_);
+    std::shared_ptr<Table> old;
+    uint64_t id;
+    {
+      std::shared_lock lock(mutex_);
+      auto it = tables_.find(name);
+      if (it == tables_.end()) {
+        return Status::NotFound("table '" + std::string(name) + "' does not exist");
+      }
+      old = it->second;
+      id = next_id_;
+    }
+    QUIVER_ASSIGN_OR_RETURN(table, Alter(old, change, id, options_.journal != nullptr, &lsn));
+    if (options_.journal != nullptr) options_.journal->CatalogChanged(lsn);
+  }
+  if (lsn != 0) QUIVER_RETURN_NOT_OK(options_.journal->Commit(lsn));
+  return table;
+}
+
+Result<std::shared_ptr<Table>> Catalog::RestoreAlter(uint64_t id, uint64_t new_id,
+                                                     const SchemaChange& change) {
+  std::lock_guard ddl(ddl_mutex_);
+  std::shared_ptr<Table> old;
+  {
+    std::shared_lock lock(mutex_);
+    for (const auto& [name, table] : tables_) {
+      if (table->id() == id) old = table;
+    }
+  }
+  if (old == nullptr) {
+    return Status::Corruption("a schema change names table " + std::to_string(id) +
+                              ", which does not exist");
+  }
+  uint64_t unused = 0;
+  return Alter(old, change, new_id, /*journal=*/false, &unused);
+}
+
+Result<std::shared_ptr<Table>> Catalog::Alter(const std::shared_ptr<Table>& old,
+                                              const SchemaChange& change, uint64_t new_id,
+                                              bool journal, uint64_t* lsn) {
+  QUIVER_ASSIGN_OR_RETURN(ChangedSchema changed,
+                          ApplySchemaChange(old->schema(), change, options_.limits));
+  const std::string change_json = change.ToJson();
+  QUIVER_ASSIGN_OR_RETURN(
+      std::shared_ptr<Table> table,
+      old->Rebuild(changed, new_id, [&](const std::shared_ptr<Table>& next) -> Status {
+        // Under the old table's write lock: no write between the last one copied and the switch.
+        if (journal) {
+          QUIVER_ASSIGN_OR_RETURN(*lsn, options_.journal->LogAlter(old->id(), new_id, old->name(),
+                                                                   change_json, next->schema()));
+          next->set_applied_lsn(*lsn);
+        }
+        std::unique_lock lock(mutex_);
+        tables_[old->name()] = next;
+        next_id_ = std::max(next_id_, new_id + 1);
+        return Status::OK();
+      }));
+  old->AttachMemoryLimit(nullptr);
+  table->AttachMemoryLimit(options_.memory_limit);
+  if (old->publication() != nullptr) old->publication()->SetState(PublishedState::kDropped);
+  return table;
+}
+
 Result<std::shared_ptr<Table>> Catalog::RestoreTable(uint64_t id, std::string_view name,
                                                      TableSchema schema) {
   QUIVER_RETURN_NOT_OK(CheckTableName(name));

@@ -24,6 +24,7 @@
 #include "engine/limits.h"
 #include "engine/region.h"
 #include "engine/schema.h"
+#include "engine/schema_change.h"
 #include "engine/table.h"
 
 namespace quiver {
@@ -53,6 +54,11 @@ class Catalog {
   Result<std::shared_ptr<Table>> CreateTable(std::string_view name, TableSchema schema);
   // kNotFound when absent.
   Status DropTable(std::string_view name);
+  // Changes the table's schema online (engine/schema_change.h): the table is copied into a new
+  // one (a new id) while reads and writes go on, and the new one takes its name in one step.
+  // kNotFound when absent; the errors of ApplySchemaChange; nothing changes on any error.
+  // Creates, drops and other changes wait meanwhile.
+  Result<std::shared_ptr<Table>> AlterTable(std::string_view name, const SchemaChange& change);
   Result<std::shared_ptr<Table>> GetTable(std::string_view name) const;
   // Sorted by name.
   std::vector<std::string> ListTables() const;
@@ -65,6 +71,9 @@ class Catalog {
   Result<std::shared_ptr<Table>> RestoreTable(uint64_t id, std::string_view name,
                                               TableSchema schema);
   bool RemoveTable(uint64_t id);
+  // Recovery: the schema change recorded for table `id` (which must be here) applied again.
+  Result<std::shared_ptr<Table>> RestoreAlter(uint64_t id, uint64_t new_id,
+                                              const SchemaChange& change);
   uint64_t next_table_id() const;
   void set_next_table_id(uint64_t id);
   // Holds off creates and drops while alive (to save a consistent picture of the tables). The
@@ -79,6 +88,12 @@ class Catalog {
   void StopActiveExpiry() { expiry_.Stop(); }  // waits for a cycle in progress
 
  private:
+  // Under ddl_mutex_: `table` (named `name`) rebuilt under `change` as table `new_id`; `journal`:
+  // whether the change is logged.
+  Result<std::shared_ptr<Table>> Alter(const std::shared_ptr<Table>& table,
+                                       const SchemaChange& change, uint64_t new_id, bool journal,
+                                       uint64_t* lsn);
+
   CatalogOptions options_;  // set once, by the constructor
   std::mutex ddl_mutex_;    // creates and drops, in journal order
   uint64_t next_id_ = 1;    // under mutex_

@@ -2,7 +2,8 @@
 // after a restart. The engine only calls it; storage/ implements it (storage/database.h) and
 // decides what "durable" means (the fsync policy).
 //
-// Protocol, for every change (a table created or dropped, a batch upserted, keys deleted):
+// Protocol, for every change (a table created, dropped or changed, a batch upserted, keys
+// deleted):
 //   1. every check passes and every allocation is made (nothing has changed yet);
 //   2. Log*() records the change and returns its log sequence number (LSN); an error stops the
 //      change, which then changes nothing;
@@ -32,6 +33,11 @@ class Journal {
   virtual Result<uint64_t> LogCreate(uint64_t table_id, std::string_view name,
                                      const TableSchema& schema) = 0;
   virtual Result<uint64_t> LogDrop(uint64_t table_id, std::string_view name) = 0;
+  // A schema change (engine/schema_change.h): table `table_id` is replaced by table `new_id` of
+  // `schema`, its rows converted by `change_json` (SchemaChange::ToJson). Replaying it gives the
+  // same change.
+  virtual Result<uint64_t> LogAlter(uint64_t table_id, uint64_t new_id, std::string_view name,
+                                    std::string_view change_json, const TableSchema& schema) = 0;
   // `batch` as given to Table::Upsert (replaying it gives the same change).
   virtual Result<uint64_t> LogUpsert(uint64_t table_id, const arrow::RecordBatch& batch) = 0;
   // `keys` normalized to the table's key type.

@@ -1,6 +1,7 @@
 #include "engine/schema.h"
 
-#include <arrow/type.h>
+#include <arrow/api.h>
+#include <arrow/compute/cast.h>
 #include <arrow/util/key_value_metadata.h>
 
 #include <charconv>
@@ -65,7 +66,113 @@ Status CheckColumnName(std::string_view name) {
   return Status::OK();
 }
 
+// A one-value array of `scalar`, cast to `type` without loss (Arrow's safe cast).
+Result<std::shared_ptr<arrow::Scalar>> CastScalar(const arrow::Scalar& scalar,
+                                                  const std::shared_ptr<arrow::DataType>& type) {
+  auto array = arrow::MakeArrayFromScalar(scalar, 1);
+  if (!array.ok()) return Status::InvalidArgument(array.status().message());
+  auto cast = arrow::compute::Cast(**array, type, arrow::compute::CastOptions::Safe());
+  if (!cast.ok()) return Status::InvalidArgument(cast.status().message());
+  auto value = (*cast)->GetScalar(0);
+  if (!value.ok()) return Status::InvalidArgument(value.status().message());
+  return *value;
+}
+
 }  // namespace
+
+Result<std::shared_ptr<arrow::Scalar>> ParseDefault(std::string_view text,
+                                                    const std::shared_ptr<arrow::DataType>& type,
+                                                    std::string_view column) {
+  const std::string context = "column '" + std::string(column) + "': default ";
+  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return Status::InvalidArgument(context + "is not valid JSON");
+  if (value.is_null()) return std::shared_ptr<arrow::Scalar>();
+  const Dtype* dtype = FindDtype(type->id());
+  const std::string shown = Excerpt(value.dump(), 64);
+  std::shared_ptr<arrow::Scalar> given;
+  switch (dtype == nullptr ? CastFamily::kList : dtype->family) {
+    case CastFamily::kBool:
+      if (!value.is_boolean()) return Status::InvalidArgument(context + "must be true or false");
+      given = std::make_shared<arrow::BooleanScalar>(value.get<bool>());
+      break;
+    case CastFamily::kNumber:
+      if (value.is_number_unsigned()) {
+        given = std::make_shared<arrow::UInt64Scalar>(value.get<uint64_t>());
+      } else if (value.is_number_integer()) {
+        given = std::make_shared<arrow::Int64Scalar>(value.get<int64_t>());
+      } else if (value.is_number_float()) {
+        given = std::make_shared<arrow::DoubleScalar>(value.get<double>());
+      } else {
+        return Status::InvalidArgument(context + "must be a number, not " + shown);
+      }
+      break;
+    case CastFamily::kString:
+    case CastFamily::kBinary:
+      if (!value.is_string()) return Status::InvalidArgument(context + "must be a string");
+      given = std::make_shared<arrow::StringScalar>(value.get<std::string>());
+      break;
+    case CastFamily::kDate:
+    case CastFamily::kTimestamp:
+      if (value.is_string()) {
+        given = std::make_shared<arrow::StringScalar>(value.get<std::string>());
+      } else if (value.is_number_integer() && type->id() == arrow::Type::DATE32 &&
+                 value.get<int64_t>() == static_cast<int32_t>(value.get<int64_t>())) {
+        given = std::make_shared<arrow::Int32Scalar>(static_cast<int32_t>(value.get<int64_t>()));
+      } else if (value.is_number_integer() && type->id() == arrow::Type::TIMESTAMP) {
+        given = std::make_shared<arrow::Int64Scalar>(value.get<int64_t>());
+      } else {
+        return Status::InvalidArgument(context + "must be an ISO-8601 string or an integer, not " +
+                                       shown);
+      }
+      break;
+    case CastFamily::kList:
+      return Status::InvalidArgument(context + "is supported for scalar dtypes only, not " +
+                                     DtypeName(*type));
+  }
+  auto cast = CastScalar(*given, type);
+  if (!cast.ok()) {
+    return Status::InvalidArgument(context + shown + " does not fit " + DtypeName(*type) + ": " +
+                                   cast.status().message());
+  }
+  return cast;
+}
+
+std::string DefaultJson(const arrow::Scalar& value) {
+  const auto number = [&](const std::shared_ptr<arrow::DataType>& as) {
+    auto cast = CastScalar(value, as);
+    return cast.ok() ? *cast : nullptr;
+  };
+  Json json;
+  switch (value.type->id()) {
+    case arrow::Type::BOOL:
+      json = static_cast<const arrow::BooleanScalar&>(value).value;
+      break;
+    case arrow::Type::STRING:
+    case arrow::Type::BINARY:
+      json = std::string(static_cast<const arrow::BaseBinaryScalar&>(value).view());
+      break;
+    case arrow::Type::UINT64:
+      json = static_cast<const arrow::UInt64Scalar&>(value).value;
+      break;
+    case arrow::Type::HALF_FLOAT:
+    case arrow::Type::FLOAT:
+    case arrow::Type::DOUBLE:
+      if (auto d = number(arrow::float64())) {
+        json = static_cast<const arrow::DoubleScalar&>(*d).value;
+      }
+      break;
+    case arrow::Type::DATE32:
+      json = static_cast<const arrow::Date32Scalar&>(value).value;
+      break;
+    case arrow::Type::TIMESTAMP:
+      json = static_cast<const arrow::TimestampScalar&>(value).value;
+      break;
+    default:  // the other integers
+      if (auto i = number(arrow::int64())) json = static_cast<const arrow::Int64Scalar&>(*i).value;
+      break;
+  }
+  return json.dump();
+}
 
 std::string DtypeName(const arrow::DataType& type) {
   const Dtype* dtype = FindDtype(type.id());
@@ -261,9 +368,17 @@ Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns, std::stri
       if (column.nullable) {
         return Status::InvalidArgument("key column '" + column.name + "' cannot be nullable");
       }
+      if (column.default_value != nullptr) {
+        return Status::InvalidArgument("key column '" + column.name + "' cannot have a default");
+      }
     } else {
       Status type_ok = CheckValueType(*column.type, limits);
       if (!type_ok.ok()) return type_ok.WithContext("column '" + column.name + "'");
+      if (column.default_value != nullptr && !column.default_value->type->Equals(*column.type)) {
+        return Status::InvalidArgument("column '" + column.name + "': default of type " +
+                                       column.default_value->type->ToString() + ", not " +
+                                       DtypeName(*column.type));
+      }
     }
     if (!event_time.empty() && column.name == event_time) {
       schema.event_time_index_ = static_cast<int>(i);
@@ -331,9 +446,9 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
       return Status::InvalidArgument("column '" + name + "': expected {\"dtype\": ...}");
     }
     for (const auto& [field, value] : spec.items()) {
-      if (field != "dtype" && field != "nullable") {
+      if (field != "dtype" && field != "nullable" && field != "default") {
         return Status::InvalidArgument("column '" + name + "': unknown field '" + field +
-                                       "' (expected dtype, nullable)");
+                                       "' (expected dtype, nullable, default)");
       }
     }
     auto dtype_it = spec.find("dtype");
@@ -349,7 +464,11 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
       }
       nullable = it->get<bool>();
     }
-    columns.push_back(ColumnSpec{name, std::move(type).value(), nullable});
+    std::shared_ptr<arrow::Scalar> default_value;
+    if (auto it = spec.find("default"); it != spec.end()) {
+      QUIVER_ASSIGN_OR_RETURN(default_value, ParseDefault(it->dump(), *type, name));
+    }
+    columns.push_back(ColumnSpec{name, std::move(type).value(), nullable, default_value});
   }
   int64_t ttl_ms = 0;
   if (auto it = json.find("ttl"); it != json.end() && !it->is_null()) {
@@ -403,7 +522,14 @@ Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::str
       key_name = field->name();
     }
     if (flag(kEventTimeMetadata)) event_time = field->name();
-    columns.push_back(ColumnSpec{field->name(), field->type(), field->nullable()});
+    std::shared_ptr<arrow::Scalar> default_value;
+    if (metadata != nullptr) {
+      if (auto text = metadata->Get(std::string(kDefaultMetadata)); text.ok()) {
+        QUIVER_ASSIGN_OR_RETURN(default_value, ParseDefault(*text, field->type(), field->name()));
+      }
+    }
+    columns.push_back(
+        ColumnSpec{field->name(), field->type(), field->nullable(), std::move(default_value)});
   }
   if (key_name.empty()) {
     return Status::InvalidArgument("no key column: mark one field with metadata {\"" +
@@ -433,6 +559,9 @@ std::string TableSchema::ToJson() const {
   Json columns = Json::object();
   for (const ColumnSpec& column : columns_) {
     columns[column.name] = Json{{"dtype", DtypeName(*column.type)}, {"nullable", column.nullable}};
+    if (column.default_value != nullptr) {
+      columns[column.name]["default"] = Json::parse(DefaultJson(*column.default_value));
+    }
   }
   json["columns"] = std::move(columns);
   if (event_time_index_ >= 0) json["event_time"] = columns_[event_time_index_].name;
@@ -449,6 +578,11 @@ std::shared_ptr<arrow::Schema> TableSchema::ToArrow() const {
       metadata = arrow::key_value_metadata({std::string(kKeyMetadata)}, {"true"});
     } else if (i == event_time_index_) {
       metadata = arrow::key_value_metadata({std::string(kEventTimeMetadata)}, {"true"});
+    }
+    if (column.default_value != nullptr) {
+      if (metadata == nullptr) metadata = std::make_shared<arrow::KeyValueMetadata>();
+      metadata = metadata->Copy();
+      metadata->Append(std::string(kDefaultMetadata), DefaultJson(*column.default_value));
     }
     fields.push_back(arrow::field(column.name, column.type, column.nullable, metadata));
   }
@@ -474,7 +608,10 @@ bool TableSchema::Equals(const TableSchema& other) const {
   for (size_t i = 0; i < columns_.size(); ++i) {
     if (columns_[i].name != other.columns_[i].name ||
         columns_[i].nullable != other.columns_[i].nullable ||
-        !columns_[i].type->Equals(*other.columns_[i].type)) {
+        !columns_[i].type->Equals(*other.columns_[i].type) ||
+        (columns_[i].default_value == nullptr) != (other.columns_[i].default_value == nullptr) ||
+        (columns_[i].default_value != nullptr &&
+         !columns_[i].default_value->Equals(*other.columns_[i].default_value))) {
       return false;
     }
   }

@@ -6,6 +6,8 @@
 //                "score":  {"dtype": "float32"}},
 //    "event_time": "updated_at"}                        <- optional (Quiver extension)
 //
+// A value column may give "default": a value (docs/schema.md).
+//
 // dtype spellings (docs/schema.md): bool int8 int16 int32 int64 uint8 uint16 uint32 uint64
 // float32 float64 utf8 binary date32 timestamp[s|ms|us|ns] timestamp[ms, tz=Europe/Paris]
 // list[float32] fixed_size_list[float32, 128]. "nullable" defaults to true for value columns and
@@ -34,11 +36,27 @@ inline constexpr std::string_view kEventTimeMetadata = "quiver.event_time";
 // Schema metadata: the table's default TTL in milliseconds.
 inline constexpr std::string_view kTtlMetadata = "quiver.ttl_ms";
 
+// Field metadata holding a column's default value (its JSON text).
+inline constexpr std::string_view kDefaultMetadata = "quiver.default";
+
 struct ColumnSpec {
   std::string name;
   std::shared_ptr<arrow::DataType> type;
   bool nullable = true;
+  // What a new row holds when its write leaves the column out (JSON "default": a scalar dtype's
+  // value); null: nothing (the column is null, and a write of a new key must give a non-nullable
+  // one).
+  std::shared_ptr<arrow::Scalar> default_value;
 };
+
+// A column's default from its JSON value: a boolean, number or string (dates and timestamps: an
+// ISO-8601 string or the integer count of days / units since the epoch) converted to `type`
+// without loss; null gives none. Errors name the column.
+Result<std::shared_ptr<arrow::Scalar>> ParseDefault(std::string_view json_value,
+                                                    const std::shared_ptr<arrow::DataType>& type,
+                                                    std::string_view column);
+// The JSON text of a default (as ParseDefault reads it).
+std::string DefaultJson(const arrow::Scalar& value);
 
 class TableSchema {
  public:

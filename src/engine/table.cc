@@ -29,6 +29,7 @@ Table::Table(std::string name, TableSchema schema, EngineLimits limits, RegionBa
       limits_(limits),
       layout_(schema_),
       clock_(std::move(clock)),
+      backing_(backing),
       rows_(layout_.row_width(), backing),
       heap_(backing) {}
 

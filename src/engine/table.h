@@ -65,6 +65,7 @@
 namespace quiver {
 
 struct GatherColumn;
+struct ChangedSchema;
 
 struct WriteOptions {
   int64_t ttl_ms = 0;  // the rows' time to live; 0: the table's default (none without one)
@@ -174,6 +175,19 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   // Deletes the victims still unchanged since they were sampled, as one journaled delete.
   int64_t Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) override;
 
+  // Online schema change (engine/schema_change.h): builds the table this one becomes under
+  // `changed` (the same name, id `id`), copying every row while reads and writes go on; writes
+  // made meanwhile are recorded and applied to the copy too. Then, under the write lock,
+  // `switch_over(successor)` logs the change and puts the successor in this table's place. An
+  // error (from the copy or from switch_over) changes nothing. From then on this table hands every
+  // write to its successor (so a write racing the change lands after it); its reads go on with the
+  // old schema for whoever still holds it.
+  Result<std::shared_ptr<Table>> Rebuild(
+      const ChangedSchema& changed, uint64_t id,
+      const std::function<Status(const std::shared_ptr<Table>&)>& switch_over);
+  // The table that replaced this one in a schema change; null while it has not been replaced.
+  std::shared_ptr<Table> successor() const;
+
   // The Arrow schema of Read results for `columns` (all value columns when empty).
   Result<std::shared_ptr<arrow::Schema>> ReadSchema(const std::vector<std::string>& columns) const;
 
@@ -182,14 +196,22 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   struct PreparedBatch;
 
   enum class WriteMode { kJournaled, kReplay };
+  // A write made while a Rebuild copies the table, recorded to be applied to the copy too: an
+  // upsert's batch (its clock and expiry in the schema metadata, as Replay reads them) or the
+  // keys of a delete.
+  struct CapturedWrite {
+    std::shared_ptr<arrow::RecordBatch> upsert;
+    std::shared_ptr<arrow::Array> deleted;
+  };
 
   Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing,
         uint64_t id, Journal* journal, UnixClock clock);
 
   // `locked(mode, &lsn)` (UpsertLocked or DeleteLocked) under the write lock; then a journaled
-  // write waits for its commit, and a replayed one marks `lsn` applied.
-  template <typename T, typename Locked>
-  Result<T> Journaled(Locked locked);
+  // write waits for its commit, and a replayed one marks `lsn` applied. A table replaced by a
+  // schema change gives the write to its successor instead: `forward(successor)`.
+  template <typename T, typename Locked, typename Forward>
+  Result<T> Journaled(Locked locked, Forward forward);
   template <typename T, typename Locked>
   Result<T> Replayed(uint64_t lsn, Locked locked);
   // Under the write lock. `lsn` receives the journal's LSN (0 when nothing was recorded).
@@ -198,6 +220,13 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   Result<int64_t> DeleteLocked(const arrow::Array& keys, WriteMode mode, uint64_t* lsn);
 
   Status Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) const;
+  // One column of a write (`as_default`: a default, for the batch's new rows), of its stored type,
+  // checked and added to `prepared`.
+  Status AddInput(int index, const std::shared_ptr<arrow::Array>& array, const std::string& where,
+                  bool as_default, PreparedBatch* prepared) const;
+  // Rebuild: applies recorded writes to `successor` (whose schema is `changed`).
+  Status ApplyCaptured(const std::vector<CapturedWrite>& writes, const ChangedSchema& changed,
+                       Table& successor) const;
   Result<std::shared_ptr<arrow::Array>> NormalizeKeys(const arrow::Array& keys,
                                                       std::string_view what) const;
   Result<std::vector<int>> ResolveColumns(const std::vector<std::string>& columns) const;
@@ -242,6 +271,7 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   const EngineLimits limits_;
   const RowLayout layout_;
   const UnixClock clock_;
+  const RegionBacking backing_;
 
   mutable ReaderGate gate_;
   std::shared_ptr<Publication> publication_;  // before what it observes: outlives them
@@ -249,8 +279,10 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   Heap heap_;
   std::unique_ptr<HashIndex> index_;
 
-  std::mutex write_mutex_;
-  std::vector<uint32_t> free_rows_;      // writer only
+  mutable std::mutex write_mutex_;
+  std::vector<CapturedWrite>* capture_ = nullptr;  // under write_mutex_: during a Rebuild
+  std::shared_ptr<Table> successor_;               // under write_mutex_
+  std::vector<uint32_t> free_rows_;                // writer only
   uint32_t next_row_ = 0;                // writer only: rows [0, next_row_) have been used
   std::atomic<uint32_t> scan_limit_{0};  // published next_row_, for scans
   std::atomic<int64_t> row_count_{0};

@@ -140,43 +140,45 @@ bool Table::Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms, Evict
 
 int64_t Table::Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) {
   const bool int_keys = schema_.key().type->id() == arrow::Type::INT64;
-  Result<int64_t> evicted = Journaled<int64_t>([&](WriteMode mode,
-                                                   uint64_t* lsn) -> Result<int64_t> {
-    const int64_t now = clock_();
-    arrow::Int64Builder ints;
-    arrow::StringBuilder strings;
-    int64_t reclaimed = 0;
-    for (const EvictionCandidate& victim : victims) {
-      if (victim.id >= next_row_) continue;
-      const auto row_id = static_cast<uint32_t>(victim.id);
-      std::byte* row = rows_.Row(row_id);
-      // Gone or rewritten since it was sampled (a write is an access: it no longer qualifies).
-      if (!RowLiveForWriter(row) || RowSeq(row).load(std::memory_order_relaxed) != victim.version) {
-        continue;
-      }
-      if (IsVolatile(policy) && ExpiryOf(row) == 0) continue;
-      if (ExpiredAt(row_id, now)) {  // expired meanwhile: reclaimed, as by active expiry
-        Reclaim(row_id, HashBytes(victim.key));
-        ++reclaimed;
-        continue;
-      }
-      if (int_keys) {
-        int64_t key;
-        std::memcpy(&key, victim.key.data(), sizeof(key));
-        QUIVER_RETURN_NOT_OK_ARROW(ints.Append(key));
-      } else {
-        QUIVER_RETURN_NOT_OK_ARROW(strings.Append(victim.key));
-      }
-    }
-    stat_expired_.fetch_add(reclaimed, std::memory_order_relaxed);
-    std::shared_ptr<arrow::Array> keys;
-    QUIVER_RETURN_NOT_OK_ARROW(int_keys ? ints.Finish(&keys) : strings.Finish(&keys));
-    if (keys->length() == 0) {
-      FinishWrite();
-      return int64_t{0};
-    }
-    return DeleteLocked(*keys, mode, lsn);
-  });
+  Result<int64_t> evicted = Journaled<int64_t>(
+      [&](WriteMode mode, uint64_t* lsn) -> Result<int64_t> {
+        const int64_t now = clock_();
+        arrow::Int64Builder ints;
+        arrow::StringBuilder strings;
+        int64_t reclaimed = 0;
+        for (const EvictionCandidate& victim : victims) {
+          if (victim.id >= next_row_) continue;
+          const auto row_id = static_cast<uint32_t>(victim.id);
+          std::byte* row = rows_.Row(row_id);
+          // Gone or rewritten since it was sampled (a write is an access: it no longer qualifies).
+          if (!RowLiveForWriter(row) ||
+              RowSeq(row).load(std::memory_order_relaxed) != victim.version) {
+            continue;
+          }
+          if (IsVolatile(policy) && ExpiryOf(row) == 0) continue;
+          if (ExpiredAt(row_id, now)) {  // expired meanwhile: reclaimed, as by active expiry
+            Reclaim(row_id, HashBytes(victim.key));
+            ++reclaimed;
+            continue;
+          }
+          if (int_keys) {
+            int64_t key;
+            std::memcpy(&key, victim.key.data(), sizeof(key));
+            QUIVER_RETURN_NOT_OK_ARROW(ints.Append(key));
+          } else {
+            QUIVER_RETURN_NOT_OK_ARROW(strings.Append(victim.key));
+          }
+        }
+        stat_expired_.fetch_add(reclaimed, std::memory_order_relaxed);
+        std::shared_ptr<arrow::Array> keys;
+        QUIVER_RETURN_NOT_OK_ARROW(int_keys ? ints.Finish(&keys) : strings.Finish(&keys));
+        if (keys->length() == 0) {
+          FinishWrite();
+          return int64_t{0};
+        }
+        return DeleteLocked(*keys, mode, lsn);
+      },
+      [](Table&) -> Result<int64_t> { return 0; });  // replaced: the successor evicts for itself
   if (!evicted.ok()) {
     // The journal refused the delete (changed nothing): the limit sees no room made.
     return 0;

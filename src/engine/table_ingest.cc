@@ -72,7 +72,8 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
                                    schema_.key().name + "'");
   }
   for (int i = 0; i < schema_.num_columns(); ++i) {
-    if (!seen[i] && !schema_.columns()[i].nullable && prepared->missing_required.empty()) {
+    if (!seen[i] && !schema_.columns()[i].nullable &&
+        schema_.columns()[i].default_value == nullptr && prepared->missing_required.empty()) {
       prepared->missing_required = schema_.columns()[i].name;
     }
   }
@@ -134,88 +135,105 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
                                      ": null in a non-nullable column");
     }
 
-    PreparedBatch::Input input;
-    input.schema_index = index;
-    input.layout = &layout_.column(index);
-    input.array = array;
-    const arrow::ArrayData& data = *array->data();
-    input.offset = data.offset;
-    input.validity = data.null_count != 0 && data.buffers[0] ? data.buffers[0]->data() : nullptr;
-    switch (input.layout->physical) {
-      case Physical::kFixed:
-        if (spec.type->id() == arrow::Type::FIXED_SIZE_LIST) {
-          const auto& child = *data.child_data[0];
-          const uint32_t element_width = input.layout->element_width;
-          const int32_t list_size =
-              static_cast<const arrow::FixedSizeListType&>(*spec.type).list_size();
-          if (child.GetNullCount() > 0) {
-            for (int64_t i = 0; i < data.length; ++i) {
-              if (!input.IsValid(i)) continue;
-              int64_t first = child.offset + (data.offset + i) * list_size;
-              if (arrow::internal::CountSetBits(child.buffers[0]->data(), first, list_size) !=
-                  list_size) {
-                return Status::InvalidArgument(where + " row " + std::to_string(i) +
-                                               ": embedding elements must not be null");
-              }
-            }
-          }
-          input.fixed =
-              child.buffers[1]->data() + (child.offset + data.offset * list_size) * element_width;
-        } else {
-          input.fixed = data.buffers[1]->data() + data.offset * input.layout->width;
-        }
-        break;
-      case Physical::kBool:
-        input.fixed = data.buffers[1]->data();
-        break;
-      case Physical::kBytes: {
-        input.offsets = data.GetValues<int32_t>(1);
-        input.var = data.buffers[2] ? data.buffers[2]->data() : nullptr;
-        for (int64_t i = 0; i < data.length; ++i) {
-          if (!input.IsValid(i)) continue;
-          const size_t size = static_cast<size_t>(input.offsets[i + 1] - input.offsets[i]);
-          if (size > limits_.max_value_bytes) {
-            return Status::LimitExceeded(where + " row " + std::to_string(i) + ": value of " +
-                                         std::to_string(size) + " bytes is over the limit of " +
-                                         std::to_string(limits_.max_value_bytes));
-          }
-          prepared->AddHeapValue(size);
-        }
-        break;
-      }
-      case Physical::kList: {
+    QUIVER_RETURN_NOT_OK(AddInput(index, array, where, /*as_default=*/false, prepared));
+    if (index == schema_.event_time_index()) {
+      prepared->event_time_input = static_cast<int>(prepared->inputs.size()) - 1;
+    }
+  }
+  // Defaults, for the new rows among the batch's: the columns it leaves out that have one.
+  for (int i = 0; i < schema_.num_columns(); ++i) {
+    const ColumnSpec& spec = schema_.columns()[i];
+    if (seen[i] || spec.default_value == nullptr) continue;
+    QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Array> value,
+                                  arrow::MakeArrayFromScalar(*spec.default_value, 1));
+    QUIVER_RETURN_NOT_OK(AddInput(i, value, "table '" + name_ + "' column '" + spec.name + "'",
+                                  /*as_default=*/true, prepared));
+  }
+  return Status::OK();
+}
+
+Status Table::AddInput(int index, const std::shared_ptr<arrow::Array>& array,
+                       const std::string& where, bool as_default, PreparedBatch* prepared) const {
+  const ColumnSpec& spec = schema_.columns()[index];
+  // How many rows its heap values are written for: a default's, each new row's.
+  const int64_t rows = as_default ? prepared->length : 1;
+  PreparedBatch::Input input;
+  input.schema_index = index;
+  input.layout = &layout_.column(index);
+  input.array = array;
+  const arrow::ArrayData& data = *array->data();
+  input.offset = data.offset;
+  input.validity = data.null_count != 0 && data.buffers[0] ? data.buffers[0]->data() : nullptr;
+  switch (input.layout->physical) {
+    case Physical::kFixed:
+      if (spec.type->id() == arrow::Type::FIXED_SIZE_LIST) {
         const auto& child = *data.child_data[0];
         const uint32_t element_width = input.layout->element_width;
-        input.offsets = data.GetValues<int32_t>(1);
-        input.var =
-            child.buffers[1] ? child.buffers[1]->data() + child.offset * element_width : nullptr;
-        const bool child_nulls = child.GetNullCount() > 0;
-        for (int64_t i = 0; i < data.length; ++i) {
-          if (!input.IsValid(i)) continue;
-          const int64_t elements = input.offsets[i + 1] - input.offsets[i];
-          const size_t size = static_cast<size_t>(elements) * element_width;
-          if (size > limits_.max_value_bytes) {
-            return Status::LimitExceeded(where + " row " + std::to_string(i) + ": list of " +
-                                         std::to_string(size) + " bytes is over the limit of " +
-                                         std::to_string(limits_.max_value_bytes));
+        const int32_t list_size =
+            static_cast<const arrow::FixedSizeListType&>(*spec.type).list_size();
+        if (child.GetNullCount() > 0) {
+          for (int64_t i = 0; i < data.length; ++i) {
+            if (!input.IsValid(i)) continue;
+            int64_t first = child.offset + (data.offset + i) * list_size;
+            if (arrow::internal::CountSetBits(child.buffers[0]->data(), first, list_size) !=
+                list_size) {
+              return Status::InvalidArgument(where + " row " + std::to_string(i) +
+                                             ": embedding elements must not be null");
+            }
           }
-          if (child_nulls && elements > 0 &&
-              arrow::internal::CountSetBits(child.buffers[0]->data(),
-                                            child.offset + input.offsets[i],
-                                            elements) != elements) {
-            return Status::InvalidArgument(where + " row " + std::to_string(i) +
-                                           ": list elements must not be null");
-          }
-          prepared->AddHeapValue(size);
         }
-        break;
+        input.fixed =
+            child.buffers[1]->data() + (child.offset + data.offset * list_size) * element_width;
+      } else {
+        input.fixed = data.buffers[1]->data() + data.offset * input.layout->width;
       }
+      break;
+    case Physical::kBool:
+      input.fixed = data.buffers[1]->data();
+      break;
+    case Physical::kBytes: {
+      input.offsets = data.GetValues<int32_t>(1);
+      input.var = data.buffers[2] ? data.buffers[2]->data() : nullptr;
+      for (int64_t i = 0; i < data.length; ++i) {
+        if (!input.IsValid(i)) continue;
+        const size_t size = static_cast<size_t>(input.offsets[i + 1] - input.offsets[i]);
+        if (size > limits_.max_value_bytes) {
+          return Status::LimitExceeded(where + " row " + std::to_string(i) + ": value of " +
+                                       std::to_string(size) + " bytes is over the limit of " +
+                                       std::to_string(limits_.max_value_bytes));
+        }
+        for (int64_t r = 0; r < rows; ++r) prepared->AddHeapValue(size);
+      }
+      break;
     }
-    if (index == schema_.event_time_index()) {
-      prepared->event_time_input = static_cast<int>(prepared->inputs.size());
+    case Physical::kList: {
+      const auto& child = *data.child_data[0];
+      const uint32_t element_width = input.layout->element_width;
+      input.offsets = data.GetValues<int32_t>(1);
+      input.var =
+          child.buffers[1] ? child.buffers[1]->data() + child.offset * element_width : nullptr;
+      const bool child_nulls = child.GetNullCount() > 0;
+      for (int64_t i = 0; i < data.length; ++i) {
+        if (!input.IsValid(i)) continue;
+        const int64_t elements = input.offsets[i + 1] - input.offsets[i];
+        const size_t size = static_cast<size_t>(elements) * element_width;
+        if (size > limits_.max_value_bytes) {
+          return Status::LimitExceeded(where + " row " + std::to_string(i) + ": list of " +
+                                       std::to_string(size) + " bytes is over the limit of " +
+                                       std::to_string(limits_.max_value_bytes));
+        }
+        if (child_nulls && elements > 0 &&
+            arrow::internal::CountSetBits(child.buffers[0]->data(), child.offset + input.offsets[i],
+                                          elements) != elements) {
+          return Status::InvalidArgument(where + " row " + std::to_string(i) +
+                                         ": list elements must not be null");
+        }
+        for (int64_t r = 0; r < rows; ++r) prepared->AddHeapValue(size);
+      }
+      break;
     }
-    prepared->inputs.push_back(std::move(input));
   }
+  (as_default ? prepared->defaults : prepared->inputs).push_back(std::move(input));
   return Status::OK();
 }
 

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -131,6 +132,9 @@ struct Table::PreparedBatch {
   int64_t length = 0;
   std::shared_ptr<arrow::Array> keys;
   std::vector<Input> inputs;
+  // The defaults of the columns the batch leaves out (engine/schema.h), for its new rows: one
+  // value each (at position 0).
+  std::vector<Input> defaults;
   int event_time_input = -1;     // index into inputs
   std::string missing_required;  // a non-nullable value column the batch lacks
   size_t heap_bytes = 0;         // upper bound of heap appends
@@ -138,7 +142,7 @@ struct Table::PreparedBatch {
 
   void AddHeapValue(size_t size) {
     if (size <= kVarInlineBytes) return;
-    heap_bytes += size;
+    heap_bytes += size;  // a default's, once for each row
     heap_largest = std::max(heap_largest, size);
   }
 };
@@ -146,15 +150,22 @@ struct Table::PreparedBatch {
 // ---------------------------------------------------------------------------------------------
 // Writes under the write lock (table.h).
 
-template <typename T, typename Locked>
-Result<T> Table::Journaled(Locked locked) {
+template <typename T, typename Locked, typename Forward>
+Result<T> Table::Journaled(Locked locked, Forward forward) {
   uint64_t lsn = 0;
-  Result<T> result = [&] {
+  std::shared_ptr<Table> successor;
+  std::optional<Result<T>> result;
+  {
     std::lock_guard<std::mutex> lock(write_mutex_);
-    return locked(WriteMode::kJournaled, &lsn);
-  }();
-  if (result.ok() && lsn != 0) QUIVER_RETURN_NOT_OK(journal_->Commit(lsn));
-  return result;
+    if (successor_ != nullptr) {
+      successor = successor_;
+    } else {
+      result.emplace(locked(WriteMode::kJournaled, &lsn));
+    }
+  }
+  if (successor != nullptr) return forward(*successor);
+  if (result->ok() && lsn != 0) QUIVER_RETURN_NOT_OK(journal_->Commit(lsn));
+  return std::move(*result);
 }
 
 template <typename T, typename Locked>

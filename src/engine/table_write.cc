@@ -102,9 +102,9 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
   }
 
   std::byte* bitmap = row + kRowHeaderBytes;
-  for (const PreparedBatch::Input& input : batch.inputs) {
+  const auto write = [&](const PreparedBatch::Input& input, int64_t at) {
     const ColumnLayout& layout = *input.layout;
-    const bool valid = input.IsValid(i);
+    const bool valid = input.IsValid(at);
     if (layout.valid_bit >= 0) {
       std::byte* byte = bitmap + layout.valid_bit / 8;
       uint8_t bits = LoadFromRow<uint8_t>(byte);
@@ -114,11 +114,11 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
     std::byte* destination = row + layout.offset;
     switch (layout.physical) {
       case Physical::kFixed:
-        if (valid) CopyToRow(destination, input.fixed + i * layout.width, layout.width);
+        if (valid) CopyToRow(destination, input.fixed + at * layout.width, layout.width);
         break;
       case Physical::kBool:
         StoreToRow<uint8_t>(destination,
-                            valid && arrow::bit_util::GetBit(input.fixed, input.offset + i));
+                            valid && arrow::bit_util::GetBit(input.fixed, input.offset + at));
         break;
       case Physical::kBytes:
       case Physical::kList: {
@@ -127,8 +127,8 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
           WriteVarRef(destination, layout.width, nullptr, 0, heap_);
           break;
         }
-        const int64_t begin = input.offsets[i];
-        const int64_t count = input.offsets[i + 1] - begin;
+        const int64_t begin = input.offsets[at];
+        const int64_t count = input.offsets[at + 1] - begin;
         const uint32_t element_width =
             layout.physical == Physical::kList ? layout.element_width : 1;
         WriteVarRef(destination, layout.width, input.var + begin * element_width,
@@ -136,6 +136,10 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
         break;
       }
     }
+  };
+  for (const PreparedBatch::Input& input : batch.inputs) write(input, i);
+  if (is_new) {
+    for (const PreparedBatch::Input& input : batch.defaults) write(input, 0);
   }
   SeqlockWriteEnd(row, sequence, /*live=*/true);
   TrackExpiry(row_id, expire_at != 0);
@@ -150,7 +154,8 @@ Result<UpsertResult> Table::Upsert(const arrow::Table& table, const WriteOptions
 Result<UpsertResult> Table::Upsert(const arrow::RecordBatch& batch, const WriteOptions& options) {
   QUIVER_RETURN_NOT_OK(MakeRoomFor(batch));
   return Journaled<UpsertResult>(
-      [&](WriteMode mode, uint64_t* lsn) { return UpsertLocked(batch, mode, lsn, options); });
+      [&](WriteMode mode, uint64_t* lsn) { return UpsertLocked(batch, mode, lsn, options); },
+      [&](Table& successor) { return successor.Upsert(batch, options); });
 }
 
 std::pair<uint64_t, uint64_t> Table::QuiescedLsn(const std::function<uint64_t()>& position) {
@@ -326,6 +331,16 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
     }
     ++result.rows_written;
   }
+  if (capture_ != nullptr && mode == WriteMode::kJournaled && n > 0) {
+    // As the journal has it, with the clock and expiry always given: the copy's replay decides
+    // alike.
+    auto metadata = batch.schema()->metadata() != nullptr
+                        ? batch.schema()->metadata()->Copy()
+                        : std::make_shared<arrow::KeyValueMetadata>();
+    (void)metadata->Set(std::string(kLoggedNowMetadata), std::to_string(now));
+    (void)metadata->Set(std::string(kLoggedExpireAtMetadata), std::to_string(expire_at));
+    capture_->push_back({batch.ReplaceSchemaMetadata(metadata), nullptr});
+  }
   if (*lsn != 0) applied_lsn_.store(*lsn, std::memory_order_release);
   FinishWrite();
   return result;
@@ -333,7 +348,8 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
 
 Result<int64_t> Table::Delete(const arrow::Array& keys) {
   return Journaled<int64_t>(
-      [&](WriteMode mode, uint64_t* lsn) { return DeleteLocked(keys, mode, lsn); });
+      [&](WriteMode mode, uint64_t* lsn) { return DeleteLocked(keys, mode, lsn); },
+      [&](Table& successor) { return successor.Delete(keys); });
 }
 
 Result<int64_t> Table::ReplayDelete(const arrow::Array& keys, uint64_t lsn) {
@@ -356,6 +372,9 @@ Result<int64_t> Table::DeleteLocked(const arrow::Array& keys_in, WriteMode mode,
     if (row_id == HashIndex::kNoRow) continue;
     if (!ExpiredAt(row_id, now)) ++deleted;  // an expired row was gone already
     Reclaim(row_id, hash);
+  }
+  if (capture_ != nullptr && mode == WriteMode::kJournaled && keys->length() > 0) {
+    capture_->push_back({nullptr, keys});
   }
   if (*lsn != 0) applied_lsn_.store(*lsn, std::memory_order_release);
   FinishWrite();

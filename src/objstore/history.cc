@@ -422,6 +422,21 @@ Status History::WriteSegment(const storage::WalSegment& segment, uint64_t last_l
             tables[create.table_id] = *info;
             return Status::OK();
           }
+          case storage::RecordType::kAlterTable: {
+            // The table goes on under its new id and schema: later rows have the new columns.
+            storage::AlterTableRecord alter;
+            Status decoded = storage::DecodeAlterTable(record.payload, &alter);
+            if (!decoded.ok()) return skip(record.lsn, decoded);
+            tables.erase(alter.table_id);
+            Result<std::shared_ptr<const TableInfo>> info = MakeTableInfo(
+                alter.new_id, std::string(alter.name), std::string(alter.schema_json));
+            if (!info.ok()) {
+              return skip(record.lsn, Status::InvalidArgument("table '" + std::string(alter.name) +
+                                                              "': " + info.status().message()));
+            }
+            tables[alter.new_id] = *info;
+            return Status::OK();
+          }
           case storage::RecordType::kDropTable:
           case storage::RecordType::kUpsert:
           case storage::RecordType::kDelete:

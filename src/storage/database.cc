@@ -277,11 +277,20 @@ Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
     case RecordType::kDropTable:
       catalog_->RemoveTable(id);
       tables->erase(id);
-      if (auto it = saved_.find(id); it != saved_.end()) {
-        if (it->second.snapshot) doomed_snapshots_.push_back(it->second.snapshot->name);
-        saved_.erase(it);
-      }
+      ForgetTable(id);
       break;
+    case RecordType::kAlterTable: {
+      // The catalog lists what the table became, or it was dropped: the change is in its picture.
+      auto it = tables->find(id);
+      if (it == tables->end()) return Status::OK();
+      AlterTableRecord alter;
+      QUIVER_RETURN_NOT_OK(DecodeAlterTable(record.payload, &alter));
+      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table, ReplayAlter(alter, record.lsn));
+      InheritSaved(*it->second, alter.new_id, record.lsn);
+      tables->erase(it);
+      (*tables)[alter.new_id] = table;
+      break;
+    }
     case RecordType::kKeyspace:  // handled above (it names no table)
       break;
     case RecordType::kUpsert:
@@ -302,6 +311,22 @@ Status Database::ApplyRecord(const WalRecord& record, const CatalogFile& saved,
   }
   ++recovery_.replayed;
   return Status::OK();
+}
+
+Result<std::shared_ptr<Table>> Database::ReplayAlter(const AlterTableRecord& alter, uint64_t lsn) {
+  QUIVER_ASSIGN_OR_RETURN(SchemaChange change,
+                          SchemaChange::FromJson(alter.change_json, options_.limits));
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table,
+                          catalog_->RestoreAlter(alter.table_id, alter.new_id, change));
+  QUIVER_ASSIGN_OR_RETURN(TableSchema logged,
+                          TableSchema::FromJson(alter.schema_json, options_.limits));
+  if (!table->schema().Equals(logged)) {
+    return Status::Corruption("the schema change of table '" + std::string(alter.name) +
+                              "' at LSN " + std::to_string(lsn) +
+                              " does not give the schema it logged");
+  }
+  table->set_applied_lsn(lsn);
+  return table;
 }
 
 Status Database::ApplyReplicated(const WalRecord& record) {
@@ -334,6 +359,13 @@ Status Database::ApplyReplicated(const WalRecord& record) {
     case RecordType::kDropTable:
       catalog_->RemoveTable(id);
       break;
+    case RecordType::kAlterTable: {
+      if (table == nullptr) break;  // dropped later in the log, or before this node's start
+      AlterTableRecord alter;
+      QUIVER_RETURN_NOT_OK(DecodeAlterTable(record.payload, &alter));
+      QUIVER_RETURN_NOT_OK(ReplayAlter(alter, record.lsn).status());
+      break;
+    }
     case RecordType::kUpsert:
     case RecordType::kDelete: {
       if (table == nullptr) break;  // dropped later in the log, or before this node's start
@@ -381,11 +413,52 @@ Result<uint64_t> Database::LogDrop(uint64_t table_id, std::string_view name) {
       uint64_t lsn,
       wal_->Append(RecordType::kDropTable, {EncodeDropTable(table_id, name, UnixMillis())}));
   std::lock_guard lock(file_mutex_);
+  ForgetTable(table_id);
+  return lsn;
+}
+
+void Database::ForgetTable(uint64_t table_id) {
   if (auto it = saved_.find(table_id); it != saved_.end()) {
     if (it->second.snapshot) doomed_snapshots_.push_back(it->second.snapshot->name);
+    if (it->second.origin && it->second.origin->snapshot) {
+      doomed_snapshots_.push_back(it->second.origin->snapshot->name);
+    }
     saved_.erase(it);
   }
+}
+
+Result<uint64_t> Database::LogAlter(uint64_t table_id, uint64_t new_id, std::string_view name,
+                                    std::string_view change_json, const TableSchema& schema) {
+  QUIVER_RETURN_NOT_OK(CheckWritable());
+  QUIVER_ASSIGN_OR_RETURN(
+      uint64_t lsn,
+      wal_->Append(RecordType::kAlterTable, {EncodeAlterTable(table_id, new_id, name, change_json,
+                                                              schema.ToJson(), UnixMillis())}));
+  std::lock_guard lock(file_mutex_);
+  std::shared_ptr<Table> old;
+  for (const std::shared_ptr<Table>& table : catalog_->Tables()) {
+    if (table->id() == table_id) old = table;
+  }
+  if (old != nullptr) InheritSaved(*old, new_id, lsn);
   return lsn;
+}
+
+void Database::InheritSaved(const Table& old, uint64_t new_id, uint64_t lsn) {
+  std::shared_ptr<const CatalogEntry> origin;
+  if (auto it = saved_.find(old.id()); it != saved_.end()) {
+    origin = it->second.origin;
+    if (origin == nullptr) {
+      auto entry = std::make_shared<CatalogEntry>();
+      entry->id = old.id();
+      entry->name = old.name();
+      entry->schema_json = old.schema().ToJson();
+      entry->lsn = it->second.lsn;
+      entry->snapshot = it->second.snapshot;
+      origin = std::move(entry);
+    }
+    saved_.erase(it);
+  }
+  saved_[new_id] = Saved{lsn, std::nullopt, std::move(origin)};
 }
 
 Result<uint64_t> Database::LogUpsert(uint64_t table_id, const arrow::RecordBatch& batch) {
@@ -448,6 +521,10 @@ CatalogFile Database::BuildCatalogLocked(uint64_t lsn) {
     entry.name = table->name();
     entry.schema_json = table->schema().ToJson();
     const Saved& saved = saved_[table->id()];
+    if (saved.origin != nullptr) {  // changed, not yet snapshotted: recovery starts from its origin
+      file.tables.push_back(*saved.origin);
+      continue;
+    }
     entry.lsn = saved.lsn;
     entry.snapshot = saved.snapshot;
     file.tables.push_back(std::move(entry));
@@ -593,14 +670,16 @@ Result<SnapshotReport> Database::SnapshotTables(const std::vector<std::shared_pt
     const auto [changed, position] = table->QuiescedLsn([&] { return wal_->last_lsn(); });
     const uint64_t lsn = std::max(position, floor);
     uint64_t saved_lsn = 0;
+    bool has_origin = false;
     {
       std::lock_guard lock(file_mutex_);
       auto it = saved_.find(table->id());
       if (it == saved_.end()) continue;  // dropped meanwhile
       saved_lsn = it->second.lsn;
+      has_origin = it->second.origin != nullptr;
     }
     entry.lsn = lsn;
-    if (changed <= saved_lsn && floor == 0) {
+    if (changed <= saved_lsn && floor == 0 && !has_origin) {
       // No change since its snapshot (or creation): the file stays exact up to `lsn`, so only
       // the table's base moves, and it pins no log segment.
       unchanged.emplace_back(table->id(), lsn);
@@ -652,7 +731,10 @@ Result<SnapshotReport> Database::SnapshotTables(const std::vector<std::shared_pt
       if (it->second.snapshot && it->second.snapshot->name != file.name) {
         doomed_snapshots_.push_back(it->second.snapshot->name);
       }
-      it->second = Saved{file.lsn, file};
+      if (it->second.origin && it->second.origin->snapshot) {
+        doomed_snapshots_.push_back(it->second.origin->snapshot->name);
+      }
+      it->second = Saved{file.lsn, file, nullptr};
     }
     for (const auto& [id, lsn] : unchanged) {
       if (auto it = saved_.find(id); it != saved_.end())

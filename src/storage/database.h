@@ -38,6 +38,8 @@
 
 namespace quiver::storage {
 
+struct AlterTableRecord;  // storage/log_records.h
+
 struct DatabaseOptions {
   std::string data_dir;
   FsyncPolicy fsync = FsyncPolicy::kEverySec;
@@ -158,6 +160,8 @@ class Database final : public Journal {
   Result<uint64_t> LogCreate(uint64_t table_id, std::string_view name,
                              const TableSchema& schema) override;
   Result<uint64_t> LogDrop(uint64_t table_id, std::string_view name) override;
+  Result<uint64_t> LogAlter(uint64_t table_id, uint64_t new_id, std::string_view name,
+                            std::string_view change_json, const TableSchema& schema) override;
   Result<uint64_t> LogUpsert(uint64_t table_id, const arrow::RecordBatch& batch) override;
   Result<uint64_t> LogDelete(uint64_t table_id, const arrow::Array& keys) override;
   void CatalogChanged(uint64_t lsn) override;
@@ -167,6 +171,10 @@ class Database final : public Journal {
   struct Saved {
     uint64_t lsn = 0;  // the table's changes up to here are in `snapshot` (or it was empty)
     std::optional<SnapshotFile> snapshot;
+    // A table made by a schema change and not snapshotted since: the saved table it comes from
+    // (through one change or several), which the catalog file lists in its place until its own
+    // snapshot is written; recovery restores that one and replays the changes from the log.
+    std::shared_ptr<const CatalogEntry> origin;
   };
 
   // The keyspace's log: records buffered in the write-ahead log.
@@ -194,6 +202,14 @@ class Database final : public Journal {
   Result<std::vector<std::string>> UnnamedSnapshots(const CatalogFile& saved) const;
   Status ApplyRecord(const WalRecord& record, const CatalogFile& saved,
                      std::map<uint64_t, std::shared_ptr<Table>>* tables);
+  // A logged schema change applied again (recovery, a follower); checks it gives the logged
+  // schema.
+  Result<std::shared_ptr<Table>> ReplayAlter(const AlterTableRecord& alter, uint64_t lsn);
+  // Under file_mutex_ (or at recovery): the table's saved state is gone, its snapshot doomed.
+  void ForgetTable(uint64_t table_id);
+  // Under file_mutex_ (or at recovery): table `new_id`, made from `old` by the schema change
+  // logged at `lsn`, takes over its saved state (as its origin).
+  void InheritSaved(const Table& old, uint64_t new_id, uint64_t lsn);
   // `floor`: snapshot every table (changed or not) at an LSN of at least `floor` (after a cut log).
   Result<SnapshotReport> SnapshotTables(const std::vector<std::shared_ptr<Table>>& tables,
                                         uint64_t floor, bool keyspace);

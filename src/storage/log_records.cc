@@ -70,6 +70,30 @@ void DecodeDropTable(std::string_view rest, std::string_view* name, int64_t* dro
   }
 }
 
+std::string EncodeAlterTable(uint64_t table_id, uint64_t new_id, std::string_view name,
+                             std::string_view change_json, std::string_view schema_json,
+                             int64_t altered_at) {
+  std::string out = IdBytes(table_id);
+  PutFixed(&out, new_id);
+  PutLengthPrefixed(&out, name);
+  PutLengthPrefixed(&out, change_json);
+  PutLengthPrefixed(&out, schema_json);
+  PutFixed(&out, static_cast<uint64_t>(altered_at));
+  return out;
+}
+
+Status DecodeAlterTable(std::string_view payload, AlterTableRecord* out) {
+  ByteReader in(payload);
+  uint64_t altered_at = 0;
+  if (!in.ReadFixed64(&out->table_id) || !in.ReadFixed64(&out->new_id) ||
+      !in.ReadLengthPrefixed(&out->name) || !in.ReadLengthPrefixed(&out->change_json) ||
+      !in.ReadLengthPrefixed(&out->schema_json) || !in.ReadFixed64(&altered_at)) {
+    return Status::Corruption("the schema change record is cut short");
+  }
+  out->altered_at = static_cast<int64_t>(altered_at);
+  return Status::OK();
+}
+
 Status DecodeTableId(std::string_view payload, uint64_t* table_id, std::string_view* rest) {
   ByteReader in(payload);
   if (!in.ReadFixed64(table_id)) return Status::Corruption("the record is too short");

@@ -7,6 +7,9 @@
 //
 //   CreateTable := table_id:fixed64 name:bytes schema:byte*   the TableSchema's JSON, to the end
 //   DropTable   := table_id:fixed64 name:byte* [0 dropped_at:int64]   Unix ms (older logs: none)
+//   AlterTable  := table_id:fixed64 new_id:fixed64 name:bytes change:bytes schema:bytes
+//                  altered_at:int64      a schema change: the SchemaChange's JSON, the new
+//                                        TableSchema's JSON, Unix ms
 //   Upsert      := table_id:fixed64 batch [84 logged_at:int64]   batch: an Arrow IPC stream
 //                  (schema, one batch, end marker); logged_at: Unix ms ('T'; older logs: none)
 //   Delete      := the same; the batch has one column: the keys
@@ -57,7 +60,17 @@ Status DecodeCreateTable(std::string_view payload, CreateTableRecord* out);
 std::string EncodeDropTable(uint64_t table_id, std::string_view name, int64_t dropped_at);
 // A DropTable record's `rest` (after the id): the name, and the time (0 when not logged).
 void DecodeDropTable(std::string_view rest, std::string_view* name, int64_t* dropped_at);
-// Upsert, Delete and DropTable records start with the table's id; `rest` is what follows.
+std::string EncodeAlterTable(uint64_t table_id, uint64_t new_id, std::string_view name,
+                             std::string_view change_json, std::string_view schema_json,
+                             int64_t altered_at);
+struct AlterTableRecord {
+  uint64_t table_id = 0, new_id = 0;
+  std::string_view name, change_json, schema_json;
+  int64_t altered_at = 0;
+};
+Status DecodeAlterTable(std::string_view payload, AlterTableRecord* out);
+
+// Every table record starts with the table's id; `rest` is what follows.
 Status DecodeTableId(std::string_view payload, uint64_t* table_id, std::string_view* rest);
 
 // An Upsert or Delete record: its payload as parts (the id, then the Arrow IPC stream's schema,

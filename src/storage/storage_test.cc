@@ -206,6 +206,58 @@ TEST_F(StorageTest, RecoversEveryChangeFromTheLog) {
   EXPECT_GT(again->id(), ValueOrFail(db->catalog().GetTable("u"))->id());
 }
 
+// A schema change is logged and replayed; until the changed table is snapshotted, the catalog
+// file lists the table it came from (with that one's snapshot), so that a restart at any point
+// rebuilds it: after the change alone, after another create rewrote the catalog, after a second
+// change, and after the changed table's own snapshot.
+TEST_F(StorageTest, SchemaChangesSurviveRestartsAtEveryStage) {
+  const auto change = [](const std::string& json) {
+    return ValueOrFail(SchemaChange::FromJson(json));
+  };
+  std::map<std::string, std::map<std::string, std::string>> before;
+  const auto reopen_and_compare = [&](const char* stage) {
+    auto db = Open();
+    EXPECT_EQ(Contents(db->catalog()), before) << stage;
+    return db;
+  };
+  {
+    auto db = Open();
+    auto t = ValueOrFail(db->catalog().CreateTable("t", SchemaFromJson(kSchema)));
+    ValueOrFail(t->Upsert(*Rows(R"(["a", "b", "c"])", "[1, 2, null]",
+                                R"(["x", null, "long string value"])", "[1, 2, 3]")));
+    ValueOrFail(db->Snapshot());  // "t" has a snapshot of the old schema
+    ValueOrFail(t->Upsert(*Rows(R"(["d"])", "[4]", R"(["after the snapshot"])", "[4]")));
+    auto changed = ValueOrFail(db->catalog().AlterTable(
+        "t", change(R"({"add": {"g": {"dtype": "int32", "default": 9}}, "drop": ["s"],
+                        "alter": {"x": {"dtype": "float64"}}})")));
+    ValueOrFail(changed->Upsert(
+        *BatchFromJson({{"id", arrow::utf8(), R"(["e"])"}, {"n", arrow::int64(), "[5]"}})));
+    before = Contents(db->catalog());
+  }
+  reopen_and_compare("after the change");
+  {
+    auto db = reopen_and_compare("again");
+    QUIVER_ASSERT_OK(db->catalog().CreateTable("other", SchemaFromJson(kSchema)).status());
+    before = Contents(db->catalog());
+  }
+  {
+    auto db = reopen_and_compare("after a create rewrote the catalog");
+    auto t = ValueOrFail(db->catalog().AlterTable("t", change(R"({"rename": {"g": "h"}})")));
+    ValueOrFail(t->Delete(*ArrayFromJson(arrow::utf8(), R"(["a"])")));
+    before = Contents(db->catalog());
+  }
+  {
+    auto db = reopen_and_compare("after a second change");
+    SnapshotReport report = ValueOrFail(db->Snapshot());
+    ASSERT_EQ(report.tables.size(), 2u);
+    EXPECT_TRUE(report.tables[1].written) << "a changed table is always written";
+    EXPECT_EQ(Files(dir_ + "/snapshots").size(), 1u) << "the old schema's snapshot is gone";
+  }
+  auto db = reopen_and_compare("after the changed table's snapshot");
+  EXPECT_EQ(db->recovery().replayed, 0u);
+  EXPECT_EQ(ValueOrFail(db->catalog().GetTable("t"))->schema().FindColumn("h"), 4);
+}
+
 TEST_F(StorageTest, SnapshotThenLogReplay) {
   std::map<std::string, std::map<std::string, std::string>> before;
   {

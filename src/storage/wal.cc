@@ -42,7 +42,7 @@ bool AllZero(std::string_view bytes) {
   return std::all_of(bytes.begin(), bytes.end(), [](char c) { return c == 0; });
 }
 
-bool KnownType(uint8_t type) { return type >= 1 && type <= 5; }
+bool KnownType(uint8_t type) { return type >= 1 && type <= 6; }
 
 }  // namespace
 

@@ -47,6 +47,7 @@ enum class RecordType : uint8_t {
   kUpsert = 3,
   kDelete = 4,
   kKeyspace = 5,  // key-value changes (kv::Keyspace's record format)
+  kAlterTable = 6,
 };
 
 inline constexpr size_t kSegmentHeaderBytes = 32;

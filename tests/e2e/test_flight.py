@@ -65,7 +65,8 @@ def docs(client):
 
 def test_actions_create_list_stats_delete_drop(client, server):
     types = {a.type: a.description for a in client.list_actions()}
-    assert set(types) == {"create_table", "drop_table", "delete", "stats", "snapshot"}
+    assert set(types) == {"create_table", "drop_table", "alter_table", "describe_table", "delete",
+                          "stats", "snapshot"}
     assert all(types.values())
     created = action(client, "create_table", {"table": "docs", "schema": SCHEMA})
     assert created == [{**SCHEMA, "columns": {

@@ -24,7 +24,7 @@ def run(server, *args, check=True):
 def test_create_load_get_delete_drop(quiverd, name, tmp_path):
     schema = {"key": "id", "columns": {"id": {"dtype": "int64"}, "x": {"dtype": "float32"},
                                        "s": {"dtype": "utf8"}}}
-    assert run(quiverd, "create", name, json.dumps(schema)).stdout.strip() == f"created {name}"
+    assert run(quiverd, "create", name, json.dumps(schema)).stdout.startswith(f"created {name}: ")
     assert name in run(quiverd, "tables").stdout.split()
     assert json.loads(run(quiverd, "schema", name).stdout)["columns"]["x"]["dtype"] == "float32"
     # A directory of Parquet, Arrow IPC (file and stream) and CSV files.
@@ -86,3 +86,45 @@ def test_usage_errors_exit_2_and_no_server_exits_1(quiverd):
     result = subprocess.run([str(QUIVER), "--url", "http://127.0.0.1:9", "tables"],
                             capture_output=True, text=True)
     assert result.returncode == 1 and "cannot connect" in result.stderr
+
+
+def test_create_from_a_file_and_load_chosen_columns(quiverd, name, tmp_path):
+    data = tmp_path / "flights.parquet"
+    pq.write_table(pa.table({
+        "flight": pa.array([1, 2, 3], pa.int32()),
+        "carrier": pa.array(["AA", "UA", "AA"]).dictionary_encode(),
+        "delay": [1.5, None, -3.0],
+        "seats": pa.array([120, 180, 90], pa.int16()),
+        "when": pa.array([1, 2, 3], pa.timestamp("ms")),
+        "notes": pa.array([None, None, None], pa.null()),
+    }), data)
+    # The schema shown, nothing created.
+    shown = json.loads(run(quiverd, "create", name, "--from", str(data), "--key", "flight",
+                           "--columns", "carrier,delay,seats,when", "--dry-run").stdout)
+    assert shown == {"key": "flight", "columns": {
+        "flight": {"dtype": "int64"}, "carrier": {"dtype": "utf8", "nullable": True},
+        "delay": {"dtype": "float64", "nullable": True}, "seats": {"dtype": "int16", "nullable": True},
+        "when": {"dtype": "timestamp[ms]", "nullable": True}}}
+    assert name not in run(quiverd, "tables", "--names").stdout.split()
+    failed = run(quiverd, "create", name, "--from", str(data), "--key", "flight", check=False)
+    assert failed.returncode == 1 and "column 'notes' holds only nulls" in failed.stderr
+    created = run(quiverd, "create", name, "--from", str(data), "--key", "flight",
+                  "--columns", "carrier,delay,seats", "--ttl", "3600").stdout
+    assert created.startswith(f"created {name}: flight int64 not null, carrier utf8")
+    # The file has columns the table does not: refused unless asked.
+    refused = run(quiverd, "load", name, str(data), check=False)
+    assert refused.returncode == 1
+    assert "has no column 'when', 'notes'" in refused.stderr
+    assert "--ignore-extra-columns" in refused.stderr
+    assert "3 rows written" in run(quiverd, "load", name, str(data), "--ignore-extra-columns",
+                                   "--quiet").stdout
+    assert "3 rows written" in run(quiverd, "load", name, str(data), "--columns", "seats",
+                                   "--quiet").stdout
+    bad = run(quiverd, "load", name, str(data), "--columns", "nope", check=False)
+    assert bad.returncode == 1 and f"table '{name}' has no column 'nope'" in bad.stderr
+    listing = run(quiverd, "tables").stdout.splitlines()
+    assert listing[0].split() == ["table", "rows", "bytes", "ttl", "key", "columns"]
+    row = next(line.split() for line in listing[2:] if line.split()[0] == name)
+    assert row[1] == "3" and row[4] == "3600s" and row[5] == "flight"
+    info = json.loads(run(quiverd, "describe", name).stdout)
+    assert info["rows"] == 3 and info["ttl"] == 3600.0

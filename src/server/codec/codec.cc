@@ -639,4 +639,34 @@ Result<std::string> Base64Decode(std::string_view text) {
   return out;
 }
 
+std::string TableInfoToJson(const Table& table) {
+  using Json = nlohmann::ordered_json;  // members in the order written
+  const TableSchema& schema = table.schema();
+  const TableStats stats = table.Stats();
+  Json json = {{"name", table.name()},
+               {"id", table.id()},
+               {"key", schema.key().name},
+               {"rows", stats.rows},
+               {"bytes", stats.bytes}};
+  json["ttl"] = schema.ttl_ms() == 0 ? Json() : Json(static_cast<double>(schema.ttl_ms()) / 1000);
+  json["event_time"] = schema.event_time_index() < 0
+                           ? Json()
+                           : Json(schema.columns()[schema.event_time_index()].name);
+  const Json full = Json::parse(schema.ToJson());
+  Json columns = Json::array();
+  for (const auto& [name, spec] : full["columns"].items()) {
+    Json column = {{"name", name}};
+    column.update(spec);
+    columns.push_back(std::move(column));
+  }
+  json["columns"] = std::move(columns);
+  json["schema"] = full;
+  json["memory"] = {
+      {"row_bytes", stats.row_bytes},   {"index_bytes", stats.index_bytes},
+      {"heap_bytes", stats.heap_bytes}, {"heap_garbage_bytes", stats.heap_garbage_bytes},
+      {"row_width", stats.row_width},   {"rows_with_ttl", stats.rows_with_ttl},
+      {"expired", stats.expired},       {"evicted", stats.evicted}};
+  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace quiver::codec

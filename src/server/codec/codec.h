@@ -88,6 +88,14 @@ Result<FetchRequest> ParseJsonFetchGeneral(std::string_view body, const TableSch
 // A snapshot request: {} or empty (every table) or {"tables": [NAME, ...]}.
 Result<std::vector<std::string>> ParseSnapshotRequest(std::string_view body);
 
+// A table described (HTTP's GET /api/v1/table/{name}, Flight's "describe_table", RESP's
+// QUIVER.DESCRIBE): {"name", "id", "key", "rows", "bytes", "ttl" (seconds, null: none),
+// "event_time" (null: none), "columns": [{"name", "dtype", "nullable", "default" (when set)}, ...]
+// (schema order), "schema": the table's schema JSON (engine/schema.h), "memory": {"row_bytes",
+// "index_bytes", "heap_bytes", "heap_garbage_bytes", "row_width", "rows_with_ttl", "expired",
+// "evicted"}}.
+std::string TableInfoToJson(const Table& table);
+
 // How much decoding one write body may allocate: max_decode_bytes, or maxmemory when that is
 // less.
 struct DecodeLimit {

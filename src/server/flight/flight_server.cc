@@ -294,6 +294,13 @@ class FlightServer::Service : public flight::FlightServerBase {
          "Create a table. Body: {\"table\": NAME, \"schema\": TableSchema}. Result: the "
          "TableSchema as stored. ALREADY_EXISTS when the table exists."},
         {"drop_table", "Drop a table and its data. Body: {\"table\": NAME}."},
+        {"alter_table",
+         "Change a table's schema online. Body: {\"table\": NAME, \"change\": {\"add\", "
+         "\"drop\", \"rename\", \"alter\", \"ttl\"} (any subset, docs/schema.md)}. Result: the "
+         "TableSchema after the change."},
+        {"describe_table",
+         "A table's row count, bytes, key, TTL and columns. Body: {\"table\": NAME}. Result: "
+         "{\"name\", \"rows\", \"bytes\", \"key\", \"ttl\", \"columns\", \"schema\", ...}."},
         {"delete",
          "Delete keys. Body: {\"table\": NAME, \"keys\": [...]}. Result: {\"deleted\": N}, "
          "the number that were present."},
@@ -452,6 +459,24 @@ class FlightServer::Service : public flight::FlightServerBase {
       QUIVER_ASSIGN_OR_RETURN(std::string name, table_name());
       QUIVER_RETURN_NOT_OK(catalog_.DropTable(name));
       return Json{{"dropped", name}};
+    }
+    if (type == "alter_table") {
+      QUIVER_ASSIGN_OR_RETURN(std::string name, table_name());
+      auto change_json = json.find("change");
+      if (change_json == json.end() || !change_json->is_object()) {
+        return Status::InvalidArgument(
+            "action 'alter_table' needs \"change\" (an object of add, drop, rename, alter, ttl)");
+      }
+      QUIVER_ASSIGN_OR_RETURN(
+          SchemaChange change,
+          SchemaChange::FromJson(change_json->dump(), catalog_.options().limits));
+      QUIVER_ASSIGN_OR_RETURN(auto table, catalog_.AlterTable(name, change));
+      return Json::parse(table->schema().ToJson());
+    }
+    if (type == "describe_table") {
+      QUIVER_ASSIGN_OR_RETURN(std::string name, table_name());
+      QUIVER_ASSIGN_OR_RETURN(auto table, catalog_.GetTable(name));
+      return Json::parse(codec::TableInfoToJson(*table));
     }
     if (type == "delete") {
       QUIVER_ASSIGN_OR_RETURN(std::string name, table_name());

@@ -187,6 +187,14 @@ std::span<const Router::Route> Router::Routes() {
        [](const Router& router, const HttpRequest& request, const Args& args) {
          return router.CreateTable(request, args.table);
        }},
+      {"/api/v1/table/{name}", http::verb::get,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.DescribeTable(request, args.table);
+       }},
+      {"/api/v1/table/{name}", http::verb::patch,
+       [](const Router& router, const HttpRequest& request, const Args& args) {
+         return router.AlterTable(request, args.table);
+       }},
       {"/api/v1/table/{name}", http::verb::delete_,
        [](const Router& router, const HttpRequest& request, const Args& args) {
          return router.DropTable(request, args.table);
@@ -416,6 +424,22 @@ HttpResponse Router::CreateTable(const HttpRequest& request, std::string_view na
   auto table = catalog_.CreateTable(name, std::move(schema).value());
   if (!table.ok()) return ErrorResponse(request, table.status());
   return JsonResponse(request, http::status::created, (*table)->schema().ToJson());
+}
+
+HttpResponse Router::AlterTable(const HttpRequest& request, std::string_view name) const {
+  if (auto error = CheckLength(request, "schema change")) return *error;
+  if (auto error = CheckJsonBody(request)) return *error;
+  auto change = SchemaChange::FromJson(request.body(), catalog_.options().limits);
+  if (!change.ok()) return ErrorResponse(request, change.status());
+  auto table = catalog_.AlterTable(name, *change);
+  if (!table.ok()) return ErrorResponse(request, table.status());
+  return JsonResponse(request, http::status::ok, (*table)->schema().ToJson());
+}
+
+HttpResponse Router::DescribeTable(const HttpRequest& request, std::string_view name) const {
+  auto table = catalog_.GetTable(name);
+  if (!table.ok()) return ErrorResponse(request, table.status());
+  return JsonResponse(request, http::status::ok, codec::TableInfoToJson(**table));
 }
 
 namespace {

@@ -68,6 +68,8 @@ class Router {
   HttpResponse ListTables(const HttpRequest& request) const;
   HttpResponse GetSchema(const HttpRequest& request, std::string_view table) const;
   HttpResponse CreateTable(const HttpRequest& request, std::string_view table) const;
+  HttpResponse AlterTable(const HttpRequest& request, std::string_view table) const;
+  HttpResponse DescribeTable(const HttpRequest& request, std::string_view table) const;
   HttpResponse DropTable(const HttpRequest& request, std::string_view table) const;
   HttpResponse Fetch(const HttpRequest& request, std::string_view table,
                      std::string_view query) const;

@@ -40,7 +40,7 @@ struct Client {
 struct ServerState {
   kv::Keyspace* keyspace = nullptr;
   // Feature tables read as hashes ("<table><separator><key>") and by QUIVER.FETCH; may be null.
-  const Catalog* catalog = nullptr;
+  Catalog* catalog = nullptr;
   std::string table_separator = ":";
   std::string requirepass;  // empty: no password
   std::string bind;

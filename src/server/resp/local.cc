@@ -83,8 +83,7 @@ Result<Reply> ParseReply(std::string_view input, size_t* consumed) {
   return reply;
 }
 
-LocalClient::LocalClient(kv::Keyspace& keyspace, const Catalog* catalog,
-                         std::string table_separator) {
+LocalClient::LocalClient(kv::Keyspace& keyspace, Catalog* catalog, std::string table_separator) {
   state_.keyspace = &keyspace;
   state_.catalog = catalog;
   state_.table_separator = std::move(table_separator);

@@ -39,7 +39,7 @@ Result<Reply> ParseReply(std::string_view input, size_t* consumed);
 
 class LocalClient {
  public:
-  explicit LocalClient(kv::Keyspace& keyspace, const Catalog* catalog = nullptr,
+  explicit LocalClient(kv::Keyspace& keyspace, Catalog* catalog = nullptr,
                        std::string table_separator = ":");
 
   // Runs one command (args[0] is its name); its reply, errors included.

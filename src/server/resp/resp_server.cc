@@ -280,8 +280,7 @@ class RespServer::Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::string_view> keys_;
 };
 
-RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace,
-                       const Catalog* catalog)
+RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace, Catalog* catalog)
     : options_(options) {
   state_.keyspace = &keyspace;
   state_.catalog = catalog;
@@ -310,8 +309,7 @@ RespServer::RespServer(const RespServerOptions& options, kv::Keyspace& keyspace,
 }
 
 Result<std::unique_ptr<RespServer>> RespServer::Start(const RespServerOptions& options,
-                                                      kv::Keyspace& keyspace,
-                                                      const Catalog* catalog) {
+                                                      kv::Keyspace& keyspace, Catalog* catalog) {
   std::unique_ptr<RespServer> server(new RespServer(options, keyspace, catalog));
   QUIVER_ASSIGN_OR_RETURN(server->pool_, net_util::IoPool::Listen({.name = "resp",
                                                                    .label = "RESP",

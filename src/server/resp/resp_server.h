@@ -51,7 +51,7 @@ class RespServer {
   // `catalog` (may be null): the feature tables also served, read-only.
   static Result<std::unique_ptr<RespServer>> Start(const RespServerOptions& options,
                                                    kv::Keyspace& keyspace,
-                                                   const Catalog* catalog = nullptr);
+                                                   Catalog* catalog = nullptr);
   ~RespServer();
   RespServer(const RespServer&) = delete;
   RespServer& operator=(const RespServer&) = delete;
@@ -66,7 +66,7 @@ class RespServer {
   // here).
   struct Acceptor;
 
-  RespServer(const RespServerOptions& options, kv::Keyspace& keyspace, const Catalog* catalog);
+  RespServer(const RespServerOptions& options, kv::Keyspace& keyspace, Catalog* catalog);
   // True when a new connection may be served: under the limit, or a silent one was closed.
   bool RoomForConnection();
   // Past maxmemory-clients: closes the clients holding the most buffer memory until the rest fit.
