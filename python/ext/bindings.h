@@ -46,6 +46,9 @@ T* CapsulePointer(nb::handle capsule, const char* name) {
 nb::object SchemaCapsule(const std::shared_ptr<arrow::Schema>& schema);
 // (schema capsule, array capsule) of a record batch.
 nb::object ArrayCapsules(const std::shared_ptr<arrow::RecordBatch>& batch);
+// quiver._quiver.cast_column: an array converted to a column's type by the write rules.
+nb::object CastColumn(nb::handle array_schema, nb::handle array, nb::handle type_schema,
+                      const std::string& cast, const std::string& what);
 // Keys from (schema capsule, array capsule), as given by __arrow_c_array__().
 std::shared_ptr<arrow::Array> ImportKeys(nb::handle schema, nb::handle array);
 // A read's answer: ((schema, array) of the features, (schema, array) of "found", found_count).

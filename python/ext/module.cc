@@ -37,6 +37,7 @@
 #include "engine/schema.h"
 #include "engine/schema_change.h"
 #include "engine/table.h"
+#include "engine/write_cast.h"
 #include "kv/keyspace.h"
 #include "server/codec/codec.h"
 #include "server/resp/local.h"
@@ -82,6 +83,22 @@ nb::object ArrayCapsules(const std::shared_ptr<arrow::RecordBatch>& batch) {
     delete a;
   }));
   return nb::make_tuple(SchemaCapsule(batch->schema()), array);
+}
+
+nb::object CastColumn(nb::handle array_schema, nb::handle array, nb::handle type_schema,
+                      const std::string& cast, const std::string& what) {
+  std::shared_ptr<arrow::Array> input = ImportKeys(array_schema, array);
+  auto* c_type = CapsulePointer<ArrowSchema>(type_schema, "arrow_schema");
+  Result<std::shared_ptr<arrow::RecordBatch>> batch =
+      [&]() -> Result<std::shared_ptr<arrow::RecordBatch>> {
+    QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::DataType> type, arrow::ImportType(c_type));
+    QUIVER_ASSIGN_OR_RETURN(CastMode mode, ParseCastMode(cast));
+    QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> column,
+                            CastForWrite(input, type, mode, what));
+    return arrow::RecordBatch::Make(arrow::schema({arrow::field("value", type)}), column->length(),
+                                    {column});
+  }();
+  return ArrayCapsules(ValueOrRaise(std::move(batch)));
 }
 
 std::shared_ptr<arrow::Array> ImportKeys(nb::handle schema, nb::handle array) {
@@ -237,9 +254,10 @@ class Engine {
   // Upserts every batch of an Arrow C stream as one write, the rows living `ttl` seconds (None:
   // the table's TTL). Returns (rows_written, rows_skipped).
   std::pair<int64_t, int64_t> Write(const std::string& name, nb::handle stream_capsule,
-                                    std::optional<double> ttl) {
+                                    std::optional<double> ttl, std::optional<std::string> cast) {
     WriteOptions options;
     if (ttl) options.ttl_ms = ValueOrRaise(TtlFromSeconds(*ttl, "ttl"));
+    if (cast) options.cast = ValueOrRaise(ParseCastMode(*cast));
     auto* stream = CapsulePointer<ArrowArrayStream>(stream_capsule, "arrow_array_stream");
     std::shared_ptr<Table> table = ValueOrRaise(catalog().GetTable(name));
     Result<UpsertResult> result = Status::OK();
@@ -370,6 +388,11 @@ NB_MODULE(_quiver, m) {
       },
       "The scalar dtype spellings (engine/dtype.h), in the docs' order; each is a pyarrow type "
       "alias. timestamp[...], list[...] and fixed_size_list[...] are built from them.");
+  m.def("cast_column", &quiver::python::CastColumn, nb::arg("array_schema"), nb::arg("array"),
+        nb::arg("type"), nb::arg("cast"), nb::arg("what"),
+        "An array (C data capsules) converted to a column's type (a type's schema capsule) by "
+        "the write rules (engine/write_cast.h) under cast 'safe' or 'strict'; returns the "
+        "(schema, array) capsules of a one-column batch.");
 
   nb::class_<Engine>(m, "Engine", "An in-memory catalog of feature tables.")
       .def(nb::init<std::optional<std::string>, const std::string&, uint64_t, int64_t,
@@ -397,6 +420,7 @@ NB_MODULE(_quiver, m) {
       .def("list_tables", &Engine::ListTables, "Table names, sorted.")
       .def("schema", &Engine::Schema, nb::arg("name"), "The table's TableSchema JSON.")
       .def("write", &Engine::Write, nb::arg("name"), nb::arg("stream"), nb::arg("ttl").none(),
+           nb::arg("cast").none(),
            "Upserts an 'arrow_array_stream' capsule as one write; returns (written, skipped).")
       .def("read", &Engine::Read, nb::arg("name"), nb::arg("keys_schema"), nb::arg("keys_array"),
            nb::arg("columns"),

@@ -33,6 +33,15 @@ def _columns(columns: Iterable[str] | str | None) -> list[str]:
     return [str(c) for c in columns]
 
 
+def _cast(cast: str | None, schema: pa.Schema) -> str:
+    """The cast mode a write converts under: the one given, else the table's."""
+    if cast is None:
+        return (schema.metadata or {}).get(_schema.CAST_METADATA, b"safe").decode()
+    if cast not in ("safe", "strict"):
+        raise InvalidRequest(f"cast must be 'safe' or 'strict', not {cast!r}", "INVALID_ARGUMENT")
+    return cast
+
+
 def _ttl(ttl: Any) -> float | None:
     """A TTL in seconds as a float (None: none given); the server checks its range."""
     if ttl is None:
@@ -121,14 +130,17 @@ class Client:
         """The table's schema as murr's TableSchema dict."""
         return self._backend.schema(name)
 
-    def write(self, name: str, data: Any, ttl: float | None = None) -> WriteResult:
+    def write(self, name: str, data: Any, ttl: float | None = None,
+              cast: str | None = None) -> WriteResult:
         """Upserts rows: a pyarrow Table or RecordBatch, a pandas or polars DataFrame, a dict of
-        columns, or any Arrow stream. The key column and any subset of value columns; values are
-        converted to the table's types when that is safe. ``ttl``: the seconds the written rows
-        live (default: the table's TTL; rows written without either never expire)."""
+        columns, or any Arrow stream. The key column and any subset of value columns. ``cast``:
+        "safe" converts values to the table's types when nothing is lost, "strict" takes the
+        table's types only (default: the table's "cast", safe unless set; docs/schema.md).
+        ``ttl``: the seconds the written rows live (default: the table's TTL; rows written
+        without either never expire)."""
         schema = self.schema(name)
-        table = _convert.conform(_convert.to_table(data, schema), schema, name)
-        return WriteResult(*self._backend.write(name, table, _ttl(ttl)))
+        table = _convert.conform(_convert.to_table(data, schema), schema, name, _cast(cast, schema))
+        return WriteResult(*self._backend.write(name, table, _ttl(ttl), cast))
 
     def read(self, name: str, keys: Any, columns: Iterable[str] | str | None = None) -> ReadResult:
         """One row per key (a list, NumPy array, Series or Arrow array), in order; ``columns``:
@@ -244,10 +256,11 @@ class AsyncClient:
     async def table_schema(self, name: str) -> dict[str, Any]:
         return await self._backend.schema(name)
 
-    async def write(self, name: str, data: Any, ttl: float | None = None) -> WriteResult:
+    async def write(self, name: str, data: Any, ttl: float | None = None,
+                    cast: str | None = None) -> WriteResult:
         schema = await self.schema(name)
-        table = _convert.conform(_convert.to_table(data, schema), schema, name)
-        return WriteResult(*await self._backend.write(name, table, _ttl(ttl)))
+        table = _convert.conform(_convert.to_table(data, schema), schema, name, _cast(cast, schema))
+        return WriteResult(*await self._backend.write(name, table, _ttl(ttl), cast))
 
     async def read(self, name: str, keys: Any,
                    columns: Iterable[str] | str | None = None) -> ReadResult:

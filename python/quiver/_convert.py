@@ -8,6 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 import pyarrow as pa
 
+from . import _quiver
 from ._errors import ColumnNotFound, InvalidRequest, SchemaError
 from ._schema import dtype_name
 
@@ -81,9 +82,22 @@ def to_table(data: Any, schema: pa.Schema | None = None) -> pa.Table:
                          "INVALID_ARGUMENT")
 
 
-def conform(data: pa.Table, schema: pa.Schema, table_name: str) -> pa.Table:
-    """``data`` with every column cast to the table's type for it; unknown columns and unsafe
-    conversions raise SchemaError naming the column."""
+class CArray:
+    """Holds exported (schema, array) capsules until pyarrow imports them."""
+
+    __slots__ = ("capsules",)
+
+    def __init__(self, capsules: tuple[Any, Any]) -> None:
+        self.capsules = capsules
+
+    def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]:
+        return self.capsules
+
+
+def conform(data: pa.Table, schema: pa.Schema, table_name: str, cast: str = "safe") -> pa.Table:
+    """``data`` with every column converted to the table's type for it by the server's own rules
+    (the engine's, through the extension: docs/schema.md, "Casts on write"), so that it travels
+    in the table's types; unknown columns and lossy values raise errors naming them."""
     columns, fields = [], []
     for name, column in zip(data.column_names, data.columns):
         index = schema.get_field_index(name)
@@ -91,12 +105,16 @@ def conform(data: pa.Table, schema: pa.Schema, table_name: str) -> pa.Table:
             raise ColumnNotFound(f"table '{table_name}' has no column '{name}'", "NOT_FOUND")
         target = schema.field(index)
         if not column.type.equals(target.type):
+            array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+            if pa.types.is_dictionary(array.type):
+                array = array.dictionary_decode()  # categories: their values
             try:
-                column = column.cast(target.type, safe=True)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as e:
-                raise SchemaError(
-                    f"column '{name}': cannot convert {column.type} to "
-                    f"{dtype_name(target.type)}: {e}", "INVALID_ARGUMENT") from None
+                converted = _quiver.cast_column(*array.__arrow_c_array__(),
+                                                target.type.__arrow_c_schema__(), cast,
+                                                f"table '{table_name}' column '{name}'")
+            except _quiver.EngineError as e:
+                raise SchemaError(e.args[1], e.args[0]) from None
+            column = pa.record_batch(CArray(converted)).column(0)
         columns.append(column)
         fields.append(pa.field(name, target.type))
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))

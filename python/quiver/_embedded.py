@@ -8,20 +8,9 @@ from typing import Any
 import pyarrow as pa
 
 from . import _quiver
+from ._convert import CArray as _CArray
 from ._errors import error_from_code
 from ._kv import KeyValue
-
-
-class _CArray:
-    """Holds exported (schema, array) capsules until pyarrow imports them."""
-
-    __slots__ = ("capsules",)
-
-    def __init__(self, capsules: tuple[Any, Any]) -> None:
-        self.capsules = capsules
-
-    def __arrow_c_array__(self, requested_schema: Any = None) -> tuple[Any, Any]:
-        return self.capsules
 
 
 class EmbeddedBackend:
@@ -67,8 +56,9 @@ class EmbeddedBackend:
     def schema(self, name: str) -> dict[str, Any]:
         return json.loads(self._call(self._engine.schema, name))
 
-    def write(self, name: str, data: pa.Table, ttl: float | None = None) -> tuple[int, int]:
-        return self._call(self._engine.write, name, data.__arrow_c_stream__(), ttl)
+    def write(self, name: str, data: pa.Table, ttl: float | None = None,
+              cast: str | None = None) -> tuple[int, int]:
+        return self._call(self._engine.write, name, data.__arrow_c_stream__(), ttl, cast)
 
     def read(self, name: str, keys: pa.Array,
              columns: list[str]) -> tuple[pa.RecordBatch, pa.Array, int]:

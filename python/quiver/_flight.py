@@ -107,10 +107,13 @@ class FlightBackend:
             raise self._error(e) from None
         return to_json(result.schema)
 
-    def write(self, name: str, data: pa.Table, ttl: float | None = None) -> tuple[int, int]:
+    def write(self, name: str, data: pa.Table, ttl: float | None = None,
+              cast: str | None = None) -> tuple[int, int]:
         written = skipped = 0
-        descriptor = (flight.FlightDescriptor.for_path(name) if ttl is None else
-                      flight.FlightDescriptor.for_command(json.dumps({"table": name, "ttl": ttl})))
+        command = {"table": name, **({} if ttl is None else {"ttl": ttl}),
+                   **({} if cast is None else {"cast": cast})}
+        descriptor = (flight.FlightDescriptor.for_path(name) if len(command) == 1 else
+                      flight.FlightDescriptor.for_command(json.dumps(command)))
         try:
             writer, acks = self._client.do_put(descriptor, data.schema, self._options)
             with writer:

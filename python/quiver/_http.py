@@ -96,7 +96,8 @@ def schema_call(name: str) -> _Call:
     return _Call("GET", _path(name, "/schema"), None, None, JSON, json.loads)
 
 
-def write_calls(name: str, data: pa.Table, ttl: float | None = None) -> Iterator[_Call]:
+def write_calls(name: str, data: pa.Table, ttl: float | None = None,
+                cast: str | None = None) -> Iterator[_Call]:
     def counts(body: bytes) -> tuple[int, int]:
         answer = json.loads(body)
         return answer["rows_written"], answer["rows_skipped"]
@@ -105,7 +106,9 @@ def write_calls(name: str, data: pa.Table, ttl: float | None = None) -> Iterator
     per_call = max(1, int(rows * WRITE_CHUNK_BYTES / max(1, data.nbytes)))
     for offset in range(0, max(1, data.num_rows), per_call):
         body = ipc_bytes(data.slice(offset, per_call))
-        path = _path(name, "/write") + ("" if ttl is None else f"?ttl={float(ttl)!r}")
+        query = ([] if ttl is None else [("ttl", repr(float(ttl)))]) + \
+            ([] if cast is None else [("cast", cast)])
+        path = _path(name, "/write") + ("?" + urllib.parse.urlencode(query) if query else "")
         yield _Call("PUT", path, body, IPC, JSON, counts)
 
 
@@ -260,9 +263,10 @@ class HttpBackend(_Routes):
             raise error_of(call, status, body)
         return call.decode(body)
 
-    def write(self, name: str, data: pa.Table, ttl: float | None = None) -> tuple[int, int]:
+    def write(self, name: str, data: pa.Table, ttl: float | None = None,
+              cast: str | None = None) -> tuple[int, int]:
         written = skipped = 0
-        for call in write_calls(name, data, ttl):
+        for call in write_calls(name, data, ttl, cast):
             w, s = self.run(call)
             written, skipped = written + w, skipped + s
         return written, skipped
@@ -301,9 +305,10 @@ class AsyncHttpBackend(_Routes):
             raise error_of(call, response.status_code, response.content)
         return call.decode(response.content)
 
-    async def write(self, name: str, data: pa.Table, ttl: float | None = None) -> tuple[int, int]:
+    async def write(self, name: str, data: pa.Table, ttl: float | None = None,
+                    cast: str | None = None) -> tuple[int, int]:
         written = skipped = 0
-        for call in write_calls(name, data, ttl):
+        for call in write_calls(name, data, ttl, cast):
             w, s = await self.run(call)
             written, skipped = written + w, skipped + s
         return written, skipped

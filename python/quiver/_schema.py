@@ -19,6 +19,7 @@ KEY_METADATA = {b"quiver.key": b"true"}
 EVENT_TIME_METADATA = {b"quiver.event_time": b"true"}
 TTL_METADATA = b"quiver.ttl_ms"  # schema metadata: the table's default TTL in milliseconds
 DEFAULT_METADATA = b"quiver.default"  # field metadata: the column's default value, as JSON
+CAST_METADATA = b"quiver.cast"  # schema metadata: "strict" when writes take the columns' types only
 
 # The scalar dtypes, from the engine's registry (engine/dtype.h): each spelling is a pyarrow alias.
 _SIMPLE: dict[str, pa.DataType] = {name: pa.type_for_alias(name) for name in _quiver.dtypes()}
@@ -107,6 +108,8 @@ def to_json(schema: pa.Schema | Mapping[str, Any], key: str | None = None,
         ttl = int(schema.metadata[TTL_METADATA]) / 1000
     if ttl is not None:
         out["ttl"] = ttl
+    if schema.metadata and CAST_METADATA in schema.metadata:
+        out["cast"] = schema.metadata[CAST_METADATA].decode()
     return out
 
 
@@ -121,8 +124,12 @@ def from_json(schema: Mapping[str, Any]) -> pa.Schema:
             metadata = {**(metadata or {}), DEFAULT_METADATA: json.dumps(spec["default"]).encode()}
         nullable = bool(spec.get("nullable", name != key))
         fields.append(pa.field(name, parse_dtype(spec["dtype"]), nullable, metadata))
-    ttl = schema.get("ttl")
-    return pa.schema(fields, {TTL_METADATA: str(round(ttl * 1000))} if ttl else None)
+    metadata = {}
+    if schema.get("ttl"):
+        metadata[TTL_METADATA] = str(round(schema["ttl"] * 1000))
+    if schema.get("cast", "safe") != "safe":
+        metadata[CAST_METADATA] = schema["cast"]
+    return pa.schema(fields, metadata or None)
 
 
 def _column_spec(spec: Any, column: str) -> dict[str, Any]:

@@ -96,7 +96,8 @@ class ShmBackend:
         raise Unsupported(f"cannot describe table {name!r} over shared memory ({self.url}): ask "
                           "quiverd over HTTP or Flight", "NOT_IMPLEMENTED")
 
-    def write(self, name: str, data: pa.Table, ttl: float | None = None) -> tuple[int, int]:
+    def write(self, name: str, data: pa.Table, ttl: float | None = None,
+              cast: str | None = None) -> tuple[int, int]:
         self._read_only(f"cannot write to table {name!r}")
 
     def delete(self, name: str, keys: pa.Array) -> int:

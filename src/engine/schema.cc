@@ -420,9 +420,10 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
   if (json.is_discarded()) return Status::InvalidArgument("table schema is not valid JSON");
   if (!json.is_object()) return Status::InvalidArgument("table schema must be a JSON object");
   for (const auto& [field, value] : json.items()) {
-    if (field != "key" && field != "columns" && field != "event_time" && field != "ttl") {
+    if (field != "key" && field != "columns" && field != "event_time" && field != "ttl" &&
+        field != "cast") {
       return Status::InvalidArgument("table schema has unknown field '" + field +
-                                     "' (expected key, columns, event_time, ttl)");
+                                     "' (expected key, columns, event_time, ttl, cast)");
     }
   }
   auto key_it = json.find("key");
@@ -477,8 +478,20 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
     }
     QUIVER_ASSIGN_OR_RETURN(ttl_ms, TtlFromSeconds(it->get<double>(), "the table's \"ttl\""));
   }
+  CastMode cast = CastMode::kSafe;
+  if (auto it = json.find("cast"); it != json.end() && !it->is_null()) {
+    if (!it->is_string()) return Status::InvalidArgument("\"cast\" must be \"safe\" or \"strict\"");
+    QUIVER_ASSIGN_OR_RETURN(cast, ParseCastMode(it->get<std::string>()));
+  }
   QUIVER_ASSIGN_OR_RETURN(TableSchema schema, Make(std::move(columns), key, event_time, limits));
-  return schema.WithTtl(ttl_ms);
+  QUIVER_ASSIGN_OR_RETURN(schema, schema.WithTtl(ttl_ms));
+  return schema.WithCastMode(cast);
+}
+
+TableSchema TableSchema::WithCastMode(CastMode mode) const {
+  TableSchema schema = *this;
+  schema.cast_mode_ = mode;
+  return schema;
 }
 
 Result<int64_t> TtlFromSeconds(double seconds, std::string_view what) {
@@ -541,6 +554,7 @@ Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::str
   }
   QUIVER_ASSIGN_OR_RETURN(TableSchema made, Make(std::move(columns), key_name, event_time, limits));
   int64_t ttl_ms = 0;
+  CastMode cast = CastMode::kSafe;
   if (schema.metadata() != nullptr) {
     if (auto ttl = schema.metadata()->Get(std::string(kTtlMetadata)); ttl.ok()) {
       const char* end = ttl->data() + ttl->size();
@@ -549,8 +563,12 @@ Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::str
                                        " must be a number of milliseconds, not '" + *ttl + "'");
       }
     }
+    if (auto mode = schema.metadata()->Get(std::string(kCastMetadata)); mode.ok()) {
+      QUIVER_ASSIGN_OR_RETURN(cast, ParseCastMode(*mode));
+    }
   }
-  return made.WithTtl(ttl_ms);
+  QUIVER_ASSIGN_OR_RETURN(made, made.WithTtl(ttl_ms));
+  return made.WithCastMode(cast);
 }
 
 std::string TableSchema::ToJson() const {
@@ -566,6 +584,7 @@ std::string TableSchema::ToJson() const {
   json["columns"] = std::move(columns);
   if (event_time_index_ >= 0) json["event_time"] = columns_[event_time_index_].name;
   if (ttl_ms_ != 0) json["ttl"] = static_cast<double>(ttl_ms_) / 1000;
+  if (cast_mode_ != CastMode::kSafe) json["cast"] = std::string(CastModeName(cast_mode_));
   return json.dump();
 }
 
@@ -586,11 +605,17 @@ std::shared_ptr<arrow::Schema> TableSchema::ToArrow() const {
     }
     fields.push_back(arrow::field(column.name, column.type, column.nullable, metadata));
   }
+  std::vector<std::string> keys, values;
   if (ttl_ms_ != 0) {
-    return arrow::schema(std::move(fields), arrow::key_value_metadata({std::string(kTtlMetadata)},
-                                                                      {std::to_string(ttl_ms_)}));
+    keys.emplace_back(kTtlMetadata);
+    values.push_back(std::to_string(ttl_ms_));
   }
-  return arrow::schema(std::move(fields));
+  if (cast_mode_ != CastMode::kSafe) {
+    keys.emplace_back(kCastMetadata);
+    values.emplace_back(CastModeName(cast_mode_));
+  }
+  if (keys.empty()) return arrow::schema(std::move(fields));
+  return arrow::schema(std::move(fields), arrow::key_value_metadata(keys, values));
 }
 
 int TableSchema::FindColumn(std::string_view name) const {
@@ -602,7 +627,8 @@ int TableSchema::FindColumn(std::string_view name) const {
 
 bool TableSchema::Equals(const TableSchema& other) const {
   if (key_index_ != other.key_index_ || event_time_index_ != other.event_time_index_ ||
-      ttl_ms_ != other.ttl_ms_ || columns_.size() != other.columns_.size()) {
+      ttl_ms_ != other.ttl_ms_ || cast_mode_ != other.cast_mode_ ||
+      columns_.size() != other.columns_.size()) {
     return false;
   }
   for (size_t i = 0; i < columns_.size(); ++i) {

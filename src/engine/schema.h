@@ -28,6 +28,7 @@
 
 #include "common/result.h"
 #include "engine/limits.h"
+#include "engine/write_cast.h"
 
 namespace quiver {
 
@@ -35,6 +36,8 @@ inline constexpr std::string_view kKeyMetadata = "quiver.key";
 inline constexpr std::string_view kEventTimeMetadata = "quiver.event_time";
 // Schema metadata: the table's default TTL in milliseconds.
 inline constexpr std::string_view kTtlMetadata = "quiver.ttl_ms";
+// Schema metadata: "strict" when writes take the columns' types only (absent: "safe").
+inline constexpr std::string_view kCastMetadata = "quiver.cast";
 
 // Field metadata holding a column's default value (its JSON text).
 inline constexpr std::string_view kDefaultMetadata = "quiver.default";
@@ -85,6 +88,10 @@ class TableSchema {
   int64_t ttl_ms() const { return ttl_ms_; }
   // This schema with a default TTL (0: none); InvalidArgument outside 0..kMaxTtlMs.
   Result<TableSchema> WithTtl(int64_t ttl_ms) const;
+  // How writes convert their columns unless they say (JSON "cast": "safe", the default, or
+  // "strict"; engine/write_cast.h).
+  CastMode cast_mode() const { return cast_mode_; }
+  TableSchema WithCastMode(CastMode mode) const;
 
   bool Equals(const TableSchema& other) const;
 
@@ -94,6 +101,7 @@ class TableSchema {
   int key_index_ = -1;
   int event_time_index_ = -1;
   int64_t ttl_ms_ = 0;
+  CastMode cast_mode_ = CastMode::kSafe;
 };
 
 // The longest TTL, of a table or a write: 100 years.

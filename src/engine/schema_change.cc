@@ -167,9 +167,14 @@ Result<SchemaChange> SchemaChange::FromJson(std::string_view text, const EngineL
         return Status::InvalidArgument("\"ttl\" must be a number of seconds (0 or null: none)");
       }
       any = true;
+    } else if (part == "cast") {
+      if (!value.is_string()) return Status::InvalidArgument("\"cast\" must be safe or strict");
+      QUIVER_ASSIGN_OR_RETURN(CastMode mode, ParseCastMode(value.get<std::string>()));
+      change.cast = mode;
+      any = true;
     } else {
       return Status::InvalidArgument("a schema change has unknown part '" + part +
-                                     "' (expected add, drop, rename, alter, ttl)");
+                                     "' (expected add, drop, rename, alter, ttl, cast)");
     }
   }
   if (!any) return Status::InvalidArgument("the schema change changes nothing");
@@ -212,6 +217,7 @@ std::string SchemaChange::ToJson() const {
     json["add"] = std::move(adds);
   }
   if (ttl_ms) json["ttl"] = static_cast<double>(*ttl_ms) / 1000;
+  if (cast) json["cast"] = std::string(CastModeName(*cast));
   return json.dump();
 }
 
@@ -321,7 +327,8 @@ Result<ChangedSchema> ApplySchemaChange(const TableSchema& schema, const SchemaC
   }
   QUIVER_ASSIGN_OR_RETURN(TableSchema made,
                           TableSchema::Make(std::move(result), new_key, new_event_time, limits));
-  QUIVER_ASSIGN_OR_RETURN(changed.schema, made.WithTtl(change.ttl_ms.value_or(schema.ttl_ms())));
+  QUIVER_ASSIGN_OR_RETURN(made, made.WithTtl(change.ttl_ms.value_or(schema.ttl_ms())));
+  changed.schema = made.WithCastMode(change.cast.value_or(schema.cast_mode()));
   QUIVER_RETURN_NOT_OK(CheckTimeZones(changed.schema));
   return changed;
 }

@@ -6,7 +6,8 @@
 //    "drop":   ["x"],
 //    "rename": {"a": "b"},
 //    "alter":  {"c": {"dtype": "int64"}, "d": {"nullable": true}, "e": {"default": 1.5}},
-//    "ttl":    3600}                                   <- seconds; 0 or null: rows never expire
+//    "ttl":    3600,                                   <- seconds; 0 or null: rows never expire
+//    "cast":   "strict"}                               <- how writes convert (write_cast.h)
 //
 // drop, rename and alter name the columns as they are; add names them as they will be. Added
 // columns come last, in the order given; the others keep their places. An alter widens a type
@@ -47,6 +48,7 @@ struct SchemaChange {
   std::vector<std::pair<std::string, std::string>> rename;  // from, to
   std::vector<Alter> alter;
   std::optional<int64_t> ttl_ms;  // the table's new default TTL; 0: none
+  std::optional<CastMode> cast;   // the table's new cast mode
 
   // Parses the JSON above; InvalidArgument naming what is wrong (an empty change included).
   static Result<SchemaChange> FromJson(std::string_view json, const EngineLimits& limits = {});

@@ -46,6 +46,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,7 @@
 #include "engine/row_layout.h"
 #include "engine/row_store.h"
 #include "engine/schema.h"
+#include "engine/write_cast.h"
 
 namespace quiver {
 
@@ -69,6 +71,9 @@ struct ChangedSchema;
 
 struct WriteOptions {
   int64_t ttl_ms = 0;  // the rows' time to live; 0: the table's default (none without one)
+  // How the batch's columns may be converted (engine/write_cast.h); none: the table's
+  // (TableSchema::cast_mode). Replay always converts as "safe", which takes whatever was taken.
+  std::optional<CastMode> cast;
 };
 
 // Field metadata marking the extra column of Scan(…, with_expiry): each row's expiry time.
@@ -219,7 +224,7 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
                                     const WriteOptions& options);
   Result<int64_t> DeleteLocked(const arrow::Array& keys, WriteMode mode, uint64_t* lsn);
 
-  Status Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) const;
+  Status Prepare(const arrow::RecordBatch& batch, CastMode cast, PreparedBatch* prepared) const;
   // One column of a write (`as_default`: a default, for the batch's new rows), of its stored type,
   // checked and added to `prepared`.
   Status AddInput(int index, const std::shared_ptr<arrow::Array>& array, const std::string& where,

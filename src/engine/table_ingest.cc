@@ -7,49 +7,15 @@
 #include "common/arrow_status.h"
 #include "engine/table.h"
 #include "engine/table_internal.h"
+#include "engine/write_cast.h"
 
 namespace quiver {
-namespace {
-
-bool IsBinaryLike(arrow::Type::type id) {
-  return IsStringLike(id) || id == arrow::Type::BINARY || id == arrow::Type::LARGE_BINARY ||
-         id == arrow::Type::BINARY_VIEW || id == arrow::Type::FIXED_SIZE_BINARY;
-}
-bool IsListLike(arrow::Type::type id) {
-  return id == arrow::Type::LIST || id == arrow::Type::LARGE_LIST ||
-         id == arrow::Type::FIXED_SIZE_LIST || id == arrow::Type::LIST_VIEW;
-}
-
-// Implicit conversions stay inside the target dtype's family (dtype.h: numbers, strings, times,
-// lists of numbers); the cast itself is "safe": it fails on overflow, truncation and lost
-// precision.
-bool ConversionAllowed(const arrow::DataType& from, const arrow::DataType& to) {
-  const arrow::Type::type source = from.id();
-  switch (FindDtype(to.id())->family) {  // the schema holds dtypes only
-    case CastFamily::kString:
-      return IsStringLike(source);
-    case CastFamily::kBinary:
-      return IsBinaryLike(source);
-    case CastFamily::kBool:
-      return source == arrow::Type::BOOL;
-    case CastFamily::kTimestamp:
-      return source == arrow::Type::TIMESTAMP;
-    case CastFamily::kDate:
-      return source == arrow::Type::DATE32 || source == arrow::Type::DATE64;
-    case CastFamily::kList:
-      return IsListLike(source) && arrow::is_numeric(from.field(0)->type()->id());
-    case CastFamily::kNumber:
-      return arrow::is_numeric(source);
-  }
-  return false;
-}
-
-}  // namespace
 
 // Table::Prepare: a write's batch checked against the schema, cast to the stored types and
 // reduced to raw pointers, before anything changes.
 
-Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) const {
+Status Table::Prepare(const arrow::RecordBatch& batch, CastMode cast,
+                      PreparedBatch* prepared) const {
   prepared->length = batch.num_rows();
   const auto& batch_schema = *batch.schema();
   std::vector<bool> seen(schema_.num_columns(), false);
@@ -117,19 +83,7 @@ Status Table::Prepare(const arrow::RecordBatch& batch, PreparedBatch* prepared) 
         }
       }
     }
-    if (!array->type()->Equals(*spec.type, /*check_metadata=*/false)) {
-      if (!ConversionAllowed(*array->type(), *spec.type)) {
-        return Status::InvalidArgument(where + ": cannot store " + array->type()->ToString() +
-                                       " as " + DtypeName(*spec.type));
-      }
-      auto cast = arrow::compute::Cast(*array, spec.type, arrow::compute::CastOptions::Safe());
-      if (!cast.ok()) {
-        return Status::InvalidArgument(where + ": cannot store " + array->type()->ToString() +
-                                       " as " + DtypeName(*spec.type) + " (" +
-                                       cast.status().message() + ")");
-      }
-      array = *cast;
-    }
+    QUIVER_ASSIGN_OR_RETURN(array, CastForWrite(array, spec.type, cast, where));
     if (!spec.nullable && array->null_count() > 0) {
       return Status::InvalidArgument(where + " row " + std::to_string(FirstNull(*array)) +
                                      ": null in a non-nullable column");

@@ -256,7 +256,7 @@ TEST_F(TableErrorTest, UnknownColumn) {
 TEST_F(TableErrorTest, TypeMismatchNamesTheColumn) {
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a", "c"])"},
                                                      {"x", arrow::utf8(), R"(["1", "x"])"}})),
-                      StatusCode::kInvalidArgument, "column 'x': cannot store string as int32");
+                      StatusCode::kInvalidArgument, "column 'x': cannot store utf8 as int32");
   // A lossy cast is refused too.
   QUIVER_EXPECT_ERROR(table_->Upsert(*BatchFromJson({{"id", arrow::utf8(), R"(["a"])"},
                                                      {"x", arrow::int64(), "[10000000000]"}})),

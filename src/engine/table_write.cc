@@ -206,7 +206,9 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
     return row_expiry == nullptr ? expire_at : row_expiry->IsNull(i) ? 0 : row_expiry->Value(i);
   };
   PreparedBatch prepared;
-  QUIVER_RETURN_NOT_OK(Prepare(batch, &prepared));
+  const CastMode cast =
+      mode == WriteMode::kJournaled ? options.cast.value_or(schema_.cast_mode()) : CastMode::kSafe;
+  QUIVER_RETURN_NOT_OK(Prepare(batch, cast, &prepared));
   const int64_t n = prepared.length;
   KeyColumn key_column(*prepared.keys);
   const bool string_keys = prepared.keys->type_id() == arrow::Type::STRING;

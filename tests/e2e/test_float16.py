@@ -59,10 +59,11 @@ def test_float16_through_http_json_ipc_and_parquet(server):
     assert body["columns"]["h"] == [0.1, 65504, None, None]
     assert body["columns"]["l"] == [[0.1, -2], [], None, None]
     assert body["columns"]["emb"][0] == [0.5] * DIM
-    # Past float16's range is infinity, which JSON writes as null (as for float32).
-    assert requests.put(url + "/write", json={"columns": {"id": ["inf"], "h": [1e6]}}
-                        ).status_code == 200
-    assert requests.post(url + "/fetch", json={"keys": ["inf"]}).json()["columns"]["h"] == [None]
+    # Past float16's range is refused (it would be infinity), naming the column and row.
+    refused = requests.put(url + "/write", json={"columns": {"id": ["ok", "inf"], "h": [1, 1e6]}})
+    assert refused.status_code == 400
+    assert "column 'h' row 1: 1000000 is out of range for float16" in refused.json()["error"]
+    assert requests.post(url + "/fetch", json={"keys": ["ok"]}).json()["found"] == [False]
     # Arrow IPC in and out: the bits come back as written.
     table = arrow_table(["a", "b"])
     sink = io.BytesIO()

@@ -29,7 +29,7 @@ def test_async_client_does_everything(quiverd, name, kind):
             assert await db.delete(name, [1]) == 1
             with pytest.raises(quiver.TableNotFound, match="does not exist"):
                 await db.read(name + "_nope", [1])
-            with pytest.raises(quiver.SchemaError, match="cannot convert"):
+            with pytest.raises(quiver.SchemaError, match="cannot store utf8 as float32"):
                 await db.write(name, {"id": [1], "x": ["text"]})
             await db.drop_table(name)
 

@@ -71,7 +71,7 @@ def test_wire_forms(quiverd, name):
         flight.FlightDescriptor.for_command(json.dumps({"table": name, "ttl": 0.5})), table.schema)
     writer.write_table(table)
     writer.close()
-    with pytest.raises(pa.ArrowInvalid, match="belongs to writes"):
+    with pytest.raises(pa.ArrowInvalid, match="belong to writes"):
         client.do_get(flight.Ticket(json.dumps({"table": name, "ttl": 5}))).read_all()
     r = redis.Redis(port=quiverd.resp_port, decode_responses=True)
     with quiver.connect(quiverd.url) as db:

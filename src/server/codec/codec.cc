@@ -1,6 +1,7 @@
 #include "server/codec/codec.h"
 
 #include <arrow/api.h>
+#include <arrow/compute/exec.h>
 #include <arrow/io/memory.h>
 #include <arrow/ipc/reader.h>
 #include <arrow/ipc/writer.h>
@@ -132,6 +133,84 @@ Result<std::shared_ptr<arrow::Array>> ArrayFromJson(const Json& values,
                                    array.status().message() + ")");
   }
   return *array;
+}
+
+// A column's JSON values as the column's type, by the write rules (engine/write_cast.h): JSON has
+// no types of its own, so a number goes into any numeric column it fits exactly (in range, no
+// fraction dropped, no overflow to infinity), an integer into a date or timestamp column as days
+// or units since the epoch; ISO-8601 strings into dates and timestamps are a conversion, which
+// cast=strict refuses.
+Result<std::shared_ptr<arrow::Array>> ColumnFromJson(const Json& values,
+                                                     const std::shared_ptr<arrow::DataType>& type,
+                                                     CastMode mode, const std::string& what) {
+  if (!values.is_array()) return Status::InvalidArgument(what + " must be a JSON array");
+  const Dtype* dtype = FindDtype(type->id());
+  const CastFamily family = dtype == nullptr ? CastFamily::kBinary : dtype->family;
+  if (family == CastFamily::kNumber) {
+    bool floats = false, unsigned_big = false;
+    for (size_t i = 0; i < values.size(); ++i) {
+      const Json& value = values[i];
+      if (value.is_null()) continue;
+      if (!value.is_number()) {
+        return Status::InvalidArgument(RowContext(what, i) + ": " + Excerpt(value.dump(), 64) +
+                                       " is not a number");
+      }
+      floats |= value.is_number_float();
+      unsigned_big |=
+          value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX);
+    }
+    std::shared_ptr<arrow::DataType> natural = floats         ? arrow::float64()
+                                               : unsigned_big ? arrow::uint64()
+                                                              : arrow::int64();
+    auto array = arrow::json::ArrayFromJSONString(natural, values.dump());
+    if (!array.ok()) return Status::InvalidArgument(what + ": " + array.status().message());
+    return CastForWrite(*array, type, CastMode::kSafe, what);
+  }
+  if (family == CastFamily::kDate || family == CastFamily::kTimestamp) {
+    bool strings = false, numbers = false;
+    for (size_t i = 0; i < values.size(); ++i) {
+      const Json& value = values[i];
+      if (value.is_null()) continue;
+      if (value.is_string()) {
+        strings = true;
+      } else if (value.is_number_integer()) {
+        numbers = true;
+      } else {
+        return Status::InvalidArgument(RowContext(what, i) + ": " + Excerpt(value.dump(), 64) +
+                                       " is not an ISO-8601 string or an integer");
+      }
+    }
+    if (strings) {
+      // The strings parsed by the rules, the integers as they are, each row from its own.
+      Json text = Json::array(), integers = Json::array();
+      for (const Json& value : values) {
+        text.push_back(value.is_string() ? value : Json());
+        integers.push_back(value.is_string() ? Json() : value);
+      }
+      QUIVER_ASSIGN_OR_RETURN(auto parsed, StringArrayFromJson(text, what));
+      QUIVER_ASSIGN_OR_RETURN(parsed, CastForWrite(parsed, type, mode, what));
+      if (!numbers) return parsed;
+      QUIVER_ASSIGN_OR_RETURN(auto counted, ArrayFromJson(integers, type, what));
+      auto merged = arrow::compute::CallFunction("coalesce", {parsed, counted});
+      if (!merged.ok()) return Status::InvalidArgument(what + ": " + merged.status().message());
+      return merged->make_array();
+    }
+  }
+  if (family == CastFamily::kList && arrow::is_floating(type->field(0)->type()->id())) {
+    // Elements parsed as float64, then narrowed by the rules (no overflow to infinity).
+    const auto wide =
+        type->id() == arrow::Type::FIXED_SIZE_LIST
+            ? arrow::fixed_size_list(
+                  arrow::float64(), static_cast<const arrow::FixedSizeListType&>(*type).list_size())
+            : arrow::list(arrow::float64());
+    auto array = arrow::json::ArrayFromJSONString(wide, values.dump());
+    if (!array.ok()) {
+      return Status::InvalidArgument(what + ": not " + DtypeName(*type) + " values (" +
+                                     array.status().message() + ")");
+    }
+    return CastForWrite(*array, type, CastMode::kSafe, what);
+  }
+  return ArrayFromJson(values, type, what);
 }
 
 Result<std::shared_ptr<arrow::Array>> KeysFromJson(const Json& json, const TableSchema& schema) {
@@ -355,6 +434,10 @@ Result<FetchTicket> ParseFetchTicket(
     if (!ttl->is_number()) return Status::InvalidArgument("ttl must be a number of seconds");
     QUIVER_ASSIGN_OR_RETURN(ticket.ttl_ms, TtlFromSeconds(ttl->get<double>(), "ttl"));
   }
+  if (auto cast = json.find("cast"); cast != json.end() && !cast->is_null()) {
+    if (!cast->is_string()) return Status::InvalidArgument("cast must be \"safe\" or \"strict\"");
+    QUIVER_ASSIGN_OR_RETURN(ticket.cast, ParseCastMode(cast->get<std::string>()));
+  }
   return ticket;
 }
 
@@ -449,7 +532,8 @@ Result<std::shared_ptr<arrow::Table>> ParseParquetTable(std::string_view body) {
 }
 
 Result<std::shared_ptr<arrow::RecordBatch>> ParseJsonWrite(std::string_view body,
-                                                           const TableSchema& schema) {
+                                                           const TableSchema& schema,
+                                                           std::optional<CastMode> cast) {
   QUIVER_ASSIGN_OR_RETURN(Json json, ParseJsonBody(body));
   auto columns = json.find("columns");
   if (columns == json.end() || !columns->is_object()) {
@@ -462,7 +546,11 @@ Result<std::shared_ptr<arrow::RecordBatch>> ParseJsonWrite(std::string_view body
     const int index = schema.FindColumn(name);
     if (index < 0) return Status::NotFound("the table has no column '" + name + "'");
     const auto& type = schema.columns()[index].type;
-    QUIVER_ASSIGN_OR_RETURN(auto array, ArrayFromJson(values, type, "column '" + name + "'"));
+    QUIVER_ASSIGN_OR_RETURN(auto array,
+                            index == schema.key_index()
+                                ? ArrayFromJson(values, type, "column '" + name + "'")
+                                : ColumnFromJson(values, type, cast.value_or(schema.cast_mode()),
+                                                 "column '" + name + "'"));
     if (!arrays.empty() && array->length() != arrays[0]->length()) {
       return Status::InvalidArgument(
           "column '" + name + "' has " + std::to_string(array->length()) + " values, column '" +

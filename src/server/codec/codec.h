@@ -14,6 +14,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,7 @@
 #include "common/result.h"
 #include "engine/schema.h"
 #include "engine/table.h"
+#include "engine/write_cast.h"
 
 namespace quiver::codec {
 
@@ -45,7 +47,8 @@ struct FetchTicket {
   std::shared_ptr<arrow::Array> keys;  // null: every row
   std::vector<std::string> columns;    // empty: all value columns
   bool found_column = false;
-  int64_t ttl_ms = 0;  // "ttl" (seconds): the written rows' TTL (DoPut); 0: the table's
+  int64_t ttl_ms = 0;            // "ttl" (seconds): the written rows' TTL (DoPut); 0: the table's
+  std::optional<CastMode> cast;  // "cast": how a write's columns convert (DoPut); none: the table's
 };
 // A TTL given as text, in seconds ("60", "0.5"), as milliseconds. InvalidArgument naming the
 // value unless it is a number of seconds from 0.001 to 100 years.
@@ -60,9 +63,12 @@ Result<std::shared_ptr<arrow::Array>> ParseJsonKeys(std::string_view body,
                                                     const TableSchema& schema);
 // An Arrow IPC stream whose batches have exactly one column: the keys.
 Result<std::shared_ptr<arrow::Array>> ParseIpcKeys(std::string_view body);
-// {"columns": {name: [values], ...}}: the key column and any value columns, equal lengths.
+// {"columns": {name: [values], ...}}: the key column and any value columns, equal lengths, each
+// in its column's type by the write rules (engine/write_cast.h) under `cast` (none: the
+// table's).
 Result<std::shared_ptr<arrow::RecordBatch>> ParseJsonWrite(std::string_view body,
-                                                           const TableSchema& schema);
+                                                           const TableSchema& schema,
+                                                           std::optional<CastMode> cast = {});
 // Every batch of an Arrow IPC stream / every row group of a Parquet file, as one table. Both
 // decode into DecodeMemory::pool(): within the caller's DecodeMemory::Scope, if it opened one.
 Result<std::shared_ptr<arrow::Table>> ParseIpcTable(std::string_view body);

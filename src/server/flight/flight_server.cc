@@ -210,7 +210,7 @@ class FlightServer::Service : public flight::FlightServerBase {
     return Answer("DoGet", [&]() -> Status {
       QUIVER_ASSIGN_OR_RETURN(codec::FetchTicket request,
                               codec::ParseFetchTicket(ticket.ticket, FindTable()));
-      if (request.ttl_ms != 0) return TtlIsForWrites();
+      if (request.ttl_ms != 0 || request.cast) return TtlIsForWrites();
       std::shared_ptr<arrow::RecordBatchReader> reader;
       if (request.keys) {
         QUIVER_ASSIGN_OR_RETURN(ReadResult result,
@@ -249,7 +249,7 @@ class FlightServer::Service : public flight::FlightServerBase {
                                        FormatBytes(max_bytes) +
                                        "); send smaller batches (batches before it were written)");
         }
-        auto written = target.table->Upsert(*batch, WriteOptions{target.ttl_ms});
+        auto written = target.table->Upsert(*batch, WriteOptions{target.ttl_ms, target.cast});
         if (!written.ok()) {
           return written.status().WithContext("batch " + std::to_string(index) + " (batches " +
                                               "before it were written)");
@@ -352,7 +352,8 @@ class FlightServer::Service : public flight::FlightServerBase {
   }
 
   static Status TtlIsForWrites() {
-    return Status::InvalidArgument("\"ttl\" belongs to writes (DoPut), not to this call");
+    return Status::InvalidArgument(
+        "\"ttl\" and \"cast\" belong to writes (DoPut), not to this call");
   }
 
   std::function<Result<std::shared_ptr<Table>>(std::string_view)> FindTable() const {
@@ -361,7 +362,7 @@ class FlightServer::Service : public flight::FlightServerBase {
 
   // A descriptor names a table: PATH [table] (then, where `columns` is allowed, the wanted
   // columns: [table, column, ...]) or CMD, a JSON object {"table", "columns", "found"}, or for
-  // a write (DoPut) {"table", "ttl"}.
+  // a write (DoPut) {"table", "ttl", "cast"}.
   Result<codec::FetchTicket> Resolve(const flight::FlightDescriptor& descriptor, bool columns,
                                      bool write = false) const {
     codec::FetchTicket target;
@@ -384,7 +385,7 @@ class FlightServer::Service : public flight::FlightServerBase {
       return Status::InvalidArgument(
           "this call takes a descriptor that names only the table: path [table]");
     }
-    if (!write && target.ttl_ms != 0) return TtlIsForWrites();
+    if (!write && (target.ttl_ms != 0 || target.cast)) return TtlIsForWrites();
     return target;
   }
 

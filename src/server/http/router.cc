@@ -572,6 +572,14 @@ HttpResponse Router::Write(const HttpRequest& request, std::string_view name,
     }
     options.ttl_ms = *ttl_ms;
   }
+  if (const std::vector<std::string> cast = QueryValues(query, "cast"); !cast.empty()) {
+    auto mode = ParseCastMode(cast.front());
+    if (!mode.ok() || cast.size() > 1) {
+      return ErrorResponse(request, cast.size() > 1 ? Status::InvalidArgument("cast is given twice")
+                                                    : mode.status());
+    }
+    options.cast = *mode;
+  }
   auto table = catalog_.GetTable(name);
   if (!table.ok()) return ErrorResponse(request, table.status());
   const std::string content_type = RequestContentType(request);
@@ -588,7 +596,7 @@ HttpResponse Router::Write(const HttpRequest& request, std::string_view name,
   DecodeMemory::Scope scope(limit.bytes);
   Result<std::shared_ptr<arrow::RecordBatch>> batch = Status::Internal("unreachable");
   if (content_type == kJsonType) {
-    batch = codec::ParseJsonWrite(request.body(), (*table)->schema());
+    batch = codec::ParseJsonWrite(request.body(), (*table)->schema(), options.cast);
     if (!batch.ok() && !scope.exceeded()) {
       return ErrorResponse(request,
                            batch.status().WithContext("table '" + std::string(name) + "'"));
