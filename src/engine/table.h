@@ -208,6 +208,10 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
     std::shared_ptr<arrow::RecordBatch> upsert;
     std::shared_ptr<arrow::Array> deleted;
   };
+  struct Capture {
+    std::vector<CapturedWrite> writes;
+    Status status;  // not OK: a write could not be recorded (the change then fails)
+  };
 
   Table(std::string name, TableSchema schema, EngineLimits limits, RegionBacking backing,
         uint64_t id, Journal* journal, UnixClock clock);
@@ -229,6 +233,10 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   // checked and added to `prepared`.
   Status AddInput(int index, const std::shared_ptr<arrow::Array>& array, const std::string& where,
                   bool as_default, PreparedBatch* prepared) const;
+  // Writer, during a Rebuild: records an applied write (its own copy: a request's buffers go
+  // with the request), with the clock and expiry it was applied with.
+  void CaptureUpsert(const arrow::RecordBatch& batch, int64_t now, int64_t expire_at);
+  void CaptureDelete(const arrow::Array& keys);
   // Rebuild: applies recorded writes to `successor` (whose schema is `changed`).
   Status ApplyCaptured(const std::vector<CapturedWrite>& writes, const ChangedSchema& changed,
                        Table& successor) const;
@@ -285,9 +293,9 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   std::unique_ptr<HashIndex> index_;
 
   mutable std::mutex write_mutex_;
-  std::vector<CapturedWrite>* capture_ = nullptr;  // under write_mutex_: during a Rebuild
-  std::shared_ptr<Table> successor_;               // under write_mutex_
-  std::vector<uint32_t> free_rows_;                // writer only
+  Capture* capture_ = nullptr;           // under write_mutex_: during a Rebuild
+  std::shared_ptr<Table> successor_;     // under write_mutex_
+  std::vector<uint32_t> free_rows_;      // writer only
   uint32_t next_row_ = 0;                // writer only: rows [0, next_row_) have been used
   std::atomic<uint32_t> scan_limit_{0};  // published next_row_, for scans
   std::atomic<int64_t> row_count_{0};

@@ -1,4 +1,5 @@
 #include <arrow/api.h>
+#include <arrow/compute/api_vector.h>
 #include <arrow/compute/cast.h>
 
 #include <string>
@@ -51,6 +52,16 @@ Result<std::shared_ptr<arrow::RecordBatch>> ChangedBatch(const arrow::RecordBatc
                                   batch.num_rows(), std::move(arrays));
 }
 
+// A copy of `array` in buffers of its own.
+Result<std::shared_ptr<arrow::Array>> OwnedCopy(const arrow::Array& array) {
+  arrow::Int64Builder indices;
+  QUIVER_RETURN_NOT_OK_ARROW(indices.Reserve(array.length()));
+  for (int64_t i = 0; i < array.length(); ++i) indices.UnsafeAppend(i);
+  QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Array> order, indices.Finish());
+  QUIVER_ASSIGN_OR_RETURN_ARROW(arrow::Datum taken, arrow::compute::Take(array, order));
+  return taken.make_array();
+}
+
 }  // namespace
 
 // Online schema changes: the table copied into its successor while it serves (schema_change.h).
@@ -58,6 +69,40 @@ Result<std::shared_ptr<arrow::RecordBatch>> ChangedBatch(const arrow::RecordBatc
 std::shared_ptr<Table> Table::successor() const {
   std::lock_guard<std::mutex> lock(write_mutex_);
   return successor_;
+}
+
+void Table::CaptureUpsert(const arrow::RecordBatch& batch, int64_t now, int64_t expire_at) {
+  if (!capture_->status.ok()) return;
+  Status status = [&]() -> Status {
+    arrow::ArrayVector columns;
+    for (const std::shared_ptr<arrow::Array>& column : batch.columns()) {
+      QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> copy, OwnedCopy(*column));
+      columns.push_back(std::move(copy));
+    }
+    // As the journal has it, with the clock and expiry always given: the copy's replay decides
+    // alike.
+    auto metadata = batch.schema()->metadata() != nullptr
+                        ? batch.schema()->metadata()->Copy()
+                        : std::make_shared<arrow::KeyValueMetadata>();
+    QUIVER_RETURN_NOT_OK_ARROW(metadata->Set(std::string(kLoggedNowMetadata), std::to_string(now)));
+    QUIVER_RETURN_NOT_OK_ARROW(
+        metadata->Set(std::string(kLoggedExpireAtMetadata), std::to_string(expire_at)));
+    capture_->writes.push_back({arrow::RecordBatch::Make(batch.schema()->WithMetadata(metadata),
+                                                         batch.num_rows(), std::move(columns)),
+                                nullptr});
+    return Status::OK();
+  }();
+  if (!status.ok()) capture_->status = status.WithContext("a write made meanwhile");
+}
+
+void Table::CaptureDelete(const arrow::Array& keys) {
+  if (!capture_->status.ok()) return;
+  Result<std::shared_ptr<arrow::Array>> copy = OwnedCopy(keys);
+  if (!copy.ok()) {
+    capture_->status = copy.status().WithContext("a delete made meanwhile");
+    return;
+  }
+  capture_->writes.push_back({nullptr, *copy});
 }
 
 Status Table::ApplyCaptured(const std::vector<CapturedWrite>& writes, const ChangedSchema& changed,
@@ -85,13 +130,14 @@ Result<std::shared_ptr<Table>> Table::Rebuild(
   const auto expected = static_cast<size_t>(row_count_.load(std::memory_order_relaxed));
   QUIVER_RETURN_NOT_OK(next->rows_.Reserve(expected));
   QUIVER_RETURN_NOT_OK(next->index_->Reserve(expected));
-  std::vector<CapturedWrite> captured;
+  Capture capture;
+  std::vector<CapturedWrite>& captured = capture.writes;
   {
     std::lock_guard<std::mutex> lock(write_mutex_);
     if (successor_ != nullptr || capture_ != nullptr) {
       return Status::Internal("table '" + name_ + "' is already being changed or was replaced");
     }
-    capture_ = &captured;
+    capture_ = &capture;
   }
   // The copy: every live row, each with its expiry, as of when the scan reads it; the writes made
   // meanwhile are applied again afterwards (an upsert or delete applied twice leaves what
@@ -124,6 +170,7 @@ Result<std::shared_ptr<Table>> Table::Rebuild(
     return Status::OK();
   }();
   std::lock_guard<std::mutex> lock(write_mutex_);
+  if (status.ok()) status = capture.status;
   if (status.ok()) status = ApplyCaptured(captured, changed, *next);
   capture_ = nullptr;
   if (status.ok()) status = switch_over(next);

@@ -11,7 +11,6 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -154,18 +153,17 @@ template <typename T, typename Locked, typename Forward>
 Result<T> Table::Journaled(Locked locked, Forward forward) {
   uint64_t lsn = 0;
   std::shared_ptr<Table> successor;
-  std::optional<Result<T>> result;
-  {
+  Result<T> result = [&]() -> Result<T> {
     std::lock_guard<std::mutex> lock(write_mutex_);
     if (successor_ != nullptr) {
       successor = successor_;
-    } else {
-      result.emplace(locked(WriteMode::kJournaled, &lsn));
+      return Status::Internal("replaced");  // the successor answers instead
     }
-  }
+    return locked(WriteMode::kJournaled, &lsn);
+  }();
   if (successor != nullptr) return forward(*successor);
-  if (result->ok() && lsn != 0) QUIVER_RETURN_NOT_OK(journal_->Commit(lsn));
-  return std::move(*result);
+  if (result.ok() && lsn != 0) QUIVER_RETURN_NOT_OK(journal_->Commit(lsn));
+  return result;
 }
 
 template <typename T, typename Locked>

@@ -334,14 +334,7 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
     ++result.rows_written;
   }
   if (capture_ != nullptr && mode == WriteMode::kJournaled && n > 0) {
-    // As the journal has it, with the clock and expiry always given: the copy's replay decides
-    // alike.
-    auto metadata = batch.schema()->metadata() != nullptr
-                        ? batch.schema()->metadata()->Copy()
-                        : std::make_shared<arrow::KeyValueMetadata>();
-    (void)metadata->Set(std::string(kLoggedNowMetadata), std::to_string(now));
-    (void)metadata->Set(std::string(kLoggedExpireAtMetadata), std::to_string(expire_at));
-    capture_->push_back({batch.ReplaceSchemaMetadata(metadata), nullptr});
+    CaptureUpsert(batch, now, expire_at);
   }
   if (*lsn != 0) applied_lsn_.store(*lsn, std::memory_order_release);
   FinishWrite();
@@ -376,7 +369,7 @@ Result<int64_t> Table::DeleteLocked(const arrow::Array& keys_in, WriteMode mode,
     Reclaim(row_id, hash);
   }
   if (capture_ != nullptr && mode == WriteMode::kJournaled && keys->length() > 0) {
-    capture_->push_back({nullptr, keys});
+    CaptureDelete(*keys);
   }
   if (*lsn != 0) applied_lsn_.store(*lsn, std::memory_order_release);
   FinishWrite();

@@ -88,3 +88,11 @@ def test_unknown_settings_are_refused():
     answer = subprocess.run([sys.executable, str(SUITE / "run.py")], capture_output=True, text=True,
                             env={**os.environ, "BENCH_SYSTEMS": "memcached"})
     assert answer.returncode != 0 and "unknown system 'memcached'" in answer.stderr
+
+
+def test_the_schema_change_benchmark_runs_and_reports():
+    answer = subprocess.run([sys.executable, str(SUITE / "schema_change.py")], capture_output=True,
+                            text=True, env={**os.environ, "BENCH_ROWS": "20000"}, timeout=300)
+    assert answer.returncode == 0, answer.stderr
+    assert "| change answered after |" in answer.stdout
+    assert "| 1,000-key fetches during: p50 / p99 / max |" in answer.stdout
