@@ -1,7 +1,6 @@
 #include "engine/schema.h"
 
 #include <arrow/api.h>
-#include <arrow/compute/cast.h>
 #include <arrow/util/key_value_metadata.h>
 
 #include <charconv>
@@ -66,14 +65,14 @@ Status CheckColumnName(std::string_view name) {
   return Status::OK();
 }
 
-// A one-value array of `scalar`, cast to `type` without loss (Arrow's safe cast).
+// `scalar` as `type`, by the write rules (engine/write_cast.h, "safe").
 Result<std::shared_ptr<arrow::Scalar>> CastScalar(const arrow::Scalar& scalar,
                                                   const std::shared_ptr<arrow::DataType>& type) {
   auto array = arrow::MakeArrayFromScalar(scalar, 1);
   if (!array.ok()) return Status::InvalidArgument(array.status().message());
-  auto cast = arrow::compute::Cast(**array, type, arrow::compute::CastOptions::Safe());
-  if (!cast.ok()) return Status::InvalidArgument(cast.status().message());
-  auto value = (*cast)->GetScalar(0);
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> cast,
+                          CastForWrite(*array, type, CastMode::kSafe, "the default"));
+  auto value = cast->GetScalar(0);
   if (!value.ok()) return Status::InvalidArgument(value.status().message());
   return *value;
 }
@@ -117,9 +116,12 @@ Result<std::shared_ptr<arrow::Scalar>> ParseDefault(std::string_view text,
         given = std::make_shared<arrow::StringScalar>(value.get<std::string>());
       } else if (value.is_number_integer() && type->id() == arrow::Type::DATE32 &&
                  value.get<int64_t>() == static_cast<int32_t>(value.get<int64_t>())) {
-        given = std::make_shared<arrow::Int32Scalar>(static_cast<int32_t>(value.get<int64_t>()));
+        // Days or units since the epoch are the value itself, not a conversion.
+        return std::shared_ptr<arrow::Scalar>(
+            std::make_shared<arrow::Date32Scalar>(static_cast<int32_t>(value.get<int64_t>())));
       } else if (value.is_number_integer() && type->id() == arrow::Type::TIMESTAMP) {
-        given = std::make_shared<arrow::Int64Scalar>(value.get<int64_t>());
+        return std::shared_ptr<arrow::Scalar>(
+            std::make_shared<arrow::TimestampScalar>(value.get<int64_t>(), type));
       } else {
         return Status::InvalidArgument(context + "must be an ISO-8601 string or an integer, not " +
                                        shown);

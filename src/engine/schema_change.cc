@@ -228,7 +228,7 @@ Result<ChangedSchema> ApplySchemaChange(const TableSchema& schema, const SchemaC
   const std::string event_time =
       schema.event_time_index() >= 0 ? schema.columns()[schema.event_time_index()].name : "";
   std::vector<ColumnSpec> columns = schema.columns();
-  std::vector<bool> dropped(n, false), touched_by_drop(n, false);
+  std::vector<bool> dropped(n, false);
   const auto find = [&](const std::string& name, std::string_view part) -> Result<int> {
     const int index = schema.FindColumn(name);
     if (index < 0) {

@@ -13,11 +13,8 @@
 namespace quiver {
 namespace {
 
+using testing::ChangeFromJson;
 using testing::ValueOrFail;
-
-SchemaChange ChangeFromJson(const std::string& json) {
-  return ValueOrFail(SchemaChange::FromJson(json));
-}
 
 // The table Rows() writes to.
 TableSchema RowsSchema() {

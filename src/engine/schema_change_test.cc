@@ -12,11 +12,8 @@
 namespace quiver {
 namespace {
 
+using testing::ChangeFromJson;
 using testing::ValueOrFail;
-
-SchemaChange ChangeFromJson(const std::string& json) {
-  return ValueOrFail(SchemaChange::FromJson(json));
-}
 
 TableSchema Base() {
   return testing::SchemaFromJson(R"({"key": "id", "columns": {

@@ -42,11 +42,6 @@ inline int64_t FirstNull(const arrow::Array& array) {
   return -1;
 }
 
-inline bool IsStringLike(arrow::Type::type id) {
-  return id == arrow::Type::STRING || id == arrow::Type::LARGE_STRING ||
-         id == arrow::Type::STRING_VIEW;
-}
-
 // Whether `row` holds `key`. For readers, meaningful only once their seqlock check passed; the
 // writer calls it on rows only it changes.
 [[gnu::always_inline]] inline bool KeyMatches(const std::byte* row, const ColumnLayout& layout,

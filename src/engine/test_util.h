@@ -13,6 +13,7 @@
 
 #include "common/result.h"
 #include "engine/schema.h"
+#include "engine/schema_change.h"
 
 namespace quiver::testing {
 
@@ -49,6 +50,10 @@ T ValueOrFail(Result<T> result) {
 
 inline TableSchema SchemaFromJson(const std::string& json) {
   return ValueOrFail(TableSchema::FromJson(json));
+}
+
+inline SchemaChange ChangeFromJson(const std::string& json) {
+  return ValueOrFail(SchemaChange::FromJson(json));
 }
 
 }  // namespace quiver::testing

@@ -9,12 +9,14 @@
 #include "engine/schema.h"
 
 namespace quiver {
-namespace {
 
 bool IsStringLike(arrow::Type::type id) {
   return id == arrow::Type::STRING || id == arrow::Type::LARGE_STRING ||
          id == arrow::Type::STRING_VIEW;
 }
+
+namespace {
+
 bool IsBinaryLike(arrow::Type::type id) {
   return IsStringLike(id) || id == arrow::Type::BINARY || id == arrow::Type::LARGE_BINARY ||
          id == arrow::Type::BINARY_VIEW || id == arrow::Type::FIXED_SIZE_BINARY;

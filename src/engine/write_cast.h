@@ -30,6 +30,9 @@ namespace quiver {
 
 enum class CastMode : uint8_t { kSafe, kStrict };
 
+// utf8, large_utf8 or utf8_view.
+bool IsStringLike(arrow::Type::type id);
+
 // "safe" or "strict"; InvalidArgument naming the accepted spellings otherwise.
 Result<CastMode> ParseCastMode(std::string_view text);
 std::string_view CastModeName(CastMode mode);
