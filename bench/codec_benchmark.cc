@@ -60,7 +60,8 @@ ReadResult Result1000x10() {
 
 void BM_DecodeIpcKeys(benchmark::State& state) {
   const std::string body = IpcBody(Keys());
-  for (auto _ : state) benchmark::DoNotOptimize(ParseIpcKeys(body));
+  const TableSchema schema = Schema();
+  for (auto _ : state) benchmark::DoNotOptimize(ParseIpcKeys(body, schema));
 }
 void BM_DecodeJsonKeys(benchmark::State& state) {
   const auto keys = std::static_pointer_cast<arrow::StringArray>(Keys());

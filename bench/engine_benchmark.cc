@@ -1,6 +1,7 @@
 // Engine benchmarks (docs/benchmarks.md):
 //   BM_ReadFloat32x10     1000 (and 1) random keys x 10 float32 columns, 8-character string keys
 //   BM_ReadEmbedding128   1000 random keys x one fixed_size_list<float32, 128>
+//   BM_ReadComposite10    as BM_ReadFloat32x10 under a composite key (int64 + the same strings)
 //   BM_Upsert10Float32    bulk upsert of N rows x 10 float32 from Arrow record batches
 // Table size: BENCH_ROWS (default 10,000,000) rows. Read latencies are measured per call; the
 // p50 / p99 / p999 counters are in microseconds. bytes_per_row = TableStats::bytes / rows.
@@ -59,12 +60,21 @@ void RunReads(benchmark::State& state, Shape shape) {
   std::vector<std::shared_ptr<arrow::Array>> key_sets;
   for (int s = 0; s < kKeySets; ++s) {
     arrow::StringBuilder builder;
+    arrow::Int64Builder users;
     char buffer[24];
     for (int k = 0; k < keys_per_read; ++k) {
-      std::snprintf(buffer, sizeof(buffer), "%08lld", static_cast<long long>(rng() % rows));
+      const auto row = static_cast<long long>(rng() % rows);
+      std::snprintf(buffer, sizeof(buffer), "%08lld", row);
       (void)builder.Append(buffer, 8);
+      (void)users.Append(row / 10);
     }
-    key_sets.push_back(builder.Finish().ValueOrDie());
+    std::shared_ptr<arrow::Array> keys = builder.Finish().ValueOrDie();
+    if (shape == Shape::kComposite10) {
+      keys = arrow::StructArray::Make({users.Finish().ValueOrDie(), keys},
+                                      std::vector<std::string>{"user", "key"})
+                 .ValueOrDie();
+    }
+    key_sets.push_back(std::move(keys));
   }
   std::vector<double> micros;
   micros.reserve(1 << 20);
@@ -91,6 +101,7 @@ void RunReads(benchmark::State& state, Shape shape) {
 
 void BM_ReadFloat32x10(benchmark::State& state) { RunReads(state, Shape::kFloat32x10); }
 void BM_ReadEmbedding128(benchmark::State& state) { RunReads(state, Shape::kEmbedding128); }
+void BM_ReadComposite10(benchmark::State& state) { RunReads(state, Shape::kComposite10); }
 
 void BM_Upsert10Float32(benchmark::State& state) {
   const int64_t rows = BenchRows();
@@ -134,6 +145,11 @@ BENCHMARK(BM_ReadFloat32x10)
     ->Unit(benchmark::kMicrosecond)
     ->MinTime(3.0);
 BENCHMARK(BM_ReadEmbedding128)
+    ->Arg(1000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(3.0);
+BENCHMARK(BM_ReadComposite10)
     ->Arg(1000)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond)

@@ -51,11 +51,17 @@ std::shared_ptr<arrow::Buffer> RandomFloats(int64_t count, uint64_t seed) {
   return buffer;
 }
 
-enum class Shape { kFloat32x10, kEmbedding128 };
+// kComposite10: 10 float32 under a composite key, "user" int64 (row / 10) + "key" utf8 (as
+// kFloat32x10's keys).
+enum class Shape { kFloat32x10, kEmbedding128, kComposite10 };
 
 std::string SchemaJson(Shape shape) {
   std::string json = R"({"key": "key", "columns": {"key": {"dtype": "utf8"})";
-  if (shape == Shape::kFloat32x10) {
+  if (shape == Shape::kComposite10) {
+    json = R"({"key": ["user", "key"], "columns": {"user": {"dtype": "int64"},
+                                                   "key": {"dtype": "utf8"})";
+  }
+  if (shape != Shape::kEmbedding128) {
     for (int c = 0; c < 10; ++c)
       json += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32"})";
   } else {
@@ -67,7 +73,14 @@ std::string SchemaJson(Shape shape) {
 std::shared_ptr<arrow::RecordBatch> MakeBatch(Shape shape, int64_t first, int64_t count) {
   arrow::FieldVector fields = {arrow::field("key", arrow::utf8())};
   arrow::ArrayVector arrays = {MakeKeys(first, count)};
-  if (shape == Shape::kFloat32x10) {
+  if (shape == Shape::kComposite10) {
+    arrow::Int64Builder users;
+    (void)users.Reserve(count);
+    for (int64_t i = first; i < first + count; ++i) users.UnsafeAppend(i / 10);
+    fields.push_back(arrow::field("user", arrow::int64()));
+    arrays.push_back(users.Finish().ValueOrDie());
+  }
+  if (shape != Shape::kEmbedding128) {
     for (int c = 0; c < 10; ++c) {
       fields.push_back(arrow::field("f" + std::to_string(c), arrow::float32()));
       arrays.push_back(

@@ -86,10 +86,12 @@ class Client:
         where = getattr(self._backend, "url", "in-process")
         return f"<quiver.Client {self.backend} {where}>"
 
-    def create_table(self, name: str, schema: pa.Schema | Mapping[str, Any], key: str | None = None,
+    def create_table(self, name: str, schema: pa.Schema | Mapping[str, Any],
+                     key: str | list[str] | None = None,
                      event_time: str | None = None, ttl: float | None = None) -> pa.Schema:
-        """Creates a table. ``schema``: a pyarrow.Schema (``key`` names the key column unless a
-        field is marked with metadata ``quiver.key``) or murr's TableSchema dict. ``ttl``: the
+        """Creates a table. ``schema``: a pyarrow.Schema (``key`` names the key column, or a
+        composite key's columns as a list, unless fields are marked with metadata ``quiver.key``)
+        or murr's TableSchema dict. ``ttl``: the
         seconds a written row lives unless its write says otherwise (default: forever). Returns
         the stored schema."""
         return _schema.from_json(
@@ -226,7 +228,7 @@ class AsyncClient:
         await self.close()
 
     async def create_table(self, name: str, schema: pa.Schema | Mapping[str, Any],
-                           key: str | None = None, event_time: str | None = None,
+                           key: str | list[str] | None = None, event_time: str | None = None,
                            ttl: float | None = None) -> pa.Schema:
         return _schema.from_json(await self._backend.create_table(
             name, _schema.to_json(schema, key, event_time, _ttl(ttl))))

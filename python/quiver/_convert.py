@@ -122,11 +122,30 @@ def conform(data: pa.Table, schema: pa.Schema, table_name: str, cast: str = "saf
 
 def to_keys(keys: Any) -> pa.Array:
     """Keys as one Arrow array: from a list or tuple, a NumPy array, a pandas or polars Series,
-    or an Arrow array."""
+    or an Arrow array. A composite key's keys (one array per key column) come as a dict of
+    column name -> values, a pandas or polars DataFrame, or an Arrow table, record batch or
+    struct array; they become a struct array with one field per key column."""
     if isinstance(keys, pa.ChunkedArray):
         return keys.combine_chunks()
     if isinstance(keys, pa.Array):
         return keys
+    if isinstance(keys, dict):
+        if not keys:
+            raise InvalidRequest("keys: the dict names no key column", "INVALID_ARGUMENT")
+        parts = [to_keys(values) for values in keys.values()]
+        try:
+            return pa.StructArray.from_arrays(parts, names=[str(name) for name in keys])
+        except (pa.ArrowInvalid, ValueError) as e:
+            raise InvalidRequest(f"keys: {e}", "INVALID_ARGUMENT") from None
+    if isinstance(keys, pa.RecordBatch):
+        return keys.to_struct_array()
+    if isinstance(keys, pa.Table):
+        return to_keys(keys.combine_chunks().to_batches()[0] if keys.num_rows else
+                       pa.RecordBatch.from_pylist([], schema=keys.schema))
+    if _module_of(keys) in ("pandas", "polars") and hasattr(keys, "columns"):
+        table = pa.Table.from_pandas(keys, preserve_index=False) \
+            if _module_of(keys) == "pandas" else keys.to_arrow()
+        return to_keys(table)
     if isinstance(keys, (str, bytes)) or not hasattr(keys, "__len__"):
         raise InvalidRequest(f"keys must be a list, a NumPy array or an Arrow array, not "
                              f"{type(keys).__name__}", "INVALID_ARGUMENT")
@@ -139,3 +158,19 @@ def to_keys(keys: Any) -> pa.Array:
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     return array
+
+
+def keys_batch(keys: pa.Array) -> pa.RecordBatch:
+    """The keys as a record batch: column "key", or a composite key's columns (a struct array's
+    fields)."""
+    if pa.types.is_struct(keys.type):
+        return pa.RecordBatch.from_struct_array(keys)
+    return pa.record_batch([keys], names=["key"])
+
+
+def keys_json(keys: pa.Array) -> Any:
+    """The keys as the JSON APIs take them: a list, or a composite key's object of lists."""
+    if pa.types.is_struct(keys.type):
+        return {keys.type.field(i).name: keys.field(i).to_pylist()
+                for i in range(keys.type.num_fields)}
+    return keys.to_pylist()

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from . import _convert
 from ._errors import ConnectionError, QuiverError, error_from_code
 from ._schema import to_json
 
@@ -136,10 +137,10 @@ class FlightBackend:
         try:
             writer, reader = self._client.do_exchange(descriptor, self._options)
             with writer:
-                writer.begin(pa.schema([("key", keys.type)]))
+                batch = _convert.keys_batch(keys)
+                writer.begin(batch.schema)
                 for offset in range(0, len(keys), _KEYS_PER_BATCH):
-                    writer.write_batch(pa.record_batch([keys.slice(offset, _KEYS_PER_BATCH)],
-                                                       names=["key"]))
+                    writer.write_batch(batch.slice(offset, _KEYS_PER_BATCH))
                     batches.append(reader.read_chunk().data)
                 writer.done_writing()
                 schema = reader.schema
@@ -150,7 +151,7 @@ class FlightBackend:
         return table.remove_column(last), table.column(last), None
 
     def delete(self, name: str, keys: pa.Array) -> int:
-        return self._action("delete", {"table": name, "keys": keys.to_pylist()})["deleted"]
+        return self._action("delete", {"table": name, "keys": _convert.keys_json(keys)})["deleted"]
 
     def snapshot(self, tables: list[str]) -> list[dict[str, Any]]:
         return self._action("snapshot", {"tables": tables} if tables else {})["tables"]

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
-from . import _wire
+from . import _convert, _wire
 from ._errors import ConnectionError, QuiverError, ServerError, error_from_code
 
 IPC = "application/vnd.apache.arrow.stream"
@@ -45,10 +45,13 @@ def _key_schema_message(key_type: pa.DataType) -> bytes:
 
 
 def keys_ipc_bytes(keys: pa.Array) -> bytes:
-    """An Arrow IPC stream of one batch, column "key": the schema message is made once per type
-    (this is on every read's path; new_stream costs ~10 us more per call)."""
-    batch = pa.record_batch([keys], names=["key"])
-    return b"".join((_key_schema_message(keys.type), batch.serialize(), _END_OF_STREAM))
+    """An Arrow IPC stream of one batch, column "key" (or a composite key's columns): the schema
+    message is made once per type (this is on every read's path; new_stream costs ~10 us more
+    per call)."""
+    batch = _convert.keys_batch(keys)
+    schema = batch.schema.serialize().to_pybytes() if pa.types.is_struct(keys.type) \
+        else _key_schema_message(keys.type)
+    return b"".join((schema, batch.serialize(), _END_OF_STREAM))
 
 
 def read_ipc(body: bytes) -> pa.Table:
@@ -125,7 +128,7 @@ def read_call(name: str, keys: pa.Array, columns: list[str]) -> _Call:
 
 
 def delete_call(name: str, keys: pa.Array) -> _Call:
-    body = json.dumps({"keys": keys.to_pylist()}).encode()
+    body = json.dumps({"keys": _convert.keys_json(keys)}).encode()
     return _Call("POST", _path(name, "/delete"), body, JSON, JSON, lambda b: json.loads(b)["deleted"])
 
 

@@ -1,7 +1,8 @@
 """Table schemas: murr's TableSchema JSON <-> pyarrow.Schema, with the engine's dtype spellings.
 
-The key field of a ``pyarrow.Schema`` carries metadata ``{"quiver.key": "true"}`` and the
-event-time field ``{"quiver.event_time": "true"}``, as in the server (docs/schema.md).
+The key field of a ``pyarrow.Schema`` carries metadata ``{"quiver.key": "true"}`` (a composite
+key's fields their part numbers, ``"1"``, ``"2"``, ...) and the event-time field
+``{"quiver.event_time": "true"}``, as in the server (docs/schema.md).
 """
 
 from __future__ import annotations
@@ -70,7 +71,31 @@ def _marked(schema: pa.Schema, mark: dict[bytes, bytes]) -> str | None:
     return None
 
 
-def to_json(schema: pa.Schema | Mapping[str, Any], key: str | None = None,
+def key_fields(schema: pa.Schema) -> list[pa.Field]:
+    """The fields the metadata marks as the key, in key order (a composite key's part numbers)."""
+    parts = []
+    for index, field in enumerate(schema):
+        mark = (field.metadata or {}).get(b"quiver.key")
+        if mark == b"true":
+            parts.append((1, index))
+        elif mark is not None and mark.isdigit():
+            parts.append((int(mark), index))
+    return [schema.field(index) for _, index in sorted(parts)]
+
+
+def _key_of(schema: pa.Schema) -> str | list[str] | None:
+    """The key the fields' metadata marks: a name, or a composite key's names in key order."""
+    names = [field.name for field in key_fields(schema)]
+    return None if not names else names[0] if len(names) == 1 else names
+
+
+def _key_names(key: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    if key is None:
+        return []
+    return [key] if isinstance(key, str) else list(key)
+
+
+def to_json(schema: pa.Schema | Mapping[str, Any], key: str | list[str] | None = None,
             event_time: str | None = None, ttl: float | None = None) -> dict[str, Any]:
     """TableSchema JSON from a pyarrow.Schema (key from ``key`` or the field marked as key) or from
     a TableSchema dict (``key`` / ``event_time`` / ``ttl``, when given, must agree with it or fill
@@ -88,15 +113,17 @@ def to_json(schema: pa.Schema | Mapping[str, Any], key: str | None = None,
     if not isinstance(schema, pa.Schema):
         raise SchemaError("a schema is a pyarrow.Schema or a TableSchema dict, not "
                           f"{type(schema).__name__}", "INVALID_ARGUMENT")
-    key = key or _marked(schema, KEY_METADATA)
-    if key is None:
+    key = key or _key_of(schema)
+    if isinstance(key, tuple):
+        key = list(key)
+    if not key:
         raise SchemaError("no key column: pass key=... or mark a field with metadata "
                           "{'quiver.key': 'true'}", "INVALID_ARGUMENT")
     event_time = event_time or _marked(schema, EVENT_TIME_METADATA)
     columns: dict[str, Any] = {}
     for field in schema:
         spec: dict[str, Any] = {"dtype": dtype_name(field.type, field.name)}
-        if field.name != key:  # pyarrow fields are nullable by default; a key never is
+        if field.name not in _key_names(key):  # pyarrow fields are nullable by default; a key never is
             spec["nullable"] = field.nullable
         if field.metadata and DEFAULT_METADATA in field.metadata:
             spec["default"] = json.loads(field.metadata[DEFAULT_METADATA])
@@ -115,14 +142,19 @@ def to_json(schema: pa.Schema | Mapping[str, Any], key: str | None = None,
 
 def from_json(schema: Mapping[str, Any]) -> pa.Schema:
     """The pyarrow.Schema of a TableSchema dict, as the server produces it."""
-    key = schema.get("key")
+    key = _key_names(schema.get("key"))
     event_time = schema.get("event_time")
     fields = []
     for name, spec in schema.get("columns", {}).items():
-        metadata = KEY_METADATA if name == key else EVENT_TIME_METADATA if name == event_time else None
+        metadata = None
+        if name in key:
+            metadata = KEY_METADATA if len(key) == 1 else \
+                {b"quiver.key": str(key.index(name) + 1).encode()}
+        elif name == event_time:
+            metadata = EVENT_TIME_METADATA
         if "default" in spec:
             metadata = {**(metadata or {}), DEFAULT_METADATA: json.dumps(spec["default"]).encode()}
-        nullable = bool(spec.get("nullable", name != key))
+        nullable = bool(spec.get("nullable", name not in key))
         fields.append(pa.field(name, parse_dtype(spec["dtype"]), nullable, metadata))
     metadata = {}
     if schema.get("ttl"):

@@ -23,6 +23,7 @@ from typing import Any, Iterator, Sequence
 import pyarrow as pa
 
 from . import QuiverError, connect
+from ._schema import key_fields
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".arrow": "ipc", ".ipc": "ipc",
@@ -145,7 +146,7 @@ def _wanted_columns(schema: pa.Schema, table: str, source: _Source, names: list[
                     args: argparse.Namespace) -> list[str]:
     """The columns of a file to write: --columns (with the key), else those the table has, and
     with an extra column a clear error unless --ignore-extra-columns."""
-    key = next(f.name for f in schema if f.metadata and f.metadata.get(b"quiver.key"))
+    key_names = [f.name for f in key_fields(schema)]
     if args.columns:
         wanted = [c for c in args.columns.split(",") if c]
         for column in wanted:
@@ -153,9 +154,10 @@ def _wanted_columns(schema: pa.Schema, table: str, source: _Source, names: list[
                 raise CliError(f"--columns: table '{table}' has no column '{column}'")
             if column not in names:
                 raise CliError(f"{source}: no column '{column}' (it has {', '.join(names)})")
-        if key not in names:
-            raise CliError(f"{source}: no key column '{key}'")
-        return [key] + [c for c in wanted if c != key]
+        for key in key_names:
+            if key not in names:
+                raise CliError(f"{source}: no key column '{key}'")
+        return key_names + [c for c in wanted if c not in key_names]
     extra = [n for n in names if schema.get_field_index(n) < 0]
     if extra and not args.ignore_extra_columns:
         raise CliError(f"{source}: table '{table}' has no column {', '.join(map(repr, extra))} "
@@ -328,12 +330,32 @@ def print_table(columns: dict[str, list[Any]], out: Any = sys.stdout) -> None:
 
 
 def _keys(db: Any, table: str, keys: Sequence[str]) -> pa.Array:
-    schema = db.schema(table)
-    key_field = next(f for f in schema if f.metadata and f.metadata.get(b"quiver.key"))
-    try:
-        return pa.array(keys).cast(key_field.type)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise CliError(f"keys of table '{table}' are {key_field.type}: {' '.join(keys)}") from None
+    """Keys from the command line; a composite key's parts joined by ':' (the last part may hold
+    ':')."""
+    parts = key_fields(db.schema(table))
+    if len(parts) == 1:
+        try:
+            return pa.array(keys).cast(parts[0].type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise CliError(f"keys of table '{table}' are {parts[0].type}: "
+                           f"{' '.join(keys)}") from None
+    columns: list[list[str]] = [[] for _ in parts]
+    for key in keys:
+        split = key.split(":", len(parts) - 1)
+        if len(split) != len(parts):
+            raise CliError(f"table '{table}' has a key of {len(parts)} columns "
+                           f"({', '.join(f.name for f in parts)}): give each key as their values "
+                           f"joined by ':', not '{key}'")
+        for values, value in zip(columns, split):
+            values.append(value)
+    arrays = []
+    for field, values in zip(parts, columns):
+        try:
+            arrays.append(pa.array(values).cast(field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise CliError(f"key column '{field.name}' of table '{table}' is {field.type}: "
+                           f"{' '.join(values)}") from None
+    return pa.StructArray.from_arrays(arrays, names=[f.name for f in parts])
 
 
 def _get(db: Any, args: argparse.Namespace) -> None:
@@ -371,7 +393,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("schema", nargs="?", help="TableSchema JSON text, or @FILE")
     s.add_argument("--from", dest="source", metavar="FILE_OR_URI",
                    help="infer the schema from this file (or the first file of a directory)")
-    s.add_argument("--key", help="with --from: the key column (int64 or utf8)")
+    s.add_argument("--key", help="with --from: the key column (int64 or utf8); a composite "
+                   "key's columns separated by commas (user_id,item_id)")
     s.add_argument("--event-time", help="with --from: the event-time column")
     s.add_argument("--ttl", type=float, help="with --from: the table's TTL in seconds")
     s.add_argument("--columns", help="with --from: only these columns (comma-separated)")
@@ -477,8 +500,8 @@ def _inferred_schema(args: argparse.Namespace) -> dict[str, Any]:
     wanted = [c for c in args.columns.split(",") if c] if args.columns else file_schema.names
     if args.key is None:
         raise CliError(f"--key: name the key column (one of {', '.join(file_schema.names)})")
-    if args.key not in wanted:
-        wanted = [args.key] + wanted
+    key = [k for k in args.key.split(",") if k]
+    wanted = [k for k in key if k not in wanted] + wanted
     columns: dict[str, Any] = {}
     for name in wanted:
         index = file_schema.get_field_index(name)
@@ -490,7 +513,7 @@ def _inferred_schema(args: argparse.Namespace) -> dict[str, Any]:
             t = t.value_type  # categories: their values
         if pa.types.is_date64(t):
             t = pa.date32()
-        if name == args.key:
+        if name in key:
             if pa.types.is_integer(t):
                 t = pa.int64()
             elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
@@ -505,7 +528,7 @@ def _inferred_schema(args: argparse.Namespace) -> dict[str, Any]:
                              "nullable": field.nullable or name != args.event_time}
         except QuiverError as e:
             raise CliError(f"{source}: {e} (leave it out with --columns)") from None
-    schema: dict[str, Any] = {"key": args.key, "columns": columns}
+    schema: dict[str, Any] = {"key": key[0] if len(key) == 1 else key, "columns": columns}
     if args.event_time:
         if args.event_time not in columns:
             raise CliError(f"--event-time {args.event_time}: not among the columns")

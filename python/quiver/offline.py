@@ -16,6 +16,7 @@ time, late data included.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 from typing import Any, Sequence
 
@@ -138,6 +139,19 @@ def _codes(query: pa.Array, history: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return codes[:len(query)], codes[len(query):]
 
 
+def _key_codes(query: list[pa.Array], history: list[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes of keys of one or more columns (a composite key), equal where every column's
+    values are."""
+    if len(query) == 1:
+        return _codes(query[0], history[0])
+    pairs = [_codes(q, h) for q, h in zip(query, history)]
+    both = np.concatenate([np.stack([q for q, _ in pairs], axis=1),
+                           np.stack([h for _, h in pairs], axis=1)])
+    _, codes = np.unique(both, axis=0, return_inverse=True)
+    codes = codes.reshape(-1).astype(np.int64)
+    return codes[:len(query[0])], codes[len(query[0]):]
+
+
 class _Versions:
     """Each key's successive states in log order: when each began, which history row gives each
     value column (-1: null), and whether the row was gone then."""
@@ -204,7 +218,8 @@ def _resolve(h: dict[str, np.ndarray], omitted: dict[int, tuple[int, ...]], n_va
     return versions
 
 
-def point_in_time(history_uri: str, table: str, entity_df: Any, *, key: str | None = None,
+def point_in_time(history_uri: str, table: str, entity_df: Any, *,
+                  key: str | Sequence[str] | None = None,
                   timestamp: str | None = None, columns: Sequence[str] | None = None,
                   by: str = "event_time", max_age: float | _dt.timedelta | None = None,
                   filesystem: Any = None) -> Any:
@@ -213,7 +228,8 @@ def point_in_time(history_uri: str, table: str, entity_df: Any, *, key: str | No
     or a local path).
 
     ``entity_df`` (pandas or polars DataFrame, pyarrow Table, or dict of columns) holds a key
-    column (``key``, default: the table's key column's name) and a timestamp column
+    column (``key``, default: the table's key column's name; a composite key's columns, a list)
+    and a timestamp column
     (``timestamp``, default ``event_timestamp`` or its only timestamp column; naive times are
     UTC). Returned: the same kind of frame, its rows in their order, with the table's value
     columns (or ``columns``) added: each row's values as the table held them at that time, nulls
@@ -234,18 +250,24 @@ def point_in_time(history_uri: str, table: str, entity_df: Any, *, key: str | No
 
     schema = pq.read_schema(files[-1], filesystem=fs)
     metadata = schema.metadata or {}
-    key_name = metadata.get(b"quiver.key", b"").decode() or schema.field(0).name
+    key_text = metadata.get(b"quiver.key", b"").decode() or schema.field(0).name
+    # A composite key's names are a JSON list.
+    key_names = json.loads(key_text) if key_text.startswith("[") else [key_text]
     event_name = metadata.get(b"quiver.event_time", b"").decode() or None
-    value_names = [f.name for f in schema if f.name != key_name and f.name not in _META]
+    value_names = [f.name for f in schema if f.name not in key_names and f.name not in _META]
     wanted = list(value_names if columns is None else columns)
     for name in wanted:
         if name not in value_names:
             raise ColumnNotFound(f"table '{table}' has no column '{name}' in its history "
                                  f"(columns: {', '.join(value_names)})", "NOT_FOUND")
-    key_column = key or key_name
-    if key_column not in entities.column_names:
-        raise InvalidRequest(f"entity_df has no key column '{key_column}' "
-                             f"(columns: {', '.join(entities.column_names)})", "INVALID_ARGUMENT")
+    key_columns = [key] if isinstance(key, str) else list(key) if key else key_names
+    if len(key_columns) != len(key_names):
+        raise InvalidRequest(f"key= names {len(key_columns)} column(s), the table's key has "
+                             f"{len(key_names)} ({', '.join(key_names)})", "INVALID_ARGUMENT")
+    for key_column in key_columns:
+        if key_column not in entities.column_names:
+            raise InvalidRequest(f"entity_df has no key column '{key_column}' (columns: "
+                                 f"{', '.join(entities.column_names)})", "INVALID_ARGUMENT")
     if timestamp is None:
         stamped = [f.name for f in entities.schema if pa.types.is_timestamp(f.type)]
         timestamp = ("event_timestamp" if "event_timestamp" in entities.column_names
@@ -262,30 +284,40 @@ def point_in_time(history_uri: str, table: str, entity_df: Any, *, key: str | No
         raise InvalidRequest(f"entity_df already has column(s) {', '.join(clash)}: pass "
                              "columns= without them", "INVALID_ARGUMENT")
     query_time = _micros(entities.column(timestamp), f"entity_df column '{timestamp}'")
-    key_type = schema.field(key_name).type
-    query_keys = entities.column(key_column)
-    if query_keys.null_count:
-        raise InvalidRequest(f"entity_df column '{key_column}' holds nulls", "INVALID_ARGUMENT")
-    try:
-        query_keys = query_keys.cast(key_type).combine_chunks()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise InvalidRequest(f"entity_df column '{key_column}' ({query_keys.type}) does not "
-                             f"convert to the table's key type {key_type}: {e}",
-                             "INVALID_ARGUMENT") from None
+    query_keys = []
+    for key_column, key_name in zip(key_columns, key_names):
+        key_type = schema.field(key_name).type
+        values = entities.column(key_column)
+        if values.null_count:
+            raise InvalidRequest(f"entity_df column '{key_column}' holds nulls",
+                                 "INVALID_ARGUMENT")
+        try:
+            query_keys.append(values.cast(key_type).combine_chunks())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+            raise InvalidRequest(f"entity_df column '{key_column}' ({values.type}) does not "
+                                 f"convert to the table's key type {key_type}: {e}",
+                                 "INVALID_ARGUMENT") from None
 
-    # The rows that can matter: the entities' keys, and drops.
-    row_filter = pc.field(key_name).isin(pc.unique(query_keys)) | (pc.field("_quiver_op") == "drop")
+    # The rows that can matter: the entities' keys (each column's values: a superset for a
+    # composite key), and drops.
+    row_filter = pc.field("_quiver_op") == "drop"
+    key_filter = None
+    for key_name, values in zip(key_names, query_keys):
+        matches = pc.field(key_name).isin(pc.unique(values))
+        key_filter = matches if key_filter is None else key_filter & matches
+    row_filter = key_filter | row_filter
     if by == "applied" and len(query_time):
         row_filter &= pc.field("_quiver_applied_at") <= pa.scalar(int(query_time.max()),
                                                                   pa.timestamp("us", tz="UTC"))
     history = read_history(history_uri, table, filter=row_filter,
-                           columns=[key_name, *wanted, *_META], filesystem=filesystem)
+                           columns=[*key_names, *wanted, *_META], filesystem=filesystem)
     order = np.lexsort((_ints(history.column("_quiver_row")), _ints(history.column("_quiver_lsn"))))
     history = history.take(pa.array(order, type=pa.int64()))
     op_column = history.column("_quiver_op")
     op = np.where(_bools(pc.equal(op_column, "delete")), 1,
                   np.where(_bools(pc.equal(op_column, "drop")), 2, 0)).astype(np.int8)
-    query_codes, history_codes = _codes(query_keys, history.column(key_name).combine_chunks())
+    query_codes, history_codes = _key_codes(
+        query_keys, [history.column(name).combine_chunks() for name in key_names])
     # Which columns asked for each write left out, and whether it held the event-time column.
     position = {name: i for i, name in enumerate(wanted)}
     omitted_column = history.column("_quiver_omitted")

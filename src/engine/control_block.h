@@ -37,6 +37,10 @@ enum class PublishedState : uint32_t {
 
 enum class RegionKind : uint8_t { kRows = 1, kHeap = 2, kIndex = 3 };
 
+// ControlHeader::key_column of a table whose key has several columns (engine/keys.h): the key
+// columns (flagged kColumnIsKey) are laid out as value columns and together are the key.
+inline constexpr uint16_t kCompositeKeyColumn = 0xFFFF;
+
 struct ControlHeader {
   uint64_t magic;
   uint32_t version;
@@ -48,7 +52,8 @@ struct ControlHeader {
   uint64_t instance_id;                  // 40: random per server process: a restart changes it
   uint8_t first_shift;                   // 48: RowChunkGeometry
   uint8_t large_shift;                   // 49
-  uint16_t key_column;                   // 50: schema index of the key column
+  uint16_t key_column;                   // 50: schema index of the key column, or
+                                         //     kCompositeKeyColumn
   uint32_t bitmap_bytes;                 // 52: the rows' validity bitmap
   uint32_t columns_offset;               // 56
   uint32_t columns_count;                // 60

@@ -1,4 +1,5 @@
-// KeyColumn: the bytes of each key of a normalized key array (utf8, or int64 as its 8 bytes), as
+// KeyColumn: the bytes of each key of a normalized key array (utf8, int64 as its 8 bytes, or a
+// composite key's encoded bytes: binary; engine/keys.h), as
 // the index hashes them and rows hold them; the engine's reads and writes and the shared-memory
 // readers (src/shm/) take keys through it.
 //
@@ -12,12 +13,12 @@
 
 namespace quiver {
 
-// The bytes of key i of a normalized key array (utf8 or int64), for hashing and comparing.
+// The bytes of key i of a normalized key array, for hashing and comparing.
 class KeyColumn {
  public:
   explicit KeyColumn(const arrow::Array& keys) {
     const arrow::ArrayData& data = *keys.data();
-    if (keys.type_id() == arrow::Type::STRING) {
+    if (keys.type_id() == arrow::Type::STRING || keys.type_id() == arrow::Type::BINARY) {
       offsets_ = data.GetValues<int32_t>(1);
       bytes_ = data.buffers[2] ? data.buffers[2]->data() : nullptr;
     } else {

@@ -81,7 +81,8 @@ Result<std::shared_ptr<Publication>> Publication::Make(uint64_t table_id, const 
   header->instance_id = PublicationInstanceId();
   header->first_shift = static_cast<uint8_t>(geometry.first_shift);
   header->large_shift = static_cast<uint8_t>(geometry.large_shift);
-  header->key_column = static_cast<uint16_t>(schema.key_index());
+  header->key_column =
+      schema.composite_key() ? kCompositeKeyColumn : static_cast<uint16_t>(schema.key_index());
   header->bitmap_bytes = layout.bitmap_bytes();
   header->columns_offset = static_cast<uint32_t>(columns_offset);
   header->columns_count = columns;
@@ -93,16 +94,16 @@ Result<std::shared_ptr<Publication>> Publication::Make(uint64_t table_id, const 
   for (uint32_t i = 0; i < columns; ++i) {
     const ColumnLayout& column = layout.column(static_cast<int>(i));
     const ColumnSpec& spec = schema.columns()[i];
-    records[i] = ColumnRecord{.physical = static_cast<uint8_t>(column.physical),
-                              .flags = static_cast<uint8_t>(
-                                  (static_cast<int>(i) == schema.key_index() ? kColumnIsKey : 0) |
-                                  (spec.nullable ? kColumnNullable : 0)),
-                              .reserved = 0,
-                              .offset = column.offset,
-                              .width = column.width,
-                              .valid_bit = column.valid_bit,
-                              .element_width = column.element_width,
-                              .reserved2 = 0};
+    records[i] = ColumnRecord{
+        .physical = static_cast<uint8_t>(column.physical),
+        .flags = static_cast<uint8_t>((schema.IsKeyColumn(static_cast<int>(i)) ? kColumnIsKey : 0) |
+                                      (spec.nullable ? kColumnNullable : 0)),
+        .reserved = 0,
+        .offset = column.offset,
+        .width = column.width,
+        .valid_bit = column.valid_bit,
+        .element_width = column.element_width,
+        .reserved2 = 0};
   }
   std::memcpy(base + schema_offset, ipc->data(), static_cast<size_t>(ipc->size()));
   QUIVER_ASSIGN_OR_RETURN(int control_fd, ReadOnlyFd(control->fd()));

@@ -42,13 +42,18 @@ RowLayout::RowLayout(const TableSchema& schema) {
     layout.offset = offset;
     offset += layout.width;
   };
-  place(schema.key_index());
+  if (!schema.composite_key()) place(schema.key_index());
   int bit = 0;
   for (int i = 0; i < schema.num_columns(); ++i) {
-    if (i == schema.key_index()) continue;
-    if (schema.columns()[i].nullable) columns_[i].valid_bit = bit++;
-    place(i);
+    if (i != schema.key_index()) {
+      if (schema.columns()[i].nullable) columns_[i].valid_bit = bit++;
+      place(i);
+    }
+    if (columns_[i].physical == Physical::kBytes || columns_[i].physical == Physical::kList) {
+      var_slots_.push_back(columns_[i]);
+    }
   }
+  for (int index : schema.key_columns()) key_parts_.push_back(columns_[index]);
   row_width_ = (offset + 7) / 8 * 8;
 }
 

@@ -2,7 +2,9 @@
 // header, references and seqlock protocol, is engine/row_format.h). The key goes first, right after
 // the header and the validity bitmap, so it shares the first cache line with them; value columns
 // follow in schema order. So 10 float32 columns with an 8-byte utf8 key make a 64-byte row: one
-// cache line per lookup.
+// cache line per lookup. A composite key's columns (engine/keys.h) are laid out as value columns,
+// in schema order: together they are the key (a lookup compares each with its part of the encoded
+// key), and there is no key slot.
 //
 // Thread safety: RowLayout is immutable.
 #pragma once
@@ -30,12 +32,21 @@ class RowLayout {
   explicit RowLayout(const TableSchema& schema);
 
   const ColumnLayout& column(int schema_index) const { return columns_[schema_index]; }
+  bool composite_key() const { return key_parts_.size() > 1; }
+  // Where a single key lives (the key column's layout).
+  const ColumnLayout& key() const { return key_parts_[0]; }
+  // The key's columns in key order (one unless the key is composite).
+  const std::vector<ColumnLayout>& key_parts() const { return key_parts_; }
+  // Every slot whose value may live in the heap (kBytes, kList), the key's included.
+  const std::vector<ColumnLayout>& var_slots() const { return var_slots_; }
   uint32_t row_width() const { return row_width_; }
   uint32_t bitmap_offset() const { return kRowHeaderBytes; }
   uint32_t bitmap_bytes() const { return bitmap_bytes_; }
 
  private:
   std::vector<ColumnLayout> columns_;
+  std::vector<ColumnLayout> key_parts_;
+  std::vector<ColumnLayout> var_slots_;
   uint32_t row_width_ = 0;
   uint32_t bitmap_bytes_ = 0;
 };

@@ -3,6 +3,7 @@
 #include <arrow/api.h>
 #include <arrow/util/key_value_metadata.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -346,12 +347,25 @@ Status CheckTableName(std::string_view name) {
 
 Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns, std::string_view key,
                                       std::string_view event_time, const EngineLimits& limits) {
+  if (key.empty()) return Make(std::move(columns), std::vector<std::string>{}, event_time, limits);
+  return Make(std::move(columns), std::vector<std::string>{std::string(key)}, event_time, limits);
+}
+
+Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns,
+                                      const std::vector<std::string>& key,
+                                      std::string_view event_time, const EngineLimits& limits) {
   if (columns.empty()) return Status::InvalidArgument("a schema needs at least its key column");
   if (static_cast<int>(columns.size()) > limits.max_columns) {
     return Status::LimitExceeded("a table has at most " + std::to_string(limits.max_columns) +
                                  " columns, the schema has " + std::to_string(columns.size()));
   }
+  if (key.empty()) return Status::InvalidArgument("the schema names no key column");
+  if (key.size() > kMaxKeyParts) {
+    return Status::InvalidArgument("a composite key has at most " + std::to_string(kMaxKeyParts) +
+                                   " columns, not " + std::to_string(key.size()));
+  }
   TableSchema schema;
+  schema.key_columns_.assign(key.size(), -1);
   std::set<std::string_view> names;
   for (size_t i = 0; i < columns.size(); ++i) {
     const ColumnSpec& column = columns[i];
@@ -360,8 +374,9 @@ Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns, std::stri
       return Status::InvalidArgument("column '" + column.name + "' appears twice");
     }
     if (!column.type) return Status::InvalidArgument("column '" + column.name + "' has no type");
-    if (column.name == key) {
-      schema.key_index_ = static_cast<int>(i);
+    const auto part = std::find(key.begin(), key.end(), column.name);
+    if (part != key.end()) {
+      schema.key_columns_[part - key.begin()] = static_cast<int>(i);
       auto id = column.type->id();
       if (id != arrow::Type::STRING && id != arrow::Type::INT64) {
         return Status::InvalidArgument("key column '" + column.name +
@@ -394,16 +409,21 @@ Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns, std::stri
       }
     }
   }
-  if (key.empty()) return Status::InvalidArgument("the schema names no key column");
-  if (schema.key_index_ < 0) {
-    return Status::InvalidArgument("key column '" + std::string(key) +
-                                   "' is not among the columns");
+  for (size_t p = 0; p < key.size(); ++p) {
+    if (std::find(key.begin(), key.begin() + static_cast<std::ptrdiff_t>(p), key[p]) !=
+        key.begin() + static_cast<std::ptrdiff_t>(p)) {
+      return Status::InvalidArgument("key column '" + key[p] + "' is named twice in the key");
+    }
+    if (schema.key_columns_[p] < 0) {
+      return Status::InvalidArgument("key column '" + key[p] + "' is not among the columns");
+    }
   }
+  schema.key_index_ = key.size() == 1 ? schema.key_columns_[0] : -1;
   if (!event_time.empty() && schema.event_time_index_ < 0) {
     return Status::InvalidArgument("event-time column '" + std::string(event_time) +
                                    "' is not among the columns");
   }
-  if (schema.event_time_index_ == schema.key_index_) {
+  if (schema.event_time_index_ >= 0 && schema.IsKeyColumn(schema.event_time_index_)) {
     return Status::InvalidArgument("the key column cannot be the event-time column");
   }
   schema.columns_ = std::move(columns);
@@ -429,8 +449,20 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
     }
   }
   auto key_it = json.find("key");
-  if (key_it == json.end() || !key_it->is_string()) {
-    return Status::InvalidArgument("table schema needs \"key\": the name of the key column");
+  std::vector<std::string> key;
+  if (key_it != json.end() && key_it->is_string()) {
+    key.push_back(key_it->get<std::string>());
+  } else if (key_it != json.end() && key_it->is_array() && !key_it->empty() &&
+             key_it->size() <= kMaxKeyParts) {
+    for (const Json& part : *key_it) {
+      if (!part.is_string()) break;
+      key.push_back(part.get<std::string>());
+    }
+  }
+  if (key.empty() || (key_it->is_array() && key.size() != key_it->size())) {
+    return Status::InvalidArgument(
+        "table schema needs \"key\": the name of the key column, or a list of 1 to " +
+        std::to_string(kMaxKeyParts) + " names for a composite key");
   }
   auto columns_it = json.find("columns");
   if (columns_it == json.end() || !columns_it->is_object()) {
@@ -442,7 +474,6 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
     if (!it->is_string()) return Status::InvalidArgument("\"event_time\" must be a column name");
     event_time = it->get<std::string>();
   }
-  const std::string key = key_it->get<std::string>();
   std::vector<ColumnSpec> columns;
   for (const auto& [name, spec] : columns_it->items()) {
     if (!spec.is_object()) {
@@ -460,7 +491,7 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
     }
     auto type = ParseDtype(dtype_it->get<std::string>());
     if (!type.ok()) return type.status().WithContext("column '" + name + "'");
-    bool nullable = name != key;
+    bool nullable = std::find(key.begin(), key.end(), name) == key.end();
     if (auto it = spec.find("nullable"); it != spec.end()) {
       if (!it->is_boolean()) {
         return Status::InvalidArgument("column '" + name + "': \"nullable\" must be true or false");
@@ -521,7 +552,10 @@ Result<TableSchema> TableSchema::WithTtl(int64_t ttl_ms) const {
 Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::string_view key,
                                            const EngineLimits& limits) {
   std::vector<ColumnSpec> columns;
-  std::string key_name(key), event_time;
+  std::string event_time;
+  // Key fields: "true" (the key), or a composite key's part numbers "1", "2", ...
+  std::vector<std::pair<int, std::string>> parts;
+  if (!key.empty()) parts.emplace_back(1, std::string(key));
   for (const auto& field : schema.fields()) {
     const auto& metadata = field->metadata();
     auto flag = [&](std::string_view name) {
@@ -529,12 +563,26 @@ Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::str
       auto value = metadata->Get(std::string(name));
       return value.ok() && *value == "true";
     };
-    if (key.empty() && flag(kKeyMetadata)) {
-      if (!key_name.empty()) {
-        return Status::InvalidArgument("fields '" + key_name + "' and '" + field->name() +
-                                       "' are both marked as the key");
+    if (key.empty() && metadata != nullptr) {
+      if (auto value = metadata->Get(std::string(kKeyMetadata)); value.ok()) {
+        int part = 0;
+        const char* end = value->data() + value->size();
+        if (*value == "true") {
+          part = 1;
+        } else if (std::from_chars(value->data(), end, part).ptr != end || part < 1 ||
+                   part > static_cast<int>(kMaxKeyParts)) {
+          return Status::InvalidArgument(
+              "field '" + field->name() + "': metadata " + std::string(kKeyMetadata) +
+              " must be \"true\" or a key part number, not '" + *value + "'");
+        }
+        for (const auto& [number, name] : parts) {
+          if (number == part) {
+            return Status::InvalidArgument("fields '" + name + "' and '" + field->name() +
+                                           "' are both marked as key part " + std::to_string(part));
+          }
+        }
+        parts.emplace_back(part, field->name());
       }
-      key_name = field->name();
     }
     if (flag(kEventTimeMetadata)) event_time = field->name();
     std::shared_ptr<arrow::Scalar> default_value;
@@ -546,15 +594,22 @@ Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::str
     columns.push_back(
         ColumnSpec{field->name(), field->type(), field->nullable(), std::move(default_value)});
   }
-  if (key_name.empty()) {
+  if (parts.empty()) {
     return Status::InvalidArgument("no key column: mark one field with metadata {\"" +
                                    std::string(kKeyMetadata) + "\": \"true\"} or name the key");
   }
+  std::sort(parts.begin(), parts.end());
+  std::vector<std::string> key_names;
+  key_names.reserve(parts.size());
+  for (auto& [number, name] : parts) key_names.push_back(std::move(name));
   // A key taken from a pyarrow schema is often declared nullable by default; it never holds nulls.
   for (ColumnSpec& column : columns) {
-    if (column.name == key_name) column.nullable = false;
+    if (std::find(key_names.begin(), key_names.end(), column.name) != key_names.end()) {
+      column.nullable = false;
+    }
   }
-  QUIVER_ASSIGN_OR_RETURN(TableSchema made, Make(std::move(columns), key_name, event_time, limits));
+  QUIVER_ASSIGN_OR_RETURN(TableSchema made,
+                          Make(std::move(columns), key_names, event_time, limits));
   int64_t ttl_ms = 0;
   CastMode cast = CastMode::kSafe;
   if (schema.metadata() != nullptr) {
@@ -575,7 +630,13 @@ Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::str
 
 std::string TableSchema::ToJson() const {
   Json json;
-  json["key"] = key().name;
+  if (composite_key()) {
+    Json parts = Json::array();
+    for (int index : key_columns_) parts.push_back(columns_[index].name);
+    json["key"] = std::move(parts);
+  } else {
+    json["key"] = columns_[key_index_].name;
+  }
   Json columns = Json::object();
   for (const ColumnSpec& column : columns_) {
     columns[column.name] = Json{{"dtype", DtypeName(*column.type)}, {"nullable", column.nullable}};
@@ -595,8 +656,9 @@ std::shared_ptr<arrow::Schema> TableSchema::ToArrow() const {
   for (int i = 0; i < num_columns(); ++i) {
     const ColumnSpec& column = columns_[i];
     std::shared_ptr<arrow::KeyValueMetadata> metadata;
-    if (i == key_index_) {
-      metadata = arrow::key_value_metadata({std::string(kKeyMetadata)}, {"true"});
+    if (const int part = KeyPartOf(i); part >= 0) {
+      metadata = arrow::key_value_metadata({std::string(kKeyMetadata)},
+                                           {composite_key() ? std::to_string(part + 1) : "true"});
     } else if (i == event_time_index_) {
       metadata = arrow::key_value_metadata({std::string(kEventTimeMetadata)}, {"true"});
     }
@@ -620,6 +682,20 @@ std::shared_ptr<arrow::Schema> TableSchema::ToArrow() const {
   return arrow::schema(std::move(fields), arrow::key_value_metadata(keys, values));
 }
 
+int TableSchema::KeyPartOf(int index) const {
+  const auto part = std::find(key_columns_.begin(), key_columns_.end(), index);
+  return part == key_columns_.end() ? -1 : static_cast<int>(part - key_columns_.begin());
+}
+
+std::string TableSchema::KeyNames() const {
+  std::string names;
+  for (int index : key_columns_) {
+    if (!names.empty()) names += ", ";
+    names += columns_[index].name;
+  }
+  return names;
+}
+
 int TableSchema::FindColumn(std::string_view name) const {
   for (int i = 0; i < num_columns(); ++i) {
     if (columns_[i].name == name) return i;
@@ -628,7 +704,7 @@ int TableSchema::FindColumn(std::string_view name) const {
 }
 
 bool TableSchema::Equals(const TableSchema& other) const {
-  if (key_index_ != other.key_index_ || event_time_index_ != other.event_time_index_ ||
+  if (key_columns_ != other.key_columns_ || event_time_index_ != other.event_time_index_ ||
       ttl_ms_ != other.ttl_ms_ || cast_mode_ != other.cast_mode_ ||
       columns_.size() != other.columns_.size()) {
     return false;

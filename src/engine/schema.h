@@ -6,6 +6,9 @@
 //                "score":  {"dtype": "float32"}},
 //    "event_time": "updated_at"}                        <- optional (Quiver extension)
 //
+// A composite key names its columns in key order: "key": ["user_id", "item_id"] (Quiver
+// extension; each part utf8 or int64, non-nullable; rows are found by all parts together).
+//
 // A value column may give "default": a value (docs/schema.md).
 //
 // dtype spellings (docs/schema.md): bool int8 int16 int32 int64 uint8 uint16 uint32 uint64
@@ -13,8 +16,9 @@
 // list[float32] fixed_size_list[float32, 128]. "nullable" defaults to true for value columns and
 // to false for the key, which may not be nullable.
 //
-// In an arrow::Schema the key field carries metadata {"quiver.key": "true"} and the event-time
-// field {"quiver.event_time": "true"}.
+// In an arrow::Schema the key field carries metadata {"quiver.key": "true"} (a composite key's
+// fields: their part numbers "1", "2", ...) and the event-time field {"quiver.event_time":
+// "true"}.
 //
 // Thread safety: immutable after construction.
 #pragma once
@@ -33,6 +37,8 @@
 namespace quiver {
 
 inline constexpr std::string_view kKeyMetadata = "quiver.key";
+// The most columns a composite key has.
+inline constexpr size_t kMaxKeyParts = 8;
 inline constexpr std::string_view kEventTimeMetadata = "quiver.event_time";
 // Schema metadata: the table's default TTL in milliseconds.
 inline constexpr std::string_view kTtlMetadata = "quiver.ttl_ms";
@@ -63,9 +69,14 @@ std::string DefaultJson(const arrow::Scalar& value);
 
 class TableSchema {
  public:
-  // Validates: unique non-empty names, a utf8 or int64 non-nullable key, supported value types,
-  // an event-time column (if named) that is a non-nullable timestamp. Errors name the column.
+  // Validates: unique non-empty names, a utf8 or int64 non-nullable key (or 1 to kMaxKeyParts of
+  // them, in key order), supported value types, an event-time column (if named) that is a
+  // non-nullable timestamp and not a key column. Errors name the column.
   static Result<TableSchema> Make(std::vector<ColumnSpec> columns, std::string_view key,
+                                  std::string_view event_time = {},
+                                  const EngineLimits& limits = {});
+  static Result<TableSchema> Make(std::vector<ColumnSpec> columns,
+                                  const std::vector<std::string>& key,
                                   std::string_view event_time = {},
                                   const EngineLimits& limits = {});
   static Result<TableSchema> FromJson(std::string_view json, const EngineLimits& limits = {});
@@ -78,8 +89,18 @@ class TableSchema {
 
   const std::vector<ColumnSpec>& columns() const { return columns_; }
   int num_columns() const { return static_cast<int>(columns_.size()); }
+  // The key column's index; -1 when the key is composite (key_columns() then lists its parts).
   int key_index() const { return key_index_; }
-  const ColumnSpec& key() const { return columns_[key_index_]; }
+  // The key column (the first part of a composite key).
+  const ColumnSpec& key() const { return columns_[key_columns_[0]]; }
+  // The key's columns in key order (one unless composite).
+  const std::vector<int>& key_columns() const { return key_columns_; }
+  bool composite_key() const { return key_columns_.size() > 1; }
+  // The position of column `index` in the key; -1 when it is not a key column.
+  int KeyPartOf(int index) const;
+  bool IsKeyColumn(int index) const { return KeyPartOf(index) >= 0; }
+  // The key's column names, ", "-separated, for messages.
+  std::string KeyNames() const;
   // -1 when the table has no event-time guard.
   int event_time_index() const { return event_time_index_; }
   // -1 when absent.
@@ -98,6 +119,7 @@ class TableSchema {
  private:
   TableSchema() = default;
   std::vector<ColumnSpec> columns_;
+  std::vector<int> key_columns_;
   int key_index_ = -1;
   int event_time_index_ = -1;
   int64_t ttl_ms_ = 0;

@@ -224,7 +224,10 @@ std::string SchemaChange::ToJson() const {
 Result<ChangedSchema> ApplySchemaChange(const TableSchema& schema, const SchemaChange& change,
                                         const EngineLimits& limits) {
   const int n = schema.num_columns();
-  const std::string& key = schema.key().name;
+  const auto is_key = [&schema](const std::string& name) {
+    const int index = schema.FindColumn(name);
+    return index >= 0 && schema.IsKeyColumn(index);
+  };
   const std::string event_time =
       schema.event_time_index() >= 0 ? schema.columns()[schema.event_time_index()].name : "";
   std::vector<ColumnSpec> columns = schema.columns();
@@ -240,7 +243,7 @@ Result<ChangedSchema> ApplySchemaChange(const TableSchema& schema, const SchemaC
 
   for (const std::string& name : change.drop) {
     QUIVER_ASSIGN_OR_RETURN(int index, find(name, "drop"));
-    if (name == key) return Refused(name, "the key column cannot be dropped");
+    if (is_key(name)) return Refused(name, "a key column cannot be dropped");
     if (name == event_time) {
       return Refused(name, "the event-time column cannot be dropped (it guards the writes)");
     }
@@ -252,7 +255,7 @@ Result<ChangedSchema> ApplySchemaChange(const TableSchema& schema, const SchemaC
     if (dropped[index]) return Refused(alter.name, "both dropped and altered");
     ColumnSpec& column = columns[index];
     if (alter.type != nullptr && !alter.type->Equals(*column.type)) {
-      if (alter.name == key) return Refused(alter.name, "the key column's dtype cannot change");
+      if (is_key(alter.name)) return Refused(alter.name, "a key column's dtype cannot change");
       if (alter.name == event_time) {
         return Refused(alter.name, "the event-time column's dtype cannot change");
       }
@@ -272,7 +275,7 @@ Result<ChangedSchema> ApplySchemaChange(const TableSchema& schema, const SchemaC
                        "cannot be made non-nullable online (rows may hold nulls); "
                        "add a non-nullable column with a default instead");
       }
-      if (*alter.nullable && (alter.name == key || alter.name == event_time)) {
+      if (*alter.nullable && (is_key(alter.name) || alter.name == event_time)) {
         return Refused(alter.name, "the key and event-time columns cannot be nullable");
       }
       column.nullable = *alter.nullable;
@@ -292,14 +295,16 @@ Result<ChangedSchema> ApplySchemaChange(const TableSchema& schema, const SchemaC
                                                                  column.type, alter.name));
     }
   }
-  std::string new_key = key, new_event_time = event_time;
+  std::vector<std::string> new_key;
+  for (int index : schema.key_columns()) new_key.push_back(schema.columns()[index].name);
+  std::string new_event_time = event_time;
   std::set<int> renamed;
   for (const auto& [from, to] : change.rename) {
     QUIVER_ASSIGN_OR_RETURN(int index, find(from, "rename"));
     if (dropped[index]) return Refused(from, "both dropped and renamed");
     if (!renamed.insert(index).second) return Refused(from, "renamed twice");
     columns[index].name = to;
-    if (from == key) new_key = to;
+    if (const int part = schema.KeyPartOf(index); part >= 0) new_key[part] = to;
     if (from == event_time) new_event_time = to;
   }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/arrow_status.h"
+#include "engine/keys.h"
 #include "engine/table_internal.h"
 
 namespace quiver {
@@ -65,7 +66,7 @@ Result<std::vector<int>> Table::ResolveColumns(const std::vector<std::string>& c
   std::vector<int> indices;
   if (columns.empty()) {
     for (int i = 0; i < schema_.num_columns(); ++i) {
-      if (i != schema_.key_index()) indices.push_back(i);
+      if (!schema_.IsKeyColumn(i)) indices.push_back(i);
     }
     return indices;
   }
@@ -92,30 +93,15 @@ Result<std::shared_ptr<arrow::Schema>> Table::ReadSchema(
 
 Result<std::shared_ptr<arrow::Array>> Table::NormalizeKeys(const arrow::Array& keys,
                                                            std::string_view what) const {
-  const auto& key_type = schema_.key().type;
-  std::shared_ptr<arrow::Array> normalized = arrow::MakeArray(keys.data());
-  if (!keys.type()->Equals(*key_type)) {
-    const bool integer_keys =
-        arrow::is_integer(keys.type_id()) && key_type->id() == arrow::Type::INT64;
-    const bool string_keys = IsStringLike(keys.type_id()) && key_type->id() == arrow::Type::STRING;
-    arrow::Result<std::shared_ptr<arrow::Array>> cast =
-        arrow::Status::TypeError("keys of another family");
-    if (integer_keys || string_keys) {
-      cast = arrow::compute::Cast(keys, key_type, arrow::compute::CastOptions::Safe());
-    }
-    if (!cast.ok()) {
-      return Status::InvalidArgument("table '" + name_ + "': " + std::string(what) +
-                                     " keys must be " + DtypeName(*key_type) + ", not " +
-                                     keys.type()->ToString());
-    }
-    normalized = *cast;
+  if (!schema_.composite_key()) {
+    return NormalizeKeyArray(keys, *schema_.key().type, name_, what);
   }
-  if (normalized->null_count() > 0) {
-    return Status::InvalidArgument("table '" + name_ + "': " + std::string(what) +
-                                   " key at position " + std::to_string(FirstNull(*normalized)) +
-                                   " is null");
+  // Encoded already (the journal's and a schema change's own record of a delete).
+  if (keys.type_id() == arrow::Type::BINARY) {
+    return NormalizeKeyArray(keys, *keys.type(), name_, what);
   }
-  return normalized;
+  QUIVER_ASSIGN_OR_RETURN(arrow::ArrayVector parts, KeyPartsFromStruct(schema_, keys, name_, what));
+  return EncodeKeyParts(schema_, parts);
 }
 
 TableStats Table::Stats() const {

@@ -2,7 +2,7 @@
 // a HashIndex from key to row. Batch-first: every operation takes or returns Arrow data.
 //
 // Semantics
-//   Upsert   key column + any subset of value columns. A column left out keeps its stored value
+//   Upsert   key column(s) + any subset of value columns. A column left out keeps its stored value
 //            for existing keys and is null for new keys. A batch behaves as if its rows were
 //            applied one after another (so the last occurrence of a repeated key wins), and it is
 //            applied whole or not at all: every check runs and every allocation is made before
@@ -12,7 +12,7 @@
 //   Read     one output row per requested key, in request order (duplicates allowed); a missing
 //            key gives a row of nulls and found[i] = false. Output fields are all nullable.
 //   Delete   removes keys; returns how many were present.
-//   Scan     every live row (key first, then the value columns, schema order), in batches.
+//   Scan     every live row (every column, schema order), in batches.
 //   TTL      a written row expires the write's TTL (WriteOptions) or the table's default TTL
 //            (TableSchema::ttl_ms) after the write; a write without either makes it never
 //            expire. An expired row is gone at once for every operation (passive expiry: a read
@@ -143,7 +143,8 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
 
   Result<UpsertResult> Upsert(const arrow::RecordBatch& batch, const WriteOptions& options = {});
   Result<UpsertResult> Upsert(const arrow::Table& table, const WriteOptions& options = {});
-  // `keys`: an array of the key type (or one castable to it), no nulls.
+  // `keys`: an array of the key type (or one castable to it), no nulls; for a composite key a
+  // struct array of the key columns (engine/keys.h).
   Result<int64_t> Delete(const arrow::Array& keys);
   // Recovery: applies the change recorded as `lsn` again, without the journal. A row whose key is
   // new here but existed when the change was first made (a snapshot may hold later changes) is
@@ -240,8 +241,13 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   // Rebuild: applies recorded writes to `successor` (whose schema is `changed`).
   Status ApplyCaptured(const std::vector<CapturedWrite>& writes, const ChangedSchema& changed,
                        Table& successor) const;
+  // `keys` as the index takes them (engine/keys.h): a single key's normalized, a composite key's
+  // (a struct array of its columns, or encoded already: binary) encoded.
   Result<std::shared_ptr<arrow::Array>> NormalizeKeys(const arrow::Array& keys,
                                                       std::string_view what) const;
+  // The normalized keys of a write's batch, from its key column(s).
+  Result<std::shared_ptr<arrow::Array>> KeysOfBatch(const arrow::RecordBatch& batch,
+                                                    std::string_view what) const;
   Result<std::vector<int>> ResolveColumns(const std::vector<std::string>& columns) const;
   // The RowGather outputs of the columns named by schema index.
   std::vector<GatherColumn> GatherColumns(const std::vector<int>& columns) const;

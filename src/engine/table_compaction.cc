@@ -9,11 +9,6 @@ namespace quiver {
 // The end of every write: heap compaction, freeing what readers no longer see, statistics.
 
 Status Table::MoveHeapValues(const std::vector<bool>& victims) {
-  std::vector<int> var_columns;
-  for (int c = 0; c < schema_.num_columns(); ++c) {
-    const Physical physical = layout_.column(c).physical;
-    if (physical == Physical::kBytes || physical == Physical::kList) var_columns.push_back(c);
-  }
   // Whether a value's bytes are in a chunk being emptied (chunks opened by the move are not).
   const auto in_victim = [&victims](const VarRef& ref) {
     if (ref.length <= kVarInlineBytes) return false;
@@ -24,8 +19,7 @@ Status Table::MoveHeapValues(const std::vector<bool>& victims) {
     std::byte* row = rows_.Row(id);
     if (!RowLiveForWriter(row)) continue;
     size_t bytes = 0, largest = 0;
-    for (int c : var_columns) {
-      const ColumnLayout& layout = layout_.column(c);
+    for (const ColumnLayout& layout : layout_.var_slots()) {
       const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
       if (!in_victim(ref)) continue;
       bytes += ref.length;
@@ -34,8 +28,7 @@ Status Table::MoveHeapValues(const std::vector<bool>& victims) {
     if (bytes == 0) continue;
     QUIVER_RETURN_NOT_OK(heap_.Reserve(bytes, largest));
     const uint32_t sequence = SeqlockWriteBegin(row);
-    for (int c : var_columns) {
-      const ColumnLayout& layout = layout_.column(c);
+    for (const ColumnLayout& layout : layout_.var_slots()) {
       VarRef ref = LoadVarRef(row + layout.offset, layout.width);
       if (!in_victim(ref)) continue;
       const HeapRef heap_ref = HeapRefOf(ref);

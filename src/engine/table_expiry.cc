@@ -48,8 +48,7 @@ int64_t Table::ExpireCycle(int64_t budget_us) {
       sample_state_ ^= sample_state_ << 17;
       const uint32_t row_id = expiring_[sample_state_ % expiring_.size()];
       if (!ExpiredAt(row_id, now)) continue;
-      const std::string key =
-          StoredKey(rows_.Row(row_id), layout_.column(schema_.key_index()), heap_);
+      const std::string key = StoredKey(rows_.Row(row_id), layout_, heap_);
       Reclaim(row_id, HashBytes(key));
       ++round.expired;
     }
@@ -85,9 +84,7 @@ int64_t Table::EvictableKeys(EvictionPolicy policy) {
 
 uint64_t Table::HeapBytesOf(const std::byte* row) const {
   uint64_t bytes = 0;
-  for (int c = 0; c < schema_.num_columns(); ++c) {
-    const ColumnLayout& layout = layout_.column(c);  // the key's too, when a string
-    if (layout.physical != Physical::kBytes && layout.physical != Physical::kList) continue;
+  for (const ColumnLayout& layout : layout_.var_slots()) {
     const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
     if (ref.length > kVarInlineBytes) bytes += ref.length;
   }
@@ -134,17 +131,19 @@ bool Table::Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms, Evict
   out->bytes = layout_.row_width() + kIndexBytesPerRow + HeapBytesOf(row);
   out->id = row_id;
   out->version = RowSeq(row).load(std::memory_order_relaxed);
-  out->key = StoredKey(row, layout_.column(schema_.key_index()), heap_);
+  out->key = StoredKey(row, layout_, heap_);
   return true;
 }
 
 int64_t Table::Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) {
-  const bool int_keys = schema_.key().type->id() == arrow::Type::INT64;
+  const bool composite = schema_.composite_key();
+  const bool int_keys = !composite && schema_.key().type->id() == arrow::Type::INT64;
   Result<int64_t> evicted = Journaled<int64_t>(
       [&](WriteMode mode, uint64_t* lsn) -> Result<int64_t> {
         const int64_t now = clock_();
         arrow::Int64Builder ints;
         arrow::StringBuilder strings;
+        arrow::BinaryBuilder encoded;  // a composite key's
         int64_t reclaimed = 0;
         for (const EvictionCandidate& victim : victims) {
           if (victim.id >= next_row_) continue;
@@ -166,12 +165,15 @@ int64_t Table::Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>
             std::memcpy(&key, victim.key.data(), sizeof(key));
             QUIVER_RETURN_NOT_OK_ARROW(ints.Append(key));
           } else {
-            QUIVER_RETURN_NOT_OK_ARROW(strings.Append(victim.key));
+            QUIVER_RETURN_NOT_OK_ARROW(composite ? encoded.Append(victim.key)
+                                                 : strings.Append(victim.key));
           }
         }
         stat_expired_.fetch_add(reclaimed, std::memory_order_relaxed);
         std::shared_ptr<arrow::Array> keys;
-        QUIVER_RETURN_NOT_OK_ARROW(int_keys ? ints.Finish(&keys) : strings.Finish(&keys));
+        QUIVER_RETURN_NOT_OK_ARROW(int_keys    ? ints.Finish(&keys)
+                                   : composite ? encoded.Finish(&keys)
+                                               : strings.Finish(&keys));
         if (keys->length() == 0) {
           FinishWrite();
           return int64_t{0};
@@ -189,7 +191,6 @@ int64_t Table::Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>
 
 int64_t Table::CountLive(const arrow::Array& keys) const {
   KeyColumn key_column(keys);
-  const ColumnLayout& key_layout = layout_.column(schema_.key_index());
   const int64_t now = clock_();
   ReaderGate::Section section = gate_.Enter();
   const HashIndex::Array& index = *index_->current();
@@ -206,7 +207,7 @@ int64_t Table::CountLive(const arrow::Array& keys) const {
       uint32_t sequence;
       do {
         sequence = SeqlockReadBegin(row);
-        matched = (sequence & kSeqLive) && KeyMatches(row, key_layout, key, heap_) &&
+        matched = (sequence & kSeqLive) && KeyMatches(row, layout_, key, heap_) &&
                   !IsDue(ExpiryOf(row), now);
       } while (!SeqlockReadValidate(row, sequence));
       if (matched) {
@@ -233,9 +234,8 @@ Status Table::MakeRoomFor(const arrow::RecordBatch& batch) {
     // Near the limit, only new keys count: rewriting stored rows adds about nothing (a value's
     // old bytes become garbage, which is compacted), so it must not evict.
     // (Bad keys are left for the write itself to report.)
-    const std::shared_ptr<arrow::Array> key_column = batch.GetColumnByName(schema_.key().name);
-    if (key_column != nullptr && batch.num_rows() > 0) {
-      Result<std::shared_ptr<arrow::Array>> keys = NormalizeKeys(*key_column, "write");
+    if (batch.num_rows() > 0) {
+      Result<std::shared_ptr<arrow::Array>> keys = KeysOfBatch(batch, "write");
       if (keys.ok()) {
         const int64_t fresh = batch.num_rows() - CountLive(**keys);
         need = need * static_cast<uint64_t>(fresh) / static_cast<uint64_t>(batch.num_rows());

@@ -19,7 +19,6 @@ Status Table::Prepare(const arrow::RecordBatch& batch, CastMode cast,
   prepared->length = batch.num_rows();
   const auto& batch_schema = *batch.schema();
   std::vector<bool> seen(schema_.num_columns(), false);
-  int key_column = -1;
   for (int c = 0; c < batch.num_columns(); ++c) {
     const std::string& column_name = batch_schema.field(c)->name();
     int index = schema_.FindColumn(column_name);
@@ -31,11 +30,6 @@ Status Table::Prepare(const arrow::RecordBatch& batch, CastMode cast,
                                      "' appears twice in the batch");
     }
     seen[index] = true;
-    if (index == schema_.key_index()) key_column = c;
-  }
-  if (key_column < 0) {
-    return Status::InvalidArgument("table '" + name_ + "': the batch has no key column '" +
-                                   schema_.key().name + "'");
   }
   for (int i = 0; i < schema_.num_columns(); ++i) {
     if (!seen[i] && !schema_.columns()[i].nullable &&
@@ -46,11 +40,11 @@ Status Table::Prepare(const arrow::RecordBatch& batch, CastMode cast,
 
   // Keys: type, nulls, size.
   {
-    auto keys = NormalizeKeys(*batch.column(key_column), "batch");
+    auto keys = KeysOfBatch(batch, "batch");
     if (!keys.ok()) return keys.status();
     prepared->keys = *keys;
-    if (prepared->keys->type_id() == arrow::Type::STRING) {
-      const auto& strings = static_cast<const arrow::StringArray&>(*prepared->keys);
+    if (prepared->keys->type_id() != arrow::Type::INT64) {
+      const auto& strings = static_cast<const arrow::BinaryArray&>(*prepared->keys);
       for (int64_t i = 0; i < strings.length(); ++i) {
         const int64_t size = strings.value_length(i);
         if (static_cast<size_t>(size) > limits_.max_key_bytes) {
@@ -59,14 +53,15 @@ Status Table::Prepare(const arrow::RecordBatch& batch, CastMode cast,
                                        " bytes is over the limit of " +
                                        std::to_string(limits_.max_key_bytes));
         }
-        prepared->AddHeapValue(static_cast<size_t>(size));
+        // A composite key's columns take their room as values.
+        if (!schema_.composite_key()) prepared->AddHeapValue(static_cast<size_t>(size));
       }
     }
   }
 
   for (int c = 0; c < batch.num_columns(); ++c) {
-    if (c == key_column) continue;
     const int index = schema_.FindColumn(batch_schema.field(c)->name());
+    if (index == schema_.key_index()) continue;  // a composite key's columns are stored as values
     const ColumnSpec& spec = schema_.columns()[index];
     const std::string where = "table '" + name_ + "' column '" + spec.name + "'";
     std::shared_ptr<arrow::Array> array = batch.column(c);
@@ -104,6 +99,34 @@ Status Table::Prepare(const arrow::RecordBatch& batch, CastMode cast,
                                   /*as_default=*/true, prepared));
   }
   return Status::OK();
+}
+
+Result<std::shared_ptr<arrow::Array>> Table::KeysOfBatch(const arrow::RecordBatch& batch,
+                                                         std::string_view what) const {
+  if (!schema_.composite_key()) {
+    const std::shared_ptr<arrow::Array> keys = batch.GetColumnByName(schema_.key().name);
+    if (keys == nullptr) {
+      return Status::InvalidArgument("table '" + name_ + "': the " + std::string(what) +
+                                     " has no key column '" + schema_.key().name + "'");
+    }
+    return NormalizeKeys(*keys, what);
+  }
+  arrow::ArrayVector parts;
+  std::vector<std::string> names;
+  for (int index : schema_.key_columns()) {
+    const std::string& name = schema_.columns()[index].name;
+    std::shared_ptr<arrow::Array> part = batch.GetColumnByName(name);
+    if (part == nullptr) {
+      return Status::InvalidArgument("table '" + name_ + "': the " + std::string(what) +
+                                     " has no key column '" + name + "' (the key is " +
+                                     schema_.KeyNames() + ")");
+    }
+    parts.push_back(std::move(part));
+    names.push_back(name);
+  }
+  QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::StructArray> keys,
+                                arrow::StructArray::Make(parts, names));
+  return NormalizeKeys(*keys, what);
 }
 
 Status Table::AddInput(int index, const std::shared_ptr<arrow::Array>& array,

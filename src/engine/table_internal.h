@@ -18,22 +18,12 @@
 #include "common/eviction.h"
 #include "engine/heap.h"
 #include "engine/key_column.h"
+#include "engine/keys.h"
 #include "engine/row_copy.h"
 #include "engine/row_layout.h"
 #include "engine/table.h"
 
 namespace quiver {
-
-inline std::string KeyForMessage(std::string_view bytes, bool is_string) {
-  if (!is_string) {
-    int64_t value;
-    std::memcpy(&value, bytes.data(), sizeof(value));
-    return std::to_string(value);
-  }
-  std::string out = "'";
-  out += bytes.size() > 64 ? std::string(bytes.substr(0, 64)) + "..." : std::string(bytes);
-  return out + "'";
-}
 
 inline int64_t FirstNull(const arrow::Array& array) {
   for (int64_t i = 0; i < array.length(); ++i) {
@@ -42,10 +32,11 @@ inline int64_t FirstNull(const arrow::Array& array) {
   return -1;
 }
 
-// Whether `row` holds `key`. For readers, meaningful only once their seqlock check passed; the
-// writer calls it on rows only it changes.
-[[gnu::always_inline]] inline bool KeyMatches(const std::byte* row, const ColumnLayout& layout,
-                                              std::string_view key, const Heap& heap) {
+// Whether the key column at `layout` of `row` holds `key` (an int64's 8 bytes, or a string's).
+// For readers, meaningful only once their seqlock check passed; the writer calls it on rows only
+// it changes.
+[[gnu::always_inline]] inline bool ColumnHolds(const std::byte* row, const ColumnLayout& layout,
+                                               std::string_view key, const Heap& heap) {
   if (layout.physical == Physical::kFixed) {
     uint8_t stored[8];
     CopyFromRow(stored, row + layout.offset, sizeof(stored));
@@ -59,19 +50,75 @@ inline int64_t FirstNull(const arrow::Array& array) {
   return stored != nullptr && std::memcmp(stored, key.data(), ref.length) == 0;
 }
 
-// The key bytes a row holds, as KeyColumn::Bytes gives them (the writer's, on its own rows).
-inline std::string StoredKey(const std::byte* row, const ColumnLayout& layout, const Heap& heap) {
+// A composite key's parts, in key order, as spans of its encoded bytes (engine/keys.h): calls
+// `part(i, bytes)` for each until it returns false; false when `key` ends early or runs over.
+template <typename Part>
+[[gnu::always_inline]] inline bool ForEachKeyPart(const std::vector<ColumnLayout>& parts,
+                                                  std::string_view key, Part part) {
+  size_t at = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    size_t size;
+    if (parts[i].physical == Physical::kFixed) {
+      size = sizeof(int64_t);
+    } else if (i + 1 == parts.size()) {
+      size = key.size() - at;
+    } else {
+      uint16_t length;
+      if (key.size() - at < sizeof(length)) return false;
+      std::memcpy(&length, key.data() + at, sizeof(length));
+      at += sizeof(length);
+      size = length;
+    }
+    if (key.size() - at < size || !part(i, key.substr(at, size))) return false;
+    at += size;
+  }
+  return at == key.size();
+}
+
+// Whether `row` holds `key`: a single key column's bytes, or a composite key's encoded bytes,
+// each part compared with its column (ColumnHolds's conditions apply).
+[[gnu::always_inline]] inline bool KeyMatches(const std::byte* row, const RowLayout& layout,
+                                              std::string_view key, const Heap& heap) {
+  if (!layout.composite_key()) [[likely]] {
+    return ColumnHolds(row, layout.key(), key, heap);
+  }
+  const std::vector<ColumnLayout>& parts = layout.key_parts();
+  return ForEachKeyPart(parts, key, [&](size_t i, std::string_view bytes) {
+    return ColumnHolds(row, parts[i], bytes, heap);
+  });
+}
+
+// The bytes of the key column at `layout` of `row` (the writer's, on its own rows).
+inline std::string_view ColumnBytes(const std::byte* row, const ColumnLayout& layout,
+                                    const Heap& heap, VarRef* scratch) {
   if (layout.physical == Physical::kFixed) {
-    std::string key(sizeof(int64_t), '\0');
-    CopyFromRow(key.data(), row + layout.offset, sizeof(int64_t));
-    return key;
+    CopyFromRow(scratch->payload, row + layout.offset, sizeof(int64_t));
+    return {reinterpret_cast<const char*>(scratch->payload), sizeof(int64_t)};
   }
-  const VarRef ref = LoadVarRef(row + layout.offset, layout.width);
-  if (ref.length <= kVarInlineBytes) {
-    return std::string(reinterpret_cast<const char*>(ref.payload), ref.length);
+  *scratch = LoadVarRef(row + layout.offset, layout.width);
+  if (scratch->length <= kVarInlineBytes) {
+    return {reinterpret_cast<const char*>(scratch->payload), scratch->length};
   }
-  return std::string(reinterpret_cast<const char*>(heap.View(HeapRefOf(ref), ref.length)),
-                     ref.length);
+  return {reinterpret_cast<const char*>(heap.View(HeapRefOf(*scratch), scratch->length)),
+          scratch->length};
+}
+
+// The key bytes a row holds, as KeyColumn::Bytes gives them: a composite key's parts encoded
+// (engine/keys.h). The writer's, on its own rows.
+inline std::string StoredKey(const std::byte* row, const RowLayout& layout, const Heap& heap) {
+  VarRef scratch;
+  if (!layout.composite_key()) return std::string(ColumnBytes(row, layout.key(), heap, &scratch));
+  std::string key;
+  const std::vector<ColumnLayout>& parts = layout.key_parts();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const std::string_view bytes = ColumnBytes(row, parts[i], heap, &scratch);
+    if (parts[i].physical != Physical::kFixed && i + 1 < parts.size()) {
+      const auto length = static_cast<uint16_t>(bytes.size());
+      key.append(reinterpret_cast<const char*>(&length), sizeof(length));
+    }
+    key.append(bytes);
+  }
+  return key;
 }
 
 inline int64_t ExpiryOf(const std::byte* row) {

@@ -51,7 +51,6 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
                                 arrow::AllocateBuffer(arrow::bit_util::BytesForBits(n)));
   uint8_t* found = found_bits->mutable_data();
   std::memset(found, 0, found_bits->size());
-  const ColumnLayout& key_layout = layout_.column(schema_.key_index());
   const uint32_t row_width = layout_.row_width();
 
   // Scratch, not zero-filled: every element is written before it is read.
@@ -101,7 +100,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
         uint32_t sequence;
         do {
           sequence = SeqlockReadBegin(row);
-          matched = (sequence & kSeqLive) && KeyMatches(row, key_layout, key, heap_);
+          matched = (sequence & kSeqLive) && KeyMatches(row, layout_, key, heap_);
           expired = matched && IsDue(ExpiryOf(row), now);  // passive expiry
           if (matched && !expired) gather.Copy(row, i);
         } while (!SeqlockReadValidate(row, sequence));

@@ -52,11 +52,10 @@ bool IsExpiryField(const arrow::Field& field) {
 
 uint32_t Table::FindRowForWriter(uint64_t hash, std::string_view key) const {
   const HashIndex::Array& index = *index_->current();
-  const ColumnLayout& key_layout = layout_.column(schema_.key_index());
   size_t position = HashIndex::Home(index, hash);
   for (uint32_t row = HashIndex::NextCandidate(index, hash, &position); row != HashIndex::kNoRow;
        row = HashIndex::NextCandidate(index, hash, &position)) {
-    if (KeyMatches(rows_.Row(row), key_layout, key, heap_)) return row;
+    if (KeyMatches(rows_.Row(row), layout_, key, heap_)) return row;
   }
   return HashIndex::kNoRow;
 }
@@ -73,11 +72,8 @@ void Table::Reclaim(uint32_t row_id, uint64_t hash) {
 }
 
 void Table::ReleaseVarValues(const std::byte* row) {
-  for (int i = 0; i < schema_.num_columns(); ++i) {
-    const ColumnLayout& layout = layout_.column(i);
-    if (layout.physical == Physical::kBytes || layout.physical == Physical::kList) {
-      ReleaseVarRef(row + layout.offset, layout.width, heap_);
-    }
+  for (const ColumnLayout& layout : layout_.var_slots()) {
+    ReleaseVarRef(row + layout.offset, layout.width, heap_);
   }
 }
 
@@ -93,11 +89,13 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
   meta.store(expiry | access << kRowAccessShift, std::memory_order_relaxed);
   if (is_new) {
     ZeroRow(row + kRowHeaderBytes, layout_.row_width() - kRowHeaderBytes);
-    const ColumnLayout& key_layout = layout_.column(schema_.key_index());
-    if (key_layout.physical == Physical::kFixed) {
-      CopyToRow(row + key_layout.offset, key.data(), sizeof(int64_t));
-    } else {
-      WriteVarRef(row + key_layout.offset, key_layout.width, key.data(), key.size(), heap_);
+    // A composite key's columns are written below, as the batch's values.
+    if (const ColumnLayout& key_layout = layout_.key(); !layout_.composite_key()) {
+      if (key_layout.physical == Physical::kFixed) {
+        CopyToRow(row + key_layout.offset, key.data(), sizeof(int64_t));
+      } else {
+        WriteVarRef(row + key_layout.offset, key_layout.width, key.data(), key.size(), heap_);
+      }
     }
   }
 
@@ -211,7 +209,6 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
   QUIVER_RETURN_NOT_OK(Prepare(batch, cast, &prepared));
   const int64_t n = prepared.length;
   KeyColumn key_column(*prepared.keys);
-  const bool string_keys = prepared.keys->type_id() == arrow::Type::STRING;
 
   // Pass 1 (changes nothing): which keys exist, so that every check and allocation happens
   // before the first row changes.
@@ -230,7 +227,7 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
         if (!prepared.missing_required.empty() && mode == WriteMode::kJournaled) {
           return Status::InvalidArgument(
               "table '" + name_ + "' row " + std::to_string(i) + ": new key " +
-              KeyForMessage(key_column.Bytes(i), string_keys) +
+              KeyForMessage(schema_, key_column.Bytes(i)) +
               " has no value for non-nullable column '" + prepared.missing_required + "'");
         }
         ++new_keys;
@@ -279,7 +276,6 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
   const PreparedBatch::Input* event_time =
       prepared.event_time_input >= 0 ? &prepared.inputs[prepared.event_time_input] : nullptr;
   const HashIndex::Array& index = *index_->current();
-  const ColumnLayout& key_layout = layout_.column(schema_.key_index());
   for (int64_t i = 0; i < n; ++i) {
     if (i + kAhead < n) {
       if (existing[i + kAhead] != HashIndex::kNoRow) {
@@ -303,9 +299,7 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
       const std::string_view key = key_column.Bytes(i);
       row_id = index_->FindForInsert(
           hashes[i],
-          [&](uint32_t candidate) {
-            return KeyMatches(rows_.Row(candidate), key_layout, key, heap_);
-          },
+          [&](uint32_t candidate) { return KeyMatches(rows_.Row(candidate), layout_, key, heap_); },
           &insert_at);
     }
     if (row_id != HashIndex::kNoRow) {

@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "engine/keys.h"
 #include "engine/schema.h"
 #include "engine/table.h"
 #include "storage/catalog_file.h"
@@ -34,8 +35,10 @@ struct History::TableInfo {
   uint64_t id = 0;
   std::string name;
   std::string schema_json;
-  std::vector<ColumnSpec> columns;  // the key first, then the value columns in schema order
-  std::string event_time;           // "" when none
+  std::vector<ColumnSpec> columns;  // the key column(s) first, then the others in schema order
+  size_t key_count = 1;             // key columns (several: a composite key)
+  std::shared_ptr<const TableSchema> table_schema;
+  std::string event_time;  // "" when none
   std::shared_ptr<arrow::Schema> schema;
 };
 
@@ -50,6 +53,15 @@ std::shared_ptr<arrow::DataType> TimeType() {
   return arrow::timestamp(arrow::TimeUnit::MICRO, "UTC");
 }
 
+// The history files' "quiver.key": the key column's name, or a composite key's names as a JSON
+// list.
+std::string KeyMetadata(const History::TableInfo& info) {
+  if (info.key_count == 1) return info.columns[0].name;
+  nlohmann::json names = nlohmann::json::array();
+  for (size_t c = 0; c < info.key_count; ++c) names.push_back(info.columns[c].name);
+  return names.dump();
+}
+
 Result<std::shared_ptr<const History::TableInfo>> MakeTableInfo(uint64_t id, std::string name,
                                                                 std::string schema_json) {
   EngineLimits limits;
@@ -60,10 +72,12 @@ Result<std::shared_ptr<const History::TableInfo>> MakeTableInfo(uint64_t id, std
   info->id = id;
   info->name = std::move(name);
   info->schema_json = std::move(schema_json);
-  info->columns.push_back(schema.key());
+  for (int index : schema.key_columns()) info->columns.push_back(schema.columns()[index]);
   for (int i = 0; i < schema.num_columns(); ++i) {
-    if (i != schema.key_index()) info->columns.push_back(schema.columns()[i]);
+    if (!schema.IsKeyColumn(i)) info->columns.push_back(schema.columns()[i]);
   }
+  info->key_count = schema.key_columns().size();
+  info->table_schema = std::make_shared<const TableSchema>(schema);
   if (schema.event_time_index() >= 0) {
     info->event_time = schema.columns()[schema.event_time_index()].name;
   }
@@ -87,7 +101,7 @@ Result<std::shared_ptr<const History::TableInfo>> MakeTableInfo(uint64_t id, std
       arrow::schema(std::move(fields),
                     arrow::KeyValueMetadata::Make(
                         {"quiver.table", "quiver.key", "quiver.event_time", "quiver.schema"},
-                        {info->name, info->columns[0].name, info->event_time, info->schema_json}));
+                        {info->name, KeyMetadata(*info), info->event_time, info->schema_json}));
   return std::shared_ptr<const History::TableInfo>(std::move(info));
 }
 
@@ -139,20 +153,30 @@ Result<std::shared_ptr<arrow::RecordBatch>> HistoryRows(const History::TableInfo
   arrow::ArrayVector columns;
   std::vector<std::string> omitted;
   std::shared_ptr<arrow::Array> event_time;
+  // A delete's batch is its keys, in a column named "key" (a composite key's encoded).
+  arrow::ArrayVector deleted_keys;
+  if (batch != nullptr && !upsert && batch->num_columns() > 0) {
+    if (info.key_count > 1) {
+      QUIVER_ASSIGN_OR_RETURN(deleted_keys, DecodeKeys(*info.table_schema, *batch->column(0)));
+    } else {
+      deleted_keys.push_back(batch->column(0));
+    }
+  }
   for (size_t c = 0; c < info.columns.size(); ++c) {
     const ColumnSpec& column = info.columns[c];
-    int index = -1;
+    std::shared_ptr<arrow::Array> values;
     if (batch != nullptr) {
-      // A delete's batch is its keys, in a column named "key".
-      index = upsert ? batch->schema()->GetFieldIndex(column.name) : (c == 0 ? 0 : -1);
+      const int index = upsert ? batch->schema()->GetFieldIndex(column.name) : -1;
+      if (index >= 0) values = batch->column(index);
+      if (!upsert && c < deleted_keys.size()) values = deleted_keys[c];
     }
-    if (index < 0) {
+    if (values == nullptr) {
       QUIVER_ASSIGN_OR_RETURN(columns.emplace_back(), Nulls(column.type, n));
-      if (upsert && c > 0) omitted.push_back(column.name);
+      if (upsert && c >= info.key_count) omitted.push_back(column.name);
       continue;
     }
     QUIVER_ASSIGN_OR_RETURN(columns.emplace_back(),
-                            CastTo(batch->column(index), column.type, column.name, false));
+                            CastTo(values, column.type, column.name, false));
     if (upsert && column.name == info.event_time) {
       QUIVER_ASSIGN_OR_RETURN(
           event_time, CastTo(columns.back(), TimeType(), column.name, /*truncate_time=*/true));

@@ -140,6 +140,11 @@ Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
   auto schema = arrow::ipc::ReadSchema(&stream, &memo);
   if (!schema.ok()) return Corrupt("its schema: " + schema.status().message());
   info.schema = *schema;
+  if (header->key_column == kCompositeKeyColumn) {
+    return Status::NotImplemented(
+        "the table's key has several columns: shared-memory readers do not read composite-key "
+        "tables yet (read it over HTTP, Flight or RESP)");
+  }
   if (static_cast<uint32_t>(info.schema->num_fields()) != header->columns_count ||
       header->key_column >= header->columns_count) {
     return Corrupt("its columns do not match its schema");
@@ -185,11 +190,11 @@ Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
 }
 
 bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedState* state,
-                  std::vector<ManifestEntry>* entries) {
+                  std::vector<ManifestEntry>* entries, std::chrono::milliseconds patience) {
   const ControlHeader& header = *control.header;
-  // A busy writer may change the manifest while a slow reader copies it: try for up to 2 s (a
-  // writer stuck mid-change, dead or hostile, is the only way to exhaust that).
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  // A busy writer may change the manifest while a slow reader copies it: try for a while (2 s
+  // by default: a writer stuck mid-change, dead or hostile, is the only way to exhaust that).
+  const auto deadline = std::chrono::steady_clock::now() + patience;
   for (uint64_t attempt = 1;; ++attempt) {
     if (attempt % 1024 == 0 && std::chrono::steady_clock::now() > deadline) return false;
     const uint64_t before = header.generation.load(std::memory_order_acquire);

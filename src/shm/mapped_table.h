@@ -13,6 +13,7 @@
 
 #include <arrow/type_fwd.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -101,9 +102,10 @@ struct View {
 };
 
 // Copies the listed manifest while the generation holds still (even and unchanged); false when
-// it did not within 2 s (a writer that died mid-change, or a hostile block).
+// it did not within `patience` (a writer that died mid-change, or a hostile block).
 bool CopyManifest(const ControlInfo& control, uint64_t* generation, PublishedState* state,
-                  std::vector<ManifestEntry>* entries);
+                  std::vector<ManifestEntry>* entries,
+                  std::chrono::milliseconds patience = std::chrono::seconds(2));
 // Checks copied entries: known kinds, sane chunk numbers, distinct ids, exactly one index of a
 // power-of-two capacity. kCorruption naming table `name` and what is wrong.
 Status CheckManifest(const std::vector<ManifestEntry>& entries, const std::string& name);

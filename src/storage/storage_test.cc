@@ -258,6 +258,46 @@ TEST_F(StorageTest, SchemaChangesSurviveRestartsAtEveryStage) {
   EXPECT_EQ(ValueOrFail(db->catalog().GetTable("t"))->schema().FindColumn("h"), 4);
 }
 
+TEST_F(StorageTest, CompositeKeysSurviveLogReplayAndSnapshots) {
+  constexpr char kComposite[] = R"({"key": ["user", "item"], "columns": {
+      "user": {"dtype": "int64"}, "item": {"dtype": "utf8"}, "score": {"dtype": "float32"}}})";
+  const auto rows = [](const std::string& users, const std::string& items,
+                       const std::string& scores) {
+    return BatchFromJson({{"user", arrow::int64(), users},
+                          {"item", arrow::utf8(), items},
+                          {"score", arrow::float32(), scores}});
+  };
+  const auto keys = [](const std::string& users, const std::string& items) {
+    return arrow::StructArray::Make(
+               {ArrayFromJson(arrow::int64(), users), ArrayFromJson(arrow::utf8(), items)},
+               std::vector<std::string>{"user", "item"})
+        .ValueOrDie();
+  };
+  std::map<std::string, std::map<std::string, std::string>> before;
+  {
+    auto db = Open();
+    auto t = ValueOrFail(db->catalog().CreateTable("c", SchemaFromJson(kComposite)));
+    ValueOrFail(
+        t->Upsert(*rows("[1, 1, 2]", R"(["a", "an item id past eight bytes", "a"])", "[1, 2, 3]")));
+    ValueOrFail(db->Snapshot());
+    ValueOrFail(t->Upsert(*rows("[3]", R"(["c"])", "[4]")));
+    EXPECT_EQ(ValueOrFail(t->Delete(*keys("[1]", R"(["a"])"))), 1);
+    before = Contents(db->catalog());
+    EXPECT_EQ(before.begin()->second.size(), 3u);
+  }
+  {
+    auto db = Open();
+    EXPECT_EQ(Contents(db->catalog()), before) << "snapshot + log";
+    auto t = ValueOrFail(db->catalog().GetTable("c"));
+    EXPECT_EQ(ValueOrFail(t->Read(*keys("[1, 1]", R"(["a", "an item id past eight bytes"])")))
+                  .found_count,
+              1);
+    ValueOrFail(db->Snapshot());
+  }
+  auto db = Open();
+  EXPECT_EQ(Contents(db->catalog()), before) << "snapshot alone";
+}
+
 TEST_F(StorageTest, SnapshotThenLogReplay) {
   std::map<std::string, std::map<std::string, std::string>> before;
   {

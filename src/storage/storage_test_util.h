@@ -130,11 +130,13 @@ inline std::map<std::string, std::map<std::string, std::string>> Contents(Catalo
       EXPECT_TRUE(reader->ReadNext(&batch).ok());
       if (batch == nullptr) break;
       for (int64_t i = 0; i < batch->num_rows(); ++i) {
-        std::string row;
-        for (int c = 1; c < batch->num_columns(); ++c) {
-          row += ValueOrFail(FromArrowResult(batch->column(c)->GetScalar(i)))->ToString() + "|";
+        std::string key, row;
+        for (int c = 0; c < batch->num_columns(); ++c) {
+          const std::string value =
+              ValueOrFail(FromArrowResult(batch->column(c)->GetScalar(i)))->ToString() + "|";
+          (table->schema().IsKeyColumn(c) ? key : row) += value;
         }
-        rows[ValueOrFail(FromArrowResult(batch->column(0)->GetScalar(i)))->ToString()] = row;
+        rows[key] = row;
       }
     }
   }

@@ -339,19 +339,19 @@ void ParquetSync::LoadFile(Source& source, objstore::ObjectStore& store, SourceF
   }
   // Checked before any row is applied: every column is the table's, and the key is there.
   const TableSchema& table_schema = (*table)->schema();
-  bool has_key = false;
   for (const std::shared_ptr<arrow::Field>& field : schema->fields()) {
-    if (field->name() == table_schema.key().name) {
-      has_key = true;
-    } else if (table_schema.FindColumn(field->name()) < 0) {
+    if (table_schema.FindColumn(field->name()) < 0) {
       file->error =
           "column '" + field->name() + "' is not in the table '" + source.status.table + "'";
       return;
     }
   }
-  if (!has_key) {
-    file->error = "the key column '" + table_schema.key().name + "' is missing";
-    return;
+  for (int index : table_schema.key_columns()) {
+    const std::string& key = table_schema.columns()[index].name;
+    if (schema->GetFieldIndex(key) < 0) {
+      file->error = "the key column '" + key + "' is missing";
+      return;
+    }
   }
   for (int group = 0; group < reader->num_row_groups(); ++group) {
     {

@@ -415,3 +415,29 @@ def test_the_embedded_engine_keeps_a_history(tmp_path):
     frame = pd.DataFrame({"id": [1, 1, 2], "event_timestamp": [first, pd.Timestamp.now(tz="UTC"),
                                                                first]})
     assert offline.point_in_time(history, "feat", frame)["c"].tolist() == [10, 11, 20]
+
+
+def test_composite_keys_in_the_history_and_point_in_time(tmp_path):
+    history = str(tmp_path / "history")
+    db = quiver.open(tmp_path / "data", history=history, history_interval=0.1)
+    db.create_table("pairs", {"key": ["user", "item"],
+                              "columns": {"user": {"dtype": "int64"}, "item": {"dtype": "utf8"},
+                                          "c": {"dtype": "int64"}}})
+    db.write("pairs", pa.table({"user": [1, 1, 2], "item": ["a", "b", "a"], "c": [10, 20, 30]}))
+    first = pd.Timestamp.now(tz="UTC")
+    time.sleep(0.005)
+    db.write("pairs", pa.table({"user": [1], "item": ["a"], "c": [11]}))
+    db.delete("pairs", {"user": [2], "item": ["a"]})
+    db.close()
+    rows = offline.read_history(history, "pairs")
+    deleted = [r for r in rows.to_pylist() if r["_quiver_op"] == "delete"]
+    assert [(r["user"], r["item"]) for r in deleted] == [(2, "a")], \
+        "a delete's keys are the key columns"
+    frame = pd.DataFrame({"user": [1, 1, 1, 2, 2], "item": ["a", "a", "b", "a", "a"],
+                          "event_timestamp": [first, pd.Timestamp.now(tz="UTC"), first, first,
+                                              pd.Timestamp.now(tz="UTC")]})
+    answer = offline.point_in_time(history, "pairs", frame, by="applied")
+    assert answer["c"].tolist()[:3] == [10, 11, 20]
+    assert answer["c"].tolist()[3] == 30 and pd.isna(answer["c"].tolist()[4])
+    with pytest.raises(quiver.InvalidRequest, match="key= names 1 column"):
+        offline.point_in_time(history, "pairs", frame, key="user")

@@ -213,10 +213,48 @@ Result<std::shared_ptr<arrow::Array>> ColumnFromJson(const Json& values,
   return ArrayFromJson(values, type, what);
 }
 
+// "keys": an array of keys, or a composite key's object of one array per key column.
+Result<std::shared_ptr<arrow::Array>> KeysArrayFromJson(const Json& keys,
+                                                        const TableSchema& schema) {
+  if (!schema.composite_key()) return ArrayFromJson(keys, schema.key().type, "\"keys\"");
+  if (!keys.is_object()) {
+    return Status::InvalidArgument(
+        "\"keys\" must be an object of one array per key column (the key is " + schema.KeyNames() +
+        "), like {\"" + schema.key().name + "\": [...], ...}");
+  }
+  arrow::ArrayVector parts;
+  std::vector<std::string> names;
+  for (const auto& [name, values] : keys.items()) {
+    const int index = schema.FindColumn(name);
+    if (index < 0 || !schema.IsKeyColumn(index)) {
+      return Status::InvalidArgument("\"keys\" has '" + Excerpt(name, 64) +
+                                     "', which is not a key column (the key is " +
+                                     schema.KeyNames() + ")");
+    }
+    QUIVER_ASSIGN_OR_RETURN(
+        std::shared_ptr<arrow::Array> part,
+        ArrayFromJson(values, schema.columns()[index].type, "\"keys\" '" + name + "'"));
+    if (!parts.empty() && part->length() != parts[0]->length()) {
+      return Status::InvalidArgument("\"keys\": '" + name + "' has " +
+                                     std::to_string(part->length()) + " values, '" + names[0] +
+                                     "' " + std::to_string(parts[0]->length()));
+    }
+    parts.push_back(std::move(part));
+    names.push_back(name);
+  }
+  if (parts.empty()) {
+    return Status::InvalidArgument("\"keys\" names no key column (the key is " + schema.KeyNames() +
+                                   ")");
+  }
+  QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Array> structs,
+                                arrow::StructArray::Make(parts, names));
+  return structs;
+}
+
 Result<std::shared_ptr<arrow::Array>> KeysFromJson(const Json& json, const TableSchema& schema) {
   auto keys = json.find("keys");
   if (keys == json.end()) return Status::InvalidArgument("the request body has no \"keys\"");
-  return ArrayFromJson(*keys, schema.key().type, "\"keys\"");
+  return KeysArrayFromJson(*keys, schema);
 }
 
 Status ValidateUntrusted(const arrow::RecordBatch& batch) {
@@ -373,7 +411,7 @@ std::optional<std::shared_ptr<arrow::Array>> ScannedKeys(const ScannedFetch& sca
 }  // namespace
 
 Result<FetchRequest> ParseJsonFetch(std::string_view body, const TableSchema& schema) {
-  if (auto scanned = ScanFetchJson(body); scanned && scanned->has_keys) {
+  if (auto scanned = ScanFetchJson(body); scanned && scanned->has_keys && !schema.composite_key()) {
     if (auto keys = ScannedKeys(*scanned, *schema.key().type)) {
       return FetchRequest{std::move(*keys), std::move(scanned->columns)};
     }
@@ -401,7 +439,10 @@ Result<FetchTicket> ParseFetchTicket(
     FetchTicket ticket;
     QUIVER_ASSIGN_OR_RETURN(ticket.table, find_table(*scanned->table));
     std::optional<std::shared_ptr<arrow::Array>> keys;
-    if (scanned->has_keys) keys = ScannedKeys(*scanned, *ticket.table->schema().key().type);
+    const TableSchema& schema = ticket.table->schema();
+    if (scanned->has_keys && !schema.composite_key()) {
+      keys = ScannedKeys(*scanned, *schema.key().type);
+    }
     if (!scanned->has_keys || keys) {
       if (keys) ticket.keys = std::move(*keys);
       ticket.columns = std::move(scanned->columns);
@@ -422,8 +463,7 @@ Result<FetchTicket> ParseFetchTicket(
   FetchTicket ticket;
   QUIVER_ASSIGN_OR_RETURN(ticket.table, find_table(table->get_ref<const std::string&>()));
   if (auto keys = json.find("keys"); keys != json.end() && !keys->is_null()) {
-    QUIVER_ASSIGN_OR_RETURN(ticket.keys,
-                            ArrayFromJson(*keys, ticket.table->schema().key().type, "\"keys\""));
+    QUIVER_ASSIGN_OR_RETURN(ticket.keys, KeysArrayFromJson(*keys, ticket.table->schema()));
   }
   QUIVER_RETURN_NOT_OK(ColumnsFromJson(json, &ticket.columns));
   if (auto found = json.find("found"); found != json.end() && !found->is_null()) {
@@ -454,7 +494,7 @@ Result<int64_t> ParseTtl(std::string_view seconds) {
 
 Result<std::shared_ptr<arrow::Array>> ParseJsonKeys(std::string_view body,
                                                     const TableSchema& schema) {
-  if (auto scanned = ScanFetchJson(body); scanned && scanned->has_keys) {
+  if (auto scanned = ScanFetchJson(body); scanned && scanned->has_keys && !schema.composite_key()) {
     if (auto keys = ScannedKeys(*scanned, *schema.key().type)) return std::move(*keys);
   }
   QUIVER_ASSIGN_OR_RETURN(Json json, ParseJsonBody(body));
@@ -490,18 +530,43 @@ Result<std::shared_ptr<arrow::Table>> ParseIpcTable(std::string_view body) {
   return *table;
 }
 
-Result<std::shared_ptr<arrow::Array>> ParseIpcKeys(std::string_view body) {
+Result<std::shared_ptr<arrow::Array>> ParseIpcKeys(std::string_view body,
+                                                   const TableSchema& schema) {
   QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Table> table, ParseIpcTable(body));
-  if (table->num_columns() != 1) {
-    return Status::InvalidArgument(
-        "an Arrow IPC fetch body has exactly one column, the keys; "
-        "this one has " +
-        std::to_string(table->num_columns()));
+  arrow::ArrayVector columns;
+  for (const auto& column : table->columns()) {
+    const auto& chunks = column->chunks();
+    if (chunks.size() == 1) {
+      columns.push_back(chunks[0]);
+      continue;
+    }
+    QUIVER_ASSIGN_OR_RETURN_ARROW(auto joined, chunks.empty()
+                                                   ? arrow::MakeEmptyArray(column->type())
+                                                   : arrow::Concatenate(chunks));
+    columns.push_back(std::move(joined));
   }
-  const auto& chunks = table->column(0)->chunks();
-  if (chunks.size() == 1) return chunks[0];
-  QUIVER_ASSIGN_OR_RETURN_ARROW(auto keys,
-                                arrow::Concatenate(chunks.empty() ? arrow::ArrayVector{} : chunks));
+  return KeysFromColumns(columns, table->schema()->fields(), schema, "an Arrow IPC fetch body");
+}
+
+Result<std::shared_ptr<arrow::Array>> KeysFromColumns(const arrow::ArrayVector& columns,
+                                                      const arrow::FieldVector& fields,
+                                                      const TableSchema& schema,
+                                                      std::string_view what) {
+  if (!schema.composite_key()) {
+    if (columns.size() != 1) {
+      return Status::InvalidArgument(std::string(what) + " has exactly one column, the keys; " +
+                                     "this one has " + std::to_string(columns.size()));
+    }
+    return columns[0];
+  }
+  // One column that is not a key column: the keys of a single key, which Table::Read refuses
+  // saying how a composite key's are given.
+  if (columns.size() == 1) {
+    const int index = schema.FindColumn(fields[0]->name());
+    if (index < 0 || !schema.IsKeyColumn(index)) return columns[0];
+  }
+  QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Array> keys,
+                                arrow::StructArray::Make(columns, fields));
   return keys;
 }
 
@@ -547,7 +612,7 @@ Result<std::shared_ptr<arrow::RecordBatch>> ParseJsonWrite(std::string_view body
     if (index < 0) return Status::NotFound("the table has no column '" + name + "'");
     const auto& type = schema.columns()[index].type;
     QUIVER_ASSIGN_OR_RETURN(auto array,
-                            index == schema.key_index()
+                            schema.IsKeyColumn(index)
                                 ? ArrayFromJson(values, type, "column '" + name + "'")
                                 : ColumnFromJson(values, type, cast.value_or(schema.cast_mode()),
                                                  "column '" + name + "'"));
@@ -733,7 +798,8 @@ std::string TableInfoToJson(const Table& table) {
   const TableStats stats = table.Stats();
   Json json = {{"name", table.name()},
                {"id", table.id()},
-               {"key", schema.key().name},
+               {"key", schema.composite_key() ? Json::parse(schema.ToJson())["key"]
+                                              : Json(schema.key().name)},
                {"rows", stats.rows},
                {"bytes", stats.bytes}};
   json["ttl"] = schema.ttl_ms() == 0 ? Json() : Json(static_cast<double>(schema.ttl_ms()) / 1000);

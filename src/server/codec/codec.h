@@ -37,7 +37,8 @@ struct FetchRequest {
   std::vector<std::string> columns;  // empty: all value columns
 };
 
-// {"keys": [...], "columns": [...]} ("columns" optional).
+// {"keys": [...], "columns": [...]} ("columns" optional). A composite key's keys are one array
+// per key column: {"keys": {"user_id": [...], "item_id": [...]}} (a struct array results).
 Result<FetchRequest> ParseJsonFetch(std::string_view body, const TableSchema& schema);
 // murr's Flight ticket, {"table": "...", "keys": [...], "columns": [...]}, plus Quiver's optional
 // "found": true (add a "_found" column). Without "keys" (or with null) it names the whole table.
@@ -61,8 +62,16 @@ Result<FetchTicket> ParseFetchTicket(
 // {"keys": [...]}.
 Result<std::shared_ptr<arrow::Array>> ParseJsonKeys(std::string_view body,
                                                     const TableSchema& schema);
-// An Arrow IPC stream whose batches have exactly one column: the keys.
-Result<std::shared_ptr<arrow::Array>> ParseIpcKeys(std::string_view body);
+// An Arrow IPC stream whose batches hold the keys: one column, or one per key column of a
+// composite key (by name; KeysFromColumns).
+Result<std::shared_ptr<arrow::Array>> ParseIpcKeys(std::string_view body,
+                                                   const TableSchema& schema);
+// Keys given as Arrow columns: the key column, or a composite key's columns as one struct array
+// (by name, any order; Table::Read checks them). `what` names them in errors ("the body").
+Result<std::shared_ptr<arrow::Array>> KeysFromColumns(const arrow::ArrayVector& columns,
+                                                      const arrow::FieldVector& fields,
+                                                      const TableSchema& schema,
+                                                      std::string_view what);
 // {"columns": {name: [values], ...}}: the key column and any value columns, equal lengths, each
 // in its column's type by the write rules (engine/write_cast.h) under `cast` (none: the
 // table's).

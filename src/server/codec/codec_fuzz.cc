@@ -75,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 3: {
       auto data_table = quiver::codec::ParseIpcTable(body);
       if (data_table.ok()) (void)table->Upsert(**data_table);
-      auto keys = quiver::codec::ParseIpcKeys(body);
+      auto keys = quiver::codec::ParseIpcKeys(body, schema);
       if (keys.ok()) (void)table->Read(**keys);
       break;
     }

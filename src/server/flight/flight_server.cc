@@ -273,13 +273,11 @@ class FlightServer::Service : public flight::FlightServerBase {
       for (int64_t index = 0;; ++index) {
         QUIVER_ASSIGN_OR_RETURN(auto keys, NextBatch(*reader, index));
         if (!keys) return Status::OK();
-        if (keys->num_columns() != 1) {
-          return Status::InvalidArgument(
-              "batch " + std::to_string(index) +
-              ": a key batch has exactly one column, the keys; this one has " +
-              std::to_string(keys->num_columns()));
-        }
-        auto result = target.table->Read(*keys->column(0), target.columns);
+        const std::string what = "key batch " + std::to_string(index);
+        QUIVER_ASSIGN_OR_RETURN(auto key_array,
+                                codec::KeysFromColumns(keys->columns(), keys->schema()->fields(),
+                                                       target.table->schema(), what));
+        auto result = target.table->Read(*key_array, target.columns);
         if (!result.ok()) return result.status().WithContext("batch " + std::to_string(index));
         QUIVER_ASSIGN_OR_RETURN(auto batch, codec::FetchResultBatch(*result, target.found_column));
         QUIVER_RETURN_NOT_OK_ARROW(writer->WriteRecordBatch(*batch));
@@ -410,16 +408,15 @@ class FlightServer::Service : public flight::FlightServerBase {
     QUIVER_ASSIGN_OR_RETURN(auto reader, request.table->Scan(kMaxBatchRows));
     if (request.columns.empty()) return reader;
     const TableSchema& schema = request.table->schema();
-    std::vector<int> indices = {0};  // the scan's key column
+    // The key column(s), then those asked for (a scan's columns are in schema order).
+    std::vector<int> indices = schema.key_columns();
     for (const std::string& name : request.columns) {
       const int column = schema.FindColumn(name);
       if (column < 0) {
         return Status::NotFound("table '" + request.table->name() + "' has no column '" + name +
                                 "'");
       }
-      if (column == schema.key_index()) continue;
-      // Scan order: key first, then the value columns in schema order.
-      indices.push_back(column < schema.key_index() ? column + 1 : column);
+      if (!schema.IsKeyColumn(column)) indices.push_back(column);
     }
     arrow::FieldVector fields;
     for (int index : indices) fields.push_back(reader->schema()->field(index));

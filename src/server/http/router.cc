@@ -529,7 +529,7 @@ HttpResponse Router::Fetch(const HttpRequest& request, std::string_view name,
     }
     fetch = std::move(parsed).value();
   } else if (content_type == kArrowStreamType) {
-    auto keys = codec::ParseIpcKeys(request.body());
+    auto keys = codec::ParseIpcKeys(request.body(), (*table)->schema());
     if (!keys.ok()) {
       return ErrorResponse(request, codec::DecodeFailure(keys.status(), scope, limit));
     }

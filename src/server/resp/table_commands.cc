@@ -35,7 +35,8 @@ void QuiverFetch(Context& c) {
       return c.Fail(OpStatus::kSyntax);
     }
   }
-  Result<std::string> ipc = FetchTableIpc(*c.server.catalog, c.args[1], keys, columns, found);
+  Result<std::string> ipc =
+      FetchTableIpc(*c.server.catalog, c.args[1], keys, columns, found, c.server.table_separator);
   if (!ipc.ok()) return c.reply.Error("ERR " + ipc.status().message());
   c.reply.Bulk(*ipc);
 }

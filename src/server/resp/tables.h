@@ -29,16 +29,18 @@ struct TableRow {
 
 // The row at `key` = "<table><separator><row key>" when the part before the first `separator`
 // names a table of `catalog` and that table holds the row; nullopt otherwise (also for a row key
-// that is not of the table's key type).
+// that is not of the table's key type). A composite key's row key is its parts joined by
+// `separator` (only the last part may hold it).
 std::optional<TableRow> ReadTableRow(const Catalog& catalog, std::string_view separator,
                                      std::string_view key);
 
 // The rows of `keys` (texts of the table's key type) as an Arrow IPC stream of one batch, the
 // `columns` (all value columns when empty) and, with `found_column`, "_found": the HTTP fetch's
 // answer. Errors: NotFound for an unknown table or column, InvalidArgument for a key that is not
-// of the key type (naming it).
+// of the key type (naming it). A composite key's keys are their parts joined by `separator`.
 Result<std::string> FetchTableIpc(const Catalog& catalog, std::string_view table,
                                   const std::vector<std::string_view>& keys,
-                                  const std::vector<std::string>& columns, bool found_column);
+                                  const std::vector<std::string>& columns, bool found_column,
+                                  std::string_view separator);
 
 }  // namespace quiver::resp
