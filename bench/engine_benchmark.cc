@@ -2,6 +2,8 @@
 //   BM_ReadFloat32x10     1000 (and 1) random keys x 10 float32 columns, 8-character string keys
 //   BM_ReadEmbedding128   1000 random keys x one fixed_size_list<float32, 128>
 //   BM_ReadComposite10    as BM_ReadFloat32x10 under a composite key (int64 + the same strings)
+//   BM_ReadSparse10       1000 random keys x f0..f9 of 500 sparse float32 columns (10 set a row)
+//   BM_ReadDense10Small   1000 random keys x 10 float32, a table as large as BM_ReadSparse10's
 //   BM_Upsert10Float32    bulk upsert of N rows x 10 float32 from Arrow record batches
 // Table size: BENCH_ROWS (default 10,000,000) rows. Read latencies are measured per call; the
 // p50 / p99 / p999 counters are in microseconds. bytes_per_row = TableStats::bytes / rows.
@@ -25,8 +27,10 @@ namespace {
 
 std::shared_ptr<Table> LoadTable(Shape shape, int64_t rows) {
   auto table = Table::Make("bench", TableSchema::FromJson(SchemaJson(shape)).value()).value();
-  for (int64_t first = 0; first < rows; first += kBatchRows) {
-    auto result = table->Upsert(*MakeBatch(shape, first, std::min(kBatchRows, rows - first)));
+  // The sparse shape's batches are 500 columns wide: smaller ones.
+  const int64_t batch_rows = shape == Shape::kSparse500 ? 65536 : kBatchRows;
+  for (int64_t first = 0; first < rows; first += batch_rows) {
+    auto result = table->Upsert(*MakeBatch(shape, first, std::min(batch_rows, rows - first)));
     if (!result.ok()) {
       std::fprintf(stderr, "load failed: %s\n", result.status().ToString().c_str());
       std::abort();
@@ -35,11 +39,14 @@ std::shared_ptr<Table> LoadTable(Shape shape, int64_t rows) {
   return table;
 }
 
-// Tables are built once per process and shape.
-std::shared_ptr<Table> SharedTable(Shape shape) {
-  static std::map<Shape, std::shared_ptr<Table>> tables;
-  auto& table = tables[shape];
-  if (!table) table = LoadTable(shape, BenchRows());
+// Rows of the sparse benchmark's tables: its batches are 500 columns wide.
+int64_t SparseRows() { return std::min<int64_t>(BenchRows(), 2'000'000); }
+
+// Tables are built once per process, shape and size.
+std::shared_ptr<Table> SharedTable(Shape shape, int64_t rows) {
+  static std::map<std::pair<Shape, int64_t>, std::shared_ptr<Table>> tables;
+  auto& table = tables[{shape, rows}];
+  if (!table) table = LoadTable(shape, rows);
   return table;
 }
 
@@ -52,10 +59,14 @@ void SetPercentiles(benchmark::State& state, std::vector<double>& micros) {
   state.counters["p999_us"] = at(0.999);
 }
 
-void RunReads(benchmark::State& state, Shape shape) {
+void RunReads(benchmark::State& state, Shape shape, int64_t rows = BenchRows()) {
   const int keys_per_read = static_cast<int>(state.range(0));
-  auto table = SharedTable(shape);
-  const int64_t rows = BenchRows();
+  auto table = SharedTable(shape, rows);
+  // The sparse table's reads ask for f0..f9, as the dense tables' give theirs.
+  std::vector<std::string> columns;
+  if (shape == Shape::kSparse500) {
+    for (int c = 0; c < 10; ++c) columns.push_back("f" + std::to_string(c));
+  }
   std::mt19937_64 rng(7);
   std::vector<std::shared_ptr<arrow::Array>> key_sets;
   for (int s = 0; s < kKeySets; ++s) {
@@ -81,7 +92,7 @@ void RunReads(benchmark::State& state, Shape shape) {
   size_t next = 0;
   for (auto _ : state) {
     const auto start = std::chrono::steady_clock::now();
-    auto result = table->Read(*key_sets[next++ % kKeySets]);
+    auto result = table->Read(*key_sets[next++ % kKeySets], columns);
     const auto end = std::chrono::steady_clock::now();
     if (!result.ok() || result->found_count != keys_per_read) {
       state.SkipWithError("read failed or keys missing");
@@ -97,11 +108,16 @@ void RunReads(benchmark::State& state, Shape shape) {
   const TableStats stats = table->Stats();
   state.counters["rows"] = static_cast<double>(stats.rows);
   state.counters["bytes_per_row"] = static_cast<double>(stats.bytes) / stats.rows;
+  state.counters["used_bytes_per_row"] = static_cast<double>(stats.used_bytes) / stats.rows;
 }
 
 void BM_ReadFloat32x10(benchmark::State& state) { RunReads(state, Shape::kFloat32x10); }
 void BM_ReadEmbedding128(benchmark::State& state) { RunReads(state, Shape::kEmbedding128); }
 void BM_ReadComposite10(benchmark::State& state) { RunReads(state, Shape::kComposite10); }
+void BM_ReadSparse10(benchmark::State& state) { RunReads(state, Shape::kSparse500, SparseRows()); }
+void BM_ReadDense10Small(benchmark::State& state) {
+  RunReads(state, Shape::kFloat32x10, SparseRows());
+}
 
 void BM_Upsert10Float32(benchmark::State& state) {
   const int64_t rows = BenchRows();
@@ -154,6 +170,12 @@ BENCHMARK(BM_ReadComposite10)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond)
     ->MinTime(3.0);
+BENCHMARK(BM_ReadDense10Small)
+    ->Arg(1000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(3.0);
+BENCHMARK(BM_ReadSparse10)->Arg(1000)->UseManualTime()->Unit(benchmark::kMicrosecond)->MinTime(3.0);
 
 }  // namespace
 }  // namespace quiver

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <arrow/api.h>
+#include <arrow/util/bit_util.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -52,14 +53,22 @@ std::shared_ptr<arrow::Buffer> RandomFloats(int64_t count, uint64_t seed) {
 }
 
 // kComposite10: 10 float32 under a composite key, "user" int64 (row / 10) + "key" utf8 (as
-// kFloat32x10's keys).
-enum class Shape { kFloat32x10, kEmbedding128, kComposite10 };
+// kFloat32x10's keys). kSparse500: 500 sparse float32 columns, 10 of them set in each row (at
+// random; f0..f9 among them in every row, so reads of those find values).
+enum class Shape { kFloat32x10, kEmbedding128, kComposite10, kSparse500 };
+constexpr int kSparseColumns = 500;
 
 std::string SchemaJson(Shape shape) {
   std::string json = R"({"key": "key", "columns": {"key": {"dtype": "utf8"})";
   if (shape == Shape::kComposite10) {
     json = R"({"key": ["user", "key"], "columns": {"user": {"dtype": "int64"},
                                                    "key": {"dtype": "utf8"})";
+  }
+  if (shape == Shape::kSparse500) {
+    for (int c = 0; c < kSparseColumns; ++c) {
+      json += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32", "sparse": true})";
+    }
+    return json + "}}";
   }
   if (shape != Shape::kEmbedding128) {
     for (int c = 0; c < 10; ++c)
@@ -73,6 +82,28 @@ std::string SchemaJson(Shape shape) {
 std::shared_ptr<arrow::RecordBatch> MakeBatch(Shape shape, int64_t first, int64_t count) {
   arrow::FieldVector fields = {arrow::field("key", arrow::utf8())};
   arrow::ArrayVector arrays = {MakeKeys(first, count)};
+  if (shape == Shape::kSparse500) {
+    // Validity: each row sets 5 of f0..f9 and 5 of the rest.
+    std::vector<std::shared_ptr<arrow::Buffer>> valid(kSparseColumns);
+    for (auto& bitmap : valid) {
+      bitmap = arrow::AllocateBuffer(arrow::bit_util::BytesForBits(count)).ValueOrDie();
+      std::memset(bitmap->mutable_data(), 0, bitmap->size());
+    }
+    uint64_t state = static_cast<uint64_t>(first) * 0x9E3779B97F4A7C15ULL + 1;
+    for (int64_t i = 0; i < count; ++i) {
+      for (int k = 0; k < 10; ++k) {
+        state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+        const auto c = static_cast<int>(k < 5 ? state % 10 : 10 + state % (kSparseColumns - 10));
+        arrow::bit_util::SetBit(valid[c]->mutable_data(), i);
+      }
+    }
+    for (int c = 0; c < kSparseColumns; ++c) {
+      fields.push_back(arrow::field("f" + std::to_string(c), arrow::float32()));
+      arrays.push_back(std::make_shared<arrow::FloatArray>(
+          count, RandomFloats(count, first * 16 + c), valid[c], arrow::kUnknownNullCount));
+    }
+    return arrow::RecordBatch::Make(arrow::schema(fields), count, arrays);
+  }
   if (shape == Shape::kComposite10) {
     arrow::Int64Builder users;
     (void)users.Reserve(count);

@@ -276,17 +276,20 @@ class Engine {
 
   // Returns ((schema, array) capsules of the feature batch, (schema, array) capsules of a
   // one-column batch "found", found_count).
+  // With `with_ttl`, the batch ends with "_ttl_ms" (codec::FetchResultBatch).
   nb::tuple Read(const std::string& name, nb::handle keys_schema, nb::handle keys_array,
-                 const std::vector<std::string>& columns) const {
+                 const std::vector<std::string>& columns, bool with_ttl) const {
     std::shared_ptr<arrow::Array> keys = ImportKeys(keys_schema, keys_array);
     std::shared_ptr<Table> table = ValueOrRaise(catalog().GetTable(name));
     Result<ReadResult> result = Status::OK();
     {
       nb::gil_scoped_release release;
-      result = table->Read(*keys, columns);
+      result = table->Read(*keys, columns, ReadOptions{.with_ttl = with_ttl});
     }
     ReadResult read = ValueOrRaise(std::move(result));
-    return ReadReply(read.batch, read.found, read.found_count);
+    std::shared_ptr<arrow::RecordBatch> batch =
+        ValueOrRaise(codec::FetchResultBatch(read, /*found_column=*/false));
+    return ReadReply(batch, read.found, read.found_count);
   }
 
   int64_t Delete(const std::string& name, nb::handle keys_schema, nb::handle keys_array) {
@@ -423,7 +426,7 @@ NB_MODULE(_quiver, m) {
            nb::arg("cast").none(),
            "Upserts an 'arrow_array_stream' capsule as one write; returns (written, skipped).")
       .def("read", &Engine::Read, nb::arg("name"), nb::arg("keys_schema"), nb::arg("keys_array"),
-           nb::arg("columns"),
+           nb::arg("columns"), nb::arg("with_ttl") = false,
            "Reads keys given as C data capsules; returns ((schema, array), (schema, array), "
            "found_count) for the feature batch and the 'found' batch.")
       .def("delete", &Engine::Delete, nb::arg("name"), nb::arg("keys_schema"),

@@ -144,10 +144,14 @@ class Client:
         table = _convert.conform(_convert.to_table(data, schema), schema, name, _cast(cast, schema))
         return WriteResult(*self._backend.write(name, table, _ttl(ttl), cast))
 
-    def read(self, name: str, keys: Any, columns: Iterable[str] | str | None = None) -> ReadResult:
-        """One row per key (a list, NumPy array, Series or Arrow array), in order; ``columns``:
-        the value columns wanted (default: all)."""
-        data, found, found_count = self._backend.read(name, _convert.to_keys(keys), _columns(columns))
+    def read(self, name: str, keys: Any, columns: Iterable[str] | str | None = None, *,
+             with_ttl: bool = False) -> ReadResult:
+        """One row per key (a list, NumPy array, Series or Arrow array; a composite key's keys:
+        a dict of arrays, a DataFrame or an Arrow table), in order; ``columns``: the value
+        columns wanted (default: all). ``with_ttl``: a last column ``_ttl_ms`` holds each row's
+        remaining time to live in milliseconds (null: it never expires, or the key is missing)."""
+        data, found, found_count = self._backend.read(name, _convert.to_keys(keys),
+                                                      _columns(columns), with_ttl)
         return ReadResult.from_batches(data, found, found_count)
 
     def delete(self, name: str, keys: Any) -> int:
@@ -264,10 +268,10 @@ class AsyncClient:
         table = _convert.conform(_convert.to_table(data, schema), schema, name, _cast(cast, schema))
         return WriteResult(*await self._backend.write(name, table, _ttl(ttl), cast))
 
-    async def read(self, name: str, keys: Any,
-                   columns: Iterable[str] | str | None = None) -> ReadResult:
+    async def read(self, name: str, keys: Any, columns: Iterable[str] | str | None = None, *,
+                   with_ttl: bool = False) -> ReadResult:
         data, found, found_count = await self._backend.read(name, _convert.to_keys(keys),
-                                                            _columns(columns))
+                                                            _columns(columns), with_ttl)
         return ReadResult.from_batches(data, found, found_count)
 
     async def delete(self, name: str, keys: Any) -> int:

@@ -60,10 +60,10 @@ class EmbeddedBackend:
               cast: str | None = None) -> tuple[int, int]:
         return self._call(self._engine.write, name, data.__arrow_c_stream__(), ttl, cast)
 
-    def read(self, name: str, keys: pa.Array,
-             columns: list[str]) -> tuple[pa.RecordBatch, pa.Array, int]:
+    def read(self, name: str, keys: pa.Array, columns: list[str],
+             with_ttl: bool = False) -> tuple[pa.RecordBatch, pa.Array, int]:
         batch, found, found_count = self._call(self._engine.read, name,
-                                               *keys.__arrow_c_array__(), columns)
+                                               *keys.__arrow_c_array__(), columns, with_ttl)
         return pa.record_batch(_CArray(batch)), pa.record_batch(_CArray(found)).column(0), found_count
 
     def delete(self, name: str, keys: pa.Array) -> int:

@@ -128,10 +128,13 @@ class FlightBackend:
             raise self._error(e) from None
         return written, skipped
 
-    def read(self, name: str, keys: pa.Array, columns: list[str]) -> tuple[pa.Table, pa.Array, None]:
+    def read(self, name: str, keys: pa.Array, columns: list[str],
+             with_ttl: bool = False) -> tuple[pa.Table, pa.Array, None]:
         # DoExchange with the keys as Arrow (not a JSON ticket): they reach the engine as they are,
         # so key errors read as from the other backends. One key batch, one answer, in turn.
         command = {"table": name, "columns": columns, "found": True}
+        if with_ttl:
+            command["with_ttl"] = True
         descriptor = flight.FlightDescriptor.for_command(json.dumps(command).encode())
         batches = []
         try:

@@ -115,8 +115,9 @@ def write_calls(name: str, data: pa.Table, ttl: float | None = None,
         yield _Call("PUT", path, body, IPC, JSON, counts)
 
 
-def read_call(name: str, keys: pa.Array, columns: list[str]) -> _Call:
-    query = urllib.parse.urlencode([("found", "true")] + [("columns", c) for c in columns])
+def read_call(name: str, keys: pa.Array, columns: list[str], with_ttl: bool = False) -> _Call:
+    query = urllib.parse.urlencode([("found", "true")] + [("columns", c) for c in columns] +
+                                   ([("with_ttl", "true")] if with_ttl else []))
 
     def decode(body: bytes) -> tuple[pa.Table, pa.Array, None]:
         table = read_ipc(body)
@@ -191,8 +192,8 @@ class _Routes:
     def schema(self, name: str) -> Any:
         return self.run(schema_call(name))
 
-    def read(self, name: str, keys: pa.Array, columns: list[str]) -> Any:
-        return self.run(read_call(name, keys, columns))
+    def read(self, name: str, keys: pa.Array, columns: list[str], with_ttl: bool = False) -> Any:
+        return self.run(read_call(name, keys, columns, with_ttl))
 
     def delete(self, name: str, keys: pa.Array) -> Any:
         return self.run(delete_call(name, keys))

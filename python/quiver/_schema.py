@@ -20,6 +20,7 @@ KEY_METADATA = {b"quiver.key": b"true"}
 EVENT_TIME_METADATA = {b"quiver.event_time": b"true"}
 TTL_METADATA = b"quiver.ttl_ms"  # schema metadata: the table's default TTL in milliseconds
 DEFAULT_METADATA = b"quiver.default"  # field metadata: the column's default value, as JSON
+SPARSE_METADATA = b"quiver.sparse"  # field metadata: "true" for a sparse column
 CAST_METADATA = b"quiver.cast"  # schema metadata: "strict" when writes take the columns' types only
 
 # The scalar dtypes, from the engine's registry (engine/dtype.h): each spelling is a pyarrow alias.
@@ -127,6 +128,8 @@ def to_json(schema: pa.Schema | Mapping[str, Any], key: str | list[str] | None =
             spec["nullable"] = field.nullable
         if field.metadata and DEFAULT_METADATA in field.metadata:
             spec["default"] = json.loads(field.metadata[DEFAULT_METADATA])
+        if field.metadata and field.metadata.get(SPARSE_METADATA) == b"true":
+            spec["sparse"] = True
         columns[field.name] = spec
     out = {"key": key, "columns": columns}
     if event_time:
@@ -154,6 +157,8 @@ def from_json(schema: Mapping[str, Any]) -> pa.Schema:
             metadata = EVENT_TIME_METADATA
         if "default" in spec:
             metadata = {**(metadata or {}), DEFAULT_METADATA: json.dumps(spec["default"]).encode()}
+        if spec.get("sparse"):
+            metadata = {**(metadata or {}), SPARSE_METADATA: b"true"}
         nullable = bool(spec.get("nullable", name not in key))
         fields.append(pa.field(name, parse_dtype(spec["dtype"]), nullable, metadata))
     metadata = {}
@@ -170,6 +175,8 @@ def _column_spec(spec: Any, column: str) -> dict[str, Any]:
         out = {"dtype": dtype_name(spec.type, column), "nullable": spec.nullable}
         if spec.metadata and DEFAULT_METADATA in spec.metadata:
             out["default"] = json.loads(spec.metadata[DEFAULT_METADATA])
+        if spec.metadata and spec.metadata.get(SPARSE_METADATA) == b"true":
+            out["sparse"] = True
         return out
     if isinstance(spec, pa.DataType):
         return {"dtype": dtype_name(spec, column)}

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from . import _quiver
 from ._embedded import _CArray
-from ._errors import ConnectionError, Unsupported, error_from_code
+from ._errors import ConnectionError, InvalidRequest, Unsupported, error_from_code
 
 
 def _error(code: str, message: str) -> Exception:
@@ -115,8 +115,11 @@ class ShmBackend:
     def schema(self, name: str) -> dict[str, Any]:
         return json.loads(self._on_table(name, lambda table: table.table_schema()))
 
-    def read(self, name: str, keys: pa.Array,
-             columns: list[str]) -> tuple[pa.RecordBatch, pa.Array, int]:
+    def read(self, name: str, keys: pa.Array, columns: list[str],
+             with_ttl: bool = False) -> tuple[pa.RecordBatch, pa.Array, int]:
+        if with_ttl:
+            raise InvalidRequest("with_ttl is served over HTTP, Flight and in-process, not over "
+                                 "shared memory", "INVALID_ARGUMENT")
         batch, found, found_count = self._on_table(
             name, lambda table: table.read(*keys.__arrow_c_array__(), columns))
         return pa.record_batch(_CArray(batch)), pa.record_batch(_CArray(found)).column(0), found_count

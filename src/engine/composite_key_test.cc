@@ -15,6 +15,7 @@ namespace {
 using testing::ArrayFromJson;
 using testing::BatchFromJson;
 using testing::ChangeFromJson;
+using testing::ExpectColumn;
 using testing::SchemaFromJson;
 using testing::ValueOrFail;
 
@@ -38,15 +39,6 @@ std::shared_ptr<arrow::RecordBatch> Rows(const std::string& users, const std::st
   return BatchFromJson({{"user_id", arrow::int64(), users},
                         {"item_id", arrow::utf8(), items},
                         {"score", arrow::float32(), scores}});
-}
-
-void ExpectColumn(const ReadResult& result, const std::string& name,
-                  const std::shared_ptr<arrow::DataType>& type, const std::string& json) {
-  auto column = result.batch->GetColumnByName(name);
-  ASSERT_NE(column, nullptr) << name;
-  auto expected = ArrayFromJson(type, json);
-  EXPECT_TRUE(column->Equals(*expected))
-      << name << ":\n got " << column->ToString() << "\n want " << expected->ToString();
 }
 
 TEST(CompositeKeySchemaTest, JsonAndArrowRoundTripTheKeyInKeyOrder) {

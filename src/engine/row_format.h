@@ -16,6 +16,7 @@
 //   offset 12  validity bitmap one bit per nullable value column, 1 = valid (Arrow convention)
 //   then       key             int64: 8 bytes; utf8: KeyRef
 //   then       value columns   in schema order: fixed-width bytes, or a VarRef
+//   then       sparse slot     with sparse columns: a VarRef to their set values (sparse_row.h)
 //
 //   VarRef (12 bytes) = uint32 length in bytes, then 8 bytes: the value itself when length <= 8,
 //                       otherwise the HeapRef of its bytes in the table's heap.
@@ -47,10 +48,11 @@ namespace quiver {
 
 // How a row holds a value.
 enum class Physical : uint8_t {
-  kFixed,  // numbers, dates, timestamps, fixed_size_list: `width` bytes in the row
-  kBool,   // one byte in the row, bit-packed in Arrow
-  kBytes,  // utf8 / binary: VarRef
-  kList,   // list<numeric>: VarRef over element bytes
+  kFixed,   // numbers, dates, timestamps, fixed_size_list: `width` bytes in the row
+  kBool,    // one byte in the row, bit-packed in Arrow
+  kBytes,   // utf8 / binary: VarRef
+  kList,    // list<numeric>: VarRef over element bytes
+  kSparse,  // a sparse column: its value, when set, is in the row's sparse blob (sparse_row.h)
 };
 
 inline constexpr uint32_t kRowMetaOffset = 0;

@@ -7,7 +7,9 @@ namespace quiver {
 RowLayout::RowLayout(const TableSchema& schema) {
   columns_.resize(schema.num_columns());
   int nullable_columns = 0;
-  for (const ColumnSpec& column : schema.columns()) nullable_columns += column.nullable ? 1 : 0;
+  for (const ColumnSpec& column : schema.columns()) {
+    nullable_columns += column.nullable && !column.sparse ? 1 : 0;
+  }
   bitmap_bytes_ = static_cast<uint32_t>((nullable_columns + 7) / 8);
   uint32_t offset = kRowHeaderBytes + bitmap_bytes_;
 
@@ -44,7 +46,12 @@ RowLayout::RowLayout(const TableSchema& schema) {
   };
   if (!schema.composite_key()) place(schema.key_index());
   int bit = 0;
+  std::vector<int> sparse;
   for (int i = 0; i < schema.num_columns(); ++i) {
+    if (schema.columns()[i].sparse) {
+      sparse.push_back(i);
+      continue;
+    }
     if (i != schema.key_index()) {
       if (schema.columns()[i].nullable) columns_[i].valid_bit = bit++;
       place(i);
@@ -54,6 +61,23 @@ RowLayout::RowLayout(const TableSchema& schema) {
     }
   }
   for (int index : schema.key_columns()) key_parts_.push_back(columns_[index]);
+  if (!sparse.empty()) {
+    sparse_slot_ =
+        ColumnLayout{.physical = Physical::kBytes, .offset = offset, .width = kVarRefBytes};
+    offset += kVarRefBytes;
+    var_slots_.push_back(sparse_slot_);
+    for (int index : sparse) {
+      const Dtype& dtype = *FindDtype(schema.columns()[index].type->id());
+      ColumnLayout& layout = columns_[index];
+      layout = ColumnLayout{.physical = Physical::kSparse,
+                            .offset = sparse_slot_.offset,
+                            .width = kVarRefBytes,
+                            .element_width = dtype.physical == Physical::kBytes ? 0 : dtype.width,
+                            .sparse_id = static_cast<uint16_t>(sparse_widths_.size()),
+                            .sparse_physical = dtype.physical};
+      sparse_widths_.push_back(layout.element_width);
+    }
+  }
   row_width_ = (offset + 7) / 8 * 8;
 }
 

@@ -4,7 +4,8 @@
 // follow in schema order. So 10 float32 columns with an 8-byte utf8 key make a 64-byte row: one
 // cache line per lookup. A composite key's columns (engine/keys.h) are laid out as value columns,
 // in schema order: together they are the key (a lookup compares each with its part of the encoded
-// key), and there is no key slot.
+// key), and there is no key slot. Sparse columns take no room of their own: the row's last slot, a
+// VarRef, holds the values of those that are set (engine/sparse_row.h).
 //
 // Thread safety: RowLayout is immutable.
 #pragma once
@@ -21,10 +22,14 @@ namespace quiver {
 
 struct ColumnLayout {
   Physical physical = Physical::kFixed;
-  uint32_t offset = 0;         // byte offset in the row
+  uint32_t offset = 0;         // byte offset in the row (kSparse: the sparse slot's)
   uint32_t width = 0;          // bytes in the row
   int32_t valid_bit = -1;      // bit in the validity bitmap; -1: not nullable (always valid)
   uint32_t element_width = 0;  // kList / fixed_size_list: bytes of one element
+  // kSparse: the column's number among the sparse columns, and how its value is held in the
+  // sparse blob: kFixed (element_width bytes), kBool (1 byte) or kBytes (length-prefixed).
+  uint16_t sparse_id = 0;
+  Physical sparse_physical = Physical::kFixed;
 };
 
 class RowLayout {
@@ -37,8 +42,14 @@ class RowLayout {
   const ColumnLayout& key() const { return key_parts_[0]; }
   // The key's columns in key order (one unless the key is composite).
   const std::vector<ColumnLayout>& key_parts() const { return key_parts_; }
-  // Every slot whose value may live in the heap (kBytes, kList), the key's included.
+  // Every slot whose value may live in the heap (kBytes, kList), the key's included, and the
+  // sparse slot.
   const std::vector<ColumnLayout>& var_slots() const { return var_slots_; }
+  // The sparse columns' shared slot (a VarRef; physical kBytes); valid when has_sparse().
+  bool has_sparse() const { return !sparse_widths_.empty(); }
+  const ColumnLayout& sparse_slot() const { return sparse_slot_; }
+  // By sparse_id: the bytes of each sparse column's value in the blob (0: length-prefixed).
+  const std::vector<uint32_t>& sparse_widths() const { return sparse_widths_; }
   uint32_t row_width() const { return row_width_; }
   uint32_t bitmap_offset() const { return kRowHeaderBytes; }
   uint32_t bitmap_bytes() const { return bitmap_bytes_; }
@@ -47,6 +58,8 @@ class RowLayout {
   std::vector<ColumnLayout> columns_;
   std::vector<ColumnLayout> key_parts_;
   std::vector<ColumnLayout> var_slots_;
+  ColumnLayout sparse_slot_;
+  std::vector<uint32_t> sparse_widths_;
   uint32_t row_width_ = 0;
   uint32_t bitmap_bytes_ = 0;
 };

@@ -312,6 +312,26 @@ Status CheckValueType(const arrow::DataType& type, const EngineLimits& limits) {
   }
 }
 
+namespace {
+
+Status CheckSparse(const ColumnSpec& column) {
+  const std::string where = "sparse column '" + column.name + "'";
+  const arrow::Type::type id = column.type->id();
+  if (id == arrow::Type::LIST || id == arrow::Type::FIXED_SIZE_LIST) {
+    return Status::InvalidArgument(where + ": a sparse column holds a scalar dtype, not " +
+                                   DtypeName(*column.type));
+  }
+  if (!column.nullable) {
+    return Status::InvalidArgument(where + " must be nullable (a null is what it leaves out)");
+  }
+  if (column.default_value != nullptr) {
+    return Status::InvalidArgument(where + " cannot have a default");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
 Status CheckTimeZones(const TableSchema& schema) {
   for (const ColumnSpec& column : schema.columns()) {
     if (column.type->id() != arrow::Type::TIMESTAMP) continue;
@@ -388,9 +408,13 @@ Result<TableSchema> TableSchema::Make(std::vector<ColumnSpec> columns,
       if (column.default_value != nullptr) {
         return Status::InvalidArgument("key column '" + column.name + "' cannot have a default");
       }
+      if (column.sparse) {
+        return Status::InvalidArgument("key column '" + column.name + "' cannot be sparse");
+      }
     } else {
       Status type_ok = CheckValueType(*column.type, limits);
       if (!type_ok.ok()) return type_ok.WithContext("column '" + column.name + "'");
+      if (column.sparse) QUIVER_RETURN_NOT_OK(CheckSparse(column));
       if (column.default_value != nullptr && !column.default_value->type->Equals(*column.type)) {
         return Status::InvalidArgument("column '" + column.name + "': default of type " +
                                        column.default_value->type->ToString() + ", not " +
@@ -480,9 +504,9 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
       return Status::InvalidArgument("column '" + name + "': expected {\"dtype\": ...}");
     }
     for (const auto& [field, value] : spec.items()) {
-      if (field != "dtype" && field != "nullable" && field != "default") {
+      if (field != "dtype" && field != "nullable" && field != "default" && field != "sparse") {
         return Status::InvalidArgument("column '" + name + "': unknown field '" + field +
-                                       "' (expected dtype, nullable, default)");
+                                       "' (expected dtype, nullable, default, sparse)");
       }
     }
     auto dtype_it = spec.find("dtype");
@@ -502,7 +526,14 @@ Result<TableSchema> TableSchema::FromJson(std::string_view text, const EngineLim
     if (auto it = spec.find("default"); it != spec.end()) {
       QUIVER_ASSIGN_OR_RETURN(default_value, ParseDefault(it->dump(), *type, name));
     }
-    columns.push_back(ColumnSpec{name, std::move(type).value(), nullable, default_value});
+    bool sparse = false;
+    if (auto it = spec.find("sparse"); it != spec.end()) {
+      if (!it->is_boolean()) {
+        return Status::InvalidArgument("column '" + name + "': \"sparse\" must be true or false");
+      }
+      sparse = it->get<bool>();
+    }
+    columns.push_back(ColumnSpec{name, std::move(type).value(), nullable, default_value, sparse});
   }
   int64_t ttl_ms = 0;
   if (auto it = json.find("ttl"); it != json.end() && !it->is_null()) {
@@ -591,8 +622,8 @@ Result<TableSchema> TableSchema::FromArrow(const arrow::Schema& schema, std::str
         QUIVER_ASSIGN_OR_RETURN(default_value, ParseDefault(*text, field->type(), field->name()));
       }
     }
-    columns.push_back(
-        ColumnSpec{field->name(), field->type(), field->nullable(), std::move(default_value)});
+    columns.push_back(ColumnSpec{field->name(), field->type(), field->nullable(),
+                                 std::move(default_value), flag(kSparseMetadata)});
   }
   if (parts.empty()) {
     return Status::InvalidArgument("no key column: mark one field with metadata {\"" +
@@ -640,6 +671,7 @@ std::string TableSchema::ToJson() const {
   Json columns = Json::object();
   for (const ColumnSpec& column : columns_) {
     columns[column.name] = Json{{"dtype", DtypeName(*column.type)}, {"nullable", column.nullable}};
+    if (column.sparse) columns[column.name]["sparse"] = true;
     if (column.default_value != nullptr) {
       columns[column.name]["default"] = Json::parse(DefaultJson(*column.default_value));
     }
@@ -666,6 +698,11 @@ std::shared_ptr<arrow::Schema> TableSchema::ToArrow() const {
       if (metadata == nullptr) metadata = std::make_shared<arrow::KeyValueMetadata>();
       metadata = metadata->Copy();
       metadata->Append(std::string(kDefaultMetadata), DefaultJson(*column.default_value));
+    }
+    if (column.sparse) {
+      metadata =
+          metadata == nullptr ? std::make_shared<arrow::KeyValueMetadata>() : metadata->Copy();
+      metadata->Append(std::string(kSparseMetadata), "true");
     }
     fields.push_back(arrow::field(column.name, column.type, column.nullable, metadata));
   }
@@ -712,6 +749,7 @@ bool TableSchema::Equals(const TableSchema& other) const {
   for (size_t i = 0; i < columns_.size(); ++i) {
     if (columns_[i].name != other.columns_[i].name ||
         columns_[i].nullable != other.columns_[i].nullable ||
+        columns_[i].sparse != other.columns_[i].sparse ||
         !columns_[i].type->Equals(*other.columns_[i].type) ||
         (columns_[i].default_value == nullptr) != (other.columns_[i].default_value == nullptr) ||
         (columns_[i].default_value != nullptr &&

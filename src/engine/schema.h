@@ -47,6 +47,8 @@ inline constexpr std::string_view kCastMetadata = "quiver.cast";
 
 // Field metadata holding a column's default value (its JSON text).
 inline constexpr std::string_view kDefaultMetadata = "quiver.default";
+// Field metadata marking a sparse column ("true").
+inline constexpr std::string_view kSparseMetadata = "quiver.sparse";
 
 struct ColumnSpec {
   std::string name;
@@ -56,6 +58,9 @@ struct ColumnSpec {
   // value); null: nothing (the column is null, and a write of a new key must give a non-nullable
   // one).
   std::shared_ptr<arrow::Scalar> default_value;
+  // JSON "sparse": true: a null costs the row nothing (the set values of all sparse columns share
+  // one heap value per row: engine/row_layout.h). Nullable, no default, a scalar dtype.
+  bool sparse = false;
 };
 
 // A column's default from its JSON value: a boolean, number or string (dates and timestamps: an

@@ -100,8 +100,8 @@ Result<SchemaChange> SchemaChange::FromJson(std::string_view text, const EngineL
         return Status::InvalidArgument("\"add\" must be an object of column name -> {\"dtype\"}");
       }
       for (const auto& [name, spec] : value.items()) {
-        QUIVER_RETURN_NOT_OK(
-            CheckFields(spec, name, {"dtype", "nullable", "default"}, "dtype, nullable, default"));
+        QUIVER_RETURN_NOT_OK(CheckFields(spec, name, {"dtype", "nullable", "default", "sparse"},
+                                         "dtype, nullable, default, sparse"));
         ColumnSpec column{name, nullptr, true, nullptr};
         QUIVER_ASSIGN_OR_RETURN(column.type, DtypeOf(spec, name));
         if (auto it = spec.find("nullable"); it != spec.end()) {
@@ -111,6 +111,10 @@ Result<SchemaChange> SchemaChange::FromJson(std::string_view text, const EngineL
         if (auto it = spec.find("default"); it != spec.end()) {
           QUIVER_ASSIGN_OR_RETURN(column.default_value,
                                   ParseDefault(it->dump(), column.type, name));
+        }
+        if (auto it = spec.find("sparse"); it != spec.end()) {
+          if (!it->is_boolean()) return Refused(name, "\"sparse\" must be true or false");
+          column.sparse = it->get<bool>();
         }
         change.add.push_back(std::move(column));
         any = true;
@@ -136,16 +140,20 @@ Result<SchemaChange> SchemaChange::FromJson(std::string_view text, const EngineL
         return Status::InvalidArgument("\"alter\" must be an object of column name -> changes");
       }
       for (const auto& [name, spec] : value.items()) {
-        QUIVER_RETURN_NOT_OK(
-            CheckFields(spec, name, {"dtype", "nullable", "default"}, "dtype, nullable, default"));
+        QUIVER_RETURN_NOT_OK(CheckFields(spec, name, {"dtype", "nullable", "default", "sparse"},
+                                         "dtype, nullable, default, sparse"));
         if (spec.empty()) return Refused(name, "\"alter\" gives no change");
-        Alter alter{name, nullptr, std::nullopt, false, nullptr};
+        Alter alter{name, nullptr, std::nullopt, false, nullptr, std::nullopt};
         if (spec.contains("dtype")) {
           QUIVER_ASSIGN_OR_RETURN(alter.type, DtypeOf(spec, name));
         }
         if (auto it = spec.find("nullable"); it != spec.end()) {
           if (!it->is_boolean()) return Refused(name, "\"nullable\" must be true or false");
           alter.nullable = it->get<bool>();
+        }
+        if (auto it = spec.find("sparse"); it != spec.end()) {
+          if (!it->is_boolean()) return Refused(name, "\"sparse\" must be true or false");
+          alter.sparse = it->get<bool>();
         }
         if (spec.contains("default")) {
           // Parsed against the column's type once it is known (ApplySchemaChange); kept as text.
@@ -195,6 +203,7 @@ std::string SchemaChange::ToJson() const {
       Json spec = Json::object();
       if (each.type != nullptr) spec["dtype"] = DtypeName(*each.type);
       if (each.nullable) spec["nullable"] = *each.nullable;
+      if (each.sparse) spec["sparse"] = *each.sparse;
       if (each.set_default) {
         spec["default"] =
             each.default_value == nullptr
@@ -212,6 +221,7 @@ std::string SchemaChange::ToJson() const {
       if (column.default_value != nullptr) {
         spec["default"] = Json::parse(DefaultJson(*column.default_value));
       }
+      if (column.sparse) spec["sparse"] = true;
       adds[column.name] = std::move(spec);
     }
     json["add"] = std::move(adds);
@@ -279,6 +289,10 @@ Result<ChangedSchema> ApplySchemaChange(const TableSchema& schema, const SchemaC
         return Refused(alter.name, "the key and event-time columns cannot be nullable");
       }
       column.nullable = *alter.nullable;
+    }
+    if (alter.sparse) {
+      if (is_key(alter.name)) return Refused(alter.name, "a key column cannot be sparse");
+      column.sparse = *alter.sparse;
     }
     if (alter.set_default) {
       column.default_value = nullptr;

@@ -41,6 +41,7 @@ struct SchemaChange {
     std::optional<bool> nullable;
     bool set_default = false;  // default_value replaces the column's default (null: none)
     std::shared_ptr<arrow::Scalar> default_value;
+    std::optional<bool> sparse;  // "sparse": the column becomes sparse or dense
   };
 
   std::vector<ColumnSpec> add;

@@ -94,6 +94,13 @@ struct ReadResult {
   // found->Value(i): whether key i was present. Never null, no nulls.
   std::shared_ptr<arrow::BooleanArray> found;
   int64_t found_count = 0;
+  // With ReadOptions::with_ttl: each found row's remaining time to live in milliseconds at the
+  // read (at least 1); null for a row that never expires and for a missing key. Otherwise null.
+  std::shared_ptr<arrow::Int64Array> ttl_ms;
+};
+
+struct ReadOptions {
+  bool with_ttl = false;  // ReadResult::ttl_ms
 };
 
 struct TableStats {
@@ -153,13 +160,18 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   // (as logged); a last column marked kExpireAtMetadata (a snapshot's) gives each row's expiry.
   Result<UpsertResult> Replay(const arrow::RecordBatch& batch, uint64_t lsn);
   Result<int64_t> ReplayDelete(const arrow::Array& keys, uint64_t lsn);
-  Result<ReadResult> Read(const arrow::Array& keys,
-                          const std::vector<std::string>& columns = {}) const;
+  Result<ReadResult> Read(const arrow::Array& keys, const std::vector<std::string>& columns = {},
+                          const ReadOptions& options = {}) const;
   // A reader over every live row (expired ones left out). Each batch reflects the table at the
   // time it is produced. `with_expiry`: a last column (int64, Unix ms, null: never; field
   // metadata kExpireAtMetadata) holds each row's expiry time, as snapshots keep it.
   Result<std::shared_ptr<arrow::RecordBatchReader>> Scan(int64_t max_batch_rows = 65536,
                                                          bool with_expiry = false) const;
+  // For SCAN-like listings: the stored keys (KeyColumn's bytes; a composite key's encoded) of the
+  // live rows among row positions [cursor, cursor + count); returns the next position, 0 after
+  // the last. Positions are stable while a row lives: a row present for a whole walk is listed
+  // (once, unless it is deleted and written again meanwhile). Takes the write lock briefly.
+  uint32_t ScanKeys(uint32_t cursor, size_t count, std::vector<std::string>* keys) const;
   TableStats Stats() const;
   // Active expiry, Redis's cycle: samples 20 rows among those with an expiry time, reclaims the
   // expired ones, and goes on while more than 25% of a sample had expired and `budget_us`
@@ -260,6 +272,8 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   };
   void WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, int64_t i,
                 std::string_view key, int64_t expire_at, const WriteClock& clock);
+  // Inside WriteRow: the row's sparse blob with batch row i's sparse values set or cleared.
+  void WriteSparse(std::byte* row, bool is_new, const PreparedBatch& batch, int64_t i);
   // Before a write: asks the memory limit for room for what `batch` may add (kOutOfMemory when
   // it cannot be had).
   Status MakeRoomFor(const arrow::RecordBatch& batch);
@@ -299,9 +313,13 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   std::unique_ptr<HashIndex> index_;
 
   mutable std::mutex write_mutex_;
-  Capture* capture_ = nullptr;           // under write_mutex_: during a Rebuild
-  std::shared_ptr<Table> successor_;     // under write_mutex_
-  std::vector<uint32_t> free_rows_;      // writer only
+  Capture* capture_ = nullptr;        // under write_mutex_: during a Rebuild
+  std::shared_ptr<Table> successor_;  // under write_mutex_
+  std::vector<uint32_t> free_rows_;   // writer only
+  // Writer only: WriteSparse's scratch, reserved before a write's rows change.
+  std::vector<std::pair<uint16_t, std::string_view>> sparse_entries_, sparse_old_;
+  std::string sparse_blob_;
+  std::vector<char> sparse_bools_;
   uint32_t next_row_ = 0;                // writer only: rows [0, next_row_) have been used
   std::atomic<uint32_t> scan_limit_{0};  // published next_row_, for scans
   std::atomic<int64_t> row_count_{0};

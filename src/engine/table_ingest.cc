@@ -209,6 +209,36 @@ Status Table::AddInput(int index, const std::shared_ptr<arrow::Array>& array,
       }
       break;
     }
+    case Physical::kSparse: {  // values go to the row's sparse blob (WriteSparse)
+      const ColumnLayout& layout = *input.layout;
+      if (prepared->sparse_bytes.empty()) prepared->sparse_bytes.assign(data.length, 2);
+      if (layout.sparse_physical == Physical::kBytes) {
+        input.offsets = data.GetValues<int32_t>(1);
+        input.var = data.buffers[2] ? data.buffers[2]->data() : nullptr;
+      } else {
+        input.fixed = layout.sparse_physical == Physical::kBool
+                          ? data.buffers[1]->data()
+                          : data.buffers[1]->data() + data.offset * layout.element_width;
+      }
+      for (int64_t i = 0; i < data.length; ++i) {
+        if (!input.IsValid(i)) continue;
+        size_t size = layout.element_width;
+        if (layout.sparse_physical == Physical::kBytes) {
+          size = static_cast<size_t>(input.offsets[i + 1] - input.offsets[i]);
+          if (size > limits_.max_value_bytes) {
+            return Status::LimitExceeded(where + " row " + std::to_string(i) + ": value of " +
+                                         std::to_string(size) + " bytes is over the limit of " +
+                                         std::to_string(limits_.max_value_bytes));
+          }
+        }
+        prepared->sparse_bytes[i] += SparseEntryBytes(layout.element_width, size);
+      }
+      const auto position = std::lower_bound(
+          prepared->sparse_inputs.begin(), prepared->sparse_inputs.end(), layout.sparse_id,
+          [&](int other, uint16_t id) { return prepared->inputs[other].layout->sparse_id < id; });
+      prepared->sparse_inputs.insert(position, static_cast<int>(prepared->inputs.size()));
+      break;
+    }
   }
   (as_default ? prepared->defaults : prepared->inputs).push_back(std::move(input));
   return Status::OK();

@@ -21,6 +21,7 @@
 #include "engine/keys.h"
 #include "engine/row_copy.h"
 #include "engine/row_layout.h"
+#include "engine/sparse_row.h"
 #include "engine/table.h"
 
 namespace quiver {
@@ -180,6 +181,10 @@ struct Table::PreparedBatch {
   std::string missing_required;  // a non-nullable value column the batch lacks
   size_t heap_bytes = 0;         // upper bound of heap appends
   size_t heap_largest = 0;       // the largest of them
+  // Sparse columns (engine/sparse_row.h): their inputs (indexes into inputs, by sparse id), and
+  // per row the bytes their values add to the row's blob (with its count); empty without any.
+  std::vector<int> sparse_inputs;
+  std::vector<size_t> sparse_bytes;
 
   void AddHeapValue(size_t size) {
     if (size <= kVarInlineBytes) return;

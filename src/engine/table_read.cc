@@ -39,13 +39,14 @@ std::vector<GatherColumn> Table::GatherColumns(const std::vector<int>& columns) 
 // ---------------------------------------------------------------------------------------------
 // Reads.
 
-Result<ReadResult> Table::Read(const arrow::Array& keys_in,
-                               const std::vector<std::string>& columns) const {
+Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<std::string>& columns,
+                               const ReadOptions& options) const {
   QUIVER_ASSIGN_OR_RETURN(std::vector<int> indices, ResolveColumns(columns));
   QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> keys, NormalizeKeys(keys_in, "read"));
   const int64_t n = keys->length();
   KeyColumn key_column(*keys);
-  RowGather gather(GatherColumns(indices), layout_.bitmap_bytes(), n, HeapOf(heap_), name_);
+  RowGather gather(GatherColumns(indices), layout_.bitmap_bytes(), n, HeapOf(heap_), name_,
+                   &layout_.sparse_widths());
   QUIVER_RETURN_NOT_OK(gather.Init());
   QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> found_bits,
                                 arrow::AllocateBuffer(arrow::bit_util::BytesForBits(n)));
@@ -57,6 +58,8 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
   std::unique_ptr<uint64_t[]> hashes(new uint64_t[n]);
   int64_t found_count = 0;
   const int64_t now = clock_();
+  // With options.with_ttl: each found row's expiry (0: never).
+  std::vector<int64_t> expiry(options.with_ttl ? static_cast<size_t>(n) : 0);
   // Under an LRU or LFU memory policy each row found has its access clock stamped.
   const MemoryLimit* limit = limit_.load(std::memory_order_acquire);
   const EvictionPolicy policy = limit != nullptr ? limit->Policy() : EvictionPolicy::kNoEviction;
@@ -94,6 +97,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
       const std::string_view key = key_column.Bytes(i);
       size_t position = next_position[i];
       bool matched = false, expired = false;
+      int64_t expire_at = 0;
       const std::byte* hit = nullptr;
       // Stop at the first row holding the key: probing on would touch more index lines.
       for (std::byte* row = first_row[i]; row != nullptr;) {
@@ -101,7 +105,8 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
         do {
           sequence = SeqlockReadBegin(row);
           matched = (sequence & kSeqLive) && KeyMatches(row, layout_, key, heap_);
-          expired = matched && IsDue(ExpiryOf(row), now);  // passive expiry
+          expire_at = matched ? ExpiryOf(row) : 0;
+          expired = IsDue(expire_at, now);  // passive expiry
           if (matched && !expired) gather.Copy(row, i);
         } while (!SeqlockReadValidate(row, sequence));
         if (matched) {
@@ -115,6 +120,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
         arrow::bit_util::SetBit(found, i);
         ++found_count;
         if (touch) TouchRow(hit, lfu, now);
+        if (options.with_ttl) expiry[static_cast<size_t>(i)] = expire_at;
       } else {
         gather.SetMissing(i);
       }
@@ -126,6 +132,13 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in,
   result.batch = arrow::RecordBatch::Make(std::move(schema), n, std::move(arrays));
   result.found = std::make_shared<arrow::BooleanArray>(n, found_bits);
   result.found_count = found_count;
+  if (options.with_ttl) {
+    arrow::Int64Builder ttl;
+    QUIVER_RETURN_NOT_OK_ARROW(ttl.Reserve(n));
+    for (const int64_t at : expiry) at == 0 ? ttl.UnsafeAppendNull() : ttl.UnsafeAppend(at - now);
+    QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Array> array, ttl.Finish());
+    result.ttl_ms = std::static_pointer_cast<arrow::Int64Array>(array);
+  }
   return result;
 }
 
@@ -157,7 +170,8 @@ class Table::Scanner : public arrow::RecordBatchReader {
     // Batches end at max_batch_rows rows or about 64 MiB of variable-length bytes.
     constexpr uint64_t kMaxBatchVarBytes = 64 << 20;
     RowGather gather(table_->GatherColumns(columns_), table_->layout_.bitmap_bytes(),
-                     max_batch_rows_, HeapOf(table_->heap_), table_->name_);
+                     max_batch_rows_, HeapOf(table_->heap_), table_->name_,
+                     &table_->layout_.sparse_widths());
     Status init = gather.Init();
     if (!init.ok()) return arrow::Status::OutOfMemory(init.message());
     int64_t produced = 0;
@@ -211,6 +225,18 @@ class Table::Scanner : public arrow::RecordBatchReader {
   bool with_expiry_;
   uint32_t cursor_ = 0;
 };
+
+uint32_t Table::ScanKeys(uint32_t cursor, size_t count, std::vector<std::string>* keys) const {
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  const int64_t now = clock_();
+  uint32_t position = cursor;
+  for (size_t visited = 0; position < next_row_ && visited < count; ++position, ++visited) {
+    std::byte* row = rows_.Row(position);
+    if (!RowLiveForWriter(row) || IsDue(ExpiryOf(row), now)) continue;
+    keys->push_back(StoredKey(row, layout_, heap_));
+  }
+  return position >= next_row_ ? 0 : position;
+}
 
 Result<std::shared_ptr<arrow::RecordBatchReader>> Table::Scan(int64_t max_batch_rows,
                                                               bool with_expiry) const {

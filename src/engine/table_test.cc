@@ -13,6 +13,7 @@ namespace {
 
 using testing::ArrayFromJson;
 using testing::BatchFromJson;
+using testing::ExpectColumn;
 using testing::SchemaFromJson;
 using testing::ValueOrFail;
 
@@ -30,15 +31,6 @@ std::shared_ptr<arrow::Table> ScanAll(const Table& table) {
   auto result = reader->ToTable();
   EXPECT_TRUE(result.ok()) << result.status().ToString();
   return *result;
-}
-
-void ExpectColumn(const ReadResult& result, const std::string& name,
-                  const std::shared_ptr<arrow::DataType>& type, const std::string& json) {
-  auto column = result.batch->GetColumnByName(name);
-  ASSERT_NE(column, nullptr) << name;
-  auto expected = ArrayFromJson(type, json);
-  EXPECT_TRUE(column->Equals(*expected))
-      << name << ":\n got " << column->ToString() << "\n want " << expected->ToString();
 }
 
 void ExpectFound(const ReadResult& result, const std::string& json) {

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 
 #include "common/arrow_status.h"
 #include "common/hash.h"
@@ -118,6 +119,8 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
         StoreToRow<uint8_t>(destination,
                             valid && arrow::bit_util::GetBit(input.fixed, input.offset + at));
         break;
+      case Physical::kSparse:  // WriteSparse, below
+        break;
       case Physical::kBytes:
       case Physical::kList: {
         if (!is_new) ReleaseVarRef(destination, layout.width, heap_);
@@ -139,8 +142,52 @@ void Table::WriteRow(uint32_t row_id, bool is_new, const PreparedBatch& batch, i
   if (is_new) {
     for (const PreparedBatch::Input& input : batch.defaults) write(input, 0);
   }
+  if (!batch.sparse_inputs.empty()) WriteSparse(row, is_new, batch, i);
   SeqlockWriteEnd(row, sequence, /*live=*/true);
   TrackExpiry(row_id, expire_at != 0);
+}
+
+void Table::WriteSparse(std::byte* row, bool is_new, const PreparedBatch& batch, int64_t i) {
+  const ColumnLayout& slot = layout_.sparse_slot();
+  const std::vector<uint32_t>& widths = layout_.sparse_widths();
+  VarRef scratch;
+  const std::string_view old_blob =
+      is_new ? std::string_view() : ColumnBytes(row, slot, heap_, &scratch);
+  SparseEntries(old_blob, widths, &sparse_old_);
+  const auto& old = sparse_old_;
+  sparse_entries_.clear();
+  size_t o = 0;
+  for (size_t k = 0; k < batch.sparse_inputs.size(); ++k) {
+    const PreparedBatch::Input& input = batch.inputs[batch.sparse_inputs[k]];
+    const ColumnLayout& layout = *input.layout;
+    while (o < old.size() && old[o].first < layout.sparse_id) sparse_entries_.push_back(old[o++]);
+    if (o < old.size() && old[o].first == layout.sparse_id) ++o;  // replaced, or cleared
+    if (!input.IsValid(i)) continue;
+    std::string_view value;
+    switch (layout.sparse_physical) {
+      case Physical::kBool:
+        sparse_bools_[k] = arrow::bit_util::GetBit(input.fixed, input.offset + i) ? 1 : 0;
+        value = std::string_view(&sparse_bools_[k], 1);
+        break;
+      case Physical::kBytes: {
+        const int64_t begin = input.offsets[i];
+        value = std::string_view(reinterpret_cast<const char*>(input.var) + begin,
+                                 static_cast<size_t>(input.offsets[i + 1] - begin));
+        break;
+      }
+      default:
+        value =
+            std::string_view(reinterpret_cast<const char*>(input.fixed) + i * layout.element_width,
+                             layout.element_width);
+    }
+    sparse_entries_.emplace_back(layout.sparse_id, value);
+  }
+  while (o < old.size()) sparse_entries_.push_back(old[o++]);
+  sparse_blob_.clear();
+  AppendSparseBlob(sparse_entries_, widths, &sparse_blob_);  // copied: the old bytes may go
+  std::byte* destination = row + slot.offset;
+  if (!is_new) ReleaseVarRef(destination, slot.width, heap_);
+  WriteVarRef(destination, slot.width, sparse_blob_.data(), sparse_blob_.size(), heap_);
 }
 
 Result<UpsertResult> Table::Upsert(const arrow::Table& table, const WriteOptions& options) {
@@ -234,10 +281,39 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
       }
     }
   }
+  // Sparse blobs: each written row's new blob is at most its old one (or, for a key the batch
+  // wrote before, that write's) plus what this row adds.
+  size_t sparse_total = 0, sparse_largest = 0;
+  if (!prepared.sparse_inputs.empty()) {
+    std::unordered_map<std::string_view, size_t> earlier;
+    const ColumnLayout& slot = layout_.sparse_slot();
+    for (int64_t i = 0; i < n; ++i) {
+      const std::string_view key = key_column.Bytes(i);
+      size_t old = 0;
+      if (auto it = earlier.find(key); it != earlier.end()) {
+        old = it->second;
+      } else if (existing[i] != HashIndex::kNoRow) {
+        old = LoadVarRef(rows_.Row(existing[i]) + slot.offset, slot.width).length;
+      }
+      const size_t bound = old + prepared.sparse_bytes[static_cast<size_t>(i)];
+      earlier[key] = bound;
+      if (bound > kVarInlineBytes) sparse_total += bound;
+      sparse_largest = std::max(sparse_largest, bound);
+    }
+    try {  // so that pass 2 allocates nothing
+      sparse_entries_.reserve(layout_.sparse_widths().size());
+      sparse_old_.reserve(layout_.sparse_widths().size());
+      sparse_blob_.reserve(sparse_largest);
+      sparse_bools_.resize(prepared.sparse_inputs.size());
+    } catch (const std::bad_alloc&) {
+      return Status::OutOfMemory("table '" + name_ + "': no memory for sparse values");
+    }
+  }
   const size_t reused = std::min(free_rows_.size(), new_keys);
   QUIVER_RETURN_NOT_OK(rows_.Reserve(size_t{next_row_} + (new_keys - reused)));
   QUIVER_RETURN_NOT_OK(index_->Reserve(new_keys));
-  QUIVER_RETURN_NOT_OK(heap_.Reserve(prepared.heap_bytes, prepared.heap_largest));
+  QUIVER_RETURN_NOT_OK(heap_.Reserve(prepared.heap_bytes + sparse_total,
+                                     std::max(prepared.heap_largest, sparse_largest)));
   if (expire_at != 0 || row_expiry != nullptr) {
     try {  // so that pass 2 allocates nothing
       expiring_slot_.resize(std::max(expiring_slot_.size(), size_t{next_row_} + new_keys));

@@ -48,6 +48,17 @@ T ValueOrFail(Result<T> result) {
   return std::move(result).value();
 }
 
+// Expects column `name` of a read's batch to equal `json` (values of `type`).
+template <typename Result>
+void ExpectColumn(const Result& result, const std::string& name,
+                  const std::shared_ptr<arrow::DataType>& type, const std::string& json) {
+  auto column = result.batch->GetColumnByName(name);
+  ASSERT_NE(column, nullptr) << name;
+  auto expected = ArrayFromJson(type, json);
+  EXPECT_TRUE(column->Equals(*expected))
+      << name << ":\n got " << column->ToString() << "\n want " << expected->ToString();
+}
+
 inline TableSchema SchemaFromJson(const std::string& json) {
   return ValueOrFail(TableSchema::FromJson(json));
 }

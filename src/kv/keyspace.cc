@@ -695,15 +695,17 @@ std::vector<std::string> Keyspace::Keys(std::string_view pattern) {
 
 uint64_t Keyspace::Scan(uint64_t cursor, size_t count, std::string_view pattern,
                         std::optional<Type> type, std::vector<std::string>* out) {
-  // Cursor: shard (6 bits), slot position (29 bits), and the low 29 bits of the shard index's
-  // generation when it was issued. Positions are walked in order; a key keeps its position until
-  // the index is rebuilt, and after a rebuild (another generation) the shard is walked again
-  // from its first position: keys may come twice, but none present for the whole scan is missed.
+  // Cursor: shard (6 bits), slot position (29 bits), and the low 28 bits of the shard index's
+  // generation when it was issued (bit 63 is never set: kScanTableCursor). Positions are walked in
+  // order; a key keeps its position until the index is rebuilt, and after a rebuild (another
+  // generation) the shard is walked again from its first position: keys may come twice, but none
+  // present for the whole scan is missed.
   constexpr uint64_t kPositionBits = 29;
   constexpr uint64_t kMask = (uint64_t{1} << kPositionBits) - 1;
   size_t shard_index = cursor % kShards;
   uint64_t position = (cursor >> 6) & kMask;
-  const uint64_t tag = cursor >> (6 + kPositionBits);
+  constexpr uint64_t kTagMask = (uint64_t{1} << 28) - 1;
+  const uint64_t tag = (cursor >> (6 + kPositionBits)) & kTagMask;
   const Millis now = clock_();
   size_t visited = 0, empty = 0;
   for (; shard_index < kShards; ++shard_index, position = 0) {
@@ -714,7 +716,7 @@ uint64_t Keyspace::Scan(uint64_t cursor, size_t count, std::string_view pattern,
       shard.index.FinishRebuild();
       Restructure(shard);
     }
-    const uint64_t generation = shard.index.generation() & kMask;
+    const uint64_t generation = shard.index.generation() & kTagMask;
     if (position != 0 && tag != generation) position = 0;
     for (; position < shard.index.positions(); ++position) {
       if (visited >= count || empty >= 10 * count) {

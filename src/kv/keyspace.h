@@ -79,6 +79,10 @@ struct KeyspaceStats {
 
 struct ViewLog;  // a View's record under construction (keyspace.cc)
 
+// A bit no cursor of Keyspace::Scan has: RESP's SCAN marks its cursors over a feature table's rows
+// with it.
+inline constexpr uint64_t kScanTableCursor = uint64_t{1} << 63;
+
 class Keyspace final : public EvictionSource {
  public:
   static constexpr size_t kShards = 64;  // a View's lock mask is one 64-bit word

@@ -152,6 +152,13 @@ Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
   const auto* records =
       reinterpret_cast<const ColumnRecord*>(mapping->data() + header->columns_offset);
   for (uint32_t i = 0; i < header->columns_count; ++i) {
+    if (records[i].physical == static_cast<uint8_t>(Physical::kSparse)) {
+      return Status::NotImplemented(
+          "the table has sparse columns: shared-memory readers do not read such tables yet "
+          "(read it over HTTP, Flight or RESP)");
+    }
+  }
+  for (uint32_t i = 0; i < header->columns_count; ++i) {
     const ColumnRecord& record = records[i];
     const bool key = i == header->key_column;
     ColumnLayout expected;

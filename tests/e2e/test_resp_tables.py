@@ -107,16 +107,94 @@ def test_missing_rows_tables_and_bad_keys_read_as_missing_hashes(loaded):
     assert r.hlen("users") == 0 and r.hget("users", "clicks") is None  # no separator
 
 
-def test_keyspace_keys_shadow_rows_and_writes_stay_in_the_keyspace(loaded):
+def test_keyspace_keys_shadow_rows(loaded):
     server, client, r = loaded
-    r.hset("users:u1", "clicks", "999")
-    assert r.hgetall("users:u1") == {b"clicks": b"999"}
-    r.delete("users:u1")
-    assert r.hget("users:u1", "clicks") == b"10"  # the table's row again
     r.set("users:u2", "a string")
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         r.hgetall("users:u2")
-    assert client.read("users", ["u1"]).to_arrow().column("clicks").to_pylist() == [10]
+    assert r.type("users:u2") == b"string"
+    assert r.delete("users:u2") == 1  # the keyspace's key only
+    assert r.hget("users:u2", "score") == b"2.5"  # the table's row again
+    assert r.type("users:u2") == b"hash"
+    # A keyspace hash of a table's name takes HSET while it exists.
+    r.execute_command("HSET", "users:u1", "clicks", "999")
+    assert client.read("users", ["u1"]).to_arrow().column("clicks").to_pylist() == [999]
+
+
+def test_the_generic_commands_see_table_rows(loaded):
+    server, client, r = loaded
+    assert r.exists("users:u1") == 1 and r.exists("users:nobody") == 0
+    assert r.exists("users:u1", "users:u2", "nosuch:u1", "items:7") == 3
+    assert r.type("users:u1") == b"hash" and r.type("users:nobody") == b"none"
+    assert r.ttl("users:u1") == -1 and r.pttl("users:u1") == -1 and r.ttl("users:nobody") == -2
+    client.write("users", pa.table({"user": ["brief"], "clicks": [1]}), ttl=100)
+    assert 99 <= r.ttl("users:brief") <= 100 and 98_000 < r.pttl("users:brief") <= 100_000
+    assert r.delete("users:u3", "users:nobody") == 1
+    assert not client.read("users", ["u3"]).found[0] and r.delete("users:u3") == 0
+    assert r.delete("items:seven") == 0  # not an int64 key: no such row
+
+
+def test_hset_writes_a_rows_columns_typed(loaded):
+    server, client, r = loaded
+    assert r.hset("users:u1", mapping={"clicks": "42", "score": "1.5"}) == 0  # both were set
+    assert r.hset("users:u2", "clicks", "7") == 1  # null before
+    embedding = struct.pack("<4f", 1, 2, 3, 4.5)
+    assert r.hset("users:new", mapping={"active": "true", "embedding": embedding,
+                                        "seen": "1700000000000", "blob": b"\x00\x01",
+                                        "history": struct.pack("<2f", 0.5, 1)}) == 5
+    got = client.read("users", ["u1", "u2", "new"]).to_arrow().to_pylist()
+    assert got[0]["clicks"] == 42 and got[0]["score"] == pytest.approx(1.5)
+    assert got[0]["country"] == "fr", "the other columns keep their values"
+    assert got[1]["clicks"] == 7
+    assert got[2]["active"] is True and got[2]["embedding"] == [1, 2, 3, 4.5]
+    assert got[2]["blob"] == b"\x00\x01" and got[2]["history"] == [0.5, 1]
+    assert r.hget("users:new", "seen") == b"1700000000000"
+    assert r.hset("items:9", "v", "2.25") == 1 and r.hget("items:9", "v") == b"2.25"
+    # Values that do not fit, unknown and key columns: an error naming it, nothing written.
+    for field, value, error in [
+            ("clicks", "abc", "column 'clicks': 'abc' is not a number"),
+            ("clicks", "1.5", "column 'clicks'"),
+            ("score", "1e300", "out of range for float32"),
+            ("embedding", b"\x00" * 12, "not packed|has 3 elements"),
+            ("active", "maybe", "is not a bool"),
+            ("nope", "1", "has no column 'nope'"),
+            ("user", "x", "is the key")]:
+        with pytest.raises(redis.ResponseError, match=error):
+            r.hset("users:u1", mapping={"clicks": "5", field: value})
+    with pytest.raises(redis.ResponseError, match="is int64: 'seven'"):
+        r.hset("items:seven", "v", "1")
+    assert client.read("users", ["u1"]).to_arrow().column("clicks").to_pylist() == [42]
+    assert r.ping()
+
+
+def test_scan_match_lists_a_tables_rows(loaded):
+    server, client, r = loaded
+    r.set("users:keyspace-key", "x")
+    r.set("other", "y")
+    keys = set(r.scan_iter(match="users:*", count=2))
+    assert keys == {b"users:u1", b"users:u2", b"users:u3", b"users:keyspace-key"}
+    assert set(r.scan_iter(match="users:u*", count=1)) == {b"users:u1", b"users:u2", b"users:u3"}
+    assert set(r.scan_iter(match="items:*")) == {b"items:7", b"items:-1"}
+    assert set(r.scan_iter(match="users:*", _type="string")) == {b"users:keyspace-key"}
+    assert set(r.scan_iter(match="*")) == {b"users:keyspace-key", b"other"}, \
+        "a pattern that names no table scans the keyspace only"
+
+
+def test_the_table_view_of_a_composite_key(start_server):
+    server = start_server()
+    client = quiver.connect(server.url)
+    client.create_table("pairs", {"key": ["user", "item"], "columns": {
+        "user": {"dtype": "int64"}, "item": {"dtype": "utf8"}, "n": {"dtype": "int32"}}})
+    client.write("pairs", pa.table({"user": [1, 2], "item": ["a", "b:c"], "n": [5, 6]}))
+    r = redis.Redis(port=server.resp_port)
+    assert set(r.scan_iter(match="pairs:*")) == {b"pairs:1:a", b"pairs:2:b:c"}
+    assert r.exists("pairs:2:b:c") == 1 and r.type("pairs:1:a") == b"hash"
+    assert r.hset("pairs:3:z", "n", "9") == 1
+    assert client.read("pairs", {"user": [3], "item": ["z"]}).to_arrow().column(
+        "n").to_pylist() == [9]
+    assert r.delete("pairs:1:a") == 1 and r.exists("pairs:1:a") == 0
+    r.close()
+    client.close()
 
 
 def test_quiver_fetch_returns_the_http_fetch_as_arrow_ipc(loaded):

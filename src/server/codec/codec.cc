@@ -470,6 +470,12 @@ Result<FetchTicket> ParseFetchTicket(
     if (!found->is_boolean()) return Status::InvalidArgument("\"found\" must be true or false");
     ticket.found_column = found->get<bool>();
   }
+  if (auto with_ttl = json.find("with_ttl"); with_ttl != json.end() && !with_ttl->is_null()) {
+    if (!with_ttl->is_boolean()) {
+      return Status::InvalidArgument("\"with_ttl\" must be true or false");
+    }
+    ticket.with_ttl = with_ttl->get<bool>();
+  }
   if (auto ttl = json.find("ttl"); ttl != json.end() && !ttl->is_null()) {
     if (!ttl->is_number()) return Status::InvalidArgument("ttl must be a number of seconds");
     QUIVER_ASSIGN_OR_RETURN(ticket.ttl_ms, TtlFromSeconds(ttl->get<double>(), "ttl"));
@@ -642,27 +648,45 @@ std::string FetchResultToJson(const ReadResult& result) {
     if (i > 0) out += ',';
     out += result.found->Value(i) ? "true" : "false";
   }
-  out += "]}";
+  out += ']';
+  if (result.ttl_ms != nullptr) {
+    out += ",\"ttl_ms\":";
+    AppendJsonList(out, *result.ttl_ms, 0, result.ttl_ms->length());
+  }
+  out += '}';
   return out;
 }
 
 Result<std::shared_ptr<arrow::RecordBatch>> FetchResultBatch(const ReadResult& result,
                                                              bool found_column) {
-  if (!found_column) return result.batch;
-  QUIVER_ASSIGN_OR_RETURN_ARROW(
-      auto batch,
-      result.batch->AddColumn(result.batch->num_columns(),
-                              arrow::field(std::string(kFoundColumn), arrow::boolean(), false),
-                              result.found));
+  std::shared_ptr<arrow::RecordBatch> batch = result.batch;
+  if (result.ttl_ms != nullptr) {
+    QUIVER_ASSIGN_OR_RETURN_ARROW(
+        batch, batch->AddColumn(batch->num_columns(),
+                                arrow::field(std::string(kTtlColumn), arrow::int64(), true),
+                                result.ttl_ms));
+  }
+  if (found_column) {
+    QUIVER_ASSIGN_OR_RETURN_ARROW(
+        batch, batch->AddColumn(batch->num_columns(),
+                                arrow::field(std::string(kFoundColumn), arrow::boolean(), false),
+                                result.found));
+  }
   return batch;
 }
 
 Result<std::shared_ptr<arrow::Schema>> FetchResultSchema(std::shared_ptr<arrow::Schema> schema,
-                                                         bool found_column) {
-  if (!found_column) return schema;
-  QUIVER_ASSIGN_OR_RETURN_ARROW(
-      schema, schema->AddField(schema->num_fields(),
-                               arrow::field(std::string(kFoundColumn), arrow::boolean(), false)));
+                                                         bool found_column, bool ttl_column) {
+  if (ttl_column) {
+    QUIVER_ASSIGN_OR_RETURN_ARROW(
+        schema, schema->AddField(schema->num_fields(),
+                                 arrow::field(std::string(kTtlColumn), arrow::int64(), true)));
+  }
+  if (found_column) {
+    QUIVER_ASSIGN_OR_RETURN_ARROW(
+        schema, schema->AddField(schema->num_fields(),
+                                 arrow::field(std::string(kFoundColumn), arrow::boolean(), false)));
+  }
   return schema;
 }
 

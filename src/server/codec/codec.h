@@ -48,6 +48,7 @@ struct FetchTicket {
   std::shared_ptr<arrow::Array> keys;  // null: every row
   std::vector<std::string> columns;    // empty: all value columns
   bool found_column = false;
+  bool with_ttl = false;         // "with_ttl": true: a "_ttl_ms" column (each row's remaining TTL)
   int64_t ttl_ms = 0;            // "ttl" (seconds): the written rows' TTL (DoPut); 0: the table's
   std::optional<CastMode> cast;  // "cast": how a write's columns convert (DoPut); none: the table's
 };
@@ -83,15 +84,19 @@ Result<std::shared_ptr<arrow::RecordBatch>> ParseJsonWrite(std::string_view body
 Result<std::shared_ptr<arrow::Table>> ParseIpcTable(std::string_view body);
 Result<std::shared_ptr<arrow::Table>> ParseParquetTable(std::string_view body);
 
-// {"columns": {name: [values]}, "found": [bool, ...]}.
+// {"columns": {name: [values]}, "found": [bool, ...]}, plus "ttl_ms": [ms or null, ...] with a
+// ttl_ms array (ReadOptions::with_ttl).
 std::string FetchResultToJson(const ReadResult& result);
-// The result batch; with `found_column`, plus a last non-nullable boolean column "_found".
+// The result batch; with a ttl_ms array (ReadOptions::with_ttl), plus an int64 column "_ttl_ms";
+// with `found_column`, plus a last non-nullable boolean column "_found".
 inline constexpr std::string_view kFoundColumn = "_found";
+inline constexpr std::string_view kTtlColumn = "_ttl_ms";
 Result<std::shared_ptr<arrow::RecordBatch>> FetchResultBatch(const ReadResult& result,
                                                              bool found_column);
 // The schema FetchResultBatch gives for results of `schema` (Table::ReadSchema).
 Result<std::shared_ptr<arrow::Schema>> FetchResultSchema(std::shared_ptr<arrow::Schema> schema,
-                                                         bool found_column);
+                                                         bool found_column,
+                                                         bool ttl_column = false);
 // An Arrow IPC stream of FetchResultBatch.
 Result<std::string> FetchResultToIpc(const ReadResult& result, bool found_column);
 

@@ -213,8 +213,9 @@ class FlightServer::Service : public flight::FlightServerBase {
       if (request.ttl_ms != 0 || request.cast) return TtlIsForWrites();
       std::shared_ptr<arrow::RecordBatchReader> reader;
       if (request.keys) {
-        QUIVER_ASSIGN_OR_RETURN(ReadResult result,
-                                request.table->Read(*request.keys, request.columns));
+        QUIVER_ASSIGN_OR_RETURN(
+            ReadResult result,
+            request.table->Read(*request.keys, request.columns, ReadOptions{request.with_ttl}));
         QUIVER_ASSIGN_OR_RETURN(auto batch, codec::FetchResultBatch(result, request.found_column));
         arrow::RecordBatchVector slices;
         for (int64_t offset = 0; offset < batch->num_rows(); offset += kMaxBatchRows) {
@@ -268,7 +269,8 @@ class FlightServer::Service : public flight::FlightServerBase {
     return Answer("DoExchange", [&]() -> Status {
       QUIVER_ASSIGN_OR_RETURN(codec::FetchTicket target, Resolve(reader->descriptor(), true));
       QUIVER_ASSIGN_OR_RETURN(auto schema, target.table->ReadSchema(target.columns));
-      QUIVER_ASSIGN_OR_RETURN(schema, codec::FetchResultSchema(schema, target.found_column));
+      QUIVER_ASSIGN_OR_RETURN(
+          schema, codec::FetchResultSchema(schema, target.found_column, target.with_ttl));
       QUIVER_RETURN_NOT_OK_ARROW(writer->Begin(schema));
       for (int64_t index = 0;; ++index) {
         QUIVER_ASSIGN_OR_RETURN(auto keys, NextBatch(*reader, index));
@@ -277,7 +279,7 @@ class FlightServer::Service : public flight::FlightServerBase {
         QUIVER_ASSIGN_OR_RETURN(auto key_array,
                                 codec::KeysFromColumns(keys->columns(), keys->schema()->fields(),
                                                        target.table->schema(), what));
-        auto result = target.table->Read(*key_array, target.columns);
+        auto result = target.table->Read(*key_array, target.columns, ReadOptions{target.with_ttl});
         if (!result.ok()) return result.status().WithContext("batch " + std::to_string(index));
         QUIVER_ASSIGN_OR_RETURN(auto batch, codec::FetchResultBatch(*result, target.found_column));
         QUIVER_RETURN_NOT_OK_ARROW(writer->WriteRecordBatch(*batch));
@@ -379,7 +381,7 @@ class FlightServer::Service : public flight::FlightServerBase {
     } else {
       return Status::InvalidArgument("the descriptor has no type; use a path [table]");
     }
-    if (!columns && (!target.columns.empty() || target.found_column)) {
+    if (!columns && (!target.columns.empty() || target.found_column || target.with_ttl)) {
       return Status::InvalidArgument(
           "this call takes a descriptor that names only the table: path [table]");
     }
@@ -405,6 +407,7 @@ class FlightServer::Service : public flight::FlightServerBase {
     if (request.found_column) {
       return Status::InvalidArgument("\"found\" needs \"keys\": a scan returns only present rows");
     }
+    if (request.with_ttl) return Status::InvalidArgument("\"with_ttl\" needs \"keys\"");
     QUIVER_ASSIGN_OR_RETURN(auto reader, request.table->Scan(kMaxBatchRows));
     if (request.columns.empty()) return reader;
     const TableSchema& schema = request.table->schema();

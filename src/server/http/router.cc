@@ -541,7 +541,10 @@ HttpResponse Router::Fetch(const HttpRequest& request, std::string_view name,
   // Columns named in the query string add to (or, for IPC bodies, make) the list.
   for (std::string& column : QueryValues(query, "columns"))
     fetch.columns.push_back(std::move(column));
-  auto result = (*table)->Read(*fetch.keys, fetch.columns);
+  const std::vector<std::string> with_ttl = QueryValues(query, "with_ttl");
+  ReadOptions options;
+  options.with_ttl = !with_ttl.empty() && (with_ttl[0] == "true" || with_ttl[0] == "1");
+  auto result = (*table)->Read(*fetch.keys, fetch.columns, options);
   if (!result.ok()) return ErrorResponse(request, result.status());
 
   HttpResponse response(http::status::ok, request.version());

@@ -50,6 +50,17 @@ void HSet(Context& c, bool reply_ok) {
   const OpResult<Entry*> found = FindHash(view, c.args[1]);
   if (!found.ok()) return c.Fail(found.status());
   Entry* entry = *found;
+  if (entry == nullptr && c.server.catalog != nullptr) {
+    // Not a keyspace hash: a table's row, when the key names a table (tables.h).
+    std::vector<std::pair<std::string_view, std::string_view>> fields;
+    for (size_t i = 2; i < c.args.size(); i += 2) fields.emplace_back(c.args[i], c.args[i + 1]);
+    std::optional<Result<int64_t>> written =
+        WriteTableRow(*c.server.catalog, c.server.table_separator, c.args[1], fields);
+    if (written) {
+      if (!written->ok()) return c.reply.Error("ERR " + written->status().message());
+      return reply_ok ? c.reply.Simple("OK") : c.reply.Integer(**written);
+    }
+  }
   if (entry == nullptr) {
     size_t packed_bytes = 0;  // one node for the whole command, when the hash stays packed
     for (size_t i = 2; i < c.args.size(); i += 2) {

@@ -1,6 +1,7 @@
 // The generic key commands of the RESP command table: DEL, EXISTS, TYPE, the EXPIRE and TTL
 // families, PERSIST, RENAME, KEYS, SCAN, RANDOMKEY, FLUSHDB / FLUSHALL; and the expiry and scan
-// arguments other families share.
+// arguments other families share. DEL, EXISTS, TYPE, TTL, PTTL and SCAN also see feature-table
+// rows ("<table><separator><key>", tables.h) where the keyspace has no such key.
 #include <charconv>
 #include <limits>
 #include <optional>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "server/resp/command_context.h"
+#include "server/resp/tables.h"
 
 namespace quiver::resp {
 
@@ -86,26 +88,61 @@ bool ParseScanArgs(Context& c, size_t first, bool with_type, ScanArgs* out) {
 
 namespace {
 
+// The remaining TTL of the table row at `key` (-1: none); nullopt when there is no such row.
+std::optional<int64_t> RowTtl(Context& c, std::string_view key) {
+  if (c.server.catalog == nullptr) return std::nullopt;
+  return TableRowTtlMs(*c.server.catalog, c.server.table_separator, key);
+}
+
 void Del(Context& c) {
   Args keys(c.args.begin() + 1, c.args.end());
-  auto view = c.keyspace().Lock(keys);
+  std::vector<std::string_view> rows;  // not keyspace keys: maybe table rows
   int64_t deleted = 0;
-  for (std::string_view key : keys) deleted += view.Erase(key) ? 1 : 0;
+  {
+    auto view = c.keyspace().Lock(keys);
+    for (std::string_view key : keys) {
+      if (view.Erase(key)) {
+        ++deleted;
+      } else {
+        rows.push_back(key);
+      }
+    }
+  }
+  for (std::string_view key : c.server.catalog != nullptr ? rows : decltype(rows){}) {
+    std::optional<Result<int64_t>> row =
+        DeleteTableRow(*c.server.catalog, c.server.table_separator, key);
+    if (row && !row->ok()) return c.reply.Error("ERR " + row->status().message());
+    if (row) deleted += **row;
+  }
   c.reply.Integer(deleted);
 }
 
 void Exists(Context& c) {
   Args keys(c.args.begin() + 1, c.args.end());
-  auto view = c.keyspace().Lock(keys);
+  std::vector<std::string_view> rows;
   int64_t found = 0;
-  for (std::string_view key : keys) found += view.Find(key) != nullptr ? 1 : 0;
+  {
+    auto view = c.keyspace().Lock(keys);
+    for (std::string_view key : keys) {
+      if (view.Find(key) != nullptr) {
+        ++found;
+      } else {
+        rows.push_back(key);
+      }
+    }
+  }
+  for (std::string_view key : rows) found += RowTtl(c, key) ? 1 : 0;
   c.reply.Integer(found);
 }
 
 void TypeOf(Context& c) {
-  auto view = c.keyspace().Lock(c.args[1]);
-  Entry* entry = view.Find(c.args[1]);
-  c.reply.Simple(entry == nullptr ? "none" : kv::TypeName(entry->type()));
+  {
+    auto view = c.keyspace().Lock(c.args[1]);
+    if (Entry* entry = view.Find(c.args[1]); entry != nullptr) {
+      return c.reply.Simple(kv::TypeName(entry->type()));
+    }
+  }
+  c.reply.Simple(RowTtl(c, c.args[1]) ? "hash" : "none");
 }
 
 // EXPIRE key seconds [NX | XX | GT | LT] (and PEXPIRE, EXPIREAT, PEXPIREAT).
@@ -154,11 +191,16 @@ void Expire(Context& c, int64_t unit_ms, bool absolute) {
 }
 
 void Ttl(Context& c, bool millis) {
-  auto view = c.keyspace().Lock(c.args[1]);
-  Entry* entry = view.Find(c.args[1]);
-  if (entry == nullptr) return c.reply.Integer(-2);
-  if (entry->expire_at() == 0) return c.reply.Integer(-1);
-  const Millis left = std::max<Millis>(0, entry->expire_at() - view.now());
+  Millis left;
+  {
+    auto view = c.keyspace().Lock(c.args[1]);
+    Entry* entry = view.Find(c.args[1]);
+    left = entry == nullptr          ? -2
+           : entry->expire_at() == 0 ? -1
+                                     : std::max<Millis>(0, entry->expire_at() - view.now());
+  }
+  if (left == -2) left = RowTtl(c, c.args[1]).value_or(-2);
+  if (left < 0) return c.reply.Integer(left);
   c.reply.Integer(millis ? left : (left + 500) / 1000);
 }
 
@@ -194,13 +236,42 @@ void Keys(Context& c) {
 }
 
 // SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+// The table a SCAN pattern names ("<table><separator>..." with no glob character in the table's
+// name), when the catalog has it.
+std::optional<std::string> ScannedTable(Context& c, std::string_view pattern) {
+  const std::string& separator = c.server.table_separator;
+  if (c.server.catalog == nullptr || separator.empty()) return std::nullopt;
+  const size_t at = pattern.find(separator);
+  if (at == std::string_view::npos) return std::nullopt;
+  const std::string_view name = pattern.substr(0, at);
+  if (name.find_first_of("*?[\\") != std::string_view::npos) return std::nullopt;
+  if (!c.server.catalog->GetTable(name).ok()) return std::nullopt;
+  return std::string(name);
+}
+
+// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]: the keyspace's keys, then, when the
+// pattern names a table ("users:*"), that table's rows (hashes): their cursors carry
+// kv::kScanTableCursor, the row position below it.
 void Scan(Context& c) {
   ScanArgs scan;
   if (!ParseScanArgs(c, 1, /*with_type=*/true, &scan)) return;
   std::vector<std::string> keys;
-  const uint64_t next = c.keyspace().Scan(scan.cursor, static_cast<size_t>(scan.count),
-                                          scan.pattern, scan.type, &keys);
-  if (scan.no_type) keys.clear();
+  const std::optional<std::string> table = ScannedTable(c, scan.pattern);
+  const bool rows = table && !scan.no_type && (!scan.type || *scan.type == Type::kHash);
+  uint64_t next = 0;
+  if ((scan.cursor & kv::kScanTableCursor) == 0) {
+    next = c.keyspace().Scan(scan.cursor, static_cast<size_t>(scan.count), scan.pattern, scan.type,
+                             &keys);
+    if (scan.no_type) keys.clear();
+    if (next == 0 && rows) next = kv::kScanTableCursor;  // the table's rows come next
+  } else if (rows) {
+    auto position = static_cast<uint32_t>(scan.cursor & ~kv::kScanTableCursor);
+    for (std::string& key : TableRowKeys(*c.server.catalog, *table, c.server.table_separator,
+                                         &position, static_cast<size_t>(scan.count))) {
+      if (kv::Keyspace::Match(scan.pattern, key)) keys.push_back(std::move(key));
+    }
+    next = position == 0 ? 0 : kv::kScanTableCursor | position;
+  }
   c.reply.Array(2);
   c.reply.Bulk(std::to_string(next));
   c.reply.Array(keys.size());

@@ -43,4 +43,28 @@ Result<std::string> FetchTableIpc(const Catalog& catalog, std::string_view table
                                   const std::vector<std::string>& columns, bool found_column,
                                   std::string_view separator);
 
+// The table view of the generic commands (docs/resp.md, "Feature tables"): each takes a RESP key
+// "<table><separator><row key>" and answers nullopt when the part before the first separator
+// names no table (the caller then treats the key as the keyspace's); a row key that is not of the
+// table's key type is a missing row.
+
+// The row's remaining time to live in milliseconds, -1 when it never expires; nullopt when
+// the key names no row (a missing row of a table included).
+std::optional<int64_t> TableRowTtlMs(const Catalog& catalog, std::string_view separator,
+                                     std::string_view key);
+// Deletes the row: 1 when it was present, 0 otherwise.
+std::optional<Result<int64_t>> DeleteTableRow(const Catalog& catalog, std::string_view separator,
+                                              std::string_view key);
+// HSET on a row: writes each field as the table's column of that name (the value's text as
+// ReadTableRow gives it, converted by the write rules), creating the row when it is missing.
+// Returns how many of the fields were not set (null or no row) before. Errors: an unknown column,
+// a key column, a value that does not fit (naming it); nothing is written then.
+std::optional<Result<int64_t>> WriteTableRow(
+    const Catalog& catalog, std::string_view separator, std::string_view key,
+    const std::vector<std::pair<std::string_view, std::string_view>>& fields);
+// SCAN over a table's rows: from row position *cursor (0: the start), the RESP keys of the live
+// rows among the next `count` positions; *cursor becomes the next position, 0 at the end.
+std::vector<std::string> TableRowKeys(const Catalog& catalog, std::string_view table,
+                                      std::string_view separator, uint32_t* cursor, size_t count);
+
 }  // namespace quiver::resp
