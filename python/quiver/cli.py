@@ -448,12 +448,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--stop", action="store_true", help="unbind the table from its source")
     s = sub.add_parser("get", help="print the rows of keys")
     s.add_argument("table")
-    s.add_argument("keys", nargs="+")
+    s.add_argument("keys", nargs="+",
+                   help="a composite key's parts joined by ':' (user_id:item_id)")
     s.add_argument("--columns", action="append", help="columns to print (comma-separated)")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s = sub.add_parser("delete", help="delete keys")
     s.add_argument("table")
-    s.add_argument("keys", nargs="+")
+    s.add_argument("keys", nargs="+",
+                   help="a composite key's parts joined by ':' (user_id:item_id)")
     s = sub.add_parser("snapshot", help="save tables to the server's data directory now")
     s.add_argument("tables", nargs="*", help="default: every table")
     s = sub.add_parser("shm", help="shared-memory readers of a quiverd on this host")

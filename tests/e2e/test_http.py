@@ -530,9 +530,12 @@ def wait_for_open_connections(server, count, timeout=10):
 def test_connection_cap(start_server):
     server = start_server("--max-connections", "2")
     # Connections of earlier requests (the fixture's readiness check) may wait in reference cycles
-    # for the garbage collector before their sockets close; close them now and let the server see.
+    # for the garbage collector before their sockets close; close them now and wait until the
+    # server has seen them go (a slow build, ASan's, once shed that one instead of `first`). The
+    # asking connection itself closes after its answer: a moment more for the server to see it.
     gc.collect()
-    time.sleep(0.1)
+    wait_for_open_connections(server, 0)
+    time.sleep(0.2)
     first = socket.create_connection(("127.0.0.1", server.port))
     second = socket.create_connection(("127.0.0.1", server.port))
     try:
