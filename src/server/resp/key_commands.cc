@@ -108,7 +108,8 @@ void Del(Context& c) {
       }
     }
   }
-  for (std::string_view key : c.server.catalog != nullptr ? rows : decltype(rows){}) {
+  if (c.server.catalog == nullptr) rows.clear();
+  for (std::string_view key : rows) {
     std::optional<Result<int64_t>> row =
         DeleteTableRow(*c.server.catalog, c.server.table_separator, key);
     if (row && !row->ok()) return c.reply.Error("ERR " + row->status().message());
