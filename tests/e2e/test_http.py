@@ -552,6 +552,7 @@ def test_connection_cap(start_server):
         first.close()
         second.close()
         wait_for_open_connections(server, 0)  # the server saw them all close
+        time.sleep(0.2)  # and the asking connection's own close, as above
         # Two busy connections (each in the middle of a request body): a third is refused.
         first = socket.create_connection(("127.0.0.1", server.port))
         second = socket.create_connection(("127.0.0.1", server.port))
