@@ -3,8 +3,9 @@
 // fixed-width columns of one element type read into NumPy buffers with no allocation).
 //
 // ShmRows takes its buffers through the buffer protocol and its keys as Python ints or strs, or
-// an int64 buffer, so a one-key call costs a method call, a lookup and a copy. The GIL is released
-// for batches.
+// an int64 buffer, so a one-key call costs a method call, a lookup and a copy; a composite key's
+// as tuples or an Arrow struct array (encoded through TableReader::NormalizeKeys). The GIL is
+// released for batches.
 //
 // Thread safety: the reader is thread-safe; buffers are the caller's.
 #include <arrow/api.h>
@@ -13,6 +14,7 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -189,8 +191,11 @@ class ShmRows {
     std::vector<std::string> names = columns;
     if (names.empty()) {  // every value column
       const auto& schema = reader_->schema();
+      const std::vector<std::string>& keys = reader_->key_names();
       for (const auto& field : schema->fields()) {
-        if (field->name() != reader_->key_name()) names.push_back(field->name());
+        if (std::find(keys.begin(), keys.end(), field->name()) == keys.end()) {
+          names.push_back(field->name());
+        }
       }
     }
     plan_ = PlanOrRaise(names);
@@ -215,6 +220,9 @@ class ShmRows {
     }
     width_ = plan_.row_bytes() / itemsize_;
     int64_keys_ = reader_->int64_keys();
+    for (const std::string& key : reader_->key_names()) {
+      key_types_.push_back(reader_->schema()->GetFieldByName(key)->type());
+    }
     nb::module_ numpy = nb::module_::import_("numpy");
     empty_ = numpy.attr("empty");
     dtype_ = numpy.attr("dtype")(nb::str((std::string("<") + format_).c_str()));
@@ -228,7 +236,14 @@ class ShmRows {
     CheckOut(buffer.view(), 1);
     uint8_t found = 0;
     Status status;
-    if (int64_keys_) {
+    if (reader_->composite_key()) {
+      nb::object one = nb::steal(PyTuple_Pack(1, key.ptr()));
+      const std::shared_ptr<arrow::Array> encoded = CompositeKeys(one);
+      const std::string_view bytes = static_cast<const arrow::BinaryArray&>(*encoded).GetView(0);
+      status =
+          reader_->ReadInto(plan_, std::span<const std::string_view>(&bytes, 1),
+                            static_cast<std::byte*>(buffer.view().buf), plan_.row_bytes(), &found);
+    } else if (int64_keys_) {
       const int64_t value = IntKey(key);
       status =
           reader_->ReadInto(plan_, std::span<const int64_t>(&value, 1),
@@ -243,9 +258,9 @@ class ShmRows {
     return found != 0 ? out : nb::none();
   }
 
-  // Reads keys (an int64 array, a NumPy bytes array, or a sequence of ints or strs) into `out`
-  // (n × width()) and
-  // `found` (n bools; None: a new NumPy array); returns found.
+  // Reads keys (an int64 array, a NumPy bytes array, or a sequence of ints or strs; a composite
+  // key's: a sequence of tuples or an Arrow struct array / record batch of the key columns) into
+  // `out` (n × width()) and `found` (n bools; None: a new NumPy array); returns found.
   nb::object ReadInto(nb::handle keys, nb::handle out, nb::handle found_or_none) {
     const Py_ssize_t length = PyObject_Length(keys.ptr());
     if (length < 0) throw nb::python_error();
@@ -258,6 +273,17 @@ class ShmRows {
     std::unique_ptr<Buffer> key_buffer;
     std::span<const int64_t> int_keys;
     size_t n = 0;
+    if (reader_->composite_key()) {
+      const std::shared_ptr<arrow::Array> encoded = CompositeKeys(keys);
+      const auto& binary = static_cast<const arrow::BinaryArray&>(*encoded);
+      n = static_cast<size_t>(binary.length());
+      texts.resize(n);
+      for (size_t i = 0; i < n; ++i) texts[i] = binary.GetView(static_cast<int64_t>(i));
+      CheckOut(out_buffer.view(), n);
+      CheckFound(found_buffer.view(), n);
+      Run(int_keys, texts, out_buffer, found_buffer);
+      return found;
+    }
     if (PyObject_CheckBuffer(keys.ptr())) {
       key_buffer = std::make_unique<Buffer>(keys, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS, "keys");
       const Py_buffer& view = key_buffer->view();
@@ -356,6 +382,59 @@ class ShmRows {
           ("found must be a bool or uint8 array of " + std::to_string(rows) + " entries").c_str());
     }
   }
+  // A composite key's keys, encoded: from an Arrow struct array or record batch of the key
+  // columns (by name), or a sequence of tuples whose parts are in key order.
+  std::shared_ptr<arrow::Array> CompositeKeys(nb::handle keys) {
+    std::shared_ptr<arrow::Array> structs;
+    if (nb::hasattr(keys, "__arrow_c_array__")) {
+      nb::tuple capsules = nb::cast<nb::tuple>(keys.attr("__arrow_c_array__")());
+      structs = ImportKeys(capsules[0], capsules[1]);
+    } else {
+      const std::vector<std::string>& names = reader_->key_names();
+      nb::object sequence = nb::steal(PySequence_Fast(
+          keys.ptr(), "keys of a composite-key table must be tuples or an Arrow struct array"));
+      if (!sequence.is_valid()) throw nb::python_error();
+      const Py_ssize_t n = PySequence_Fast_GET_SIZE(sequence.ptr());
+      PyObject** items = PySequence_Fast_ITEMS(sequence.ptr());
+      std::vector<arrow::Int64Builder> ints(names.size());
+      std::vector<arrow::StringBuilder> strings(names.size());
+      for (Py_ssize_t i = 0; i < n; ++i) {
+        if (!PyTuple_Check(items[i]) ||
+            PyTuple_GET_SIZE(items[i]) != static_cast<Py_ssize_t>(names.size())) {
+          throw nb::type_error(("key " + std::to_string(i) + " must be a tuple of " +
+                                std::to_string(names.size()) + " parts (" + KeyNames() + ")")
+                                   .c_str());
+        }
+        for (size_t p = 0; p < names.size(); ++p) {
+          nb::handle part = PyTuple_GET_ITEM(items[i], static_cast<Py_ssize_t>(p));
+          const arrow::Status appended = key_types_[p]->id() == arrow::Type::INT64
+                                             ? ints[p].Append(IntKey(part))
+                                             : strings[p].Append(StrKey(part));
+          if (!appended.ok()) RaiseQuiver(Status::OutOfMemory(appended.message()));
+        }
+      }
+      arrow::ArrayVector parts;
+      for (size_t p = 0; p < names.size(); ++p) {
+        auto part =
+            key_types_[p]->id() == arrow::Type::INT64 ? ints[p].Finish() : strings[p].Finish();
+        if (!part.ok()) RaiseQuiver(Status::OutOfMemory(part.status().message()));
+        parts.push_back(*std::move(part));
+      }
+      auto made = arrow::StructArray::Make(parts, names);
+      if (!made.ok()) RaiseQuiver(Status::Internal(made.status().message()));
+      structs = *std::move(made);
+    }
+    Result<std::shared_ptr<arrow::Array>> encoded = reader_->NormalizeKeys(*structs);
+    if (!encoded.ok()) RaiseQuiver(encoded.status());
+    return *std::move(encoded);
+  }
+  std::string KeyNames() const {
+    std::string names;
+    for (const std::string& name : reader_->key_names()) {
+      names += (names.empty() ? "" : ", ") + name;
+    }
+    return names;
+  }
   static int64_t IntKey(nb::handle key) {
     int overflow = 0;
     const long long value = PyLong_AsLongLongAndOverflow(key.ptr(), &overflow);
@@ -383,6 +462,7 @@ class ShmRows {
   size_t itemsize_ = 0;
   size_t width_ = 0;
   bool int64_keys_ = true;
+  std::vector<std::shared_ptr<arrow::DataType>> key_types_;  // in key order
 };
 
 }  // namespace
@@ -412,12 +492,15 @@ void BindShm(nb::module_& m) {
       .def(nb::init<const ShmTable&, const std::vector<std::string>&>(), nb::arg("table"),
            nb::arg("columns"))
       .def("get", &ShmRows::Get, nb::arg("key"), nb::arg("out") = nb::none(),
-           "One key's row as a NumPy array (into out when given: width values of dtype), or "
-           "None when the key is missing. Nulls read as NaN (floats) or 0.")
+           "One key's row (a composite key: a tuple of its parts in key order) as a NumPy array "
+           "(into out when given: width values of dtype), or None when the key is missing. "
+           "Nulls read as NaN (floats) or 0.")
       .def("read_into", &ShmRows::ReadInto, nb::arg("keys"), nb::arg("out"),
            nb::arg("found") = nb::none(),
            "Reads keys (an int64 array, a NumPy bytes array of dtype 'S' whose NUL padding is "
-           "dropped, or a sequence of ints or strs) into out, a C-contiguous "
+           "dropped, or a sequence of ints or strs; for a composite key, a sequence of tuples "
+           "in key order or an Arrow struct array / record batch of the key columns) into out, "
+           "a C-contiguous "
            "(len(keys), width) array of dtype, and found (len(keys) bools; allocated when None); "
            "returns found. The GIL is released while it reads.")
       .def_prop_ro("width", &ShmRows::width, "Values per row (embeddings count their elements).")

@@ -164,6 +164,17 @@ Result<std::shared_ptr<arrow::Array>> EncodeKeyParts(const TableSchema& schema,
                                            std::shared_ptr<arrow::Buffer>(std::move(data))));
 }
 
+Result<std::shared_ptr<arrow::Array>> NormalizeKeys(const TableSchema& schema,
+                                                    const arrow::Array& keys,
+                                                    std::string_view table, std::string_view what) {
+  if (!schema.composite_key()) return NormalizeKeyArray(keys, *schema.key().type, table, what);
+  // Encoded already (the journal's and a schema change's own record of a delete).
+  if (keys.type_id() == arrow::Type::BINARY)
+    return NormalizeKeyArray(keys, *keys.type(), table, what);
+  QUIVER_ASSIGN_OR_RETURN(arrow::ArrayVector parts, KeyPartsFromStruct(schema, keys, table, what));
+  return EncodeKeyParts(schema, parts);
+}
+
 Result<std::vector<std::string_view>> SplitKey(const TableSchema& schema,
                                                std::string_view encoded) {
   const size_t count = schema.key_columns().size();

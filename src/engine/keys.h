@@ -36,6 +36,14 @@ Result<std::shared_ptr<arrow::Array>> NormalizeKeyArray(const arrow::Array& keys
                                                         std::string_view table,
                                                         std::string_view what);
 
+// `keys` as the index of a table of `schema` takes them: a single key's normalized
+// (NormalizeKeyArray), a composite key's (a struct array of its columns, KeyPartsFromStruct, or
+// encoded already: binary) encoded. The engine's reads, writes and deletes and the shared-memory
+// readers take keys through it.
+Result<std::shared_ptr<arrow::Array>> NormalizeKeys(const TableSchema& schema,
+                                                    const arrow::Array& keys,
+                                                    std::string_view table, std::string_view what);
+
 // The encoded keys (a binary array, no nulls) of `parts`: one normalized array per key column in
 // key order (int64 or utf8 as the schema has it), equally long, without nulls.
 Result<std::shared_ptr<arrow::Array>> EncodeKeyParts(const TableSchema& schema,

@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "engine/dtype.h"
@@ -63,5 +65,31 @@ class RowLayout {
   uint32_t row_width_ = 0;
   uint32_t bitmap_bytes_ = 0;
 };
+
+// A composite key's parts, in key order, as spans of its encoded bytes (engine/keys.h), `parts`
+// being RowLayout::key_parts: calls `part(i, bytes)` for each until it returns false; false when
+// `key` ends early or runs over. The engine's lookups and the shared-memory readers' use it.
+template <typename Part>
+[[gnu::always_inline]] inline bool ForEachKeyPart(const std::vector<ColumnLayout>& parts,
+                                                  std::string_view key, Part part) {
+  size_t at = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    size_t size;
+    if (parts[i].physical == Physical::kFixed) {
+      size = sizeof(int64_t);
+    } else if (i + 1 == parts.size()) {
+      size = key.size() - at;
+    } else {
+      uint16_t length;
+      if (key.size() - at < sizeof(length)) return false;
+      std::memcpy(&length, key.data() + at, sizeof(length));
+      at += sizeof(length);
+      size = length;
+    }
+    if (key.size() - at < size || !part(i, key.substr(at, size))) return false;
+    at += size;
+  }
+  return at == key.size();
+}
 
 }  // namespace quiver

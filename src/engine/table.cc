@@ -91,19 +91,6 @@ Result<std::shared_ptr<arrow::Schema>> Table::ReadSchema(
   return arrow::schema(std::move(fields));
 }
 
-Result<std::shared_ptr<arrow::Array>> Table::NormalizeKeys(const arrow::Array& keys,
-                                                           std::string_view what) const {
-  if (!schema_.composite_key()) {
-    return NormalizeKeyArray(keys, *schema_.key().type, name_, what);
-  }
-  // Encoded already (the journal's and a schema change's own record of a delete).
-  if (keys.type_id() == arrow::Type::BINARY) {
-    return NormalizeKeyArray(keys, *keys.type(), name_, what);
-  }
-  QUIVER_ASSIGN_OR_RETURN(arrow::ArrayVector parts, KeyPartsFromStruct(schema_, keys, name_, what));
-  return EncodeKeyParts(schema_, parts);
-}
-
 TableStats Table::Stats() const {
   TableStats stats;
   stats.rows = row_count_.load(std::memory_order_relaxed);

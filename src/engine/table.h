@@ -253,10 +253,6 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   // Rebuild: applies recorded writes to `successor` (whose schema is `changed`).
   Status ApplyCaptured(const std::vector<CapturedWrite>& writes, const ChangedSchema& changed,
                        Table& successor) const;
-  // `keys` as the index takes them (engine/keys.h): a single key's normalized, a composite key's
-  // (a struct array of its columns, or encoded already: binary) encoded.
-  Result<std::shared_ptr<arrow::Array>> NormalizeKeys(const arrow::Array& keys,
-                                                      std::string_view what) const;
   // The normalized keys of a write's batch, from its key column(s).
   Result<std::shared_ptr<arrow::Array>> KeysOfBatch(const arrow::RecordBatch& batch,
                                                     std::string_view what) const;

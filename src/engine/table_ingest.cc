@@ -109,7 +109,7 @@ Result<std::shared_ptr<arrow::Array>> Table::KeysOfBatch(const arrow::RecordBatc
       return Status::InvalidArgument("table '" + name_ + "': the " + std::string(what) +
                                      " has no key column '" + schema_.key().name + "'");
     }
-    return NormalizeKeys(*keys, what);
+    return NormalizeKeys(schema_, *keys, name_, what);
   }
   arrow::ArrayVector parts;
   std::vector<std::string> names;
@@ -126,7 +126,7 @@ Result<std::shared_ptr<arrow::Array>> Table::KeysOfBatch(const arrow::RecordBatc
   }
   QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::StructArray> keys,
                                 arrow::StructArray::Make(parts, names));
-  return NormalizeKeys(*keys, what);
+  return NormalizeKeys(schema_, *keys, name_, what);
 }
 
 Status Table::AddInput(int index, const std::shared_ptr<arrow::Array>& array,

@@ -51,31 +51,6 @@ inline int64_t FirstNull(const arrow::Array& array) {
   return stored != nullptr && std::memcmp(stored, key.data(), ref.length) == 0;
 }
 
-// A composite key's parts, in key order, as spans of its encoded bytes (engine/keys.h): calls
-// `part(i, bytes)` for each until it returns false; false when `key` ends early or runs over.
-template <typename Part>
-[[gnu::always_inline]] inline bool ForEachKeyPart(const std::vector<ColumnLayout>& parts,
-                                                  std::string_view key, Part part) {
-  size_t at = 0;
-  for (size_t i = 0; i < parts.size(); ++i) {
-    size_t size;
-    if (parts[i].physical == Physical::kFixed) {
-      size = sizeof(int64_t);
-    } else if (i + 1 == parts.size()) {
-      size = key.size() - at;
-    } else {
-      uint16_t length;
-      if (key.size() - at < sizeof(length)) return false;
-      std::memcpy(&length, key.data() + at, sizeof(length));
-      at += sizeof(length);
-      size = length;
-    }
-    if (key.size() - at < size || !part(i, key.substr(at, size))) return false;
-    at += size;
-  }
-  return at == key.size();
-}
-
 // Whether `row` holds `key`: a single key column's bytes, or a composite key's encoded bytes,
 // each part compared with its column (ColumnHolds's conditions apply).
 [[gnu::always_inline]] inline bool KeyMatches(const std::byte* row, const RowLayout& layout,

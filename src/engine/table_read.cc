@@ -42,7 +42,8 @@ std::vector<GatherColumn> Table::GatherColumns(const std::vector<int>& columns) 
 Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<std::string>& columns,
                                const ReadOptions& options) const {
   QUIVER_ASSIGN_OR_RETURN(std::vector<int> indices, ResolveColumns(columns));
-  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> keys, NormalizeKeys(keys_in, "read"));
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> keys,
+                          NormalizeKeys(schema_, keys_in, name_, "read"));
   const int64_t n = keys->length();
   KeyColumn key_column(*keys);
   RowGather gather(GatherColumns(indices), layout_.bitmap_bytes(), n, HeapOf(heap_), name_,

@@ -423,7 +423,8 @@ Result<int64_t> Table::ReplayDelete(const arrow::Array& keys, uint64_t lsn) {
 }
 
 Result<int64_t> Table::DeleteLocked(const arrow::Array& keys_in, WriteMode mode, uint64_t* lsn) {
-  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> keys, NormalizeKeys(keys_in, "delete"));
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> keys,
+                          NormalizeKeys(schema_, keys_in, name_, "delete"));
   if (journal_ != nullptr && mode == WriteMode::kJournaled && keys->length() > 0) {
     QUIVER_ASSIGN_OR_RETURN(*lsn, journal_->LogDelete(id_, *keys));
   }

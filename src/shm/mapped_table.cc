@@ -5,6 +5,7 @@
 #include <arrow/ipc/dictionary.h>
 #include <arrow/ipc/reader.h>
 #include <arrow/type.h>
+#include <arrow/util/key_value_metadata.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -16,7 +17,7 @@
 #include <string>
 
 #include "common/huge_map.h"
-#include "engine/dtype.h"
+#include "engine/limits.h"
 #include "engine/row_copy.h"
 
 namespace quiver::shm {
@@ -65,39 +66,6 @@ bool Within(uint64_t offset, uint64_t count, uint64_t size, uint64_t limit) {
   return offset <= limit && count <= (limit - offset) / (size == 0 ? 1 : size);
 }
 
-// The physical kind, row width and element width a column of `type` must have.
-bool Expected(const arrow::DataType& type, bool key, ColumnLayout* out) {
-  const Dtype* dtype = FindDtype(type.id());
-  if (dtype == nullptr) return false;
-  out->physical = dtype->physical;
-  out->width = dtype->width;
-  out->element_width = 0;
-  switch (type.id()) {
-    case arrow::Type::STRING:
-    case arrow::Type::BINARY:
-      out->width = key ? kKeyRefBytes : kVarRefBytes;
-      return true;
-    case arrow::Type::LIST: {
-      const Dtype* element =
-          FindDtype(static_cast<const arrow::ListType&>(type).value_type()->id());
-      if (element == nullptr || !element->element) return false;
-      out->width = kVarRefBytes;
-      out->element_width = element->width;
-      return true;
-    }
-    case arrow::Type::FIXED_SIZE_LIST: {
-      const auto& fsl = static_cast<const arrow::FixedSizeListType&>(type);
-      const Dtype* element = FindDtype(fsl.value_type()->id());
-      if (element == nullptr || !element->element || fsl.list_size() <= 0) return false;
-      out->element_width = element->width;
-      out->width = element->width * static_cast<uint32_t>(fsl.list_size());
-      return true;
-    }
-    default:
-      return true;
-  }
-}
-
 }  // namespace
 
 Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
@@ -140,50 +108,49 @@ Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
   auto schema = arrow::ipc::ReadSchema(&stream, &memo);
   if (!schema.ok()) return Corrupt("its schema: " + schema.status().message());
   info.schema = *schema;
-  if (header->key_column == kCompositeKeyColumn) {
-    return Status::NotImplemented(
-        "the table's key has several columns: shared-memory readers do not read composite-key "
-        "tables yet (read it over HTTP, Flight or RESP)");
-  }
-  if (static_cast<uint32_t>(info.schema->num_fields()) != header->columns_count ||
-      header->key_column >= header->columns_count) {
+  // The layout is the engine's own, computed from the table's schema (its JSON rides in the Arrow
+  // schema's metadata); the block's records must agree with it field by field.
+  const auto& metadata = info.schema->metadata();
+  const int json_at = metadata == nullptr ? -1 : metadata->FindKey(kTableSchemaMetadata);
+  if (json_at < 0) return Corrupt("its schema lacks the table schema");
+  EngineLimits limits;  // the server's may exceed the defaults: the block bounds them here
+  limits.max_columns = std::max<int>(limits.max_columns, static_cast<int>(header->columns_count));
+  limits.max_embedding_elements = static_cast<int>(header->row_width);
+  auto table_schema = TableSchema::FromJson(metadata->value(json_at), limits);
+  if (!table_schema.ok()) return Corrupt("its table schema: " + table_schema.status().message());
+  if (!table_schema->ToArrow()->Equals(*info.schema, /*check_metadata=*/false) ||
+      static_cast<uint32_t>(table_schema->num_columns()) != header->columns_count) {
     return Corrupt("its columns do not match its schema");
+  }
+  const uint16_t key_column = table_schema->composite_key()
+                                  ? kCompositeKeyColumn
+                                  : static_cast<uint16_t>(table_schema->key_index());
+  if (header->key_column != key_column) return Corrupt("its key column");
+  auto layout = std::make_shared<const RowLayout>(*table_schema);
+  if (layout->row_width() != header->row_width || layout->bitmap_bytes() != header->bitmap_bytes) {
+    return Corrupt("its row width or validity bitmap does not match its schema");
   }
   const auto* records =
       reinterpret_cast<const ColumnRecord*>(mapping->data() + header->columns_offset);
   for (uint32_t i = 0; i < header->columns_count; ++i) {
-    if (records[i].physical == static_cast<uint8_t>(Physical::kSparse)) {
-      return Status::NotImplemented(
-          "the table has sparse columns: shared-memory readers do not read such tables yet "
-          "(read it over HTTP, Flight or RESP)");
-    }
-  }
-  for (uint32_t i = 0; i < header->columns_count; ++i) {
     const ColumnRecord& record = records[i];
-    const bool key = i == header->key_column;
-    ColumnLayout expected;
-    const arrow::DataType& type = *info.schema->field(static_cast<int>(i))->type();
-    if (!Expected(type, key, &expected) ||
-        record.physical != static_cast<uint8_t>(expected.physical) ||
-        record.width != expected.width || record.element_width != expected.element_width ||
-        ((record.flags & kColumnIsKey) != 0) != key) {
+    const ColumnLayout& expected = layout->column(static_cast<int>(i));
+    if (record.physical != static_cast<uint8_t>(expected.physical) ||
+        record.offset != expected.offset || record.width != expected.width ||
+        record.valid_bit != expected.valid_bit || record.element_width != expected.element_width ||
+        ((record.flags & kColumnIsKey) != 0) != table_schema->IsKeyColumn(static_cast<int>(i))) {
       return Corrupt("column " + std::to_string(i) + " does not match its type");
     }
+    // Against the block's own bounds as well (a hostile schema's layout could wrap around).
     if (uint64_t{record.offset} + record.width > header->row_width ||
-        record.offset < kRowHeaderBytes + header->bitmap_bytes) {
+        record.offset < kRowHeaderBytes + header->bitmap_bytes ||
+        record.valid_bit >= static_cast<int32_t>(header->bitmap_bytes * 8) ||
+        record.valid_bit < -1) {
       return Corrupt("column " + std::to_string(i) + " lies outside the row");
     }
-    if (record.valid_bit >= static_cast<int32_t>(header->bitmap_bytes * 8) ||
-        record.valid_bit < -1 || (key && record.valid_bit != -1)) {
-      return Corrupt("column " + std::to_string(i) + " validity bit");
-    }
-    if (key && type.id() != arrow::Type::INT64 && type.id() != arrow::Type::STRING) {
-      return Corrupt("the key column is neither int64 nor utf8");
-    }
-    expected.offset = record.offset;
-    expected.valid_bit = record.valid_bit;
-    info.layouts.push_back(expected);
   }
+  info.table_schema = std::make_shared<const TableSchema>(*std::move(table_schema));
+  info.layout = std::move(layout);
   info.header = header;
   info.table_id = header->table_id;
   info.instance_id = header->instance_id;
@@ -191,7 +158,6 @@ Result<ControlInfo> ControlInfo::Parse(std::shared_ptr<Mapping> mapping) {
   info.bitmap_bytes = header->bitmap_bytes;
   info.geometry.first_shift = header->first_shift;
   info.geometry.large_shift = header->large_shift;
-  info.key_column = header->key_column;
   info.mapping = std::move(mapping);
   return info;
 }

@@ -26,6 +26,7 @@
 #include "engine/control_block.h"
 #include "engine/row_format.h"
 #include "engine/row_layout.h"
+#include "engine/schema.h"
 
 namespace quiver::shm {
 
@@ -49,7 +50,8 @@ class Mapping {
   uint64_t id_;
 };
 
-// The control block, checked: the table's columns, layouts and schema.
+// The control block, checked: the table's schema and row layout (computed from the schema by the
+// engine's own RowLayout, and checked against the block's column records).
 struct ControlInfo {
   std::shared_ptr<Mapping> mapping;
   const ControlHeader* header = nullptr;
@@ -58,9 +60,9 @@ struct ControlInfo {
   uint32_t row_width = 0;
   uint32_t bitmap_bytes = 0;
   RowChunkGeometry geometry;
-  int key_column = 0;
-  std::vector<ColumnLayout> layouts;  // schema order
-  std::shared_ptr<arrow::Schema> schema;
+  std::shared_ptr<const TableSchema> table_schema;
+  std::shared_ptr<const RowLayout> layout;
+  std::shared_ptr<arrow::Schema> schema;  // as published: the TableSchema JSON in its metadata
 
   // Checks the mapped block; kCorruption naming what is wrong.
   static Result<ControlInfo> Parse(std::shared_ptr<Mapping> mapping);
@@ -114,8 +116,8 @@ Status CheckManifest(const std::vector<ManifestEntry>& entries, const std::strin
 Status AssembleView(const ControlInfo& control, const std::vector<ManifestEntry>& entries,
                     const std::map<uint64_t, std::shared_ptr<Mapping>>& mappings, View* view);
 
-// The values of `columns` (schema indices) for `keys` (int64 or utf8, as the key column; no
-// nulls) read from `view` as Arrow arrays, with the found bitmap. False (nothing read) when the
+// The values of `columns` (schema indices) for `keys` (normalized: engine/keys.h NormalizeKeys)
+// read from `view` as Arrow arrays, with the found bitmap. False (nothing read) when the
 // view is behind the table (a row or heap chunk it has not mapped): refresh and read again.
 // TableReader::Read calls it inside its gate; the fuzzer on a hostile view.
 Result<bool> ReadFromView(const ControlInfo& control, const View& view, const arrow::Array& keys,

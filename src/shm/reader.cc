@@ -2,7 +2,6 @@
 #include "shm/reader.h"
 
 #include <arrow/api.h>
-#include <arrow/compute/cast.h>
 #include <arrow/util/bit_util.h>
 #include <arrow/util/key_value_metadata.h>
 #include <time.h>
@@ -20,6 +19,7 @@
 #include "common/reader_gate.h"
 #include "engine/index_format.h"
 #include "engine/key_column.h"
+#include "engine/keys.h"
 #include "engine/row_gather.h"
 #include "shm/mapped_table.h"
 
@@ -81,12 +81,22 @@ class Now {
   int64_t now_ = 0;
 };
 
-// One lookup of a key against a view: probe, copy under the seqlock, confirm.
+// One lookup of a key against a view: probe, copy under the seqlock, confirm. Two kinds, so that
+// a single key's lookups carry nothing of a composite key's (WithProber picks).
+template <bool kComposite>
 struct Prober {
   const View& view;
   const ControlInfo& control;
-  const ColumnLayout& key_layout;
+  const ColumnLayout& key_layout;  // a single key's column
   bool int_keys;
+  const std::vector<ColumnLayout>& key_parts;  // a composite key's columns
+
+  Prober(const View& view_in, const ControlInfo& control_in)
+      : view(view_in),
+        control(control_in),
+        key_layout(control_in.layout->key()),
+        int_keys(key_layout.physical == Physical::kFixed),
+        key_parts(control_in.layout->key_parts()) {}
 
   // The first candidate for `hash` from *pos on (advancing it), nullptr at the end of the run;
   // *unmapped set when a candidate's chunk is not mapped (the view is behind).
@@ -107,14 +117,53 @@ struct Prober {
     return nullptr;
   }
 
+  // A key column's reference as copied under the seqlock (an int64's 8 bytes as its payload).
+  [[gnu::always_inline]] static VarRef CopyKeyColumn(const std::byte* row,
+                                                     const ColumnLayout& layout, bool fixed) {
+    if (!fixed) return LoadVarRef(row + layout.offset, layout.width);
+    VarRef ref;
+    ref.length = sizeof(int64_t);
+    CopyFromRow(ref.payload, row + layout.offset, sizeof(int64_t));
+    return ref;
+  }
+
+  // Whether `stored` (CopyKeyColumn's, after the seqlock check) holds `key`: kRefresh when a long
+  // value lies outside the view.
+  [[gnu::always_inline]] Outcome Holds(const VarRef& stored, bool fixed,
+                                       std::string_view key) const {
+    if (fixed) {
+      return ShortBytesEqual(stored.payload, key.data(), 8) ? Outcome::kFound : Outcome::kMissing;
+    }
+    if (stored.length != key.size()) return Outcome::kMissing;
+    if (stored.length <= kVarInlineBytes) {
+      return ShortBytesEqual(stored.payload, key.data(), stored.length) ? Outcome::kFound
+                                                                        : Outcome::kMissing;
+    }
+    HeapRef ref;
+    std::memcpy(&ref, stored.payload, sizeof(ref));
+    const std::byte* bytes = view.Heap(ref, stored.length);
+    if (bytes == nullptr) return Outcome::kRefresh;
+    return std::memcmp(bytes, key.data(), stored.length) == 0 ? Outcome::kFound : Outcome::kMissing;
+  }
+
+  // Whether a composite key's copied columns hold `key` (its parts encoded, engine/keys.h).
+  Outcome PartsHold(const VarRef* stored, std::string_view key) const {
+    Outcome outcome = Outcome::kFound;
+    const bool all = ForEachKeyPart(key_parts, key, [&](size_t i, std::string_view bytes) {
+      outcome = Holds(stored[i], key_parts[i].physical == Physical::kFixed, bytes);
+      return outcome == Outcome::kFound;
+    });
+    if (outcome == Outcome::kRefresh) return outcome;
+    return all ? Outcome::kFound : Outcome::kMissing;
+  }
+
   // Reads candidate `row` for `key`: `copy(row)` runs in each seqlock attempt of a live row.
   template <typename Copy>
   [[gnu::always_inline]] Outcome Candidate(const std::byte* row, std::string_view key, Copy&& copy,
                                            Now& now, bool* matched) const {
     *matched = false;
     uint64_t meta = 0;
-    uint8_t stored[8];
-    uint32_t length = 0;
+    VarRef stored[kComposite ? kMaxKeyParts : 1];
     bool live = false;
     for (int attempt = 0;; ++attempt) {
       if (attempt == kRowTries) return Outcome::kRefresh;
@@ -129,32 +178,26 @@ struct Prober {
       live = (sequence & kSeqLive) != 0;
       if (live) {
         meta = LoadFromRow<uint64_t>(row + kRowMetaOffset);
-        if (int_keys) {
-          CopyFromRow(stored, row + key_layout.offset, 8);
+        if constexpr (kComposite) {
+          for (size_t i = 0; i < key_parts.size(); ++i) {
+            const ColumnLayout& part = key_parts[i];
+            stored[i] = CopyKeyColumn(row, part, part.physical == Physical::kFixed);
+          }
         } else {
-          const VarRef ref = LoadVarRef(row + key_layout.offset, key_layout.width);
-          length = ref.length;
-          std::memcpy(stored, ref.payload, 8);
+          stored[0] = CopyKeyColumn(row, key_layout, int_keys);
         }
         copy(row);
       }
       if (StillEqualShared(RowSeq(row), sequence)) break;
     }
     if (!live) return Outcome::kMissing;
-    if (int_keys) {
-      if (!ShortBytesEqual(stored, key.data(), 8)) return Outcome::kMissing;
+    Outcome held;
+    if constexpr (kComposite) {
+      held = PartsHold(stored, key);
     } else {
-      if (length != key.size()) return Outcome::kMissing;
-      if (length <= kVarInlineBytes) {
-        if (!ShortBytesEqual(stored, key.data(), length)) return Outcome::kMissing;
-      } else {
-        HeapRef ref;
-        std::memcpy(&ref, stored, sizeof(ref));
-        const std::byte* bytes = view.Heap(ref, length);
-        if (bytes == nullptr) return Outcome::kRefresh;
-        if (std::memcmp(bytes, key.data(), length) != 0) return Outcome::kMissing;
-      }
+      held = Holds(stored[0], int_keys, key);
     }
+    if (held != Outcome::kFound) return held;
     *matched = true;
     return now.Due(meta) ? Outcome::kMissing : Outcome::kFound;
   }
@@ -178,8 +221,8 @@ struct Prober {
 // Runs the lookups of keys [0, n) as a software pipeline (as the engine's Table::Read does):
 // key i is hashed and its slot prefetched, key i - D has its first candidate found and
 // prefetched, key i - 2D is read. `visit(i, outcome)` gets each result; a kRefresh stops the run.
-template <typename KeyAt, typename CopyAt, typename Visit>
-bool PipelinedLookups(const Prober& prober, size_t n, const KeyAt& key_at, const CopyAt& copy_at,
+template <typename P, typename KeyAt, typename CopyAt, typename Visit>
+bool PipelinedLookups(const P& prober, size_t n, const KeyAt& key_at, const CopyAt& copy_at,
                       const Visit& visit, Now& now) {
   constexpr size_t kDistance = 12;
   constexpr size_t kRing = 32;  // > 2 * kDistance
@@ -204,7 +247,13 @@ bool PipelinedLookups(const Prober& prober, size_t n, const KeyAt& key_at, const
       s.steps = 0;
       s.unmapped = false;
       s.row = prober.Next(s.hash, &s.pos, &s.steps, &s.unmapped);
-      if (s.row != nullptr) __builtin_prefetch(s.row);
+      if (s.row != nullptr) {  // its first line, and its last when it straddles two
+        __builtin_prefetch(s.row);
+        const std::byte* last = s.row + prober.control.row_width - 1;
+        if ((reinterpret_cast<uintptr_t>(last) >> 6) != (reinterpret_cast<uintptr_t>(s.row) >> 6)) {
+          __builtin_prefetch(last);
+        }
+      }
     }
     if (step >= 2 * kDistance) {
       const size_t i = step - 2 * kDistance;
@@ -218,14 +267,21 @@ bool PipelinedLookups(const Prober& prober, size_t n, const KeyAt& key_at, const
 }
 
 // A single lookup, without the pipeline's bookkeeping.
-template <typename Copy>
-Outcome LookupOne(const Prober& prober, std::string_view key, Copy&& copy, Now& now) {
+template <typename P, typename Copy>
+Outcome LookupOne(const P& prober, std::string_view key, Copy&& copy, Now& now) {
   const uint64_t hash = HashBytes(key.data(), key.size());
   size_t pos = IndexHome(hash, prober.view.index_shift) & prober.view.index_mask;
   size_t steps = 0;
   bool unmapped = false;
   const std::byte* row = prober.Next(hash, &pos, &steps, &unmapped);
   return prober.Find(key, hash, row, pos, steps, unmapped, copy, now);
+}
+
+// `lookups(prober)` with the prober for the view's key.
+template <typename Lookups>
+bool WithProber(const View& view, const ControlInfo& control, Lookups&& lookups) {
+  if (control.layout->composite_key()) return lookups(Prober<true>(view, control));
+  return lookups(Prober<false>(view, control));
 }
 
 }  // namespace
@@ -239,9 +295,11 @@ struct TableReader::View : shm::View {
 struct TableReader::State {
   uint64_t instance_id = 0;
   uint64_t table_id = 0;
-  std::shared_ptr<arrow::Schema> schema;  // of the first attach: a re-attach keeps it
-  int key_column = 0;                     // likewise
-  bool int64_keys = false;                // likewise
+  // Of the first attach: a re-attach keeps them (a table changed since is another table).
+  std::shared_ptr<arrow::Schema> schema;
+  std::shared_ptr<const TableSchema> table_schema;
+  std::vector<std::string> key_names;
+  bool int64_keys = false;
   mutable ReaderGate gate;
   std::atomic<const View*> view{nullptr};
   std::mutex mutex;  // refreshes, re-attaches
@@ -270,11 +328,17 @@ std::string TableReader::table_schema_json() const {
 
 // Fixed at the first attach, as the schema is (a re-created table is an error): no view is read,
 // which another thread's refresh may free meanwhile.
-const std::string& TableReader::key_name() const {
-  return state_->schema->field(state_->key_column)->name();
-}
+const std::string& TableReader::key_name() const { return state_->key_names[0]; }
+
+const std::vector<std::string>& TableReader::key_names() const { return state_->key_names; }
+
+bool TableReader::composite_key() const { return state_->key_names.size() > 1; }
 
 bool TableReader::int64_keys() const { return state_->int64_keys; }
+
+Result<std::shared_ptr<arrow::Array>> TableReader::NormalizeKeys(const arrow::Array& keys) const {
+  return quiver::NormalizeKeys(*state_->table_schema, keys, name_, "read");
+}
 
 ReaderStats TableReader::stats() const {
   ReaderStats stats;
@@ -322,8 +386,12 @@ Status TableReader::RefreshLocked(bool reattach) {
       state.instance_id = attached.instance_id;
       if (state.schema == nullptr) {
         state.schema = info.schema;
-        state.key_column = info.key_column;
-        state.int64_keys = info.layouts[info.key_column].physical == Physical::kFixed;
+        state.table_schema = info.table_schema;
+        for (int index : info.table_schema->key_columns()) {
+          state.key_names.push_back(info.table_schema->columns()[index].name);
+        }
+        state.int64_keys = !info.table_schema->composite_key() &&
+                           info.table_schema->key().type->id() == arrow::Type::INT64;
       }
       control = std::make_shared<const ControlInfo>(std::move(info));
       reattach = false;
@@ -457,13 +525,15 @@ Result<FixedPlan> TableReader::PlanFixed(const std::vector<std::string>& columns
     if (index < 0) {
       return Status::NotFound("table '" + name_ + "' has no column '" + column + "'");
     }
-    const ColumnLayout& layout = control.layouts[index];
+    const ColumnLayout& layout = control.layout->column(index);
     const auto& type = state_->schema->field(index)->type();
-    if (index == control.key_column ||
+    // A composite key's columns are ordinary columns in the row; a single key's is not.
+    if (index == control.table_schema->key_index() ||
         (layout.physical != Physical::kFixed && layout.physical != Physical::kBool)) {
       return Status::InvalidArgument("column '" + column + "' of table '" + name_ +
-                                     "' is not a fixed-width value column (" + type->ToString() +
-                                     "): read it with Read()");
+                                     "' is not a fixed-width value column (" +
+                                     (layout.physical == Physical::kSparse ? "a sparse " : "") +
+                                     type->ToString() + "): read it with Read()");
     }
     const arrow::DataType& element =
         type->id() == arrow::Type::FIXED_SIZE_LIST
@@ -543,8 +613,6 @@ Status TableReader::ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std
   const size_t columns = plan.copies_.size();
   return WithView([&](const View& view) -> Result<bool> {
     const ControlInfo& control = *view.control;
-    const ColumnLayout& key = control.layouts[control.key_column];
-    const Prober prober{view, control, key, key.physical == Physical::kFixed};
     uint8_t bitmap[512];  // a table has at most 4096 columns
     const uint32_t bitmap_bytes = std::min<uint32_t>(control.bitmap_bytes, sizeof(bitmap));
     auto copy_at = [&](size_t i) {
@@ -584,8 +652,10 @@ Status TableReader::ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std
       return true;
     };
     Now now;
-    if (n == 1) return finish(0, LookupOne(prober, key_at(0), copy_at(0), now));
-    return PipelinedLookups(prober, n, key_at, copy_at, finish, now);
+    return WithProber(view, control, [&](const auto& prober) {
+      if (n == 1) return finish(0, LookupOne(prober, key_at(0), copy_at(0), now));
+      return PipelinedLookups(prober, n, key_at, copy_at, finish, now);
+    });
   });
 }
 
@@ -608,6 +678,7 @@ Status TableReader::ReadInto(const FixedPlan& plan, std::span<const std::string_
   if (int64_keys()) {
     return Status::InvalidArgument("table '" + name_ + "' has int64 keys, not utf8");
   }
+  // A composite key's keys come encoded (NormalizeKeys); a malformed one matches no row.
   const std::string_view* data = keys.data();
   return ReadFixed(
       plan, keys.size(), [data](size_t i) { return data[i]; }, out, out_stride, found, valid);
@@ -623,21 +694,20 @@ Result<bool> ReadFromView(const ControlInfo& control, const View& view, const ar
   std::vector<GatherColumn> outputs;
   outputs.reserve(columns.size());
   for (int index : columns) {
-    outputs.push_back(GatherColumn{&control.layouts[index], control.schema->field(index)->type(),
+    outputs.push_back(GatherColumn{&control.layout->column(index),
+                                   control.schema->field(index)->type(),
                                    control.schema->field(index)->name()});
   }
   const HeapResolver heap{&view, [](const void* context, HeapRef ref, size_t size) {
                             return static_cast<const View*>(context)->Heap(ref, size);
                           }};
-  RowGather gather(outputs, control.bitmap_bytes, n, heap, name);
+  RowGather gather(outputs, control.bitmap_bytes, n, heap, name, &control.layout->sparse_widths());
   QUIVER_RETURN_NOT_OK(gather.Init());
   QUIVER_ASSIGN_OR_RETURN_ARROW(*found_bits,
                                 arrow::AllocateBuffer(arrow::bit_util::BytesForBits(n)));
   uint8_t* found = (*found_bits)->mutable_data();
   std::memset(found, 0, static_cast<size_t>((*found_bits)->size()));
   *found_count = 0;
-  const ColumnLayout& key = control.layouts[control.key_column];
-  const Prober prober{view, control, key, key.physical == Physical::kFixed};
   auto copy_at = [&](size_t i) {
     return [&gather, i](const std::byte* row) { gather.Copy(row, static_cast<int64_t>(i)); };
   };
@@ -654,7 +724,9 @@ Result<bool> ReadFromView(const ControlInfo& control, const View& view, const ar
     return true;
   };
   Now now;
-  if (!PipelinedLookups(prober, static_cast<size_t>(n), key_at, copy_at, visit, now)) {
+  if (!WithProber(view, control, [&](const auto& prober) {
+        return PipelinedLookups(prober, static_cast<size_t>(n), key_at, copy_at, visit, now);
+      })) {
     return false;
   }
   QUIVER_ASSIGN_OR_RETURN(*arrays, gather.Finish(n, found));
@@ -664,32 +736,11 @@ Result<bool> ReadFromView(const ControlInfo& control, const View& view, const ar
 Result<ReadBatch> TableReader::Read(const arrow::Array& keys_in,
                                     const std::vector<std::string>& columns) {
   const std::shared_ptr<arrow::Schema>& schema = state_->schema;
-  const bool int_keys = int64_keys();
-  // The keys as the key column's type.
-  std::shared_ptr<arrow::Array> keys = arrow::MakeArray(keys_in.data());
-  const auto& key_type = int_keys ? arrow::int64() : arrow::utf8();
-  if (!keys->type()->Equals(*key_type)) {
-    const bool castable = int_keys ? arrow::is_integer(keys->type_id())
-                                   : (keys->type_id() == arrow::Type::LARGE_STRING ||
-                                      keys->type_id() == arrow::Type::STRING_VIEW);
-    auto cast = castable
-                    ? arrow::compute::Cast(*keys, key_type, arrow::compute::CastOptions::Safe())
-                    : arrow::Result<std::shared_ptr<arrow::Array>>(
-                          arrow::Status::TypeError("not castable"));
-    if (!cast.ok()) {
-      return Status::InvalidArgument("table '" + name_ + "': read keys must be " +
-                                     key_type->ToString() + ", not " + keys_in.type()->ToString());
-    }
-    keys = *cast;
-  }
-  if (keys->null_count() > 0) {
-    return Status::InvalidArgument("table '" + name_ + "': a read key is null");
-  }
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> keys, NormalizeKeys(keys_in));
   std::vector<int> indices;
-  const int key_column = schema->GetFieldIndex(key_name());
   if (columns.empty()) {
     for (int i = 0; i < schema->num_fields(); ++i) {
-      if (i != key_column) indices.push_back(i);
+      if (!state_->table_schema->IsKeyColumn(i)) indices.push_back(i);
     }
   }
   for (const std::string& column : columns) {

@@ -156,21 +156,30 @@ class TableReader {
   const std::shared_ptr<arrow::Schema>& schema() const;
   // The table's TableSchema JSON (docs/schema.md), as the server stores it.
   std::string table_schema_json() const;
-  // The key column's name, and whether keys are int64 (else utf8).
+  // The key's columns in key order (one unless the key is composite); the first of them; whether
+  // there are several; and whether keys are int64 (a single int64 key column; else utf8, or a
+  // composite key's encoded bytes).
+  const std::vector<std::string>& key_names() const;
   const std::string& key_name() const;
+  bool composite_key() const;
   bool int64_keys() const;
+  // Keys as the table's index takes them (engine/keys.h): a single key's as int64 or utf8 (any
+  // integer or string type cast when nothing is lost), a composite key's (a struct array of its
+  // columns by name, as a record batch's columns are) encoded as one binary value each, which is
+  // what ReadInto's string keys are for such a table. kInvalidArgument names what is wrong.
+  Result<std::shared_ptr<arrow::Array>> NormalizeKeys(const arrow::Array& keys) const;
 
   // Any columns (empty: every value column), as Table::Read answers: Arrow arrays, nulls for
-  // missing keys. `keys`: int64 (any integer type) or string keys as the table's key column.
+  // missing keys. `keys`: as NormalizeKeys takes them.
   Result<ReadBatch> Read(const arrow::Array& keys, const std::vector<std::string>& columns = {});
 
   // The hot path. A plan of fixed-width columns (numbers, bool as one byte, dates, timestamps,
-  // fixed_size_list); kInvalidArgument names a column of another kind.
+  // fixed_size_list; not sparse); kInvalidArgument names a column of another kind.
   Result<FixedPlan> PlanFixed(const std::vector<std::string>& columns) const;
   // Copies the plan's columns of key i to out + i * out_stride (out_stride >= plan.row_bytes())
   // and sets found[i] to 1 or 0. A missing key's row and a null value read as NaN for floats and
   // zero otherwise; `valid` (may be null) receives one byte per key and column (row-major), 1
-  // for a value present.
+  // for a value present. String keys: utf8 keys, or a composite key's encoded (NormalizeKeys).
   Status ReadInto(const FixedPlan& plan, std::span<const int64_t> keys, std::byte* out,
                   size_t out_stride, uint8_t* found, uint8_t* valid = nullptr);
   Status ReadInto(const FixedPlan& plan, std::span<const std::string_view> keys, std::byte* out,

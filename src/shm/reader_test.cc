@@ -133,6 +133,76 @@ TEST_F(ShmReaderTest, ReadsFixedColumnsIntoCallerBuffers) {
   EXPECT_EQ(int_at(0, 4), 30);
 }
 
+TEST_F(ShmReaderTest, ReadsCompositeKeysAndSparseColumnsAsTheEngineDoes) {
+  auto table = ValueOrFail(
+      catalog_->CreateTable("events", SchemaFromJson(R"({"key": ["user", "item"], "columns": {
+        "user": {"dtype": "int64"}, "item": {"dtype": "utf8"}, "f": {"dtype": "float32"},
+        "sp0": {"dtype": "float32", "sparse": true}, "sp1": {"dtype": "utf8", "sparse": true},
+        "sp2": {"dtype": "int64", "sparse": true}}})")));
+  const auto row_fields = std::vector<testing::ColumnJson>{
+      {"user", arrow::int64(), "[1, 1, 2, 3]"},
+      {"item", arrow::utf8(), R"(["a", "an item name longer than eight bytes", "a", "b"])"},
+      {"f", arrow::float32(), "[0.5, 1.5, 2.5, 3.5]"},
+      {"sp0", arrow::float32(), "[10, null, 30, null]"},
+      {"sp1", arrow::utf8(), R"([null, "a sparse string past the inline bytes", "s", null])"},
+      {"sp2", arrow::int64(), "[null, null, 7, null]"}};
+  ASSERT_TRUE(table->Upsert(*BatchFromJson(row_fields)).ok());
+  auto reader = ValueOrFail(Connect()->Attach("events"));
+  EXPECT_TRUE(reader->composite_key());
+  EXPECT_FALSE(reader->int64_keys());
+  EXPECT_EQ(reader->key_names(), (std::vector<std::string>{"user", "item"}));
+  // Keys as a struct of the key columns, in any field order; misses on either part.
+  const auto key_type =
+      arrow::struct_({arrow::field("item", arrow::utf8()), arrow::field("user", arrow::int64())});
+  auto keys = ArrayFromJson(key_type, R"([{"item": "an item name longer than eight bytes",
+    "user": 1}, {"item": "a", "user": 3}, {"item": "a", "user": 2}, {"item": "b", "user": 3},
+    {"item": "an item name longer than eight bytes", "user": 2}, {"item": "a", "user": 1}])");
+  for (const std::vector<std::string>& columns :
+       {std::vector<std::string>{}, std::vector<std::string>{"sp1", "f", "user", "sp2", "sp0"}}) {
+    ReadBatch got = ValueOrFail(reader->Read(*keys, columns));
+    ReadResult want = ValueOrFail(table->Read(*keys, columns));
+    EXPECT_TRUE(got.batch->Equals(*want.batch)) << got.batch->ToString() << want.batch->ToString();
+    EXPECT_TRUE(got.found->Equals(*want.found));
+    EXPECT_EQ(got.found_count, 4);
+  }
+  // A sparse value cleared and another set: the reader follows.
+  ASSERT_TRUE(table
+                  ->Upsert(*BatchFromJson({{"user", arrow::int64(), "[2]"},
+                                           {"item", arrow::utf8(), R"(["a"])"},
+                                           {"sp0", arrow::float32(), "[null]"},
+                                           {"sp1", arrow::utf8(), R"(["changed"])"}}))
+                  .ok());
+  ReadBatch got = ValueOrFail(reader->Read(*keys, {"sp0", "sp1", "sp2", "f"}));
+  ReadResult want = ValueOrFail(table->Read(*keys, {"sp0", "sp1", "sp2", "f"}));
+  EXPECT_TRUE(got.batch->Equals(*want.batch)) << got.batch->ToString() << want.batch->ToString();
+  EXPECT_TRUE(got.batch->column(0)->IsNull(2));
+  // Bad keys name what is wrong.
+  QUIVER_EXPECT_ERROR(reader->Read(*ArrayFromJson(arrow::int64(), "[1]")),
+                      StatusCode::kInvalidArgument, "one array per key column");
+  QUIVER_EXPECT_ERROR(
+      reader->Read(*ArrayFromJson(arrow::struct_({arrow::field("user", arrow::int64())}),
+                                  R"([{"user": 1}])")),
+      StatusCode::kInvalidArgument, "lack key column 'item'");
+  // The hot path: encoded keys; the key's columns are ordinary columns, sparse ones are not.
+  QUIVER_EXPECT_ERROR(reader->PlanFixed({"sp0"}), StatusCode::kInvalidArgument, "a sparse float");
+  FixedPlan plan = ValueOrFail(reader->PlanFixed({"f", "user"}));
+  auto encoded = ValueOrFail(reader->NormalizeKeys(*keys));
+  const auto& binary = static_cast<const arrow::BinaryArray&>(*encoded);
+  std::vector<std::string_view> views;
+  for (int64_t i = 0; i < binary.length(); ++i) views.push_back(binary.GetView(i));
+  views.push_back("not an encoded key");
+  std::vector<std::byte> out(views.size() * plan.row_bytes());
+  std::vector<uint8_t> found(views.size());
+  QUIVER_ASSERT_OK(reader->ReadInto(plan, views, out.data(), plan.row_bytes(), found.data()));
+  EXPECT_EQ(found, (std::vector<uint8_t>{1, 0, 1, 1, 0, 1, 0}));
+  float f;
+  int64_t user;
+  std::memcpy(&f, out.data() + 3 * plan.row_bytes(), 4);
+  std::memcpy(&user, out.data() + 3 * plan.row_bytes() + 4, 8);
+  EXPECT_EQ(f, 3.5f);
+  EXPECT_EQ(user, 3);
+}
+
 TEST_F(ShmReaderTest, FollowsGrowthCompactionDeletesAndDrops) {
   auto table = ValueOrFail(
       catalog_->CreateTable("t", SchemaFromJson(R"({"key": "k", "columns": {"k": {"dtype": "utf8"},

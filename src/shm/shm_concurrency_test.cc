@@ -2,6 +2,7 @@
 // rewritten between self-consistent states (every column of a row holds the same version),
 // inserts, deletes, the table growing tenfold (index rebuilds, new row and heap chunks), heap
 // compactions. The reader process (shm_stress_reader) checks every row it reads; zero torn rows.
+// Twice: a table keyed by an int64, and one keyed by (int64, utf8) with sparse columns.
 // Run under ThreadSanitizer by `make test-tsan` (the reader's own threads share one TableReader).
 #include <arrow/api.h>
 #include <gtest/gtest.h>
@@ -35,25 +36,51 @@ std::string Expected(int64_t version, int64_t key) {
   return text;
 }
 
-std::shared_ptr<arrow::RecordBatch> Rows(const std::vector<int64_t>& keys, int64_t version) {
-  arrow::Int64Builder k, a, b, c;
-  arrow::StringBuilder s;
+// The second key part of key `key` (composite tables): long enough to live in the heap.
+std::string Part(int64_t key) { return "a-second-key-part-" + std::to_string(key % 5); }
+
+std::shared_ptr<arrow::RecordBatch> Rows(const std::vector<int64_t>& keys, int64_t version,
+                                         bool composite) {
+  arrow::Int64Builder k, a, b, c, x;
+  arrow::StringBuilder s, p, y;
   for (int64_t key : keys) {
     (void)k.Append(key);
     (void)a.Append(version);
     (void)b.Append(version);
     (void)c.Append(version);
     (void)s.Append(Expected(version, key));
+    (void)p.Append(Part(key));
+    (void)x.Append(version);
+    (void)y.Append(Expected(version, key));
   }
-  auto schema = arrow::schema({arrow::field("k", arrow::int64()), arrow::field("a", arrow::int64()),
-                               arrow::field("b", arrow::int64()), arrow::field("c", arrow::int64()),
-                               arrow::field("s", arrow::utf8())});
-  return arrow::RecordBatch::Make(
-      schema, static_cast<int64_t>(keys.size()),
-      {*k.Finish(), *a.Finish(), *b.Finish(), *c.Finish(), *s.Finish()});
+  arrow::FieldVector fields{arrow::field("k", arrow::int64()), arrow::field("a", arrow::int64()),
+                            arrow::field("b", arrow::int64()), arrow::field("c", arrow::int64()),
+                            arrow::field("s", arrow::utf8())};
+  arrow::ArrayVector columns{*k.Finish(), *a.Finish(), *b.Finish(), *c.Finish(), *s.Finish()};
+  if (composite) {
+    fields.push_back(arrow::field("p", arrow::utf8()));
+    fields.push_back(arrow::field("x", arrow::int64()));
+    fields.push_back(arrow::field("y", arrow::utf8()));
+    columns.push_back(*p.Finish());
+    columns.push_back(*x.Finish());
+    columns.push_back(*y.Finish());
+  }
+  return arrow::RecordBatch::Make(arrow::schema(fields), static_cast<int64_t>(keys.size()),
+                                  columns);
 }
 
-TEST(ShmConcurrencyTest, ReadersInAnotherProcessNeverSeeATornRow) {
+// Keys as a delete takes them.
+std::shared_ptr<arrow::Array> Keys(const std::vector<int64_t>& keys, bool composite) {
+  std::shared_ptr<arrow::RecordBatch> rows = Rows(keys, 0, composite);
+  if (!composite) return rows->column(0);
+  return *arrow::StructArray::Make({rows->column(0), rows->GetColumnByName("p")},
+                                   std::vector<std::string>{"k", "p"});
+}
+
+class ShmConcurrencyTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ShmConcurrencyTest, ReadersInAnotherProcessNeverSeeATornRow) {
+  const bool composite = GetParam();
   const char* seconds_text = std::getenv("QUIVER_STRESS_SECONDS");
   const double seconds = seconds_text ? std::atof(seconds_text) : 2.0;
   const auto dir =
@@ -64,14 +91,18 @@ TEST(ShmConcurrencyTest, ReadersInAnotherProcessNeverSeeATornRow) {
   Catalog catalog(CatalogOptions{.limits = limits, .publish = true});
   auto server = ValueOrFail(
       ShmServer::Start(catalog, ShmServerOptions{.path = (dir / "quiver.sock").string()}));
-  auto table = ValueOrFail(
-      catalog.CreateTable("t", SchemaFromJson(R"({"key": "k", "columns": {"k": {"dtype": "int64"},
+  auto table = ValueOrFail(catalog.CreateTable(
+      "t", SchemaFromJson(composite ? R"({"key": ["k", "p"], "columns": {"k": {"dtype": "int64"},
+        "a": {"dtype": "int64"}, "b": {"dtype": "int64"}, "c": {"dtype": "int64"},
+        "s": {"dtype": "utf8"}, "p": {"dtype": "utf8"},
+        "x": {"dtype": "int64", "sparse": true}, "y": {"dtype": "utf8", "sparse": true}}})"
+                                    : R"({"key": "k", "columns": {"k": {"dtype": "int64"},
         "a": {"dtype": "int64"}, "b": {"dtype": "int64"}, "c": {"dtype": "int64"},
         "s": {"dtype": "utf8"}}})")));
   constexpr int64_t kStart = 2000, kEnd = 20000;
   std::vector<int64_t> live;
   for (int64_t key = 0; key < kStart; ++key) live.push_back(key);
-  ASSERT_TRUE(table->Upsert(*Rows(live, 1)).ok());
+  ASSERT_TRUE(table->Upsert(*Rows(live, 1, composite)).ok());
 
   // The reader process: stdin a pipe (closed to stop it), stdout a pipe (its report).
   int to_reader[2], from_reader[2];
@@ -88,8 +119,9 @@ TEST(ShmConcurrencyTest, ReadersInAnotherProcessNeverSeeATornRow) {
           .string();
   const std::string socket = (dir / "quiver.sock").string();
   const std::string keys = std::to_string(kEnd);
+  const std::string mode = composite ? "composite" : "single";
   char* argv[] = {const_cast<char*>(program.c_str()), const_cast<char*>(socket.c_str()),
-                  const_cast<char*>(keys.c_str()), nullptr};
+                  const_cast<char*>(keys.c_str()), const_cast<char*>(mode.c_str()), nullptr};
   pid_t pid = 0;
   ASSERT_EQ(posix_spawn(&pid, program.c_str(), &actions, nullptr, argv, environ), 0) << program;
   posix_spawn_file_actions_destroy(&actions);
@@ -115,7 +147,7 @@ TEST(ShmConcurrencyTest, ReadersInAnotherProcessNeverSeeATornRow) {
       std::vector<int64_t> part(
           live.begin() + static_cast<int64_t>(start),
           live.begin() + static_cast<int64_t>(std::min(live.size(), start + 1000)));
-      ASSERT_TRUE(table->Upsert(*Rows(part, version++)).ok());
+      ASSERT_TRUE(table->Upsert(*Rows(part, version++, composite)).ok());
     }
     for (int i = 0; i < 50 && !live.empty(); ++i) {
       const size_t at = rng() % live.size();
@@ -123,9 +155,7 @@ TEST(ShmConcurrencyTest, ReadersInAnotherProcessNeverSeeATornRow) {
       live[at] = live.back();
       live.pop_back();
     }
-    arrow::Int64Builder builder;
-    for (int64_t key : doomed) (void)builder.Append(key);
-    ASSERT_TRUE(table->Delete(**builder.Finish()).ok());
+    ASSERT_TRUE(table->Delete(*Keys(doomed, composite)).ok());
     ++rounds;
   }
   const TableStats stats = table->Stats();
@@ -146,6 +176,11 @@ TEST(ShmConcurrencyTest, ReadersInAnotherProcessNeverSeeATornRow) {
   server.reset();
   std::filesystem::remove_all(dir);
 }
+
+INSTANTIATE_TEST_SUITE_P(Keys, ShmConcurrencyTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "CompositeKeySparseColumns" : "Int64Key";
+                         });
 
 }  // namespace
 }  // namespace quiver

@@ -4,9 +4,10 @@
 // ReadFromView). No input may crash, hang, or make the reader read outside its mappings (which
 // would fault: the regions are exactly as large as their memfds).
 //
-// Input: patches, each [u8 region] [u16 offset, little-endian] [u8 length] [length bytes]:
-// region 0 is the control block (offsets scaled to reach its whole used part), the others the
-// table's regions in manifest order (index, row chunks, heap chunks).
+// Input: [u8 table] then patches, each [u8 region] [u16 offset, little-endian] [u8 length]
+// [length bytes]. Table bit 0 picks the table: a utf8 key, or a composite key (int64 + utf8)
+// with sparse columns. Region 0 is the control block (offsets scaled to reach its whole used
+// part), the others the table's regions in manifest order (index, row chunks, heap chunks).
 #include <arrow/api.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 
 #include "common/fuzz_check.h"
 #include "engine/catalog.h"
+#include "engine/keys.h"
 #include "engine/publication.h"
 #include "engine/schema.h"
 #include "shm/mapped_table.h"
@@ -46,13 +48,18 @@ std::string ReadAll(int fd, size_t size) {
 struct Fixture {
   std::vector<std::string> regions;  // [0]: the control block's used part; then by manifest order
   std::vector<ManifestEntry> entries;
-  std::shared_ptr<arrow::Array> keys;
+  std::shared_ptr<arrow::Array> keys;  // as a reader gives them (a struct for a composite key)
 
-  Fixture() {
+  explicit Fixture(bool composite) {
     using namespace quiver;
     Catalog catalog(CatalogOptions{.publish = true});
-    auto schema = TableSchema::FromJson(R"({"key": "k", "columns": {"k": {"dtype": "utf8"},
-      "i": {"dtype": "int64", "nullable": true}, "s": {"dtype": "utf8", "nullable": true},
+    auto schema = TableSchema::FromJson(
+        std::string(composite ? R"({"key": ["i", "k"], "columns": {"k": {"dtype": "utf8"},
+          "i": {"dtype": "int64"}, "f": {"dtype": "float32", "sparse": true},
+          "t": {"dtype": "utf8", "sparse": true},)"
+                              : R"({"key": "k", "columns": {"k": {"dtype": "utf8"},
+          "i": {"dtype": "int64", "nullable": true},)") +
+        R"("s": {"dtype": "utf8", "nullable": true},
       "l": {"dtype": "list[float32]", "nullable": true},
       "e": {"dtype": "fixed_size_list[float16, 3]", "nullable": true},
       "b": {"dtype": "bool", "nullable": true}}})");
@@ -65,7 +72,11 @@ struct Fixture {
     arrow::FixedSizeListBuilder e(arrow::default_memory_pool(),
                                   std::make_shared<arrow::HalfFloatBuilder>(), 3);
     arrow::BooleanBuilder b;
+    arrow::FloatBuilder f;
+    arrow::StringBuilder t;
     for (int row = 0; row < 300; ++row) {
+      row % 4 ? (void)f.Append(static_cast<float>(row)) : (void)f.AppendNull();
+      row % 3 ? (void)t.AppendNull() : (void)t.Append(std::string(row % 20, 't'));
       const std::string key =
           row % 2 ? "k" + std::to_string(row) : "a-long-key-number-" + std::to_string(row);
       (void)k.Append(key);
@@ -81,14 +92,23 @@ struct Fixture {
       }
       (void)b.Append(row % 3 == 0);
     }
-    keys = *k.Finish();
-    auto batch = arrow::RecordBatch::Make(
-        arrow::schema({arrow::field("k", arrow::utf8()), arrow::field("i", arrow::int64()),
-                       arrow::field("s", arrow::utf8()),
-                       arrow::field("l", arrow::list(arrow::float32())),
-                       arrow::field("e", arrow::fixed_size_list(arrow::float16(), 3)),
-                       arrow::field("b", arrow::boolean())}),
-        300, {keys, *i.Finish(), *s.Finish(), *l.Finish(), *e.Finish(), *b.Finish()});
+    std::shared_ptr<arrow::Array> ks = *k.Finish(), is = *i.Finish();
+    arrow::FieldVector fields{arrow::field("k", arrow::utf8()),
+                              arrow::field("i", arrow::int64()),
+                              arrow::field("s", arrow::utf8()),
+                              arrow::field("l", arrow::list(arrow::float32())),
+                              arrow::field("e", arrow::fixed_size_list(arrow::float16(), 3)),
+                              arrow::field("b", arrow::boolean())};
+    arrow::ArrayVector columns{ks, is, *s.Finish(), *l.Finish(), *e.Finish(), *b.Finish()};
+    keys = ks;
+    if (composite) {
+      fields.push_back(arrow::field("f", arrow::float32()));
+      fields.push_back(arrow::field("t", arrow::utf8()));
+      columns.push_back(*f.Finish());
+      columns.push_back(*t.Finish());
+      keys = *arrow::StructArray::Make({is, ks}, std::vector<std::string>{"i", "k"});
+    }
+    auto batch = arrow::RecordBatch::Make(arrow::schema(fields), 300, columns);
     Check((*table)->Upsert(*batch).ok(), "the rows are written");
     const Publication& publication = *(*table)->publication();
     const std::string control = ReadAll(publication.control_fd(), publication.control_bytes());
@@ -129,9 +149,11 @@ int MemfdOf(const std::string& bytes) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace quiver;
-  static const Fixture fixture;
+  static const Fixture single(false), composite(true);
+  if (size == 0) return 0;
+  const Fixture& fixture = (data[0] & 1) != 0 ? composite : single;
   std::vector<std::string> regions = fixture.regions;
-  for (size_t at = 0; at + 4 <= size;) {
+  for (size_t at = 1; at + 4 <= size;) {
     const size_t region = data[at] % regions.size();
     std::string& bytes = regions[region];
     size_t offset = data[at + 1] | size_t{data[at + 2]} << 8;
@@ -174,15 +196,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!shm::AssembleView(*control, entries, mappings, &view).ok()) return 0;
   std::vector<int> columns;
   for (int i = 0; i < control->schema->num_fields(); ++i) {
-    if (i != control->key_column) columns.push_back(i);
+    if (!control->table_schema->IsKeyColumn(i)) columns.push_back(i);
   }
-  // Keys of the key column's type, whatever the block now says it is.
+  // Keys of the key's type, whatever the block now says it is.
   std::shared_ptr<arrow::Array> keys = fixture.keys;
-  if (control->layouts[control->key_column].physical == Physical::kFixed) {
+  if (!control->table_schema->composite_key() &&
+      control->layout->key().physical == Physical::kFixed) {
     arrow::Int64Builder ints;
     for (int64_t i = 0; i < 300; ++i) (void)ints.Append(i);
     keys = *ints.Finish();
   }
+  auto normalized = NormalizeKeys(*control->table_schema, *keys, "t", "read");
+  if (!normalized.ok()) return 0;
+  keys = *normalized;
   arrow::ArrayVector arrays;
   std::shared_ptr<arrow::Buffer> found;
   int64_t found_count = 0;

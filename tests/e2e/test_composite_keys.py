@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.flight as flight
@@ -177,11 +178,34 @@ def test_rows_survive_restarts_and_schema_changes(start_server, tmp_path):
     db.close()
 
 
-def test_shared_memory_readers_refuse_composite_tables_clearly(server):
+def test_shared_memory_readers_read_composite_keys(server):
     shm = quiver.connect(f"shm://{server.data_dir}")
-    with pytest.raises(quiver.QuiverError, match="composite-key tables"):
-        shm.read("t", {"user_id": [1], "item_id": ["a"]})
+    http = quiver.connect(server.url)
+    keys = {"user_id": [3, 1, 2, 1], "item_id": ["x:y", "b", "b", "a"]}
+    for given in (keys, pd.DataFrame(keys), pa.table(keys).to_batches()[0]):
+        got = shm.read("t", given).to_arrow()
+        assert got.equals(http.read("t", keys).to_arrow())
+    assert shm.read("t", keys, ["score"]).to_arrow().column("score").to_pylist() == \
+        [3.5, 1.5, None, 0.5]
+    # The hot path: tuples in key order, or an Arrow batch of the key columns.
+    rows = shm.table("t", ["seen"])
+    assert rows.get((1, "b")).tolist() == [11]
+    assert rows.get((2, "b")) is None
+    out = np.empty((4, 1), dtype=rows.dtype)
+    found = rows.read_into([(3, "x:y"), (1, "b"), (2, "b"), (1, "a")], out)
+    assert found.tolist() == [True, True, False, True]
+    assert out[[0, 1, 3], 0].tolist() == [13, 11, 10]
+    found = rows.read_into(pa.record_batch({"item_id": ["a", "a"], "user_id": [2, 9]}),
+                           np.empty((2, 1), dtype=rows.dtype))
+    assert found.tolist() == [True, False]
+    with pytest.raises(TypeError, match="must be a tuple of 2 parts"):
+        rows.get(1)
+    with pytest.raises(quiver.QuiverError, match="one array per key column"):
+        shm.read("t", [1, 2])
+    with pytest.raises(quiver.QuiverError, match="lack key column 'item_id'"):
+        rows.read_into(pa.record_batch({"user_id": [1]}), np.empty((1, 1), dtype=rows.dtype))
     shm.close()
+    http.close()
 
 
 def test_cli_creates_from_a_file_and_gets_by_joined_parts(start_server, tmp_path):
