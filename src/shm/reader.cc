@@ -163,7 +163,7 @@ struct Prober {
                                            Now& now, bool* matched) const {
     *matched = false;
     uint64_t meta = 0;
-    VarRef stored[kComposite ? kMaxKeyParts : 1];
+    VarRef stored[kComposite ? kMaxKeyParts : 1] = {};  // set under the seqlock before use
     bool live = false;
     for (int attempt = 0;; ++attempt) {
       if (attempt == kRowTries) return Outcome::kRefresh;
