@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp bench-resp bench-shm bench-durability bench-object-store bench-history bench-schema-change bench-attacks soak fuzz format lint tidy clean
+	bench bench-cpp bench-resp bench-shm bench-durability bench-object-store bench-history bench-schema-change bench-feast bench-attacks soak fuzz format lint tidy clean
 
 all: build python
 
@@ -31,6 +31,9 @@ python: build
 	  --config-settings=build-dir=$(CURDIR)/$(BUILD) \
 	  --config-settings=cmake.define.QUIVER_BUILD_TESTS=ON \
 	  --config-settings=cmake.define.QUIVER_BUILD_BENCHMARKS=ON
+	@# .venv-feast (Feast's tests, requirements-feast.txt) gets the same package, linked.
+	@ln -sfn "$$(.venv/bin/python -c 'import os, quiver; print(os.path.dirname(quiver.__file__))')" \
+	  "$$(.venv-feast/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/quiver"
 
 # Every test: the C++ tests, the end-to-end tests against the real quiverd, then the engine
 # tests and the end-to-end tests again under ASan+UBSan, and the concurrency test under TSan.
@@ -41,6 +44,8 @@ test-cpp: build
 
 test-python: build python
 	@QUIVERD=$(BUILD)/quiverd .venv/bin/python -m pytest tests -q
+	@# Feast's online-store tests in their own venv (tests/feast; the run above skips them).
+	@QUIVERD=$(BUILD)/quiverd .venv-feast/bin/python -m pytest tests/feast -q
 
 test-asan: python
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \
@@ -126,6 +131,10 @@ bench-history: build python
 # An online schema change on a 10M-row table: time, peak memory, reads meanwhile.
 bench-schema-change: build python
 	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/schema_change.py
+
+# Feast's online serving through Quiver against Feast's Redis online store (docs/feast.md).
+bench-feast: build python
+	@QUIVERD=$(BUILD)/quiverd .venv-feast/bin/python bench/suite/feast_store.py
 
 # Coverage-guided fuzzing with libFuzzer (needs clang and its fuzzer runtime: apt-get install
 # clang libclang-rt-14-dev; Debian 12's clang leaves the runtime to a recommended package).

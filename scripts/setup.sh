@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One idempotent set-up for building, running and testing Quiver on Debian 12.
 #   1. apt packages (through sudo when not root), installed only when one is missing;
-#   2. .venv from the pinned requirements.txt, rebuilt only when that file changes.
+#   2. .venv from the pinned requirements.txt, rebuilt only when that file changes;
+#   3. .venv-feast from requirements-feast.txt likewise (Feast's pins conflict with .venv's).
 # On a ready machine this finishes in about a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,5 +37,14 @@ if [[ ! -x .venv/bin/python || ! -f $stamp || "$(cat "$stamp")" != "$want" ]]; t
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
   echo "$want" > "$stamp"
+fi
+feast_stamp=.venv-feast/.requirements.sha256
+feast_want=$(sha256sum requirements-feast.txt | cut -d' ' -f1)
+if [[ ! -x .venv-feast/bin/python || ! -f $feast_stamp || "$(cat "$feast_stamp")" != "$feast_want" ]]; then
+  echo "setup: creating .venv-feast from requirements-feast.txt"
+  rm -rf .venv-feast
+  python3 -m venv .venv-feast
+  .venv-feast/bin/pip install --quiet --disable-pip-version-check -r requirements-feast.txt
+  echo "$feast_want" > "$feast_stamp"
 fi
 echo "setup: ready (pyarrow $(.venv/bin/python -c 'import pyarrow; print(pyarrow.__version__)'))"

@@ -115,9 +115,15 @@ def write_calls(name: str, data: pa.Table, ttl: float | None = None,
         yield _Call("PUT", path, body, IPC, JSON, counts)
 
 
+@functools.lru_cache(maxsize=256)
+def _read_query(columns: tuple[str, ...], with_ttl: bool) -> str:
+    # Cached: a Feast read of 50 features spent a sixth of its time quoting their names.
+    return urllib.parse.urlencode([("found", "true")] + [("columns", c) for c in columns] +
+                                  ([("with_ttl", "true")] if with_ttl else []))
+
+
 def read_call(name: str, keys: pa.Array, columns: list[str], with_ttl: bool = False) -> _Call:
-    query = urllib.parse.urlencode([("found", "true")] + [("columns", c) for c in columns] +
-                                   ([("with_ttl", "true")] if with_ttl else []))
+    query = _read_query(tuple(columns), with_ttl)
 
     def decode(body: bytes) -> tuple[pa.Table, pa.Array, None]:
         table = read_ipc(body)
