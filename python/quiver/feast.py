@@ -38,6 +38,10 @@ from ._errors import ConnectionError as QuiverConnectionError
 from ._errors import QuiverError, TableNotFound
 from ._schema import parse_dtype
 
+# What Feast writes (entity key, features, event time, created time) and reads back.
+_WriteRows = list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, Optional[datetime]]]
+_ReadRows = list[tuple[Optional[datetime], Optional[dict[str, ValueProto]]]]
+
 EVENT_TS = "event_ts"
 CREATED_TS = "created_ts"
 _TS_DTYPE = "timestamp[us, tz=UTC]"
@@ -360,6 +364,11 @@ def table_name(config: RepoConfig, fv: FeatureView) -> str:
     return f"{config.project}.{name}"
 
 
+def _unreachable(url: str, error: QuiverConnectionError) -> QuiverConnectionError:
+    return QuiverConnectionError(f"the Quiver online store at {url} is unreachable: {error}",
+                                 error.code)
+
+
 def _utc(moment: Optional[datetime]) -> Optional[datetime]:
     if moment is None:
         return None
@@ -388,8 +397,7 @@ class QuiverOnlineStore(OnlineStore):
                     else:
                         client = quiver.open(os.path.abspath(os.path.expanduser(url)))
                 except QuiverConnectionError as e:
-                    raise QuiverConnectionError(
-                        f"the Quiver online store at {url} is unreachable: {e}", e.code) from None
+                    raise _unreachable(url, e) from None
                 self._clients[url] = client
             return client
 
@@ -406,9 +414,7 @@ class QuiverOnlineStore(OnlineStore):
         try:
             return call(client)
         except QuiverConnectionError as e:
-            url = getattr(config.online_store, "url", "")
-            raise QuiverConnectionError(
-                f"the Quiver online store at {url} is unreachable: {e}", e.code) from None
+            raise _unreachable(getattr(config.online_store, "url", ""), e) from None
 
     @property
     def async_supported(self) -> SupportedAsyncMethods:
@@ -420,7 +426,7 @@ class QuiverOnlineStore(OnlineStore):
         self,
         config: RepoConfig,
         table: FeatureView,
-        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, Optional[datetime]]],
+        data: _WriteRows,
         progress: Optional[Callable[[int], Any]],
     ) -> None:
         if not data:
@@ -435,15 +441,14 @@ class QuiverOnlineStore(OnlineStore):
         self,
         config: RepoConfig,
         table: FeatureView,
-        data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime, Optional[datetime]]],
+        data: _WriteRows,
         progress: Optional[Callable[[int], Any]],
     ) -> None:
         import asyncio
         await asyncio.to_thread(self.online_write_batch, config, table, data, progress)
 
     @staticmethod
-    def _batch(view: _View, data: list[tuple[EntityKeyProto, dict[str, ValueProto], datetime,
-                                             Optional[datetime]]]) -> pa.Table:
+    def _batch(view: _View, data: _WriteRows) -> pa.Table:
         columns: dict[str, pa.Array] = dict(view.key_arrays([row[0] for row in data]))
         for name in view.kinds:
             columns[name] = view.column_of(name, [row[1].get(name) for row in data])
@@ -460,7 +465,7 @@ class QuiverOnlineStore(OnlineStore):
         table: FeatureView,
         entity_keys: list[EntityKeyProto],
         requested_features: Optional[list[str]] = None,
-    ) -> list[tuple[Optional[datetime], Optional[dict[str, ValueProto]]]]:
+    ) -> _ReadRows:
         if not entity_keys:
             return []
         view = self._view(config, table)
@@ -476,14 +481,14 @@ class QuiverOnlineStore(OnlineStore):
         table: FeatureView,
         entity_keys: list[EntityKeyProto],
         requested_features: Optional[list[str]] = None,
-    ) -> list[tuple[Optional[datetime], Optional[dict[str, ValueProto]]]]:
+    ) -> _ReadRows:
         import asyncio
         return await asyncio.to_thread(self.online_read, config, table, entity_keys,
                                        requested_features)
 
     @staticmethod
     def _rows(view: _View, features: list[str], result: Any
-              ) -> list[tuple[Optional[datetime], Optional[dict[str, ValueProto]]]]:
+              ) -> _ReadRows:
         data = result.to_arrow()
         found = result.found.tolist()
         columns = [list(view.values_of(name, data.column(name))) for name in features]
