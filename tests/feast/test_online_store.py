@@ -180,3 +180,19 @@ def test_bad_inputs_are_clear_errors_that_change_nothing(repo, start_server):
     result = feast(repo, {"QUIVER_URL": down}, "apply", check=False)
     assert result.returncode != 0
     assert f"the Quiver online store at {down} is unreachable" in result.stderr
+
+
+def test_flight_writes_and_shared_memory_reads_serve_the_same_features(repo, start_server):
+    server = start_server()
+    flight = {"QUIVER_URL": server.flight_url}
+    feast(repo, flight, "apply")
+    feast(repo, flight, "materialize", START, END)
+    over_flight = online(repo, flight)
+    over_http = online(repo, {"QUIVER_URL": server.url})
+    # Shared memory serves reads (the composite-key view included); writes need another URL.
+    over_shm = online(repo, {"QUIVER_URL": f"shm://{server.data_dir}"})
+    assert over_flight == over_http == over_shm
+    assert over_http["affinity"][0] is not None
+    result = feast(repo, {"QUIVER_URL": f"shm://{server.data_dir}"}, "materialize", START, END,
+                   check=False)
+    assert result.returncode != 0 and "read-only" in result.stderr
