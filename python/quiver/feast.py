@@ -129,14 +129,12 @@ class _View:
                                  "INT32, INT64 or STRING entity)")
             self.key_dtypes[key] = dtype
         self.kinds: dict[str, _Kind] = {}
-        self.value_types: dict[str, ValueType] = {}
         for field in fv.features:
             if field.name in self.key_dtypes or field.name in (EVENT_TS, CREATED_TS):
                 raise ValueError(f"feature view '{fv.name}': feature '{field.name}' has the name "
                                  "of a join key or of a column the online store keeps "
                                  f"('{EVENT_TS}', '{CREATED_TS}')")
             value_type = field.dtype.to_value_type()
-            self.value_types[field.name] = value_type
             self.kinds[field.name] = _feature_kind(fv.name, field.name, value_type,
                                                    int(getattr(field, "vector_length", 0) or 0))
         ttl = fv.ttl.total_seconds() if fv.ttl else 0
@@ -188,27 +186,25 @@ class _View:
     # -- values -----------------------------------------------------------------------------
 
     def column_of(self, name: str, protos: list[Optional[ValueProto]]) -> pa.Array:
-        """Feast Values (None: absent) as the Arrow column of feature `name`."""
+        """Feast Values (None or an empty Value: null) as the Arrow column of feature `name`. A
+        Value of another kind than the feature's is an error naming it, never a silent null."""
         kind = self.kinds[name]
         out: list[Any] = []
         append = out.append
-        if kind.field is None:
-            for value in protos:
-                append(value.SerializeToString() if value is not None and value.WhichOneof("val")
-                       else None)
-        elif kind.list_type is not None:
-            for value in protos:
-                if value is None or value.WhichOneof("val") != kind.field:
-                    append(None)
-                else:
-                    append(list(getattr(value, kind.field).val))
-        else:
-            field, scale = kind.field, kind.scale
-            for value in protos:
-                if value is None or value.WhichOneof("val") != field:
-                    append(None)
-                else:
-                    append(getattr(value, field) * scale if scale != 1 else getattr(value, field))
+        field, scale = kind.field, kind.scale
+        for value in protos:
+            which = None if value is None else value.WhichOneof("val")
+            if which is None:
+                append(None)
+            elif field is None:
+                append(value.SerializeToString())
+            elif which != field:
+                raise ValueError(f"table '{self.name}': feature '{name}' is {kind.dtype} "
+                                 f"({field}); a write gave it a {which} value")
+            elif kind.list_type is not None:
+                append(list(getattr(value, field).val))
+            else:
+                append(getattr(value, field) * scale if scale != 1 else getattr(value, field))
         if kind.scale != 1:
             return pa.array(out, pa.int64()).cast(self.arrow_type(name))
         return pa.array(out, self.arrow_type(name))

@@ -196,3 +196,22 @@ def test_flight_writes_and_shared_memory_reads_serve_the_same_features(repo, sta
     result = feast(repo, {"QUIVER_URL": f"shm://{server.data_dir}"}, "materialize", START, END,
                    check=False)
     assert result.returncode != 0 and "read-only" in result.stderr
+
+
+def test_a_value_of_another_kind_is_refused_not_stored_as_null(repo, start_server):
+    server = start_server()
+    env = {"QUIVER_URL": server.url}
+    feast(repo, env, "apply")
+    os.environ.update(env)
+    store = FeatureStore(repo_path=str(repo))
+    fv = store.get_feature_view("driver_stats")
+    online_store = store._get_provider().online_store
+    key = EntityKey(join_keys=["driver_id"], entity_values=[Value(int64_val=7)])
+    now = datetime.now(timezone.utc)
+    with pytest.raises(ValueError, match="feature 'conv_rate' is float32 .* a string_val value"):
+        online_store.online_write_batch(store.config, fv, [
+            (key, {"conv_rate": Value(string_val="oops")}, now, None)], None)
+    assert online_store.online_read(store.config, fv, [key], ["conv_rate"]) == [(None, None)]
+    with pytest.raises(ValueError, match="join key 'driver_id' is int64, given a string_val"):
+        online_store.online_read(store.config, fv, [EntityKey(
+            join_keys=["driver_id"], entity_values=[Value(string_val="x")])], ["conv_rate"])
