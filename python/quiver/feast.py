@@ -376,7 +376,7 @@ class QuiverOnlineStore(OnlineStore):
 
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}
-        self._views: dict[tuple[str, str, int], _View] = {}
+        self._views: dict[tuple[str, str, int], tuple[FeatureView, _View]] = {}
         self._lock = threading.Lock()
 
     # -- connections ------------------------------------------------------------------------
@@ -398,11 +398,17 @@ class QuiverOnlineStore(OnlineStore):
             return client
 
     def _view(self, config: RepoConfig, fv: FeatureView) -> _View:
+        # By the feature view object, held with its view so that its id cannot be reused by
+        # another while cached; bounded, since Feast may make new objects as its registry
+        # refreshes.
         key = (config.project, fv.name, id(fv))
-        view = self._views.get(key)
-        if view is None:
-            view = _View(config, fv)
-            self._views[key] = view
+        cached = self._views.get(key)
+        if cached is not None and cached[0] is fv:
+            return cached[1]
+        if len(self._views) >= 256:
+            self._views.clear()
+        view = _View(config, fv)
+        self._views[key] = (fv, view)
         return view
 
     def _call(self, config: RepoConfig, call: Callable[[Any], Any]) -> Any:
