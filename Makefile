@@ -44,8 +44,8 @@ test-cpp: build
 
 test-python: build python
 	@QUIVERD=$(BUILD)/quiverd .venv/bin/python -m pytest tests -q
-	@# Feast's online-store tests in their own venv (tests/feast; the run above skips them).
-	@QUIVERD=$(BUILD)/quiverd .venv-feast/bin/python -m pytest tests/feast -q
+	@# Feast's online-store tests in their own venv (tests/feast_store; the run above skips them).
+	@QUIVERD=$(BUILD)/quiverd .venv-feast/bin/python -m pytest tests/feast_store -q
 
 test-asan: python
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DQUIVER_SANITIZE="address;undefined" \

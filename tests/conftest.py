@@ -11,9 +11,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from quiverd import Server  # noqa: E402
 
-# tests/feast runs in .venv-feast (Feast's pins conflict with .venv's: requirements-feast.txt);
-# `make test-python` runs it there.
-collect_ignore = [] if importlib.util.find_spec("feast") else ["feast"]
+# tests/feast_store runs in .venv-feast (Feast's pins conflict with .venv's:
+# requirements-feast.txt); `make test-python` runs it there.
+collect_ignore = [] if importlib.util.find_spec("feast") else ["feast_store"]
 
 
 def _servers(tmp_path, must_exit_0: bool):
