@@ -83,8 +83,13 @@ Result<std::vector<int>> Table::ResolveColumns(const std::vector<std::string>& c
 Result<std::shared_ptr<arrow::Schema>> Table::ReadSchema(
     const std::vector<std::string>& columns) const {
   QUIVER_ASSIGN_OR_RETURN(std::vector<int> indices, ResolveColumns(columns));
+  return ReadSchemaOf(indices);
+}
+
+std::shared_ptr<arrow::Schema> Table::ReadSchemaOf(const std::vector<int>& columns) const {
   arrow::FieldVector fields;
-  for (int index : indices) {
+  fields.reserve(columns.size());
+  for (int index : columns) {
     const ColumnSpec& spec = schema_.columns()[index];
     fields.push_back(arrow::field(spec.name, spec.type, /*nullable=*/true));
   }

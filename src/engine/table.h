@@ -257,6 +257,8 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   Result<std::shared_ptr<arrow::Array>> KeysOfBatch(const arrow::RecordBatch& batch,
                                                     std::string_view what) const;
   Result<std::vector<int>> ResolveColumns(const std::vector<std::string>& columns) const;
+  // ReadSchema of columns already resolved (schema indices).
+  std::shared_ptr<arrow::Schema> ReadSchemaOf(const std::vector<int>& columns) const;
   // The RowGather outputs of the columns named by schema index.
   std::vector<GatherColumn> GatherColumns(const std::vector<int>& columns) const;
   // Writer-side lookup (no seqlock needed: only the writer changes rows).

@@ -129,8 +129,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
     QUIVER_ASSIGN_OR_RETURN(arrays, gather.Finish(n, found));
   }
   ReadResult result;
-  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Schema> schema, ReadSchema(columns));
-  result.batch = arrow::RecordBatch::Make(std::move(schema), n, std::move(arrays));
+  result.batch = arrow::RecordBatch::Make(ReadSchemaOf(indices), n, std::move(arrays));
   result.found = std::make_shared<arrow::BooleanArray>(n, found_bits);
   result.found_count = found_count;
   if (options.with_ttl) {
