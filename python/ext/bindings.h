@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/result.h"
 #include "common/status.h"
@@ -54,6 +55,11 @@ std::shared_ptr<arrow::Array> ImportKeys(nb::handle schema, nb::handle array);
 // A read's answer: ((schema, array) of the features, (schema, array) of "found", found_count).
 nb::tuple ReadReply(const std::shared_ptr<arrow::RecordBatch>& batch,
                     const std::shared_ptr<arrow::BooleanArray>& found, int64_t found_count);
+
+// quiver._quiver.feast_values (feast_values.cc): the columns of an 'arrow_array_stream' capsule
+// as one serialized feast.types.RepeatedValue, column after column; fields[i] is the Value field
+// column i fills (0: the column holds serialized Values).
+nb::bytes FeastValues(nb::handle stream_capsule, const std::vector<int>& fields);
 
 // quiver._quiver.ShmClient, ShmTable and ShmRows (shm_module.cc).
 void BindShm(nb::module_& m);

@@ -397,6 +397,12 @@ NB_MODULE(_quiver, m) {
         "the write rules (engine/write_cast.h) under cast 'safe' or 'strict'; returns the "
         "(schema, array) capsules of a one-column batch.");
 
+  m.def("feast_values", &quiver::python::FeastValues, nb::arg("stream"), nb::arg("fields"),
+        "The columns of an 'arrow_array_stream' capsule as one serialized "
+        "feast.types.RepeatedValue: column after column, a Value per row (a null: an empty "
+        "Value); fields[i] is the Value oneof field number column i fills, 0 for a binary "
+        "column of serialized Values (quiver.feast; python/ext/feast_values.cc).");
+
   nb::class_<Engine>(m, "Engine", "An in-memory catalog of feature tables.")
       .def(nb::init<std::optional<std::string>, const std::string&, uint64_t, int64_t,
                     std::optional<std::string>, std::optional<std::string>, double>(),

@@ -215,3 +215,61 @@ def test_a_value_of_another_kind_is_refused_not_stored_as_null(repo, start_serve
     with pytest.raises(ValueError, match="join key 'driver_id' is int64, given a string_val"):
         online_store.online_read(store.config, fv, [EntityKey(
             join_keys=["driver_id"], entity_values=[Value(string_val="x")])], ["conv_rate"])
+
+
+def test_push_sources_and_a_join_key_among_the_features(start_server, tmp_path):
+    """Pushed rows (FeatureStore.push, write_to_online_store) go through online_write_batch; a
+    feature view may list its entity's column among its features (Feast's own tests do): it is
+    served from the entity key, not stored twice."""
+    import pandas as pd
+    from feast import Entity, Field, FileSource, PushSource, RepoConfig
+    from feast.stream_feature_view import StreamFeatureView
+    from feast.types import Float64, Int32, Int64, String
+
+    server = start_server()
+    data = tmp_path / "locations.parquet"
+    start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    pd.DataFrame({"location_id": [1, 2], "temperature": [10, 20],
+                  "event_timestamp": [start, start]}).to_parquet(data)
+    location = Entity(name="location_id")  # no value type: Feast infers it from the schema
+    push = PushSource(name="location_push", batch_source=FileSource(
+        path=str(data), timestamp_field="event_timestamp"))
+    view = StreamFeatureView(name="location_stats", entities=[location], ttl=timedelta(days=2),
+                             schema=[Field(name="temperature", dtype=Int32),
+                                     Field(name="location_id", dtype=Int64),
+                                     Field(name="label", dtype=String)], source=push)
+    config = RepoConfig(project="push_demo", provider="local", registry=str(tmp_path / "reg.db"),
+                        online_store={"type": "quiver.feast.QuiverOnlineStore",
+                                      "url": server.url},
+                        offline_store={"type": "file"}, entity_key_serialization_version=3,
+                        repo_path=str(tmp_path))
+    store = FeatureStore(config=config)
+    store.apply([location, view])
+    described = requests.get(f"{server.url}/api/v1/table/push_demo.location_stats").json()
+    assert [column["name"] for column in described["columns"]] == [
+        "location_id", "temperature", "label", "event_ts", "created_ts"]  # the key once
+
+    now = datetime.now(timezone.utc)
+    store.push("location_push", pd.DataFrame({
+        "location_id": [1, 2], "temperature": [15, 25], "label": ["a", None],
+        "event_timestamp": [now, now], "created": [now, now]}))
+    store.write_to_online_store("location_stats", pd.DataFrame({
+        "location_id": [3], "temperature": [-4], "label": ["c"],
+        "event_timestamp": [now], "created": [now]}))
+    rows = [{"location_id": i} for i in (1, 2, 3, 4)]
+    got = store.get_online_features(
+        features=["location_stats:temperature", "location_stats:location_id",
+                  "location_stats:label"], entity_rows=rows).to_dict()
+    assert got["temperature"] == [15, 25, -4, None]
+    assert got["label"] == ["a", None, "c", None]
+    # The feature, as Feast's Redis store serves it too: absent for an entity never written.
+    assert got["location_id"] == [1, 2, 3, None]
+    # Read alone, the join-key feature comes back for found rows only.
+    online_store = store._get_provider().online_store
+    keys = [EntityKey(join_keys=["location_id"], entity_values=[Value(int64_val=i)])
+            for i in (3, 4)]
+    read = online_store.online_read(config, store.get_stream_feature_view("location_stats"),
+                                    keys, ["location_id", "temperature"])
+    assert read[0][1]["location_id"].int64_val == 3
+    assert read[0][1]["temperature"].int32_val == -4
+    assert read[1] == (None, None)
