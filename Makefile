@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp bench-resp bench-shm bench-durability bench-object-store bench-history bench-schema-change bench-feast bench-attacks soak fuzz format lint tidy clean
+	bench bench-cpp bench-resp bench-shm bench-durability bench-object-store bench-history bench-schema-change bench-feast feast-suite bench-attacks soak fuzz format lint tidy clean
 
 all: build python
 
@@ -135,6 +135,11 @@ bench-schema-change: build python
 # Feast's online serving through Quiver against Feast's Redis online store (docs/feast.md).
 bench-feast: build python
 	@QUIVERD=$(BUILD)/quiverd .venv-feast/bin/python bench/suite/feast_store.py
+
+# Feast's own online-store tests and benchmark against quiver.feast (docs/feast.md); needs a
+# checkout of github.com/feast-dev/feast: make feast-suite FEAST_SRC=/path/to/feast.
+feast-suite: build python
+	@QUIVERD=$(BUILD)/quiverd ./scripts/feast-suite.sh $(FEAST_SRC)
 
 # Coverage-guided fuzzing with libFuzzer (needs clang and its fuzzer runtime: apt-get install
 # clang libclang-rt-14-dev; Debian 12's clang leaves the runtime to a recommended package).
