@@ -64,6 +64,28 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
+def start_redis(directory: pathlib.Path) -> tuple[subprocess.Popen, int]:
+    """A memory-only redis-server (Debian's) on a free loopback port, answering PING: (process,
+    port). The baseline the Feast tests and benchmarks compare with; the caller terminates it."""
+    import redis
+
+    port = free_port()
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no", "--dir", str(directory)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis(port=port).ping()
+            return process, port
+        except redis.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise RuntimeError(f"redis-server did not start on port {port}") from None
+            time.sleep(0.05)
+
+
 # What quiverd prints when a port it was given is taken (by another process between free_ports()
 # and its bind): Server then starts it again on other ports.
 _PORT_TAKEN = ("Address already in use", "address already in use", "each front end needs a port")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import pathlib
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,14 +30,13 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import redis  # noqa: E402
 from feast import Entity, FeatureStore, FeatureView, Field, FileSource, ValueType  # noqa: E402
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey  # noqa: E402
 from feast.protos.feast.types.Value_pb2 import Value  # noqa: E402
 from feast.types import Float32, Float64, Int64  # noqa: E402
 
 from common import percentiles, save_results  # noqa: E402
-from quiverd import Server, free_port  # noqa: E402
+from quiverd import Server, start_redis  # noqa: E402
 
 END = datetime(2026, 12, 1, tzinfo=timezone.utc)
 
@@ -145,16 +143,7 @@ def main() -> None:
                              f"  url: {work / 'embedded-data'}", data, kinds)
     results["quiver embedded"] = measure(store, view, kinds, entities, iterations)
 
-    port = free_port()
-    redis_server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                     "--save", "", "--appendonly", "no", "--dir", str(work)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            redis.Redis(port=port).ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
+    redis_server, port = start_redis(work)
     store, view = make_store(work / "redis", "  type: redis\n"
                              f"  connection_string: 127.0.0.1:{port}", data, kinds)
     results["redis"] = measure(store, view, kinds, entities, iterations)

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -60,6 +61,10 @@ nb::tuple ReadReply(const std::shared_ptr<arrow::RecordBatch>& batch,
 // as one serialized feast.types.RepeatedValue, column after column; fields[i] is the Value field
 // column i fills (0: the column holds serialized Values).
 nb::bytes FeastValues(nb::handle stream_capsule, const std::vector<int>& fields);
+// Appends one Feast Value per row of `column` to `out` (a serialized RepeatedValue's entries);
+// `field` as above; `what` names the column in errors. Needs no GIL.
+Status AppendFeastValues(const arrow::Array& column, int field, std::string_view what,
+                         std::string* out);
 
 // quiver._quiver.ShmClient, ShmTable and ShmRows (shm_module.cc).
 void BindShm(nb::module_& m);

@@ -336,8 +336,10 @@ Status AppendScalars(const arrow::Array& column, ValueField field, std::string_v
   return Status::OK();
 }
 
-Status AppendColumn(const arrow::Array& column, int field, std::string_view what,
-                    std::string* out) {
+}  // namespace
+
+Status AppendFeastValues(const arrow::Array& column, int field, std::string_view what,
+                         std::string* out) {
   switch (field) {
     case kSerialized:
     case kBytes:
@@ -362,8 +364,6 @@ Status AppendColumn(const arrow::Array& column, int field, std::string_view what
   }
 }
 
-}  // namespace
-
 nb::bytes FeastValues(nb::handle stream_capsule, const std::vector<int>& fields) {
   auto* stream = CapsulePointer<ArrowArrayStream>(stream_capsule, "arrow_array_stream");
   std::string out;
@@ -381,7 +381,7 @@ nb::bytes FeastValues(nb::handle stream_capsule, const std::vector<int>& fields)
       for (int c = 0; c < table->num_columns(); ++c) {
         std::string what = "column '" + table->field(c)->name() + "'";
         for (const std::shared_ptr<arrow::Array>& chunk : table->column(c)->chunks()) {
-          QUIVER_RETURN_NOT_OK(AppendColumn(*chunk, fields[c], what, &out));
+          QUIVER_RETURN_NOT_OK(AppendFeastValues(*chunk, fields[c], what, &out));
         }
       }
       return Status::OK();

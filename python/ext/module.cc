@@ -123,6 +123,21 @@ nb::tuple ReadReply(const std::shared_ptr<arrow::RecordBatch>& batch,
 
 namespace {
 
+// A timestamp of `type`'s unit in microseconds since the epoch (nanoseconds floored).
+int64_t ToMicros(int64_t value, const std::shared_ptr<arrow::DataType>& type) {
+  switch (static_cast<const arrow::TimestampType&>(*type).unit()) {
+    case arrow::TimeUnit::SECOND:
+      return value * 1000 * 1000;
+    case arrow::TimeUnit::MILLI:
+      return value * 1000;
+    case arrow::TimeUnit::MICRO:
+      return value;
+    case arrow::TimeUnit::NANO:
+      return value / 1000 - (value % 1000 < 0 ? 1 : 0);
+  }
+  return value;
+}
+
 // The engine: in memory only (no data directory), or a durable Database in one.
 class Engine {
  public:
@@ -292,6 +307,55 @@ class Engine {
     return ReadReply(batch, read.found, read.found_count);
   }
 
+  // quiver.feast's read (docs/feast.md "Reads and writes"), with no Arrow object crossing into
+  // Python: (the `columns` as one serialized Feast RepeatedValue, column after column, fields[i]
+  // the Value field of columns[i] (AppendFeastValues); one byte per key, 1 where found; each
+  // row's `event_column` in microseconds since the epoch, 0 where not found).
+  nb::tuple ReadFeast(const std::string& name, nb::handle keys_schema, nb::handle keys_array,
+                      std::vector<std::string> columns, const std::vector<int>& fields,
+                      const std::string& event_column) const {
+    if (fields.size() != columns.size()) {
+      Raise(Status::InvalidArgument("read_feast: " + std::to_string(columns.size()) + " columns, " +
+                                    std::to_string(fields.size()) + " fields"));
+    }
+    std::shared_ptr<arrow::Array> keys = ImportKeys(keys_schema, keys_array);
+    std::shared_ptr<Table> table = ValueOrRaise(catalog().GetTable(name));
+    columns.push_back(event_column);
+    std::string values;
+    std::string found;
+    std::vector<int64_t> micros;
+    Status status = Status::OK();
+    {
+      nb::gil_scoped_release release;
+      status = [&]() -> Status {
+        QUIVER_ASSIGN_OR_RETURN(ReadResult read, table->Read(*keys, columns, ReadOptions{}));
+        for (size_t c = 0; c < fields.size(); ++c) {
+          QUIVER_RETURN_NOT_OK(AppendFeastValues(*read.batch->column(static_cast<int>(c)),
+                                                 fields[c], "column '" + columns[c] + "'",
+                                                 &values));
+        }
+        const arrow::Array& times = *read.batch->column(static_cast<int>(fields.size()));
+        if (times.type_id() != arrow::Type::TIMESTAMP) {
+          return Status::InvalidArgument("table '" + name + "': column '" + event_column + "' is " +
+                                         times.type()->ToString() + ", not a timestamp");
+        }
+        const auto& stamps = static_cast<const arrow::TimestampArray&>(times);
+        const int64_t n = read.batch->num_rows();
+        found.resize(static_cast<size_t>(n));
+        micros.resize(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) {
+          bool hit = read.found->Value(i) && stamps.IsValid(i);
+          found[static_cast<size_t>(i)] = hit ? 1 : 0;
+          micros[static_cast<size_t>(i)] = hit ? ToMicros(stamps.Value(i), stamps.type()) : 0;
+        }
+        return Status::OK();
+      }();
+    }
+    RaiseIfError(status);
+    return nb::make_tuple(nb::bytes(values.data(), values.size()),
+                          nb::bytes(found.data(), found.size()), micros);
+  }
+
   int64_t Delete(const std::string& name, nb::handle keys_schema, nb::handle keys_array) {
     std::shared_ptr<arrow::Array> keys = ImportKeys(keys_schema, keys_array);
     std::shared_ptr<Table> table = ValueOrRaise(catalog().GetTable(name));
@@ -435,6 +499,11 @@ NB_MODULE(_quiver, m) {
            nb::arg("columns"), nb::arg("with_ttl") = false,
            "Reads keys given as C data capsules; returns ((schema, array), (schema, array), "
            "found_count) for the feature batch and the 'found' batch.")
+      .def("read_feast", &Engine::ReadFeast, nb::arg("name"), nb::arg("keys_schema"),
+           nb::arg("keys_array"), nb::arg("columns"), nb::arg("fields"), nb::arg("event_column"),
+           "quiver.feast's read: (serialized feast.types.RepeatedValue of the columns, column "
+           "after column; one byte per key, 1 where found; event times in microseconds since "
+           "the epoch, 0 where not found). fields as feast_values takes them.")
       .def("delete", &Engine::Delete, nb::arg("name"), nb::arg("keys_schema"),
            nb::arg("keys_array"), "Deletes keys; returns how many were present.")
       .def("stats", &Engine::Stats, nb::arg("name"), "Memory and row counts of a table.")

@@ -66,6 +66,12 @@ class EmbeddedBackend:
                                                *keys.__arrow_c_array__(), columns, with_ttl)
         return pa.record_batch(_CArray(batch)), pa.record_batch(_CArray(found)).column(0), found_count
 
+    def read_feast(self, name: str, keys: pa.Array, columns: list[str], fields: list[int],
+                   event_column: str) -> tuple[bytes, bytes, list[int]]:
+        """quiver.feast's read: Feast Values with no Arrow object in between (Engine.read_feast)."""
+        return self._call(self._engine.read_feast, name, *keys.__arrow_c_array__(), columns,
+                          fields, event_column)
+
     def delete(self, name: str, keys: pa.Array) -> int:
         return self._call(self._engine.delete, name, *keys.__arrow_c_array__())
 

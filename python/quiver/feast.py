@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Literal, Optional, Sequence
 
 import pyarrow as pa
@@ -34,7 +34,8 @@ from pydantic import StrictStr
 
 import quiver
 
-from . import _quiver
+from . import _convert, _quiver
+from ._embedded import EmbeddedBackend
 from ._errors import ConnectionError as QuiverConnectionError
 from ._errors import QuiverError, TableNotFound
 from ._schema import parse_dtype
@@ -46,6 +47,7 @@ _ReadRows = list[tuple[Optional[datetime], Optional[dict[str, ValueProto]]]]
 EVENT_TS = "event_ts"
 CREATED_TS = "created_ts"
 _TS_DTYPE = "timestamp[us, tz=UTC]"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class QuiverOnlineStoreConfig(FeastConfigBaseModel):
@@ -234,6 +236,20 @@ def table_name(config: RepoConfig, fv: FeatureView) -> str:
     return f"{config.project}.{name}"
 
 
+def _rows(features: list[str], n: int, values: bytes, found: Sequence[Any],
+          times: Sequence[Optional[datetime]]) -> _ReadRows:
+    """Feast's rows of a read of n keys: `values` is the serialized RepeatedValue of the
+    features, column after column (quiver._quiver.feast_values); `found` and `times` per key.
+    Parsed at once and sliced: converting an Arrow column to Python costs about 4 µs and a Value
+    made from Python about 0.5 µs, so one entity × 50 features spent 200 µs that way, and 100
+    entities several ms."""
+    parsed = Value_pb2.RepeatedValue.FromString(values).val if features else []
+    columns = [parsed[i * n:(i + 1) * n] for i in range(len(features))]
+    # Rows assembled by zip (in C): one dict per found key.
+    return [(at, dict(zip(features, row))) if hit else (None, None)
+            for hit, at, row in zip(found, times, zip(*columns) if columns else [()] * n)]
+
+
 def _add_key_feature(rows: _ReadRows, entity_keys: list[EntityKeyProto], name: str) -> None:
     """Adds feature `name`, a join key, to each row found: its value in the row's entity key."""
     for (_, features), entity_key in zip(rows, entity_keys):
@@ -354,9 +370,21 @@ class QuiverOnlineStore(OnlineStore):
         requested = requested_features or [*view.kinds, *view.key_features]
         features = [name for name in requested if name in view.kinds]
         keys = view.keys_argument(entity_keys)
-        result = self._call(config, lambda client: client.read(view.name, keys,
-                                                               features + [EVENT_TS]))
-        rows = self._rows(view, features, result)
+        fields = [view.kinds[name].number for name in features]
+        backend = self._client(config)._backend
+        if isinstance(backend, EmbeddedBackend):
+            # In process: the engine hands over the Values' bytes, not Arrow columns.
+            values, found, micros = backend.read_feast(view.name, _convert.to_keys(keys),
+                                                       features, fields, EVENT_TS)
+            times = [_EPOCH + timedelta(microseconds=m) for m in micros]
+        else:
+            result = self._call(config, lambda client: client.read(view.name, keys,
+                                                                   features + [EVENT_TS]))
+            data = result.to_arrow()
+            values = _quiver.feast_values(data.select(features).__arrow_c_stream__(), fields)
+            found = result.found.tolist()
+            times = data.column(EVENT_TS).to_pylist()
+        rows = _rows(features, len(found), values, found, times)
         for name in view.key_features:
             if name in requested:
                 _add_key_feature(rows, entity_keys, name)
@@ -371,26 +399,6 @@ class QuiverOnlineStore(OnlineStore):
     ) -> _ReadRows:
         return await asyncio.to_thread(self.online_read, config, table, entity_keys,
                                        requested_features)
-
-    @staticmethod
-    def _rows(view: _View, features: list[str], result: Any
-              ) -> _ReadRows:
-        data = result.to_arrow()
-        found = result.found.tolist()
-        # Every feature's Values from one serialized RepeatedValue made in C++, column after
-        # column, parsed at once: a Value made from Python costs about 0.5 µs and converting an
-        # Arrow column to Python about 4 µs, so a read of 1 entity × 50 features spent 200 µs
-        # and one of 100 entities several ms there.
-        n = data.num_rows
-        values = Value_pb2.RepeatedValue.FromString(_quiver.feast_values(
-            data.select(features).__arrow_c_stream__(),
-            [view.kinds[name].number for name in features])).val if features else []
-        columns = [values[i * n:(i + 1) * n] for i in range(len(features))]
-        times = data.column(EVENT_TS).to_pylist()
-        # Rows assembled by zip (in C): one dict per found key.
-        return [(at, dict(zip(features, values))) if hit else (None, None)
-                for hit, at, values in zip(found, times, zip(*columns) if columns
-                                           else [()] * len(found))]
 
     # -- tables -----------------------------------------------------------------------------
 

@@ -8,19 +8,17 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
 import pytest
-import redis
 import requests
 from feast import FeatureStore
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 
 import quiver
-from quiverd import free_port
+from quiverd import free_port, start_redis
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "feast"
@@ -46,17 +44,7 @@ def repo(tmp_path):
 
 @pytest.fixture
 def redis_server(tmp_path):
-    port = free_port()
-    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
+    process, port = start_redis(tmp_path)
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait()

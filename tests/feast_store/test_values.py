@@ -10,6 +10,7 @@ import pytest
 from feast.protos.feast.types import Value_pb2
 from feast.protos.feast.types.Value_pb2 import Value
 
+import quiver
 from quiver import _quiver
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -143,3 +144,30 @@ def test_fields_must_match_the_columns():
         values(pa.table({"a": [1], "b": [2]}), [number("int64_val")])
     with pytest.raises(TypeError, match="arrow_array_stream"):
         _quiver.feast_values(object(), [4])
+
+
+def test_the_embedded_read_gives_what_the_generic_path_gives(tmp_path):
+    """Engine.read_feast (the embedded store's read) against Client.read + feast_values."""
+    db = quiver.open(str(tmp_path / "data"))
+    stamp = pa.timestamp("us", tz="UTC")
+    db.create_table("t", pa.schema([
+        ("k", pa.int64()), ("f", pa.float32()), ("s", pa.string()),
+        ("l", pa.list_(pa.int64())), pa.field("event_ts", stamp, nullable=False)]),
+        key="k", event_time="event_ts")
+    db.write("t", pa.table({"k": [1, 2], "f": [1.5, None], "s": ["a", "b"], "l": [[1, -2], []],
+                            "event_ts": pa.array([1_500_000, -1], stamp)}))
+    columns = ["l", "f", "s"]
+    fields = [number("int64_list_val"), number("float_val"), number("string_val")]
+    keys = pa.array([2, 3, 1], pa.int64())
+    got, found, micros = db._backend.read_feast("t", keys, columns, fields, "event_ts")
+    data = db.read("t", keys, columns).to_arrow()
+    assert got == _quiver.feast_values(data.__arrow_c_stream__(), fields)
+    assert list(found) == [1, 0, 1]
+    assert micros == [-1, 0, 1_500_000]
+    with pytest.raises(quiver.QuiverError, match="column 'f' is float, not a timestamp"):
+        db._backend.read_feast("t", keys, columns, fields, "f")
+    with pytest.raises(quiver.QuiverError, match="3 columns, 2 fields"):
+        db._backend.read_feast("t", keys, columns, fields[:2], "event_ts")
+    with pytest.raises(quiver.QuiverError, match="has no column 'nope'"):
+        db._backend.read_feast("t", keys, ["nope"], fields[:1], "event_ts")
+    db.close()

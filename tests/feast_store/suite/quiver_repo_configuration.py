@@ -16,11 +16,7 @@ import importlib.util
 import os
 import pathlib
 import shutil
-import subprocess
 import tempfile
-import time
-
-import redis
 
 from tests.universal.feature_repos.universal.data_sources.file import FileDataSourceCreator
 from tests.universal.feature_repos.universal.online_store_creator import OnlineStoreCreator
@@ -75,17 +71,7 @@ class RedisServerCreator(OnlineStoreCreator):
         self.process = None
 
     def create_online_store(self) -> dict:
-        port = _quiverd.free_port()
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                redis.Redis(port=port).ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+        self.process, port = _quiverd.start_redis(self.tmp)
         return {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
 
     def teardown(self):
