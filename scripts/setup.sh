@@ -11,7 +11,7 @@ APT_PACKAGES=(
   build-essential g++ cmake ninja-build ccache pkg-config git
   python3 python3-venv python3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libxxhash-dev nlohmann-json3-dev libboost-dev libyaml-cpp-dev
+  libxxhash-dev nlohmann-json3-dev libboost-dev libyaml-cpp-dev liburing-dev
   clang-format clang-tidy curl redis-server redis-tools tzdata
 )
 

@@ -121,26 +121,33 @@ bool MemoryLimit::MakeRoom(uint64_t need) {
   if (need > limit) return false;
   if (UsedMemory() + need <= limit) return true;
   const EvictionPolicy policy = Policy();
-  if (policy == EvictionPolicy::kNoEviction) return false;
   std::lock_guard evict(evict_mutex_);
   std::shared_lock lock(sources_mutex_);
   // Each source's weight in sampling, taken once per call (counts change slowly meanwhile); a
-  // lone source needs none.
+  // lone source needs none. Under noeviction only sources that demote (to a disk tier) take part.
+  const bool demote_only = policy == EvictionPolicy::kNoEviction;
   std::vector<int64_t> weights;
   weights.reserve(sources_.size());
+  bool any = false;
   for (EvictionSource* source : sources_) {
-    weights.push_back(sources_.size() == 1 ? 1
-                                           : std::max<int64_t>(0, source->EvictableKeys(policy)));
+    int64_t weight = 0;
+    if (!demote_only || source->Demotes()) {
+      weight = sources_.size() == 1 ? 1 : std::max<int64_t>(0, source->EvictableKeys(policy));
+      any = true;
+    }
+    weights.push_back(weight);
   }
+  if (!any) return false;
   int fruitless = 0;
   for (;;) {
     const uint64_t used = UsedLocked();
     if (used + need <= limit) return true;
-    const int64_t before = evicted_.load(std::memory_order_relaxed);
+    const int64_t before = evicted_.load(std::memory_order_relaxed) + Demoted();
     if (!EvictRound(policy, used + need - limit, weights)) return false;
     // Every candidate may have gone since it was sampled (a racing delete): sample again, a
     // bounded number of times.
-    if (evicted_.load(std::memory_order_relaxed) == before && ++fruitless > kMaxFruitlessRounds) {
+    if (evicted_.load(std::memory_order_relaxed) + Demoted() == before &&
+        ++fruitless > kMaxFruitlessRounds) {
       return false;
     }
   }
@@ -228,7 +235,9 @@ bool MemoryLimit::EvictRound(EvictionPolicy policy, uint64_t excess,
   std::map<size_t, std::vector<EvictionCandidate>> by_source;
   for (EvictionCandidate& victim : victims) by_source[victim.source].push_back(std::move(victim));
   for (auto& [source, group] : by_source) {
-    evicted_.fetch_add(sources_[source]->Evict(policy, group), std::memory_order_relaxed);
+    EvictionSource& from = *sources_[source];
+    (from.Demotes() ? demoted_ : evicted_)
+        .fetch_add(from.Evict(policy, group), std::memory_order_relaxed);
   }
   return true;
 }

@@ -93,6 +93,10 @@ class EvictionSource {
   // Evicts those of `victims` (candidates this source gave) that are still present and still
   // qualify; returns how many it evicted.
   virtual int64_t Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) = 0;
+  // Whether Evict moves keys out of memory to somewhere they stay readable (a table with a disk
+  // tier, engine/tier.h) rather than dropping them. Such a source is asked for room under every
+  // policy, noeviction included, and what it moves counts as demoted, not evicted.
+  virtual bool Demotes() const { return false; }
 };
 
 class MemoryLimit {
@@ -123,6 +127,8 @@ class MemoryLimit {
   bool MakeRoom(uint64_t need = 0);
   // Keys evicted by this limit so far.
   int64_t Evicted() const { return evicted_.load(std::memory_order_relaxed); }
+  // Keys moved to a disk tier by this limit so far (EvictionSource::Demotes).
+  int64_t Demoted() const { return demoted_.load(std::memory_order_relaxed); }
 
  private:
   static constexpr size_t kPoolSize = 16;
@@ -138,7 +144,7 @@ class MemoryLimit {
   std::function<void(uint64_t)> on_set_max_memory_;  // under hook_mutex_
   std::atomic<EvictionPolicy> policy_{EvictionPolicy::kNoEviction};
   std::atomic<int> samples_{5};
-  std::atomic<int64_t> evicted_{0};
+  std::atomic<int64_t> evicted_{0}, demoted_{0};
 
   mutable std::shared_mutex sources_mutex_;
   std::vector<EvictionSource*> sources_;  // under sources_mutex_

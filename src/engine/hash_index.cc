@@ -105,6 +105,19 @@ void HashIndex::InsertAt(size_t position, uint64_t hash, uint32_t row) {
   ++live_;
 }
 
+bool HashIndex::Replace(uint64_t hash, uint32_t row, uint32_t replacement) {
+  const uint64_t value = IndexSlotValue(hash, row);
+  Array& array = *owned_;
+  for (size_t i = Home(array, hash);; i = (i + 1) & array.mask) {
+    const uint64_t slot = array.slots[i].load(std::memory_order_relaxed);
+    if (slot == kEmpty) return false;
+    if (slot == value) {
+      array.slots[i].store(IndexSlotValue(hash, replacement), std::memory_order_release);
+      return true;
+    }
+  }
+}
+
 bool HashIndex::Erase(uint64_t hash, uint32_t row) {
   uint64_t value = IndexSlotValue(hash, row);
   Array& array = *owned_;

@@ -30,7 +30,7 @@ namespace quiver {
 class HashIndex {
  public:
   static constexpr uint32_t kNoRow = kIndexNoRow;
-  static constexpr uint32_t kMaxRows = 0xFFFFFFFE;
+  static constexpr uint32_t kMaxRows = 0xFFFFFFFE;  // entries, cold rows' included
 
   struct Array {
     std::unique_ptr<Region> region;
@@ -100,6 +100,18 @@ class HashIndex {
   void InsertAt(size_t position, uint64_t hash, uint32_t row);
   // Writer: removes the entry (hash, row); false when there is none.
   bool Erase(uint64_t hash, uint32_t row);
+  // Writer: makes the entry (hash, row) say `replacement` instead, in place (one atomic store:
+  // a reader sees one or the other); false when there is no such entry.
+  bool Replace(uint64_t hash, uint32_t row, uint32_t replacement);
+  // Any thread inside the owner's ReaderGate section: whether `array` holds the entry (hash, row).
+  static bool Contains(const Array& array, uint64_t hash, uint32_t row) {
+    const uint64_t value = IndexSlotValue(hash, row);
+    for (size_t i = Home(array, hash);; i = (i + 1) & array.mask) {
+      const uint64_t slot = array.slots[i].load(std::memory_order_acquire);
+      if (slot == value) return true;
+      if (slot == kEmpty) return false;
+    }
+  }
 
   size_t size() const { return live_; }
   size_t capacity() const { return owned_->mask + 1; }

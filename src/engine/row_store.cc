@@ -25,8 +25,9 @@ RowStore::RowStore(uint32_t row_width, RegionBacking backing)
 Status RowStore::Reserve(size_t rows) {
   while (capacity() < rows) {
     const size_t chunk = regions_.published_count();
-    if (geometry_.CapacityOf(chunk + 1) > (size_t{1} << 32)) {
-      return Status::LimitExceeded("a table holds at most 2^32 - 2 rows");
+    // Row ids are 31 bits: the index marks a cold row's with the top bit (engine/tier_format.h).
+    if (geometry_.CapacityOf(chunk + 1) > (size_t{1} << 31)) {
+      return Status::LimitExceeded("a table holds at most 2^31 - 1 rows in memory");
     }
     QUIVER_RETURN_NOT_OK(regions_.Append(geometry_.ChunkRows(chunk) * row_width_).status());
   }

@@ -112,6 +112,19 @@ TableStats Table::Stats() const {
   stats.expired = stat_expired_.load(std::memory_order_relaxed);
   stats.evicted = stat_evicted_.load(std::memory_order_relaxed);
   stats.used_bytes = UsedMemory();
+  if (const TierFile* tier = this->tier(); tier != nullptr) {
+    const TierFileStats file = tier->Stats();
+    stats.tiered = true;
+    stats.cold_rows = cold_rows_.load(std::memory_order_relaxed);
+    stats.cold_bytes = file.live_bytes;
+    stats.demoted = stat_demoted_.load(std::memory_order_relaxed);
+    stats.promoted = stat_promoted_.load(std::memory_order_relaxed);
+    stats.cold_reads = static_cast<int64_t>(file.reads);
+    stats.tier_disk_bytes = file.disk_bytes;
+    stats.tier_written_bytes = file.written_bytes;
+    stats.tier_read_ios = file.read_ios;
+    stats.tier_read_bytes = file.read_bytes;
+  }
   return stats;
 }
 

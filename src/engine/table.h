@@ -62,12 +62,14 @@
 #include "engine/row_layout.h"
 #include "engine/row_store.h"
 #include "engine/schema.h"
+#include "engine/tier.h"
 #include "engine/write_cast.h"
 
 namespace quiver {
 
 struct GatherColumn;
 struct ChangedSchema;
+class KeyColumn;
 
 struct WriteOptions {
   int64_t ttl_ms = 0;  // the rows' time to live; 0: the table's default (none without one)
@@ -119,6 +121,17 @@ struct TableStats {
   int64_t expired = 0;      // rows reclaimed because they expired, since the table was loaded
   int64_t evicted = 0;      // rows evicted to stay under the memory limit, since it was loaded
   uint64_t used_bytes = 0;  // what counts towards the memory limit (Table::UsedMemory)
+  // The disk tier (engine/tier.h); zero without one.
+  bool tiered = false;
+  int64_t cold_rows = 0;            // rows whose values are on disk only (in `rows`)
+  uint64_t cold_bytes = 0;          // their records' bytes
+  int64_t demoted = 0;              // rows moved to disk, since the table was loaded
+  int64_t promoted = 0;             // rows moved back to memory
+  int64_t cold_reads = 0;           // records read from disk (reads, writes and scans)
+  uint64_t tier_disk_bytes = 0;     // bytes of the tier file in use (live records and garbage)
+  uint64_t tier_written_bytes = 0;  // bytes written to the tier file since it was made
+  uint64_t tier_read_ios = 0;       // reads issued to the disk
+  uint64_t tier_read_bytes = 0;
 };
 
 class Table final : public std::enable_shared_from_this<Table>, public EvictionSource {
@@ -190,8 +203,19 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   int64_t EvictableKeys(EvictionPolicy policy) override;
   bool Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms,
               EvictionCandidate* out) override;
-  // Deletes the victims still unchanged since they were sampled, as one journaled delete.
+  // Deletes the victims still unchanged since they were sampled, as one journaled delete; with a
+  // disk tier, moves them there instead (AttachTier).
   int64_t Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) override;
+  bool Demotes() const override { return tier_.load(std::memory_order_acquire) != nullptr; }
+
+  // Disk tier (docs/tiering.md): from now on, rows the memory limit takes from this table move
+  // to a file in `options.directory` instead of being dropped, and stay readable: a read, write,
+  // delete or scan of a cold row reads its record from disk; a read of one queues it to be
+  // promoted back (PromoteQueued). Once per table, before it is shared.
+  Status AttachTier(const TierOptions& options);
+  // Moves the cold rows reads asked for back to memory (making room for them first); returns
+  // how many. For a background thread (Catalog's maintenance).
+  int64_t PromoteQueued();
 
   // Online schema change (engine/schema_change.h): builds the table this one becomes under
   // `changed` (the same name, id `id`), copying every row while reads and writes go on; writes
@@ -314,6 +338,23 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   Capture* capture_ = nullptr;        // under write_mutex_: during a Rebuild
   std::shared_ptr<Table> successor_;  // under write_mutex_
   std::vector<uint32_t> free_rows_;   // writer only
+  // Disk tier (table_tier.cc). Writer: demotes the victims still unchanged since they were
+  // sampled; returns how many moved.
+  int64_t Demote(const std::vector<EvictionCandidate>& victims);
+  // Writer: the keys of a write that are cold, moved back to memory first (so that the write
+  // path finds every key it touches in memory). `hashes[i]`: key i's.
+  Status PromoteKeys(const KeyColumn& keys, int64_t n, const uint64_t* hashes);
+  // Any thread: asks for the cold row whose stored key is `key` to be promoted.
+  void QueuePromotion(std::string key) const;
+  // Writer: a row for the record `image` (its row image, heap references into `heap`), put in
+  // place of the cold entry (hash, location). Preconditions: rows and heap reserved.
+  template <typename Heap>
+  void InstallRecord(const std::byte* image, const Heap& heap, uint64_t hash, uint32_t location,
+                     uint32_t record_bytes);
+  // The record size a read of a cold row should fetch (about the largest seen).
+  uint32_t ExpectedRecordBytes() const;
+  TierFile* tier() const { return tier_.load(std::memory_order_acquire); }
+
   // Writer only: WriteSparse's scratch, reserved before a write's rows change.
   std::vector<std::pair<uint16_t, std::string_view>> sparse_entries_, sparse_old_;
   std::string sparse_blob_;
@@ -336,6 +377,21 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
 
   std::mutex limit_mutex_;  // AttachMemoryLimit
   std::atomic<MemoryLimit*> limit_{nullptr};
+
+  std::unique_ptr<TierFile> tier_owner_;  // set once, by AttachTier
+  std::atomic<TierFile*> tier_{nullptr};
+  std::atomic<int64_t> cold_rows_{0};
+  std::atomic<uint64_t> record_bytes_sum_{0};  // of every record demoted
+  std::mutex tier_error_mutex_;
+  std::string tier_error_;  // under tier_error_mutex_: the last demotion's failure
+  std::atomic<int64_t> stat_demoted_{0}, stat_promoted_{0};
+  // Scans in progress: while any is, rows promoted take fresh row positions (never a freed
+  // one a scan may have passed), so that a scan meets every row (table_read.cc).
+  mutable std::atomic<int> active_scans_{0};
+  // Cold rows reads found, to be promoted (PromoteQueued): their stored keys.
+  mutable std::mutex promote_mutex_;
+  mutable std::vector<std::string> promote_queue_;  // under promote_mutex_
+  mutable size_t promote_queue_bytes_ = 0;          // under promote_mutex_
 };
 
 }  // namespace quiver

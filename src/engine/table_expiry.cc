@@ -71,13 +71,19 @@ void Table::AttachMemoryLimit(MemoryLimit* limit) {
 }
 
 uint64_t Table::UsedMemory() const {
-  return static_cast<uint64_t>(std::max<int64_t>(0, row_count_.load(std::memory_order_relaxed))) *
-             layout_.row_width() +
+  // Rows in memory: cold rows hold only their index entry here.
+  const int64_t resident =
+      row_count_.load(std::memory_order_relaxed) - cold_rows_.load(std::memory_order_relaxed);
+  return static_cast<uint64_t>(std::max<int64_t>(0, resident)) * layout_.row_width() +
          stat_index_bytes_.load(std::memory_order_relaxed) +
          stat_heap_live_.load(std::memory_order_relaxed);
 }
 
 int64_t Table::EvictableKeys(EvictionPolicy policy) {
+  // With a tier, any row in memory may move to disk, whatever the policy.
+  if (Demotes()) {
+    return row_count_.load(std::memory_order_relaxed) - cold_rows_.load(std::memory_order_relaxed);
+  }
   return IsVolatile(policy) ? stat_expiring_.load(std::memory_order_relaxed)
                             : row_count_.load(std::memory_order_relaxed);
 }
@@ -94,11 +100,14 @@ uint64_t Table::HeapBytesOf(const std::byte* row) const {
 bool Table::Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms, EvictionCandidate* out) {
   std::lock_guard<std::mutex> lock(write_mutex_);
   uint32_t row_id = HashIndex::kNoRow;
-  if (IsVolatile(policy)) {
+  if (IsVolatile(policy) && !Demotes()) {
     if (expiring_.empty()) return false;
     row_id = expiring_[random % expiring_.size()];
   } else {
-    if (next_row_ == 0 || row_count_.load(std::memory_order_relaxed) == 0) return false;
+    if (next_row_ == 0 ||
+        row_count_.load(std::memory_order_relaxed) == cold_rows_.load(std::memory_order_relaxed)) {
+      return false;
+    }
     // The first row in use at or after a random row. Rows in use are dense unless many were
     // deleted (their slots are reused first): the walk is 1 / density rows long on average.
     const uint64_t start = random % next_row_;
@@ -136,6 +145,10 @@ bool Table::Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms, Evict
 }
 
 int64_t Table::Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) {
+  if (Demotes()) {
+    std::lock_guard<std::mutex> lock(write_mutex_);
+    return successor_ != nullptr ? 0 : Demote(victims);  // replaced: the successor does its own
+  }
   const bool composite = schema_.composite_key();
   const bool int_keys = !composite && schema_.key().type->id() == arrow::Type::INT64;
   Result<int64_t> evicted = Journaled<int64_t>(
@@ -202,6 +215,8 @@ int64_t Table::CountLive(const arrow::Array& keys) const {
     for (uint32_t candidate = HashIndex::NextCandidate(index, hash, &position);
          candidate != HashIndex::kNoRow;
          candidate = HashIndex::NextCandidate(index, hash, &position)) {
+      // A cold row is not counted: a write of it promotes it, which takes room like a new row.
+      if (IsColdRow(candidate)) continue;
       std::byte* row = rows_.Row(candidate);
       bool matched;
       uint32_t sequence;

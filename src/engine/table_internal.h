@@ -20,11 +20,67 @@
 #include "engine/key_column.h"
 #include "engine/keys.h"
 #include "engine/row_copy.h"
+#include "engine/row_gather.h"
 #include "engine/row_layout.h"
 #include "engine/sparse_row.h"
 #include "engine/table.h"
+#include "engine/tier_format.h"
 
 namespace quiver {
+
+// The bytes behind the heap references of rows that may be records read from the disk tier
+// (engine/tier_format.h): a reference with kTierRefBit is buffer << 48 | offset into one of
+// `buffers`, which a read filled; any other is the table's heap's.
+struct ColdHeap {
+  const Heap* heap;
+  std::vector<std::pair<const std::byte*, size_t>> buffers;
+
+  static constexpr int kBufferShift = 48;
+  static HeapRef Ref(size_t buffer, size_t offset) {
+    return kTierRefBit | uint64_t{buffer} << kBufferShift | offset;
+  }
+  const std::byte* View(HeapRef ref, size_t size) const {
+    if ((ref & kTierRefBit) == 0) return heap->View(ref, size);
+    const size_t buffer = (ref & ~kTierRefBit) >> kBufferShift;
+    const size_t offset = ref & ((uint64_t{1} << kBufferShift) - 1);
+    if (buffer >= buffers.size()) return nullptr;
+    const auto& [base, bytes] = buffers[buffer];
+    if (offset > bytes || size > bytes - offset) return nullptr;
+    return base + offset;
+  }
+  HeapResolver Resolver() const {
+    return HeapResolver{this, [](const void* context, HeapRef ref, size_t size) {
+                          return static_cast<const ColdHeap*>(context)->View(ref, size);
+                        }};
+  }
+};
+
+// A record's row image (engine/tier_format.h) made readable in place: each heap reference of
+// over 8 bytes, relative to the record's start, becomes ColdHeap::Ref(buffer, its offset in
+// that buffer). `record` begins at `offset` in buffer `buffer`.
+inline void RebaseRecord(std::byte* record, const RowLayout& layout, size_t buffer, size_t offset) {
+  std::byte* image = record + kTierRecordHeaderBytes;
+  for (const ColumnLayout& slot : layout.var_slots()) {
+    VarRef ref = LoadVarRef(image + slot.offset, slot.width);
+    if (ref.length <= kVarInlineBytes) continue;
+    const HeapRef relative = HeapRefOf(ref) & ~kTierRefBit;
+    const HeapRef absolute = ColdHeap::Ref(buffer, offset + relative);
+    std::memcpy(ref.payload, &absolute, sizeof(absolute));
+    StoreVarRef(image + slot.offset, slot.width, ref);
+  }
+}
+
+// The header fields of a record.
+inline uint32_t RecordLength(const std::byte* record) {
+  uint32_t length;
+  std::memcpy(&length, record + 4, sizeof(length));
+  return length;
+}
+inline uint64_t RecordHash(const std::byte* record) {
+  uint64_t hash;
+  std::memcpy(&hash, record + 8, sizeof(hash));
+  return hash;
+}
 
 inline int64_t FirstNull(const arrow::Array& array) {
   for (int64_t i = 0; i < array.length(); ++i) {
@@ -36,6 +92,7 @@ inline int64_t FirstNull(const arrow::Array& array) {
 // Whether the key column at `layout` of `row` holds `key` (an int64's 8 bytes, or a string's).
 // For readers, meaningful only once their seqlock check passed; the writer calls it on rows only
 // it changes.
+template <typename Heap>
 [[gnu::always_inline]] inline bool ColumnHolds(const std::byte* row, const ColumnLayout& layout,
                                                std::string_view key, const Heap& heap) {
   if (layout.physical == Physical::kFixed) {
@@ -53,6 +110,7 @@ inline int64_t FirstNull(const arrow::Array& array) {
 
 // Whether `row` holds `key`: a single key column's bytes, or a composite key's encoded bytes,
 // each part compared with its column (ColumnHolds's conditions apply).
+template <typename Heap>
 [[gnu::always_inline]] inline bool KeyMatches(const std::byte* row, const RowLayout& layout,
                                               std::string_view key, const Heap& heap) {
   if (!layout.composite_key()) [[likely]] {
@@ -65,8 +123,9 @@ inline int64_t FirstNull(const arrow::Array& array) {
 }
 
 // The bytes of the key column at `layout` of `row` (the writer's, on its own rows).
-inline std::string_view ColumnBytes(const std::byte* row, const ColumnLayout& layout,
-                                    const Heap& heap, VarRef* scratch) {
+template <typename Heap>
+std::string_view ColumnBytes(const std::byte* row, const ColumnLayout& layout, const Heap& heap,
+                             VarRef* scratch) {
   if (layout.physical == Physical::kFixed) {
     CopyFromRow(scratch->payload, row + layout.offset, sizeof(int64_t));
     return {reinterpret_cast<const char*>(scratch->payload), sizeof(int64_t)};
@@ -81,7 +140,8 @@ inline std::string_view ColumnBytes(const std::byte* row, const ColumnLayout& la
 
 // The key bytes a row holds, as KeyColumn::Bytes gives them: a composite key's parts encoded
 // (engine/keys.h). The writer's, on its own rows.
-inline std::string StoredKey(const std::byte* row, const RowLayout& layout, const Heap& heap) {
+template <typename Heap>
+std::string StoredKey(const std::byte* row, const RowLayout& layout, const Heap& heap) {
   VarRef scratch;
   if (!layout.composite_key()) return std::string(ColumnBytes(row, layout.key(), heap, &scratch));
   std::string key;

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "common/arrow_status.h"
+#include "common/crc32c.h"
 #include "common/hash.h"
 #include "engine/row_gather.h"
 #include "engine/table.h"
@@ -15,16 +16,6 @@
 namespace quiver {
 
 // Reads and scans: rows copied under their seqlocks into Arrow arrays (engine/row_gather.h).
-
-namespace {
-
-HeapResolver HeapOf(const Heap& heap) {
-  return HeapResolver{&heap, [](const void* context, HeapRef ref, size_t size) {
-                        return static_cast<const Heap*>(context)->View(ref, size);
-                      }};
-}
-
-}  // namespace
 
 std::vector<GatherColumn> Table::GatherColumns(const std::vector<int>& columns) const {
   std::vector<GatherColumn> out;
@@ -46,7 +37,10 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
                           NormalizeKeys(schema_, keys_in, name_, "read"));
   const int64_t n = keys->length();
   KeyColumn key_column(*keys);
-  RowGather gather(GatherColumns(indices), layout_.bitmap_bytes(), n, HeapOf(heap_), name_,
+  // Heap references resolve into the heap, or into the records cold rows were read into.
+  ColdHeap cold_heap{&heap_, {}};
+  std::vector<std::unique_ptr<AlignedBuffer>> cold_buffers;
+  RowGather gather(GatherColumns(indices), layout_.bitmap_bytes(), n, cold_heap.Resolver(), name_,
                    &layout_.sparse_widths());
   QUIVER_RETURN_NOT_OK(gather.Init());
   QUIVER_ASSIGN_OR_RETURN_ARROW(std::shared_ptr<arrow::Buffer> found_bits,
@@ -64,44 +58,36 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
   // Under an LRU or LFU memory policy each row found has its access clock stamped.
   const MemoryLimit* limit = limit_.load(std::memory_order_acquire);
   const EvictionPolicy policy = limit != nullptr ? limit->Policy() : EvictionPolicy::kNoEviction;
-  const bool touch = IsLru(policy) || IsLfu(policy), lfu = IsLfu(policy);
+  TierFile* const tier = this->tier();
+  // Under noeviction a tiered table still keeps the clock: it picks the rows to move to disk.
+  const bool touch =
+      IsLru(policy) || IsLfu(policy) || (tier != nullptr && policy == EvictionPolicy::kNoEviction);
+  const bool lfu = IsLfu(policy);
+  // Keys whose candidate is a cold row: read from disk after the pipeline, all at once.
+  struct Cold {
+    int64_t i;
+    uint32_t location;
+    size_t position;  // the probe position after it
+  };
+  std::vector<Cold> cold;
   arrow::ArrayVector arrays;
   {
     ReaderGate::Section section = gate_.Enter();
     const HashIndex::Array& index = *index_->current();
-    // A software pipeline keeps a steady number of cache misses in flight: key i is hashed and
-    // its index slot prefetched, key i - kDistance has its slot read and its row prefetched, and
-    // key i - 2 * kDistance is copied.
-    constexpr int64_t kDistance = 12;
-    std::unique_ptr<std::byte*[]> first_row(new std::byte*[n]);  // nullptr: no candidate
-    std::unique_ptr<size_t[]> next_position(new size_t[n]);      // probe position after it
-    for (int64_t step = 0; step < n + 2 * kDistance; ++step) {
-      if (step < n) {
-        hashes[step] = HashBytes(key_column.Bytes(step));
-        HashIndex::Prefetch(index, hashes[step]);
-      }
-      if (const int64_t i = step - kDistance; i >= 0 && i < n) {
-        size_t position = HashIndex::Home(index, hashes[i]);
-        const uint32_t candidate = HashIndex::NextCandidate(index, hashes[i], &position);
-        next_position[i] = position;
-        first_row[i] = nullptr;
-        if (candidate != HashIndex::kNoRow) {
-          std::byte* row = rows_.Row(candidate);
-          first_row[i] = row;
-          __builtin_prefetch(row);
-          __builtin_prefetch(row + row_width - 1);
-        }
-      }
-      const int64_t i = step - 2 * kDistance;
-      if (i < 0) continue;
-      // Copy key i from the first row that holds it, while that row is in L1.
+    // Key i from the rows among its candidates, starting with `candidate` and going on from
+    // probe `position`: found (copied), missing, or deferred to the cold rows' read.
+    const auto lookup = [&](int64_t i, uint32_t candidate, size_t position) {
       const std::string_view key = key_column.Bytes(i);
-      size_t position = next_position[i];
       bool matched = false, expired = false;
       int64_t expire_at = 0;
       const std::byte* hit = nullptr;
       // Stop at the first row holding the key: probing on would touch more index lines.
-      for (std::byte* row = first_row[i]; row != nullptr;) {
+      while (candidate != HashIndex::kNoRow) {
+        if (IsColdRow(candidate)) {
+          cold.push_back(Cold{i, ColdLocation(candidate), position});
+          return;
+        }
+        std::byte* row = rows_.Row(candidate);
         uint32_t sequence;
         do {
           sequence = SeqlockReadBegin(row);
@@ -114,8 +100,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
           hit = row;
           break;
         }
-        const uint32_t next = HashIndex::NextCandidate(index, hashes[i], &position);
-        row = next == HashIndex::kNoRow ? nullptr : rows_.Row(next);
+        candidate = HashIndex::NextCandidate(index, hashes[i], &position);
       }
       if (matched && !expired) {
         arrow::bit_util::SetBit(found, i);
@@ -124,6 +109,72 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
         if (options.with_ttl) expiry[static_cast<size_t>(i)] = expire_at;
       } else {
         gather.SetMissing(i);
+      }
+    };
+    // A software pipeline keeps a steady number of cache misses in flight: key i is hashed and
+    // its index slot prefetched, key i - kDistance has its slot read and its row prefetched, and
+    // key i - 2 * kDistance is copied.
+    constexpr int64_t kDistance = 12;
+    std::unique_ptr<uint32_t[]> first_candidate(new uint32_t[n]);
+    std::unique_ptr<size_t[]> next_position(new size_t[n]);  // probe position after it
+    for (int64_t step = 0; step < n + 2 * kDistance; ++step) {
+      if (step < n) {
+        hashes[step] = HashBytes(key_column.Bytes(step));
+        HashIndex::Prefetch(index, hashes[step]);
+      }
+      if (const int64_t i = step - kDistance; i >= 0 && i < n) {
+        size_t position = HashIndex::Home(index, hashes[i]);
+        const uint32_t candidate = HashIndex::NextCandidate(index, hashes[i], &position);
+        next_position[i] = position;
+        first_candidate[i] = candidate;
+        if (candidate != HashIndex::kNoRow && !IsColdRow(candidate)) {
+          std::byte* row = rows_.Row(candidate);
+          __builtin_prefetch(row);
+          __builtin_prefetch(row + row_width - 1);
+        }
+      }
+      const int64_t i = step - 2 * kDistance;
+      if (i < 0) continue;
+      // Copy key i from the first row that holds it, while that row is in L1.
+      lookup(i, first_candidate[i], next_position[i]);
+    }
+    // The cold rows, read in one batch; a record of another key (the same tag) sends its key on
+    // along its probe run, perhaps to another cold row and another round.
+    while (!cold.empty()) {
+      std::vector<Cold> round;
+      round.swap(cold);
+      std::vector<uint32_t> locations;
+      locations.reserve(round.size());
+      for (const Cold& c : round) locations.push_back(c.location);
+      auto& buffer = cold_buffers.emplace_back(std::make_unique<AlignedBuffer>());
+      std::vector<size_t> offsets;
+      QUIVER_RETURN_NOT_OK(tier->Read(locations.data(), locations.size(), ExpectedRecordBytes(),
+                                      row_width, buffer.get(), &offsets));
+      const size_t number = cold_heap.buffers.size();
+      cold_heap.buffers.emplace_back(buffer->data(), buffer->capacity());
+      for (size_t k = 0; k < round.size(); ++k) {
+        const Cold& c = round[k];
+        std::byte* record = buffer->data() + offsets[k];
+        RebaseRecord(record, layout_, number, offsets[k]);
+        const std::byte* image = record + kTierRecordHeaderBytes;
+        const std::string_view key = key_column.Bytes(c.i);
+        if (RecordHash(record) != hashes[c.i] || !KeyMatches(image, layout_, key, cold_heap)) {
+          size_t position = c.position;
+          lookup(c.i, HashIndex::NextCandidate(index, hashes[c.i], &position), position);
+          continue;
+        }
+        uint64_t meta;
+        std::memcpy(&meta, image, sizeof(meta));
+        const auto expire_at = static_cast<int64_t>(meta & kRowExpiryMask);
+        if (IsDue(expire_at, now)) {
+          gather.SetMissing(c.i);
+          continue;
+        }
+        gather.Copy(image, c.i);
+        arrow::bit_util::SetBit(found, c.i);
+        ++found_count;
+        if (options.with_ttl) expiry[static_cast<size_t>(c.i)] = expire_at;
+        if (touch) QueuePromotion(std::string(key));
       }
     }
     QUIVER_ASSIGN_OR_RETURN(arrays, gather.Finish(n, found));
@@ -145,13 +196,22 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
 // ---------------------------------------------------------------------------------------------
 // Scan.
 
+// A scan meets every row that lives from its start to its end, though rows move between memory
+// and the disk tier meanwhile: each batch reads the tier's records from where the last stopped to
+// its end, then the rows in memory likewise. A row moves only ahead of both positions: demoted
+// rows are appended to the tier; promoted rows take fresh row positions while a scan runs; the
+// tier's records keep their order (segments are read in the order they were filled). A tiered
+// table's scan ends only once, under the write lock (nothing moving), both positions are at the
+// end. A row may be met twice (in memory, then on disk): the same values, or a later write's,
+// which the journal replays after a snapshot anyway.
 class Table::Scanner : public arrow::RecordBatchReader {
  public:
   Scanner(std::shared_ptr<const Table> table, int64_t max_batch_rows, bool with_expiry)
       : table_(std::move(table)),
         schema_(table_->schema_.ToArrow()),
         max_batch_rows_(max_batch_rows),
-        with_expiry_(with_expiry) {
+        with_expiry_(with_expiry),
+        tier_(table_->tier()) {
     for (int i = 0; i < table_->schema_.num_columns(); ++i) columns_.push_back(i);
     if (with_expiry) {
       schema_ = *schema_->AddField(
@@ -159,18 +219,41 @@ class Table::Scanner : public arrow::RecordBatchReader {
           arrow::field("quiver_expire_at_ms", arrow::int64(), /*nullable=*/true,
                        arrow::key_value_metadata({std::string(kExpireAtMetadata)}, {"true"})));
     }
+    table_->active_scans_.fetch_add(1, std::memory_order_acq_rel);
   }
+  ~Scanner() override { table_->active_scans_.fetch_sub(1, std::memory_order_acq_rel); }
 
   std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
 
   arrow::Status ReadNext(std::shared_ptr<arrow::RecordBatch>* batch) override {
     *batch = nullptr;
+    while (!done_) {
+      ARROW_RETURN_NOT_OK(Produce(batch));
+      if (*batch != nullptr) return arrow::Status::OK();
+      if (tier_ == nullptr) {
+        done_ = true;
+      } else {
+        // The end, unless rows moved ahead meanwhile: judged with nothing moving.
+        std::lock_guard<std::mutex> lock(table_->write_mutex_);
+        done_ = cursor_ >= table_->next_row_ && TierAtEnd();
+      }
+    }
+    return arrow::Status::OK();
+  }
+
+ private:
+  // Variable-length bytes per batch, about.
+  static constexpr uint64_t kMaxBatchVarBytes = 64 << 20;
+  // What one batch reads of the tier at most (more for a longer record).
+  static constexpr size_t kTierChunkBytes = 4 << 20;
+
+  // One batch of what lies between the positions and the ends now; none when nothing does.
+  arrow::Status Produce(std::shared_ptr<arrow::RecordBatch>* batch) {
+    buffers_.clear();  // the last batch's, copied into it
     const uint32_t limit = table_->scan_limit_.load(std::memory_order_acquire);
-    if (cursor_ >= limit) return arrow::Status::OK();
-    // Batches end at max_batch_rows rows or about 64 MiB of variable-length bytes.
-    constexpr uint64_t kMaxBatchVarBytes = 64 << 20;
+    ColdHeap cold_heap{&table_->heap_, {}};
     RowGather gather(table_->GatherColumns(columns_), table_->layout_.bitmap_bytes(),
-                     max_batch_rows_, HeapOf(table_->heap_), table_->name_,
+                     max_batch_rows_, cold_heap.Resolver(), table_->name_,
                      &table_->layout_.sparse_widths());
     Status init = gather.Init();
     if (!init.ok()) return arrow::Status::OutOfMemory(init.message());
@@ -180,10 +263,20 @@ class Table::Scanner : public arrow::RecordBatchReader {
     const int64_t now = table_->clock_();
     std::vector<int64_t> expiry;
     if (with_expiry_) expiry.resize(static_cast<size_t>(max_batch_rows_));
+    const auto emit = [&](const std::byte* row, int64_t expire_at) {
+      gather.Copy(row, produced);
+      if (with_expiry_) expiry[static_cast<size_t>(produced)] = expire_at;
+      var_bytes += gather.VarBytes(produced++);
+    };
+    const auto full = [&] { return produced >= max_batch_rows_ || var_bytes >= kMaxBatchVarBytes; };
     {
       ReaderGate::Section section = table_->gate_.Enter();
+      if (tier_ != nullptr) {
+        const Status read = ReadTier(emit, full, now, &cold_heap);
+        if (!read.ok()) return arrow::Status::IOError(read.message());
+      }
       // Stretches of deleted rows produce nothing: go on until a row is live or the end.
-      while (cursor_ < limit && produced < max_batch_rows_ && var_bytes < kMaxBatchVarBytes) {
+      while (cursor_ < limit && !full()) {
         std::byte* row = table_->rows_.Row(cursor_++);
         bool live;
         int64_t expire_at;
@@ -198,7 +291,7 @@ class Table::Scanner : public arrow::RecordBatchReader {
         if (with_expiry_) expiry[static_cast<size_t>(produced)] = expire_at;
         var_bytes += gather.VarBytes(produced++);
       }
-      if (produced == 0) return arrow::Status::OK();  // the end
+      if (produced == 0) return arrow::Status::OK();
       auto finished = gather.Finish(produced, nullptr);
       if (!finished.ok()) return arrow::Status::Invalid(finished.status().message());
       arrays = std::move(finished).value();
@@ -217,13 +310,102 @@ class Table::Scanner : public arrow::RecordBatchReader {
     return arrow::Status::OK();
   }
 
- private:
+  // The segment the tier position is in, or the next one filled after it; false at the end.
+  bool TierSegment(TierFile::SegmentInfo* out) const {
+    for (const TierFile::SegmentInfo& segment : tier_->Segments()) {
+      if (segment.sequence < sequence_) continue;
+      if (segment.sequence == sequence_ && segment.fill <= position_) continue;
+      *out = segment;
+      return true;
+    }
+    return false;
+  }
+  bool TierAtEnd() const {
+    TierFile::SegmentInfo unused;
+    return !TierSegment(&unused);
+  }
+
+  // Inside the gate: the live records from the tier position on, until `full()`. Records stay
+  // readable while the section lasts; a record is live when the index points at it.
+  template <typename Emit, typename Full>
+  Status ReadTier(const Emit& emit, const Full& full, int64_t now, ColdHeap* cold_heap) {
+    const HashIndex::Array& index = *table_->index_->current();
+    const uint32_t width = table_->layout_.row_width();
+    TierFile::SegmentInfo segment;
+    while (!full() && TierSegment(&segment)) {
+      if (segment.sequence != sequence_) {
+        sequence_ = segment.sequence;
+        position_ = 0;
+      }
+      const uint64_t base = uint64_t{segment.number} * kTierSegmentBytes;
+      const uint64_t begin = position_ / TierFile::kBlockBytes * TierFile::kBlockBytes;
+      uint64_t end = std::min<uint64_t>(segment.fill, begin + kTierChunkBytes);
+      end = (end + TierFile::kBlockBytes - 1) / TierFile::kBlockBytes * TierFile::kBlockBytes;
+      auto& buffer = buffers_.emplace_back(std::make_unique<AlignedBuffer>());
+      QUIVER_RETURN_NOT_OK(tier_->ReadRange(base + begin, end - begin, buffer.get()));
+      cold_heap->buffers.emplace_back(buffer->data(), end - begin);
+      const uint64_t first = position_;
+      while (position_ < segment.fill && !full()) {
+        const size_t at = position_ - begin;
+        if (end - begin - at < kTierRecordHeaderBytes) break;
+        std::byte* record = buffer->data() + at;
+        const uint32_t length = RecordLength(record);
+        if (length < kTierRecordHeaderBytes + width || length > kTierSegmentBytes) {
+          return Status::Corruption("table '" + table_->name_ + "': tier file " + tier_->path() +
+                                    ": no record at " + std::to_string(base + position_));
+        }
+        if (at + length > end - begin) {
+          if (position_ > first) break;  // the next chunk starts with it
+          // Longer than a chunk: read whole, alone.
+          const uint64_t span = (at + length + TierFile::kBlockBytes - 1) / TierFile::kBlockBytes *
+                                TierFile::kBlockBytes;
+          QUIVER_RETURN_NOT_OK(tier_->ReadRange(base + begin, span, buffer.get()));
+          cold_heap->buffers.back() = {buffer->data(), span};
+          EmitRecord(buffer->data() + at, base, length, index, now, *cold_heap, emit);
+          break;
+        }
+        EmitRecord(record, base, length, index, now, *cold_heap, emit);
+      }
+    }
+    return corrupt_;
+  }
+
+  // A record at the tier position, if it is live and not expired; moves the position past it.
+  template <typename Emit>
+  void EmitRecord(std::byte* record, uint64_t base, uint32_t length, const HashIndex::Array& index,
+                  int64_t now, const ColdHeap& cold_heap, const Emit& emit) {
+    const auto location = static_cast<uint32_t>((base + position_) / kTierUnitBytes);
+    position_ += uint64_t{TierUnits(length)} * kTierUnitBytes;
+    if (!HashIndex::Contains(index, RecordHash(record), ColdRow(location))) return;
+    uint32_t crc;
+    std::memcpy(&crc, record, sizeof(crc));
+    if (Crc32c(record + 4, length - 4) != crc) {
+      corrupt_ = Status::Corruption("table '" + table_->name_ + "': tier file " + tier_->path() +
+                                    ": the record at " + std::to_string(TierOffset(location)) +
+                                    " fails its checksum");
+      return;
+    }
+    RebaseRecord(record, table_->layout_, cold_heap.buffers.size() - 1,
+                 static_cast<size_t>(record - cold_heap.buffers.back().first));
+    const std::byte* image = record + kTierRecordHeaderBytes;
+    uint64_t meta;
+    std::memcpy(&meta, image, sizeof(meta));
+    const auto expire_at = static_cast<int64_t>(meta & kRowExpiryMask);
+    if (!IsDue(expire_at, now)) emit(image, expire_at);
+  }
+
   std::shared_ptr<const Table> table_;
   std::shared_ptr<arrow::Schema> schema_;
   std::vector<int> columns_;
   int64_t max_batch_rows_;
   bool with_expiry_;
-  uint32_t cursor_ = 0;
+  TierFile* const tier_;
+  uint32_t cursor_ = 0;  // the next row position in memory
+  // The tier position: the segment filled `sequence_`-th, `position_` bytes into it.
+  uint64_t sequence_ = 0, position_ = 0;
+  std::vector<std::unique_ptr<AlignedBuffer>> buffers_;  // the batch's tier reads
+  Status corrupt_;  // a record that failed its checksum: the scan fails
+  bool done_ = false;
 };
 
 uint32_t Table::ScanKeys(uint32_t cursor, size_t count, std::vector<std::string>* keys) const {

@@ -56,7 +56,8 @@ uint32_t Table::FindRowForWriter(uint64_t hash, std::string_view key) const {
   size_t position = HashIndex::Home(index, hash);
   for (uint32_t row = HashIndex::NextCandidate(index, hash, &position); row != HashIndex::kNoRow;
        row = HashIndex::NextCandidate(index, hash, &position)) {
-    if (KeyMatches(rows_.Row(row), layout_, key, heap_)) return row;
+    // A cold entry is another key's: the write promoted its own keys' (PromoteKeys).
+    if (!IsColdRow(row) && KeyMatches(rows_.Row(row), layout_, key, heap_)) return row;
   }
   return HashIndex::kNoRow;
 }
@@ -263,6 +264,8 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
   std::vector<uint64_t> hashes(n);
   std::vector<uint32_t> existing(n);
   for (int64_t i = 0; i < n; ++i) hashes[i] = HashBytes(key_column.Bytes(i));
+  // Cold rows the batch writes come back to memory first (their stored values may be kept).
+  QUIVER_RETURN_NOT_OK(PromoteKeys(key_column, n, hashes.data()));
   size_t new_keys = 0;
   {
     const HashIndex::Array& index = *index_->current();
@@ -375,7 +378,9 @@ Result<UpsertResult> Table::UpsertLocked(const arrow::RecordBatch& input, WriteM
       const std::string_view key = key_column.Bytes(i);
       row_id = index_->FindForInsert(
           hashes[i],
-          [&](uint32_t candidate) { return KeyMatches(rows_.Row(candidate), layout_, key, heap_); },
+          [&](uint32_t candidate) {
+            return !IsColdRow(candidate) && KeyMatches(rows_.Row(candidate), layout_, key, heap_);
+          },
           &insert_at);
     }
     if (row_id != HashIndex::kNoRow) {
@@ -425,15 +430,19 @@ Result<int64_t> Table::ReplayDelete(const arrow::Array& keys, uint64_t lsn) {
 Result<int64_t> Table::DeleteLocked(const arrow::Array& keys_in, WriteMode mode, uint64_t* lsn) {
   QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::Array> keys,
                           NormalizeKeys(schema_, keys_in, name_, "delete"));
+  KeyColumn key_column(*keys);
+  std::vector<uint64_t> hashes(static_cast<size_t>(keys->length()));
+  for (int64_t i = 0; i < keys->length(); ++i) hashes[i] = HashBytes(key_column.Bytes(i));
+  // Cold rows are deleted as rows in memory: promoted first (which changes nothing they hold).
+  QUIVER_RETURN_NOT_OK(PromoteKeys(key_column, keys->length(), hashes.data()));
   if (journal_ != nullptr && mode == WriteMode::kJournaled && keys->length() > 0) {
     QUIVER_ASSIGN_OR_RETURN(*lsn, journal_->LogDelete(id_, *keys));
   }
-  KeyColumn key_column(*keys);
   // Replay only needs the state right, not the count: it never sees a row as expired.
   const int64_t now = mode == WriteMode::kJournaled ? clock_() : 0;
   int64_t deleted = 0;
   for (int64_t i = 0; i < keys->length(); ++i) {
-    const uint64_t hash = HashBytes(key_column.Bytes(i));
+    const uint64_t hash = hashes[i];
     const uint32_t row_id = FindRowForWriter(hash, key_column.Bytes(i));
     if (row_id == HashIndex::kNoRow) continue;
     if (!ExpiredAt(row_id, now)) ++deleted;  // an expired row was gone already
