@@ -105,6 +105,10 @@ int Run(ServerConfig options) {
   storage.keyspace_durable = !options.kv_memory_only;
   instance_options.maxmemory = static_cast<uint64_t>(options.maxmemory);
   instance_options.policy = *kv::ParsePolicy(options.maxmemory_policy);
+  instance_options.tier_dir = options.tier_dir;
+  instance_options.tier_io = options.tier_io == "uring"   ? TierIo::kUring
+                             : options.tier_io == "pread" ? TierIo::kPread
+                                                          : TierIo::kAuto;
   instance_options.table_separator = options.resp_table_separator;
   instance_options.shm_socket = ShmSocketPath(options);
   const std::string instance_options_shm =

@@ -7,9 +7,17 @@ namespace quiver {
 Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
   std::unique_ptr<Instance> instance(new Instance());
   const bool publish = !options.shm_socket.empty();
+  std::optional<TierOptions> tier;
+  if (!options.tier_dir.empty()) {
+    QUIVER_ASSIGN_OR_RETURN(instance->tier_dir_, TierDirectory::Open(options.tier_dir));
+    tier = TierOptions{.directory = options.tier_dir, .io = options.tier_io};
+  }
   if (options.data_dir) {
     options.durability.data_dir = *options.data_dir;
     options.durability.publish = publish;
+    options.durability.tier = tier;
+    options.durability.maxmemory = options.maxmemory;
+    options.durability.policy = options.policy;
     if (options.backup && options.follow) {
       return Status::InvalidArgument(
           "a node either backs its data up to an object store or follows one, not both");
@@ -48,7 +56,8 @@ Result<std::unique_ptr<Instance>> Instance::Open(InstanceOptions options) {
     instance->catalog_ =
         std::make_unique<Catalog>(CatalogOptions{.limits = options.durability.limits,
                                                  .publish = publish,
-                                                 .memory_limit = instance->memory_limit_.get()});
+                                                 .memory_limit = instance->memory_limit_.get(),
+                                                 .tier = tier});
     instance->keyspace_ = std::make_unique<kv::Keyspace>();
     instance->keyspace_->SetMemoryLimit(instance->memory_limit_.get());
   }

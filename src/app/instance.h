@@ -36,6 +36,10 @@ struct InstanceOptions {
   storage::DatabaseOptions durability;
   uint64_t maxmemory = 0;  // of the tables and the keyspace together (0: none)
   EvictionPolicy policy = EvictionPolicy::kNoEviction;
+  // A disk tier for every table in this directory (engine/tier.h, docs/tiering.md): rows the
+  // memory limit takes move there instead of being dropped. Empty: none.
+  std::string tier_dir;
+  TierIo tier_io = TierIo::kAuto;
   int expiry_hz = 10;                 // active expiry cycles a second, of tables and keyspace
   std::string table_separator = ":";  // the LocalClient's HGETALL <table><separator><key>
   // Local readers in other processes attach to the tables through a Unix socket at this path
@@ -90,6 +94,7 @@ class Instance {
 
   // In memory: the limit outlives the catalog and the keyspace that count towards it.
   std::unique_ptr<MemoryLimit> memory_limit_;
+  std::unique_ptr<TierDirectory> tier_dir_;  // held (locked) while the tables use it
   std::unique_ptr<Catalog> catalog_;
   std::unique_ptr<kv::Keyspace> keyspace_;
   std::unique_ptr<objstore::Backup> backup_;  // outlives database_'s Open, stops before its Close

@@ -258,6 +258,25 @@ const std::vector<Option>& AllOptions() {
          return std::string();
        },
        [](const ServerConfig& o) { return o.data_dir; }},
+      {"--tier-dir", "tier.dir", "DIR",
+       "a disk tier for every table there (created when missing; emptied at start): rows the "
+       "memory limit takes move to disk instead of being dropped (docs/tiering.md)",
+       [](ServerConfig& o, const std::string& v, const std::string&) {
+         o.tier_dir = v;
+         return std::string();
+       },
+       [](const ServerConfig& o) { return o.tier_dir.empty() ? std::string("none") : o.tier_dir; }},
+      {"--tier-io", "tier.io", "MODE",
+       "how the tier reads: auto (io_uring where the kernel allows it, else pread), uring or "
+       "pread",
+       [](ServerConfig& o, const std::string& v, const std::string& where) {
+         if (v != "auto" && v != "uring" && v != "pread") {
+           return where + ": '" + v + "' is not one of auto, uring, pread";
+         }
+         o.tier_io = v;
+         return std::string();
+       },
+       [](const ServerConfig& o) { return o.tier_io; }},
       IntegerOption("--threads", "server.threads", "N", "HTTP threads, one io_context each",
                     &ServerConfig::threads, 1, 256),
       {"--log-level", "log.level", "LEVEL", "debug, info, warn or error",

@@ -25,6 +25,8 @@ struct ServerConfig {
   int64_t maxmemory = 0;
   std::string maxmemory_policy = "noeviction";
   std::string data_dir = "./quiver-data";
+  std::string tier_dir;  // "": no disk tier
+  std::string tier_io = "auto";
   int64_t threads = 2;
   std::string log_level = "info";
   int64_t max_request_bytes = 64 << 20;

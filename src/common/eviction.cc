@@ -115,7 +115,7 @@ uint64_t MemoryLimit::UsedLocked() const {
   return used;
 }
 
-bool MemoryLimit::MakeRoom(uint64_t need) {
+bool MemoryLimit::MakeRoom(uint64_t need, bool demote_only) {
   const uint64_t limit = MaxMemory();
   if (limit == 0) return true;
   if (need > limit) return false;
@@ -125,7 +125,7 @@ bool MemoryLimit::MakeRoom(uint64_t need) {
   std::shared_lock lock(sources_mutex_);
   // Each source's weight in sampling, taken once per call (counts change slowly meanwhile); a
   // lone source needs none. Under noeviction only sources that demote (to a disk tier) take part.
-  const bool demote_only = policy == EvictionPolicy::kNoEviction;
+  demote_only = demote_only || policy == EvictionPolicy::kNoEviction;
   std::vector<int64_t> weights;
   weights.reserve(sources_.size());
   bool any = false;

@@ -124,7 +124,9 @@ class MemoryLimit {
   uint64_t UsedMemory() const;
   // Evicts until UsedMemory() + need <= MaxMemory() (always true without a limit). False when
   // that cannot be reached; then some keys may have been evicted already (Redis alike).
-  bool MakeRoom(uint64_t need = 0);
+  // `demote_only`: only sources that demote take part, whatever the policy (recovery: nothing
+  // replayed may be dropped).
+  bool MakeRoom(uint64_t need = 0, bool demote_only = false);
   // Keys evicted by this limit so far.
   int64_t Evicted() const { return evicted_.load(std::memory_order_relaxed); }
   // Keys moved to a disk tier by this limit so far (EvictionSource::Demotes).

@@ -104,27 +104,33 @@ void MetricsRegistry::Render(std::string* out) const {
       *out += '\n';
     }
     for (const auto& [labels, histogram] : family.histograms) {
-      std::vector<uint64_t> cumulative;
-      double sum;
-      uint64_t count;
-      histogram->Read(&cumulative, &sum, &count);
-      const std::string prefix = labels.empty() ? "" : labels + ',';
-      for (size_t i = 0; i < cumulative.size(); ++i) {
-        *out += name + "_bucket{" + prefix + "le=\"";
-        AppendNumber(out, i < histogram->bounds().size() ? histogram->bounds()[i] : INFINITY);
-        *out += "\"} ";
-        AppendNumber(out, static_cast<double>(cumulative[i]));
-        *out += '\n';
-      }
-      const std::string suffix = labels.empty() ? "" : '{' + labels + '}';
-      *out += name + "_sum" + suffix + ' ';
-      AppendNumber(out, sum);
-      *out += '\n' + name + "_count" + suffix + ' ';
-      AppendNumber(out, static_cast<double>(count));
-      *out += '\n';
+      AppendHistogramSamples(out, name, labels, *histogram);
     }
   }
   for (const auto& collect : collectors_) collect(out);
+}
+
+void AppendHistogramSamples(std::string* out, std::string_view name,
+                            std::string_view rendered_labels, const HistogramMetric& histogram) {
+  std::vector<uint64_t> cumulative;
+  double sum;
+  uint64_t count;
+  histogram.Read(&cumulative, &sum, &count);
+  const std::string prefix = rendered_labels.empty() ? "" : std::string(rendered_labels) + ',';
+  for (size_t i = 0; i < cumulative.size(); ++i) {
+    *out += std::string(name) + "_bucket{" + prefix + "le=\"";
+    AppendNumber(out, i < histogram.bounds().size() ? histogram.bounds()[i] : INFINITY);
+    *out += "\"} ";
+    AppendNumber(out, static_cast<double>(cumulative[i]));
+    *out += '\n';
+  }
+  const std::string suffix =
+      rendered_labels.empty() ? "" : '{' + std::string(rendered_labels) + '}';
+  *out += std::string(name) + "_sum" + suffix + ' ';
+  AppendNumber(out, sum);
+  *out += '\n' + std::string(name) + "_count" + suffix + ' ';
+  AppendNumber(out, static_cast<double>(count));
+  *out += '\n';
 }
 
 void MetricsRegistry::AddCollector(std::function<void(std::string*)> collect) {

@@ -90,6 +90,10 @@ std::string RenderLabels(const MetricLabels& labels);
 // A sample line: `name{labels} value\n`.
 void AppendSample(std::string* out, std::string_view name, const MetricLabels& labels,
                   double value);
+// The bucket, sum and count lines of a histogram; `rendered_labels` as RenderLabels gives them
+// without the braces ("" for none).
+void AppendHistogramSamples(std::string* out, std::string_view name,
+                            std::string_view rendered_labels, const HistogramMetric& histogram);
 // HELP and TYPE lines of a family.
 void AppendFamilyHeader(std::string* out, std::string_view name, std::string_view type,
                         std::string_view help);

@@ -24,9 +24,7 @@ Result<std::shared_ptr<Table>> Catalog::CreateTable(std::string_view name, Table
       id = next_id_;
     }
     // Built outside the map lock: creating regions may take a moment.
-    QUIVER_ASSIGN_OR_RETURN(
-        table, Table::Make(std::string(name), std::move(schema), options_.limits, options_.backing,
-                           id, options_.journal, UnixMillis, options_.publish));
+    QUIVER_ASSIGN_OR_RETURN(table, MakeTable(name, std::move(schema), id));
     if (options_.journal != nullptr) {
       QUIVER_ASSIGN_OR_RETURN(lsn, options_.journal->LogCreate(id, name, table->schema()));
       table->set_applied_lsn(lsn);
@@ -139,6 +137,16 @@ Result<std::shared_ptr<Table>> Catalog::Alter(const std::shared_ptr<Table>& old,
   return table;
 }
 
+Result<std::shared_ptr<Table>> Catalog::MakeTable(std::string_view name, TableSchema schema,
+                                                  uint64_t id) {
+  QUIVER_ASSIGN_OR_RETURN(
+      std::shared_ptr<Table> table,
+      Table::Make(std::string(name), std::move(schema), options_.limits, options_.backing, id,
+                  options_.journal, UnixMillis, options_.publish));
+  if (options_.tier) QUIVER_RETURN_NOT_OK(table->AttachTier(*options_.tier));
+  return table;
+}
+
 Result<std::shared_ptr<Table>> Catalog::RestoreTable(uint64_t id, std::string_view name,
                                                      TableSchema schema) {
   QUIVER_RETURN_NOT_OK(CheckTableName(name));
@@ -149,10 +157,7 @@ Result<std::shared_ptr<Table>> Catalog::RestoreTable(uint64_t id, std::string_vi
       return Status::AlreadyExists("table '" + std::string(name) + "' already exists");
     }
   }
-  QUIVER_ASSIGN_OR_RETURN(
-      std::shared_ptr<Table> table,
-      Table::Make(std::string(name), std::move(schema), options_.limits, options_.backing, id,
-                  options_.journal, UnixMillis, options_.publish));
+  QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> table, MakeTable(name, std::move(schema), id));
   table->AttachMemoryLimit(options_.memory_limit);
   std::unique_lock lock(mutex_);
   tables_.emplace(std::string(name), table);
@@ -221,6 +226,7 @@ int64_t Catalog::ExpireCycle(int64_t budget_us) {
   int64_t reclaimed = 0;
   for (const std::shared_ptr<Table>& table : tables) {
     reclaimed += table->ExpireCycle(budget_us / static_cast<int64_t>(tables.size()) + 1);
+    table->PromoteQueued();
   }
   return reclaimed;
 }

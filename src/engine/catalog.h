@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -39,6 +40,8 @@ struct CatalogOptions {
   // Every table counts towards this limit and may be evicted from by it; may be null. It must
   // outlive the catalog.
   MemoryLimit* memory_limit = nullptr;
+  // Every table gets a disk tier there (Table::AttachTier): rows the limit takes move to disk.
+  std::optional<TierOptions> tier;
 };
 
 class Catalog {
@@ -82,7 +85,8 @@ class Catalog {
 
   // Active expiry of the tables' rows: one Table::ExpireCycle per table with a share of
   // `budget_us`; returns the rows reclaimed. StartActiveExpiry runs it `hz` times a second on a
-  // background thread (each run within a quarter of the period).
+  // background thread (each run within a quarter of the period), and with it the promotions of
+  // cold rows reads asked for (Table::PromoteQueued).
   int64_t ExpireCycle(int64_t budget_us);
   void StartActiveExpiry(int hz = 10);
   void StopActiveExpiry() { expiry_.Stop(); }  // waits for a cycle in progress
@@ -93,6 +97,9 @@ class Catalog {
   Result<std::shared_ptr<Table>> Alter(const std::shared_ptr<Table>& table,
                                        const SchemaChange& change, uint64_t new_id, bool journal,
                                        uint64_t* lsn);
+
+  // A new table, with the catalog's tier attached.
+  Result<std::shared_ptr<Table>> MakeTable(std::string_view name, TableSchema schema, uint64_t id);
 
   CatalogOptions options_;  // set once, by the constructor
   std::mutex ddl_mutex_;    // creates and drops, in journal order

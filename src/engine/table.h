@@ -48,10 +48,12 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/eviction.h"
+#include "common/metrics.h"
 #include "common/reader_gate.h"
 #include "common/result.h"
 #include "engine/hash_index.h"
@@ -216,6 +218,9 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   // Moves the cold rows reads asked for back to memory (making room for them first); returns
   // how many. For a background thread (Catalog's maintenance).
   int64_t PromoteQueued();
+  // How long reads waited for their cold rows (one observation per batch read from disk), in
+  // seconds.
+  const HistogramMetric& cold_read_seconds() const { return cold_read_seconds_; }
 
   // Online schema change (engine/schema_change.h): builds the table this one becomes under
   // `changed` (the same name, id `id`), copying every row while reads and writes go on; writes
@@ -260,6 +265,9 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   Result<T> Journaled(Locked locked, Forward forward);
   template <typename T, typename Locked>
   Result<T> Replayed(uint64_t lsn, Locked locked);
+  // Replay without making room first: for a caller that may hold a lock the memory limit takes
+  // (Rebuild's last catch-up holds this table's write lock).
+  Result<UpsertResult> ReplayWithoutRoom(const arrow::RecordBatch& batch, uint64_t lsn);
   // Under the write lock. `lsn` receives the journal's LSN (0 when nothing was recorded).
   Result<UpsertResult> UpsertLocked(const arrow::RecordBatch& batch, WriteMode mode, uint64_t* lsn,
                                     const WriteOptions& options);
@@ -298,7 +306,8 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   void WriteSparse(std::byte* row, bool is_new, const PreparedBatch& batch, int64_t i);
   // Before a write: asks the memory limit for room for what `batch` may add (kOutOfMemory when
   // it cannot be had).
-  Status MakeRoomFor(const arrow::RecordBatch& batch);
+  // `demote_only`: only by moving rows to a disk tier (replay).
+  Status MakeRoomFor(const arrow::RecordBatch& batch, bool demote_only = false);
   // How many of `keys` (normalized) are stored and live now (a reader's view).
   int64_t CountLive(const arrow::Array& keys) const;
   // The bytes a row's variable-length values take in the heap.
@@ -379,6 +388,7 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   std::atomic<MemoryLimit*> limit_{nullptr};
 
   std::unique_ptr<TierFile> tier_owner_;  // set once, by AttachTier
+  TierOptions tier_options_;              // likewise: a successor (Rebuild) gets the same
   std::atomic<TierFile*> tier_{nullptr};
   std::atomic<int64_t> cold_rows_{0};
   std::atomic<uint64_t> record_bytes_sum_{0};  // of every record demoted
@@ -388,7 +398,41 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   // Scans in progress: while any is, rows promoted take fresh row positions (never a freed
   // one a scan may have passed), so that a scan meets every row (table_read.cc).
   mutable std::atomic<int> active_scans_{0};
+  // A scan in progress as the rows that move see it: how far it read, and the rows it met
+  // already that a move put ahead of it (skipped when met again). `mutex` is held for each of
+  // its batches and by the writer moving a row.
+  struct ScanState {
+    std::mutex mutex;
+    uint32_t cursor = 0;                            // row positions below it were read
+    uint64_t tier_sequence = 0, tier_position = 0;  // the tier was read up to there
+    std::unordered_set<std::string> skip;           // stored keys
+  };
+  mutable std::mutex scans_mutex_;
+  mutable std::vector<ScanState*> scans_;  // under scans_mutex_
+  // Writer, about to move rows (in memory to disk or back): the scans in progress, each locked
+  // between its batches until this is destroyed. A row moved out of a place a scan has read
+  // goes to its `skip`: it lands where that scan has not read yet.
+  class ScansLocked {
+   public:
+    explicit ScansLocked(const Table& table);
+    // The scans that read resident position `row` / tier `location` already.
+    template <typename Each>
+    void PassedResident(uint32_t row, Each&& each) {
+      for (ScanState* scan : table_.scans_) {
+        if (row < scan->cursor) each(*scan);
+      }
+    }
+    template <typename Each>
+    void PassedTier(uint32_t location, Each&& each);
+
+   private:
+    const Table& table_;
+    std::lock_guard<std::mutex> registry_;
+    std::vector<std::unique_lock<std::mutex>> locks_;
+  };
   // Cold rows reads found, to be promoted (PromoteQueued): their stored keys.
+  mutable HistogramMetric cold_read_seconds_{
+      {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
   mutable std::mutex promote_mutex_;
   mutable std::vector<std::string> promote_queue_;  // under promote_mutex_
   mutable size_t promote_queue_bytes_ = 0;          // under promote_mutex_

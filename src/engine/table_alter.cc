@@ -2,6 +2,7 @@
 #include <arrow/compute/api_vector.h>
 #include <arrow/compute/cast.h>
 
+#include <algorithm>
 #include <string>
 
 #include "common/arrow_status.h"
@@ -114,7 +115,9 @@ Status Table::ApplyCaptured(const std::vector<CapturedWrite>& writes, const Chan
     }
     QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<arrow::RecordBatch> batch,
                             ChangedBatch(*write.upsert, schema_, changed));
-    QUIVER_RETURN_NOT_OK(successor.Replay(*batch, 0).status());
+    // Without making room: the last catch-up holds this table's write lock, which the limit may
+    // want (to move this table's rows to disk).
+    QUIVER_RETURN_NOT_OK(successor.ReplayWithoutRoom(*batch, 0).status());
   }
   return Status::OK();
 }
@@ -125,10 +128,18 @@ Result<std::shared_ptr<Table>> Table::Rebuild(
   QUIVER_ASSIGN_OR_RETURN(std::shared_ptr<Table> next,
                           Make(name_, changed.schema, limits_, backing_, id, journal_, clock_,
                                publication_ != nullptr));
+  // A tiered table's copy is tiered from the start, under the same limit: it moves rows to its
+  // own tier file as it fills.
+  if (tier() != nullptr) {
+    QUIVER_RETURN_NOT_OK(next->AttachTier(tier_options_));
+    next->AttachMemoryLimit(limit_.load(std::memory_order_acquire));
+  }
   // Room for every row now, so that the copy does not grow the index (and hold two of them) as it
-  // goes.
+  // goes; rows for those in memory.
   const auto expected = static_cast<size_t>(row_count_.load(std::memory_order_relaxed));
-  QUIVER_RETURN_NOT_OK(next->rows_.Reserve(expected));
+  const auto resident = static_cast<size_t>(std::max<int64_t>(
+      0, static_cast<int64_t>(expected) - cold_rows_.load(std::memory_order_relaxed)));
+  QUIVER_RETURN_NOT_OK(next->rows_.Reserve(resident));
   QUIVER_RETURN_NOT_OK(next->index_->Reserve(expected));
   Capture capture;
   std::vector<CapturedWrite>& captured = capture.writes;

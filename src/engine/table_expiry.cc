@@ -234,7 +234,7 @@ int64_t Table::CountLive(const arrow::Array& keys) const {
   return live;
 }
 
-Status Table::MakeRoomFor(const arrow::RecordBatch& batch) {
+Status Table::MakeRoomFor(const arrow::RecordBatch& batch, bool demote_only) {
   MemoryLimit* limit = limit_.load(std::memory_order_acquire);
   if (limit == nullptr || limit->MaxMemory() == 0) return Status::OK();
   // What the batch may add: each row as a new one, and every variable-length value.
@@ -257,7 +257,7 @@ Status Table::MakeRoomFor(const arrow::RecordBatch& batch) {
       }
     }
   }
-  if (limit->MakeRoom(need)) return Status::OK();
+  if (limit->MakeRoom(need, demote_only)) return Status::OK();
   const uint64_t max_memory = limit->MaxMemory();
   std::string message = "table '" + name_ + "': out of memory: this write may add about " +
                         std::to_string(need) + " bytes";
@@ -268,6 +268,10 @@ Status Table::MakeRoomFor(const arrow::RecordBatch& batch) {
     message += " and used memory is " + std::to_string(limit->UsedMemory()) + " of maxmemory " +
                std::to_string(max_memory) + " bytes with nothing left to evict (maxmemory-policy " +
                std::string(PolicyName(limit->Policy())) + ")";
+  }
+  if (Demotes()) {
+    std::lock_guard lock(tier_error_mutex_);
+    if (!tier_error_.empty()) message += "; its disk tier takes no rows: " + tier_error_;
   }
   return Status::OutOfMemory(std::move(message));
 }

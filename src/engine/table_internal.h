@@ -157,6 +157,38 @@ std::string StoredKey(const std::byte* row, const RowLayout& layout, const Heap&
   return key;
 }
 
+// StoredKey for a reader, inside its seqlock read: false when a (torn) reference does not
+// resolve; the seqlock check then fails and the reader retries.
+template <typename Heap>
+bool ReaderStoredKey(const std::byte* row, const RowLayout& layout, const Heap& heap,
+                     std::string* key) {
+  key->clear();
+  const std::vector<ColumnLayout>& parts = layout.key_parts();
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const ColumnLayout& part = parts[i];
+    if (part.physical == Physical::kFixed) {
+      char bytes[sizeof(int64_t)];
+      CopyFromRow(bytes, row + part.offset, sizeof(bytes));
+      key->append(bytes, sizeof(bytes));
+      continue;
+    }
+    const VarRef ref = LoadVarRef(row + part.offset, part.width);
+    if (ref.length > kMaxKeyBytes) return false;
+    if (layout.composite_key() && i + 1 < parts.size()) {
+      const auto length = static_cast<uint16_t>(ref.length);
+      key->append(reinterpret_cast<const char*>(&length), sizeof(length));
+    }
+    if (ref.length <= kVarInlineBytes) {
+      key->append(reinterpret_cast<const char*>(ref.payload), ref.length);
+      continue;
+    }
+    const std::byte* bytes = heap.View(HeapRefOf(ref), ref.length);
+    if (bytes == nullptr) return false;
+    key->append(reinterpret_cast<const char*>(bytes), ref.length);
+  }
+  return true;
+}
+
 inline int64_t ExpiryOf(const std::byte* row) {
   return static_cast<int64_t>(RowMeta(row).load(std::memory_order_relaxed) & kRowExpiryMask);
 }

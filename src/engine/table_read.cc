@@ -3,6 +3,7 @@
 #include <arrow/util/bitmap_ops.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <memory>
 
@@ -148,8 +149,11 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
       for (const Cold& c : round) locations.push_back(c.location);
       auto& buffer = cold_buffers.emplace_back(std::make_unique<AlignedBuffer>());
       std::vector<size_t> offsets;
+      const auto started = std::chrono::steady_clock::now();
       QUIVER_RETURN_NOT_OK(tier->Read(locations.data(), locations.size(), ExpectedRecordBytes(),
                                       row_width, buffer.get(), &offsets));
+      cold_read_seconds_.Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       const size_t number = cold_heap.buffers.size();
       cold_heap.buffers.emplace_back(buffer->data(), buffer->capacity());
       for (size_t k = 0; k < round.size(); ++k) {
@@ -219,9 +223,19 @@ class Table::Scanner : public arrow::RecordBatchReader {
           arrow::field("quiver_expire_at_ms", arrow::int64(), /*nullable=*/true,
                        arrow::key_value_metadata({std::string(kExpireAtMetadata)}, {"true"})));
     }
-    table_->active_scans_.fetch_add(1, std::memory_order_acq_rel);
+    if (tier_ != nullptr) {
+      std::lock_guard lock(table_->scans_mutex_);
+      table_->scans_.push_back(&state_);
+      table_->active_scans_.fetch_add(1, std::memory_order_acq_rel);
+    }
   }
-  ~Scanner() override { table_->active_scans_.fetch_sub(1, std::memory_order_acq_rel); }
+  ~Scanner() override {
+    if (tier_ == nullptr) return;
+    std::lock_guard lock(table_->scans_mutex_);
+    auto& scans = table_->scans_;
+    scans.erase(std::find(scans.begin(), scans.end(), &state_));
+    table_->active_scans_.fetch_sub(1, std::memory_order_acq_rel);
+  }
 
   std::shared_ptr<arrow::Schema> schema() const override { return schema_; }
 
@@ -248,7 +262,26 @@ class Table::Scanner : public arrow::RecordBatchReader {
   static constexpr size_t kTierChunkBytes = 4 << 20;
 
   // One batch of what lies between the positions and the ends now; none when nothing does.
+  // With a tier, under the scan's mutex: no row moves meanwhile, and the positions it reaches
+  // are what the writer sees.
   arrow::Status Produce(std::shared_ptr<arrow::RecordBatch>* batch) {
+    if (tier_ == nullptr) return ProduceLocked(batch);
+    std::lock_guard lock(state_.mutex);
+    const arrow::Status status = ProduceLocked(batch);
+    state_.cursor = cursor_;
+    state_.tier_sequence = sequence_;
+    state_.tier_position = position_;
+    return status;
+  }
+
+  // Whether a row (or record) of stored key `key` found at index entry `row` of `hash` is met
+  // here: the index still points at it, and no move put it here after it was met elsewhere.
+  bool Meets(const HashIndex::Array& index, const std::string& key, uint32_t row) const {
+    return HashIndex::Contains(index, HashBytes(key), row) &&
+           (state_.skip.empty() || state_.skip.count(key) == 0);
+  }
+
+  arrow::Status ProduceLocked(std::shared_ptr<arrow::RecordBatch>* batch) {
     buffers_.clear();  // the last batch's, copied into it
     const uint32_t limit = table_->scan_limit_.load(std::memory_order_acquire);
     ColdHeap cold_heap{&table_->heap_, {}};
@@ -276,8 +309,11 @@ class Table::Scanner : public arrow::RecordBatchReader {
         if (!read.ok()) return arrow::Status::IOError(read.message());
       }
       // Stretches of deleted rows produce nothing: go on until a row is live or the end.
+      const HashIndex::Array& index = *table_->index_->current();
+      std::string key;
       while (cursor_ < limit && !full()) {
-        std::byte* row = table_->rows_.Row(cursor_++);
+        const uint32_t row_id = cursor_++;
+        std::byte* row = table_->rows_.Row(row_id);
         bool live;
         int64_t expire_at;
         uint32_t sequence;
@@ -285,6 +321,11 @@ class Table::Scanner : public arrow::RecordBatchReader {
           sequence = SeqlockReadBegin(row);
           expire_at = ExpiryOf(row);
           live = (sequence & kSeqLive) && !IsDue(expire_at, now);
+          // With a tier, a row being moved to disk is met there instead.
+          if (live && tier_ != nullptr) {
+            live = ReaderStoredKey(row, table_->layout_, table_->heap_, &key) &&
+                   Meets(index, key, row_id);
+          }
           if (live) gather.Copy(row, produced);
         } while (!SeqlockReadValidate(row, sequence));
         if (!live) continue;
@@ -376,6 +417,8 @@ class Table::Scanner : public arrow::RecordBatchReader {
                   int64_t now, const ColdHeap& cold_heap, const Emit& emit) {
     const auto location = static_cast<uint32_t>((base + position_) / kTierUnitBytes);
     position_ += uint64_t{TierUnits(length)} * kTierUnitBytes;
+    // Live when the index points at it (the key's hash is in the record: its key is read below,
+    // once the record is known whole).
     if (!HashIndex::Contains(index, RecordHash(record), ColdRow(location))) return;
     uint32_t crc;
     std::memcpy(&crc, record, sizeof(crc));
@@ -388,6 +431,10 @@ class Table::Scanner : public arrow::RecordBatchReader {
     RebaseRecord(record, table_->layout_, cold_heap.buffers.size() - 1,
                  static_cast<size_t>(record - cold_heap.buffers.back().first));
     const std::byte* image = record + kTierRecordHeaderBytes;
+    if (!state_.skip.empty() &&
+        state_.skip.count(StoredKey(image, table_->layout_, cold_heap)) != 0) {
+      return;  // met before it moved here
+    }
     uint64_t meta;
     std::memcpy(&meta, image, sizeof(meta));
     const auto expire_at = static_cast<int64_t>(meta & kRowExpiryMask);
@@ -404,6 +451,7 @@ class Table::Scanner : public arrow::RecordBatchReader {
   // The tier position: the segment filled `sequence_`-th, `position_` bytes into it.
   uint64_t sequence_ = 0, position_ = 0;
   std::vector<std::unique_ptr<AlignedBuffer>> buffers_;  // the batch's tier reads
+  ScanState state_;                                      // with a tier: registered with the table
   Status corrupt_;  // a record that failed its checksum: the scan fails
   bool done_ = false;
 };

@@ -23,6 +23,25 @@ constexpr size_t kPromoteQueueBytes = 4 << 20;
 
 }  // namespace
 
+Table::ScansLocked::ScansLocked(const Table& table) : table_(table), registry_(table.scans_mutex_) {
+  locks_.reserve(table.scans_.size());
+  for (ScanState* scan : table.scans_) locks_.emplace_back(scan->mutex);
+}
+
+template <typename Each>
+void Table::ScansLocked::PassedTier(uint32_t location, Each&& each) {
+  if (table_.scans_.empty()) return;
+  const uint32_t segment = TierSegmentOf(location);
+  const uint64_t sequence = table_.tier()->SequenceOf(segment);
+  const uint64_t offset = TierOffset(location) - uint64_t{segment} * kTierSegmentBytes;
+  for (ScanState* scan : table_.scans_) {
+    if (sequence < scan->tier_sequence ||
+        (sequence == scan->tier_sequence && offset < scan->tier_position)) {
+      each(*scan);
+    }
+  }
+}
+
 Status Table::AttachTier(const TierOptions& options) {
   std::lock_guard lock(write_mutex_);
   if (tier_owner_ != nullptr) {
@@ -30,6 +49,7 @@ Status Table::AttachTier(const TierOptions& options) {
   }
   QUIVER_ASSIGN_OR_RETURN(
       tier_owner_, TierFile::Create(options, name_ + "." + std::to_string(id_) + ".tier", name_));
+  tier_options_ = options;
   tier_.store(tier_owner_.get(), std::memory_order_release);
   return Status::OK();
 }
@@ -53,6 +73,7 @@ int64_t Table::Demote(const std::vector<EvictionCandidate>& victims) {
     uint64_t hash;
     uint32_t location;
     uint32_t bytes;
+    const std::string* key;
   };
   std::vector<Moved> moved;
   int64_t reclaimed = 0;
@@ -99,9 +120,13 @@ int64_t Table::Demote(const std::vector<EvictionCandidate>& victims) {
     std::memcpy(record + 20, &kTierRecordMagic, 4);
     const uint32_t crc = Crc32c(record + 4, length - 4);
     std::memcpy(record, &crc, 4);
-    moved.push_back(Moved{row_id, hash, location, bytes});
+    moved.push_back(Moved{row_id, hash, location, bytes, &victim.key});
   }
   if (status.ok()) status = tier.Commit();
+  if (status.ok() && !moved.empty()) {
+    std::lock_guard lock(tier_error_mutex_);
+    tier_error_.clear();
+  }
   if (!status.ok()) {
     // Nothing moved: the records written are garbage, the rows stay in memory.
     for (const Moved& m : moved) tier.Release(m.location, m.bytes);
@@ -110,10 +135,15 @@ int64_t Table::Demote(const std::vector<EvictionCandidate>& victims) {
     tier_error_ = status.message();
   }
   uint64_t moved_bytes = 0;
-  for (const Moved& m : moved) {
-    index_->Replace(m.hash, m.row, ColdRow(m.location));
-    TrackExpiry(m.row, false);
-    moved_bytes += m.bytes;
+  {
+    ScansLocked scans(*this);
+    for (const Moved& m : moved) {
+      scans.PassedResident(m.row, [&](ScanState& scan) { scan.skip.insert(*m.key); });
+      index_->Replace(m.hash, m.row, ColdRow(m.location));
+      TrackExpiry(m.row, false);
+      moved_bytes += m.bytes;
+    }
+    tier.Publish();  // scans read the records once they are live, never before
   }
   if (!moved.empty()) {
     cold_rows_.fetch_add(static_cast<int64_t>(moved.size()), std::memory_order_relaxed);
@@ -215,8 +245,12 @@ Status Table::PromoteKeys(const KeyColumn& keys, int64_t n, const uint64_t* hash
   if (matched.empty()) return Status::OK();
   QUIVER_RETURN_NOT_OK(rows_.Reserve(size_t{next_row_} + matched.size()));
   QUIVER_RETURN_NOT_OK(heap_.Reserve(value_bytes, largest));
+  ScansLocked scans(*this);
   for (const size_t k : matched) {
     const std::byte* record = buffer.data() + offsets[k];
+    scans.PassedTier(locations[k], [&](ScanState& scan) {
+      scan.skip.insert(std::string(keys.Bytes(key_of[k])));
+    });
     InstallRecord(record + kTierRecordHeaderBytes, heap, RecordHash(record), locations[k],
                   RecordLength(record));
   }

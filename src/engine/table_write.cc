@@ -210,6 +210,13 @@ std::pair<uint64_t, uint64_t> Table::QuiescedLsn(const std::function<uint64_t()>
 }
 
 Result<UpsertResult> Table::Replay(const arrow::RecordBatch& batch, uint64_t lsn) {
+  // A tiered table recovers larger than memory: rows move to disk as they come. Without the
+  // room (the tier failing), the rows are applied all the same.
+  if (Demotes()) (void)MakeRoomFor(batch, /*demote_only=*/true);
+  return ReplayWithoutRoom(batch, lsn);
+}
+
+Result<UpsertResult> Table::ReplayWithoutRoom(const arrow::RecordBatch& batch, uint64_t lsn) {
   return Replayed<UpsertResult>(lsn, [&](WriteMode mode, uint64_t* unused) {
     return UpsertLocked(batch, mode, unused, WriteOptions{});
   });

@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <liburing.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 #include "common/crc32c.h"
 
@@ -34,6 +36,39 @@ struct ThreadRing {
 thread_local ThreadRing thread_ring;
 
 }  // namespace
+
+Result<std::unique_ptr<TierDirectory>> TierDirectory::Open(const std::string& path) {
+  std::error_code error;
+  std::filesystem::create_directories(path, error);
+  if (error) {
+    return Status::IOError("tier directory '" + path + "': cannot create it: " + error.message());
+  }
+  const std::string lock = path + "/LOCK";
+  const int fd = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status::IOError("tier directory '" + path + "': cannot open " + lock + ": " +
+                           std::strerror(errno));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int cause = errno;
+    ::close(fd);
+    return Status::IOError("tier directory '" + path + "' is in use by another process (" +
+                           std::strerror(cause) + "); give each its own");
+  }
+  size_t removed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(path, error)) {
+    if (entry.path().extension() == ".tier" && std::filesystem::remove(entry.path(), error)) {
+      ++removed;
+    }
+  }
+  if (error) {
+    ::close(fd);
+    return Status::IOError("tier directory '" + path + "': cannot clear it: " + error.message());
+  }
+  return std::unique_ptr<TierDirectory>(new TierDirectory(path, fd, removed));
+}
+
+TierDirectory::~TierDirectory() { ::close(fd_); }
 
 AlignedBuffer::~AlignedBuffer() { std::free(data_); }
 
@@ -93,7 +128,8 @@ Status TierFile::OpenSegment() {
     }
     segments_.emplace_back();
   }
-  segments_[number] = Segment{next_sequence_++, 0, 0, 0};
+  segments_[number] = Segment{};
+  segments_[number].sequence = next_sequence_++;
   current_ = static_cast<uint32_t>(number);
   pending_offset_ = number * kTierSegmentBytes;
   pending_bytes_ = 0;
@@ -147,6 +183,8 @@ Status TierFile::WritePending() {
   {
     std::lock_guard lock(mutex_);
     written_bytes_ += length;
+    Segment& segment = segments_[current_];
+    segment.written = pending_offset_ + pending_bytes_ - uint64_t{current_} * kTierSegmentBytes;
   }
   // The last, partial block is kept for the next append to complete.
   const size_t tail = BlockFloor(pending_bytes_);
@@ -161,6 +199,11 @@ Status TierFile::WritePending() {
 Status TierFile::Commit() {
   if (pending_records_ == 0) return Status::OK();
   return WritePending();
+}
+
+void TierFile::Publish() {
+  std::lock_guard lock(mutex_);
+  for (Segment& segment : segments_) segment.published = segment.written;
 }
 
 void TierFile::Release(uint32_t location, uint32_t bytes) {
@@ -223,7 +266,10 @@ Status TierFile::ReadAll(std::vector<IoRequest>& requests) const {
           ::pread(fd_, request.destination, request.bytes, static_cast<off_t>(request.offset));
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return Failure("read", errno);
-      if (n == 0) return Failure("read past its end", EIO);
+      if (n == 0) {  // past the end of the file: a window beyond the last record (checked later)
+        std::memset(request.destination, 0, request.bytes);
+        break;
+      }
       request.offset += static_cast<uint64_t>(n);
       request.destination += n;
       request.bytes -= static_cast<size_t>(n);
@@ -325,7 +371,7 @@ std::vector<TierFile::SegmentInfo> TierFile::Segments() const {
     for (size_t i = 0; i < segments_.size(); ++i) {
       if (segments_[i].sequence != 0) {
         out.push_back(
-            SegmentInfo{static_cast<uint32_t>(i), segments_[i].sequence, segments_[i].fill});
+            SegmentInfo{static_cast<uint32_t>(i), segments_[i].sequence, segments_[i].published});
       }
     }
   }
@@ -334,9 +380,9 @@ std::vector<TierFile::SegmentInfo> TierFile::Segments() const {
   return out;
 }
 
-bool TierFile::SegmentIs(uint32_t number, uint64_t sequence) const {
+uint64_t TierFile::SequenceOf(uint32_t number) const {
   std::lock_guard lock(mutex_);
-  return number < segments_.size() && segments_[number].sequence == sequence;
+  return number < segments_.size() ? segments_[number].sequence : 0;
 }
 
 Status TierFile::ReadRange(uint64_t offset, size_t bytes, AlignedBuffer* buffer) const {

@@ -58,6 +58,26 @@ class AlignedBuffer {
   size_t capacity_ = 0;
 };
 
+// A directory holding the tier files of one process's tables: created when missing, locked
+// (flock on its LOCK file) while open, and emptied of tier files left by an earlier process
+// (the tier is a cache: a restart rebuilds it from the snapshots and the log).
+class TierDirectory {
+ public:
+  static Result<std::unique_ptr<TierDirectory>> Open(const std::string& path);
+  ~TierDirectory();
+  TierDirectory(const TierDirectory&) = delete;
+  TierDirectory& operator=(const TierDirectory&) = delete;
+  const std::string& path() const { return path_; }
+  size_t removed() const { return removed_; }  // tier files found and removed at open
+
+ private:
+  TierDirectory(std::string path, int fd, size_t removed)
+      : path_(std::move(path)), fd_(fd), removed_(removed) {}
+  std::string path_;
+  int fd_;
+  size_t removed_;
+};
+
 struct TierFileStats {
   uint64_t file_bytes = 0;     // segments in use × segment size (the address space taken)
   uint64_t disk_bytes = 0;     // bytes written into segments in use (their fill)
@@ -94,6 +114,9 @@ class TierFile {
   Status Commit();
   // Writer: the record of `bytes` at `location` is no longer referenced.
   void Release(uint32_t location, uint32_t bytes);
+  // Writer: scans (Segments) see the records committed so far. Called once the index points at
+  // them, so that a scan never passes a record before it is live.
+  void Publish();
 
   // Any thread: reads the records at `locations` (each at most `expect` bytes, about; a longer
   // one is read again whole) into `buffer`; `offsets[k]` is where record k begins there. Each is
@@ -101,7 +124,8 @@ class TierFile {
   Status Read(const uint32_t* locations, size_t n, uint32_t expect, uint32_t row_bytes,
               AlignedBuffer* buffer, std::vector<size_t>* offsets) const;
 
-  // A segment in use, for scans: its number, its order of creation, its fill in bytes.
+  // A segment in use, for scans: its number, its order of creation, its fill in bytes (as
+  // published).
   struct SegmentInfo {
     uint32_t number;
     uint64_t sequence;
@@ -112,15 +136,17 @@ class TierFile {
   // Any thread: reads `bytes` at byte `offset` of the file (both multiples of kBlockBytes) into
   // `buffer` (which it grows): a scan's sequential read of a segment.
   Status ReadRange(uint64_t offset, size_t bytes, AlignedBuffer* buffer) const;
-  // Whether segment `number` still has the creation order `sequence` (it was not freed since).
-  bool SegmentIs(uint32_t number, uint64_t sequence) const;
+  // The creation order of segment `number` (0: free).
+  uint64_t SequenceOf(uint32_t number) const;
 
   TierFileStats Stats() const;
 
  private:
   struct Segment {
-    uint64_t sequence = 0;  // 0: free
-    uint64_t fill = 0;      // bytes appended
+    uint64_t sequence = 0;   // 0: free
+    uint64_t fill = 0;       // bytes appended
+    uint64_t published = 0;  // bytes scans may read (Publish)
+    uint64_t written = 0;    // bytes on disk
     uint64_t live_records = 0;
     uint64_t live_bytes = 0;
   };

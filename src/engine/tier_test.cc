@@ -6,11 +6,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "common/eviction.h"
 #include "engine/catalog.h"
@@ -231,6 +233,40 @@ TEST_F(TierTest, ScansMeetEveryRowOnce) {
   int64_t count = 0, reference_count = 0;
   EXPECT_EQ(Scanned(*table_, &count), Scanned(*reference_, &reference_count));
   EXPECT_EQ(count, 2000);
+}
+
+TEST_F(TierTest, AScanMeetsEveryRowOnceWhileRowsMove) {
+  limit_.SetMaxMemory(Budget(3000, 0.3));
+  Write(0, 2000);
+  ASSERT_GT(table_->Stats().cold_rows, 1000);
+  // Meanwhile: new rows (which move others to disk), rewrites of cold rows and reads (which
+  // bring rows back). Rows 0..1999 live throughout: each is met exactly once.
+  std::atomic<bool> stop{false};
+  std::thread mover([&] {
+    for (int64_t round = 1; !stop.load(); ++round) {
+      const int64_t first = 2000 + (round * 50) % 1000;
+      EXPECT_TRUE(table_->Upsert(*Rows(first, 50, round)).ok());
+      EXPECT_TRUE(table_->Upsert(*Rows((round * 37) % 1950, 50, round)).ok());
+      EXPECT_TRUE(table_->Read(*Range((round * 91) % 1900, 100)).ok());
+      table_->PromoteQueued();
+    }
+  });
+  for (int pass = 0; pass < 5; ++pass) {
+    auto reader = ValueOrFail(table_->Scan(64));
+    std::map<int64_t, int> met;
+    std::shared_ptr<arrow::RecordBatch> batch;
+    while (true) {
+      ASSERT_TRUE(reader->ReadNext(&batch).ok());
+      if (batch == nullptr) break;
+      const auto& ids = static_cast<const arrow::Int64Array&>(*batch->column(0));
+      for (int64_t i = 0; i < batch->num_rows(); ++i) ++met[ids.Value(i)];
+    }
+    for (int64_t id = 0; id < 2000; ++id) EXPECT_EQ(met[id], 1) << "row " << id << " pass " << pass;
+    for (const auto& [id, count] : met) EXPECT_EQ(count, 1) << "row " << id;
+  }
+  stop = true;
+  mover.join();
+  EXPECT_GT(table_->Stats().promoted, 0);
 }
 
 TEST_F(TierTest, NoevictionStillMovesRowsToDisk) {

@@ -21,6 +21,7 @@
 #include "engine/key_column.h"
 #include "engine/keys.h"
 #include "engine/row_gather.h"
+#include "engine/tier_format.h"
 #include "shm/mapped_table.h"
 
 namespace quiver::shm {
@@ -48,7 +49,19 @@ int64_t PreciseMillis() {
   return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1000000;
 }
 
-enum class Outcome : uint8_t { kFound, kMissing, kRefresh };
+enum class Outcome : uint8_t { kFound, kMissing, kRefresh, kCold };
+
+// Next's answer for a candidate on the table's disk tier (engine/tier_format.h): its row is not
+// in shared memory.
+const std::byte* const kColdCandidate = reinterpret_cast<const std::byte*>(uintptr_t{64});
+
+// A read that met a cold row fails with this (docs/shm.md: cold rows are read through the server).
+Status ColdRowError(std::string_view table) {
+  return Status::NotImplemented(
+      "table '" + std::string(table) +
+      "': a key read is on the server's disk tier (a cold row), which shared-memory readers do "
+      "not read; read it through the server (HTTP, Flight, RESP)");
+}
 
 // A copy of `size` bytes out of a row without a call to memcpy for the usual sizes (a few
 // columns: tens of bytes): 8-byte words, the last one overlapping.
@@ -109,6 +122,7 @@ struct Prober {
       if (slot == kIndexEmpty) break;
       if (slot == kIndexTombstone || (slot >> 32) != tag) continue;
       *pos = (i + 1) & view.index_mask;
+      if (IsColdRow(static_cast<uint32_t>(slot))) return kColdCandidate;
       const std::byte* row =
           view.Row(control.geometry, control.row_width, static_cast<uint32_t>(slot));
       if (row == nullptr) *unmapped = true;
@@ -210,6 +224,7 @@ struct Prober {
     for (;;) {
       if (unmapped) return Outcome::kRefresh;
       if (row == nullptr) return Outcome::kMissing;
+      if (row == kColdCandidate) return Outcome::kCold;
       bool matched;
       const Outcome outcome = Candidate(row, key, copy, now, &matched);
       if (outcome == Outcome::kRefresh || matched) return outcome;
@@ -247,7 +262,7 @@ bool PipelinedLookups(const P& prober, size_t n, const KeyAt& key_at, const Copy
       s.steps = 0;
       s.unmapped = false;
       s.row = prober.Next(s.hash, &s.pos, &s.steps, &s.unmapped);
-      if (s.row != nullptr) {  // its first line, and its last when it straddles two
+      if (s.row != nullptr && s.row != kColdCandidate) {  // its first line, and its last too
         __builtin_prefetch(s.row);
         const std::byte* last = s.row + prober.control.row_width - 1;
         if ((reinterpret_cast<uintptr_t>(last) >> 6) != (reinterpret_cast<uintptr_t>(s.row) >> 6)) {
@@ -626,8 +641,10 @@ Status TableReader::ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std
     };
     // A row found with every wanted column valid (its bits checked a byte at a time) needs no
     // look per column, unless validity is asked for.
+    bool cold = false;
     auto finish = [&](size_t i, Outcome outcome) {
-      if (outcome == Outcome::kRefresh) return false;
+      if (outcome == Outcome::kCold) cold = true;
+      if (outcome == Outcome::kRefresh || outcome == Outcome::kCold) return false;
       const bool hit = outcome == Outcome::kFound;
       found[i] = hit ? 1 : 0;
       if (hit && valid == nullptr) {
@@ -652,10 +669,12 @@ Status TableReader::ReadFixed(const FixedPlan& plan, size_t n, KeyAt key_at, std
       return true;
     };
     Now now;
-    return WithProber(view, control, [&](const auto& prober) {
+    const bool done = WithProber(view, control, [&](const auto& prober) {
       if (n == 1) return finish(0, LookupOne(prober, key_at(0), copy_at(0), now));
       return PipelinedLookups(prober, n, key_at, copy_at, finish, now);
     });
+    if (cold) return ColdRowError(name_);
+    return done;
   });
 }
 
@@ -711,10 +730,12 @@ Result<bool> ReadFromView(const ControlInfo& control, const View& view, const ar
   auto copy_at = [&](size_t i) {
     return [&gather, i](const std::byte* row) { gather.Copy(row, static_cast<int64_t>(i)); };
   };
+  bool cold = false;
   auto visit = [&](size_t i, Outcome outcome) {
     const auto at = static_cast<int64_t>(i);
     if (outcome == Outcome::kFound && !gather.HeapRefsResolve(at)) outcome = Outcome::kRefresh;
-    if (outcome == Outcome::kRefresh) return false;
+    if (outcome == Outcome::kCold) cold = true;
+    if (outcome == Outcome::kRefresh || outcome == Outcome::kCold) return false;
     if (outcome == Outcome::kFound) {
       arrow::bit_util::SetBit(found, at);
       ++*found_count;
@@ -727,6 +748,7 @@ Result<bool> ReadFromView(const ControlInfo& control, const View& view, const ar
   if (!WithProber(view, control, [&](const auto& prober) {
         return PipelinedLookups(prober, static_cast<size_t>(n), key_at, copy_at, visit, now);
       })) {
+    if (cold) return ColdRowError(name);
     return false;
   }
   QUIVER_ASSIGN_OR_RETURN(*arrays, gather.Finish(n, found));

@@ -47,6 +47,9 @@ Result<std::unique_ptr<Database>> Database::Open(const DatabaseOptions& options)
   catalog_options.publish = options.publish;
   catalog_options.journal = db.get();
   catalog_options.memory_limit = &db->memory_limit_;
+  catalog_options.tier = options.tier;
+  db->memory_limit_.SetMaxMemory(options.maxmemory);
+  db->memory_limit_.SetPolicy(options.policy);
   db->catalog_ = std::make_unique<Catalog>(catalog_options);
   db->keyspace_ = std::make_unique<kv::Keyspace>();
   db->keyspace_->SetMemoryLimit(&db->memory_limit_);

@@ -57,6 +57,12 @@ struct DatabaseOptions {
   FileOps* ops = FileOps::Default();
   // Called with the directory locked, before recovery reads it (a restore from a backup).
   std::function<Status()> before_recovery;
+  // Every table gets a disk tier there (CatalogOptions::tier).
+  std::optional<TierOptions> tier;
+  // The memory limit in effect from recovery on (tiered tables recover larger than memory, moving
+  // rows to disk as they load); the keyspace's SetMaxMemory and SetPolicy change it later.
+  uint64_t maxmemory = 0;
+  EvictionPolicy policy = EvictionPolicy::kNoEviction;
   // Not empty: the database only reads, and every change through its catalog or keyspace fails
   // with kReadOnly and this message; the changes come as log records (ApplyReplicated). No
   // snapshots are taken.

@@ -326,12 +326,44 @@ HttpResponse Router::Metrics(const HttpRequest& request) const {
        [](const TableStats& s) { return static_cast<double>(s.evicted); }},
       {"quiver_table_used_bytes", "gauge", "Bytes counted towards maxmemory",
        [](const TableStats& s) { return static_cast<double>(s.used_bytes); }},
+      // The disk tier (docs/tiering.md); zero for a table without one.
+      {"quiver_table_resident_rows", "gauge", "Rows held in memory",
+       [](const TableStats& s) { return static_cast<double>(s.rows - s.cold_rows); }},
+      {"quiver_table_cold_rows", "gauge", "Rows held on the disk tier only",
+       [](const TableStats& s) { return static_cast<double>(s.cold_rows); }},
+      {"quiver_table_cold_bytes", "gauge", "Bytes of the cold rows' records on disk",
+       [](const TableStats& s) { return static_cast<double>(s.cold_bytes); }},
+      {"quiver_table_tier_disk_bytes", "gauge",
+       "Bytes of the tier file in use (live records and garbage)",
+       [](const TableStats& s) { return static_cast<double>(s.tier_disk_bytes); }},
+      {"quiver_table_demoted_rows_total", "counter", "Rows moved from memory to the disk tier",
+       [](const TableStats& s) { return static_cast<double>(s.demoted); }},
+      {"quiver_table_promoted_rows_total", "counter", "Rows moved from the disk tier to memory",
+       [](const TableStats& s) { return static_cast<double>(s.promoted); }},
+      {"quiver_table_tier_reads_total", "counter", "Cold rows read from disk",
+       [](const TableStats& s) { return static_cast<double>(s.cold_reads); }},
+      {"quiver_table_tier_read_ios_total", "counter", "Reads issued to the tier's disk",
+       [](const TableStats& s) { return static_cast<double>(s.tier_read_ios); }},
+      {"quiver_table_tier_read_bytes_total", "counter", "Bytes read from the tier's disk",
+       [](const TableStats& s) { return static_cast<double>(s.tier_read_bytes); }},
+      {"quiver_table_tier_written_bytes_total", "counter", "Bytes written to the tier's disk",
+       [](const TableStats& s) { return static_cast<double>(s.tier_written_bytes); }},
   };
   for (const auto& family : per_table) {
     AppendFamilyHeader(&body, family.name, family.type, std::string(family.help) + ", per table");
     for (size_t i = 0; i < tables.size(); ++i) {
       AppendSample(&body, family.name, {{"table", tables[i]->name()}}, family.value(stats[i]));
     }
+  }
+  AppendFamilyHeader(&body, "quiver_table_cold_read_seconds", "histogram",
+                     "Time reads waited for cold rows from the disk tier (one observation per "
+                     "batch of rows read), per table");
+  for (size_t i = 0; i < tables.size(); ++i) {
+    if (!stats[i].tiered) continue;
+    const std::string labels = RenderLabels({{"table", tables[i]->name()}});
+    AppendHistogramSamples(&body, "quiver_table_cold_read_seconds",
+                           std::string_view(labels).substr(1, labels.size() - 2),
+                           tables[i]->cold_read_seconds());
   }
   AppendFamilyHeader(&body, "quiver_tables", "gauge", "Tables in the catalog");
   AppendSample(&body, "quiver_tables", {}, static_cast<double>(tables.size()));
@@ -344,6 +376,9 @@ HttpResponse Router::Metrics(const HttpRequest& request) const {
       {"quiver_evicted_keys_total", "counter",
        "Keys and table rows evicted to stay under maxmemory since the start",
        static_cast<double>(limit.Evicted())},
+      {"quiver_demoted_rows_total", "counter",
+       "Table rows moved to a disk tier to stay under maxmemory since the start",
+       static_cast<double>(limit.Demoted())},
       {"quiver_client_memory_bytes", "gauge",
        "Bytes held in client buffers (RESP requests and replies, HTTP bodies being read)",
        static_cast<double>(ClientMemory::Global().used())},

@@ -353,6 +353,37 @@ void Info(Context& c) {
             "\r\nevicted_keys:" + std::to_string(c.keyspace().memory_limit().Evicted()) +
             "\r\n\r\n";
   }
+  if (wanted("tiering") && c.server.catalog != nullptr) {
+    // The disk tiers of the tables (docs/tiering.md), summed; zero without any.
+    int64_t resident = 0, cold = 0, demoted = 0, promoted = 0, reads = 0;
+    uint64_t cold_bytes = 0, disk_bytes = 0, read_ios = 0, read_bytes = 0, written = 0;
+    size_t tiered = 0;
+    for (const auto& table : c.server.catalog->Tables()) {
+      const TableStats s = table->Stats();
+      resident += s.rows - s.cold_rows;
+      cold += s.cold_rows;
+      cold_bytes += s.cold_bytes;
+      disk_bytes += s.tier_disk_bytes;
+      demoted += s.demoted;
+      promoted += s.promoted;
+      reads += s.cold_reads;
+      read_ios += s.tier_read_ios;
+      read_bytes += s.tier_read_bytes;
+      written += s.tier_written_bytes;
+      tiered += s.tiered ? 1 : 0;
+    }
+    text += "# Tiering\r\ntiered_tables:" + std::to_string(tiered) +
+            "\r\nresident_rows:" + std::to_string(resident) +
+            "\r\ncold_rows:" + std::to_string(cold) +
+            "\r\ncold_bytes:" + std::to_string(cold_bytes) +
+            "\r\ntier_disk_bytes:" + std::to_string(disk_bytes) +
+            "\r\ndemoted_rows:" + std::to_string(demoted) +
+            "\r\npromoted_rows:" + std::to_string(promoted) +
+            "\r\ntier_reads:" + std::to_string(reads) +
+            "\r\ntier_read_ios:" + std::to_string(read_ios) +
+            "\r\ntier_read_bytes:" + std::to_string(read_bytes) +
+            "\r\ntier_written_bytes:" + std::to_string(written) + "\r\n\r\n";
+  }
   if (wanted("shm") && c.server.shm_info) text += c.server.shm_info();
   if (wanted("keyspace")) {
     text += "# Keyspace\r\n";
