@@ -55,7 +55,8 @@ std::shared_ptr<arrow::Buffer> RandomFloats(int64_t count, uint64_t seed) {
 // kComposite10: 10 float32 under a composite key, "user" int64 (row / 10) + "key" utf8 (as
 // kFloat32x10's keys). kSparse500: 500 sparse float32 columns, 10 of them set in each row (at
 // random; f0..f9 among them in every row, so reads of those find values).
-enum class Shape { kFloat32x10, kEmbedding128, kComposite10, kSparse500 };
+// kFeatures: 10 float32 (f0..f9) and the 128-float32 embedding, a 576-byte row.
+enum class Shape { kFloat32x10, kEmbedding128, kComposite10, kSparse500, kFeatures };
 constexpr int kSparseColumns = 500;
 
 std::string SchemaJson(Shape shape) {
@@ -73,7 +74,8 @@ std::string SchemaJson(Shape shape) {
   if (shape != Shape::kEmbedding128) {
     for (int c = 0; c < 10; ++c)
       json += R"(, "f)" + std::to_string(c) + R"(": {"dtype": "float32"})";
-  } else {
+  }
+  if (shape == Shape::kEmbedding128 || shape == Shape::kFeatures) {
     json += R"(, "embedding": {"dtype": "fixed_size_list[float32, 128]"})";
   }
   return json + "}}";
@@ -117,7 +119,8 @@ std::shared_ptr<arrow::RecordBatch> MakeBatch(Shape shape, int64_t first, int64_
       arrays.push_back(
           std::make_shared<arrow::FloatArray>(count, RandomFloats(count, first * 16 + c)));
     }
-  } else {
+  }
+  if (shape == Shape::kEmbedding128 || shape == Shape::kFeatures) {
     auto type = arrow::fixed_size_list(arrow::float32(), 128);
     fields.push_back(arrow::field("embedding", type));
     auto values =

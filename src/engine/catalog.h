@@ -17,6 +17,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/periodic.h"
@@ -46,7 +47,7 @@ struct CatalogOptions {
 
 class Catalog {
  public:
-  explicit Catalog(CatalogOptions options = {}) : options_(options) {
+  explicit Catalog(CatalogOptions options = {}) : options_(std::move(options)) {
     if (options_.publish) options_.backing = RegionBacking::kSharedMemory;
   }
   ~Catalog();  // stops the active expiry thread

@@ -218,6 +218,10 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   // Moves the cold rows reads asked for back to memory (making room for them first); returns
   // how many. For a background thread (Catalog's maintenance).
   int64_t PromoteQueued();
+  // How the tier reads from now on (a benchmark compares them); nothing without a tier.
+  void SetTierIo(TierIo io) {
+    if (TierFile* file = tier(); file != nullptr) file->set_io(io);
+  }
   // How long reads waited for their cold rows (one observation per batch read from disk), in
   // seconds.
   const HistogramMetric& cold_read_seconds() const { return cold_read_seconds_; }
@@ -347,6 +351,10 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   Capture* capture_ = nullptr;        // under write_mutex_: during a Rebuild
   std::shared_ptr<Table> successor_;  // under write_mutex_
   std::vector<uint32_t> free_rows_;   // writer only
+  // Writer: Sample's, under the write lock.
+  bool SampleLocked(EvictionPolicy policy, uint64_t random, int64_t now_ms, EvictionCandidate* out);
+  // What a demotion moves at least (Evict adds rows of its own choosing to the limit's victims).
+  static constexpr uint64_t kMinDemoteBytes = 1 << 20;
   // Disk tier (table_tier.cc). Writer: demotes the victims still unchanged since they were
   // sampled; returns how many moved.
   int64_t Demote(const std::vector<EvictionCandidate>& victims);
@@ -433,6 +441,31 @@ class Table final : public std::enable_shared_from_this<Table>, public EvictionS
   // Cold rows reads found, to be promoted (PromoteQueued): their stored keys.
   mutable HistogramMetric cold_read_seconds_{
       {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}};
+  // Second-hit admission of reads' promotions: a cold row read once stays on disk (a scan of
+  // cold keys moves nothing); read again while its key is remembered, it is promoted. Keys are
+  // remembered by two bits of a 2^20-bit filter, cleared once 2^17 keys were added.
+  class PromotionDoor {
+   public:
+    bool Admit(uint64_t hash) {
+      const uint64_t a = hash & (kBits - 1), b = (hash >> 32) & (kBits - 1);
+      const uint64_t had_a =
+          words_[a / 64].fetch_or(uint64_t{1} << (a % 64), std::memory_order_relaxed);
+      const uint64_t had_b =
+          words_[b / 64].fetch_or(uint64_t{1} << (b % 64), std::memory_order_relaxed);
+      const bool seen = (had_a >> (a % 64) & 1) != 0 && (had_b >> (b % 64) & 1) != 0;
+      if (!seen && added_.fetch_add(1, std::memory_order_relaxed) + 1 >= kBits / 8) {
+        added_.store(0, std::memory_order_relaxed);
+        for (uint64_t w = 0; w < kBits / 64; ++w) words_[w].store(0, std::memory_order_relaxed);
+      }
+      return seen;
+    }
+
+   private:
+    static constexpr uint64_t kBits = uint64_t{1} << 20;
+    std::unique_ptr<std::atomic<uint64_t>[]> words_ { new std::atomic<uint64_t>[ kBits / 64 ]() };
+    std::atomic<uint64_t> added_{0};
+  };
+  mutable PromotionDoor promotion_door_;
   mutable std::mutex promote_mutex_;
   mutable std::vector<std::string> promote_queue_;  // under promote_mutex_
   mutable size_t promote_queue_bytes_ = 0;          // under promote_mutex_

@@ -1,8 +1,10 @@
 #include <arrow/api.h>
 #include <arrow/util/byte_size.h>
 
+#include <algorithm>
 #include <limits>
 #include <string>
+#include <unordered_set>
 
 #include "common/active_expiry.h"
 #include "common/arrow_status.h"
@@ -99,6 +101,11 @@ uint64_t Table::HeapBytesOf(const std::byte* row) const {
 
 bool Table::Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms, EvictionCandidate* out) {
   std::lock_guard<std::mutex> lock(write_mutex_);
+  return SampleLocked(policy, random, now_ms, out);
+}
+
+bool Table::SampleLocked(EvictionPolicy policy, uint64_t random, int64_t now_ms,
+                         EvictionCandidate* out) {
   uint32_t row_id = HashIndex::kNoRow;
   if (IsVolatile(policy) && !Demotes()) {
     if (expiring_.empty()) return false;
@@ -147,7 +154,32 @@ bool Table::Sample(EvictionPolicy policy, uint64_t random, int64_t now_ms, Evict
 int64_t Table::Evict(EvictionPolicy policy, const std::vector<EvictionCandidate>& victims) {
   if (Demotes()) {
     std::lock_guard<std::mutex> lock(write_mutex_);
-    return successor_ != nullptr ? 0 : Demote(victims);  // replaced: the successor does its own
+    if (successor_ != nullptr) return 0;  // replaced: the successor does its own
+    // A few rows at a time would cost a disk write and a grace period each: more of the coldest
+    // go along, up to kMinDemoteBytes in all (the best of 5 samples each, as the limit picks).
+    uint64_t bytes = 0;
+    for (const EvictionCandidate& victim : victims) bytes += victim.bytes;
+    if (bytes >= kMinDemoteBytes) return Demote(victims);
+    std::vector<EvictionCandidate> more = victims;
+    std::vector<EvictionCandidate> drawn;
+    const uint64_t per_row = layout_.row_width() + kIndexBytesPerRow;
+    const size_t extra = (kMinDemoteBytes - bytes) / per_row;
+    const int64_t now = clock_();
+    for (size_t k = 0; k < extra * 5; ++k) {
+      EvictionCandidate candidate;
+      if (SampleLocked(policy, FastRandom(), now, &candidate))
+        drawn.push_back(std::move(candidate));
+    }
+    std::sort(
+        drawn.begin(), drawn.end(),
+        [](const EvictionCandidate& a, const EvictionCandidate& b) { return a.score > b.score; });
+    std::unordered_set<uint64_t> chosen;
+    for (const EvictionCandidate& victim : victims) chosen.insert(victim.id);
+    for (EvictionCandidate& candidate : drawn) {
+      if (more.size() >= victims.size() + extra) break;
+      if (chosen.insert(candidate.id).second) more.push_back(std::move(candidate));
+    }
+    return Demote(more);
   }
   const bool composite = schema_.composite_key();
   const bool int_keys = !composite && schema_.key().type->id() == arrow::Type::INT64;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <limits>
 #include <memory>
+#include <unordered_map>
 
 #include "common/arrow_status.h"
 #include "common/crc32c.h"
@@ -64,7 +65,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
   const bool touch =
       IsLru(policy) || IsLfu(policy) || (tier != nullptr && policy == EvictionPolicy::kNoEviction);
   const bool lfu = IsLfu(policy);
-  // Keys whose candidate is a cold row: read from disk after the pipeline, all at once.
+  // Keys whose candidate is a cold row, for the disk reads.
   struct Cold {
     int64_t i;
     uint32_t location;
@@ -72,9 +73,37 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
   };
   std::vector<Cold> cold;
   arrow::ArrayVector arrays;
-  {
-    ReaderGate::Section section = gate_.Enter();
-    const HashIndex::Array& index = *index_->current();
+  // Records read from disk, by location (rebased: their references resolve through cold_heap).
+  std::unordered_map<uint32_t, const std::byte*> records;
+  // Reads the records of `cold`'s locations not read yet into a new buffer of cold_heap.
+  const auto fetch = [&](const std::vector<Cold>& wanted) -> Status {
+    std::vector<uint32_t> locations;
+    for (const Cold& c : wanted) {
+      if (records.count(c.location) == 0) locations.push_back(c.location);
+    }
+    std::sort(locations.begin(), locations.end());
+    locations.erase(std::unique(locations.begin(), locations.end()), locations.end());
+    if (locations.empty()) return Status::OK();
+    auto& buffer = cold_buffers.emplace_back(std::make_unique<AlignedBuffer>());
+    std::vector<size_t> offsets;
+    const auto started = std::chrono::steady_clock::now();
+    QUIVER_RETURN_NOT_OK(tier->Read(locations.data(), locations.size(), ExpectedRecordBytes(),
+                                    row_width, buffer.get(), &offsets));
+    cold_read_seconds_.Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    const size_t number = cold_heap.buffers.size();
+    cold_heap.buffers.emplace_back(buffer->data(), buffer->capacity());
+    for (size_t k = 0; k < locations.size(); ++k) {
+      std::byte* record = buffer->data() + offsets[k];
+      RebaseRecord(record, layout_, number, offsets[k]);
+      records[locations[k]] = record;
+    }
+    return Status::OK();
+  };
+  // One pass over the keys inside a reader section: rows in memory are copied; a cold row is
+  // copied from its record when `records` has it, else its key goes to `cold`.
+  // `resolve`: cold rows not in `records` are read inside the section, not left in `cold`.
+  const auto pass = [&](const HashIndex::Array& index, bool resolve) -> Status {
     // Key i from the rows among its candidates, starting with `candidate` and going on from
     // probe `position`: found (copied), missing, or deferred to the cold rows' read.
     const auto lookup = [&](int64_t i, uint32_t candidate, size_t position) {
@@ -85,8 +114,27 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
       // Stop at the first row holding the key: probing on would touch more index lines.
       while (candidate != HashIndex::kNoRow) {
         if (IsColdRow(candidate)) {
-          cold.push_back(Cold{i, ColdLocation(candidate), position});
-          return;
+          const auto record = records.find(ColdLocation(candidate));
+          if (record == records.end()) {
+            cold.push_back(Cold{i, ColdLocation(candidate), position});
+            return;
+          }
+          const std::byte* image = record->second + kTierRecordHeaderBytes;
+          if (RecordHash(record->second) == hashes[i] &&
+              KeyMatches(image, layout_, key, cold_heap)) {
+            uint64_t meta;
+            std::memcpy(&meta, image, sizeof(meta));
+            expire_at = static_cast<int64_t>(meta & kRowExpiryMask);
+            expired = IsDue(expire_at, now);
+            matched = true;
+            if (!expired) {
+              gather.Copy(image, i);
+              if (touch && promotion_door_.Admit(hashes[i])) QueuePromotion(std::string(key));
+            }
+            break;
+          }
+          candidate = HashIndex::NextCandidate(index, hashes[i], &position);
+          continue;
         }
         std::byte* row = rows_.Row(candidate);
         uint32_t sequence;
@@ -106,7 +154,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
       if (matched && !expired) {
         arrow::bit_util::SetBit(found, i);
         ++found_count;
-        if (touch) TouchRow(hit, lfu, now);
+        if (touch && hit != nullptr) TouchRow(hit, lfu, now);
         if (options.with_ttl) expiry[static_cast<size_t>(i)] = expire_at;
       } else {
         gather.SetMissing(i);
@@ -139,48 +187,39 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
       // Copy key i from the first row that holds it, while that row is in L1.
       lookup(i, first_candidate[i], next_position[i]);
     }
-    // The cold rows, read in one batch; a record of another key (the same tag) sends its key on
-    // along its probe run, perhaps to another cold row and another round.
+    if (!resolve) return Status::OK();
+    // Keys sent on to more cold rows: read inside the section (rare: rows moved to disk since
+    // the first pass, or a record of another key with the same tag).
     while (!cold.empty()) {
       std::vector<Cold> round;
       round.swap(cold);
-      std::vector<uint32_t> locations;
-      locations.reserve(round.size());
-      for (const Cold& c : round) locations.push_back(c.location);
-      auto& buffer = cold_buffers.emplace_back(std::make_unique<AlignedBuffer>());
-      std::vector<size_t> offsets;
-      const auto started = std::chrono::steady_clock::now();
-      QUIVER_RETURN_NOT_OK(tier->Read(locations.data(), locations.size(), ExpectedRecordBytes(),
-                                      row_width, buffer.get(), &offsets));
-      cold_read_seconds_.Observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      const size_t number = cold_heap.buffers.size();
-      cold_heap.buffers.emplace_back(buffer->data(), buffer->capacity());
-      for (size_t k = 0; k < round.size(); ++k) {
-        const Cold& c = round[k];
-        std::byte* record = buffer->data() + offsets[k];
-        RebaseRecord(record, layout_, number, offsets[k]);
-        const std::byte* image = record + kTierRecordHeaderBytes;
-        const std::string_view key = key_column.Bytes(c.i);
-        if (RecordHash(record) != hashes[c.i] || !KeyMatches(image, layout_, key, cold_heap)) {
-          size_t position = c.position;
-          lookup(c.i, HashIndex::NextCandidate(index, hashes[c.i], &position), position);
-          continue;
-        }
-        uint64_t meta;
-        std::memcpy(&meta, image, sizeof(meta));
-        const auto expire_at = static_cast<int64_t>(meta & kRowExpiryMask);
-        if (IsDue(expire_at, now)) {
-          gather.SetMissing(c.i);
-          continue;
-        }
-        gather.Copy(image, c.i);
-        arrow::bit_util::SetBit(found, c.i);
-        ++found_count;
-        if (options.with_ttl) expiry[static_cast<size_t>(c.i)] = expire_at;
-        if (touch) QueuePromotion(std::string(key));
-      }
+      if (const Status fetched = fetch(round); !fetched.ok()) return fetched;
+      for (const Cold& c : round) lookup(c.i, ColdRow(c.location), c.position);
     }
+    return Status::OK();
+  };
+  // Reads of cold rows happen outside the reader section, so that a writer freeing memory never
+  // waits for a disk: a first pass finds the cold keys, their records are read, and a second
+  // pass reads every key again, taking cold rows from those records.
+  bool first = true;
+  if (tier != nullptr) {
+    ReaderGate::Section section = gate_.Enter();
+    QUIVER_RETURN_NOT_OK(pass(*index_->current(), /*resolve=*/false));
+    if (cold.empty()) {
+      QUIVER_ASSIGN_OR_RETURN(arrays, gather.Finish(n, found));
+      first = false;
+    }
+  }
+  if (tier == nullptr || first) {
+    if (!cold.empty()) {
+      QUIVER_RETURN_NOT_OK(fetch(cold));
+      cold.clear();
+      std::memset(found, 0, found_bits->size());
+      found_count = 0;
+      std::fill(expiry.begin(), expiry.end(), 0);
+    }
+    ReaderGate::Section section = gate_.Enter();
+    QUIVER_RETURN_NOT_OK(pass(*index_->current(), /*resolve=*/true));
     QUIVER_ASSIGN_OR_RETURN(arrays, gather.Finish(n, found));
   }
   ReadResult result;
@@ -267,7 +306,7 @@ class Table::Scanner : public arrow::RecordBatchReader {
   arrow::Status Produce(std::shared_ptr<arrow::RecordBatch>* batch) {
     if (tier_ == nullptr) return ProduceLocked(batch);
     std::lock_guard lock(state_.mutex);
-    const arrow::Status status = ProduceLocked(batch);
+    arrow::Status status = ProduceLocked(batch);
     state_.cursor = cursor_;
     state_.tier_sequence = sequence_;
     state_.tier_position = position_;

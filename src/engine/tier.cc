@@ -220,7 +220,7 @@ void TierFile::Release(uint32_t location, uint32_t bytes) {
 Status TierFile::ReadAll(std::vector<IoRequest>& requests) const {
   read_ios_.fetch_add(requests.size(), std::memory_order_relaxed);
   size_t done = 0;
-  if (io_ != TierIo::kPread && thread_ring.Ready()) {
+  if (io_.load(std::memory_order_relaxed) != TierIo::kPread && thread_ring.Ready()) {
     uring_used_.store(true, std::memory_order_relaxed);
     io_uring& ring = thread_ring.ring;
     while (done < requests.size()) {

@@ -140,6 +140,8 @@ class TierFile {
   uint64_t SequenceOf(uint32_t number) const;
 
   TierFileStats Stats() const;
+  // How later reads are made (a benchmark compares them).
+  void set_io(TierIo io) { io_.store(io, std::memory_order_relaxed); }
 
  private:
   struct Segment {
@@ -169,7 +171,7 @@ class TierFile {
   const std::string table_;
   const int fd_;
   const bool direct_;
-  const TierIo io_;
+  std::atomic<TierIo> io_;
 
   mutable std::mutex mutex_;  // segments_ and the statistics below, briefly
   std::vector<Segment> segments_;

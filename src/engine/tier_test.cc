@@ -179,11 +179,14 @@ TEST_F(TierTest, RowsOverTheLimitMoveToDiskAndReadAsInMemory) {
   EXPECT_TRUE(std::filesystem::exists(directory_ + "/t.7.tier"));
 }
 
-TEST_F(TierTest, ReadsQueuePromotionsUnderLru) {
+TEST_F(TierTest, RowsReadTwicePromotedUnderLru) {
   limit_.SetMaxMemory(Budget(800, 0.5));
   Write(0, 800);
   const int64_t cold = table_->Stats().cold_rows;
   ASSERT_GT(cold, 200);
+  // Read once, a cold row stays on disk; read again, it comes back.
+  ExpectSameRead(*Range(0, 100));
+  EXPECT_EQ(table_->PromoteQueued(), 0);
   ExpectSameRead(*Range(0, 100));
   const int64_t promoted = table_->PromoteQueued();
   EXPECT_GT(promoted, 0);

@@ -53,7 +53,8 @@ enum class Outcome : uint8_t { kFound, kMissing, kRefresh, kCold };
 
 // Next's answer for a candidate on the table's disk tier (engine/tier_format.h): its row is not
 // in shared memory.
-const std::byte* const kColdCandidate = reinterpret_cast<const std::byte*>(uintptr_t{64});
+const std::byte kColdMark{};
+const std::byte* const kColdCandidate = &kColdMark;
 
 // A read that met a cold row fails with this (docs/shm.md: cold rows are read through the server).
 Status ColdRowError(std::string_view table) {

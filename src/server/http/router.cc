@@ -361,8 +361,8 @@ HttpResponse Router::Metrics(const HttpRequest& request) const {
   for (size_t i = 0; i < tables.size(); ++i) {
     if (!stats[i].tiered) continue;
     const std::string labels = RenderLabels({{"table", tables[i]->name()}});
-    AppendHistogramSamples(&body, "quiver_table_cold_read_seconds",
-                           std::string_view(labels).substr(1, labels.size() - 2),
+    const std::string_view inside = std::string_view{labels}.substr(1, labels.size() - 2);
+    AppendHistogramSamples(&body, "quiver_table_cold_read_seconds", inside,
                            tables[i]->cold_read_seconds());
   }
   AppendFamilyHeader(&body, "quiver_tables", "gauge", "Tables in the catalog");
