@@ -7,7 +7,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
 .PHONY: all setup configure build python test test-cpp test-python test-asan test-tsan serve demo \
-	bench bench-cpp bench-resp bench-shm bench-durability bench-object-store bench-history bench-schema-change bench-feast feast-suite bench-attacks soak fuzz format lint tidy clean
+	bench bench-cpp bench-tier bench-resp bench-shm bench-durability bench-object-store bench-history bench-schema-change bench-feast feast-suite bench-attacks soak fuzz format lint tidy clean
 
 all: build python
 
@@ -115,6 +115,11 @@ bench-shm: build python
 # (bench/suite/attacks.py; QUIVERD picks the binary, BENCH_FLAGS adds flags).
 bench-attacks: build python
 	@QUIVERD=$(BUILD)/quiverd .venv/bin/python bench/suite/attacks.py
+
+# A table larger than memory on the disk tier, against the disk itself and the all-memory table
+# (docs/tiering.md; BENCH_ROWS, BENCH_RESIDENT, BENCH_READS; BENCH_TIER_DIR: the tier's disk).
+bench-tier: build
+	@./$(BUILD)/bench/tier_benchmark --dir $(or $(BENCH_TIER_DIR),$(BUILD)/bench-tier)
 
 # Write throughput per fsync policy and restart time (docs/durability.md; BENCH_ROWS, BENCH_SECONDS).
 bench-durability: build

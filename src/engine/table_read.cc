@@ -193,7 +193,7 @@ Result<ReadResult> Table::Read(const arrow::Array& keys_in, const std::vector<st
     while (!cold.empty()) {
       std::vector<Cold> round;
       round.swap(cold);
-      if (const Status fetched = fetch(round); !fetched.ok()) return fetched;
+      QUIVER_RETURN_NOT_OK(fetch(round));
       for (const Cold& c : round) lookup(c.i, ColdRow(c.location), c.position);
     }
     return Status::OK();
